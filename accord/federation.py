@@ -1,0 +1,273 @@
+"""The federation configuration: logical model, sources, and their mappings.
+
+One YAML file describes the whole federation, so adding a source system or a
+logical table is a configuration change, not a code change::
+
+    federation: accord-demo
+    logical_model:
+      offenders:
+        person_key: fps_number
+        columns: {fps_number: VARCHAR, birth_date: DATE, ...}
+    sources:
+      - code: BC
+        system: CORNET
+        jurisdiction: BC
+        endpoints: ["127.0.0.1:50062"]
+        backend: {kind: sqlite, path: data/bc.sqlite}
+        tables:
+          offenders:
+            physical_table: CLIENT
+            columns:
+              fps_number: FPS_NUM                  # plain rename
+              birth_date: {column: BIRTH_DT, date_format: "%d/%m/%Y"}
+              status: {column: STAT_CD, codes: {CU: IN_CUSTODY, CO: SUPERVISED}}
+
+A logical column a source does not list is one that system does not hold: it
+reads as NULL from that source.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from accord.errors import ConfigError
+
+#: Logical column types and their Arrow equivalents.
+LOGICAL_TYPES: dict[str, pa.DataType] = {
+    "VARCHAR": pa.string(),
+    "DATE": pa.date32(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+}
+
+#: Text date formats whose string order is the date order, so range
+#: predicates on them can be pushed to the source as string comparisons.
+ORDER_PRESERVING_DATE_FORMATS = frozenset({"%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"})
+
+BACKEND_KINDS = frozenset({"sqlite", "postgresql", "mysql"})
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SOURCE_CODE = re.compile(r"^[A-Z][A-Z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class LogicalTable:
+    name: str
+    columns: dict[str, str]  # column -> logical type, in order
+    person_key: str | None = None
+
+    def arrow_schema(self, columns: list[str] | None = None) -> pa.Schema:
+        names = list(self.columns) if columns is None else columns
+        return pa.schema([(c, LOGICAL_TYPES[self.columns[c]]) for c in names])
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """How one logical column is stored in one source system."""
+
+    logical: str
+    physical: str
+    codes: dict[str, str] = field(default_factory=dict)  # physical code -> logical value
+    date_format: str | None = None  # strftime format of a date stored as text
+
+    @property
+    def reverse_codes(self) -> dict[str, str]:
+        return {logical: physical for physical, logical in self.codes.items()}
+
+
+@dataclass(frozen=True)
+class TableMapping:
+    logical: str
+    physical_table: str
+    columns: dict[str, ColumnMapping]  # logical column -> mapping; absent = not held
+
+
+@dataclass(frozen=True)
+class Backend:
+    kind: str
+    path: str | None = None  # sqlite: file, relative to the work dir
+    dsn: str | None = None  # server databases: a DSN, or env:NAME / file:PATH
+    dialect: str = ""
+
+    @property
+    def sql_dialect(self) -> str:
+        return self.dialect or {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[
+            self.kind
+        ]
+
+
+@dataclass(frozen=True)
+class Source:
+    code: str
+    system: str
+    jurisdiction: str
+    description: str
+    endpoints: tuple[str, ...]
+    backend: Backend
+    tables: dict[str, TableMapping]
+
+
+@dataclass(frozen=True)
+class Federation:
+    name: str
+    tables: dict[str, LogicalTable]
+    sources: dict[str, Source]
+    path: Path | None = None
+
+    def source(self, code: str) -> Source:
+        try:
+            return self.sources[code]
+        except KeyError:
+            raise ConfigError(
+                f"unknown source {code!r}; the federation has {', '.join(self.sources)}"
+            ) from None
+
+    def sources_serving(self, table: str) -> list[Source]:
+        return [s for s in self.sources.values() if table in s.tables]
+
+    def with_endpoints(self, endpoints: dict[str, str]) -> Federation:
+        """A copy whose named sources listen on the given addresses."""
+        sources = dict(self.sources)
+        for code, address in endpoints.items():
+            src = self.source(code)
+            sources[code] = Source(
+                src.code, src.system, src.jurisdiction, src.description,
+                (address,), src.backend, src.tables,
+            )
+        return Federation(self.name, self.tables, sources, self.path)
+
+
+def load_federation(path: str | Path) -> Federation:
+    """Reads and validates a federation file; errors name the file and the problem."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read federation config: {exc}") from exc
+    try:
+        return parse_federation(raw, path)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+
+
+def parse_federation(raw: Any, path: Path | None = None) -> Federation:
+    doc = _mapping(raw, "the federation config")
+    tables = {
+        name: _parse_logical_table(name, spec)
+        for name, spec in _mapping(doc.get("logical_model"), "logical_model").items()
+    }
+    sources: dict[str, Source] = {}
+    for i, spec in enumerate(_sequence(doc.get("sources"), "sources")):
+        source = _parse_source(_mapping(spec, f"sources[{i}]"), tables)
+        if source.code in sources:
+            raise ConfigError(f"source {source.code} is defined twice")
+        sources[source.code] = source
+    if not sources:
+        raise ConfigError("the federation lists no sources")
+    return Federation(str(doc.get("federation", "accord")), tables, sources, path)
+
+
+def _parse_logical_table(name: str, spec: Any) -> LogicalTable:
+    _identifier(name, "logical table")
+    spec = _mapping(spec, f"logical_model.{name}")
+    columns: dict[str, str] = {}
+    for column, type_name in _mapping(spec.get("columns"), f"logical_model.{name}.columns").items():
+        _identifier(column, f"column of {name}")
+        if column == "source":
+            raise ConfigError(f"logical_model.{name}: 'source' is added by the broker")
+        if str(type_name).upper() not in LOGICAL_TYPES:
+            raise ConfigError(
+                f"logical_model.{name}.{column}: unknown type {type_name!r}; "
+                f"use one of {', '.join(LOGICAL_TYPES)}"
+            )
+        columns[column] = str(type_name).upper()
+    person_key = spec.get("person_key")
+    if person_key is not None and person_key not in columns:
+        raise ConfigError(f"logical_model.{name}: person_key {person_key!r} is not a column")
+    return LogicalTable(name, columns, person_key)
+
+
+def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Source:
+    code = str(spec.get("code", ""))
+    if not _SOURCE_CODE.match(code):
+        raise ConfigError(f"source code {code!r} must be upper case letters, digits and '-'")
+    where = f"source {code}"
+    backend_spec = _mapping(spec.get("backend"), f"{where}.backend")
+    kind = str(backend_spec.get("kind", ""))
+    if kind not in BACKEND_KINDS:
+        raise ConfigError(f"{where}: backend kind {kind!r}; use one of {sorted(BACKEND_KINDS)}")
+    backend = Backend(
+        kind=kind,
+        path=backend_spec.get("path"),
+        dsn=backend_spec.get("dsn"),
+        dialect=str(backend_spec.get("dialect", "")),
+    )
+    if kind == "sqlite" and not backend.path:
+        raise ConfigError(f"{where}: a sqlite backend needs a path")
+    mappings: dict[str, TableMapping] = {}
+    for table, tspec in _mapping(spec.get("tables"), f"{where}.tables").items():
+        if table not in tables:
+            raise ConfigError(f"{where}: table {table!r} is not in the logical model")
+        mappings[table] = _parse_table_mapping(tables[table], _mapping(tspec, f"{where}.{table}"),
+                                               where)
+    endpoints = tuple(str(e) for e in spec.get("endpoints") or ())
+    return Source(
+        code=code,
+        system=str(spec.get("system", code)),
+        jurisdiction=str(spec.get("jurisdiction", code)),
+        description=str(spec.get("description", "")),
+        endpoints=endpoints,
+        backend=backend,
+        tables=mappings,
+    )
+
+
+def _parse_table_mapping(
+    table: LogicalTable, spec: dict[str, Any], where: str
+) -> TableMapping:
+    where = f"{where}.{table.name}"
+    physical_table = str(spec.get("physical_table", ""))
+    _identifier(physical_table, f"{where}.physical_table")
+    columns: dict[str, ColumnMapping] = {}
+    for logical, raw in _mapping(spec.get("columns"), f"{where}.columns").items():
+        if logical not in table.columns:
+            raise ConfigError(f"{where}: column {logical!r} is not in logical table {table.name}")
+        if raw is None:
+            continue  # explicitly not held by this system
+        cspec = _mapping({"column": raw} if isinstance(raw, str) else raw, f"{where}.{logical}")
+        physical = str(cspec.get("column", ""))
+        _identifier(physical, f"{where}.{logical}.column")
+        codes = {str(k): str(v) for k, v in (cspec.get("codes") or {}).items()}
+        if len(set(codes.values())) != len(codes):
+            raise ConfigError(f"{where}.{logical}: two physical codes map to one logical value")
+        date_format = cspec.get("date_format")
+        if date_format is not None and table.columns[logical] != "DATE":
+            raise ConfigError(f"{where}.{logical}: date_format on a non-DATE column")
+        if codes and table.columns[logical] != "VARCHAR":
+            raise ConfigError(f"{where}.{logical}: codes on a non-VARCHAR column")
+        columns[logical] = ColumnMapping(logical, physical, codes, date_format)
+    return TableMapping(table.name, physical_table, columns)
+
+
+def _identifier(name: str, what: str) -> None:
+    if not _IDENTIFIER.match(name):
+        raise ConfigError(f"{what}: {name!r} is not a plain SQL identifier")
+
+
+def _mapping(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be a mapping")
+    return value
+
+
+def _sequence(value: Any, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{what} must be a list")
+    return value

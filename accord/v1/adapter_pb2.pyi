@@ -1,0 +1,73 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ScanRequest(_message.Message):
+    __slots__ = ("table", "columns", "predicate", "limit", "explain_only", "query_id")
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    PREDICATE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_ONLY_FIELD_NUMBER: _ClassVar[int]
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    table: str
+    columns: _containers.RepeatedScalarFieldContainer[str]
+    predicate: str
+    limit: int
+    explain_only: bool
+    query_id: str
+    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ...) -> None: ...
+
+class ScanHeader(_message.Message):
+    __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    PHYSICAL_SQL_FIELD_NUMBER: _ClassVar[int]
+    PUSHED_PREDICATES_FIELD_NUMBER: _ClassVar[int]
+    RESIDUAL_PREDICATES_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_PUSHED_FIELD_NUMBER: _ClassVar[int]
+    DIALECT_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    arrow_schema: bytes
+    physical_sql: str
+    pushed_predicates: _containers.RepeatedScalarFieldContainer[str]
+    residual_predicates: _containers.RepeatedScalarFieldContainer[str]
+    limit_pushed: bool
+    dialect: str
+    def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ...) -> None: ...
+
+class ScanResponse(_message.Message):
+    __slots__ = ("header", "arrow_batch")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    ARROW_BATCH_FIELD_NUMBER: _ClassVar[int]
+    header: ScanHeader
+    arrow_batch: bytes
+    def __init__(self, header: _Optional[_Union[ScanHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ...) -> None: ...
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TableDescription(_message.Message):
+    __slots__ = ("name", "arrow_schema")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    arrow_schema: bytes
+    def __init__(self, name: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ...) -> None: ...
+
+class DescribeResponse(_message.Message):
+    __slots__ = ("source", "jurisdiction", "system_name", "tables")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    JURISDICTION_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_NAME_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    jurisdiction: str
+    system_name: str
+    tables: _containers.RepeatedCompositeFieldContainer[TableDescription]
+    def __init__(self, source: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., system_name: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[TableDescription, _Mapping]]] = ...) -> None: ...

@@ -1,0 +1,65 @@
+"""SQLite backend: the embedded default, one file per source system."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from typing import TYPE_CHECKING, Any
+
+from accord.errors import SourceUnavailable
+from adapters.backends.base import Backend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+
+class SqliteBackend(Backend):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._running: dict[str, sqlite3.Connection] = {}
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise SourceUnavailable(self.path.stem, "its database file does not exist")
+        # mode=ro opens the file read-only at the OS level; query_only also
+        # refuses any write statement on this connection.
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                               check_same_thread=False)
+        conn.execute("PRAGMA query_only = ON")
+        # LIKE in SQLite ignores ASCII case by default; the federation's
+        # LIKE (DuckDB's) does not, so pushed patterns must not either.
+        conn.execute("PRAGMA case_sensitive_like = ON")
+        return conn
+
+    def execute(
+        self, sql: str, params: list[Any], batch_rows: int, token: str
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        conn = self._connect()
+        with self._lock:
+            self._running[token] = conn
+        try:
+            cursor = conn.execute(sql, params)
+            while rows := cursor.fetchmany(batch_rows):
+                yield rows
+        finally:
+            with self._lock:
+                self._running.pop(token, None)
+            conn.close()
+
+    def cancel(self, token: str) -> None:
+        with self._lock:
+            conn = self._running.get(token)
+            if conn is not None:
+                conn.interrupt()  # safe from another thread; the statement raises
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            for conn in self._running.values():
+                conn.interrupt()
+
+    def check(self) -> None:
+        self._connect().close()

@@ -1,0 +1,177 @@
+"""The adapter: one gRPC server in front of one source system.
+
+It accepts only the broker's certificate (pinned by fingerprint), checks and
+translates each Scan (``adapters.translate``), runs it read-only on the
+backend and streams logical Arrow batches. The servicer is thin; the work is
+in plain functions that tests call without gRPC.
+
+The server is synchronous on a thread pool: the database drivers block, and
+a thread per scan keeps cancellation simple (``Backend.cancel``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import sqlite3
+from concurrent import futures
+from typing import TYPE_CHECKING
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from accord import ipc, tls
+from accord.errors import AccordError, InvalidQuery, SourceUnavailable, grpc_status
+from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from adapters.convert import column_converters, rows_to_batch
+from adapters.translate import plan_scan
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
+
+    from accord.federation import Federation, Source
+    from adapters.backends import Backend
+
+log = logging.getLogger("accord.adapter")
+
+SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
+
+
+def fingerprint(pem: bytes) -> str:
+    """SHA-256 fingerprint (hex) of a PEM certificate."""
+    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
+
+
+class AdapterService(adapter_pb2_grpc.AdapterServicer):
+    def __init__(
+        self,
+        federation: Federation,
+        source: Source,
+        backend: Backend,
+        allowed_fingerprints: Iterable[str],
+    ) -> None:
+        self.federation = federation
+        self.source = source
+        self.backend = backend
+        self.allowed = frozenset(allowed_fingerprints)
+        self._tokens = itertools.count()
+
+    def _authorize(self, context: grpc.ServicerContext) -> None:
+        peer = tls.peer_identity(context.auth_context())
+        if peer is None or fingerprint(peer[1]) not in self.allowed:
+            who = peer[0] if peer else "a caller without a certificate"
+            log.warning("refused %s: only the broker may call this adapter", who)
+            context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                          f"adapter {self.source.code} accepts only the Accord broker")
+
+    def Describe(
+        self, request: adapter_pb2.DescribeRequest, context: grpc.ServicerContext
+    ) -> adapter_pb2.DescribeResponse:
+        self._authorize(context)
+        return describe(self.federation, self.source)
+
+    def Scan(
+        self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
+    ) -> Iterator[adapter_pb2.ScanResponse]:
+        self._authorize(context)
+        token = f"{request.query_id}:{next(self._tokens)}"
+        context.add_callback(lambda: self.backend.cancel(token))
+        try:
+            yield from scan(self.federation, self.source, self.backend, request, token)
+        except AccordError as exc:
+            status, message = grpc_status(exc)
+            context.abort(status, message)
+        except sqlite3.Error as exc:
+            if not context.is_active():
+                return  # cancelled by the broker: the interrupt is expected
+            log.exception("scan failed on %s", self.source.code)
+            context.abort(grpc.StatusCode.UNAVAILABLE,
+                          f"source {self.source.code}: database error: {exc}")
+
+
+def describe(federation: Federation, source: Source) -> adapter_pb2.DescribeResponse:
+    return adapter_pb2.DescribeResponse(
+        source=source.code,
+        jurisdiction=source.jurisdiction,
+        system_name=source.system,
+        tables=[
+            adapter_pb2.TableDescription(
+                name=name,
+                arrow_schema=ipc.schema_to_bytes(federation.tables[name].arrow_schema()),
+            )
+            for name in source.tables
+        ],
+    )
+
+
+def scan(
+    federation: Federation,
+    source: Source,
+    backend: Backend,
+    request: adapter_pb2.ScanRequest,
+    token: str,
+) -> Iterator[adapter_pb2.ScanResponse]:
+    """The stream of one Scan: a header, then one message per Arrow batch."""
+    mapping = source.tables.get(request.table)
+    if mapping is None:
+        raise InvalidQuery(f"source {source.code} does not serve table {request.table!r}")
+    table = federation.tables[request.table]
+    columns = list(request.columns)
+    physical = plan_scan(table, mapping, columns, request.predicate, request.limit,
+                         backend.dialect)
+    schema = table.arrow_schema(columns)
+    yield adapter_pb2.ScanResponse(header=adapter_pb2.ScanHeader(
+        source=source.code,
+        arrow_schema=ipc.schema_to_bytes(schema),
+        physical_sql=physical.sql,
+        pushed_predicates=physical.pushed,
+        residual_predicates=physical.residual,
+        limit_pushed=physical.limit_pushed,
+        dialect=physical.dialect,
+    ))
+    if request.explain_only:
+        return
+    converters = column_converters(table, mapping, columns)
+    where = f"source {source.code} table {request.table}"
+    for rows in backend.execute(physical.sql, physical.params, ipc.BATCH_ROWS, token):
+        batch = rows_to_batch(rows, schema, converters, where)
+        yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(batch))
+
+
+def create_server(
+    federation: Federation,
+    source: Source,
+    backend: Backend,
+    *,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    broker_certs: Iterable[Path],
+    address: str = "127.0.0.1:0",
+    max_workers: int = 16,
+) -> tuple[grpc.Server, int, health.HealthServicer]:
+    """Builds and starts an adapter server; returns it with its bound port."""
+    allowed = [fingerprint(p.read_bytes()) for p in broker_certs]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scan"),
+        options=tls.SERVER_OPTIONS,
+    )
+    adapter_pb2_grpc.add_AdapterServicer_to_server(
+        AdapterService(federation, source, backend, allowed), server
+    )
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_secure_port(address, tls.server_credentials(ca, cert, key))
+    if port == 0:
+        raise SourceUnavailable(source.code, f"cannot listen on {address}")
+    server.start()
+    for name in ("", SERVICE_NAME):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer

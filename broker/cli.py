@@ -1,0 +1,120 @@
+"""The ``accord`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from accord.errors import AccordError
+from broker.workdir import DEFAULT_FEDERATION, DEFAULT_PARTNERS, Workdir
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--workdir", type=Path, default=Path(".accord"),
+                        help="certificates, data and run files (default: ./.accord)")
+    common.add_argument("--federation", type=Path, default=DEFAULT_FEDERATION,
+                        help="federation config: sources, endpoints, mappings")
+    common.add_argument("--partners", type=Path, default=DEFAULT_PARTNERS,
+                        help="partner registry (default: policies/partners.yaml)")
+    common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+
+    parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "",
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", parents=[common],
+                          help="certs, data, six adapters and a broker on loopback; sample queries")
+    demo.add_argument("--serve", action="store_true",
+                      help="stay up until Ctrl-C instead of exiting after the samples")
+    demo.add_argument("--scale", type=float, default=0.02,
+                      help="synthetic data scale (1 = full size; default 0.02)")
+    demo.add_argument("--seed", type=int, default=7)
+
+    serve = sub.add_parser("serve", parents=[common], help="run the broker or one adapter")
+    serve.add_argument("role", choices=["broker", "adapter"])
+    serve.add_argument("--source", help="source code for an adapter, e.g. BC")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument("--port-file", type=Path, help="write HOST:PORT here once serving")
+    serve.add_argument("--endpoint", action="append", default=[], metavar="SOURCE=HOST:PORT",
+                       help="broker: where a source's adapter listens (repeatable)")
+
+    for name, helptext in (("query", "run one SQL query"),
+                           ("explain", "show the plan and the SQL sent to each source")):
+        cmd = sub.add_parser(name, parents=[common], help=helptext)
+        cmd.add_argument("sql")
+        cmd.add_argument("--as", dest="partner", required=True,
+                         help="act as this partner (its certificate from the work dir)")
+        cmd.add_argument("--purpose", default="", help="declared purpose of use")
+        cmd.add_argument("--case-ref", default="", help="case reference, where required")
+        cmd.add_argument("--end-user", default="", help="the person at the partner asking")
+        cmd.add_argument("--broker", help="broker address (default: from the work dir)")
+        cmd.add_argument("--timeout", type=float, default=60.0, help="seconds")
+        if name == "query":
+            cmd.add_argument("--format", choices=["table", "json", "csv"], default="table")
+            cmd.add_argument("--allow-partial", action="store_true",
+                             help="answer from the sources that answered")
+
+    catalog = sub.add_parser("catalog", parents=[common], help="what a partner may query")
+    catalog.add_argument("--as", dest="partner", required=True)
+    catalog.add_argument("--broker")
+
+    certs = sub.add_parser("certs", parents=[common], help="federation certificates")
+    certs_sub = certs.add_subparsers(dest="certs_command", required=True)
+    init = certs_sub.add_parser("init", parents=[common],
+                                help="create the CA and every hop's certificate")
+    init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
+    init.add_argument("--force", action="store_true", help="replace an existing CA")
+
+    datagen = sub.add_parser("datagen", parents=[common],
+                             help="synthetic data in every source's own schema")
+    datagen.add_argument("--scale", type=float, default=0.02)
+    datagen.add_argument("--seed", type=int, default=7)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    workdir = Workdir(args.workdir)
+    try:
+        return _dispatch(args, workdir)
+    except AccordError as exc:
+        print(f"accord: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
+    from broker import commands
+
+    if args.command == "demo":
+        from broker.demo import run_demo
+
+        return run_demo(workdir, args.federation, args.partners, scale=args.scale,
+                        seed=args.seed, serve=args.serve)
+    handlers = {
+        "serve": commands.serve,
+        "query": commands.query,
+        "explain": commands.explain,
+        "catalog": commands.catalog,
+        "certs": commands.certs_init,
+        "datagen": commands.datagen,
+    }
+    return handlers[args.command](args, workdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

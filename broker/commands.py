@@ -1,0 +1,137 @@
+"""What each ``accord`` sub-command does (argument parsing is in ``broker.cli``)."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING
+
+import grpc
+
+from accord.errors import ConfigError
+from accord.federation import load_federation
+from accord.v1 import broker_pb2
+from broker.client import BrokerClient
+from broker.identity import PartnerRegistry
+from broker.render import render_result
+
+if TYPE_CHECKING:
+    import argparse
+    from pathlib import Path
+
+    from broker.workdir import Workdir
+    from certs import PkiLayout
+
+
+def serve(args: argparse.Namespace, workdir: Workdir) -> int:
+    from broker.serve import serve_adapter, serve_broker
+
+    if args.role == "adapter":
+        if not args.source:
+            raise ConfigError("`accord serve adapter` needs --source CODE")
+        serve_adapter(workdir, args.federation, args.source, args.host, args.port,
+                      args.port_file)
+        return 0
+    endpoints = {}
+    for item in args.endpoint:
+        code, sep, address = item.partition("=")
+        if not sep or not address:
+            raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT")
+        endpoints[code] = address
+    serve_broker(workdir, args.federation, args.partners, args.host, args.port, endpoints,
+                 args.port_file)
+    return 0
+
+
+def _client(args: argparse.Namespace, workdir: Workdir) -> BrokerClient:
+    address = args.broker or workdir.broker_address()
+    ca, cert, key = workdir.partner_credentials(args.partner)
+    return BrokerClient(address, ca, cert, key, end_user=getattr(args, "end_user", ""))
+
+
+def _rpc_failed(exc: grpc.RpcError) -> int:
+    code = exc.code() if hasattr(exc, "code") else None
+    details = exc.details() if hasattr(exc, "details") else str(exc)
+    print(f"accord: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
+    return 1
+
+
+def query(args: argparse.Namespace, workdir: Workdir) -> int:
+    with _client(args, workdir) as client:
+        try:
+            result = client.query(args.sql, purpose=args.purpose, case_ref=args.case_ref,
+                                  allow_partial=args.allow_partial, timeout=args.timeout)
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    print(render_result(result, args.format))
+    missing = [s for s in result.trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
+    if missing:
+        print("WARNING: partial answer; missing sources: "
+              + "; ".join(f"{s.source} ({s.error})" for s in missing), file=sys.stderr)
+    return 0
+
+
+def explain(args: argparse.Namespace, workdir: Workdir) -> int:
+    with _client(args, workdir) as client:
+        try:
+            plan = client.explain(args.sql, purpose=args.purpose, case_ref=args.case_ref,
+                                  timeout=args.timeout)
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    print(f"query id:  {plan.query_id}")
+    print(f"validated: {plan.validated_sql}")
+    print(f"merge:     {plan.merge_sql}")
+    for scan in plan.scans:
+        print(f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect})")
+        print(f"  columns:  {', '.join(scan.columns)}")
+        print(f"  asked:    {scan.predicate or '(all rows)'}"
+              + (f" LIMIT {scan.limit}" if scan.limit else ""))
+        print(f"  pushed:   {' AND '.join(scan.pushed_predicates) or '(none)'}"
+              + (" with LIMIT" if scan.limit_pushed else ""))
+        if scan.residual_predicates:
+            print(f"  broker:   {' AND '.join(scan.residual_predicates)}")
+        print(f"  sql:      {scan.physical_sql or scan.error}")
+    return 0
+
+
+def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
+    with _client(args, workdir) as client:
+        try:
+            response = client.catalog()
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    print(f"partner {response.partner} (role {response.role})")
+    for table in response.tables:
+        columns = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+        print(f"  {table.name} [{', '.join(table.sources)}]: {columns}")
+    return 0
+
+
+def certs_init(args: argparse.Namespace, workdir: Workdir) -> int:
+    layout = init_certs(workdir, args.federation, args.partners, args.dir, force=args.force)
+    print(f"federation certificates in {layout.directory}")
+    return 0
+
+
+def init_certs(workdir: Workdir, federation_path: Path, partners_path: Path,
+               directory: Path | None = None, *, force: bool = False) -> PkiLayout:
+    from certs import init_pki
+
+    federation = load_federation(federation_path)
+    registry = PartnerRegistry.load(partners_path)
+    return init_pki(
+        directory or workdir.pki.directory,
+        partners={p.name: p.organization for p in registry.partners.values()},
+        adapters=list(federation.sources),
+        force=force,
+    )
+
+
+def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
+    from adapters.datagen import write_federation_data
+
+    federation = load_federation(args.federation)
+    counts = write_federation_data(federation, workdir.path, seed=args.seed, scale=args.scale)
+    for source, tables in counts.items():
+        summary = ", ".join(f"{t} {n}" for t, n in tables.items())
+        print(f"{source}: {summary}")
+    return 0

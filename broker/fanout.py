@@ -1,0 +1,150 @@
+"""Fan out: concurrent Scan calls to the adapters over mutual TLS.
+
+Each (table reference, source) pair is one Scan. Every scan gets the time
+left before the query's deadline; a source that fails, times out or sends
+data that does not match what was asked is reported per source, never
+allowed to crash the broker or to slip wrong rows into the merge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import grpc
+
+from accord import ipc, tls
+from accord.errors import AccordError, SourceError, SourceTimedOut, SourceUnavailable
+from accord.v1 import adapter_pb2, adapter_pb2_grpc
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import pyarrow as pa
+
+    from accord.federation import Federation
+    from broker.planner import TableReference
+
+
+@dataclass
+class ScanResult:
+    source: str
+    reference: TableReference
+    header: adapter_pb2.ScanHeader | None = None
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    rows: int = 0
+    bytes: int = 0
+    elapsed_ms: float = 0.0
+    error: SourceError | None = None
+
+
+class AdapterClients:
+    """One long-lived mTLS channel per source, shared by all queries."""
+
+    def __init__(self, federation: Federation, ca: Path, cert: Path, key: Path) -> None:
+        self.federation = federation
+        self._credentials = tls.channel_credentials(ca, cert, key)
+        self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def stub(self, source: str) -> adapter_pb2_grpc.AdapterStub:
+        channel = self._channels.get(source)
+        if channel is None:
+            endpoints = self.federation.source(source).endpoints
+            if not endpoints:
+                raise SourceUnavailable(source, "no adapter endpoint is configured")
+            channel = grpc.aio.secure_channel(endpoints[0], self._credentials,
+                                              options=tls.CHANNEL_OPTIONS)
+            self._channels[source] = channel
+        return adapter_pb2_grpc.AdapterStub(channel)
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close(grace=None)
+        self._channels.clear()
+
+
+async def run_scans(
+    clients: AdapterClients,
+    references: list[TableReference],
+    query_id: str,
+    deadline: float,
+    *,
+    explain_only: bool = False,
+) -> list[ScanResult]:
+    """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time."""
+    tasks = [
+        _scan(clients, ref, source, query_id, deadline, explain_only)
+        for ref in references
+        for source in ref.sources
+    ]
+    return list(await asyncio.gather(*tasks))
+
+
+async def _scan(
+    clients: AdapterClients,
+    ref: TableReference,
+    source: str,
+    query_id: str,
+    deadline: float,
+    explain_only: bool,
+) -> ScanResult:
+    result = ScanResult(source=source, reference=ref)
+    started = time.monotonic()
+    request = adapter_pb2.ScanRequest(
+        table=ref.table, columns=ref.columns, predicate=ref.predicate, limit=ref.limit,
+        explain_only=explain_only, query_id=query_id,
+    )
+    expected = clients.federation.tables[ref.table].arrow_schema(ref.columns)
+    try:
+        timeout = deadline - started
+        if timeout <= 0:
+            raise SourceTimedOut(source, "no time was left before the query's deadline")
+        call = clients.stub(source).Scan(request, timeout=timeout)
+        async for message in call:
+            _receive(result, message, expected)
+        if result.header is None:
+            raise SourceUnavailable(source, "the adapter sent no scan header")
+    except grpc.aio.AioRpcError as exc:
+        result.error = _source_error(source, exc)
+    except SourceError as exc:
+        result.error = exc
+    except AccordError as exc:
+        result.error = SourceUnavailable(source, f"sent unusable data: {exc}")
+    result.elapsed_ms = (time.monotonic() - started) * 1000
+    if result.error is not None:
+        result.batches.clear()
+    return result
+
+
+def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa.Schema) -> None:
+    kind = message.WhichOneof("payload")
+    if kind == "header":
+        if result.header is not None:
+            raise SourceUnavailable(result.source, "the adapter sent two scan headers")
+        schema = ipc.schema_from_bytes(message.header.arrow_schema)
+        if not schema.equals(expected):
+            raise SourceUnavailable(
+                result.source, f"answered with schema {schema} instead of {expected}"
+            )
+        result.header = message.header
+    elif kind == "arrow_batch":
+        if result.header is None:
+            raise SourceUnavailable(result.source, "sent data before its scan header")
+        batch = ipc.batch_from_bytes(message.arrow_batch, expected)
+        result.batches.append(batch)
+        result.rows += batch.num_rows
+        result.bytes += len(message.arrow_batch)
+    else:
+        raise SourceUnavailable(result.source, "sent an empty message")
+
+
+def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
+    code = exc.code()
+    detail = exc.details() or code.name
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return SourceTimedOut(source, "did not answer before the query's deadline")
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return SourceUnavailable(source, f"unavailable: {detail}")
+    return SourceError(source, f"{code.name}: {detail}")

@@ -1,0 +1,110 @@
+"""Starts a whole federation on loopback as child processes: one adapter per
+source and the broker. Used by ``accord demo`` and by the integration tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from accord.errors import ConfigError
+from accord.federation import load_federation
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from types import TracebackType
+
+    from broker.workdir import Workdir
+
+#: Seconds a child gets to start listening, and to stop after SIGTERM.
+START_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 10.0
+
+
+class LocalFederation:
+    """Adapters and broker as child processes; a context manager."""
+
+    def __init__(self, workdir: Workdir, federation_path: Path, partners_path: Path) -> None:
+        self.workdir = workdir
+        self.federation_path = federation_path
+        self.partners_path = partners_path
+        self.federation = load_federation(federation_path)
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.adapter_addresses: dict[str, str] = {}
+        self.broker_address = ""
+
+    def __enter__(self) -> LocalFederation:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _spawn(self, name: str, args: list[str], port_file: Path) -> None:
+        port_file.unlink(missing_ok=True)
+        self.workdir.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.workdir.logs / f"{name}.log").open("ab")
+        command = [
+            sys.executable, "-m", "broker.cli", "serve", *args,
+            "--workdir", str(self.workdir.path), "--federation", str(self.federation_path),
+            "--partners", str(self.partners_path), "--port-file", str(port_file),
+        ]
+        self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+
+    def _wait_for(self, name: str, port_file: Path) -> str:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        process = self.processes[name]
+        while time.monotonic() < deadline:
+            if port_file.is_file():
+                return port_file.read_text().strip()
+            if process.poll() is not None:
+                raise ConfigError(
+                    f"{name} exited with status {process.returncode} before serving; "
+                    f"see {self.workdir.logs / (name + '.log')}"
+                )
+            time.sleep(0.05)
+        raise ConfigError(f"{name} did not start within {START_TIMEOUT_S:.0f} s")
+
+    def start(self) -> None:
+        for code in self.federation.sources:
+            self._spawn(f"adapter-{code.lower()}", ["adapter", "--source", code],
+                        self.workdir.adapter_address_file(code))
+        for code in self.federation.sources:
+            name = f"adapter-{code.lower()}"
+            self.adapter_addresses[code] = self._wait_for(
+                name, self.workdir.adapter_address_file(code))
+        endpoints = [f"--endpoint={c}={a}" for c, a in self.adapter_addresses.items()]
+        self._spawn("broker", ["broker", *endpoints], self.workdir.broker_address_file())
+        self.broker_address = self._wait_for("broker", self.workdir.broker_address_file())
+
+    def stop(self) -> None:
+        """SIGTERM everything (broker first), then wait; SIGKILL what lingers."""
+        order = sorted(self.processes, key=lambda n: n != "broker")
+        for name in order:
+            process = self.processes[name]
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for name in order:
+            process = self.processes[name]
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.processes.clear()
+        for path in (self.workdir.broker_address_file(),
+                     *(self.workdir.adapter_address_file(c) for c in self.federation.sources)):
+            path.unlink(missing_ok=True)

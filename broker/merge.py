@@ -1,0 +1,88 @@
+"""Merge: run the rewritten query over the sources' Arrow data in DuckDB.
+
+One in-memory DuckDB database per broker, locked down before any query runs:
+no extension is installed or loaded, nothing outside the process can be
+read or written, and the configuration cannot be changed afterwards. Each
+query gets its own cursor and registers its Arrow tables under names unique
+to the query, so concurrent queries never see each other's data.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+
+from accord.errors import AccordError, InvalidQuery
+
+if TYPE_CHECKING:
+    from accord.federation import Federation
+    from broker.fanout import ScanResult
+    from broker.planner import QueryPlan
+
+SOURCE_COLUMN = "source"
+
+
+def locked_down_duckdb(threads: int = 2, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can only compute over what is registered in it."""
+    con = duckdb.connect(":memory:", config={
+        # The wheels default both to on; off first, before anything can load.
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    })
+    con.execute("SET enable_external_access = false")  # no files, no network, no ATTACH
+    con.execute(f"SET threads = {int(threads)}")
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET lock_configuration = true")  # last: nothing can undo the above
+    return con
+
+
+class Merger:
+    """Runs merge queries; one shared locked-down database, a cursor per query."""
+
+    def __init__(self, federation: Federation) -> None:
+        self.federation = federation
+        self._db = locked_down_duckdb()
+        self._lock = threading.Lock()  # cursor() on the shared connection is not thread-safe
+
+    def arrow_tables(self, plan: QueryPlan, results: list[ScanResult]) -> dict[str, pa.Table]:
+        """Per table reference: the union over sources, with a ``source`` column."""
+        tables: dict[str, pa.Table] = {}
+        for ref in plan.references:
+            schema = self.federation.tables[ref.table].arrow_schema(ref.columns).append(
+                pa.field(SOURCE_COLUMN, pa.string())
+            )
+            parts = [
+                pa.Table.from_batches(r.batches, schema=schema.remove(len(schema) - 1))
+                .append_column(SOURCE_COLUMN, pa.array([r.source] * r.rows, pa.string()))
+                for r in results
+                if r.reference is ref and r.error is None
+            ]
+            tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
+        return tables
+
+    def run(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> pa.Table:
+        """Registers the tables on a fresh cursor, runs the merge SQL, returns the answer."""
+        with self._lock:
+            cursor = self._db.cursor()
+        try:
+            for name, table in tables.items():
+                cursor.register(name, table)
+            try:
+                return cursor.sql(plan.merge_sql).to_arrow_table()
+            except duckdb.Error as exc:
+                raise _merge_error(exc) from exc
+        finally:
+            cursor.close()
+
+
+def _merge_error(exc: duckdb.Error) -> AccordError:
+    """DuckDB errors at run time are the query's fault (a bad cast, division...)."""
+    message = str(exc).splitlines()[0]
+    if isinstance(exc, (duckdb.ConversionException, duckdb.BinderException,
+                        duckdb.InvalidInputException, duckdb.OutOfRangeException)):
+        return InvalidQuery(f"the query failed while merging: {message}")
+    return AccordError(f"the merge failed: {message}")
+

@@ -1,0 +1,211 @@
+"""Plan: one scan per (table reference, source), with pushdown.
+
+After qualification every column is bound to a table reference. For each
+reference the planner works out which sources serve it, which columns it
+needs, which WHERE conjuncts touch only that reference (and can be pushed),
+and whether a LIMIT is safe to push. The merge query is the qualified tree
+with each reference renamed to the Arrow table the broker registers for it.
+
+Pushdown never changes a result: the merge query keeps every predicate, so
+a pushed conjunct only trims rows the merge would drop anyway. Conjuncts are
+not pushed into the null-supplying side of an outer join, where trimming
+rows before the join would turn dropped rows into NULL-extended ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import Scope, traverse_scope
+
+from accord.errors import InvalidQuery
+from adapters.translate import PLAIN_NODES
+
+if TYPE_CHECKING:
+    from accord.federation import Federation
+
+SOURCE_COLUMN = "source"
+
+
+@dataclass
+class TableReference:
+    """One occurrence of a catalog table in the query."""
+
+    ref_id: str  # name of the Arrow table registered for it in DuckDB
+    table: str
+    alias: str
+    columns: list[str]
+    sources: list[str]
+    predicates: list[str] = field(default_factory=list)
+    limit: int = 0
+
+    @property
+    def predicate(self) -> str:
+        return " AND ".join(f"({p})" for p in self.predicates)
+
+
+@dataclass
+class QueryPlan:
+    references: list[TableReference]
+    merge: exp.Query
+
+    @property
+    def merge_sql(self) -> str:
+        return self.merge.sql(dialect="duckdb")
+
+
+def catalog_schema(federation: Federation) -> dict[str, object]:
+    """Table -> column -> type, as sqlglot's qualify expects, with ``source``."""
+    return {
+        name: {**table.columns, SOURCE_COLUMN: "VARCHAR"}
+        for name, table in federation.tables.items()
+        if federation.sources_serving(name)
+    }
+
+
+def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref") -> QueryPlan:
+    """Qualifies ``tree`` against the catalog and plans its scans.
+
+    ``tree`` has been validated (``broker.validate.parse_query``) and passed
+    through the policy rewrite; it is modified in place.
+    """
+    schema = catalog_schema(federation)
+    try:
+        tree = qualify(tree, schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                       quote_identifiers=True, identify=True)
+    except OptimizeError as exc:
+        raise InvalidQuery(_qualify_message(exc)) from exc
+
+    references: list[TableReference] = []
+    for scope in traverse_scope(tree):
+        nullable = _null_supplying(scope)
+        for alias, source in scope.sources.items():
+            if not isinstance(source, exp.Table) or source.name not in schema:
+                continue
+            ref = TableReference(
+                ref_id=f"{ref_prefix}{len(references) + 1}",
+                table=source.name,
+                alias=alias,
+                columns=[],
+                sources=[s.code for s in federation.sources_serving(source.name)],
+            )
+            if alias not in nullable:
+                _push_predicates(scope, ref)
+            references.append(ref)
+            source.set("this", exp.to_identifier(ref.ref_id, quoted=True))
+            source.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    by_node = _columns_by_reference(tree, references)
+    for ref in references:
+        table = federation.tables[ref.table]
+        wanted = by_node.get(ref.ref_id, set())
+        ref.columns = [c for c in table.columns if c in wanted] or [next(iter(table.columns))]
+    _push_limit(tree, references)
+    return QueryPlan(references, tree)
+
+
+def _qualify_message(exc: OptimizeError) -> str:
+    text = str(exc).split(". Line:")[0]
+    return f"{text}; see GetCatalog for the tables and columns you may query"
+
+
+def _null_supplying(scope: Scope) -> set[str]:
+    """Aliases on the null-supplying side of an outer join in this scope."""
+    select = scope.expression
+    if not isinstance(select, exp.Select):
+        return set()
+    nullable: set[str] = set()
+    seen = [select.args["from_"].this.alias_or_name] if select.args.get("from_") else []
+    for join in select.args.get("joins") or []:
+        name = join.this.alias_or_name
+        side = (join.side or "").upper()
+        if side in ("LEFT", "FULL"):
+            nullable.add(name)
+        if side in ("RIGHT", "FULL"):
+            nullable.update(seen)
+        seen.append(name)
+    return nullable
+
+
+def _push_predicates(scope: Scope, ref: TableReference) -> None:
+    """Moves copies of the WHERE conjuncts that touch only ``ref`` into its scan."""
+    select = scope.expression
+    where = select.args.get("where") if isinstance(select, exp.Select) else None
+    if where is None:
+        return
+    for part in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
+        conjunct = part.unnest()
+        columns = list(conjunct.find_all(exp.Column))
+        if not columns or any(c.table != ref.alias for c in columns):
+            continue
+        if _prune_sources(conjunct, ref):
+            continue
+        if any(c.name == SOURCE_COLUMN for c in columns):
+            continue
+        if all(isinstance(n, PLAIN_NODES) for n in conjunct.walk()):
+            plain = conjunct.copy().transform(
+                lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n
+            )
+            ref.predicates.append(plain.sql(dialect="duckdb"))
+
+
+def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:
+    """``source = 'BC'`` / ``source IN (...)`` narrows the sources asked at all."""
+    column = conjunct.this if isinstance(conjunct, (exp.EQ, exp.In)) else None
+    if not isinstance(column, exp.Column) or column.name != SOURCE_COLUMN:
+        return False
+    values = conjunct.expressions if isinstance(conjunct, exp.In) else [conjunct.expression]
+    if not values or not all(isinstance(v, exp.Literal) and v.is_string for v in values):
+        return False
+    wanted = {v.this for v in values}
+    ref.sources = [s for s in ref.sources if s in wanted]
+    return True
+
+
+def _columns_by_reference(tree: exp.Query, refs: list[TableReference]) -> dict[str, set[str]]:
+    """For each reference, the catalog columns the query reads from it."""
+    ref_ids = {r.ref_id for r in refs}
+    found: dict[str, set[str]] = {}
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            source = _resolve(scope, column.table)
+            if isinstance(source, exp.Table) and source.name in ref_ids:
+                found.setdefault(source.name, set()).add(column.name)
+    return found
+
+
+def _resolve(scope: Scope | None, alias: str) -> exp.Expr | Scope | None:
+    while scope is not None:
+        if alias in scope.sources:
+            return scope.sources[alias]
+        scope = scope.parent
+    return None
+
+
+def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
+    """A LIMIT goes to the sources only for a plain filter over one table."""
+    if not isinstance(tree, exp.Select) or len(refs) != 1:
+        return
+    limit = tree.args.get("limit")
+    if limit is None or not isinstance(limit.expression, exp.Literal):
+        return
+    blocked = ("joins", "group", "having", "qualify", "distinct", "order", "windows")
+    if any(tree.args.get(arg) for arg in blocked):
+        return
+    if any(tree.find(kind) for kind in (exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)):
+        return
+    where = tree.args.get("where")
+    conjuncts = (where.this.flatten() if isinstance(where.this, exp.And) else [where.this]
+                 ) if where else []
+    if len(refs[0].predicates) != len(list(conjuncts)):
+        return
+    offset = tree.args.get("offset")
+    skip = 0
+    if offset is not None:
+        if not (isinstance(offset.expression, exp.Literal) and offset.expression.is_int):
+            return
+        skip = int(offset.expression.this)
+    refs[0].limit = int(limit.expression.this) + skip

@@ -1,0 +1,76 @@
+"""Printing query results: an aligned text table, one JSON document, or CSV."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import decimal
+import io
+import json
+from typing import TYPE_CHECKING, Any
+
+from accord.v1 import broker_pb2
+
+if TYPE_CHECKING:
+    from broker.client import QueryResult
+
+#: Widest a text-table cell is printed; longer values are cut with an ellipsis.
+MAX_CELL = 40
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly value: dates as ISO text, decimals as numbers."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return value
+
+
+def render_result(result: QueryResult, fmt: str) -> str:
+    columns = result.table.column_names
+    rows = [[_plain(v) for v in row.values()] for row in result.table.to_pylist()]
+    if fmt == "json":
+        return json.dumps({
+            "query_id": result.query_id,
+            "columns": columns,
+            "rows": rows,
+            "sources": [
+                {
+                    "source": s.source,
+                    "status": broker_pb2.SourceState.Name(s.state).removeprefix("SOURCE_STATE_"),
+                    "rows": s.rows,
+                    "error": s.error or None,
+                }
+                for s in result.trailer.sources
+            ],
+        }, ensure_ascii=False)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    return render_table(columns, rows) + "\n" + render_sources(result)
+
+
+def render_table(columns: list[str], rows: list[list[Any]]) -> str:
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
+    line = "  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))
+    rule = "  ".join("-" * w for w in widths)
+    body = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join([line, rule, *body, f"({len(rows)} row{'s' if len(rows) != 1 else ''})"])
+
+
+def render_sources(result: QueryResult) -> str:
+    parts = []
+    for s in result.trailer.sources:
+        state = broker_pb2.SourceState.Name(s.state).removeprefix("SOURCE_STATE_")
+        parts.append(f"{s.source} {state} {s.rows} rows {s.elapsed_ms:.0f} ms")
+    return "sources: " + "; ".join(parts)
+
+
+def _cell(value: Any) -> str:
+    text = "NULL" if value is None else str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"

@@ -1,0 +1,99 @@
+"""Long-running servers: ``accord serve adapter`` and ``accord serve broker``.
+
+Each writes its bound address to a file once it accepts calls (so a parent
+process knows when and where), and on SIGTERM or SIGINT goes NOT_SERVING in
+health checks, stops taking calls and lets in-flight ones finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+from typing import TYPE_CHECKING
+
+from accord.federation import load_federation
+from adapters.backends import open_backend
+from adapters.server import create_server as create_adapter_server
+from broker.fanout import AdapterClients
+from broker.identity import PartnerRegistry
+from broker.pipeline import QueryPipeline
+from broker.server import create_server as create_broker_server
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from broker.workdir import Workdir
+
+log = logging.getLogger("accord.serve")
+
+#: Seconds in-flight calls get to finish on shutdown.
+SHUTDOWN_GRACE_S = 5.0
+
+
+def write_address(path: Path | None, host: str, port: int) -> None:
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{host}:{port}\n")
+    os.replace(tmp, path)  # readers never see a half-written address
+
+
+def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
+                  host: str, port: int, port_file: Path | None) -> None:
+    federation = load_federation(federation_path)
+    source = federation.source(source_code)
+    backend = open_backend(source, workdir.path)
+    cert, key = workdir.pki.adapter(source.code)
+    server, bound, health = create_adapter_server(
+        federation, source, backend,
+        ca=workdir.pki.ca_cert(), cert=cert, key=key,
+        broker_certs=[workdir.pki.broker_client()[0]],
+        address=f"{host}:{port}",
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    write_address(port_file, host, bound)
+    log.info("adapter %s (%s) serving on %s:%d", source.code, source.system, host, bound)
+    stop.wait()
+    health.enter_graceful_shutdown()
+    backend_done = server.stop(SHUTDOWN_GRACE_S)
+    backend_done.wait()
+    log.info("adapter %s stopped", source.code)
+
+
+def serve_broker(workdir: Workdir, federation_path: Path, partners_path: Path,
+                 host: str, port: int, endpoints: dict[str, str],
+                 port_file: Path | None) -> None:
+    asyncio.run(_serve_broker(workdir, federation_path, partners_path, host, port,
+                              endpoints, port_file))
+
+
+async def _serve_broker(workdir: Workdir, federation_path: Path, partners_path: Path,
+                        host: str, port: int, endpoints: dict[str, str],
+                        port_file: Path | None) -> None:
+    federation = load_federation(federation_path).with_endpoints(endpoints)
+    registry = PartnerRegistry.load(partners_path)
+    client_cert, client_key = workdir.pki.broker_client()
+    clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key)
+    pipeline = QueryPipeline(federation, clients)
+    server_cert, server_key = workdir.pki.broker_server()
+    server, bound, health = await create_broker_server(
+        registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
+        address=f"{host}:{port}",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    write_address(port_file, host, bound)
+    log.info("broker serving on %s:%d for %d sources", host, bound, len(federation.sources))
+    await stop.wait()
+    await health.enter_graceful_shutdown()
+    await server.stop(SHUTDOWN_GRACE_S)
+    await clients.close()
+    log.info("broker stopped")

@@ -1,0 +1,110 @@
+"""The broker's gRPC edge: authenticate, call the pipeline, encode, map errors.
+
+Every method first maps the TLS client certificate to a partner; a caller
+the registry does not know never reaches the pipeline. Errors are mapped to
+(status, public message) in one place (``accord.errors.grpc_status``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from accord import tls
+from accord.errors import AccordError, ConfigError, grpc_status
+from accord.v1 import broker_pb2, broker_pb2_grpc
+from broker.identity import END_USER_METADATA, PartnerRegistry, Principal
+from broker.pipeline import QueryPipeline, encode_answer
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+    from pathlib import Path
+
+log = logging.getLogger("accord.broker")
+
+SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
+
+
+class BrokerService(broker_pb2_grpc.BrokerServicer):
+    def __init__(self, registry: PartnerRegistry, pipeline: QueryPipeline) -> None:
+        self.registry = registry
+        self.pipeline = pipeline
+
+    async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:  # type: ignore[type-arg]
+        metadata = dict(context.invocation_metadata() or ())
+        end_user = str(metadata.get(END_USER_METADATA, ""))
+        try:
+            return self.registry.authenticate(context.auth_context(), end_user)
+        except AccordError as exc:
+            status, message = grpc_status(exc)
+            log.warning("refused caller: %s", message)
+            await context.abort(status, message)
+            raise  # abort raises; this line is for type checkers
+
+    async def Query(
+        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    ) -> AsyncIterator[broker_pb2.QueryResponse]:
+        principal = await self._principal(context)
+        try:
+            outcome = await self.pipeline.run(principal, request)
+        except Exception as exc:
+            await _abort(context, exc)
+            return
+        for message in encode_answer(outcome):
+            yield message
+
+    async def Explain(
+        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    ) -> broker_pb2.ExplainResponse:
+        principal = await self._principal(context)
+        try:
+            return await self.pipeline.explain(principal, request)
+        except Exception as exc:
+            await _abort(context, exc)
+            raise
+
+    async def GetCatalog(
+        self, request: broker_pb2.CatalogRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+    ) -> broker_pb2.CatalogResponse:
+        principal = await self._principal(context)
+        return self.pipeline.catalog(principal)
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]
+    status, message = grpc_status(exc)
+    if status == grpc.StatusCode.INTERNAL:
+        log.error("internal error", exc_info=exc)
+    else:
+        log.info("query refused: %s: %s", status.name, message)
+    await context.abort(status, message)
+
+
+async def create_server(
+    registry: PartnerRegistry,
+    pipeline: QueryPipeline,
+    *,
+    ca: Path,
+    cert: Path,
+    key: Path,
+    address: str = "127.0.0.1:0",
+) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
+    """Builds and starts the broker's server; returns it with its bound port."""
+    server = grpc.aio.server(options=tls.SERVER_OPTIONS)
+    broker_pb2_grpc.add_BrokerServicer_to_server(BrokerService(registry, pipeline), server)
+    health_servicer = health_aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    port = server.add_secure_port(address, tls.server_credentials(ca, cert, key))
+    if port == 0:
+        raise ConfigError(f"the broker cannot listen on {address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return server, port, health_servicer

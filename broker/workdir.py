@@ -1,0 +1,62 @@
+"""The work dir (default ``./.accord``): certificates, data, run files, logs.
+
+    .accord/
+      certs/      federation CA and every hop's certificate (certs.PkiLayout)
+      data/       the embedded sources' SQLite files
+      run/        addresses of running servers (broker.addr, adapter-bc.addr)
+      logs/       logs of processes started by `accord demo`
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from accord.errors import ConfigError
+from certs import PkiLayout
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FEDERATION = ROOT / "deploy" / "federation.yaml"
+DEFAULT_PARTNERS = ROOT / "policies" / "partners.yaml"
+
+
+@dataclass(frozen=True)
+class Workdir:
+    path: Path
+
+    @property
+    def pki(self) -> PkiLayout:
+        return PkiLayout(self.path / "certs")
+
+    @property
+    def run(self) -> Path:
+        return self.path / "run"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs"
+
+    def broker_address_file(self) -> Path:
+        return self.run / "broker.addr"
+
+    def adapter_address_file(self, source: str) -> Path:
+        return self.run / f"adapter-{source.lower()}.addr"
+
+    def broker_address(self) -> str:
+        path = self.broker_address_file()
+        if not path.is_file():
+            raise ConfigError(
+                f"no broker is running for work dir {self.path} (no {path}); "
+                "start one with `accord demo --serve` or pass --broker HOST:PORT"
+            )
+        return path.read_text().strip()
+
+    def partner_credentials(self, name: str) -> tuple[Path, Path, Path]:
+        """(CA, certificate, key) for acting as partner ``name``."""
+        cert, key = self.pki.partner(name)
+        if not cert.is_file() or not key.is_file():
+            raise ConfigError(
+                f"no certificate for partner {name!r} in {self.pki.directory}; "
+                "run `accord certs init` (partners come from policies/partners.yaml)"
+            )
+        return self.pki.ca_cert(), cert, key

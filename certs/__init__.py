@@ -1,0 +1,29 @@
+"""Federation PKI tooling: the CA and the mTLS certificates of every hop."""
+
+from __future__ import annotations
+
+from certs.ca import (
+    BROKER_COMMON_NAME,
+    CA_COMMON_NAME,
+    FEDERATION_ORGANIZATION,
+    CertInfo,
+    PkiError,
+    PkiLayout,
+    certificate_info,
+    create_rogue_ca_client,
+    init_pki,
+    issue_client_cert,
+)
+
+__all__ = [
+    "BROKER_COMMON_NAME",
+    "CA_COMMON_NAME",
+    "FEDERATION_ORGANIZATION",
+    "CertInfo",
+    "PkiError",
+    "PkiLayout",
+    "certificate_info",
+    "create_rogue_ca_client",
+    "init_pki",
+    "issue_client_cert",
+]

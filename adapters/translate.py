@@ -98,7 +98,7 @@ def plan_scan(
     ...     "status": ColumnMapping("status", "STAT", {"C": "IN_CUSTODY"})})
     >>> s = plan_scan(t, m, ["fps_number"], "status = 'IN_CUSTODY'", 10, "sqlite")
     >>> s.sql, s.params, s.limit_pushed
-    ('SELECT "FPS" FROM "CLIENT" WHERE "STAT" IN (?) LIMIT 10', ['C'], True)
+    ('SELECT "FPS" FROM "CLIENT" WHERE "STAT" IN (?, ?) LIMIT 10', ['C', 'IN_CUSTODY'], True)
     """
     if not columns:
         raise InvalidQuery(f"a scan of {table.name} must ask for at least one column")

@@ -153,15 +153,22 @@ def _push_predicates(scope: Scope, ref: TableReference) -> None:
 
 
 def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:
-    """``source = 'BC'`` / ``source IN (...)`` narrows the sources asked at all."""
-    column = conjunct.this if isinstance(conjunct, (exp.EQ, exp.In)) else None
+    """``source = 'BC'``, ``source <> 'BC'``, ``source [NOT] IN (...)`` narrow
+    the sources asked at all."""
+    negated = isinstance(conjunct, exp.Not)
+    node = conjunct.this.unnest() if negated else conjunct
+    if isinstance(node, exp.NEQ):
+        negated, node = not negated, exp.EQ(this=node.this, expression=node.expression)
+    column = node.this if isinstance(node, (exp.EQ, exp.In)) else None
     if not isinstance(column, exp.Column) or column.name != SOURCE_COLUMN:
         return False
-    values = conjunct.expressions if isinstance(conjunct, exp.In) else [conjunct.expression]
-    if not values or not all(isinstance(v, exp.Literal) and v.is_string for v in values):
+    values = node.expressions if isinstance(node, exp.In) else [node.expression]
+    if node.args.get("query") or not values or not all(
+        isinstance(v, exp.Literal) and v.is_string for v in values
+    ):
         return False
-    wanted = {v.this for v in values}
-    ref.sources = [s for s in ref.sources if s in wanted]
+    named = {v.this for v in values}
+    ref.sources = [s for s in ref.sources if (s in named) != negated]
     return True
 
 

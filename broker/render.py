@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from accord.v1 import broker_pb2
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from broker.client import QueryResult
 
 #: Widest a text-table cell is printed; longer values are cut with an ellipsis.
@@ -27,9 +29,14 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def table_rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    """Rows as tuples, by position: a result may repeat a column name."""
+    return list(zip(*(column.to_pylist() for column in table.columns), strict=True))
+
+
 def render_result(result: QueryResult, fmt: str) -> str:
     columns = result.table.column_names
-    rows = [[_plain(v) for v in row.values()] for row in result.table.to_pylist()]
+    rows = [[_plain(v) for v in row] for row in table_rows(result.table)]
     if fmt == "json":
         return json.dumps({
             "query_id": result.query_id,

@@ -1,0 +1,62 @@
+"""Shared fixtures: a small federation config for unit tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from accord.federation import Federation, parse_federation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def logical_model() -> dict:
+    raw = yaml.safe_load((ROOT / "deploy" / "federation.yaml").read_text())
+    return raw["logical_model"]
+
+
+@pytest.fixture(scope="session")
+def small_federation(logical_model) -> Federation:
+    """Two sources with different physical schemas, codes and date formats."""
+    return parse_federation({
+        "federation": "unit",
+        "logical_model": logical_model,
+        "sources": [
+            {
+                "code": "BC", "system": "CORNET",
+                "backend": {"kind": "sqlite", "path": "bc.sqlite"},
+                "tables": {
+                    "offenders": {
+                        "physical_table": "CLIENT",
+                        "columns": {
+                            "fps_number": "FPS_NUM",
+                            "surname": "LAST_NM",
+                            "birth_date": {"column": "BIRTH_DT", "date_format": "%d/%m/%Y"},
+                            "status": {"column": "STAT_CD",
+                                       "codes": {"CU": "IN_CUSTODY", "CO": "SUPERVISED"}},
+                        },
+                    },
+                    "sentences": {
+                        "physical_table": "SENTENCE",
+                        "columns": {"fps_number": "FPS_NUM", "length_days": "LEN_DAYS",
+                                    "sentence_date": {"column": "SENT_DT",
+                                                      "date_format": "%Y%m%d"}},
+                    },
+                },
+            },
+            {
+                "code": "QC", "system": "DACOR",
+                "backend": {"kind": "sqlite", "path": "qc.sqlite"},
+                "tables": {
+                    "offenders": {
+                        "physical_table": "DOSSIER",
+                        "columns": {"fps_number": "NO_SED", "surname": "NOM_FAMILLE",
+                                    "birth_date": "DATE_NAISSANCE"},
+                    },
+                },
+            },
+        ],
+    })

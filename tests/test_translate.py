@@ -1,0 +1,121 @@
+"""The adapter's logical-to-physical translation: only faithful pushdown."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from accord.errors import InvalidQuery
+from adapters.translate import plan_scan
+
+
+@pytest.fixture
+def bc(small_federation):
+    return small_federation.tables["offenders"], small_federation.sources["BC"].tables["offenders"]
+
+
+def scan(bc, predicate, columns=("fps_number",), limit=0):
+    table, mapping = bc
+    return plan_scan(table, mapping, list(columns), predicate, limit, "sqlite")
+
+
+def test_renames_and_quotes_physical_names(bc):
+    s = scan(bc, "", ["surname", "fps_number", "photo_ref"])
+    assert s.sql == 'SELECT "LAST_NM", "FPS_NUM", NULL FROM "CLIENT"'
+    assert s.params == []
+
+
+def test_codes_translate_through_the_mapping(bc):
+    s = scan(bc, "status = 'IN_CUSTODY'")
+    # CU reads as IN_CUSTODY; an unmapped stored 'IN_CUSTODY' passes through as itself.
+    assert s.sql.endswith('WHERE "STAT_CD" IN (?, ?)')
+    assert s.params == ["CU", "IN_CUSTODY"]
+
+
+def test_unmapped_logical_value_matches_unmapped_physical_code(bc):
+    # 'UAL' has no code in CORNET: an unmapped physical 'UAL' would read as 'UAL'.
+    assert scan(bc, "status = 'UAL'").params == ["UAL"]
+    # 'CU' is a physical code that reads as IN_CUSTODY, so nothing reads as 'CU'.
+    assert scan(bc, "status = 'CU'").sql.endswith("WHERE FALSE")
+
+
+def test_not_equal_on_codes_keeps_null_semantics(bc):
+    s = scan(bc, "status <> 'SUPERVISED'")
+    assert s.sql.endswith('WHERE NOT "STAT_CD" IN (?, ?)')
+    assert s.params == ["CO", "SUPERVISED"]
+
+
+def test_range_on_codes_is_left_to_the_broker(bc):
+    s = scan(bc, "status > 'A' AND surname = 'Côté'", limit=5)
+    assert s.residual == ["status > 'A'"]
+    assert s.pushed == ["surname = 'Côté'"]
+    assert s.params == ["Côté"]
+    assert not s.limit_pushed and "LIMIT" not in s.sql
+
+
+def test_dates_are_formatted_like_the_source(bc):
+    s = scan(bc, "birth_date = DATE '1980-12-31'")
+    assert s.params == ["31/12/1980"]
+
+
+def test_ranges_on_unsortable_date_text_stay_in_the_broker(bc):
+    s = scan(bc, "birth_date > DATE '1980-01-01'")
+    assert s.residual and not s.pushed
+
+
+def test_ranges_on_sortable_date_text_are_pushed(small_federation):
+    table = small_federation.tables["sentences"]
+    mapping = small_federation.sources["BC"].tables["sentences"]
+    s = plan_scan(table, mapping, ["fps_number"],
+                  "sentence_date BETWEEN '2001-01-01' AND DATE '2001-12-31'", 0, "sqlite")
+    assert s.params == ["20010101", "20011231"]
+    assert not s.residual
+
+
+def test_column_not_held_reads_as_null(bc):
+    s = scan(bc, "photo_ref IS NULL")
+    assert s.sql.endswith("WHERE NULL IS NULL")
+
+
+def test_mismatched_literal_types_are_not_pushed(bc):
+    assert scan(bc, "surname = 5").residual == ["surname = 5"]
+
+
+def test_like_is_pushed_with_its_pattern_bound(bc):
+    s = scan(bc, "surname LIKE 'O''Br%'")
+    assert s.params == ["O'Br%"]
+
+
+def test_limit_pushed_when_everything_was(bc):
+    s = scan(bc, "fps_number IN ('1A', '2B') OR surname IS NOT NULL", limit=7)
+    assert s.limit_pushed and s.sql.endswith("LIMIT 7")
+
+
+@pytest.mark.parametrize("predicate", [
+    "fps_number = (SELECT 1)",
+    "upper(surname) = 'X'",
+    "read_csv('/etc/passwd') IS NULL",
+    "o.surname = 'x'",
+    "no_such_column = 1",
+    "surname = 'x'; DROP TABLE CLIENT",
+])
+def test_non_plain_predicates_are_refused(bc, predicate):
+    with pytest.raises(InvalidQuery):
+        scan(bc, predicate)
+
+
+def test_literals_never_reach_the_sql_text(bc):
+    s = scan(bc, "surname = 'x'' OR 1=1 --'")
+    assert "OR 1=1" not in s.sql
+    assert s.params == ["x' OR 1=1 --"]
+
+
+def test_empty_column_list_is_refused(bc):
+    with pytest.raises(InvalidQuery, match="at least one column"):
+        scan(bc, "", [])
+
+
+def test_date_param_type(bc):
+    assert isinstance(scan(bc, "birth_date = DATE '2000-01-02'").params[0], str)
+    assert dt.date(2000, 1, 2).strftime("%d/%m/%Y") == "02/01/2000"

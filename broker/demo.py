@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import time
 from typing import TYPE_CHECKING
@@ -37,6 +38,10 @@ SAMPLES: list[tuple[str, str]] = [
      "SELECT surname, given_names, birth_date, status FROM offenders "
      "WHERE source = 'QC' AND surname LIKE 'L%' ORDER BY surname, given_names LIMIT 5"),
 ]
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def prepare(workdir: Workdir, federation_path: Path, partners_path: Path,
@@ -79,6 +84,8 @@ def run_demo(workdir: Workdir, federation_path: Path, partners_path: Path, *,
                   f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
                   f"--as {DEMO_PARTNER} --workdir {wd}")
             sys.stdout.flush()
+            # SIGTERM stops the demo as cleanly as Ctrl-C does.
+            signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 while all(p.poll() is None for p in federation.processes.values()):
                     time.sleep(0.5)

@@ -897,8 +897,8 @@ class _SourceBuilder:
             planned = None
             if h.start is not None and h.length is not None:  # none for a life sentence
                 planned = h.start + (2 * h.length) // 3
-                if planned <= _REF + 30:
-                    planned = _REF + _between(rng, 30, 400)
+                if planned <= _REF + 60:
+                    planned = _REF + _between(rng, 60, 400)
                 if h.wed is not None:
                     planned = min(planned, h.wed)
             return facility, jur, level, planned

@@ -62,10 +62,12 @@ class QueryPipeline:
         self.merger = Merger(federation)
 
     def plan(self, principal: Principal, request: broker_pb2.QueryRequest,
-             query_id: str) -> QueryPlan:
+             query_id: str) -> tuple[str, QueryPlan]:
+        """(the validated SQL as sqlglot re-generates it, the plan)."""
         tree = parse_query(request.sql, self.federation.tables)
+        validated = tree.sql(dialect="duckdb")
         tree = apply_policy(tree, principal, request)
-        return plan_query(tree, self.federation, ref_prefix=f"q{query_id[:8]}_ref")
+        return validated, plan_query(tree, self.federation, ref_prefix=f"q{query_id[:8]}_ref")
 
     def deadline(self, request: broker_pb2.QueryRequest) -> float:
         if request.timeout_ms < 0:
@@ -77,7 +79,7 @@ class QueryPipeline:
         started = time.monotonic()
         query_id = uuid.uuid4().hex
         deadline = self.deadline(request)
-        plan = self.plan(principal, request, query_id)
+        _, plan = self.plan(principal, request, query_id)
         results = await run_scans(self.clients, plan.references, query_id, deadline)
         failed = [r for r in results if r.error is not None]
         if failed and not request.allow_partial:
@@ -105,8 +107,7 @@ class QueryPipeline:
                       request: broker_pb2.QueryRequest) -> broker_pb2.ExplainResponse:
         query_id = uuid.uuid4().hex
         deadline = self.deadline(request)
-        validated = parse_query(request.sql, self.federation.tables).sql(dialect="duckdb")
-        plan = self.plan(principal, request, query_id)
+        validated, plan = self.plan(principal, request, query_id)
         results = await run_scans(self.clients, plan.references, query_id, deadline,
                                   explain_only=True)
         scans = []

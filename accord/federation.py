@@ -29,7 +29,7 @@ reads as NULL from that source.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,15 @@ class TableMapping:
 
 
 @dataclass(frozen=True)
+class Release:
+    """What a jurisdiction shares of one table with the federation at all."""
+
+    table: str
+    columns: frozenset[str]
+    row_filter: str | None = None  # SQL over the logical columns
+
+
+@dataclass(frozen=True)
 class Backend:
     kind: str
     path: str | None = None  # sqlite: file, relative to the work dir
@@ -112,6 +121,11 @@ class Source:
     endpoints: tuple[str, ...]
     backend: Backend
     tables: dict[str, TableMapping]
+    release: dict[str, Release] = field(default_factory=dict)  # absent table = not shared
+
+    def released_columns(self, table: str) -> frozenset[str]:
+        agreement = self.release.get(table)
+        return agreement.columns if agreement else frozenset()
 
 
 @dataclass(frozen=True)
@@ -130,17 +144,21 @@ class Federation:
             ) from None
 
     def sources_serving(self, table: str) -> list[Source]:
-        return [s for s in self.sources.values() if table in s.tables]
+        """Sources that hold ``table`` and release it to the federation."""
+        return [s for s in self.sources.values() if table in s.tables and table in s.release]
+
+    def released_columns(self, table: str) -> list[str]:
+        """Columns of ``table`` that at least one source releases, in logical order."""
+        released: set[str] = set()
+        for source in self.sources_serving(table):
+            released |= source.released_columns(table)
+        return [c for c in self.tables[table].columns if c in released]
 
     def with_endpoints(self, endpoints: dict[str, str]) -> Federation:
         """A copy whose named sources listen on the given addresses."""
         sources = dict(self.sources)
         for code, address in endpoints.items():
-            src = self.source(code)
-            sources[code] = Source(
-                src.code, src.system, src.jurisdiction, src.description,
-                (address,), src.backend, src.tables,
-            )
+            sources[code] = replace(self.source(code), endpoints=(address,))
         return Federation(self.name, self.tables, sources, self.path)
 
 
@@ -218,6 +236,11 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
         mappings[table] = _parse_table_mapping(tables[table], _mapping(tspec, f"{where}.{table}"),
                                                where)
     endpoints = tuple(str(e) for e in spec.get("endpoints") or ())
+    release = {
+        table: _parse_release(tables[table], rspec, f"{where}.release.{table}")
+        for table, rspec in _mapping(spec.get("release") or {}, f"{where}.release").items()
+        if _known_table(table, mappings, where)
+    }
     return Source(
         code=code,
         system=str(spec.get("system", code)),
@@ -226,7 +249,36 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
         endpoints=endpoints,
         backend=backend,
         tables=mappings,
+        release=release,
     )
+
+
+def _known_table(table: str, mappings: dict[str, TableMapping], where: str) -> bool:
+    if table not in mappings:
+        raise ConfigError(f"{where}.release: table {table!r} is not served by this source")
+    return True
+
+
+def _parse_release(table: LogicalTable, spec: Any, where: str) -> Release:
+    """``all``, or ``{columns: all | [..], except: [..], row_filter: SQL}``."""
+    if spec == "all":
+        spec = {"columns": "all"}
+    spec = _mapping(spec, where)
+    unknown = set(spec) - {"columns", "except", "row_filter"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    columns_spec = spec.get("columns", "all")
+    if columns_spec == "all":
+        columns = set(table.columns)
+    else:
+        columns = {str(c) for c in _sequence(columns_spec, f"{where}.columns")}
+    excluded = {str(c) for c in _sequence(spec.get("except") or [], f"{where}.except")}
+    for column in columns | excluded:
+        if column not in table.columns:
+            raise ConfigError(f"{where}: column {column!r} is not in logical table {table.name}")
+    row_filter = spec.get("row_filter")
+    return Release(table.name, frozenset(columns - excluded),
+                   str(row_filter) if row_filter else None)
 
 
 def _parse_table_mapping(

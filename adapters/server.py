@@ -22,18 +22,19 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from sqlglot import exp
 
 from accord import ipc, tls
-from accord.errors import AccordError, InvalidQuery, SourceUnavailable, grpc_status
+from accord.errors import AccordError, PolicyDenied, SourceUnavailable, grpc_status
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.convert import column_converters, rows_to_batch
-from adapters.translate import plan_scan
+from adapters.translate import parse_predicate, plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from pathlib import Path
 
-    from accord.federation import Federation, Source
+    from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
 
 log = logging.getLogger("accord.adapter")
@@ -117,12 +118,14 @@ def scan(
 ) -> Iterator[adapter_pb2.ScanResponse]:
     """The stream of one Scan: a header, then one message per Arrow batch."""
     mapping = source.tables.get(request.table)
-    if mapping is None:
-        raise InvalidQuery(f"source {source.code} does not serve table {request.table!r}")
+    release = source.release.get(request.table)
+    if mapping is None or release is None:
+        raise PolicyDenied(f"source {source.code} does not release table {request.table!r}")
     table = federation.tables[request.table]
     columns = list(request.columns)
+    check_released(source.code, table, release, columns, request.predicate)
     physical = plan_scan(table, mapping, columns, request.predicate, request.limit,
-                         backend.dialect)
+                         backend.dialect, release.row_filter)
     schema = table.arrow_schema(columns)
     yield adapter_pb2.ScanResponse(header=adapter_pb2.ScanHeader(
         source=source.code,
@@ -140,6 +143,19 @@ def scan(
     for rows in backend.execute(physical.sql, physical.params, ipc.BATCH_ROWS, token):
         batch = rows_to_batch(rows, schema, converters, where)
         yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(batch))
+
+
+def check_released(
+    source: str, table: LogicalTable, release: Release, columns: list[str], predicate: str
+) -> None:
+    """Every column asked for or filtered on must be one the jurisdiction shares."""
+    tree = parse_predicate(predicate, table)
+    filtered = {c.name for c in tree.find_all(exp.Column)} if tree is not None else set()
+    for column in [*columns, *sorted(filtered)]:
+        if column in table.columns and column not in release.columns:
+            raise PolicyDenied(
+                f"source {source} does not release column {column!r} of {table.name}"
+            )
 
 
 def create_server(

@@ -20,7 +20,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from accord.errors import InvalidQuery
+from accord.errors import ConfigError, InvalidQuery
 from accord.federation import (
     ORDER_PRESERVING_DATE_FORMATS,
     ColumnMapping,
@@ -88,6 +88,7 @@ def plan_scan(
     predicate: str,
     limit: int,
     dialect: str,
+    release_filter: str | None = None,
 ) -> PhysicalScan:
     """Builds the physical SELECT for a logical scan.
 
@@ -108,6 +109,16 @@ def plan_scan(
     tree = parse_predicate(predicate, table)
     params: list[Any] = []
     pushed: list[exp.Expr] = []
+    # The jurisdiction's release filter is not negotiable: all of it runs in
+    # the database, or the scan is refused.
+    for conjunct in _conjuncts(parse_predicate(release_filter or "", table)):
+        try:
+            pushed.append(_translate(conjunct, table, mapping, params))
+        except Untranslatable as exc:
+            raise ConfigError(
+                f"release filter {conjunct.sql('duckdb')!r} of {table.name} cannot be "
+                "applied faithfully by this source's database; rewrite it"
+            ) from exc
     pushed_text: list[str] = []
     residual: list[str] = []
     for conjunct in _conjuncts(tree):

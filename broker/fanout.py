@@ -25,13 +25,14 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.federation import Federation
-    from broker.planner import TableReference
+    from broker.planner import ScanSpec, TableReference
 
 
 @dataclass
 class ScanResult:
     source: str
     reference: TableReference
+    spec: ScanSpec
     header: adapter_pb2.ScanHeader | None = None
     batches: list[pa.RecordBatch] = field(default_factory=list)
     rows: int = 0
@@ -75,9 +76,9 @@ async def run_scans(
 ) -> list[ScanResult]:
     """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time."""
     tasks = [
-        _scan(clients, ref, source, query_id, deadline, explain_only)
+        _scan(clients, ref, spec, query_id, deadline, explain_only)
         for ref in references
-        for source in ref.sources
+        for spec in ref.scans
     ]
     return list(await asyncio.gather(*tasks))
 
@@ -85,18 +86,19 @@ async def run_scans(
 async def _scan(
     clients: AdapterClients,
     ref: TableReference,
-    source: str,
+    spec: ScanSpec,
     query_id: str,
     deadline: float,
     explain_only: bool,
 ) -> ScanResult:
-    result = ScanResult(source=source, reference=ref)
+    source = spec.source
+    result = ScanResult(source=source, reference=ref, spec=spec)
     started = time.monotonic()
     request = adapter_pb2.ScanRequest(
-        table=ref.table, columns=ref.columns, predicate=ref.predicate, limit=ref.limit,
+        table=ref.table, columns=spec.columns, predicate=spec.predicate, limit=spec.limit,
         explain_only=explain_only, query_id=query_id,
     )
-    expected = clients.federation.tables[ref.table].arrow_schema(ref.columns)
+    expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
     try:
         timeout = deadline - started
         if timeout <= 0:

@@ -51,12 +51,10 @@ class Merger:
         """Per table reference: the union over sources, with a ``source`` column."""
         tables: dict[str, pa.Table] = {}
         for ref in plan.references:
-            schema = self.federation.tables[ref.table].arrow_schema(ref.columns).append(
-                pa.field(SOURCE_COLUMN, pa.string())
-            )
+            logical = self.federation.tables[ref.table]
+            schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
             parts = [
-                pa.Table.from_batches(r.batches, schema=schema.remove(len(schema) - 1))
-                .append_column(SOURCE_COLUMN, pa.array([r.source] * r.rows, pa.string()))
+                _aligned(r, logical.arrow_schema(r.spec.columns), schema)
                 for r in results
                 if r.reference is ref and r.error is None
             ]
@@ -76,6 +74,19 @@ class Merger:
                 raise _merge_error(exc) from exc
         finally:
             cursor.close()
+
+
+def _aligned(result: ScanResult, received: pa.Schema, schema: pa.Schema) -> pa.Table:
+    """One source's rows in the reference's schema: columns the source does
+    not release become NULL, and every row is tagged with its source."""
+    table = pa.Table.from_batches(result.batches, schema=received)
+    columns = [
+        table.column(f.name) if f.name in received.names else pa.nulls(table.num_rows, f.type)
+        for f in schema
+        if f.name != SOURCE_COLUMN
+    ]
+    columns.append(pa.array([result.source] * table.num_rows, pa.string()))
+    return pa.Table.from_arrays(columns, schema=schema)
 
 
 def _merge_error(exc: duckdb.Error) -> AccordError:

@@ -115,8 +115,7 @@ class QueryPipeline:
             h = r.header
             scans.append(broker_pb2.SourceScan(
                 source=r.source, table=r.reference.table, reference=r.reference.alias,
-                columns=r.reference.columns, predicate=r.reference.predicate,
-                limit=r.reference.limit,
+                columns=r.spec.columns, predicate=r.spec.predicate, limit=r.spec.limit,
                 dialect=h.dialect if h else "", physical_sql=h.physical_sql if h else "",
                 pushed_predicates=list(h.pushed_predicates) if h else [],
                 residual_predicates=list(h.residual_predicates) if h else [],
@@ -133,7 +132,8 @@ class QueryPipeline:
             sources = [s.code for s in self.federation.sources_serving(name)]
             if not sources:
                 continue
-            columns = [broker_pb2.CatalogColumn(name=c, type=t) for c, t in table.columns.items()]
+            columns = [broker_pb2.CatalogColumn(name=c, type=table.columns[c])
+                       for c in self.federation.released_columns(name)]
             columns.append(broker_pb2.CatalogColumn(name="source", type="VARCHAR"))
             tables.append(broker_pb2.CatalogTable(name=name, columns=columns, sources=sources))
         return broker_pb2.CatalogResponse(

@@ -26,9 +26,29 @@ from accord.errors import InvalidQuery
 from adapters.translate import PLAIN_NODES
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from accord.federation import Federation
 
 SOURCE_COLUMN = "source"
+
+
+@dataclass(frozen=True)
+class Conjunct:
+    """A pushable predicate over one reference's columns (DuckDB SQL)."""
+
+    sql: str
+    columns: frozenset[str]
+
+
+@dataclass(frozen=True)
+class ScanSpec:
+    """One Scan: what one source is asked for one table reference."""
+
+    source: str
+    columns: list[str]
+    predicate: str
+    limit: int
 
 
 @dataclass
@@ -40,12 +60,33 @@ class TableReference:
     alias: str
     columns: list[str]
     sources: list[str]
-    predicates: list[str] = field(default_factory=list)
+    predicates: list[Conjunct] = field(default_factory=list)
     limit: int = 0
+    scans: list[ScanSpec] = field(default_factory=list)
 
     @property
     def predicate(self) -> str:
-        return " AND ".join(f"({p})" for p in self.predicates)
+        return _and(p.sql for p in self.predicates)
+
+
+def _and(parts: Iterable[str]) -> str:
+    return " AND ".join(f"({p})" for p in parts)
+
+
+def scans_for(ref: TableReference, federation: Federation) -> list[ScanSpec]:
+    """Per source, only what that source releases: other columns arrive as
+    NULL, and a conjunct over an unreleased column stays in the broker (the
+    adapter refuses it, since even a filter would reveal the hidden value)."""
+    specs = []
+    for code in ref.sources:
+        released = federation.source(code).released_columns(ref.table)
+        columns = [c for c in ref.columns if c in released]
+        if not columns:  # a row count still needs one column on the wire
+            columns = [c for c in federation.tables[ref.table].columns if c in released][:1]
+        pushed = [p for p in ref.predicates if p.columns <= released]
+        limit = ref.limit if len(pushed) == len(ref.predicates) else 0
+        specs.append(ScanSpec(code, columns, _and(p.sql for p in pushed), limit))
+    return specs
 
 
 @dataclass
@@ -59,12 +100,14 @@ class QueryPlan:
 
 
 def catalog_schema(federation: Federation) -> dict[str, object]:
-    """Table -> column -> type, as sqlglot's qualify expects, with ``source``."""
-    return {
-        name: {**table.columns, SOURCE_COLUMN: "VARCHAR"}
-        for name, table in federation.tables.items()
-        if federation.sources_serving(name)
-    }
+    """Table -> column -> type, as sqlglot's qualify expects, with ``source``:
+    only tables and columns some source releases to the federation."""
+    schema: dict[str, object] = {}
+    for name, table in federation.tables.items():
+        columns = federation.released_columns(name)
+        if columns:
+            schema[name] = {**{c: table.columns[c] for c in columns}, SOURCE_COLUMN: "VARCHAR"}
+    return schema
 
 
 def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref") -> QueryPlan:
@@ -100,10 +143,12 @@ def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref")
             source.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
     by_node = _columns_by_reference(tree, references)
     for ref in references:
-        table = federation.tables[ref.table]
         wanted = by_node.get(ref.ref_id, set())
-        ref.columns = [c for c in table.columns if c in wanted] or [next(iter(table.columns))]
+        released = federation.released_columns(ref.table)
+        ref.columns = [c for c in released if c in wanted] or released[:1]
     _push_limit(tree, references)
+    for ref in references:
+        ref.scans = scans_for(ref, federation)
     return QueryPlan(references, tree)
 
 
@@ -149,7 +194,9 @@ def _push_predicates(scope: Scope, ref: TableReference) -> None:
             plain = conjunct.copy().transform(
                 lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n
             )
-            ref.predicates.append(plain.sql(dialect="duckdb"))
+            ref.predicates.append(
+                Conjunct(plain.sql(dialect="duckdb"), frozenset(c.name for c in columns))
+            )
 
 
 def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:

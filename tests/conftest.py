@@ -28,6 +28,7 @@ def small_federation(logical_model) -> Federation:
             {
                 "code": "BC", "system": "CORNET",
                 "backend": {"kind": "sqlite", "path": "bc.sqlite"},
+                "release": {"offenders": "all", "sentences": "all"},
                 "tables": {
                     "offenders": {
                         "physical_table": "CLIENT",
@@ -50,6 +51,7 @@ def small_federation(logical_model) -> Federation:
             {
                 "code": "QC", "system": "DACOR",
                 "backend": {"kind": "sqlite", "path": "qc.sqlite"},
+                "release": {"offenders": {"columns": "all", "except": ["birth_date"]}},
                 "tables": {
                     "offenders": {
                         "physical_table": "DOSSIER",

@@ -40,7 +40,9 @@ def logical_tables(federation):
             pylist = [{**{f.name: None for f in schema}, **dict(zip(keys, r, strict=True))}
                       for r in rows]
             held = source.tables[name].columns
-            pylist = [{k: (v if k in held else None) for k, v in row.items()} for row in pylist]
+            released = source.released_columns(name)
+            pylist = [{k: (v if k in held and k in released else None) for k, v in row.items()}
+                      for row in pylist]
             data[(code, name)] = pa.Table.from_pylist(pylist, schema=schema)
     return data
 
@@ -61,13 +63,15 @@ def brokered(sql, federation, data):
     tables = {}
     for ref in plan.references:
         parts = []
-        for code in ref.sources:
-            scan.register("t", data[(code, ref.table)])
-            where = f" WHERE {ref.predicate}" if ref.predicate else ""
-            limit = f" LIMIT {ref.limit}" if ref.limit else ""
-            cols = ", ".join(f'"{c}"' for c in ref.columns)
+        for spec in ref.scans:
+            scan.register("t", data[(spec.source, ref.table)])
+            where = f" WHERE {spec.predicate}" if spec.predicate else ""
+            limit = f" LIMIT {spec.limit}" if spec.limit else ""
+            types = federation.tables[ref.table].columns
+            cols = ", ".join(f'"{c}"' if c in spec.columns else f'NULL::{types[c]} AS "{c}"'
+                             for c in ref.columns)
             part = scan.sql(f"SELECT {cols} FROM t{where}{limit}").to_arrow_table()
-            parts.append(part.append_column("source", pa.array([code] * part.num_rows,
+            parts.append(part.append_column("source", pa.array([spec.source] * part.num_rows,
                                                                 pa.string())))
             scan.unregister("t")
         schema = federation.tables[ref.table].arrow_schema(ref.columns).append(
@@ -124,9 +128,9 @@ def test_pushdown_happens(small_federation):
            "WHERE s.length_days > 50 AND o.status = 'UAL' AND o.source = 'BC'")
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     o, s = sorted(plan.references, key=lambda r: r.alias)
-    assert (o.alias, o.predicates, o.sources) == ("o", ["status = 'UAL'"], ["BC"])
+    assert (o.alias, o.predicate, o.sources) == ("o", "(status = 'UAL')", ["BC"])
     assert o.columns == ["fps_number", "surname", "status"]
-    assert (s.predicates, s.columns) == (["length_days > 50"], ["fps_number", "length_days"])
+    assert (s.predicate, s.columns) == ("(length_days > 50)", ["fps_number", "length_days"])
 
 
 def test_no_pushdown_into_the_null_supplying_side(small_federation):
@@ -135,7 +139,7 @@ def test_no_pushdown_into_the_null_supplying_side(small_federation):
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     refs = {r.alias: r for r in plan.references}
     assert refs["s"].predicates == []
-    assert refs["o"].predicates == ["status = 'UAL'"]
+    assert refs["o"].predicate == "(status = 'UAL')"
 
 
 def test_limit_pushed_only_for_a_plain_filter(small_federation):
@@ -173,3 +177,14 @@ def test_source_predicates_prune_sources(small_federation, where, sources):
     plan = plan_query(parse_query(f"SELECT surname FROM offenders WHERE {where}",
                                   small_federation.tables), small_federation)
     assert plan.references[0].sources == sources
+
+
+def test_each_source_is_asked_only_for_what_it_releases(small_federation):
+    # QC does not release birth_date: it is not asked for it nor filtered on it,
+    # and the limit is not pushed there since one conjunct stayed behind.
+    sql = "SELECT surname, birth_date FROM offenders WHERE birth_date > DATE '1980-01-01' LIMIT 3"
+    plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
+    specs = {s.source: s for s in plan.references[0].scans}
+    assert specs["BC"].columns == ["surname", "birth_date"] and specs["BC"].limit == 3
+    assert specs["QC"].columns == ["surname"]
+    assert specs["QC"].predicate == "" and specs["QC"].limit == 0

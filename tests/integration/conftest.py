@@ -45,14 +45,23 @@ def oracle_connection(federation: Federation, seed: int, scale: float) -> duckdb
     """
     con = duckdb.connect()
     generated = generate(federation, seed=seed, scale=scale)
-    for name in federation.tables:
-        parts = [
-            tables[name].append_column("source", pa.array([code] * tables[name].num_rows,
-                                                           pa.string()))
-            for code, tables in generated.items() if name in tables
-        ]
+    for name, logical in federation.tables.items():
+        parts = []
+        for code, tables in generated.items():
+            release = federation.sources[code].release.get(name)
+            if name not in tables or release is None:
+                continue  # the jurisdiction does not share this table
+            con.register("raw", tables[name])
+            select = ", ".join(c if c in release.columns else f"NULL::{t} AS {c}"
+                               for c, t in logical.columns.items())
+            where = f" WHERE {release.row_filter}" if release.row_filter else ""
+            parts.append(con.sql(f"SELECT {select}, '{code}' AS source FROM raw{where}")
+                         .to_arrow_table())
+            con.unregister("raw")
+        released = federation.released_columns(name)
         if parts:
-            con.register(name, pa.concat_tables(parts))
+            table = pa.concat_tables(parts)
+            con.register(name, table.select([*released, "source"]))
     return con
 
 

@@ -1,0 +1,16 @@
+"""Deterministic synthetic data for the federation's source systems.
+
+``generate`` produces every source's data in the federation's logical model;
+``write_sqlite`` writes one source's data into its own physical schema and
+``write_federation_data`` does both for every sqlite-backed source. The same
+seed and scale always give the same data. The command line is
+``accord datagen``.
+"""
+
+from __future__ import annotations
+
+from .common import REFERENCE_DATE
+from .logical import generate
+from .sqlite_writer import write_federation_data, write_sqlite
+
+__all__ = ["REFERENCE_DATE", "generate", "write_federation_data", "write_sqlite"]

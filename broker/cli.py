@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from accord.errors import AccordError
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_PARTNERS, Workdir
+from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -21,8 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="certificates, data and run files (default: ./.accord)")
     common.add_argument("--federation", type=Path, default=DEFAULT_FEDERATION,
                         help="federation config: sources, endpoints, mappings")
-    common.add_argument("--partners", type=Path, default=DEFAULT_PARTNERS,
-                        help="partner registry (default: policies/partners.yaml)")
+    common.add_argument("--policies", type=Path, default=DEFAULT_POLICIES,
+                        help="partner registry, roles and purposes (default: ./policies)")
     common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
 
     parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "",
@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
 
+    policy = sub.add_parser("policy", parents=[common], help="need-to-know policy files")
+    policy_sub = policy.add_subparsers(dest="policy_command", required=True)
+    policy_sub.add_parser("check", parents=[common],
+                          help="lint every policy file: tables, columns, masks, attributes")
+
     datagen = sub.add_parser("datagen", parents=[common],
                              help="synthetic data in every source's own schema")
     datagen.add_argument("--scale", type=float, default=0.02)
@@ -103,7 +108,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
     if args.command == "demo":
         from broker.demo import run_demo
 
-        return run_demo(workdir, args.federation, args.partners, scale=args.scale,
+        return run_demo(workdir, args.federation, args.policies, scale=args.scale,
                         seed=args.seed, serve=args.serve)
     handlers = {
         "serve": commands.serve,
@@ -112,6 +117,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
         "catalog": commands.catalog,
         "certs": commands.certs_init,
         "datagen": commands.datagen,
+        "policy": commands.policy_check,
     }
     return handlers[args.command](args, workdir)
 

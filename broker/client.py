@@ -24,7 +24,11 @@ class QueryResult:
 
 
 class BrokerClient:
-    def __init__(self, address: str, ca: Path, cert: Path, key: Path, end_user: str = "") -> None:
+    def __init__(self, address: str, ca: Path, cert: Path, key: Path, end_user: str = "",
+                 purpose: str = "", case_ref: str = "") -> None:
+        """``purpose`` and ``case_ref`` are this session's defaults for every call."""
+        self.purpose = purpose
+        self.case_ref = case_ref
         self._channel = grpc.secure_channel(
             address, tls.channel_credentials(ca, cert, key), options=tls.CHANNEL_OPTIONS
         )
@@ -50,7 +54,8 @@ class BrokerClient:
         timeout: float = 60.0,
     ) -> QueryResult:
         request = broker_pb2.QueryRequest(
-            sql=sql, purpose=purpose, case_ref=case_ref, allow_partial=allow_partial,
+            sql=sql, purpose=purpose or self.purpose, case_ref=case_ref or self.case_ref,
+            allow_partial=allow_partial,
             timeout_ms=int(timeout * 1000),
         )
         query_id = ""
@@ -72,7 +77,8 @@ class BrokerClient:
 
     def explain(self, sql: str, *, purpose: str = "", case_ref: str = "",
                 timeout: float = 30.0) -> broker_pb2.ExplainResponse:
-        request = broker_pb2.QueryRequest(sql=sql, purpose=purpose, case_ref=case_ref)
+        request = broker_pb2.QueryRequest(sql=sql, purpose=purpose or self.purpose,
+                                          case_ref=case_ref or self.case_ref)
         response: broker_pb2.ExplainResponse = self._stub.Explain(
             request, timeout=timeout, metadata=self._metadata
         )

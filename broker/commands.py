@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 from typing import TYPE_CHECKING
 
@@ -37,7 +39,7 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
         if not sep or not address:
             raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT")
         endpoints[code] = address
-    serve_broker(workdir, args.federation, args.partners, args.host, args.port, endpoints,
+    serve_broker(workdir, args.federation, args.policies, args.host, args.port, endpoints,
                  args.port_file)
     return 0
 
@@ -78,7 +80,15 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
     print(f"query id:  {plan.query_id}")
+    print(f"role:      {plan.role} (purpose {plan.purpose or '-'})")
     print(f"validated: {plan.validated_sql}")
+    for mask in plan.masks:
+        print(f"mask:      {mask}")
+    for row_filter in plan.row_filters:
+        print(f"filter:    {row_filter}")
+    if plan.min_group_size:
+        print(f"groups:    each output group must cover at least {plan.min_group_size} persons")
+    print(f"rewritten: {plan.rewritten_sql}")
     print(f"merge:     {plan.merge_sql}")
     for scan in plan.scans:
         print(f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect})")
@@ -99,31 +109,55 @@ def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
             response = client.catalog()
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
-    print(f"partner {response.partner} (role {response.role})")
+    print(f"partner {response.partner} (role {response.role}); purposes: "
+          f"{', '.join(response.purposes) or 'none'}"
+          + ("; case reference required" if response.case_reference_required else "")
+          + ("; aggregate queries only" if response.aggregate_only else ""))
     for table in response.tables:
-        columns = ", ".join(f"{c.name} {c.type}" for c in table.columns)
+        columns = ", ".join(f"{c.name} {c.type}" + (f" [{c.mask}]" if c.mask else "")
+                            for c in table.columns)
         print(f"  {table.name} [{', '.join(table.sources)}]: {columns}")
     return 0
 
 
 def certs_init(args: argparse.Namespace, workdir: Workdir) -> int:
-    layout = init_certs(workdir, args.federation, args.partners, args.dir, force=args.force)
+    layout = init_certs(workdir, args.federation, args.policies, args.dir, force=args.force)
     print(f"federation certificates in {layout.directory}")
     return 0
 
 
-def init_certs(workdir: Workdir, federation_path: Path, partners_path: Path,
+def init_certs(workdir: Workdir, federation_path: Path, policies_dir: Path,
                directory: Path | None = None, *, force: bool = False) -> PkiLayout:
     from certs import init_pki
 
     federation = load_federation(federation_path)
-    registry = PartnerRegistry.load(partners_path)
-    return init_pki(
+    registry = PartnerRegistry.load(policies_dir / "partners.yaml")
+    layout = init_pki(
         directory or workdir.pki.directory,
         partners={p.name: p.organization for p in registry.partners.values()},
         adapters=list(federation.sources),
         force=force,
     )
+    secret = layout.directory / "mask.secret"
+    if force or not secret.exists():
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(32))
+    return layout
+
+
+def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:
+    from broker.policy.store import check_policies
+
+    policy, problems = check_policies(args.policies, load_federation(args.federation))
+    for problem in problems:
+        print(problem)
+    if problems or policy is None:
+        print(f"{len(problems)} problem(s) in {args.policies}", file=sys.stderr)
+        return 1
+    print(f"{args.policies}: {len(policy.roles)} roles, {len(policy.registry.partners)} "
+          f"partners, {len(policy.purposes)} purposes: OK")
+    return 0
 
 
 def datagen(args: argparse.Namespace, workdir: Workdir) -> int:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+import grpc
+
 from broker.client import BrokerClient
 from broker.commands import init_certs
 from broker.launcher import LocalFederation
@@ -19,6 +21,23 @@ if TYPE_CHECKING:
     from broker.workdir import Workdir
 
 DEMO_PARTNER = "crown_attorney"
+
+#: (partner, purpose, case reference): one demo session per partner.
+SESSIONS: dict[str, tuple[str, str]] = {
+    "crown_attorney": ("bail_hearing", "R-2026-0042"),
+    "police": ("investigation", ""),
+    "passport_canada": ("passport_decisions", ""),
+    "statistics": ("annual_statistics", ""),
+}
+
+#: The same questions asked by four partners: each sees only its share.
+SAME_QUERIES: list[tuple[str, str]] = [
+    ("Offenders by status",
+     "SELECT status, count(*) AS offenders FROM offenders GROUP BY status ORDER BY status"),
+    ("Offenders named B...",
+     "SELECT source, fps_number, surname, given_names, birth_date, status FROM offenders "
+     "WHERE surname LIKE 'B%' ORDER BY surname, given_names, source LIMIT 5"),
+]
 
 SAMPLES: list[tuple[str, str]] = [
     ("Offenders per source system, by status",
@@ -40,18 +59,24 @@ SAMPLES: list[tuple[str, str]] = [
 ]
 
 
+def _session(workdir: Workdir, address: str, partner: str) -> BrokerClient:
+    purpose, case_ref = SESSIONS[partner]
+    ca, cert, key = workdir.partner_credentials(partner)
+    return BrokerClient(address, ca, cert, key, end_user="demo", purpose=purpose,
+                        case_ref=case_ref)
+
+
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def prepare(workdir: Workdir, federation_path: Path, partners_path: Path,
+def prepare(workdir: Workdir, federation_path: Path, policies_dir: Path,
             *, scale: float, seed: int) -> None:
     """Certificates and data in the work dir; data is regenerated when stale."""
+    from accord.federation import load_federation
     from adapters.datagen import write_federation_data
 
-    from accord.federation import load_federation
-
-    init_certs(workdir, federation_path, partners_path)
+    init_certs(workdir, federation_path, policies_dir)
     manifest = workdir.path / "data" / "manifest.json"
     wanted = {"scale": scale, "seed": seed, "federation": str(federation_path.resolve()),
               "federation_mtime": federation_path.stat().st_mtime}
@@ -64,25 +89,37 @@ def prepare(workdir: Workdir, federation_path: Path, partners_path: Path,
           f"{time.monotonic() - started:.1f} s")
 
 
-def run_demo(workdir: Workdir, federation_path: Path, partners_path: Path, *,
+def run_demo(workdir: Workdir, federation_path: Path, policies_dir: Path, *,
              scale: float, seed: int, serve: bool) -> int:
-    prepare(workdir, federation_path, partners_path, scale=scale, seed=seed)
-    with LocalFederation(workdir, federation_path, partners_path) as federation:
+    prepare(workdir, federation_path, policies_dir, scale=scale, seed=seed)
+    with LocalFederation(workdir, federation_path, policies_dir) as federation:
         print(f"broker on {federation.broker_address}; adapters: "
               + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items()))
-        ca, cert, key = workdir.partner_credentials(DEMO_PARTNER)
-        with BrokerClient(federation.broker_address, ca, cert, key, end_user="demo") as client:
+        with _session(workdir, federation.broker_address, DEMO_PARTNER) as client:
             for title, sql in SAMPLES:
-                result = client.query(sql, purpose="bail_hearing", case_ref="DEMO-1")
-                print(f"\n== {title}\n{sql}\n")
+                result = client.query(sql)
+                print(f"\n== {title} (as {DEMO_PARTNER})\n{sql}\n")
                 print(render_result(result, "table"))
+        for title, sql in SAME_QUERIES:
+            print(f"\n== Same query, four partners: {title}\n{sql}")
+            for partner in SESSIONS:
+                with _session(workdir, federation.broker_address, partner) as client:
+                    print(f"\n-- as {partner}")
+                    try:
+                        result = client.query(sql)
+                    except grpc.RpcError as exc:
+                        print(f"refused: {exc.code().name}: {exc.details()}")
+                        continue
+                    print(render_result(result, "table"))
+                    if result.trailer.suppressed_groups:
+                        print(f"({result.trailer.suppressed_groups} small groups suppressed)")
         if serve:
             wd = workdir.path
             print(f"\nServing until Ctrl-C. In another shell:\n"
                   f"  accord query \"SELECT source, count(*) FROM offenders GROUP BY source\" "
-                  f"--as {DEMO_PARTNER} --workdir {wd}\n"
+                  f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
                   f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
-                  f"--as {DEMO_PARTNER} --workdir {wd}")
+                  f"--as police --purpose investigation --workdir {wd}")
             sys.stdout.flush()
             # SIGTERM stops the demo as cleanly as Ctrl-C does.
             signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
 
+#: Longest organization (O) an X.509 certificate subject may carry (RFC 5280).
+MAX_ORGANIZATION = 64
+
 #: gRPC metadata key carrying the person at the partner who asked.
 END_USER_METADATA = "x-accord-end-user"
 
@@ -66,6 +69,9 @@ class PartnerRegistry:
             missing = [k for k in ("organization", "role", "jurisdiction") if not spec.get(k)]
             if missing:
                 raise ConfigError(f"{path}: partner {name!r} lacks {', '.join(missing)}")
+            if len(str(spec["organization"])) > MAX_ORGANIZATION:
+                raise ConfigError(f"{path}: partner {name!r}: an organization name fits in "
+                                  f"{MAX_ORGANIZATION} characters (X.509 limit)")
             partners[str(name)] = Partner(
                 name=str(name),
                 organization=str(spec["organization"]),

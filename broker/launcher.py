@@ -28,10 +28,10 @@ STOP_TIMEOUT_S = 10.0
 class LocalFederation:
     """Adapters and broker as child processes; a context manager."""
 
-    def __init__(self, workdir: Workdir, federation_path: Path, partners_path: Path) -> None:
+    def __init__(self, workdir: Workdir, federation_path: Path, policies_dir: Path) -> None:
         self.workdir = workdir
         self.federation_path = federation_path
-        self.partners_path = partners_path
+        self.policies_dir = policies_dir
         self.federation = load_federation(federation_path)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.adapter_addresses: dict[str, str] = {}
@@ -56,7 +56,7 @@ class LocalFederation:
         command = [
             sys.executable, "-m", "broker.cli", "serve", *args,
             "--workdir", str(self.workdir.path), "--federation", str(self.federation_path),
-            "--partners", str(self.partners_path), "--port-file", str(port_file),
+            "--policies", str(self.policies_dir), "--port-file", str(port_file),
         ]
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from accord.errors import AccordError, InvalidQuery
+from broker.policy.masks import bind_keyed_hash
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -61,15 +62,21 @@ class Merger:
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
         return tables
 
-    def run(self, plan: QueryPlan, tables: dict[str, pa.Table]) -> pa.Table:
-        """Registers the tables on a fresh cursor, runs the merge SQL, returns the answer."""
+    def run(self, plan: QueryPlan, tables: dict[str, pa.Table],
+            keyed_hash_key: bytes = b"") -> pa.Table:
+        """Registers the tables on a fresh cursor, runs the merge SQL, returns the answer.
+
+        ``keyed_hash_key`` is the caller's key for ``keyed_hash`` masks; it is
+        bound into the SQL only here, so no plan or Explain ever shows it.
+        """
+        sql = bind_keyed_hash(plan.merge.copy(), keyed_hash_key).sql(dialect="duckdb")
         with self._lock:
             cursor = self._db.cursor()
         try:
             for name, table in tables.items():
                 cursor.register(name, table)
             try:
-                return cursor.sql(plan.merge_sql).to_arrow_table()
+                return cursor.sql(sql).to_arrow_table()
             except duckdb.Error as exc:
                 raise _merge_error(exc) from exc
         finally:

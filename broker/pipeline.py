@@ -1,6 +1,6 @@
-"""The path of one query, as plain functions: admit, parse, rewrite, plan,
-fan out, merge. The gRPC servicer (``broker.server``) only decodes requests
-and encodes these results.
+"""The path of one query, as plain functions: admit, parse, rewrite, plan
+(``broker.policy.engine``), fan out, merge, suppress small groups. The gRPC
+servicer (``broker.server``) only decodes requests and encodes these results.
 """
 
 from __future__ import annotations
@@ -12,20 +12,24 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow.compute as pc
+
 from accord import ipc
 from accord.errors import InvalidQuery, SourceTimedOut, SourceUnavailable
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, ScanResult, run_scans
 from broker.merge import Merger
-from broker.planner import QueryPlan, plan_query
-from broker.validate import parse_query
+from broker.policy.aggregate import PERSONS_COLUMN
+from broker.policy.engine import PreparedQuery, prepare_query
+from broker.policy.masks import partner_key
+from broker.policy.rewrite import RoleView
 
 if TYPE_CHECKING:
     import pyarrow as pa
-    from sqlglot import exp
 
     from accord.federation import Federation
     from broker.identity import Principal
+    from broker.policy.store import PolicySet
 
 log = logging.getLogger("accord.broker")
 
@@ -39,35 +43,26 @@ class QueryOutcome:
     query_id: str
     table: pa.Table
     trailer: broker_pb2.QueryTrailer
-    plan: QueryPlan
+    prepared: PreparedQuery
     results: list[ScanResult] = field(default_factory=list)
 
 
-def apply_policy(
-    tree: exp.Query, principal: Principal, request: broker_pb2.QueryRequest
-) -> exp.Query:
-    """The policy rewrite step (secure views, masks, row filters).
-
-    The walking skeleton passes the validated tree through unchanged; the
-    need-to-know policy engine replaces this step. It runs after validation
-    and before planning, so every pushed predicate is already the rewritten one.
-    """
-    return tree
-
-
 class QueryPipeline:
-    def __init__(self, federation: Federation, clients: AdapterClients) -> None:
+    def __init__(self, federation: Federation, clients: AdapterClients, policies: PolicySet,
+                 mask_secret: bytes) -> None:
         self.federation = federation
         self.clients = clients
+        self.policies = policies
+        self.mask_secret = mask_secret
         self.merger = Merger(federation)
 
-    def plan(self, principal: Principal, request: broker_pb2.QueryRequest,
-             query_id: str) -> tuple[str, QueryPlan]:
-        """(the validated SQL as sqlglot re-generates it, the plan)."""
-        tree = parse_query(request.sql, self.federation.tables)
-        validated = tree.sql(dialect="duckdb")
-        tree = apply_policy(tree, principal, request)
-        return validated, plan_query(tree, self.federation, ref_prefix=f"q{query_id[:8]}_ref")
+    def prepare(self, principal: Principal, request: broker_pb2.QueryRequest,
+                query_id: str) -> PreparedQuery:
+        return prepare_query(
+            request.sql, principal, self.policies.role_for(principal), self.federation,
+            purpose=request.purpose, case_ref=request.case_ref,
+            ref_prefix=f"q{query_id[:8]}_ref",
+        )
 
     def deadline(self, request: broker_pb2.QueryRequest) -> float:
         if request.timeout_ms < 0:
@@ -79,42 +74,50 @@ class QueryPipeline:
         started = time.monotonic()
         query_id = uuid.uuid4().hex
         deadline = self.deadline(request)
-        _, plan = self.plan(principal, request, query_id)
+        prepared = self.prepare(principal, request, query_id)
+        plan = prepared.plan
         results = await run_scans(self.clients, plan.references, query_id, deadline)
         failed = [r for r in results if r.error is not None]
         if failed and not request.allow_partial:
             raise _missing_sources_error(failed)
         tables = self.merger.arrow_tables(plan, results)
         remaining = deadline - time.monotonic()
+        key = partner_key(self.mask_secret, principal.partner.name)
         try:
             table = await asyncio.wait_for(
-                asyncio.to_thread(self.merger.run, plan, tables), timeout=max(remaining, 0.001)
+                asyncio.to_thread(self.merger.run, plan, tables, key),
+                timeout=max(remaining, 0.001),
             )
         except TimeoutError:
             raise SourceTimedOut("merge", "the query ran past its deadline while merging") from None
+        suppressed = 0
+        if prepared.min_group_size:
+            table, suppressed = suppress_small_groups(table, prepared.min_group_size)
         trailer = broker_pb2.QueryTrailer(
             query_id=query_id,
             sources=source_statuses(results),
             rows=table.num_rows,
             elapsed_ms=(time.monotonic() - started) * 1000,
             partial=bool(failed),
+            suppressed_groups=suppressed,
         )
         log.info("query %s by %s: %d rows from %d scans in %.1f ms", query_id,
                  principal.partner.name, table.num_rows, len(results), trailer.elapsed_ms)
-        return QueryOutcome(query_id, table, trailer, plan, results)
+        return QueryOutcome(query_id, table, trailer, prepared, results)
 
     async def explain(self, principal: Principal,
                       request: broker_pb2.QueryRequest) -> broker_pb2.ExplainResponse:
         query_id = uuid.uuid4().hex
         deadline = self.deadline(request)
-        validated, plan = self.plan(principal, request, query_id)
+        prepared = self.prepare(principal, request, query_id)
+        plan = prepared.plan
         results = await run_scans(self.clients, plan.references, query_id, deadline,
                                   explain_only=True)
         scans = []
         for r in results:
             h = r.header
             scans.append(broker_pb2.SourceScan(
-                source=r.source, table=r.reference.table, reference=r.reference.alias,
+                source=r.source, table=r.reference.table, reference=r.reference.name_in_query,
                 columns=r.spec.columns, predicate=r.spec.predicate, limit=r.spec.limit,
                 dialect=h.dialect if h else "", physical_sql=h.physical_sql if h else "",
                 pushed_predicates=list(h.pushed_predicates) if h else [],
@@ -123,21 +126,29 @@ class QueryPipeline:
                 error=str(r.error) if r.error else "",
             ))
         return broker_pb2.ExplainResponse(
-            query_id=query_id, validated_sql=validated, merge_sql=plan.merge_sql, scans=scans
+            query_id=query_id, validated_sql=prepared.validated_sql, merge_sql=plan.merge_sql,
+            scans=scans, rewritten_sql=prepared.rewritten_sql, role=prepared.view.role.name,
+            purpose=request.purpose, masks=prepared.masks, row_filters=prepared.row_filters,
+            min_group_size=prepared.min_group_size,
         )
 
     def catalog(self, principal: Principal) -> broker_pb2.CatalogResponse:
+        """Only what this caller may see: its role's grants within what sources release."""
+        role = self.policies.role_for(principal)
+        view = RoleView(role, principal, self.federation)
         tables = []
-        for name, table in self.federation.tables.items():
+        for name, columns in view.schema().items():
+            entries = []
+            for column, type_name in columns.items():
+                mask = view.mask_of(name, column) if column != "source" else None
+                entries.append(broker_pb2.CatalogColumn(
+                    name=column, type=type_name, mask=mask.describe() if mask else ""))
             sources = [s.code for s in self.federation.sources_serving(name)]
-            if not sources:
-                continue
-            columns = [broker_pb2.CatalogColumn(name=c, type=table.columns[c])
-                       for c in self.federation.released_columns(name)]
-            columns.append(broker_pb2.CatalogColumn(name="source", type="VARCHAR"))
-            tables.append(broker_pb2.CatalogTable(name=name, columns=columns, sources=sources))
+            tables.append(broker_pb2.CatalogTable(name=name, columns=entries, sources=sources))
         return broker_pb2.CatalogResponse(
-            partner=principal.partner.name, role=principal.partner.role, tables=tables
+            partner=principal.partner.name, role=role.name, tables=tables,
+            purposes=sorted(role.purposes), case_reference_required=role.case_reference_required,
+            aggregate_only=role.aggregate_only,
         )
 
 
@@ -171,6 +182,13 @@ def _missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
         f"missing from the answer: {'; '.join(reasons)}. Retry later, or set "
         "allow_partial to accept an answer without them",
     )
+
+
+def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
+    """Drops output groups covering fewer than ``k`` persons; (kept, dropped)."""
+    keep = pc.greater_equal(table.column(PERSONS_COLUMN), k)
+    kept = table.filter(keep).drop_columns([PERSONS_COLUMN])
+    return kept, table.num_rows - kept.num_rows
 
 
 def encode_answer(outcome: QueryOutcome) -> list[broker_pb2.QueryResponse]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from accord.federation import Federation
 
 SOURCE_COLUMN = "source"
+#: Meta flag on a secure view's SELECT (set by the policy rewrite), so user
+#: conjuncts on its unmasked columns can be pushed to the raw scan beneath.
+SECURE_VIEW = "accord_secure_view"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ class TableReference:
     predicates: list[Conjunct] = field(default_factory=list)
     limit: int = 0
     scans: list[ScanSpec] = field(default_factory=list)
+    label: str = ""  # the caller's alias, when the reference sits under a secure view
+
+    @property
+    def name_in_query(self) -> str:
+        return self.label or self.alias
 
     @property
     def predicate(self) -> str:
@@ -122,6 +131,9 @@ def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref")
                        quote_identifiers=True, identify=True)
     except OptimizeError as exc:
         raise InvalidQuery(_qualify_message(exc)) from exc
+    # Drop derived-table columns nothing reads (a secure view projects every
+    # granted column; only the ones the query uses should travel).
+    tree = pushdown_projections(tree)
 
     references: list[TableReference] = []
     for scope in traverse_scope(tree):
@@ -141,6 +153,7 @@ def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref")
             references.append(ref)
             source.set("this", exp.to_identifier(ref.ref_id, quoted=True))
             source.set("alias", exp.TableAlias(this=exp.to_identifier(alias, quoted=True)))
+    _push_through_secure_views(tree, references)
     by_node = _columns_by_reference(tree, references)
     for ref in references:
         wanted = by_node.get(ref.ref_id, set())
@@ -175,8 +188,36 @@ def _null_supplying(scope: Scope) -> set[str]:
     return nullable
 
 
-def _push_predicates(scope: Scope, ref: TableReference) -> None:
-    """Moves copies of the WHERE conjuncts that touch only ``ref`` into its scan."""
+def _push_through_secure_views(tree: exp.Query, references: list[TableReference]) -> None:
+    """User conjuncts over a secure view's *unmasked* columns go to the raw
+    scan beneath it. A conjunct touching a masked column never does: the
+    source would compare raw values, which the caller may not see."""
+    by_id = {r.ref_id: r for r in references}
+    for scope in traverse_scope(tree):
+        nullable = _null_supplying(scope)
+        for alias, source in scope.sources.items():
+            view = source.expression if isinstance(source, Scope) else None
+            if view is None or not view.meta.get(SECURE_VIEW) or alias in nullable:
+                continue
+            inner = view.args["from_"].this
+            ref = by_id.get(inner.name) if isinstance(inner, exp.Table) else None
+            if ref is None:
+                continue
+            ref.label = alias
+            clear = {
+                p.alias_or_name for p in view.expressions
+                if isinstance(p.unalias(), exp.Column) and p.unalias().name == p.alias_or_name
+                and p.unalias().table == ref.alias
+            }
+            _push_predicates(scope, ref, alias, clear)
+
+
+def _push_predicates(scope: Scope, ref: TableReference, alias: str | None = None,
+                     clear: set[str] | None = None) -> None:
+    """Copies the WHERE conjuncts that touch only ``alias`` (by default the
+    reference itself; else a secure view over it, where only the ``clear``
+    columns may be touched) into the reference's scan."""
+    alias = alias or ref.alias
     select = scope.expression
     where = select.args.get("where") if isinstance(select, exp.Select) else None
     if where is None:
@@ -184,7 +225,9 @@ def _push_predicates(scope: Scope, ref: TableReference) -> None:
     for part in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
         conjunct = part.unnest()
         columns = list(conjunct.find_all(exp.Column))
-        if not columns or any(c.table != ref.alias for c in columns):
+        if not columns or any(c.table != alias for c in columns):
+            continue
+        if clear is not None and any(c.name not in clear for c in columns):
             continue
         if _prune_sources(conjunct, ref):
             continue
@@ -240,22 +283,24 @@ def _resolve(scope: Scope | None, alias: str) -> exp.Expr | Scope | None:
 
 
 def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
-    """A LIMIT goes to the sources only for a plain filter over one table."""
-    if not isinstance(tree, exp.Select) or len(refs) != 1:
+    """A LIMIT goes to the sources only for a plain filter over one table,
+    directly or through its secure view, with every conjunct pushed."""
+    if len(refs) != 1 or not isinstance(tree, exp.Select) or not _plain_select(tree):
         return
     limit = tree.args.get("limit")
-    if limit is None or not isinstance(limit.expression, exp.Literal):
+    if limit is None or not (isinstance(limit.expression, exp.Literal) and limit.expression.is_int):
         return
-    blocked = ("joins", "group", "having", "qualify", "distinct", "order", "windows")
-    if any(tree.args.get(arg) for arg in blocked):
+    source = tree.args["from_"].this
+    conjuncts = _conjunct_count(tree)
+    if isinstance(source, exp.Subquery) and source.this.meta.get(SECURE_VIEW):
+        view = source.this
+        if not _plain_select(view) or view.args.get("limit"):
+            return
+        conjuncts += _conjunct_count(view)
+    elif not isinstance(source, exp.Table):
         return
-    if any(tree.find(kind) for kind in (exp.AggFunc, exp.Window, exp.Subquery, exp.Exists)):
-        return
-    where = tree.args.get("where")
-    conjuncts = (where.this.flatten() if isinstance(where.this, exp.And) else [where.this]
-                 ) if where else []
-    if len(refs[0].predicates) != len(list(conjuncts)):
-        return
+    if len(refs[0].predicates) != conjuncts:
+        return  # something stays in the broker: the sources must send every row
     offset = tree.args.get("offset")
     skip = 0
     if offset is not None:
@@ -263,3 +308,20 @@ def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
             return
         skip = int(offset.expression.this)
     refs[0].limit = int(limit.expression.this) + skip
+
+
+def _plain_select(select: exp.Select) -> bool:
+    """No joins, grouping, ordering, windows, aggregates or subqueries in this SELECT."""
+    blocked = ("joins", "group", "having", "qualify", "distinct", "order", "windows")
+    if any(select.args.get(arg) for arg in blocked):
+        return False
+    parts = [*select.expressions, select.args.get("where")]
+    kinds = (exp.AggFunc, exp.Window, exp.Query, exp.Exists)
+    return not any(part is not None and part.find(*kinds) for part in parts)
+
+
+def _conjunct_count(select: exp.Select) -> int:
+    where = select.args.get("where")
+    if where is None:
+        return 0
+    return len(list(where.this.flatten())) if isinstance(where.this, exp.And) else 1

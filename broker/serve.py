@@ -18,8 +18,8 @@ from accord.federation import load_federation
 from adapters.backends import open_backend
 from adapters.server import create_server as create_adapter_server
 from broker.fanout import AdapterClients
-from broker.identity import PartnerRegistry
 from broker.pipeline import QueryPipeline
+from broker.policy.store import PolicySet
 from broker.server import create_server as create_broker_server
 
 if TYPE_CHECKING:
@@ -66,24 +66,24 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
     log.info("adapter %s stopped", source.code)
 
 
-def serve_broker(workdir: Workdir, federation_path: Path, partners_path: Path,
+def serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
                  host: str, port: int, endpoints: dict[str, str],
                  port_file: Path | None) -> None:
-    asyncio.run(_serve_broker(workdir, federation_path, partners_path, host, port,
+    asyncio.run(_serve_broker(workdir, federation_path, policies_dir, host, port,
                               endpoints, port_file))
 
 
-async def _serve_broker(workdir: Workdir, federation_path: Path, partners_path: Path,
+async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
                         host: str, port: int, endpoints: dict[str, str],
                         port_file: Path | None) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
-    registry = PartnerRegistry.load(partners_path)
+    policies = PolicySet.load(policies_dir, federation)  # refuses to start on any error
     client_cert, client_key = workdir.pki.broker_client()
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key)
-    pipeline = QueryPipeline(federation, clients)
+    pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
     server_cert, server_key = workdir.pki.broker_server()
     server, bound, health = await create_broker_server(
-        registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
+        policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
         address=f"{host}:{port}",
     )
     stop = asyncio.Event()

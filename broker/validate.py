@@ -16,7 +16,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
 
-from accord.errors import InvalidQuery
+from accord.errors import InvalidQuery, PolicyDenied
 
 if TYPE_CHECKING:
     from collections.abc import Collection
@@ -81,7 +81,12 @@ _NAMES: dict[type[exp.Expr], str] = {
 }
 
 
-def parse_query(sql: str, catalog_tables: Collection[str]) -> exp.Query:
+def parse_query(
+    sql: str,
+    catalog_tables: Collection[str],
+    known_tables: Collection[str] = (),
+    role: str = "",
+) -> exp.Query:
     """Parses ``sql`` and checks it is one read-only query over the catalog.
 
     Identifiers are normalized as DuckDB resolves them (case-insensitive, even
@@ -108,7 +113,7 @@ def parse_query(sql: str, catalog_tables: Collection[str]) -> exp.Query:
         )
     tree = normalize_identifiers(tree, dialect="duckdb")
     _check_nodes(tree)
-    _check_tables(tree, frozenset(catalog_tables))
+    _check_tables(tree, frozenset(catalog_tables), frozenset(known_tables), role)
     return tree
 
 
@@ -127,8 +132,13 @@ def _check_nodes(tree: exp.Expr) -> None:
             raise InvalidQuery(f"{_describe(node)} is not allowed in a query")
 
 
-def _check_tables(tree: exp.Expr, catalog: frozenset[str]) -> None:
-    """Every table reference names a CTE in scope or a catalog table."""
+def _check_tables(tree: exp.Expr, catalog: frozenset[str], known: frozenset[str],
+                  role: str) -> None:
+    """Every table reference names a CTE in scope or a catalog table.
+
+    A table of the logical model the caller's role may not see is named as
+    such; any other name is unknown. Neither reveals data.
+    """
     for table in tree.find_all(exp.Table):
         if not isinstance(table.this, exp.Identifier):
             raise InvalidQuery(
@@ -141,6 +151,8 @@ def _check_tables(tree: exp.Expr, catalog: frozenset[str]) -> None:
             )
         if table.name in _ctes_in_scope(table):
             continue
+        if table.name not in catalog and table.name in known:
+            raise PolicyDenied(f"table {table.name} is not available to role {role}")
         if table.name not in catalog:
             raise InvalidQuery(
                 f"unknown table {table.name!r}; the catalog has {', '.join(sorted(catalog))}"

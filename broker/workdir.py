@@ -17,7 +17,7 @@ from certs import PkiLayout
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FEDERATION = ROOT / "deploy" / "federation.yaml"
-DEFAULT_PARTNERS = ROOT / "policies" / "partners.yaml"
+DEFAULT_POLICIES = ROOT / "policies"
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,21 @@ class Workdir:
     @property
     def logs(self) -> Path:
         return self.path / "logs"
+
+    def mask_secret_file(self) -> Path:
+        """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""
+        return self.path / "certs" / "mask.secret"
+
+    def mask_secret(self) -> bytes:
+        path = self.mask_secret_file()
+        try:
+            secret = path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"cannot read the mask secret {path}: {exc.strerror}; "
+                              "run `accord certs init`") from exc
+        if len(secret) < 32:
+            raise ConfigError(f"the mask secret {path} is shorter than 32 bytes")
+        return secret
 
     def broker_address_file(self) -> Path:
         return self.run / "broker.addr"

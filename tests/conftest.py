@@ -12,18 +12,29 @@ from accord.federation import Federation, parse_federation
 ROOT = Path(__file__).resolve().parent.parent
 
 
+POLICY_FIXTURES = ROOT / "tests" / "fixtures" / "policy"
+
+
 @pytest.fixture(scope="session")
 def logical_model() -> dict:
+    return load_logical_model()
+
+
+@pytest.fixture(scope="session")
+def small_federation() -> Federation:
+    return make_small_federation()
+
+
+def load_logical_model() -> dict:
     raw = yaml.safe_load((ROOT / "deploy" / "federation.yaml").read_text())
     return raw["logical_model"]
 
 
-@pytest.fixture(scope="session")
-def small_federation(logical_model) -> Federation:
+def make_small_federation() -> Federation:
     """Two sources with different physical schemas, codes and date formats."""
     return parse_federation({
         "federation": "unit",
-        "logical_model": logical_model,
+        "logical_model": load_logical_model(),
         "sources": [
             {
                 "code": "BC", "system": "CORNET",

@@ -65,18 +65,20 @@ class SourceStatus(_message.Message):
     def __init__(self, source: _Optional[str] = ..., state: _Optional[_Union[SourceState, str]] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., scans: _Optional[int] = ...) -> None: ...
 
 class QueryTrailer(_message.Message):
-    __slots__ = ("query_id", "sources", "rows", "elapsed_ms", "partial")
+    __slots__ = ("query_id", "sources", "rows", "elapsed_ms", "partial", "suppressed_groups")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    SUPPRESSED_GROUPS_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     sources: _containers.RepeatedCompositeFieldContainer[SourceStatus]
     rows: int
     elapsed_ms: float
     partial: bool
-    def __init__(self, query_id: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., partial: _Optional[bool] = ...) -> None: ...
+    suppressed_groups: int
+    def __init__(self, query_id: _Optional[str] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., rows: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., partial: _Optional[bool] = ..., suppressed_groups: _Optional[int] = ...) -> None: ...
 
 class QueryResponse(_message.Message):
     __slots__ = ("header", "arrow_batch", "trailer")
@@ -117,28 +119,42 @@ class SourceScan(_message.Message):
     def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("query_id", "validated_sql", "merge_sql", "scans")
+    __slots__ = ("query_id", "validated_sql", "merge_sql", "scans", "rewritten_sql", "role", "purpose", "masks", "row_filters", "min_group_size")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATED_SQL_FIELD_NUMBER: _ClassVar[int]
     MERGE_SQL_FIELD_NUMBER: _ClassVar[int]
     SCANS_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_SQL_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    MASKS_FIELD_NUMBER: _ClassVar[int]
+    ROW_FILTERS_FIELD_NUMBER: _ClassVar[int]
+    MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     validated_sql: str
     merge_sql: str
     scans: _containers.RepeatedCompositeFieldContainer[SourceScan]
-    def __init__(self, query_id: _Optional[str] = ..., validated_sql: _Optional[str] = ..., merge_sql: _Optional[str] = ..., scans: _Optional[_Iterable[_Union[SourceScan, _Mapping]]] = ...) -> None: ...
+    rewritten_sql: str
+    role: str
+    purpose: str
+    masks: _containers.RepeatedScalarFieldContainer[str]
+    row_filters: _containers.RepeatedScalarFieldContainer[str]
+    min_group_size: int
+    def __init__(self, query_id: _Optional[str] = ..., validated_sql: _Optional[str] = ..., merge_sql: _Optional[str] = ..., scans: _Optional[_Iterable[_Union[SourceScan, _Mapping]]] = ..., rewritten_sql: _Optional[str] = ..., role: _Optional[str] = ..., purpose: _Optional[str] = ..., masks: _Optional[_Iterable[str]] = ..., row_filters: _Optional[_Iterable[str]] = ..., min_group_size: _Optional[int] = ...) -> None: ...
 
 class CatalogRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class CatalogColumn(_message.Message):
-    __slots__ = ("name", "type")
+    __slots__ = ("name", "type", "mask")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TYPE_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
     name: str
     type: str
-    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ...) -> None: ...
+    mask: str
+    def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., mask: _Optional[str] = ...) -> None: ...
 
 class CatalogTable(_message.Message):
     __slots__ = ("name", "columns", "sources")
@@ -151,11 +167,17 @@ class CatalogTable(_message.Message):
     def __init__(self, name: _Optional[str] = ..., columns: _Optional[_Iterable[_Union[CatalogColumn, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CatalogResponse(_message.Message):
-    __slots__ = ("partner", "role", "tables")
+    __slots__ = ("partner", "role", "tables", "purposes", "case_reference_required", "aggregate_only")
     PARTNER_FIELD_NUMBER: _ClassVar[int]
     ROLE_FIELD_NUMBER: _ClassVar[int]
     TABLES_FIELD_NUMBER: _ClassVar[int]
+    PURPOSES_FIELD_NUMBER: _ClassVar[int]
+    CASE_REFERENCE_REQUIRED_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_ONLY_FIELD_NUMBER: _ClassVar[int]
     partner: str
     role: str
     tables: _containers.RepeatedCompositeFieldContainer[CatalogTable]
-    def __init__(self, partner: _Optional[str] = ..., role: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[CatalogTable, _Mapping]]] = ...) -> None: ...
+    purposes: _containers.RepeatedScalarFieldContainer[str]
+    case_reference_required: bool
+    aggregate_only: bool
+    def __init__(self, partner: _Optional[str] = ..., role: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[CatalogTable, _Mapping]]] = ..., purposes: _Optional[_Iterable[str]] = ..., case_reference_required: _Optional[bool] = ..., aggregate_only: _Optional[bool] = ...) -> None: ...

@@ -4,10 +4,9 @@ real gRPC over real mutual TLS, real SQLite files in each system's schema.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import duckdb
-import pyarrow as pa
 import pytest
 
 from accord.federation import Federation, load_federation
@@ -15,7 +14,14 @@ from adapters.datagen import generate, write_federation_data
 from broker.client import BrokerClient
 from broker.commands import init_certs
 from broker.launcher import LocalFederation
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_PARTNERS, Workdir
+from broker.policy.masks import partner_key
+from broker.policy.store import PolicySet
+from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from tests.integration.oracle import entitled_connection
+
+if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
 
 SEED = 11
 SCALE = 0.005
@@ -26,7 +32,9 @@ class Running:
     workdir: Workdir
     federation: Federation
     launcher: LocalFederation
-    oracle: duckdb.DuckDBPyConnection
+    generated: dict
+    policy: PolicySet
+    _oracles: dict = field(default_factory=dict)
 
     @property
     def address(self) -> str:
@@ -36,49 +44,33 @@ class Running:
         ca, cert, key = self.workdir.partner_credentials(partner)
         return BrokerClient(self.address, ca, cert, key, **kwargs)
 
-
-def oracle_connection(federation: Federation, seed: int, scale: float) -> duckdb.DuckDBPyConnection:
-    """DuckDB over the union of every source's generated logical data.
-
-    Independent of the adapters: the data comes straight from the generator,
-    before it was written into any physical schema.
-    """
-    con = duckdb.connect()
-    generated = generate(federation, seed=seed, scale=scale)
-    for name, logical in federation.tables.items():
-        parts = []
-        for code, tables in generated.items():
-            release = federation.sources[code].release.get(name)
-            if name not in tables or release is None:
-                continue  # the jurisdiction does not share this table
-            con.register("raw", tables[name])
-            select = ", ".join(c if c in release.columns else f"NULL::{t} AS {c}"
-                               for c, t in logical.columns.items())
-            where = f" WHERE {release.row_filter}" if release.row_filter else ""
-            parts.append(con.sql(f"SELECT {select}, '{code}' AS source FROM raw{where}")
-                         .to_arrow_table())
-            con.unregister("raw")
-        released = federation.released_columns(name)
-        if parts:
-            table = pa.concat_tables(parts)
-            con.register(name, table.select([*released, "source"]))
-    return con
+    def oracle(self, partner: str = "crown_attorney") -> duckdb.DuckDBPyConnection:
+        """The partner's entitled view of the generated data (see oracle.py)."""
+        if partner not in self._oracles:
+            p = self.policy.registry.partners[partner]
+            key = partner_key(self.workdir.mask_secret(), p.name)
+            self._oracles[partner] = entitled_connection(
+                self.federation, self.generated, self.policy.roles[p.role], p, key)
+        return self._oracles[partner]
 
 
 @pytest.fixture(scope="session")
 def running(tmp_path_factory) -> Running:
     workdir = Workdir(tmp_path_factory.mktemp("accord"))
-    init_certs(workdir, DEFAULT_FEDERATION, DEFAULT_PARTNERS)
+    init_certs(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES)
     federation = load_federation(DEFAULT_FEDERATION)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
-    launcher = LocalFederation(workdir, DEFAULT_FEDERATION, DEFAULT_PARTNERS)
+    generated = generate(federation, seed=SEED, scale=SCALE)
+    policy = PolicySet.load(DEFAULT_POLICIES, federation)
+    launcher = LocalFederation(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES)
     with launcher:
-        yield Running(workdir, federation, launcher, oracle_connection(federation, SEED, SCALE))
+        yield Running(workdir, federation, launcher, generated, policy)
 
 
 @pytest.fixture(scope="session")
 def crown(running) -> BrokerClient:
-    with running.client("crown_attorney", end_user="test-user") as client:
+    with running.client("crown_attorney", end_user="test-user", purpose="bail_hearing",
+                        case_ref="R-2026-0042") as client:
         yield client
 
 

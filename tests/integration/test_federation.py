@@ -68,8 +68,8 @@ ORACLE_QUERIES = {
     "scalar subquery and CTE": (
         "WITH recent AS (SELECT fps_number, max(sentence_date) AS last_sentence "
         "FROM sentences GROUP BY 1) "
-        "SELECT o.source, o.source_person_id, (SELECT count(*) FROM aliases a "
-        "WHERE a.fps_number = o.fps_number) AS aliases, r.last_sentence "
+        "SELECT o.source, o.source_person_id, (SELECT count(*) FROM alerts a "
+        "WHERE a.fps_number = o.fps_number) AS alerts, r.last_sentence "
         "FROM offenders o JOIN recent r ON r.fps_number = o.fps_number "
         "WHERE o.status = 'IN_CUSTODY' ORDER BY ALL LIMIT 50"),
     "window function": (
@@ -83,7 +83,7 @@ ORACLE_QUERIES = {
 def test_answer_equals_the_oracle(running, crown, name):
     sql = ORACLE_QUERIES[name]
     result = crown.query(sql)
-    assert rows(result.table) == running.oracle.sql(sql).fetchall()
+    assert rows(result.table) == running.oracle().sql(sql).fetchall()
     assert not result.trailer.partial
 
 

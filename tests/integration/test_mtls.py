@@ -21,7 +21,7 @@ SQL = "SELECT count(*) FROM offenders"
 def query_as(running, cert, key, ca=None):
     ca = ca or running.workdir.pki.ca_cert()
     with BrokerClient(running.address, ca, cert, key) as client:
-        return client.query(SQL, timeout=10)
+        return client.query(SQL, purpose="investigation", timeout=10)
 
 
 def test_registered_partner_is_served(running):

@@ -49,6 +49,6 @@ def test_release_row_filter_applies_to_every_scan(running):
 
 
 def test_broker_fills_unreleased_columns_with_null(running, crown):
-    result = crown.query("SELECT source, count(address) FROM offenders GROUP BY 1 ORDER BY 1")
+    result = crown.query("SELECT source, count(summary) FROM incidents GROUP BY 1 ORDER BY 1")
     counts = dict(rows(result.table))
-    assert counts["BC"] == 0 and counts["ON"] > 0
+    assert counts["BC"] == 0 and counts["QC"] == 0 and counts["ON"] > 0

@@ -1,0 +1,120 @@
+"""Aggregate-only roles (the statistics agency): counts, never people.
+
+A query from such a role must be one SELECT whose output is aggregates
+(COUNT, COUNT(DISTINCT), SUM, AVG) grouped by the role's dimension columns;
+WHERE filters on dimensions only. Every output group must cover at least
+``min_group_size`` distinct persons, counted on the person (FPS number, or
+the source's own id where the FPS number is missing), not on rows: the
+planner adds a hidden person count and the broker drops smaller groups,
+saying in the trailer how many it dropped.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlglot import exp
+from sqlglot.optimizer.scope import build_scope
+
+from accord.errors import PolicyDenied
+from broker.policy.rewrite import PERSON_COLUMN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from broker.policy.rewrite import RoleView
+
+#: Hidden output column carrying each group's distinct-person count.
+PERSONS_COLUMN = "__accord_persons"
+
+_ALLOWED_AGGREGATES = (exp.Count, exp.Sum, exp.Avg)
+
+
+def check_aggregate_query(tree: exp.Query, view: RoleView) -> None:
+    """Refuses anything but a plain grouped aggregate over dimension columns.
+
+    ``tree`` is qualified against the role's catalog.
+    """
+    role = view.role.name
+    if not isinstance(tree, exp.Select):
+        raise PolicyDenied(f"role {role} may run aggregate queries only: one SELECT, "
+                           "no UNION/INTERSECT/EXCEPT")
+    if tree.args.get("with_") or any(n is not tree for n in tree.find_all(exp.Query)):
+        raise PolicyDenied(f"role {role} may not use subqueries or CTEs")
+    if tree.find(exp.Window) or tree.args.get("distinct") or tree.args.get("qualify"):
+        raise PolicyDenied(f"role {role} may not use window functions, DISTINCT or QUALIFY")
+    for node in tree.find_all(exp.AggFunc):
+        if not isinstance(node, _ALLOWED_AGGREGATES):
+            raise PolicyDenied(f"role {role} may use COUNT, COUNT(DISTINCT), SUM and AVG only, "
+                               f"not {node.sql_name()}")
+    scope = build_scope(tree)
+    assert scope is not None
+    tables = {alias: src.name for alias, src in scope.sources.items()
+              if isinstance(src, exp.Table)}
+
+    def dimension(column: exp.Column) -> bool:
+        grant = view.role.tables.get(tables.get(column.table, ""))
+        return grant is not None and column.name in grant.dimensions
+
+    grouped = _check_grouping(tree, role, dimension)
+    _check_projections(tree, role, grouped)
+    _check_filters(tree, role, dimension)
+
+
+def _check_grouping(tree: exp.Select, role: str,
+                    dimension: Callable[[exp.Column], bool]) -> set[tuple[str, str]]:
+    group = tree.args.get("group")
+    grouped: set[tuple[str, str]] = set()
+    for expression in group.expressions if group else []:
+        if not isinstance(expression, exp.Column) or not dimension(expression):
+            raise PolicyDenied(f"role {role} may group by its dimension columns only, "
+                               f"not {expression.sql('duckdb')}")
+        grouped.add((expression.table, expression.name))
+    if not group and not tree.find(exp.AggFunc):
+        raise PolicyDenied(f"role {role} may run aggregate queries only")
+    return grouped
+
+
+def _check_projections(tree: exp.Select, role: str, grouped: set[tuple[str, str]]) -> None:
+    for projection in tree.expressions:
+        inner = projection.unalias()
+        if isinstance(inner, exp.Column) and (inner.table, inner.name) in grouped:
+            continue
+        if not inner.find(exp.AggFunc):
+            raise PolicyDenied(f"role {role}: {projection.sql('duckdb')} is neither a grouped "
+                               "dimension nor an aggregate")
+        for column in inner.find_all(exp.Column):
+            if column.find_ancestor(exp.AggFunc) is None:
+                raise PolicyDenied(f"role {role}: column {column.name} outside an aggregate "
+                                   "must be grouped")
+
+
+def _check_filters(tree: exp.Select, role: str,
+                   dimension: Callable[[exp.Column], bool]) -> None:
+    """WHERE on dimensions only; joins on column equality; HAVING on aggregates."""
+    for join in tree.args.get("joins") or []:
+        on = join.args.get("on")
+        if join.args.get("using") or on is None or not all(
+            isinstance(n, (exp.EQ, exp.And, exp.Column, exp.Identifier, exp.Paren))
+            for n in on.walk()
+        ):
+            raise PolicyDenied(f"role {role} may join on column equality only (ON a.x = b.x)")
+    where = tree.args.get("where")
+    for column in where.find_all(exp.Column) if where else []:
+        if not dimension(column):
+            raise PolicyDenied(f"role {role} may filter on its dimension columns only, "
+                               f"not {column.name}")
+    having = tree.args.get("having")
+    for column in having.find_all(exp.Column) if having else []:
+        if column.find_ancestor(exp.AggFunc) is None:
+            raise PolicyDenied(f"role {role}: HAVING may test aggregates only")
+
+
+def add_person_count(tree: exp.Select) -> exp.Select:
+    """Adds ``COUNT(DISTINCT <first table>.__accord_person) AS __accord_persons``."""
+    from_ = tree.args["from_"].this
+    alias = from_.alias_or_name
+    count = exp.Count(this=exp.Distinct(expressions=[
+        exp.column(PERSON_COLUMN, table=alias, quoted=True)]))
+    tree.select(exp.alias_(count, PERSONS_COLUMN, quoted=True), copy=False)
+    return tree

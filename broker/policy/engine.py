@@ -1,0 +1,96 @@
+"""The policy steps of one query, in order, as one plain function.
+
+admit (purpose, case reference) -> parse and validate against the role's
+catalog -> qualify (denied columns do not exist) -> aggregate-only checks ->
+secure views -> hidden person count (aggregate-only) -> plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from broker.planner import QueryPlan, plan_query
+from broker.policy.admission import admit
+from broker.policy.aggregate import add_person_count, check_aggregate_query
+from broker.policy.rewrite import (
+    RoleView,
+    apply_secure_views,
+    bind_principal,
+    qualify_for_role,
+)
+from broker.validate import parse_query
+
+if TYPE_CHECKING:
+    import sqlglot
+
+    from accord.federation import Federation
+    from broker.identity import Principal
+    from broker.policy.model import Role
+
+
+@dataclass
+class PreparedQuery:
+    view: RoleView
+    validated_sql: str
+    rewritten_sql: str
+    plan: QueryPlan
+    masks: list[str] = field(default_factory=list)
+    row_filters: list[str] = field(default_factory=list)
+
+    @property
+    def min_group_size(self) -> int:
+        return self.view.role.min_group_size if self.view.role.aggregate_only else 0
+
+
+def prepare_query(
+    sql: str,
+    principal: Principal,
+    role: Role,
+    federation: Federation,
+    *,
+    purpose: str,
+    case_ref: str,
+    ref_prefix: str = "ref",
+) -> PreparedQuery:
+    admit(role, purpose, case_ref)
+    view = RoleView(role, principal, federation)
+    schema = view.schema()
+    tree = parse_query(sql, set(schema), known_tables=set(federation.tables), role=role.name)
+    validated = tree.sql(dialect="duckdb")
+    tree = qualify_for_role(tree, view)
+    touched = _tables_touched(tree)
+    if role.aggregate_only:
+        check_aggregate_query(tree, view)
+    tree = apply_secure_views(tree, view)
+    if role.aggregate_only:
+        add_person_count(tree)  # type: ignore[arg-type]  # checked: a plain SELECT
+    rewritten = tree.sql(dialect="duckdb")
+    plan = plan_query(tree, federation, ref_prefix=ref_prefix)
+    masks, filters = describe_policy(view, touched)
+    return PreparedQuery(view, validated, rewritten, plan, masks, filters)
+
+
+def _tables_touched(tree: sqlglot.exp.Expr) -> list[str]:
+    from sqlglot import exp
+
+    return sorted({t.name for t in tree.find_all(exp.Table)})
+
+
+def describe_policy(view: RoleView, tables: list[str]) -> tuple[list[str], list[str]]:
+    """Masks and row filters (principal bound) applied to ``tables``."""
+    import sqlglot
+
+    masks, filters = [], []
+    for table in tables:
+        grant = view.role.tables.get(table)
+        if grant is None:
+            continue
+        for column in view.columns(table):
+            mask = grant.columns[column]
+            if mask is not None:
+                masks.append(f"{table}.{column}: {mask.describe()}")
+        if grant.row_filter:
+            bound = bind_principal(sqlglot.parse_one(grant.row_filter, read="duckdb"), view)
+            filters.append(f"{table}: {bound.sql(dialect='duckdb')}")
+    return masks, filters

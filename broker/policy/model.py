@@ -1,0 +1,261 @@
+"""The policy model: one file per partner role, read strictly.
+
+A role file (``policies/roles/<role>.yaml``)::
+
+    role: police
+    purposes: [supervision, investigation]
+    case_reference_required: false
+    tables:
+      offenders:
+        row_filter: "status = 'UAL' OR supervising_jurisdiction = principal.jurisdiction"
+        columns:
+          surname: clear
+          birth_date: year_only
+          address: {mask: partial, keep_last: 3}
+
+Deny by default: a table or column no rule grants does not exist for the
+role. Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``
+and, per table, the ``dimensions`` they may group and filter by.
+
+Every error names the file and line; a policy with any error is refused
+whole (the broker does not start with part of a policy).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from accord.federation import LOGICAL_TYPES, Federation
+from broker.policy.masks import MASK_KINDS, Mask
+from broker.policy.yamlfile import LineDict, PolicyFileError, load_yaml
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+#: Principal attributes every partner has; others come from the registry.
+BUILTIN_ATTRIBUTES = frozenset({"name", "organization", "role", "jurisdiction"})
+
+_ROLE_KEYS = {"role", "description", "purposes", "case_reference_required", "aggregate_only",
+              "min_group_size", "tables"}
+_TABLE_KEYS = {"columns", "row_filter", "dimensions"}
+_MASK_KEYS = {"mask", "value", "keep_first", "keep_last", "expression", "type"}
+
+
+@dataclass(frozen=True)
+class TableGrant:
+    table: str
+    columns: dict[str, Mask | None]  # granted column -> mask (None: clear)
+    row_filter: str | None = None
+    dimensions: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    description: str
+    purposes: frozenset[str]
+    case_reference_required: bool
+    tables: dict[str, TableGrant]
+    aggregate_only: bool = False
+    min_group_size: int = 5
+    path: str = ""
+
+    def principal_attributes(self) -> set[str]:
+        """Attributes of ``principal.*`` the role's filters and masks use."""
+        used: set[str] = set()
+        for grant in self.tables.values():
+            texts = [grant.row_filter or ""]
+            texts += [m.expression or "" for m in grant.columns.values() if m is not None]
+            for text in texts:
+                used |= set(re.findall(r"\bprincipal\.([A-Za-z_]\w*)", text))
+        return used
+
+
+def load_role(path: Path, federation: Federation) -> Role:
+    doc = load_yaml(path)
+    if not isinstance(doc, LineDict):
+        raise PolicyFileError(f"{path}:1: a role file is a mapping with role, purposes, tables")
+    where = _Where(path, doc)
+    where.unknown_keys(doc, _ROLE_KEYS)
+    name = doc.get("role")
+    if not isinstance(name, str) or not _SNAKE.match(name):
+        where.fail("role", "'role' must be a snake_case name")
+    if name != path.stem:
+        where.fail("role", f"role {name!r} must be in a file named {name}.yaml")
+    purposes = doc.get("purposes")
+    if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
+        where.fail("purposes", "'purposes' must be a list of purpose names")
+    for purpose in purposes:
+        if not _SNAKE.match(purpose):
+            where.fail("purposes", f"purpose {purpose!r} must be snake_case")
+    aggregate_only = bool(doc.get("aggregate_only", False))
+    min_group_size = doc.get("min_group_size", 5)
+    if not isinstance(min_group_size, int) or min_group_size < 2:
+        where.fail("min_group_size", "'min_group_size' must be an integer of at least 2")
+    tables_spec = doc.get("tables") or LineDict()
+    if not isinstance(tables_spec, LineDict):
+        where.fail("tables", "'tables' must map table names to grants")
+    tables = {
+        table: _load_grant(where.nested(tables_spec, table), table, spec, federation,
+                           aggregate_only)
+        for table, spec in tables_spec.items()
+    }
+    return Role(
+        name=name,
+        description=str(doc.get("description", "")),
+        purposes=frozenset(purposes),
+        case_reference_required=bool(doc.get("case_reference_required", False)),
+        tables=tables,
+        aggregate_only=aggregate_only,
+        min_group_size=min_group_size,
+        path=str(path),
+    )
+
+
+def _load_grant(where: _Where, table: str, spec: Any, federation: Federation,
+                aggregate_only: bool) -> TableGrant:
+    logical = federation.tables.get(table)
+    if logical is None:
+        where.fail(None, f"unknown table {table!r}; the logical model has "
+                         f"{', '.join(federation.tables)}")
+    if not isinstance(spec, LineDict):
+        where.fail(None, f"the grant on {table} must be a mapping with columns")
+    where = where.nested_in(spec)
+    where.unknown_keys(spec, _TABLE_KEYS)
+    columns_spec = spec.get("columns")
+    if not isinstance(columns_spec, LineDict) or not columns_spec:
+        where.fail("columns", f"the grant on {table} must list its columns")
+    columns: dict[str, Mask | None] = {}
+    for column, mask_spec in columns_spec.items():
+        if column not in logical.columns:
+            where.at(columns_spec, column).fail(
+                column, f"unknown column {column!r} of {table}")
+        columns[column] = _load_mask(where.at(columns_spec, column), column,
+                                     logical.columns[column], mask_spec, set(logical.columns))
+    row_filter = spec.get("row_filter")
+    if row_filter is not None:
+        if not isinstance(row_filter, str) or not row_filter.strip():
+            where.fail("row_filter", "'row_filter' must be a SQL boolean expression")
+        _check_sql(where, "row_filter", row_filter, federation)
+    dimensions = spec.get("dimensions") or []
+    if not isinstance(dimensions, list):
+        where.fail("dimensions", "'dimensions' must be a list of columns")
+    for column in dimensions:
+        if column not in columns:
+            where.fail("dimensions", f"dimension {column!r} is not a granted column of {table}")
+    if dimensions and not aggregate_only:
+        where.fail("dimensions", "'dimensions' only apply to aggregate_only roles")
+    return TableGrant(table, columns, row_filter, frozenset(dimensions))
+
+
+def _load_mask(where: _Where, column: str, logical_type: str, spec: Any,
+               table_columns: set[str]) -> Mask | None:
+    if spec in ("clear", None):
+        return None
+    if isinstance(spec, str):
+        spec = {"mask": spec}
+    if not isinstance(spec, dict):
+        where.fail(column, f"column {column}: use 'clear', a mask kind, or a mapping")
+    where.unknown_keys(spec, _MASK_KEYS, key=column)
+    kind = spec.get("mask")
+    if kind not in MASK_KINDS:
+        where.fail(column, f"column {column}: unknown mask {kind!r}; use one of "
+                           f"{', '.join(MASK_KINDS)}")
+    declared = spec.get("type")
+    if declared is not None and str(declared).upper() not in LOGICAL_TYPES:
+        where.fail(column, f"column {column}: unknown type {declared!r}")
+    mask = Mask(
+        kind=kind,
+        value=None if spec.get("value") is None else str(spec["value"]),
+        keep_first=int(spec.get("keep_first", 0)),
+        keep_last=int(spec.get("keep_last", 0)),
+        expression=spec.get("expression"),
+        type=str(declared).upper() if declared else None,
+    )
+    _check_mask(where, column, logical_type, mask, declared is not None, table_columns)
+    return mask
+
+
+def _check_mask(where: _Where, column: str, logical_type: str, mask: Mask, declared: bool,
+                table_columns: set[str]) -> None:
+    kind = mask.kind
+    if kind == "partial" and (mask.keep_first < 0 or mask.keep_last < 0
+                              or mask.keep_first + mask.keep_last == 0):
+        where.fail(column, f"column {column}: partial keeps keep_first/keep_last characters")
+    if kind == "partial" and logical_type != "VARCHAR":
+        where.fail(column, f"column {column}: partial applies to text columns only")
+    if kind == "year_only" and logical_type != "DATE":
+        where.fail(column, f"column {column}: year_only applies to DATE columns only")
+    if kind == "redact" and mask.value is not None and mask.output_type(logical_type) != "VARCHAR" \
+            and not declared:
+        where.fail(column, f"column {column}: a redact constant on a {logical_type} column "
+                           "must declare type: VARCHAR")
+    if kind == "expression":
+        if not isinstance(mask.expression, str) or not mask.expression.strip():
+            where.fail(column, f"column {column}: an expression mask needs 'expression'")
+        tree = _parse(where, column, str(mask.expression))
+        for node in tree.find_all(exp.Column):
+            if node.table or node.name not in table_columns:
+                where.fail(column, f"column {column}: expression names unknown column "
+                                   f"{node.sql()!r}")
+        if tree.find(exp.Query):
+            where.fail(column, f"column {column}: an expression mask may not hold a subquery")
+
+
+def _check_sql(where: _Where, key: str, text: str, federation: Federation) -> None:
+    tree = _parse(where, key, text)
+    for table in tree.find_all(exp.Table):
+        if table.name not in federation.tables:
+            where.fail(key, f"unknown table {table.name!r} in {key}")
+
+
+def _parse(where: _Where, key: str, text: str) -> exp.Expr:
+    try:
+        return sqlglot.parse_one(text, read="duckdb")
+    except (ParseError, TokenError) as exc:
+        where.fail(key, f"{key} does not parse: {str(exc).splitlines()[0]}")
+
+
+@dataclass
+class _Where:
+    """Where in which file an error is, for messages like ``file:12: problem``."""
+
+    path: Path
+    doc: LineDict
+    parents: list[LineDict] = field(default_factory=list)
+
+    def line(self, key: str | None) -> int:
+        return self.doc.line_of(key) if key is not None else self.doc.line
+
+    def fail(self, key: str | None, message: str) -> NoReturn:
+        raise PolicyFileError(f"{self.path}:{self.line(key)}: {message}")
+
+    def nested(self, mapping: LineDict, key: str) -> _Where:
+        child = _Where(self.path, LineDict(), [*self.parents, self.doc])
+        child.doc.line = mapping.line_of(key)
+        child.doc.lines = {}
+        return child
+
+    def nested_in(self, mapping: LineDict) -> _Where:
+        return _Where(self.path, mapping, [*self.parents, self.doc])
+
+    def at(self, mapping: LineDict, key: str) -> _Where:
+        child = _Where(self.path, LineDict(), [*self.parents, self.doc])
+        child.doc.line = mapping.line_of(key)
+        child.doc.lines = {key: mapping.line_of(key)}
+        return child
+
+    def unknown_keys(self, mapping: dict[str, Any], allowed: set[str],
+                     key: str | None = None) -> None:
+        unknown = sorted(set(mapping) - allowed)
+        if unknown:
+            self.fail(key or unknown[0],
+                      f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")

@@ -1,0 +1,220 @@
+"""Secure views: every catalog table reference becomes the role's view of it.
+
+Like Trino's, Snowflake's and Ranger's row filters and column masks: each
+reference to a catalog table, wherever it appears (FROM, JOIN, subquery, CTE
+body, set operation, scalar or EXISTS subquery), is replaced by a derived
+table that applies the role's row filter to the raw rows and then projects
+the masked columns::
+
+    FROM offenders o
+    -> FROM (SELECT offenders.surname AS surname, year(offenders.birth_date) AS birth_date, ...
+             FROM offenders AS offenders
+             WHERE <row filter with principal.* bound>) AS o
+
+So the user's WHERE, JOIN, GROUP BY, ORDER BY, windows and aggregates only
+ever see masked values. Tables inside the view (the raw table and any
+subquery in the row filter) are marked trusted and never rewritten again.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.optimizer.qualify import qualify
+from sqlglot.optimizer.scope import traverse_scope
+
+from accord.errors import InvalidQuery, PolicyDenied
+from broker.planner import SECURE_VIEW, SOURCE_COLUMN, catalog_schema
+from broker.policy.masks import mask_expression
+
+if TYPE_CHECKING:
+    from accord.federation import Federation
+    from broker.identity import Principal
+    from broker.policy.masks import Mask
+    from broker.policy.model import Role
+
+#: Meta flag on table nodes the policy put there itself (never rewritten).
+TRUSTED = "accord_trusted"
+#: Hidden column of aggregate-only views: one value per person.
+PERSON_COLUMN = "__accord_person"
+
+
+@dataclass(frozen=True)
+class RoleView:
+    """What one principal may see: the role's grants within what sources release."""
+
+    role: Role
+    principal: Principal
+    federation: Federation
+
+    def columns(self, table: str) -> list[str]:
+        grant = self.role.tables.get(table)
+        if grant is None:
+            return []
+        released = self.federation.released_columns(table)
+        return [c for c in released if c in grant.columns]
+
+    def schema(self) -> dict[str, dict[str, str]]:
+        """Table -> column -> type as the role sees it (masked types)."""
+        schema: dict[str, dict[str, str]] = {}
+        for table, grant in self.role.tables.items():
+            columns = self.columns(table)
+            if not columns:
+                continue
+            types = self.federation.tables[table].columns
+            schema[table] = {
+                c: (grant.columns[c].output_type(types[c])  # type: ignore[union-attr]
+                    if grant.columns[c] is not None else types[c])
+                for c in columns
+            }
+            schema[table][SOURCE_COLUMN] = "VARCHAR"
+        return schema
+
+    def mask_of(self, table: str, column: str) -> Mask | None:
+        return self.role.tables[table].columns.get(column)
+
+
+def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
+    """Qualifies the caller's query against the role's catalog only.
+
+    A column the role is not granted does not exist for it; the error says
+    so by name (the logical model is public, the data is not).
+    """
+    try:
+        return qualify(tree, schema=dict(view.schema()), dialect="duckdb",
+                       validate_qualify_columns=True, quote_identifiers=True, identify=True)
+    except OptimizeError as exc:
+        text = str(exc).split(". Line:")[0]
+        match = re.search(r"Column '(\w+)' could not be resolved|Unknown column: (\w+)", text)
+        if match:
+            name = match.group(1) or match.group(2)
+            if any(name in t.columns for t in view.federation.tables.values()):
+                raise PolicyDenied(
+                    f"column {name} is not available to role {view.role.name}"
+                ) from exc
+        raise InvalidQuery(f"{text}; see GetCatalog for what you may query") from exc
+
+
+def denied_table_message(table: str, view: RoleView) -> str:
+    return f"table {table} is not available to role {view.role.name}"
+
+
+def apply_secure_views(tree: exp.Query, view: RoleView) -> exp.Query:
+    """Replaces every untrusted catalog table reference with its secure view."""
+    replacements = []
+    for scope in traverse_scope(tree):
+        for alias, source in scope.sources.items():
+            if isinstance(source, exp.Table) and not source.meta.get(TRUSTED):
+                replacements.append((source, alias))
+    for table, alias in replacements:
+        if table.name not in view.role.tables:
+            raise PolicyDenied(denied_table_message(table.name, view))
+        subquery = exp.Subquery(
+            this=secure_view(table.name, view),
+            alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
+        )
+        table.replace(subquery)
+    return tree
+
+
+def secure_view(table: str, view: RoleView) -> exp.Select:
+    """SELECT masked columns FROM raw table WHERE row filter, fully qualified."""
+    grant = view.role.tables[table]
+    types = view.federation.tables[table].columns
+    raw = exp.to_identifier(table, quoted=True)
+    projections: list[exp.Expr] = []
+    for column in view.columns(table):
+        ref = exp.column(column, table=raw.copy(), quoted=True)
+        mask = grant.columns[column]
+        value = ref if mask is None else mask_expression(mask, ref, types[column])
+        projections.append(exp.alias_(value, column, quoted=True))
+    projections.append(exp.alias_(exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
+                                  SOURCE_COLUMN, quoted=True))
+    if view.role.aggregate_only:
+        projections.append(exp.alias_(person_identity(table, view), PERSON_COLUMN, quoted=True))
+    select = exp.select(*projections).from_(exp.Table(this=raw.copy(), alias=exp.TableAlias(
+        this=raw.copy())))
+    if grant.row_filter:
+        select = select.where(bind_principal(sqlglot.parse_one(grant.row_filter, read="duckdb"),
+                                             view), copy=False)
+    select = qualify(select, schema=catalog_schema(view.federation), dialect="duckdb",
+                     validate_qualify_columns=True, quote_identifiers=True, identify=True)
+    for node in select.find_all(exp.Table):
+        node.meta[TRUSTED] = True
+    select.meta[SECURE_VIEW] = True
+    return select
+
+
+def person_identity(table: str, view: RoleView) -> exp.Expr:
+    """One value per person: the FPS number, else the source's own person id."""
+    key = view.federation.tables[table].person_key or "fps_number"
+    raw = exp.to_identifier(table, quoted=True)
+    local = exp.DPipe(
+        this=exp.DPipe(this=exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
+                       expression=exp.Literal.string(":"), safe=True),
+        expression=exp.column("source_person_id", table=raw.copy(), quoted=True), safe=True)
+    return exp.Coalesce(this=exp.column(key, table=raw.copy(), quoted=True), expressions=[local])
+
+
+def bind_principal(tree: exp.Expr, view: RoleView) -> exp.Expr:
+    """Replaces ``principal.<attribute>`` with the caller's value, as a literal.
+
+    A list attribute is only meaningful as an IN list, where it expands:
+    ``fps_number IN (principal.approved_cases)``. An empty list matches nothing.
+    """
+
+    def bind(node: exp.Expr) -> exp.Expr:
+        if isinstance(node, exp.In) and not node.args.get("query"):
+            values: list[exp.Expr] = []
+            for item in node.expressions:
+                value = _principal_value(item, view)
+                if isinstance(value, list):
+                    values.extend(_literal(v) for v in value)
+                elif value is not _NOT_PRINCIPAL:
+                    values.append(_literal(value))
+                else:
+                    values.append(item)
+            if not values:
+                return exp.false()
+            node.set("expressions", values)
+            return node
+        value = _principal_value(node, view)
+        if value is _NOT_PRINCIPAL:
+            return node
+        if isinstance(value, list):
+            raise PolicyDenied(f"principal attribute {node.sql()} is a list; use it in IN (...)")
+        return _literal(value)
+
+    return tree.transform(bind)
+
+
+_NOT_PRINCIPAL = object()
+
+
+def _principal_value(node: exp.Expr, view: RoleView) -> Any:
+    if not (isinstance(node, exp.Column) and node.table == "principal"):
+        return _NOT_PRINCIPAL
+    partner = view.principal.partner
+    builtins = {"name": partner.name, "organization": partner.organization,
+                "role": partner.role, "jurisdiction": partner.jurisdiction}
+    if node.name in builtins:
+        return builtins[node.name]
+    if node.name not in partner.attributes:
+        raise PolicyDenied(
+            f"partner {partner.name} has no attribute {node.name!r}, which role "
+            f"{view.role.name}'s policy needs; the registry must give it one"
+        )
+    return partner.attributes[node.name]
+
+
+def _literal(value: Any) -> exp.Expr:
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(value)
+    return exp.Literal.string(str(value))

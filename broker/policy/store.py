@@ -1,0 +1,153 @@
+"""The whole policy: partner registry, role files and purposes, checked together.
+
+``check_policies`` collects every problem (``accord policy check`` prints
+them all); ``PolicySet.load`` refuses to return a policy with any problem,
+so the broker never starts with part of one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+from sqlglot.errors import SqlglotError
+
+from accord.errors import AccordError, ConfigError, PolicyDenied
+from broker.identity import PartnerRegistry, Principal
+from broker.planner import catalog_schema
+from broker.policy.masks import bind_keyed_hash
+from broker.policy.model import BUILTIN_ATTRIBUTES, Role, load_role
+from broker.policy.rewrite import RoleView, secure_view
+from broker.policy.yamlfile import LineDict, PolicyFileError, load_yaml
+
+if TYPE_CHECKING:
+    from accord.federation import Federation
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    registry: PartnerRegistry
+    roles: dict[str, Role]
+    purposes: dict[str, str]
+
+    @classmethod
+    def load(cls, directory: Path, federation: Federation) -> PolicySet:
+        policy, problems = check_policies(directory, federation)
+        if problems or policy is None:
+            raise PolicyFileError("the policy has errors; the broker will not run with part of "
+                                  "a policy:\n  " + "\n  ".join(problems))
+        return policy
+
+    def role_for(self, principal: Principal) -> Role:
+        role = self.roles.get(principal.partner.role)
+        if role is None:  # check_policies makes this impossible; deny all the same
+            raise PolicyDenied(f"role {principal.partner.role} has no policy")
+        return role
+
+
+def check_policies(directory: Path, federation: Federation) -> tuple[PolicySet | None, list[str]]:
+    """Loads everything under ``directory`` and returns (policy, problems)."""
+    problems: list[str] = []
+    roles: dict[str, Role] = {}
+    for path in sorted((directory / "roles").glob("*.yaml")):
+        try:
+            role = load_role(path, federation)
+        except ConfigError as exc:
+            problems.append(str(exc))
+            continue
+        roles[role.name] = role
+    if not roles:
+        problems.append(f"{directory / 'roles'}: no role files")
+    purposes = _load_purposes(directory / "purposes.yaml", roles, problems)
+    try:
+        registry = PartnerRegistry.load(directory / "partners.yaml")
+    except ConfigError as exc:
+        return None, [*problems, str(exc)]
+    _check_partners(directory / "partners.yaml", registry, roles, problems)
+    for role in roles.values():
+        problems += type_check(role, registry, federation)
+    policy = PolicySet(registry, roles, purposes)
+    return (None if problems else policy), problems
+
+
+def _load_purposes(path: Path, roles: dict[str, Role], problems: list[str]) -> dict[str, str]:
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return {}
+    purposes = doc.get("purposes") if isinstance(doc, LineDict) else None
+    if not isinstance(purposes, LineDict):
+        problems.append(f"{path}:1: expected 'purposes: {{name: description}}'")
+        return {}
+    used = {p for role in roles.values() for p in role.purposes}
+    for name in purposes:
+        if name not in used:
+            problems.append(f"{path}:{purposes.line_of(name)}: purpose {name!r} is used by no role")
+    for role in roles.values():
+        for name in sorted(role.purposes - set(purposes)):
+            problems.append(f"{role.path}: purpose {name!r} is not declared in {path.name}")
+    return {str(k): str(v) for k, v in purposes.items()}
+
+
+def _check_partners(path: Path, registry: PartnerRegistry, roles: dict[str, Role],
+                    problems: list[str]) -> None:
+    for partner in registry.partners.values():
+        role = roles.get(partner.role)
+        if role is None:
+            problems.append(f"{path}: partner {partner.name!r} has role {partner.role!r}, "
+                            "which has no policy file")
+            continue
+        for attribute in sorted(role.principal_attributes() - BUILTIN_ATTRIBUTES):
+            if attribute not in partner.attributes:
+                problems.append(
+                    f"{path}: partner {partner.name!r} lacks attribute {attribute!r}, "
+                    f"which role {role.name}'s policy uses (principal.{attribute})"
+                )
+
+
+def type_check(role: Role, registry: PartnerRegistry, federation: Federation) -> list[str]:
+    """Runs each secure view over empty tables in DuckDB and compares types.
+
+    Catches masks whose result is not the declared (or kept) type, row
+    filters that are not boolean or do not bind, and SQL DuckDB refuses.
+    """
+    problems: list[str] = []
+    partners = [p for p in registry.partners.values() if p.role == role.name]
+    if not partners:
+        return []  # nothing to bind principal attributes to; partners check reports it
+    principal = Principal(partners[0], "", 0, dt.datetime.now(dt.UTC))
+    view = RoleView(role, principal, federation)
+    con = duckdb.connect()
+    for name, columns in catalog_schema(federation).items():
+        assert isinstance(columns, dict)
+        schema = pa.schema([(c, _ARROW[t]) for c, t in columns.items()])
+        con.register(name, schema.empty_table())
+    expected_schema = view.schema()
+    for table in role.tables:
+        if table not in expected_schema:
+            continue  # no source releases it: the role simply cannot see it
+        try:
+            sql = bind_keyed_hash(secure_view(table, view), b"type-check").sql(dialect="duckdb")
+            described = dict((row[0], row[1]) for row in con.sql(f"DESCRIBE {sql}").fetchall())
+        except (AccordError, duckdb.Error, SqlglotError) as exc:
+            problems.append(f"{role.path}: table {table}: {str(exc).splitlines()[0]}")
+            continue
+        for column, expected in expected_schema[table].items():
+            got = described.get(column)
+            if got != expected:
+                problems.append(f"{role.path}: {table}.{column}: the mask gives {got}, but the "
+                                f"column is {expected}; declare `type: {got}` or fix the mask")
+    return problems
+
+
+_ARROW = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BIGINT": pa.int64(),
+          "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+
+
+def default_policies_dir() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "policies"

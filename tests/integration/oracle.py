@@ -1,0 +1,134 @@
+"""An independent oracle: what a principal is entitled to see, computed in
+DuckDB straight from the generated logical data, without the broker's code.
+
+1. ``raw.<table>``: every source's generated rows, filtered and projected by
+   the source's release agreement, with a ``source`` column (written here
+   from the federation config, not by the adapters).
+2. ``main.<table>``: the principal's entitled view: the role's row filter
+   over raw rows (``principal.x`` replaced textually by the partner's
+   value), then each mask written out again here in plain SQL.
+
+Running the caller's SQL on this connection gives the answer the broker
+must give, row for row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from typing import TYPE_CHECKING
+
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
+if TYPE_CHECKING:
+    from broker.policy.model import Role
+
+
+def raw_connection(federation, generated) -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    con.execute("CREATE SCHEMA raw")
+    for name, logical in federation.tables.items():
+        parts = []
+        for code, tables in generated.items():
+            release = federation.sources[code].release.get(name)
+            if name not in tables or release is None:
+                continue  # the jurisdiction does not share this table
+            con.register("incoming", tables[name])
+            select = ", ".join(c if c in release.columns else f"NULL::{t} AS {c}"
+                               for c, t in logical.columns.items())
+            where = f" WHERE {release.row_filter}" if release.row_filter else ""
+            parts.append(con.sql(f"SELECT {select}, '{code}' AS source FROM incoming{where}")
+                         .to_arrow_table())
+            con.unregister("incoming")
+        if parts:
+            con.register(f"_{name}", pa.concat_tables(parts))
+            con.execute(f"CREATE TABLE raw.{name} AS SELECT * FROM _{name}")
+            con.unregister(f"_{name}")
+    return con
+
+
+def entitled_connection(federation, generated, role: Role, partner,
+                        key: bytes) -> duckdb.DuckDBPyConnection:
+    con = raw_connection(federation, generated)
+    register_hmac(con, key)
+    raw_tables = {r[0] for r in con.sql(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()}
+    for table, grant in role.tables.items():
+        if table not in raw_tables:
+            continue
+        released = federation.released_columns(table)
+        columns = [c for c in released if c in grant.columns]
+        if not columns:
+            continue
+        types = federation.tables[table].columns
+        select = [f"{_mask_sql(grant.columns[c], c, types[c], key)} AS {c}" for c in columns]
+        select.append("source")
+        where = ""
+        if grant.row_filter:
+            where = " WHERE " + _bind_text(_raw_tables(grant.row_filter), partner)
+        con.execute(f"CREATE VIEW main.{table} AS SELECT {', '.join(select)} "
+                    f"FROM raw.{table} AS {table}{where}")
+    return con
+
+
+def _raw_tables(sql: str) -> str:
+    """Points every table in a filter's subqueries at the raw data."""
+    tree = sqlglot.parse_one(sql, read="duckdb")
+    tree = tree.transform(lambda n: exp.Table(this=n.this, db=exp.to_identifier("raw"),
+                                              alias=n.args.get("alias"))
+                          if isinstance(n, exp.Table) else n)
+    return tree.sql("duckdb")
+
+
+def _bind_text(sql: str, partner) -> str:
+    values = {"name": partner.name, "organization": partner.organization,
+              "role": partner.role, "jurisdiction": partner.jurisdiction, **partner.attributes}
+
+    def literal(value):
+        if isinstance(value, list):
+            return ", ".join(literal(v) for v in value) if value else "NULL"
+        if isinstance(value, (int, float)):
+            return str(value)
+        return "'" + str(value).replace("'", "''") + "'"
+
+    return re.sub(r"\bprincipal\.(\w+)", lambda m: literal(values[m.group(1)]), sql)
+
+
+def _mask_sql(mask, column: str, logical_type: str, key: bytes) -> str:
+    if mask is None:
+        return column
+    if mask.kind == "null":
+        return f"NULL::{mask.output_type(logical_type)}"
+    if mask.kind == "redact":
+        value = "NULL" if mask.value is None else "'" + mask.value.replace("'", "''") + "'"
+        out = mask.output_type(logical_type)
+        return f"CASE WHEN {column} IS NULL THEN NULL ELSE {value}::{out} END"
+    if mask.kind == "year_only":
+        return f"CAST(EXTRACT(year FROM {column}) AS BIGINT)"
+    if mask.kind == "partial":
+        first, last = mask.keep_first, mask.keep_last
+        n = f"length({column})"
+        keep_last = f"substr({column}, {n} - {last} + 1)" if last else "''"
+        return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {n} <= {first + last} "
+                f"THEN repeat('*', {n}) ELSE substr({column}, 1, {first}) || "
+                f"repeat('*', {n} - {first + last}) || {keep_last} END")
+    if mask.kind == "keyed_hash":
+        return f"oracle_hmac(CAST({column} AS VARCHAR))"
+    if mask.kind == "expression":
+        return f"({mask.expression})"
+    raise AssertionError(mask.kind)
+
+
+def register_hmac(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
+    """HMAC-SHA256 as a SQL macro over precomputed pads (RFC 2104)."""
+    block = key.ljust(64, b"\0")
+    ipad = bytes(b ^ 0x36 for b in block).hex()
+    opad = bytes(b ^ 0x5C for b in block).hex()
+    con.execute(f"CREATE MACRO oracle_hmac(v) AS sha256(unhex('{opad}') || "
+                f"unhex(sha256(unhex('{ipad}') || encode(v))))")
+    assert con.sql("SELECT oracle_hmac('x')").fetchall()[0][0] == hmac.new(
+        key, b"x", hashlib.sha256).hexdigest()

@@ -32,10 +32,10 @@ SESSIONS: dict[str, tuple[str, str]] = {
 
 #: The same questions asked by four partners: each sees only its share.
 SAME_QUERIES: list[tuple[str, str]] = [
-    ("Offenders by status",
-     "SELECT status, count(*) AS offenders FROM offenders GROUP BY status ORDER BY status"),
-    ("Offenders named B...",
-     "SELECT source, fps_number, surname, given_names, birth_date, status FROM offenders "
+    ("Offender files by gender",
+     "SELECT gender, count(*) AS files FROM offenders GROUP BY gender ORDER BY gender"),
+    ("Files of people named B...",
+     "SELECT source, fps_number, surname, given_names, birth_date FROM offenders "
      "WHERE surname LIKE 'B%' ORDER BY surname, given_names, source LIMIT 5"),
 ]
 

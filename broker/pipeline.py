@@ -22,7 +22,7 @@ from broker.merge import Merger
 from broker.policy.aggregate import PERSONS_COLUMN
 from broker.policy.engine import PreparedQuery, prepare_query
 from broker.policy.masks import partner_key
-from broker.policy.rewrite import RoleView
+from broker.policy.rewrite import RoleView, ViewCache
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,13 +55,14 @@ class QueryPipeline:
         self.policies = policies
         self.mask_secret = mask_secret
         self.merger = Merger(federation)
+        self.views: ViewCache = {}  # secure views built for this policy
 
     def prepare(self, principal: Principal, request: broker_pb2.QueryRequest,
                 query_id: str) -> PreparedQuery:
         return prepare_query(
             request.sql, principal, self.policies.role_for(principal), self.federation,
             purpose=request.purpose, case_ref=request.case_ref,
-            ref_prefix=f"q{query_id[:8]}_ref",
+            ref_prefix=f"q{query_id[:8]}_ref", cache=self.views,
         )
 
     def deadline(self, request: broker_pb2.QueryRequest) -> float:

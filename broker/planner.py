@@ -119,18 +119,21 @@ def catalog_schema(federation: Federation) -> dict[str, object]:
     return schema
 
 
-def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref") -> QueryPlan:
+def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref",
+               *, qualified: bool = False) -> QueryPlan:
     """Qualifies ``tree`` against the catalog and plans its scans.
 
     ``tree`` has been validated (``broker.validate.parse_query``) and passed
-    through the policy rewrite; it is modified in place.
+    through the policy rewrite; it is modified in place. ``qualified`` says
+    every column is already bound (the policy rewrite does that).
     """
     schema = catalog_schema(federation)
-    try:
-        tree = qualify(tree, schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                       quote_identifiers=True, identify=True)
-    except OptimizeError as exc:
-        raise InvalidQuery(_qualify_message(exc)) from exc
+    if not qualified:
+        try:
+            tree = qualify(tree, schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                           quote_identifiers=True, identify=True)
+        except OptimizeError as exc:
+            raise InvalidQuery(_qualify_message(exc)) from exc
     # Drop derived-table columns nothing reads (a secure view projects every
     # granted column; only the ones the query uses should travel).
     tree = pushdown_projections(tree)

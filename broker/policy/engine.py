@@ -15,6 +15,7 @@ from broker.policy.admission import admit
 from broker.policy.aggregate import add_person_count, check_aggregate_query
 from broker.policy.rewrite import (
     RoleView,
+    ViewCache,
     apply_secure_views,
     bind_principal,
     qualify_for_role,
@@ -52,9 +53,10 @@ def prepare_query(
     purpose: str,
     case_ref: str,
     ref_prefix: str = "ref",
+    cache: ViewCache | None = None,
 ) -> PreparedQuery:
     admit(role, purpose, case_ref)
-    view = RoleView(role, principal, federation)
+    view = RoleView(role, principal, federation, cache)
     schema = view.schema()
     tree = parse_query(sql, set(schema), known_tables=set(federation.tables), role=role.name)
     validated = tree.sql(dialect="duckdb")
@@ -66,7 +68,7 @@ def prepare_query(
     if role.aggregate_only:
         add_person_count(tree)  # type: ignore[arg-type]  # checked: a plain SELECT
     rewritten = tree.sql(dialect="duckdb")
-    plan = plan_query(tree, federation, ref_prefix=ref_prefix)
+    plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
     masks, filters = describe_policy(view, touched)
     return PreparedQuery(view, validated, rewritten, plan, masks, filters)
 

@@ -19,7 +19,7 @@ subquery in the row filter) are marked trusted and never rewritten again.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlglot
@@ -44,6 +44,10 @@ TRUSTED = "accord_trusted"
 PERSON_COLUMN = "__accord_person"
 
 
+#: Built secure views, by (role, table, partner); valid for one loaded policy.
+ViewCache = dict[tuple[str, str, str], exp.Select]
+
+
 @dataclass(frozen=True)
 class RoleView:
     """What one principal may see: the role's grants within what sources release."""
@@ -51,6 +55,7 @@ class RoleView:
     role: Role
     principal: Principal
     federation: Federation
+    cache: ViewCache | None = field(default=None, compare=False)
 
     def columns(self, table: str) -> list[str]:
         grant = self.role.tables.get(table)
@@ -123,7 +128,21 @@ def apply_secure_views(tree: exp.Query, view: RoleView) -> exp.Query:
 
 
 def secure_view(table: str, view: RoleView) -> exp.Select:
-    """SELECT masked columns FROM raw table WHERE row filter, fully qualified."""
+    """SELECT masked columns FROM raw table WHERE row filter, fully qualified.
+
+    A view depends only on the role, the table and the partner's attributes,
+    so it is built once per loaded policy and copied for each query.
+    """
+    if view.cache is None:
+        return _build_secure_view(table, view)
+    key = (view.role.name, table, view.principal.partner.name)
+    built = view.cache.get(key)
+    if built is None:
+        built = view.cache[key] = _build_secure_view(table, view)
+    return built.copy()  # copies keep the TRUSTED and SECURE_VIEW marks (node meta)
+
+
+def _build_secure_view(table: str, view: RoleView) -> exp.Select:
     grant = view.role.tables[table]
     types = view.federation.tables[table].columns
     raw = exp.to_identifier(table, quoted=True)

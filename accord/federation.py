@@ -28,10 +28,12 @@ reads as NULL from that source.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import yaml
@@ -104,6 +106,28 @@ class Backend:
     path: str | None = None  # sqlite: file, relative to the work dir
     dsn: str | None = None  # server databases: a DSN, or env:NAME / file:PATH
     dialect: str = ""
+
+    def resolve_dsn(self) -> str:
+        """The DSN, read from the environment (``env:NAME``) or a file (``file:PATH``).
+
+        Secrets never sit in the committed configuration: a literal DSN is
+        accepted only without a password (e.g. trust or socket auth).
+        """
+        if not self.dsn:
+            raise ConfigError(f"a {self.kind} backend needs a dsn (env:NAME or file:PATH)")
+        kind, _, ref = self.dsn.partition(":")
+        if kind == "env":
+            value = os.environ.get(ref)
+            if not value:
+                raise ConfigError(f"environment variable {ref} (the {self.kind} DSN) is not set")
+            return value
+        if kind == "file":
+            try:
+                return Path(ref).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read the {self.kind} DSN from {ref}: "
+                                  f"{exc.strerror}") from exc
+        return self.dsn
 
     @property
     def sql_dialect(self) -> str:
@@ -229,6 +253,10 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
     )
     if kind == "sqlite" and not backend.path:
         raise ConfigError(f"{where}: a sqlite backend needs a path")
+    if backend.dsn and not backend.dsn.startswith(("env:", "file:")) \
+            and urlsplit(backend.dsn).password:
+        raise ConfigError(f"{where}: the DSN holds a password; give it as env:NAME or "
+                          "file:PATH so no secret sits in the configuration")
     mappings: dict[str, TableMapping] = {}
     for table, tspec in _mapping(spec.get("tables"), f"{where}.tables").items():
         if table not in tables:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import sqlite3
 from concurrent import futures
 from typing import TYPE_CHECKING
 
@@ -81,17 +80,16 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         self._authorize(context)
         token = f"{request.query_id}:{next(self._tokens)}"
         context.add_callback(lambda: self.backend.cancel(token))
+        remaining = context.time_remaining()
         try:
-            yield from scan(self.federation, self.source, self.backend, request, token)
+            yield from scan(self.federation, self.source, self.backend, request, token,
+                            timeout_s=remaining)
         except AccordError as exc:
-            status, message = grpc_status(exc)
-            context.abort(status, message)
-        except sqlite3.Error as exc:
             if not context.is_active():
-                return  # cancelled by the broker: the interrupt is expected
-            log.exception("scan failed on %s", self.source.code)
-            context.abort(grpc.StatusCode.UNAVAILABLE,
-                          f"source {self.source.code}: database error: {exc}")
+                return  # the broker cancelled: the database statement was cancelled too
+            status, message = grpc_status(exc)
+            log.warning("scan %s failed: %s", token, message)
+            context.abort(status, message)
 
 
 def describe(federation: Federation, source: Source) -> adapter_pb2.DescribeResponse:
@@ -115,6 +113,7 @@ def scan(
     backend: Backend,
     request: adapter_pb2.ScanRequest,
     token: str,
+    timeout_s: float | None = None,
 ) -> Iterator[adapter_pb2.ScanResponse]:
     """The stream of one Scan: a header, then one message per Arrow batch."""
     mapping = source.tables.get(request.table)
@@ -133,6 +132,7 @@ def scan(
         physical_sql=physical.sql,
         pushed_predicates=physical.pushed,
         residual_predicates=physical.residual,
+        superset_predicates=physical.superset,
         limit_pushed=physical.limit_pushed,
         dialect=physical.dialect,
     ))
@@ -140,7 +140,7 @@ def scan(
         return
     converters = column_converters(table, mapping, columns)
     where = f"source {source.code} table {request.table}"
-    for rows in backend.execute(physical.sql, physical.params, ipc.BATCH_ROWS, token):
+    for rows in backend.execute(physical.sql, physical.params, ipc.BATCH_ROWS, token, timeout_s):
         batch = rows_to_batch(rows, schema, converters, where)
         yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(batch))
 

@@ -51,8 +51,9 @@ class PhysicalScan:
     sql: str
     params: list[Any]
     columns: list[str]
-    pushed: list[str] = field(default_factory=list)
-    residual: list[str] = field(default_factory=list)
+    pushed: list[str] = field(default_factory=list)  # applied exactly by the database
+    residual: list[str] = field(default_factory=list)  # left to the broker
+    superset: list[str] = field(default_factory=list)  # narrowed there, re-checked by the broker
     limit_pushed: bool = False
     dialect: str = "sqlite"
 
@@ -81,6 +82,35 @@ def parse_predicate(predicate: str, table: LogicalTable) -> exp.Expr | None:
     return tree
 
 
+@dataclass(frozen=True)
+class DialectRules:
+    """How a database's comparisons differ from the federation's (DuckDB's).
+
+    ``exact``: the physical comparison holds for exactly the same rows.
+    ``superset``: it holds for those rows and maybe more (a case-insensitive
+    collation matches 'a' for 'A'): still worth pushing to narrow the scan,
+    but the broker must re-check, and no LIMIT may be pushed with it.
+    """
+
+    name: str
+    text_equality: str = "exact"  # exact | superset
+    text_range: str = "exact"  # exact | collate_c (bytewise only under COLLATE "C") | none
+    like: str = "exact"  # exact | superset
+    like_backslash_escapes: bool = False  # LIKE treats '\\' as an escape by default
+    native_dates: bool = False  # unformatted DATE columns are real DATEs, not ISO text
+
+
+RULES: dict[str, DialectRules] = {
+    # case_sensitive_like is set on every SQLite connection; BINARY collation
+    "sqlite": DialectRules("sqlite"),
+    "postgres": DialectRules("postgres", text_range="collate_c", like_backslash_escapes=True,
+                             native_dates=True),
+    # MariaDB/MySQL with a case- and accent-insensitive collation
+    "mysql": DialectRules("mysql", text_equality="superset", text_range="none", like="superset",
+                          like_backslash_escapes=True, native_dates=True),
+}
+
+
 def plan_scan(
     table: LogicalTable,
     mapping: TableMapping,
@@ -106,29 +136,43 @@ def plan_scan(
     for column in columns:
         if column not in table.columns:
             raise InvalidQuery(f"table {table.name} has no column {column!r}")
+    rules = RULES[dialect]
     tree = parse_predicate(predicate, table)
     params: list[Any] = []
     pushed: list[exp.Expr] = []
     # The jurisdiction's release filter is not negotiable: all of it runs in
-    # the database, or the scan is refused.
-    for conjunct in _conjuncts(parse_predicate(release_filter or "", table)):
+    # the database, exactly, or the scan is refused.
+    try:
+        release = parse_predicate(release_filter or "", table)
+    except InvalidQuery as exc:
+        raise ConfigError(f"release filter of {table.name}: {exc}") from exc
+    for conjunct in _conjuncts(release):
+        translator = _Translator(table, mapping, rules)
         try:
-            pushed.append(_translate(conjunct, table, mapping, params))
+            physical = translator.translate(conjunct)
         except Untranslatable as exc:
             raise ConfigError(
                 f"release filter {conjunct.sql('duckdb')!r} of {table.name} cannot be "
-                "applied faithfully by this source's database; rewrite it"
+                f"applied faithfully by this source's database ({exc}); rewrite it"
             ) from exc
-    pushed_text: list[str] = []
-    residual: list[str] = []
+        if not translator.exact:
+            raise ConfigError(
+                f"release filter {conjunct.sql('duckdb')!r} of {table.name} would match more "
+                "rows in this source's database than it names (collation); rewrite it"
+            )
+        pushed.append(physical)
+        params.extend(translator.params)
+    scan = PhysicalScan(sql="", params=params, columns=list(columns), dialect=dialect)
     for conjunct in _conjuncts(tree):
+        translator = _Translator(table, mapping, rules)
+        text = conjunct.sql("duckdb")
         try:
-            local_params: list[Any] = []
-            pushed.append(_translate(conjunct, table, mapping, local_params))
-            params.extend(local_params)
-            pushed_text.append(conjunct.sql("duckdb"))
+            pushed.append(translator.translate(conjunct))
         except Untranslatable:
-            residual.append(conjunct.sql("duckdb"))
+            scan.residual.append(text)
+            continue
+        params.extend(translator.params)
+        (scan.pushed if translator.exact else scan.superset).append(text)
 
     projections: list[exp.Expr] = [
         exp.column(mapping.columns[c].physical, quoted=True) if c in mapping.columns else exp.null()
@@ -137,18 +181,11 @@ def plan_scan(
     select = exp.select(*projections).from_(exp.to_table(_quoted(mapping.physical_table)))
     if pushed:
         select = select.where(exp.and_(*pushed, copy=False), copy=False)
-    limit_pushed = limit > 0 and not residual
-    if limit_pushed:
+    scan.limit_pushed = limit > 0 and not scan.residual and not scan.superset
+    if scan.limit_pushed:
         select = select.limit(limit, copy=False)
-    return PhysicalScan(
-        sql=select.sql(dialect=dialect),
-        params=params,
-        columns=list(columns),
-        pushed=pushed_text,
-        residual=residual,
-        limit_pushed=limit_pushed,
-        dialect=dialect,
-    )
+    scan.sql = select.sql(dialect=dialect)
+    return scan
 
 
 def _quoted(name: str) -> str:
@@ -161,112 +198,144 @@ def _conjuncts(tree: exp.Expr | None) -> list[exp.Expr]:
     return [c.unnest() for c in tree.flatten()] if isinstance(tree, exp.And) else [tree.unnest()]
 
 
-def _translate(
-    node: exp.Expr, table: LogicalTable, mapping: TableMapping, params: list[Any]
-) -> exp.Expr:
-    """The physical condition for one logical condition, or Untranslatable."""
-    node = node.unnest()
-    if isinstance(node, (exp.And, exp.Or)):
-        return node.__class__(
-            this=_translate(node.this, table, mapping, params),
-            expression=_translate(node.expression, table, mapping, params),
-        )
-    if isinstance(node, exp.Not):
-        return exp.Not(this=exp.paren(_translate(node.this, table, mapping, params), copy=False))
-    if isinstance(node, exp.Boolean):
-        return node.copy()
-    if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-        return exp.Is(this=_column_ref(node.this, mapping), expression=exp.null())
-    if isinstance(node, (*_COMPARISONS, exp.Like, exp.In, exp.Between)):
-        return _translate_comparison(node, table, mapping, params)
-    raise Untranslatable(node.sql())
+class _Translator:
+    """Translates one conjunct; collects its parameters and whether it is exact."""
 
+    def __init__(self, table: LogicalTable, mapping: TableMapping, rules: DialectRules) -> None:
+        self.table = table
+        self.mapping = mapping
+        self.rules = rules
+        self.params: list[Any] = []
+        self.exact = True
 
-def _translate_comparison(
-    node: exp.Expr, table: LogicalTable, mapping: TableMapping, params: list[Any]
-) -> exp.Expr:
-    column = node.this
-    if not isinstance(column, exp.Column):
-        raise Untranslatable(node.sql())  # literal on the left, or an expression
-    logical_type = table.columns[column.name]
-    held = mapping.columns.get(column.name)
-    if held is None:
-        # The system does not hold the column: it reads as NULL, so the
-        # comparison is NULL too, which filters exactly as the broker would.
-        return exp.null()
-    if isinstance(node, exp.In):
-        if node.args.get("query") or not node.expressions:
-            raise Untranslatable(node.sql())
-        values = [_literal_value(v, logical_type) for v in node.expressions]
-        return _in_physical(column, held, values, params, negate=False)
-    if isinstance(node, exp.Between):
-        low = _literal_value(node.args["low"], logical_type)
-        high = _literal_value(node.args["high"], logical_type)
-        _require_ordered(held, logical_type)
-        return exp.Between(
-            this=_column_ref(column, mapping),
-            low=_bind(_physical_value(held, low), params),
-            high=_bind(_physical_value(held, high), params),
-        )
-    value = _literal_value(node.expression, logical_type)
-    if held.codes:
-        if isinstance(node, exp.EQ):
-            return _in_physical(column, held, [value], params, negate=False)
-        if isinstance(node, exp.NEQ):
-            return _in_physical(column, held, [value], params, negate=True)
-        raise Untranslatable(node.sql())  # codes do not keep order or patterns
-    if isinstance(node, exp.Like):
+    def translate(self, node: exp.Expr) -> exp.Expr:
+        node = node.unnest()
+        if isinstance(node, (exp.And, exp.Or)):
+            return node.__class__(this=self.translate(node.this),
+                                  expression=self.translate(node.expression))
+        if isinstance(node, exp.Not):
+            inner = _Translator(self.table, self.mapping, self.rules)
+            translated = inner.translate(node.this)
+            if not inner.exact:
+                raise Untranslatable("the negation of a superset match is not a superset")
+            self.params.extend(inner.params)
+            return exp.Not(this=exp.paren(translated, copy=False))
+        if isinstance(node, exp.Boolean):
+            return node.copy()
+        if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
+            return exp.Is(this=self._column_ref(node.this), expression=exp.null())
+        if isinstance(node, (*_COMPARISONS, exp.Like, exp.In, exp.Between)):
+            return self._comparison(node)
+        raise Untranslatable(node.sql())
+
+    def _comparison(self, node: exp.Expr) -> exp.Expr:
+        column = node.this
+        if not isinstance(column, exp.Column):
+            raise Untranslatable(node.sql())  # literal on the left, or an expression
+        logical_type = self.table.columns[column.name]
+        held = self.mapping.columns.get(column.name)
+        if held is None:
+            # The system does not hold the column: it reads as NULL, so the
+            # comparison is NULL too, which filters exactly as the broker would.
+            return exp.null()
+        text = logical_type == "VARCHAR" or (logical_type == "DATE" and held.date_format)
+        if isinstance(node, exp.In):
+            if node.args.get("query") or not node.expressions:
+                raise Untranslatable(node.sql())
+            values = [_literal_value(v, logical_type) for v in node.expressions]
+            return self._in(held, values, negate=False, text=bool(text))
+        if isinstance(node, exp.Between):
+            low = _literal_value(node.args["low"], logical_type)
+            high = _literal_value(node.args["high"], logical_type)
+            bounded = self._ordered(held, logical_type)
+            return exp.Between(this=bounded, low=self._bind(held, low),
+                               high=self._bind(held, high))
+        value = _literal_value(node.expression, logical_type)
+        if held.codes:
+            if isinstance(node, exp.EQ):
+                return self._in(held, [value], negate=False, text=True)
+            if isinstance(node, exp.NEQ):
+                return self._in(held, [value], negate=True, text=True)
+            raise Untranslatable(node.sql())  # codes do not keep order or patterns
+        if isinstance(node, exp.Like):
+            ref: exp.Expr = self._like(node, held, logical_type, value)
+        elif isinstance(node, _RANGE):
+            ref = self._ordered(held, logical_type)
+        else:
+            if text:
+                self._text_match(self.rules.text_equality, negated=isinstance(node, exp.NEQ))
+            ref = exp.column(held.physical, quoted=True)
+        return node.__class__(this=ref, expression=self._bind(held, value))
+
+    def _like(self, node: exp.Expr, held: ColumnMapping, logical_type: str,
+              pattern: Any) -> exp.Expr:
         if logical_type != "VARCHAR":
             raise Untranslatable(node.sql())
-    elif isinstance(node, _RANGE):
-        _require_ordered(held, logical_type)
-    return node.__class__(
-        this=_column_ref(column, mapping), expression=_bind(_physical_value(held, value), params)
-    )
+        if self.rules.like_backslash_escapes and "\\" in str(pattern):
+            raise Untranslatable("the pattern holds a backslash, an escape there")
+        self._text_match(self.rules.like)
+        return exp.column(held.physical, quoted=True)
+
+    def _in(self, held: ColumnMapping, values: list[Any], *, negate: bool,
+            text: bool) -> exp.Expr:
+        """``column [NOT] IN values`` over the physical values that map onto ``values``."""
+        if text:
+            self._text_match(self.rules.text_equality, negated=negate)
+        physical: list[Any] = []
+        for value in values:
+            physical.extend(_preimage(held, value, self.rules))
+        ref = exp.column(held.physical, quoted=True)
+        if not physical:
+            # No stored value maps onto these: IN is false, NOT IN is "not NULL".
+            return exp.not_(exp.Is(this=ref, expression=exp.null())) if negate else exp.false()
+        condition = exp.In(this=ref, expressions=[self._bind_raw(v) for v in physical])
+        return exp.not_(condition) if negate else condition
+
+    def _text_match(self, how: str, *, negated: bool = False) -> None:
+        if how == "superset":
+            if negated:
+                raise Untranslatable("a negated comparison under this collation may drop rows")
+            self.exact = False
+
+    def _ordered(self, held: ColumnMapping, logical_type: str) -> exp.Expr:
+        """The column for a range comparison, where its stored order is the logical one."""
+        if held.codes:
+            raise Untranslatable("coded column")
+        ref: exp.Expr = exp.column(held.physical, quoted=True)
+        stored_as_text = logical_type == "VARCHAR" or (
+            logical_type == "DATE" and (held.date_format or not self.rules.native_dates))
+        if logical_type == "DATE" and held.date_format not in (None,
+                                                               *ORDER_PRESERVING_DATE_FORMATS):
+            raise Untranslatable(f"dates stored as {held.date_format} do not sort as text")
+        if stored_as_text:
+            if self.rules.text_range == "none":
+                raise Untranslatable("text order differs under this collation")
+            if self.rules.text_range == "collate_c":
+                ref = exp.Collate(this=ref, expression=exp.to_identifier("C", quoted=True))
+        return ref
+
+    def _column_ref(self, node: exp.Expr) -> exp.Expr:
+        if not isinstance(node, exp.Column):
+            raise Untranslatable(node.sql())
+        held = self.mapping.columns.get(node.name)
+        return exp.column(held.physical, quoted=True) if held else exp.null()
+
+    def _bind(self, held: ColumnMapping, value: Any) -> exp.Expr:
+        return self._bind_raw(_physical_value(held, value, self.rules))
+
+    def _bind_raw(self, value: Any) -> exp.Expr:
+        self.params.append(value)
+        return exp.Placeholder()
 
 
-def _in_physical(
-    column: exp.Column, held: ColumnMapping, values: list[Any], params: list[Any], *, negate: bool
-) -> exp.Expr:
-    """``column [NOT] IN values`` over the physical values that map onto ``values``."""
-    physical: list[Any] = []
-    for value in values:
-        physical.extend(_preimage(held, value))
-    ref = exp.column(held.physical, quoted=True)
-    if not physical:
-        # No stored value maps onto these: IN is false, NOT IN is "not NULL".
-        return exp.not_(exp.Is(this=ref, expression=exp.null())) if negate else exp.false()
-    condition = exp.In(this=ref, expressions=[_bind(v, params) for v in physical])
-    return exp.not_(condition) if negate else condition
-
-
-def _preimage(held: ColumnMapping, value: Any) -> list[Any]:
+def _preimage(held: ColumnMapping, value: Any, rules: DialectRules) -> list[Any]:
     """Physical values the adapter reads as ``value`` (unmapped codes pass through)."""
     if not held.codes:
-        return [_physical_value(held, value)]
+        return [_physical_value(held, value, rules)]
     found = [code for code, logical in held.codes.items() if logical == value]
     if value not in held.codes:
         found.append(value)
     return found
-
-
-def _require_ordered(held: ColumnMapping, logical_type: str) -> None:
-    if held.codes:
-        raise Untranslatable("coded column")
-    if logical_type == "DATE" and held.date_format not in (None, *ORDER_PRESERVING_DATE_FORMATS):
-        raise Untranslatable(f"dates stored as {held.date_format} do not sort as text")
-
-
-def _column_ref(node: exp.Expr, mapping: TableMapping) -> exp.Expr:
-    if not isinstance(node, exp.Column):
-        raise Untranslatable(node.sql())
-    held = mapping.columns.get(node.name)
-    return exp.column(held.physical, quoted=True) if held else exp.null()
-
-
-def _bind(value: Any, params: list[Any]) -> exp.Expr:
-    params.append(value)
-    return exp.Placeholder()
 
 
 def _literal_value(node: exp.Expr, logical_type: str) -> Any:
@@ -299,7 +368,9 @@ def _parse_date(text: str) -> dt.date:
         raise Untranslatable(text) from exc
 
 
-def _physical_value(held: ColumnMapping, value: Any) -> Any:
+def _physical_value(held: ColumnMapping, value: Any, rules: DialectRules) -> Any:
     if isinstance(value, dt.date):
-        return value.strftime(held.date_format) if held.date_format else value.isoformat()
+        if held.date_format:
+            return value.strftime(held.date_format)
+        return value if rules.native_dates else value.isoformat()
     return value

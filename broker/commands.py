@@ -97,6 +97,8 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
               + (f" LIMIT {scan.limit}" if scan.limit else ""))
         print(f"  pushed:   {' AND '.join(scan.pushed_predicates) or '(none)'}"
               + (" with LIMIT" if scan.limit_pushed else ""))
+        if scan.superset_predicates:
+            print(f"  narrowed: {' AND '.join(scan.superset_predicates)} (re-checked here)")
         if scan.residual_predicates:
             print(f"  broker:   {' AND '.join(scan.residual_predicates)}")
         print(f"  sql:      {scan.physical_sql or scan.error}")

@@ -123,6 +123,7 @@ class QueryPipeline:
                 dialect=h.dialect if h else "", physical_sql=h.physical_sql if h else "",
                 pushed_predicates=list(h.pushed_predicates) if h else [],
                 residual_predicates=list(h.residual_predicates) if h else [],
+                superset_predicates=list(h.superset_predicates) if h else [],
                 limit_pushed=h.limit_pushed if h else False,
                 error=str(r.error) if r.error else "",
             ))

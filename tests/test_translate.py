@@ -119,3 +119,61 @@ def test_empty_column_list_is_refused(bc):
 def test_date_param_type(bc):
     assert isinstance(scan(bc, "birth_date = DATE '2000-01-02'").params[0], str)
     assert dt.date(2000, 1, 2).strftime("%d/%m/%Y") == "02/01/2000"
+
+
+# --- other databases' comparison rules ---------------------------------------
+
+
+def test_postgres_compares_text_ranges_bytewise(bc):
+    table, mapping = bc
+    s = plan_scan(table, mapping, ["surname"], "surname > 'M'", 0, "postgres")
+    assert s.sql == 'SELECT "LAST_NM" FROM "CLIENT" WHERE "LAST_NM" COLLATE "C" > %s'
+    assert s.pushed == ["surname > 'M'"]
+
+
+def test_postgres_binds_native_dates(small_federation):
+    table = small_federation.tables["offenders"]
+    mapping = small_federation.sources["QC"].tables["offenders"]  # DATE_NAISSANCE: no format
+    s = plan_scan(table, mapping, ["surname"], "birth_date >= DATE '1980-01-02'", 0, "postgres")
+    assert s.params == [dt.date(1980, 1, 2)] and s.pushed
+
+
+def test_backslash_patterns_stay_in_the_broker_where_it_escapes(bc):
+    table, mapping = bc
+    predicate = "surname LIKE 'a\\_b%'"
+    assert plan_scan(table, mapping, ["surname"], predicate, 0, "sqlite").pushed
+    assert plan_scan(table, mapping, ["surname"], predicate, 0, "postgres").residual
+
+
+def test_case_insensitive_collations_push_supersets_only(bc):
+    table, mapping = bc
+    s = plan_scan(table, mapping, ["surname"], "surname = 'Côté' AND fps_number IS NOT NULL",
+                  5, "mysql")
+    assert s.superset == ["surname = 'Côté'"]
+    assert s.pushed == ["NOT fps_number IS NULL"]
+    assert not s.limit_pushed  # the database may return 'COTE' too: the broker re-checks
+    assert "`LAST_NM` = ?" in s.sql
+
+
+@pytest.mark.parametrize("predicate", [
+    "surname <> 'Côté'",  # 'COTE' <> 'Côté' is false there: rows would be lost
+    "NOT surname = 'Côté'",
+    "surname NOT IN ('a', 'b')",
+    "status <> 'UAL'",
+    "surname > 'M'",
+])
+def test_case_insensitive_collations_never_push_what_could_drop_rows(bc, predicate):
+    table, mapping = bc
+    s = plan_scan(table, mapping, ["surname"], predicate, 0, "mysql")
+    assert s.residual and not s.pushed and not s.superset
+
+
+def test_release_filters_must_be_exact(bc):
+    from accord.errors import ConfigError
+
+    table, mapping = bc
+    with pytest.raises(ConfigError, match="would match more rows"):
+        plan_scan(table, mapping, ["surname"], "", 0, "mysql", release_filter="surname = 'x'")
+    with pytest.raises(ConfigError, match="release filter of offenders"):
+        plan_scan(table, mapping, ["surname"], "", 0, "sqlite",
+                  release_filter="upper(surname) = 'X'")

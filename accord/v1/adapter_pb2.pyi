@@ -23,7 +23,7 @@ class ScanRequest(_message.Message):
     def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ...) -> None: ...
 
 class ScanHeader(_message.Message):
-    __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect")
+    __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect", "superset_predicates")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     PHYSICAL_SQL_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class ScanHeader(_message.Message):
     RESIDUAL_PREDICATES_FIELD_NUMBER: _ClassVar[int]
     LIMIT_PUSHED_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
+    SUPERSET_PREDICATES_FIELD_NUMBER: _ClassVar[int]
     source: str
     arrow_schema: bytes
     physical_sql: str
@@ -38,7 +39,8 @@ class ScanHeader(_message.Message):
     residual_predicates: _containers.RepeatedScalarFieldContainer[str]
     limit_pushed: bool
     dialect: str
-    def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ...) -> None: ...
+    superset_predicates: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScanResponse(_message.Message):
     __slots__ = ("header", "arrow_batch")

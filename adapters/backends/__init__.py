@@ -19,10 +19,16 @@ def open_backend(source: Source, workdir: Path) -> Backend:
         from adapters.backends.sqlite import SqliteBackend
 
         assert source.backend.path is not None  # checked when the config was parsed
-        return SqliteBackend(workdir / source.backend.path)
-    raise ConfigError(
-        f"source {source.code}: backend {source.backend.kind!r} is not available in this build"
-    )
+        return SqliteBackend(source.code, workdir / source.backend.path)
+    if source.backend.kind == "postgresql":
+        from adapters.backends.postgres import PostgresBackend
+
+        return PostgresBackend(source.code, source.backend.resolve_dsn())
+    if source.backend.kind == "mysql":
+        from adapters.backends.mysql import MysqlBackend
+
+        return MysqlBackend(source.code, source.backend.resolve_dsn())
+    raise ConfigError(f"source {source.code}: unknown backend {source.backend.kind!r}")
 
 
 __all__ = ["Backend", "open_backend"]

@@ -10,29 +10,35 @@ if TYPE_CHECKING:
 
 
 class Backend(ABC):
-    """A read-only connection factory for one source system's database."""
+    """A read-only, pooled connection to one source system's database."""
 
-    #: sqlglot dialect the physical SQL is generated in.
+    #: sqlglot dialect the physical SQL is generated in (a key of translate.RULES).
     dialect: str
 
     @abstractmethod
     def execute(
-        self, sql: str, params: list[Any], batch_rows: int, token: str
+        self, sql: str, params: list[Any], batch_rows: int, token: str, timeout_s: float | None
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Runs one read-only statement and yields its rows in chunks.
+        """Runs one read-only statement and yields its rows in chunks, streamed
+        from the database (never the whole result in memory).
 
-        ``token`` names the statement for :meth:`cancel`. Closing the
-        iterator early must stop the statement and release the connection.
+        ``token`` names the statement for :meth:`cancel`; ``timeout_s`` becomes
+        the database's own statement timeout. Closing the iterator early must
+        stop the statement and give the connection back.
         """
 
     @abstractmethod
     def cancel(self, token: str) -> None:
-        """Interrupts the statement running under ``token``, if any."""
+        """Cancels the statement running under ``token`` in the database, if any."""
 
     @abstractmethod
     def cancel_all(self) -> None:
-        """Interrupts every statement running now (adapter shutdown)."""
+        """Cancels every statement running now (adapter shutdown)."""
 
     @abstractmethod
     def check(self) -> None:
-        """Raises when the database cannot be reached; used by health checks."""
+        """Raises SourceUnavailable when the database cannot be reached."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Releases pooled connections."""

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
-from accord.errors import SourceUnavailable
+from accord.errors import SourceError, SourceTimedOut, SourceUnavailable
 from adapters.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -17,14 +18,15 @@ if TYPE_CHECKING:
 class SqliteBackend(Backend):
     dialect = "sqlite"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, source: str, path: Path) -> None:
+        self.source = source
         self.path = path
         self._lock = threading.Lock()
         self._running: dict[str, sqlite3.Connection] = {}
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.is_file():
-            raise SourceUnavailable(self.path.stem, "its database file does not exist")
+            raise SourceUnavailable(self.source, f"its database file {self.path.name} is missing")
         # mode=ro opens the file read-only at the OS level; query_only also
         # refuses any write statement on this connection.
         conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
@@ -36,15 +38,24 @@ class SqliteBackend(Backend):
         return conn
 
     def execute(
-        self, sql: str, params: list[Any], batch_rows: int, token: str
+        self, sql: str, params: list[Any], batch_rows: int, token: str, timeout_s: float | None
     ) -> Iterator[list[tuple[Any, ...]]]:
         conn = self._connect()
+        deadline = time.monotonic() + timeout_s if timeout_s is not None else None
+        if deadline is not None:
+            # SQLite has no statement timeout: a progress handler that answers
+            # non-zero aborts the statement ("interrupted").
+            conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
         with self._lock:
             self._running[token] = conn
         try:
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(batch_rows):
                 yield rows
+        except sqlite3.Error as exc:
+            if deadline is not None and time.monotonic() > deadline:
+                raise SourceTimedOut(self.source, "the statement ran past its deadline") from exc
+            raise SourceError(self.source, f"database error: {exc}") from exc
         finally:
             with self._lock:
                 self._running.pop(token, None)
@@ -60,6 +71,9 @@ class SqliteBackend(Backend):
         with self._lock:
             for conn in self._running.values():
                 conn.interrupt()
+
+    def close(self) -> None:
+        self.cancel_all()  # connections are per scan; nothing is pooled
 
     def check(self) -> None:
         self._connect().close()

@@ -29,12 +29,12 @@ _SQLITE_TYPES = {"VARCHAR": "TEXT", "DATE": "TEXT", "BIGINT": "INTEGER", "DOUBLE
                  "BOOLEAN": "INTEGER"}
 
 
-def _quote(identifier: str) -> str:
+def quote(identifier: str) -> str:
     return f'"{identifier}"'
 
 
-def _physical_values(column: pa.ChunkedArray, logical_type: str, held: ColumnMapping,
-                     where: str) -> list[Any]:
+def physical_values(column: pa.ChunkedArray, logical_type: str, held: ColumnMapping,
+                    where: str) -> list[Any]:
     """One logical column converted to what the source system stores."""
     if held.codes:
         reverse = held.reverse_codes
@@ -65,8 +65,8 @@ def _physical_values(column: pa.ChunkedArray, logical_type: str, held: ColumnMap
     return list(column.to_pylist())
 
 
-def _create_statements(source: Source, logical: LogicalTable,
-                       mapping: TableMapping) -> tuple[list[str], list[str], list[str]]:
+def create_statements(source: Source, logical: LogicalTable,
+                      mapping: TableMapping) -> tuple[list[str], list[str], list[str]]:
     """(CREATE TABLE, index statements, physical column names) for one table."""
     held = [c for c in logical.columns if c in mapping.columns]
     physical = [mapping.columns[c].physical for c in held]
@@ -81,16 +81,16 @@ def _create_statements(source: Source, logical: LogicalTable,
         sql_type = _SQLITE_TYPES[logical.columns[logical_name]]
         extra = " NOT NULL PRIMARY KEY" if is_person_table and logical_name == (
             "source_person_id") else ""
-        defs.append(f"{_quote(column)} {sql_type}{extra}")
-    create = f"CREATE TABLE {_quote(table)} (\n  " + ",\n  ".join(defs) + "\n)"
+        defs.append(f"{quote(column)} {sql_type}{extra}")
+    create = f"CREATE TABLE {quote(table)} (\n  " + ",\n  ".join(defs) + "\n)"
     indexes: list[str] = []
 
     def index(suffix: str, columns: list[ColumnMapping | None]) -> None:
         present = [c.physical for c in columns if c is not None]
         if present and len(present) == len(columns):
             indexes.append(
-                f"CREATE INDEX {_quote(f'{table}_{suffix}_IX')} ON {_quote(table)} "
-                f"({', '.join(_quote(c) for c in present)})")
+                f"CREATE INDEX {quote(f'{table}_{suffix}_IX')} ON {quote(table)} "
+                f"({', '.join(quote(c) for c in present)})")
 
     fps = mapping.columns.get(logical.person_key or "fps_number")
     index("FPS", [fps])
@@ -134,21 +134,21 @@ def write_sqlite(
                 if name not in source.tables:
                     continue
                 mapping = source.tables[name]
-                creates, indexes, physical = _create_statements(source, logical, mapping)
+                creates, indexes, physical = create_statements(source, logical, mapping)
                 for statement in creates:
                     conn.execute(statement)
                 data = tables.get(name)
                 if data is not None and data.num_rows:
                     held = [c for c in logical.columns if c in mapping.columns]
                     columns = [
-                        _physical_values(data.column(c), logical.columns[c], mapping.columns[c],
-                                         f"source {source.code}.{name}.{c}")
+                        physical_values(data.column(c), logical.columns[c], mapping.columns[c],
+                                        f"source {source.code}.{name}.{c}")
                         for c in held
                     ]
                     marks = ", ".join("?" * len(physical))
                     conn.executemany(
-                        f"INSERT INTO {_quote(mapping.physical_table)} "
-                        f"({', '.join(_quote(p) for p in physical)}) VALUES ({marks})",
+                        f"INSERT INTO {quote(mapping.physical_table)} "
+                        f"({', '.join(quote(p) for p in physical)}) VALUES ({marks})",
                         zip(*columns, strict=True),
                     )
                 for statement in indexes:

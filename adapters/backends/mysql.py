@@ -1,0 +1,171 @@
+"""MariaDB / MySQL backend (mysql-connector-python): read-only, streamed, cancellable.
+
+Every scan runs in ``START TRANSACTION READ ONLY`` with the server's own
+statement timeout (MariaDB ``SET STATEMENT max_statement_time``, MySQL the
+``MAX_EXECUTION_TIME`` hint), reads through an unbuffered cursor, and is
+cancelled with ``KILL QUERY`` on its connection id from a separate
+connection.
+
+Connections are pooled here rather than with the driver's pool: a scan that
+was killed or timed out leaves its connection in an unknown state, and the
+driver's pool can only hand it back, not discard it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import mysql.connector
+from mysql.connector import errorcode
+
+from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable
+from adapters.backends.base import Backend
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CONNECT_TIMEOUT_S = 5
+_INTERRUPTED = {errorcode.ER_QUERY_INTERRUPTED, 1969, 3024}  # killed; MariaDB/MySQL timeouts
+
+
+def connection_config(dsn: str) -> dict[str, Any]:
+    """``mysql://user:password@host:port/database`` as driver arguments."""
+    url = urlsplit(dsn)
+    if url.scheme not in ("mysql", "mariadb") or not url.path.strip("/"):
+        raise ConfigError("a MariaDB/MySQL DSN looks like mysql://user@host:3306/database")
+    return {
+        "host": url.hostname or "127.0.0.1",
+        "port": url.port or 3306,
+        "user": unquote(url.username or "root"),
+        "password": unquote(url.password or ""),
+        "database": url.path.strip("/"),
+        "connection_timeout": CONNECT_TIMEOUT_S,
+        "charset": "utf8mb4",
+        "use_pure": True,
+        "autocommit": False,
+    }
+
+
+class MysqlBackend(Backend):
+    dialect = "mysql"
+
+    def __init__(self, source: str, dsn: str, max_connections: int = 8) -> None:
+        self.source = source
+        self._config = connection_config(dsn)
+        self._idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=max_connections)
+        self._lock = threading.Lock()
+        self._running: dict[str, int] = {}  # token -> server connection id
+        self._mariadb: bool | None = None
+
+    def _connect(self) -> Any:
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        try:
+            conn = mysql.connector.connect(**self._config)
+        except mysql.connector.Error as exc:
+            raise SourceUnavailable(self.source, f"its database is unreachable: {exc.msg}") from exc
+        if self._mariadb is None:
+            self._mariadb = "mariadb" in conn.get_server_info().lower()
+        return conn
+
+    def _release(self, conn: Any, healthy: bool) -> None:
+        if healthy:
+            try:
+                self._idle.put_nowait(conn)
+                return
+            except queue.Full:
+                pass
+        with contextlib.suppress(mysql.connector.Error):  # already broken: nothing to give back
+            conn.close()
+
+    def execute(
+        self, sql: str, params: list[Any], batch_rows: int, token: str, timeout_s: float | None
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        conn = self._connect()
+        healthy = False
+        statement = self._with_timeout(sql.replace("?", "%s"), timeout_s)
+        with self._lock:
+            self._running[token] = conn.connection_id
+        try:
+            conn.start_transaction(readonly=True)
+            cursor = conn.cursor(buffered=False)  # rows stream from the server
+            cursor.execute(statement, params)
+            while rows := cursor.fetchmany(batch_rows):
+                yield rows
+            cursor.close()
+            conn.rollback()  # a read-only transaction: nothing to commit
+            healthy = True
+        except mysql.connector.Error as exc:
+            if exc.errno in _INTERRUPTED:
+                raise SourceTimedOut(self.source,
+                                     "the statement was cancelled or timed out") from exc
+            if isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError)):
+                raise SourceUnavailable(self.source, f"database: {exc.msg}") from exc
+            raise SourceError(self.source, f"database error: {exc.msg}") from exc
+        finally:
+            with self._lock:
+                self._running.pop(token, None)
+            self._release(conn, healthy)
+
+    def _with_timeout(self, statement: str, timeout_s: float | None) -> str:
+        """The server's own statement timeout around ``statement``.
+
+        ``?`` placeholders became the driver's ``%s``: every literal is a bound
+        parameter, so the SQL text holds no other question mark.
+        """
+        if timeout_s is None:
+            return statement
+        if self._mariadb:
+            return f"SET STATEMENT max_statement_time={max(timeout_s, 0.001):.3f} FOR {statement}"
+        hint = f"SELECT /*+ MAX_EXECUTION_TIME({max(int(timeout_s * 1000), 1)}) */"
+        return statement.replace("SELECT", hint, 1)
+
+    def _kill(self, connection_ids: list[int]) -> None:
+        if not connection_ids:
+            return
+        try:
+            killer = mysql.connector.connect(**self._config)
+        except mysql.connector.Error:
+            return  # the server is gone: so are its queries
+        try:
+            cursor = killer.cursor()
+            for connection_id in connection_ids:
+                with contextlib.suppress(mysql.connector.Error):  # it may have finished
+                    cursor.execute(f"KILL QUERY {int(connection_id)}")
+        finally:
+            killer.close()
+
+    def cancel(self, token: str) -> None:
+        with self._lock:
+            connection_id = self._running.get(token)
+        self._kill([connection_id] if connection_id is not None else [])
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            ids = list(self._running.values())
+        self._kill(ids)
+
+    def check(self) -> None:
+        conn = self._connect()
+        try:
+            conn.ping(reconnect=False)
+        except mysql.connector.Error as exc:
+            self._release(conn, healthy=False)
+            raise SourceUnavailable(self.source, "its database is unreachable") from exc
+        self._release(conn, healthy=True)
+
+    def close(self) -> None:
+        self.cancel_all()
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+            except mysql.connector.Error:
+                continue

@@ -71,7 +71,7 @@ class MysqlBackend(Backend):
         except mysql.connector.Error as exc:
             raise SourceUnavailable(self.source, f"its database is unreachable: {exc.msg}") from exc
         if self._mariadb is None:
-            self._mariadb = "mariadb" in conn.get_server_info().lower()
+            self._mariadb = "mariadb" in str(conn.server_info).lower()
         return conn
 
     def _release(self, conn: Any, healthy: bool) -> None:
@@ -93,8 +93,10 @@ class MysqlBackend(Backend):
         with self._lock:
             self._running[token] = conn.connection_id
         try:
-            conn.start_transaction(readonly=True)
             cursor = conn.cursor(buffered=False)  # rows stream from the server
+            # The driver's start_transaction(readonly=True) refuses MariaDB
+            # (it reports itself as 5.5.5-...): say it in SQL.
+            cursor.execute("START TRANSACTION READ ONLY")
             cursor.execute(statement, params)
             while rows := cursor.fetchmany(batch_rows):
                 yield rows

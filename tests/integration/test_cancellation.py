@@ -90,7 +90,7 @@ def run_in_thread(backend, sql, token, timeout_s=None):
             for _ in backend.execute(sql, [token], 100, token, timeout_s):
                 pass
             outcome["result"] = "finished"
-        except Exception as exc:  # noqa: BLE001 - the test inspects it
+        except Exception as exc:  # the test inspects it
             outcome["result"] = exc
         outcome["elapsed"] = time.monotonic() - started
 

@@ -190,13 +190,35 @@ def load_federation(path: str | Path) -> Federation:
     """Reads and validates a federation file; errors name the file and the problem."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read federation config: {exc}") from exc
-    try:
-        return parse_federation(raw, path)
+        return parse_federation(_read_with_extends(path), path)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+
+
+def _read_with_extends(path: Path, depth: int = 0) -> Any:
+    """Reads a federation file; ``extends: BASE`` plus ``overrides: {CODE: {...}}``
+    reuse another file's sources, replacing top-level keys of named sources."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read federation config: {exc}") from exc
+    if not isinstance(raw, dict) or "extends" not in raw:
+        return raw
+    if depth > 3:
+        raise ConfigError("'extends' nests more than three files deep")
+    base = _read_with_extends(path.parent / str(raw["extends"]), depth + 1)
+    overrides = _mapping(raw.get("overrides") or {}, "overrides")
+    sources = _sequence(base.get("sources"), "sources")
+    codes = {str(s.get("code")) for s in sources if isinstance(s, dict)}
+    unknown = sorted(set(overrides) - codes)
+    if unknown:
+        raise ConfigError(f"overrides name unknown sources {unknown}")
+    base["sources"] = [
+        {**s, **_mapping(overrides.get(str(s.get("code")), {}), "override")} for s in sources
+    ]
+    if "federation" in raw:
+        base["federation"] = raw["federation"]
+    return base
 
 
 def parse_federation(raw: Any, path: Path | None = None) -> Federation:

@@ -456,3 +456,15 @@ def test_write_federation_data(federation, tmp_path):
         assert path.is_file()
         back = read_logical(federation, code, "offenders", path)
         assert back.equals(expected[code]["offenders"])
+
+
+def test_example_federation_extends_the_embedded_one():
+    from accord.federation import load_federation
+
+    base = load_federation("deploy/federation.yaml")
+    example = load_federation("deploy/federation.example.yaml")
+    assert example.sources["CA-CSC"].backend.kind == "postgresql"
+    assert example.sources["BC"].backend.dsn == "env:ACCORD_CORNET_DSN"
+    assert example.sources["ON"].backend == base.sources["ON"].backend
+    assert example.sources["QC"].tables == base.sources["QC"].tables
+    assert example.sources["BC"].release == base.sources["BC"].release

@@ -2,15 +2,19 @@
 
 ``generate`` produces every source's data in the federation's logical model;
 ``write_sqlite`` writes one source's data into its own physical schema and
-``write_federation_data`` does both for every sqlite-backed source. The same
-seed and scale always give the same data. The command line is
-``accord datagen``.
+``write_federation_data`` does both for every sqlite-backed source.
+``write_postgres`` and ``write_mysql`` write a source's physical schema into
+a PostgreSQL or MariaDB database, and ``load_target`` generates the data and
+loads sources into one such database. The same seed and scale always give
+the same data. The command line is ``accord datagen``.
 """
 
 from __future__ import annotations
 
 from .common import REFERENCE_DATE
 from .logical import generate
+from .server_writer import load_target, write_mysql, write_postgres
 from .sqlite_writer import write_federation_data, write_sqlite
 
-__all__ = ["REFERENCE_DATE", "generate", "write_federation_data", "write_sqlite"]
+__all__ = ["REFERENCE_DATE", "generate", "load_target", "write_federation_data", "write_mysql",
+           "write_postgres", "write_sqlite"]

@@ -13,10 +13,14 @@ loading the same data twice leaves the same rows once.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from accord.errors import ConfigError
 
@@ -24,7 +28,9 @@ from .logical import generate
 from .sqlite_writer import create_statements, physical_values, quote
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from collections.abc import Iterator
+
+    from mysql.connector.abstracts import MySQLConnectionAbstract
 
     from accord.federation import Federation, LogicalTable, Source, TableMapping
 
@@ -36,7 +42,9 @@ FREE_TEXT_COLUMNS = frozenset(
 
 _VARCHAR_CHARS = 255
 _TEXT_BYTES = 65_535  # MariaDB TEXT holds this many bytes (utf8mb4: up to 4 a character)
-_MYSQL_BATCH_ROWS = 1_000  # rows per multi-row INSERT
+_CHUNK_ROWS = 50_000  # rows encoded at a time
+_MYSQL_BATCH_ROWS = 1_000  # rows per multi-row INSERT ...
+_MYSQL_BATCH_BYTES = 1 << 20  # ... unless they would make a longer statement
 _MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
@@ -51,6 +59,7 @@ class _Column:
     sql_type: str
     max_chars: int | None = None  # VARCHAR(n): longest value, in characters
     max_bytes: int | None = None  # TEXT: longest value, in UTF-8 bytes
+    finite_only: bool = False  # no NaN or infinity (MariaDB DOUBLE)
 
 
 @dataclass(frozen=True)
@@ -92,7 +101,8 @@ def _plan(kind: str, source: Source, logical: LogicalTable, mapping: TableMappin
             continue
         sql_type, max_chars, max_bytes = _sql_type(
             kind, logical_type, name, coded=bool(held.codes), date_format=held.date_format)
-        columns.append(_Column(name, held.physical, logical_type, sql_type, max_chars, max_bytes))
+        columns.append(_Column(name, held.physical, logical_type, sql_type, max_chars, max_bytes,
+                               finite_only=kind == "mysql" and logical_type == "DOUBLE"))
     primary_key = None
     if logical.name == "offenders" and "source_person_id" in mapping.columns:
         primary_key = mapping.columns["source_person_id"].physical
@@ -120,40 +130,118 @@ def _plans(federation: Federation, source: Source, tables: dict[str, pa.Table],
             for name, logical in federation.tables.items() if name in source.tables]
 
 
-def _values(source: Source, plan: _TablePlan, data: pa.Table | None) -> list[list[Any]]:
-    """The table's physical values, column by column; checks they fit their columns."""
+def _physical_text(source: Source, plan: _TablePlan, data: pa.Table | None) -> list[pa.Array]:
+    """The table's physical values as text, column by column, checked to fit
+    their columns; [] when there are no rows."""
     if data is None or not data.num_rows:
         return []
     out = []
     for column in plan.columns:
         where = f"source {source.code}.{plan.name}.{column.logical}"
         held = source.tables[plan.name].columns[column.logical]
-        values = physical_values(data.column(column.logical), column.logical_type, held, where)
-        _check_fits(values, column, where, plan.table)
-        out.append(values)
+        text = _text(physical_values(data.column(column.logical), column.logical_type, held,
+                                     where))
+        _check_fits(text, column, where, plan.table)
+        out.append(text)
     return out
 
 
-def _check_fits(values: list[Any], column: _Column, where: str, table: str) -> None:
+def _text(values: list[Any]) -> pa.Array:
+    """Physical values (str, int, float or None) as an Arrow string array."""
+    array = pa.array(values)
+    return array if array.type == pa.string() else array.cast(pa.string())
+
+
+def _check_fits(text: pa.Array, column: _Column, where: str, table: str) -> None:
     """Raises rather than let the server truncate (or refuse) a value."""
+    target = f"column {table}.{column.physical} {column.sql_type}"
     if column.max_chars is not None:
-        longest = max((len(v) for v in values if v is not None), default=0)
+        longest = pc.max(pc.utf8_length(text)).as_py() or 0
         if longest > column.max_chars:
-            raise ValueError(
-                f"{where}: a value of {longest} characters does not fit column "
-                f"{table}.{column.physical} {column.sql_type}")
+            raise ValueError(f"{where}: a value of {longest} characters does not fit {target}")
     if column.max_bytes is not None:
-        limit = column.max_bytes
-        for v in values:
-            # A character takes at most 4 bytes: only long values need encoding.
-            if v is not None and len(v) * 4 > limit and len(v.encode("utf-8")) > limit:
-                raise ValueError(
-                    f"{where}: a value of {len(v.encode('utf-8'))} bytes does not fit "
-                    f"column {table}.{column.physical} {column.sql_type} ({limit} bytes)")
+        longest = pc.max(pc.binary_length(text)).as_py() or 0
+        if longest > column.max_bytes:
+            raise ValueError(f"{where}: a value of {longest} bytes does not fit {target} "
+                             f"({column.max_bytes} bytes)")
+    if column.finite_only and pc.any(pc.is_in(text, pa.array(["nan", "inf", "-inf"]))).as_py():
+        raise ValueError(f"{where}: {target} cannot hold NaN or infinity")
 
 
 def _column_list(plan: _TablePlan) -> str:
     return ", ".join(quote(c.physical) for c in plan.columns)
+
+
+def _replace(array: pa.Array, pairs: tuple[tuple[str, str], ...]) -> pa.Array:
+    """Replaces substrings in order; a pass runs only if the text holds its
+    substring (a byte search over the whole column is far cheaper)."""
+    data = array.buffers()[2]
+    raw = b"" if data is None else data.to_pybytes()
+    for old, new in pairs:
+        if old.encode() in raw:
+            array = pc.replace_substring(array, old, new)
+    return array
+
+
+def _chunks(columns: list[pa.Array], separator: str, row_prefix: str, row_suffix: str,
+            null: str | None = None) -> Iterator[tuple[memoryview, memoryview]]:
+    """Rows of text: prefix, the columns' values joined by separator, suffix.
+
+    A chunk of rows at a time, each as (bytes of the rows back to back, the
+    offset of each row in them and the end). Nulls become ``null``.
+    """
+    for start in range(0, len(columns[0]), _CHUNK_ROWS):
+        parts = [c.slice(start, _CHUNK_ROWS) for c in columns]
+        if null is None:
+            joined = pc.binary_join_element_wise(*parts, separator)
+        else:
+            joined = pc.binary_join_element_wise(*parts, separator, null_handling="replace",
+                                                 null_replacement=null)
+        rows = pc.binary_join_element_wise(row_prefix, joined, row_suffix, "")
+        _, offsets, data = rows.buffers()
+        assert rows.null_count == 0
+        first = rows.offset
+        yield memoryview(data), memoryview(offsets).cast("i")[first:first + len(rows) + 1]
+
+
+#: COPY text format: backslash escapes, tab between columns, \\N for NULL.
+_COPY_ESCAPES = (("\\", "\\\\"), ("\n", "\\n"), ("\r", "\\r"), ("\t", "\\t"))
+
+
+def _copy_data(columns: list[pa.Array]) -> Iterator[memoryview]:
+    """COPY ... FROM STDIN text-format data for the columns, a chunk at a time."""
+    escaped = [_replace(c, _COPY_ESCAPES) for c in columns]
+    for data, offsets in _chunks(escaped, "\t", "", "\n", null="\\N"):
+        yield data[offsets[0]:offsets[-1]]
+
+
+#: String literals for MariaDB with backslash escapes on (write_mysql makes
+#: sure NO_BACKSLASH_ESCAPES is off) over a utf8mb4 connection, where no
+#: multi-byte character holds a backslash or quote byte. Quotes are doubled.
+_LITERAL_ESCAPES = (("\\", "\\\\"), ("'", "''"), ("\0", "\\0"))
+
+
+def _literals(text: pa.Array, column: _Column) -> pa.Array:
+    """SQL literals for MariaDB: quoted, escaped strings and dates; numbers; NULL."""
+    if column.logical_type in ("VARCHAR", "DATE"):
+        text = pc.binary_join_element_wise("'", _replace(text, _LITERAL_ESCAPES), "'", "")
+    return pc.fill_null(text, "NULL")
+
+
+def _insert_statements(insert: str, plan: _TablePlan,
+                       columns: list[pa.Array]) -> Iterator[str]:
+    """Multi-row INSERT statements: ``insert`` followed by (...),(...),..."""
+    literals = [_literals(text, column) for text, column in zip(columns, plan.columns,
+                                                                 strict=True)]
+    for data, offsets in _chunks(literals, ",", "(", "),"):
+        first, last = 0, len(offsets) - 1
+        while first < last:
+            end = min(first + _MYSQL_BATCH_ROWS, last)
+            while end - first > 1 and offsets[end] - offsets[first] > _MYSQL_BATCH_BYTES:
+                end = first + (end - first) // 2
+            # the rows, without the comma after the last one
+            yield insert + str(data[offsets[first]:offsets[end] - 1], "utf-8")
+            first = end
 
 
 # -- PostgreSQL ---------------------------------------------------------------------
@@ -169,8 +257,9 @@ def write_postgres(federation: Federation, source_code: str, tables: dict[str, p
     physical name (TEXT for strings, codes and text dates; DATE for dates the
     system stores natively; BIGINT for BIGINT), loaded with COPY, indexed like
     the SQLite files (FPS number, surname and given names, person id of child
-    tables; primary key on the person file) and analysed. Readers see either
-    the old tables or the new ones. Returns rows per logical table.
+    tables; primary key on the person file) and analysed. Readers see the old
+    tables (or wait) until the commit, then the new ones. Returns rows per
+    logical table.
     """
     import psycopg
 
@@ -186,7 +275,7 @@ def write_postgres(federation: Federation, source_code: str, tables: dict[str, p
         cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
         for plan in plans:
             data = tables.get(plan.name)
-            columns = _values(source, plan, data)
+            columns = _physical_text(source, plan, data)
             cur.execute(f"DROP TABLE IF EXISTS {quote(plan.table)}")
             cur.execute(plan.create)
             if columns:
@@ -194,8 +283,8 @@ def write_postgres(federation: Federation, source_code: str, tables: dict[str, p
                 # be written frozen (no hint-bit rewrite on first read).
                 with cur.copy(f"COPY {quote(plan.table)} ({_column_list(plan)}) "
                               "FROM STDIN (FREEZE)") as copy:
-                    for row in zip(*columns, strict=True):
-                        copy.write_row(row)
+                    for chunk in _copy_data(columns):
+                        copy.write(chunk)
             if plan.primary_key is not None:
                 cur.execute(f"ALTER TABLE {quote(plan.table)} "
                             f"ADD PRIMARY KEY ({quote(plan.primary_key)})")
@@ -233,6 +322,15 @@ def mysql_connect_args(dsn: str, *, database: bool = True) -> dict[str, Any]:
     return args
 
 
+def _mysql_connect(**args: Any) -> MySQLConnectionAbstract:
+    import mysql.connector
+    from mysql.connector.abstracts import MySQLConnectionAbstract
+
+    conn = mysql.connector.connect(**args)
+    assert isinstance(conn, MySQLConnectionAbstract)  # not pooled: no pool arguments
+    return conn
+
+
 def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.Table],
                 dsn: str) -> dict[str, int]:
     """(Re)creates the source's tables in a MariaDB (or MySQL) database.
@@ -248,20 +346,19 @@ def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.T
     anything is dropped. MariaDB commits DDL implicitly, so a failed load
     leaves empty tables. Returns rows per logical table.
     """
-    import mysql.connector
-
     source = federation.source(source_code)
     plans = _plans(federation, source, tables, "mysql")
-    values = {plan.name: _values(source, plan, tables.get(plan.name)) for plan in plans}
-    conn = mysql.connector.connect(**mysql_connect_args(dsn), charset="utf8mb4",
-                                   collation="utf8mb4_unicode_ci", autocommit=False)
+    values = {plan.name: _physical_text(source, plan, tables.get(plan.name)) for plan in plans}
+    conn = _mysql_connect(**{**mysql_connect_args(dsn), "charset": "utf8mb4",
+                             "collation": "utf8mb4_unicode_ci", "autocommit": False})
     try:
         cur = conn.cursor()
-        cur.execute("SELECT @@SESSION.sql_mode")
-        row = cur.fetchone()
-        modes = [m for m in str(row[0] if row else "").split(",") if m]
+        # ANSI_QUOTES: "identifiers", as in the shared index statements;
+        # strict: an error, never a silently truncated value; backslash
+        # escapes on, as _literals assumes.
+        modes = [m for m in conn.sql_mode.split(",") if m and m != "NO_BACKSLASH_ESCAPES"]
         modes += [m for m in ("ANSI_QUOTES", "STRICT_ALL_TABLES") if m not in modes]
-        cur.execute("SET SESSION sql_mode = %s", (",".join(modes),))
+        conn.sql_mode = ",".join(modes)
         for plan in plans:
             cur.execute(f"DROP TABLE IF EXISTS {quote(plan.table)}")
             cur.execute(plan.create)
@@ -269,12 +366,9 @@ def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.T
         for plan in plans:
             columns = values[plan.name]
             if columns:
-                marks = ", ".join(["%s"] * len(plan.columns))
-                insert = (f"INSERT INTO {quote(plan.table)} ({_column_list(plan)}) "
-                          f"VALUES ({marks})")
-                rows = list(zip(*columns, strict=True))
-                for start in range(0, len(rows), _MYSQL_BATCH_ROWS):
-                    cur.executemany(insert, rows[start:start + _MYSQL_BATCH_ROWS])
+                insert = f"INSERT INTO {quote(plan.table)} ({_column_list(plan)}) VALUES "
+                for rows in _insert_statements(insert, plan, columns):
+                    conn.cmd_query(rows)
             counts[plan.name] = len(columns[0]) if columns else 0
         conn.commit()
         for plan in plans:
@@ -284,7 +378,8 @@ def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.T
             cur.fetchall()
         cur.close()
     except BaseException:
-        conn.rollback()
+        with contextlib.suppress(Exception):  # the connection may be gone
+            conn.rollback()
         raise
     finally:
         conn.close()
@@ -330,9 +425,9 @@ def load_target(federation: Federation, target: str, *, seed: int, scale: float,
     return counts
 
 
-def _database_name(name: str, target: str) -> str:
-    if not _PLAIN_NAME.match(name):
-        raise ConfigError(f"{target}: database name {name!r} is not a plain SQL identifier")
+def _database_name(name: str) -> str:
+    if not _PLAIN_NAME.match(name):  # (the target URL may hold a password: not in the message)
+        raise ConfigError(f"target database name {name!r} is not a plain SQL identifier")
     return name
 
 
@@ -341,22 +436,18 @@ def _create_postgres_database(target: str) -> None:
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
     params = conninfo_to_dict(target)
-    name = _database_name(str(params.get("dbname") or ""), target)
+    name = _database_name(str(params.get("dbname") or ""))
     server = make_conninfo(target, dbname="postgres")
     with psycopg.connect(server, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
             return
-        try:
+        with contextlib.suppress(psycopg.errors.DuplicateDatabase):  # another loader's
             conn.execute(f"CREATE DATABASE {quote(name)} ENCODING 'UTF8' TEMPLATE template0")
-        except psycopg.errors.DuplicateDatabase:
-            pass  # created meanwhile by another loader
 
 
 def _create_mysql_database(target: str) -> None:
-    import mysql.connector
-
-    name = _database_name(str(mysql_connect_args(target)["database"]), target)
-    conn = mysql.connector.connect(**mysql_connect_args(target, database=False))
+    name = _database_name(str(mysql_connect_args(target)["database"]))
+    conn = _mysql_connect(**mysql_connect_args(target, database=False))
     try:
         cur = conn.cursor()
         cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` "

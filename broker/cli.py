@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
                              help="synthetic data in every source's own schema")
     datagen.add_argument("--scale", type=float, default=0.02)
     datagen.add_argument("--seed", type=int, default=7)
+    datagen.add_argument("--target", metavar="URL",
+                         help="load into this postgresql:// or mysql:// database instead: the "
+                              "sources whose backend is of that kind, or those named by --source")
+    datagen.add_argument("--source", action="append", default=None, metavar="CODE",
+                         help="with --target: load this source (repeatable)")
     return parser
 
 

@@ -18,6 +18,7 @@ from broker.render import render_result
 
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Iterable
     from pathlib import Path
 
     from broker.workdir import Workdir
@@ -95,14 +96,19 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
         print(f"  columns:  {', '.join(scan.columns)}")
         print(f"  asked:    {scan.predicate or '(all rows)'}"
               + (f" LIMIT {scan.limit}" if scan.limit else ""))
-        print(f"  pushed:   {' AND '.join(scan.pushed_predicates) or '(none)'}"
+        print(f"  pushed:   {_conjunction(scan.pushed_predicates) or '(none)'}"
               + (" with LIMIT" if scan.limit_pushed else ""))
         if scan.superset_predicates:
-            print(f"  narrowed: {' AND '.join(scan.superset_predicates)} (re-checked here)")
+            print(f"  narrowed: {_conjunction(scan.superset_predicates)} (re-checked here)")
         if scan.residual_predicates:
-            print(f"  broker:   {' AND '.join(scan.residual_predicates)}")
+            print(f"  broker:   {_conjunction(scan.residual_predicates)}")
         print(f"  sql:      {scan.physical_sql or scan.error}")
     return 0
+
+
+def _conjunction(parts: Iterable[str]) -> str:
+    items = list(parts)
+    return " AND ".join(f"({p})" if len(items) > 1 else p for p in items)
 
 
 def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
@@ -163,10 +169,15 @@ def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:
 
 
 def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
-    from adapters.datagen import write_federation_data
+    from adapters.datagen import load_target, write_federation_data
 
     federation = load_federation(args.federation)
-    counts = write_federation_data(federation, workdir.path, seed=args.seed, scale=args.scale)
+    if args.target:
+        counts = load_target(federation, args.target, seed=args.seed, scale=args.scale,
+                             sources=args.source)
+    else:
+        counts = write_federation_data(federation, workdir.path, seed=args.seed,
+                                       scale=args.scale)
     for source, tables in counts.items():
         summary = ", ".join(f"{t} {n}" for t, n in tables.items())
         print(f"{source}: {summary}")

@@ -411,10 +411,7 @@ def load_target(federation: Federation, target: str, *, seed: int, scale: float,
                               "name the sources to load")
     else:
         codes = [federation.source(code).code for code in sources]
-    if kind == "postgresql":
-        _create_postgres_database(target)
-    else:
-        _create_mysql_database(target)
+    create_database(target)
     data = generate(federation, seed=seed, scale=scale)
     counts: dict[str, dict[str, int]] = {}
     for code in codes:
@@ -423,6 +420,17 @@ def load_target(federation: Federation, target: str, *, seed: int, scale: float,
         else:
             counts[code] = write_mysql(federation, code, data[code], target)
     return counts
+
+
+def create_database(target: str) -> None:
+    """Creates the database a postgresql:// or mysql:// URL names, if missing."""
+    kind = _KINDS.get(urlsplit(target).scheme)
+    if kind == "postgresql":
+        _create_postgres_database(target)
+    elif kind == "mysql":
+        _create_mysql_database(target)
+    else:
+        raise ConfigError("a server DSN starts with postgresql:// or mysql://")
 
 
 def _database_name(name: str) -> str:

@@ -170,14 +170,21 @@ def write_sqlite(
 def write_federation_data(
     federation: Federation, workdir: Path, *, seed: int = 7, scale: float = 0.01
 ) -> dict[str, dict[str, int]]:
-    """Generates the data and writes every sqlite-backed source's database
-    at workdir / backend.path. Returns source -> logical table -> rows."""
+    """Generates the data once and writes every source's database: SQLite
+    files at workdir / backend.path, server databases at the source's DSN
+    (created if missing). Returns source -> logical table -> rows."""
+    from adapters.datagen.server_writer import create_database, write_mysql, write_postgres
+
     data = generate(federation, seed=seed, scale=scale)
     counts: dict[str, dict[str, int]] = {}
     for code, source in federation.sources.items():
-        if source.backend.kind != "sqlite" or not source.backend.path:
+        if source.backend.kind == "sqlite" and source.backend.path:
+            path = Path(workdir) / source.backend.path
+            path.parent.mkdir(parents=True, exist_ok=True)
+            counts[code] = write_sqlite(federation, code, data[code], path)
             continue
-        path = Path(workdir) / source.backend.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        counts[code] = write_sqlite(federation, code, data[code], path)
+        dsn = source.backend.resolve_dsn()
+        create_database(dsn)
+        write = write_postgres if source.backend.kind == "postgresql" else write_mysql
+        counts[code] = write(federation, code, data[code], dsn)
     return counts

@@ -4,7 +4,10 @@ real gRPC over real mutual TLS, real SQLite files in each system's schema.
 
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -25,6 +28,9 @@ if TYPE_CHECKING:
 
 SEED = 11
 SCALE = 0.005
+EXAMPLE_FEDERATION = DEFAULT_FEDERATION.parent / "federation.example.yaml"
+PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
+MARIADB_SERVER = "mysql://root@127.0.0.1:3306"
 
 
 @dataclass
@@ -54,17 +60,69 @@ class Running:
         return self._oracles[partner]
 
 
-@pytest.fixture(scope="session")
-def running(tmp_path_factory) -> Running:
-    workdir = Workdir(tmp_path_factory.mktemp("accord"))
-    init_certs(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES)
-    federation = load_federation(DEFAULT_FEDERATION)
+def start(workdir: Workdir, federation_path: Path):
+    init_certs(workdir, federation_path, DEFAULT_POLICIES)
+    federation = load_federation(federation_path)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
     generated = generate(federation, seed=SEED, scale=SCALE)
     policy = PolicySet.load(DEFAULT_POLICIES, federation)
-    launcher = LocalFederation(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES)
+    launcher = LocalFederation(workdir, federation_path, DEFAULT_POLICIES)
     with launcher:
         yield Running(workdir, federation, launcher, generated, policy)
+
+
+@pytest.fixture(scope="session")
+def running(tmp_path_factory) -> Running:
+    """The embedded federation: six SQLite-backed systems."""
+    yield from start(Workdir(tmp_path_factory.mktemp("accord")), DEFAULT_FEDERATION)
+
+
+@pytest.fixture(scope="session")
+def running_servers(tmp_path_factory) -> Running:
+    """The example deployment: OMS on PostgreSQL, CORNET on MariaDB (fresh
+    databases, dropped afterwards), the other four on SQLite."""
+    name = f"accord_it_{uuid.uuid4().hex[:8]}"
+    dsns = {"ACCORD_OMS_DSN": f"{PG_SERVER}/{name}", "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}"}
+    require_servers()
+    saved = {k: os.environ.get(k) for k in dsns}
+    os.environ.update(dsns)  # the adapter processes inherit them
+    try:
+        yield from start(Workdir(tmp_path_factory.mktemp("accord-servers")), EXAMPLE_FEDERATION)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        drop_databases(name)
+
+
+def require_servers() -> None:
+    """Fails under CI, skips elsewhere, when a database server is unreachable."""
+    import mysql.connector
+    import psycopg
+
+    try:
+        psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=3).close()
+        mysql.connector.connect(host="127.0.0.1", user="root", password="",
+                                connection_timeout=3).close()
+    except (psycopg.Error, mysql.connector.Error) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"a database server is not reachable on loopback: {exc}")
+        pytest.skip(f"a database server is not reachable on loopback: {exc}")
+
+
+def drop_databases(name: str) -> None:
+    import mysql.connector
+    import psycopg
+
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    conn = mysql.connector.connect(host="127.0.0.1", user="root", password="")
+    try:
+        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="session")

@@ -80,9 +80,13 @@ ORACLE_QUERIES = {
 
 
 @pytest.mark.parametrize("name", sorted(ORACLE_QUERIES))
-def test_answer_equals_the_oracle(running, crown, name):
+@pytest.mark.parametrize("deployment", ["running", "running_servers"])
+def test_answer_equals_the_oracle(request, deployment, name):
+    """Six SQLite systems, and OMS on PostgreSQL with CORNET on MariaDB."""
+    running = request.getfixturevalue(deployment)
     sql = ORACLE_QUERIES[name]
-    result = crown.query(sql)
+    with running.client("crown_attorney", purpose="bail_hearing", case_ref="R-1") as crown:
+        result = crown.query(sql)
     assert rows(result.table) == running.oracle().sql(sql).fetchall()
     assert not result.trailer.partial
 

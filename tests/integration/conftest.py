@@ -82,7 +82,8 @@ def running_servers(tmp_path_factory) -> Running:
     """The example deployment: OMS on PostgreSQL, CORNET on MariaDB (fresh
     databases, dropped afterwards), the other four on SQLite."""
     name = f"accord_it_{uuid.uuid4().hex[:8]}"
-    dsns = {"ACCORD_OMS_DSN": f"{PG_SERVER}/{name}", "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}"}
+    dsns = {"ACCORD_OMS_DSN": f"{PG_SERVER}/{name}",
+            "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}"}
     require_servers()
     saved = {k: os.environ.get(k) for k in dsns}
     os.environ.update(dsns)  # the adapter processes inherit them

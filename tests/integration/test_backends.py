@@ -118,7 +118,7 @@ class BackendSuite:
         assert result.sort_by(key).equals(expected.sort_by(key)), header.physical_sql
 
     def test_large_results_stream_in_several_batches(self, backend, generated):
-        header, result = self.run_scan(backend, "sentences", ["source_person_id"], "")
+        _, result = self.run_scan(backend, "sentences", ["source_person_id"], "")
         assert result.num_rows == generated["sentences"].num_rows > ipc.BATCH_ROWS
         assert len(result.to_batches()) >= 2
 

@@ -10,12 +10,13 @@ naming the source, table and column.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from accord.errors import AccordError
+from accord.federation import LOGICAL_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -71,23 +72,36 @@ def _iso_or_native_dates(array: pa.Array) -> pa.Array:
     return pc.cast(array, pa.date32())
 
 
-def rows_to_batch(
-    rows: Sequence[tuple[Any, ...]],
+def physical_types(table: LogicalTable, mapping: TableMapping, columns: Sequence[str],
+                   native_dates: bool) -> list[pa.DataType]:
+    """The Arrow type each selected column is stored as in the source."""
+    types = []
+    for column in columns:
+        held = mapping.columns.get(column)
+        logical = LOGICAL_TYPES[table.columns[column]]
+        if held is None or held.codes or held.date_format:
+            types.append(pa.string() if held is not None else logical)
+        elif table.columns[column] == "DATE" and not native_dates:
+            types.append(pa.string())  # ISO text
+        else:
+            types.append(logical)
+    return types
+
+
+def to_logical(
+    batch: pa.RecordBatch,
     schema: pa.Schema,
     converters: Sequence[Callable[[pa.Array], pa.Array] | None],
     where: str,
 ) -> pa.RecordBatch:
-    """Builds one batch column by column."""
+    """A batch of stored values as a batch of the logical schema."""
     arrays = []
-    for index, (field, convert) in enumerate(zip(schema, converters, strict=True)):
-        values = [row[index] for row in rows]
+    for stored, field, convert in zip(batch.columns, schema, converters, strict=True):
         try:
-            array = pa.array(values, from_pandas=False)
-            if convert is not None:
-                array = convert(array)
+            array = convert(stored) if convert is not None else stored
             arrays.append(array if array.type == field.type else pc.cast(array, field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            bad = next((v for v in values if v is not None), None)
+            bad = next((v for v in stored.to_pylist() if v is not None), None)
             raise ConversionError(
                 f"{where}.{field.name}: stored value {bad!r} does not fit {field.type}: {exc}"
             ) from exc

@@ -26,8 +26,8 @@ from sqlglot import exp
 from accord import ipc, tls
 from accord.errors import AccordError, PolicyDenied, SourceUnavailable, grpc_status
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from adapters.convert import column_converters, rows_to_batch
-from adapters.translate import parse_predicate, plan_scan
+from adapters.convert import column_converters, physical_types, to_logical
+from adapters.translate import RULES, parse_predicate, plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -139,10 +139,12 @@ def scan(
     if request.explain_only:
         return
     converters = column_converters(table, mapping, columns)
+    stored = physical_types(table, mapping, columns, RULES[backend.dialect].native_dates)
     where = f"source {source.code} table {request.table}"
-    for rows in backend.execute(physical.sql, physical.params, ipc.BATCH_ROWS, token, timeout_s):
-        batch = rows_to_batch(rows, schema, converters, where)
-        yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(batch))
+    for batch in backend.execute(physical.sql, physical.params, stored,
+                                 batch_rows=ipc.BATCH_ROWS, token=token, timeout_s=timeout_s):
+        logical = to_logical(batch, schema, converters, where)
+        yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(logical))
 
 
 def check_released(

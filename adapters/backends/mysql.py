@@ -23,10 +23,12 @@ import mysql.connector
 from mysql.connector import errorcode
 
 from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable
-from adapters.backends.base import Backend
+from adapters.backends.base import Backend, rows_to_batch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import pyarrow as pa
 
 CONNECT_TIMEOUT_S = 5
 _INTERRUPTED = {errorcode.ER_QUERY_INTERRUPTED, 1969, 3024}  # killed; MariaDB/MySQL timeouts
@@ -85,8 +87,15 @@ class MysqlBackend(Backend):
             conn.close()
 
     def execute(
-        self, sql: str, params: list[Any], batch_rows: int, token: str, timeout_s: float | None
-    ) -> Iterator[list[tuple[Any, ...]]]:
+        self,
+        sql: str,
+        params: list[Any],
+        types: list[pa.DataType],
+        *,
+        batch_rows: int,
+        token: str,
+        timeout_s: float | None,
+    ) -> Iterator[pa.RecordBatch]:
         conn = self._connect()
         healthy = False
         statement = self._with_timeout(sql.replace("?", "%s"), timeout_s)
@@ -99,7 +108,7 @@ class MysqlBackend(Backend):
             cursor.execute("START TRANSACTION READ ONLY")
             cursor.execute(statement, params)
             while rows := cursor.fetchmany(batch_rows):
-                yield rows
+                yield rows_to_batch(rows, types)
             cursor.close()
             conn.rollback()  # a read-only transaction: nothing to commit
             healthy = True

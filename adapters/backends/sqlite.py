@@ -8,11 +8,13 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from accord.errors import SourceError, SourceTimedOut, SourceUnavailable
-from adapters.backends.base import Backend
+from adapters.backends.base import Backend, rows_to_batch
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    import pyarrow as pa
 
 
 class SqliteBackend(Backend):
@@ -38,8 +40,15 @@ class SqliteBackend(Backend):
         return conn
 
     def execute(
-        self, sql: str, params: list[Any], batch_rows: int, token: str, timeout_s: float | None
-    ) -> Iterator[list[tuple[Any, ...]]]:
+        self,
+        sql: str,
+        params: list[Any],
+        types: list[pa.DataType],
+        *,
+        batch_rows: int,
+        token: str,
+        timeout_s: float | None,
+    ) -> Iterator[pa.RecordBatch]:
         conn = self._connect()
         deadline = time.monotonic() + timeout_s if timeout_s is not None else None
         if deadline is not None:
@@ -51,7 +60,7 @@ class SqliteBackend(Backend):
         try:
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(batch_rows):
-                yield rows
+                yield rows_to_batch(rows, types)
         except sqlite3.Error as exc:
             if deadline is not None and time.monotonic() > deadline:
                 raise SourceTimedOut(self.source, "the statement ran past its deadline") from exc

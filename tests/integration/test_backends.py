@@ -75,6 +75,8 @@ CASES = [
      "NOT (status = 'UAL') OR photo_ref IS NULL"),
     ("offenders", ["source_person_id", "surname"], "surname = 'no such person'"),
     ("offenders", list(FEDERATION.tables["offenders"].columns), ""),
+    ("offenders", ["fps_number"], ""),  # one column with NULLs: a NULL row is an empty line
+    ("aliases", ["alias_given_names"], "alias_given_names IS NULL OR alias_given_names = ''"),
     ("sentences", ["source_person_id", "length_days", "sentence_date"], "length_days > 365"),
     ("sentences", ["source_person_id", "offence_description"], ""),  # several batches
     ("incidents", ["source_person_id", "summary", "occurred_on"], "occurred_on IS NOT NULL"),

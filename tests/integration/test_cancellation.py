@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 
+import pyarrow as pa
 import pytest
 
 from accord.errors import SourceTimedOut
@@ -87,7 +88,9 @@ def run_in_thread(backend, sql, token, timeout_s=None):
     def target():
         started = time.monotonic()
         try:
-            for _ in backend.execute(sql, [token], 100, token, timeout_s):
+            types = [pa.string(), pa.string()]
+            for _ in backend.execute(sql, [token], types, batch_rows=100, token=token,
+                                     timeout_s=timeout_s):
                 pass
             outcome["result"] = "finished"
         except Exception as exc:  # the test inspects it
@@ -155,7 +158,8 @@ def test_sessions_are_read_only(pg, mariadb):
         admin.execute(f"CREATE SEQUENCE {name}")
         try:
             with pytest.raises(SourceError, match="read-only transaction"):
-                list(pg.execute(f"SELECT nextval('{name}')", [], 10, "w1", 5))
+                list(pg.execute(f"SELECT nextval('{name}')", [], [pa.int64()], batch_rows=10,
+                                token="w1", timeout_s=5))
         finally:
             admin.execute(f"DROP SEQUENCE {name}")
     admin = mysql.connector.connect(host="127.0.0.1", user="root", password="",
@@ -164,7 +168,8 @@ def test_sessions_are_read_only(pg, mariadb):
     cursor.execute(f"CREATE TABLE {name} (x int)")
     try:
         with pytest.raises(SourceError, match="READ ONLY"):
-            list(mariadb.execute(f"INSERT INTO {name} VALUES (1)", [], 10, "w2", 5))
+            list(mariadb.execute(f"INSERT INTO {name} VALUES (1)", [], [pa.int64()],
+                                 batch_rows=10, token="w2", timeout_s=5))
     finally:
         cursor.execute(f"DROP TABLE {name}")
         admin.close()

@@ -27,6 +27,7 @@ from accord import ipc, tls
 from accord.errors import AccordError, PolicyDenied, SourceUnavailable, grpc_status
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.convert import column_converters, physical_types, to_logical
+from adapters.prefetch import prefetch
 from adapters.translate import RULES, parse_predicate, plan_scan
 
 if TYPE_CHECKING:
@@ -141,8 +142,9 @@ def scan(
     converters = column_converters(table, mapping, columns)
     stored = physical_types(table, mapping, columns, RULES[backend.dialect].native_dates)
     where = f"source {source.code} table {request.table}"
-    for batch in backend.execute(physical.sql, physical.params, stored,
-                                 batch_rows=ipc.BATCH_ROWS, token=token, timeout_s=timeout_s):
+    batches = backend.execute(physical.sql, physical.params, stored,
+                              batch_rows=ipc.BATCH_ROWS, token=token, timeout_s=timeout_s)
+    for batch in prefetch(batches, name=f"read-{token}"):
         logical = to_logical(batch, schema, converters, where)
         yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(logical))
 

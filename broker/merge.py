@@ -9,11 +9,13 @@ to the query, so concurrent queries never see each other's data.
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from accord.errors import AccordError, InvalidQuery
 from broker.policy.masks import bind_keyed_hash
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from broker.planner import QueryPlan
 
 SOURCE_COLUMN = "source"
+log = logging.getLogger("accord.merge")
 
 
 def locked_down_duckdb(threads: int = 2, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
@@ -63,8 +66,9 @@ class Merger:
         return tables
 
     def run(self, plan: QueryPlan, tables: dict[str, pa.Table],
-            keyed_hash_key: bytes = b"") -> pa.Table:
-        """Registers the tables on a fresh cursor, runs the merge SQL, returns the answer.
+            keyed_hash_key: bytes = b"") -> tuple[pa.Table, dict[str, int]]:
+        """Registers the tables on a fresh cursor, materializes the secure views,
+        runs the merge SQL; returns the answer and the visible rows per source.
 
         ``keyed_hash_key`` is the caller's key for ``keyed_hash`` masks; it is
         bound into the SQL only here, so no plan or Explain ever shows it.
@@ -75,12 +79,35 @@ class Merger:
         try:
             for name, table in tables.items():
                 cursor.register(name, table)
+            visible = self._materialize(cursor, plan, keyed_hash_key)
             try:
-                return cursor.sql(sql).to_arrow_table()
+                return cursor.sql(sql).to_arrow_table(), visible
             except duckdb.Error as exc:
                 raise _merge_error(exc) from exc
         finally:
             cursor.close()
+
+    def _materialize(self, cursor: duckdb.DuckDBPyConnection, plan: QueryPlan,
+                     key: bytes) -> dict[str, int]:
+        """Computes each secure view, registers it, counts its rows per source.
+
+        A failure here is the policy's (a mask over stored data), and its
+        message could quote raw values: the caller gets a generic error.
+        """
+        visible: dict[str, int] = {}
+        for name, view in plan.views:
+            sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
+            try:
+                table = cursor.sql(sql).to_arrow_table()
+            except duckdb.Error as exc:
+                log.error("secure view %s failed: %s", name, exc)
+                raise AccordError("the policy view of a table could not be computed; "
+                                  "the operators have the details") from exc
+            cursor.register(name, table)
+            if table.num_rows:
+                for entry in pc.value_counts(table.column(SOURCE_COLUMN)).to_pylist():
+                    visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
+        return visible
 
 
 def _aligned(result: ScanResult, received: pa.Schema, schema: pa.Schema) -> pa.Table:

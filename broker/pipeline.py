@@ -85,7 +85,7 @@ class QueryPipeline:
         remaining = deadline - time.monotonic()
         key = partner_key(self.mask_secret, principal.partner.name)
         try:
-            table = await asyncio.wait_for(
+            table, visible = await asyncio.wait_for(
                 asyncio.to_thread(self.merger.run, plan, tables, key),
                 timeout=max(remaining, 0.001),
             )
@@ -96,7 +96,7 @@ class QueryPipeline:
             table, suppressed = suppress_small_groups(table, prepared.min_group_size)
         trailer = broker_pb2.QueryTrailer(
             query_id=query_id,
-            sources=source_statuses(results),
+            sources=source_statuses(results, None if prepared.min_group_size else visible),
             rows=table.num_rows,
             elapsed_ms=(time.monotonic() - started) * 1000,
             partial=bool(failed),
@@ -160,20 +160,28 @@ _STATE = {
 }
 
 
-def source_statuses(results: list[ScanResult]) -> list[broker_pb2.SourceStatus]:
-    """Per source over all its scans: state, rows, bytes, slowest scan."""
+def source_statuses(results: list[ScanResult],
+                    visible: dict[str, int] | None) -> list[broker_pb2.SourceStatus]:
+    """Per source over all its scans: state, rows, slowest scan.
+
+    ``rows`` counts the rows of that source the caller's views held, never
+    the raw rows fetched (those include rows the policy hides, and would
+    tell how many). Aggregate-only callers get no counts at all
+    (``visible`` is None): a source's count under their filter would give
+    away a group the answer suppressed.
+    """
     statuses: dict[str, broker_pb2.SourceStatus] = {}
     for r in results:
         status = statuses.setdefault(
             r.source, broker_pb2.SourceStatus(source=r.source, state=broker_pb2.SOURCE_STATE_OK)
         )
         status.scans += 1
-        status.rows += r.rows
-        status.bytes += r.bytes
         status.elapsed_ms = max(status.elapsed_ms, r.elapsed_ms)
         if r.error is not None and status.state == broker_pb2.SOURCE_STATE_OK:
             status.state = _STATE.get(type(r.error), broker_pb2.SOURCE_STATE_ERROR)
             status.error = r.error.reason
+    for status in statuses.values():
+        status.rows = (visible or {}).get(status.source, 0)
     return sorted(statuses.values(), key=lambda s: s.source)
 
 

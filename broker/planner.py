@@ -102,10 +102,15 @@ def scans_for(ref: TableReference, federation: Federation) -> list[ScanSpec]:
 class QueryPlan:
     references: list[TableReference]
     merge: exp.Query
+    #: Secure views to materialize before the merge query runs, in order:
+    #: (registered name, SELECT over the raw references).
+    views: list[tuple[str, exp.Select]] = field(default_factory=list)
 
     @property
     def merge_sql(self) -> str:
-        return self.merge.sql(dialect="duckdb")
+        views = "".join(f"{name} := ({view.sql(dialect='duckdb')});\n"
+                        for name, view in self.views)
+        return views + self.merge.sql(dialect="duckdb")
 
 
 def catalog_schema(federation: Federation) -> dict[str, object]:
@@ -165,7 +170,33 @@ def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref",
     _push_limit(tree, references)
     for ref in references:
         ref.scans = scans_for(ref, federation)
-    return QueryPlan(references, tree)
+    views = _materialized_views(tree, ref_prefix)
+    return QueryPlan(references, tree, views)
+
+
+def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp.Select]]:
+    """Takes every secure view out of the merge query, to be computed first.
+
+    DuckDB's optimizer may evaluate a caller's predicate before a view's row
+    filter (it reorders filters freely); a failing CAST would then quote a
+    hidden value in its error. Materialized first, a view is all the
+    caller's SQL can ever touch. Each view keeps its ``source`` column, so
+    the answer can say how many visible rows each source gave.
+    """
+    views: list[tuple[str, exp.Select]] = []
+    for subquery in list(tree.find_all(exp.Subquery)):
+        view = subquery.this
+        if not (isinstance(view, exp.Select) and view.meta.get(SECURE_VIEW)):
+            continue
+        if SOURCE_COLUMN not in view.named_selects:
+            raw = view.args["from_"].this.alias_or_name
+            view.select(exp.alias_(exp.column(SOURCE_COLUMN, table=raw, quoted=True),
+                                   SOURCE_COLUMN, quoted=True), copy=False)
+        name = f"{ref_prefix.removesuffix('_ref')}_view{len(views) + 1}"
+        views.append((name, view))
+        subquery.replace(exp.Table(this=exp.to_identifier(name, quoted=True),
+                                   alias=subquery.args.get("alias")))
+    return views
 
 
 def _qualify_message(exc: OptimizeError) -> str:

@@ -77,7 +77,7 @@ def brokered(sql, federation, data):
         schema = federation.tables[ref.table].arrow_schema(ref.columns).append(
             pa.field("source", pa.string()))
         tables[ref.ref_id] = (pa.concat_tables(parts) if parts else schema.empty_table())
-    return table_rows(Merger(federation).run(plan, tables)), plan
+    return table_rows(Merger(federation).run(plan, tables)[0]), plan
 
 
 QUERIES = [

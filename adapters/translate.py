@@ -58,6 +58,15 @@ class PhysicalScan:
     dialect: str = "sqlite"
 
 
+def is_plain(tree: exp.Expr) -> bool:
+    """Whether an adapter accepts this predicate's shape (see parse_predicate)."""
+    return all(
+        isinstance(node, PLAIN_NODES)
+        and not (isinstance(node, exp.Cast) and not isinstance(node.this, exp.Literal))
+        for node in tree.walk()
+    )
+
+
 def parse_predicate(predicate: str, table: LogicalTable) -> exp.Expr | None:
     """Parses and checks a Scan predicate: plain SQL over the table's columns only."""
     if not predicate.strip():

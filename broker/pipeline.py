@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from accord import ipc
@@ -22,11 +23,9 @@ from broker.merge import Merger
 from broker.policy.aggregate import PERSONS_COLUMN
 from broker.policy.engine import PreparedQuery, prepare_query
 from broker.policy.masks import partner_key
-from broker.policy.rewrite import RoleView, ViewCache
+from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.store import PolicySet
@@ -114,23 +113,26 @@ class QueryPipeline:
         plan = prepared.plan
         results = await run_scans(self.clients, plan.references, query_id, deadline,
                                   explain_only=True)
+        redact = principal_redactor(prepared.view)
         scans = []
         for r in results:
             h = r.header
             scans.append(broker_pb2.SourceScan(
                 source=r.source, table=r.reference.table, reference=r.reference.name_in_query,
-                columns=r.spec.columns, predicate=r.spec.predicate, limit=r.spec.limit,
+                columns=r.spec.columns, predicate=redact(r.spec.predicate), limit=r.spec.limit,
                 dialect=h.dialect if h else "", physical_sql=h.physical_sql if h else "",
-                pushed_predicates=list(h.pushed_predicates) if h else [],
-                residual_predicates=list(h.residual_predicates) if h else [],
-                superset_predicates=list(h.superset_predicates) if h else [],
+                pushed_predicates=[redact(p) for p in h.pushed_predicates] if h else [],
+                residual_predicates=[redact(p) for p in h.residual_predicates] if h else [],
+                superset_predicates=[redact(p) for p in h.superset_predicates] if h else [],
                 limit_pushed=h.limit_pushed if h else False,
-                error=str(r.error) if r.error else "",
+                error=redact(str(r.error)) if r.error else "",
             ))
         return broker_pb2.ExplainResponse(
-            query_id=query_id, validated_sql=prepared.validated_sql, merge_sql=plan.merge_sql,
-            scans=scans, rewritten_sql=prepared.rewritten_sql, role=prepared.view.role.name,
-            purpose=request.purpose, masks=prepared.masks, row_filters=prepared.row_filters,
+            query_id=query_id, validated_sql=prepared.validated_sql,
+            merge_sql=redact(plan.merge_sql), scans=scans,
+            rewritten_sql=redact(prepared.rewritten_sql), role=prepared.view.role.name,
+            purpose=request.purpose, masks=[redact(m) for m in prepared.masks],
+            row_filters=[redact(f) for f in prepared.row_filters],
             min_group_size=prepared.min_group_size,
         )
 
@@ -195,9 +197,13 @@ def _missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
 
 
 def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
-    """Drops output groups covering fewer than ``k`` persons; (kept, dropped)."""
-    keep = pc.greater_equal(table.column(PERSONS_COLUMN), k)
-    kept = table.filter(keep).drop_columns([PERSONS_COLUMN])
+    """Drops output groups where any table's persons number fewer than ``k``;
+    returns (kept, dropped)."""
+    counts = [name for name in table.column_names if name.startswith(PERSONS_COLUMN + "_")]
+    keep = pa.array([True] * table.num_rows)
+    for name in counts:
+        keep = pc.and_(keep, pc.greater_equal(table.column(name), k))
+    kept = table.filter(keep).drop_columns(counts)
     return kept, table.num_rows - kept.num_rows
 
 

@@ -24,7 +24,7 @@ from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from accord.errors import InvalidQuery
-from adapters.translate import PLAIN_NODES
+from adapters.translate import is_plain
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -267,7 +267,7 @@ def _push_predicates(scope: Scope, ref: TableReference, alias: str | None = None
             continue
         if any(c.name == SOURCE_COLUMN for c in columns):
             continue
-        if all(isinstance(n, PLAIN_NODES) for n in conjunct.walk()):
+        if is_plain(conjunct):
             plain = conjunct.copy().transform(
                 lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n
             )

@@ -117,9 +117,15 @@ def parse_query(
     return tree
 
 
+#: Names the broker uses for its own columns and tables; callers may not.
+RESERVED_PREFIXES = ("__accord", "accord_")
+
+
 def _check_nodes(tree: exp.Expr) -> None:
     for node in tree.walk():
         kind = type(node)
+        if isinstance(node, exp.Identifier) and node.name.lower().startswith(RESERVED_PREFIXES):
+            raise InvalidQuery(f"the name {node.name!r} is reserved for the broker")
         if isinstance(node, exp.Anonymous):
             if node.name.lower() not in _ALLOWED_ANONYMOUS:
                 raise InvalidQuery(f"function {node.name}() is not allowed in Accord queries")
@@ -140,6 +146,9 @@ def _check_tables(tree: exp.Expr, catalog: frozenset[str], known: frozenset[str]
     such; any other name is unknown. Neither reveals data.
     """
     for table in tree.find_all(exp.Table):
+        if table.args.get("joins"):
+            raise InvalidQuery("parenthesized joins are not supported; write the joins one "
+                               "after another: FROM a JOIN b ON ... JOIN c ON ...")
         if not isinstance(table.this, exp.Identifier):
             raise InvalidQuery(
                 f"{table.sql('duckdb')} is not a table; table functions are not allowed"
@@ -160,19 +169,28 @@ def _check_tables(tree: exp.Expr, catalog: frozenset[str], known: frozenset[str]
 
 
 def _ctes_in_scope(node: exp.Expr) -> set[str]:
-    """Names of CTEs visible at ``node``: those of every enclosing WITH."""
+    """Names of CTEs visible at ``node``.
+
+    In the body of a query: all of its WITH's CTEs. Inside a CTE's own
+    definition: only the CTEs defined before it (WITH RECURSIVE, where a CTE
+    sees itself, is refused by the allow-list).
+    """
     names: set[str] = set()
-    parent = node.parent
-    child = node
+    child, parent = node, node.parent
     while parent is not None:
+        if isinstance(parent, exp.With):
+            for cte in parent.expressions:
+                if cte is child:
+                    break
+                names.add(cte.alias_or_name)
+            owner = parent.parent  # its own WITH is not in scope again above it
+            if owner is None:
+                break
+            child, parent = owner, owner.parent
+            continue
         with_ = parent.args.get("with_") or parent.args.get("with")
-        if isinstance(with_, exp.With):
-            for cte in with_.expressions:
-                # A CTE is visible in later CTEs and the body, and in itself
-                # only when the WITH is RECURSIVE (refused by the allow-list
-                # anyway, since the body would reference its own name).
-                if cte is not child:
-                    names.add(cte.alias_or_name)
+        if isinstance(with_, exp.With) and child is not with_:
+            names.update(cte.alias_or_name for cte in with_.expressions)
         child, parent = parent, parent.parent
     return names
 

@@ -47,6 +47,7 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> None:
         if not isinstance(node, _ALLOWED_AGGREGATES):
             raise PolicyDenied(f"role {role} may use COUNT, COUNT(DISTINCT), SUM and AVG only, "
                                f"not {node.sql_name()}")
+        _check_aggregate_argument(node, role)
     scope = build_scope(tree)
     assert scope is not None
     tables = {alias: src.name for alias, src in scope.sources.items()
@@ -59,6 +60,20 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> None:
     grouped = _check_grouping(tree, role, dimension)
     _check_projections(tree, role, grouped)
     _check_filters(tree, role, dimension)
+
+
+def _check_aggregate_argument(node: exp.AggFunc, role: str) -> None:
+    """An aggregate takes a plain column (or * for COUNT): an expression such
+    as sum(CASE WHEN <narrow condition> THEN 1 END) would count a cell the
+    suppression never sees as a group."""
+    argument = node.this
+    if isinstance(argument, exp.Distinct) and len(argument.expressions) == 1:
+        argument = argument.expressions[0]
+    plain = isinstance(argument, exp.Column) or (
+        isinstance(node, exp.Count) and isinstance(argument, exp.Star))
+    if not plain:
+        raise PolicyDenied(f"role {role}: aggregates take a plain column, not "
+                           f"{node.sql('duckdb')}")
 
 
 def _check_grouping(tree: exp.Select, role: str,
@@ -94,11 +109,17 @@ def _check_filters(tree: exp.Select, role: str,
     """WHERE on dimensions only; joins on column equality; HAVING on aggregates."""
     for join in tree.args.get("joins") or []:
         on = join.args.get("on")
-        if join.args.get("using") or on is None or not all(
+        equalities = list(on.find_all(exp.EQ)) if on is not None else []
+        plain = on is not None and not join.args.get("using") and all(
             isinstance(n, (exp.EQ, exp.And, exp.Column, exp.Identifier, exp.Paren))
             for n in on.walk()
-        ):
-            raise PolicyDenied(f"role {role} may join on column equality only (ON a.x = b.x)")
+        ) and all(
+            isinstance(eq.this, exp.Column) and isinstance(eq.expression, exp.Column)
+            and eq.this.table != eq.expression.table for eq in equalities
+        )
+        if not plain or not equalities:
+            raise PolicyDenied(f"role {role} may join on column equality between two tables "
+                               "only (ON a.x = b.y)")
     where = tree.args.get("where")
     for column in where.find_all(exp.Column) if where else []:
         if not dimension(column):
@@ -111,10 +132,12 @@ def _check_filters(tree: exp.Select, role: str,
 
 
 def add_person_count(tree: exp.Select) -> exp.Select:
-    """Adds ``COUNT(DISTINCT <first table>.__accord_person) AS __accord_persons``."""
-    from_ = tree.args["from_"].this
-    alias = from_.alias_or_name
-    count = exp.Count(this=exp.Distinct(expressions=[
-        exp.column(PERSON_COLUMN, table=alias, quoted=True)]))
-    tree.select(exp.alias_(count, PERSONS_COLUMN, quoted=True), copy=False)
+    """Adds ``COUNT(DISTINCT t.__accord_person) AS __accord_persons_<n>`` for
+    every table the query reads: in a join, each side's persons must reach
+    the threshold, not only the first table's."""
+    tables = [tree.args["from_"].this, *(j.this for j in tree.args.get("joins") or [])]
+    for number, table in enumerate(tables, start=1):
+        count = exp.Count(this=exp.Distinct(expressions=[
+            exp.column(PERSON_COLUMN, table=table.alias_or_name, quoted=True)]))
+        tree.select(exp.alias_(count, f"{PERSONS_COLUMN}_{number}", quoted=True), copy=False)
     return tree

@@ -33,6 +33,8 @@ from broker.planner import SECURE_VIEW, SOURCE_COLUMN, catalog_schema
 from broker.policy.masks import mask_expression
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.masks import Mask
@@ -90,8 +92,9 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
     A column the role is not granted does not exist for it; the error says
     so by name (the logical model is public, the data is not).
     """
+    schema = view.schema()
     try:
-        return qualify(tree, schema=dict(view.schema()), dialect="duckdb",
+        tree = qualify(tree, schema=dict(schema), dialect="duckdb",
                        validate_qualify_columns=True, quote_identifiers=True, identify=True)
     except OptimizeError as exc:
         text = str(exc).split(". Line:")[0]
@@ -103,6 +106,32 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
                     f"column {name} is not available to role {view.role.name}"
                 ) from exc
         raise InvalidQuery(f"{text}; see GetCatalog for what you may query") from exc
+    _check_bound_columns(tree, view, schema)
+    return tree
+
+
+def _check_bound_columns(tree: exp.Query, view: RoleView,
+                         schema: dict[str, dict[str, str]]) -> None:
+    """Every column is bound to something the role may see, or to an output
+    alias of its own SELECT. sqlglot leaves some names unbound (HAVING over
+    an ungrouped aggregate); those must not reach the merge."""
+    unbound = []
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            source = scope.sources.get(column.table)
+            if isinstance(source, exp.Table) and column.name not in schema.get(source.name, {}):
+                unbound.append(column)
+    for column in tree.find_all(exp.Column):  # scopes skip some unqualified names
+        query = column.find_ancestor(exp.Query)  # a SELECT, or a set operation's ORDER BY
+        outputs = set(query.named_selects) if query is not None else set()
+        if not column.table and column.name not in outputs:
+            unbound.append(column)
+    for column in unbound:
+        if any(column.name in t.columns for t in view.federation.tables.values()):
+            raise PolicyDenied(f"column {column.name} is not available to role "
+                               f"{view.role.name}")
+        raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what "
+                           "you may query")
 
 
 def denied_table_message(table: str, view: RoleView) -> str:
@@ -150,7 +179,8 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
     for column in view.columns(table):
         ref = exp.column(column, table=raw.copy(), quoted=True)
         mask = grant.columns[column]
-        value = ref if mask is None else mask_expression(mask, ref, types[column])
+        value = ref if mask is None else bind_principal(
+            mask_expression(mask, ref, types[column]), view)
         projections.append(exp.alias_(value, column, quoted=True))
     projections.append(exp.alias_(exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
                                   SOURCE_COLUMN, quoted=True))
@@ -210,6 +240,30 @@ def bind_principal(tree: exp.Expr, view: RoleView) -> exp.Expr:
         return _literal(value)
 
     return tree.transform(bind)
+
+
+def principal_redactor(view: RoleView) -> Callable[[str], str]:
+    """Hides the values of the partner's own attributes (linked offenders,
+    approved cases, assigned facility, ...) in text shown to the caller.
+
+    The policy binds them into row filters as literals; a victim may see
+    its offender's FPS number only as a keyed hash, so Explain must show
+    ``<principal.linked_offenders>`` where the filter holds the raw value.
+    """
+    partner = view.principal.partner
+    replacements: list[tuple[str, str]] = []
+    for name, value in partner.attributes.items():
+        for item in value if isinstance(value, list) else [value]:
+            quoted = _literal(item).sql(dialect="duckdb")
+            replacements.append((quoted, f"<principal.{name}>"))
+    replacements.sort(key=lambda pair: -len(pair[0]))  # longest first
+
+    def redact(text: str) -> str:
+        for literal, placeholder in replacements:
+            text = text.replace(literal, placeholder)
+        return text
+
+    return redact
 
 
 _NOT_PRINCIPAL = object()

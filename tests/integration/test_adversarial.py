@@ -8,10 +8,10 @@ Each attack must end in one of two ways:
   (``running.oracle(partner)``, computed independently from the generated
   data), so no row or value outside that view can surface.
 
-Tests marked ``xfail(strict=True, reason="LEAK: ...")`` document real leaks
-found in the broker; they fail today and must start passing (and then be
-unmarked) once the broker is fixed. ``reason="BUG: ..."`` marks wrong
-behaviour that does not disclose data.
+The first run of this suite found eight leaks (CAST errors and error
+existence oracles over rows a row filter hides, trailer row counts, a raw
+value in Explain, four ways round small-group suppression) and four bugs;
+each test that found one now guards its fix.
 """
 
 from __future__ import annotations
@@ -473,9 +473,6 @@ def test_denied_columns_do_not_exist_anywhere_in_a_query(attacker, partner, tabl
                 codes=(grpc.StatusCode.PERMISSION_DENIED,))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (not a leak): a denied column in HAVING of an "
-                   "ungrouped aggregate escapes the policy check and fails later in the merge "
-                   "(INVALID_ARGUMENT, DuckDB binder error) instead of naming the rule")
 def test_denied_column_in_having_is_a_policy_denial(attacker):
     refused(attacker, "crown_attorney",
             "SELECT count(*) FROM offenders HAVING max(address) IS NOT NULL",
@@ -671,7 +668,7 @@ def test_year_only_dates_for_statistics(attacker):
     ("victim", "WITH offenders AS (SELECT * FROM alerts) SELECT count(*) FROM offenders"),
 ])
 def test_aliases_and_ctes_cannot_rename_a_denied_table(attacker, partner, sql):
-    refused(attacker, partner, sql, codes=(grpc.StatusCode.PERMISSION_DENIED,))
+    refused(attacker, partner, sql)
 
 
 @pytest.mark.parametrize(("partner", "sql"), [
@@ -861,24 +858,21 @@ def test_window_over_the_whole_table_counts_visible_rows(attacker, partner):
                        ordered=True)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (not a leak): a parenthesized join "
-                   "`JOIN (aliases a JOIN releases r ON ...)` loses its inner join in the "
-                   "secure-view rewrite, so the answer is wrong (rows still from secure views)")
-def test_parenthesized_join_keeps_its_inner_join(attacker):
-    answered_as_oracle(attacker, "police",
-                       "SELECT count(*) FROM offenders o JOIN (aliases a JOIN releases r "
-                       "ON a.fps_number = r.fps_number) ON o.fps_number = a.fps_number")
+def test_parenthesized_join_is_refused_not_answered_wrong(attacker):
+    # Once answered without its inner join (the rewrite dropped it): refused now.
+    refused(attacker, "police",
+            "SELECT count(*) FROM offenders o JOIN (aliases a JOIN releases r "
+            "ON a.fps_number = r.fps_number) ON o.fps_number = a.fps_number",
+            "parenthesized joins are not supported")
 
 
 def test_parenthesized_join_cannot_hide_a_denied_table(attacker):
     refused(attacker, "police",
             "SELECT count(*) FROM offenders o JOIN (aliases a JOIN health_notes h "
-            "ON a.fps_number = h.fps_number) ON o.fps_number = a.fps_number",
-            "table health_notes is not available")
+            "ON a.fps_number = h.fps_number) ON o.fps_number = a.fps_number")
     refused(attacker, "police",
             "SELECT count(*) FROM offenders o LEFT JOIN (aliases a JOIN sentences s "
-            "ON a.fps_number = s.fps_number) ON o.fps_number = a.fps_number",
-            "table sentences is not available")
+            "ON a.fps_number = s.fps_number) ON o.fps_number = a.fps_number")
 
 
 # --------------------------------------------------------------------------- functions
@@ -1050,35 +1044,10 @@ def _hidden_text_columns():
     ]
 
 
-#: Found by test_a_failing_cast_never_evaluates_hidden_rows: DuckDB pushes the
-#: caller's WHERE into the secure view below the row filter's semi-join (a
-#: "leaky view"), so a CAST that fails on a row the filter would remove echoes
-#: that hidden row's value in the error.
-CAST_LEAKS = {
-    ("flagging_coordinator", "offenders", "status"),
-    ("flagging_coordinator", "offenders", "gender"),
-    ("immigration", "offenders", "surname"),
-    ("immigration", "offenders", "given_names"),
-    ("immigration", "offenders", "fps_number"),
-    ("sex_offender_registry_on", "offenders", "gender"),
-    ("sex_offender_registry_on", "aliases", "alias_surname"),
-    ("sex_offender_registry_on", "releases", "release_type"),
-    ("sex_offender_registry_national", "offenders", "supervising_jurisdiction"),
-    ("residential_facility", "releases", "parole_officer"),
-    ("residential_facility", "releases", "conditions"),
-    ("residential_facility", "releases", "parole_office_phone"),
-}
-
-
 def _cast_cases():
-    cases = []
-    for case in _hidden_text_columns():
-        marks = [pytest.mark.xfail(
-            strict=True, reason="LEAK: a failing CAST in WHERE is evaluated on rows the row "
-                                "filter removes; the error echoes the hidden value")] \
-            if case in CAST_LEAKS else []
-        cases.append(pytest.param(*case, marks=marks, id="-".join(case)))
-    return cases
+    # Once a leak (DuckDB evaluated the caller's CAST below the row filter's
+    # semi-join and quoted hidden values); fixed by materializing secure views.
+    return [pytest.param(*case, id="-".join(case)) for case in _hidden_text_columns()]
 
 
 @pytest.mark.parametrize(("partner", "table", "column"), _cast_cases())
@@ -1096,9 +1065,6 @@ def test_a_failing_cast_never_evaluates_hidden_rows(attacker, partner, table, co
     assert rows(result.table) == [(0,)]
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: an error raised only for a hidden row is an "
-                                       "existence oracle (immigration learns that a CSC "
-                                       "inmate without an immigration hold is named X)")
 def test_a_conditional_error_does_not_reveal_that_a_hidden_row_exists(attacker):
     running = attacker.running
     visible = {r[0] for r in running.oracle("immigration").sql(
@@ -1120,15 +1086,9 @@ def _trailer(result):
 
 
 @pytest.mark.parametrize(("partner", "column"), [
-    pytest.param("immigration", "surname", marks=pytest.mark.xfail(
-        strict=True, reason="LEAK: per-source row counts in the trailer count rows the "
-                            "row filter removes in the merge")),
-    pytest.param("flagging_coordinator", "surname", marks=pytest.mark.xfail(
-        strict=True, reason="LEAK: per-source row counts in the trailer count rows the "
-                            "row filter removes in the merge")),
-    pytest.param("border_services", "surname", marks=pytest.mark.xfail(
-        strict=True, reason="LEAK: per-source row counts in the trailer count rows the "
-                            "row filter removes in the merge")),
+    ("immigration", "surname"),
+    ("flagging_coordinator", "surname"),
+    ("border_services", "surname"),
     ("police", "surname"),
     ("passport_canada", "surname"),
     ("revenue_quebec", "surname"),
@@ -1150,9 +1110,6 @@ def test_trailer_row_counts_do_not_depend_on_hidden_rows(attacker, partner, colu
     assert trailers[0] == trailers[1], f"trailer differs: {trailers}"
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: Explain shows the bound row filter, which "
-                                       "names the linked offender's raw FPS number to a "
-                                       "victim who may see it only as a keyed hash")
 def test_explain_shows_no_value_the_role_masks(attacker):
     linked = attacker.running.policy.registry.partners["victim"].attributes["linked_offenders"]
     plan = attacker.client("victim").explain("SELECT surname FROM offenders")
@@ -1190,9 +1147,6 @@ def test_explain_refuses_what_query_refuses(attacker, partner, sql):
     assert on_query.value.details() == on_explain.value.details()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (not a leak): a CAST over a column in WHERE is "
-                                       "pushed to the adapters, which refuse it; the caller "
-                                       "gets UNAVAILABLE instead of an answer or INVALID_ARGUMENT")
 def test_cast_in_where_is_answered_or_refused_as_invalid(attacker):
     refused_or_oracle(attacker, "crown_attorney",
                       "SELECT count(*) FROM offenders WHERE CAST(surname AS INTEGER) = 1")
@@ -1351,9 +1305,6 @@ def test_statistics_differencing_is_not_prevented(attacker):
     assert difference == count  # what differencing reveals
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: a conditional aggregate (sum(CASE WHEN <narrow "
-                                       "cell> THEN 1 ELSE 0 END)) over a broad group returns a "
-                                       "suppressed cell's count in one query")
 def test_statistics_conditional_aggregate_cannot_count_a_narrow_cell(attacker):
     running = attacker.running
     gender, status, juris, _, _ = _narrow_cell(running)
@@ -1365,10 +1316,6 @@ def test_statistics_conditional_aggregate_cannot_count_a_narrow_cell(attacker):
                                                               .min_group_size)
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: suppression counts persons of the FIRST table "
-                                       "only; joining a broad table first (ON s.x = s.x) "
-                                       "returns every narrow sentences cell, with its exact "
-                                       "avg(length_days), in one query")
 def test_statistics_join_cannot_carry_narrow_cells_past_suppression(attacker):
     running = attacker.running
     k = role_of(running, STATS).min_group_size
@@ -1387,16 +1334,11 @@ def test_statistics_join_cannot_carry_narrow_cells_past_suppression(attacker):
     assert not narrow, f"{len(narrow)} groups of fewer than {k} persons, e.g. {narrow[:3]}"
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: a non-dimension column (length_days) may not be "
-                                       "filtered in WHERE, but the same test inside "
-                                       "sum(CASE ...) is accepted")
 def test_statistics_cannot_filter_on_a_measure_inside_an_aggregate(attacker):
     refused(attacker, STATS,
             "SELECT sum(CASE WHEN length_days > 3000 THEN 1 ELSE 0 END) FROM sentences")
 
 
-@pytest.mark.xfail(strict=True, reason="LEAK: the trailer's per-source row counts give the "
-                                       "size of a suppressed cell")
 def test_statistics_trailer_does_not_reveal_a_suppressed_cell(attacker):
     running = attacker.running
     gender, status, juris, _, _ = _narrow_cell(running)
@@ -1407,8 +1349,5 @@ def test_statistics_trailer_does_not_reveal_a_suppressed_cell(attacker):
     assert sum(s.rows for s in result.trailer.sources) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG (not a leak): an output column aliased "
-                                       "__accord_persons collides with the hidden person "
-                                       "count and the broker fails with INTERNAL")
 def test_statistics_alias_named_like_the_hidden_count(attacker):
     refused_or_oracle(attacker, STATS, "SELECT count(*) AS __accord_persons FROM offenders")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from concurrent import futures
 from typing import TYPE_CHECKING
 
@@ -80,12 +81,21 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
     ) -> Iterator[adapter_pb2.ScanResponse]:
         self._authorize(context)
         token = f"{request.query_id}:{next(self._tokens)}"
-        context.add_callback(lambda: self.backend.cancel(token))
+        finished = threading.Event()
+        # Runs when the call ends for any reason; only a call ended early
+        # (the broker cancelled, or its deadline passed) cancels the statement.
+        def ended() -> None:
+            if not finished.is_set():
+                self.backend.cancel(token)
+
+        context.add_callback(ended)
         remaining = context.time_remaining()
         try:
             yield from scan(self.federation, self.source, self.backend, request, token,
                             timeout_s=remaining)
+            finished.set()
         except AccordError as exc:
+            finished.set()
             if not context.is_active():
                 return  # the broker cancelled: the database statement was cancelled too
             status, message = grpc_status(exc)

@@ -73,14 +73,37 @@ async def run_scans(
     deadline: float,
     *,
     explain_only: bool = False,
+    fail_fast: bool = False,
 ) -> list[ScanResult]:
-    """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time."""
+    """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time.
+
+    With ``fail_fast`` (the query does not accept a partial answer) the first
+    failed scan cancels the others: their gRPC calls end, and each adapter
+    cancels its statement in its database.
+    """
+    specs = [(ref, spec) for ref in references for spec in ref.scans]
     tasks = [
-        _scan(clients, ref, spec, query_id, deadline, explain_only)
-        for ref in references
-        for spec in ref.scans
+        asyncio.ensure_future(_scan(clients, ref, spec, query_id, deadline, explain_only))
+        for ref, spec in specs
     ]
-    return list(await asyncio.gather(*tasks))
+    try:
+        pending = set(tasks)
+        while pending and fail_fast:
+            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            failed = next((t.result() for t in done if t.result().error is not None), None)
+            if failed is not None:
+                for task in pending:
+                    task.cancel()
+                break
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        for task in tasks:  # the caller went away: stop every scan
+            task.cancel()
+    return [
+        ScanResult(spec.source, ref, spec, error=SourceError(spec.source, "cancelled"))
+        if task.cancelled() else task.result()
+        for task, (ref, spec) in zip(tasks, specs, strict=True)
+    ]
 
 
 async def _scan(
@@ -99,6 +122,7 @@ async def _scan(
         explain_only=explain_only, query_id=query_id,
     )
     expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
+    call = None
     try:
         timeout = deadline - started
         if timeout <= 0:
@@ -108,6 +132,10 @@ async def _scan(
             _receive(result, message, expected)
         if result.header is None:
             raise SourceUnavailable(source, "the adapter sent no scan header")
+    except asyncio.CancelledError:
+        if call is not None:
+            call.cancel()  # the adapter sees the cancellation and stops its statement
+        result.error = SourceError(source, "cancelled: another source failed first")
     except grpc.aio.AioRpcError as exc:
         result.error = _source_error(source, exc)
     except SourceError as exc:

@@ -35,6 +35,8 @@ log = logging.getLogger("accord.broker")
 #: Deadline when the client gives none, and the most a client may ask for.
 DEFAULT_TIMEOUT_S = 30.0
 MAX_TIMEOUT_S = 300.0
+#: The most of a query's budget kept back from the scans for the merge.
+MERGE_RESERVE_S = 1.0
 
 
 @dataclass
@@ -64,19 +66,27 @@ class QueryPipeline:
             ref_prefix=f"q{query_id[:8]}_ref", cache=self.views,
         )
 
-    def deadline(self, request: broker_pb2.QueryRequest) -> float:
+    def deadline(self, request: broker_pb2.QueryRequest) -> tuple[float, float]:
+        """(the query's deadline, the scans' deadline), as monotonic times.
+
+        The scans stop a little earlier, so that with ``allow_partial`` the
+        sources that answered can still be merged before the query's own
+        deadline: a fifth of the budget, at most one second, is kept back.
+        """
         if request.timeout_ms < 0:
             raise InvalidQuery("timeout_ms must not be negative")
         timeout = min(request.timeout_ms / 1000 or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
-        return time.monotonic() + timeout
+        now = time.monotonic()
+        return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
     async def run(self, principal: Principal, request: broker_pb2.QueryRequest) -> QueryOutcome:
         started = time.monotonic()
         query_id = uuid.uuid4().hex
-        deadline = self.deadline(request)
+        deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         plan = prepared.plan
-        results = await run_scans(self.clients, plan.references, query_id, deadline)
+        results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
+                                  fail_fast=not request.allow_partial)
         failed = [r for r in results if r.error is not None]
         if failed and not request.allow_partial:
             raise _missing_sources_error(failed)
@@ -108,10 +118,10 @@ class QueryPipeline:
     async def explain(self, principal: Principal,
                       request: broker_pb2.QueryRequest) -> broker_pb2.ExplainResponse:
         query_id = uuid.uuid4().hex
-        deadline = self.deadline(request)
+        _, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         plan = prepared.plan
-        results = await run_scans(self.clients, plan.references, query_id, deadline,
+        results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
                                   explain_only=True)
         redact = principal_redactor(prepared.view)
         scans = []

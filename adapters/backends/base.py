@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
@@ -11,11 +12,61 @@ if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
 
+#: Cancellations remembered for statements not started yet.
+_MAX_PENDING_CANCELS = 10_000
+
+
 class Backend(ABC):
-    """A read-only, pooled connection to one source system's database."""
+    """A read-only, pooled connection to one source system's database.
+
+    Running statements are registered by token, so a cancellation can find
+    them; one that arrives before its statement started is remembered and
+    refuses the start (a broker may cancel within the first milliseconds).
+    """
 
     #: sqlglot dialect the physical SQL is generated in (a key of translate.RULES).
     dialect: str
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, Any] = {}  # token -> what _interrupt needs
+        self._cancelled: dict[str, None] = {}  # ordered: oldest dropped past the cap
+
+    def _started(self, token: str, handle: Any) -> bool:
+        """Registers a statement about to run; False when it was already cancelled."""
+        with self._lock:
+            if token in self._cancelled:
+                del self._cancelled[token]
+                return False
+            self._running[token] = handle
+            return True
+
+    def _finished(self, token: str) -> None:
+        with self._lock:
+            self._running.pop(token, None)
+            self._cancelled.pop(token, None)
+
+    def cancel(self, token: str) -> None:
+        """Cancels the statement running under ``token`` in the database (or,
+        not started yet, keeps it from starting)."""
+        with self._lock:
+            handle = self._running.get(token)
+            if handle is None:
+                self._cancelled[token] = None
+                while len(self._cancelled) > _MAX_PENDING_CANCELS:
+                    del self._cancelled[next(iter(self._cancelled))]
+                return
+        self._interrupt([handle])
+
+    def cancel_all(self) -> None:
+        """Cancels every statement running now (adapter shutdown)."""
+        with self._lock:
+            handles = list(self._running.values())
+        self._interrupt(handles)
+
+    @abstractmethod
+    def _interrupt(self, handles: list[Any]) -> None:
+        """Stops these running statements in the database."""
 
     @abstractmethod
     def execute(
@@ -36,14 +87,6 @@ class Backend(ABC):
         the database's own statement timeout. Closing the iterator early must
         stop the statement and give the connection back.
         """
-
-    @abstractmethod
-    def cancel(self, token: str) -> None:
-        """Cancels the statement running under ``token`` in the database, if any."""
-
-    @abstractmethod
-    def cancel_all(self) -> None:
-        """Cancels every statement running now (adapter shutdown)."""
 
     @abstractmethod
     def check(self) -> None:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -56,11 +55,10 @@ class MysqlBackend(Backend):
     dialect = "mysql"
 
     def __init__(self, source: str, dsn: str, max_connections: int = 8) -> None:
+        super().__init__()
         self.source = source
         self._config = connection_config(dsn)
         self._idle: queue.LifoQueue[Any] = queue.LifoQueue(maxsize=max_connections)
-        self._lock = threading.Lock()
-        self._running: dict[str, int] = {}  # token -> server connection id
         self._mariadb: bool | None = None
 
     def _connect(self) -> Any:
@@ -99,8 +97,9 @@ class MysqlBackend(Backend):
         conn = self._connect()
         healthy = False
         statement = self._with_timeout(sql.replace("?", "%s"), timeout_s)
-        with self._lock:
-            self._running[token] = conn.connection_id
+        if not self._started(token, conn.connection_id):
+            self._release(conn, healthy=True)
+            raise SourceTimedOut(self.source, "the scan was cancelled")
         try:
             cursor = conn.cursor(buffered=False)  # rows stream from the server
             # The driver's start_transaction(readonly=True) refuses MariaDB
@@ -120,8 +119,7 @@ class MysqlBackend(Backend):
                 raise SourceUnavailable(self.source, f"database: {exc.msg}") from exc
             raise SourceError(self.source, f"database error: {exc.msg}") from exc
         finally:
-            with self._lock:
-                self._running.pop(token, None)
+            self._finished(token)
             self._release(conn, healthy)
 
     def _with_timeout(self, statement: str, timeout_s: float | None) -> str:
@@ -137,7 +135,7 @@ class MysqlBackend(Backend):
         hint = f"SELECT /*+ MAX_EXECUTION_TIME({max(int(timeout_s * 1000), 1)}) */"
         return statement.replace("SELECT", hint, 1)
 
-    def _kill(self, connection_ids: list[int]) -> None:
+    def _interrupt(self, connection_ids: list[Any]) -> None:
         if not connection_ids:
             return
         try:
@@ -152,15 +150,6 @@ class MysqlBackend(Backend):
         finally:
             killer.close()
 
-    def cancel(self, token: str) -> None:
-        with self._lock:
-            connection_id = self._running.get(token)
-        self._kill([connection_id] if connection_id is not None else [])
-
-    def cancel_all(self) -> None:
-        with self._lock:
-            ids = list(self._running.values())
-        self._kill(ids)
 
     def check(self) -> None:
         conn = self._connect()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import threading
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -35,6 +34,7 @@ class PostgresBackend(Backend):
     dialect = "postgres"
 
     def __init__(self, source: str, dsn: str, max_connections: int = 8) -> None:
+        super().__init__()
         self.source = source
         self._pool = ConnectionPool(
             dsn,
@@ -50,8 +50,6 @@ class PostgresBackend(Backend):
             check=ConnectionPool.check_connection,  # drop connections the server closed
             name=f"accord-{source}",
         )
-        self._lock = threading.Lock()
-        self._running: dict[str, psycopg.Connection[Any]] = {}
 
     def execute(
         self,
@@ -73,14 +71,13 @@ class PostgresBackend(Backend):
                 # COPY cannot take server-side parameters: psycopg binds the
                 # literals client-side (libpq quoting); Accord never splices text.
                 query = psycopg.ClientCursor(conn).mogrify(sql, params)
-                with self._lock:
-                    self._running[token] = conn
+                if not self._started(token, conn):
+                    raise SourceTimedOut(self.source, "the scan was cancelled")
                 try:
                     with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
                         yield from read_csv_stream(copy, types, batch_rows)
                 finally:
-                    with self._lock:
-                        self._running.pop(token, None)
+                    self._finished(token)
         except PoolTimeout as exc:
             raise SourceUnavailable(self.source, "its PostgreSQL database is unreachable") from exc
         except pg_errors.QueryCanceled as exc:
@@ -92,17 +89,9 @@ class PostgresBackend(Backend):
         except pa.ArrowInvalid as exc:
             raise SourceError(self.source, f"unreadable COPY output: {_first_line(exc)}") from exc
 
-    def cancel(self, token: str) -> None:
-        with self._lock:
-            conn = self._running.get(token)
-        if conn is not None:
+    def _interrupt(self, handles: list[Any]) -> None:
+        for conn in handles:
             conn.cancel_safe()  # a cancel request for that backend process only
-
-    def cancel_all(self) -> None:
-        with self._lock:
-            running = list(self._running.values())
-        for conn in running:
-            conn.cancel_safe()
 
     def check(self) -> None:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -21,10 +20,9 @@ class SqliteBackend(Backend):
     dialect = "sqlite"
 
     def __init__(self, source: str, path: Path) -> None:
+        super().__init__()
         self.source = source
         self.path = path
-        self._lock = threading.Lock()
-        self._running: dict[str, sqlite3.Connection] = {}
 
     def _connect(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -55,8 +53,9 @@ class SqliteBackend(Backend):
             # SQLite has no statement timeout: a progress handler that answers
             # non-zero aborts the statement ("interrupted").
             conn.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
-        with self._lock:
-            self._running[token] = conn
+        if not self._started(token, conn):
+            conn.close()
+            raise SourceTimedOut(self.source, "the scan was cancelled")
         try:
             cursor = conn.execute(sql, params)
             while rows := cursor.fetchmany(batch_rows):
@@ -66,20 +65,12 @@ class SqliteBackend(Backend):
                 raise SourceTimedOut(self.source, "the statement ran past its deadline") from exc
             raise SourceError(self.source, f"database error: {exc}") from exc
         finally:
-            with self._lock:
-                self._running.pop(token, None)
+            self._finished(token)
             conn.close()
 
-    def cancel(self, token: str) -> None:
-        with self._lock:
-            conn = self._running.get(token)
-            if conn is not None:
-                conn.interrupt()  # safe from another thread; the statement raises
-
-    def cancel_all(self) -> None:
-        with self._lock:
-            for conn in self._running.values():
-                conn.interrupt()
+    def _interrupt(self, handles: list[Any]) -> None:
+        for conn in handles:
+            conn.interrupt()  # safe from another thread; the statement raises
 
     def close(self) -> None:
         self.cancel_all()  # connections are per scan; nothing is pooled

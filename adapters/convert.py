@@ -10,7 +10,7 @@ naming the source, table and column.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -88,6 +88,20 @@ def physical_types(table: LogicalTable, mapping: TableMapping, columns: Sequence
     return types
 
 
+def _first_bad(stored: pa.Array, target: pa.DataType,
+               convert: Callable[[pa.Array], pa.Array] | None) -> Any:
+    """The first stored value that fails (the slow path, on errors only)."""
+    for value in stored.to_pylist():
+        if value is None:
+            continue
+        try:
+            one = pa.array([value], stored.type)
+            pc.cast(convert(one) if convert is not None else one, target)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+            return value
+    return None
+
+
 def to_logical(
     batch: pa.RecordBatch,
     schema: pa.Schema,
@@ -101,7 +115,7 @@ def to_logical(
             array = convert(stored) if convert is not None else stored
             arrays.append(array if array.type == field.type else pc.cast(array, field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            bad = next((v for v in stored.to_pylist() if v is not None), None)
+            bad = _first_bad(stored, field.type, convert)
             raise ConversionError(
                 f"{where}.{field.name}: stored value {bad!r} does not fit {field.type}: {exc}"
             ) from exc

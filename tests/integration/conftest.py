@@ -21,6 +21,7 @@ from broker.policy.masks import partner_key
 from broker.policy.store import PolicySet
 from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from tests.integration.oracle import entitled_connection
+from tests.integration.servers import MARIADB_SERVER, PG_SERVER, require_servers
 
 if TYPE_CHECKING:
     import duckdb
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 SEED = 11
 SCALE = 0.005
 EXAMPLE_FEDERATION = DEFAULT_FEDERATION.parent / "federation.example.yaml"
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-MARIADB_SERVER = "mysql://root@127.0.0.1:3306"
 
 
 @dataclass
@@ -96,21 +95,6 @@ def running_servers(tmp_path_factory) -> Running:
             else:
                 os.environ[key] = value
         drop_databases(name)
-
-
-def require_servers() -> None:
-    """Fails under CI, skips elsewhere, when a database server is unreachable."""
-    import mysql.connector
-    import psycopg
-
-    try:
-        psycopg.connect(f"{PG_SERVER}/postgres", connect_timeout=3).close()
-        mysql.connector.connect(host="127.0.0.1", user="root", password="",
-                                connection_timeout=3).close()
-    except (psycopg.Error, mysql.connector.Error) as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"a database server is not reachable on loopback: {exc}")
-        pytest.skip(f"a database server is not reachable on loopback: {exc}")
 
 
 def drop_databases(name: str) -> None:

@@ -13,7 +13,6 @@ unreachable server fails the run; elsewhere it skips with the reason.
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import ClassVar
 
@@ -27,6 +26,7 @@ from accord.v1 import adapter_pb2
 from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.server import scan
 from broker.workdir import DEFAULT_FEDERATION
+from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
 
 pytestmark = pytest.mark.integration
 
@@ -34,15 +34,6 @@ SOURCE = "CA-CSC"
 SCALE = 0.05  # ~7k offenders, ~13k sentences: several Arrow batches
 SEED = 5
 FEDERATION = load_federation(DEFAULT_FEDERATION)
-PG_SERVER = "postgresql://postgres@127.0.0.1:5432"
-MARIADB_SERVER = "mysql://root@127.0.0.1:3306"
-
-
-def unreachable(kind: str, error: Exception) -> None:
-    message = f"{kind} not reachable on loopback: {error}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @pytest.fixture(scope="module")

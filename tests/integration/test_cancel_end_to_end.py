@@ -23,7 +23,7 @@ from broker.client import BrokerClient
 from broker.commands import init_certs
 from broker.launcher import LocalFederation
 from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
-from tests.integration.conftest import PG_SERVER, require_servers
+from tests.integration.servers import PG_SERVER, require_servers
 
 pytestmark = pytest.mark.integration
 

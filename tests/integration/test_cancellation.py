@@ -4,7 +4,6 @@ of running statements (pg_stat_activity, SHOW PROCESSLIST)."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid
@@ -13,6 +12,7 @@ import pyarrow as pa
 import pytest
 
 from accord.errors import SourceTimedOut
+from tests.integration.servers import require_mariadb, require_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -23,22 +23,12 @@ PG_SLOW = "SELECT pg_sleep(30), %s::text AS marker"
 MARIADB_SLOW = "SELECT COUNT(*), ? AS marker FROM seq_1_to_100000000000 a"
 
 
-def unreachable(kind, error):
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{kind} not reachable on loopback: {error}")
-    pytest.skip(f"{kind} not reachable on loopback: {error}")
-
-
 @pytest.fixture
 def pg():
-    import psycopg
 
     from adapters.backends.postgres import PostgresBackend
 
-    try:
-        psycopg.connect(PG, connect_timeout=3).close()
-    except psycopg.OperationalError as exc:
-        unreachable("PostgreSQL", exc)
+    require_postgres()
     backend = PostgresBackend("TEST", PG)
     yield backend
     backend.close()
@@ -46,15 +36,10 @@ def pg():
 
 @pytest.fixture
 def mariadb():
-    import mysql.connector
 
     from adapters.backends.mysql import MysqlBackend
 
-    try:
-        mysql.connector.connect(host="127.0.0.1", user="root", password="",
-                                connection_timeout=3).close()
-    except mysql.connector.Error as exc:
-        unreachable("MariaDB", exc)
+    require_mariadb()
     backend = MysqlBackend("TEST", MARIADB)
     yield backend
     backend.close()

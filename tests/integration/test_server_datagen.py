@@ -25,6 +25,7 @@ import pytest
 from accord.errors import ConfigError
 from accord.federation import Backend, Federation, load_federation
 from adapters.datagen import generate, load_target, write_mysql, write_postgres
+from tests.integration.servers import unreachable
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +84,6 @@ def _postgres_connect(url: str, dbname: str = "postgres", **kwargs):
 def require_server(kind: str) -> None:
     """Skips the test (fails it on CI) when the server does not answer."""
     url = POSTGRES if kind == "postgresql" else MYSQL
-    parts = urlsplit(url)
     name = "PostgreSQL" if kind == "postgresql" else "MariaDB"
     try:
         if kind == "postgresql":
@@ -91,10 +91,7 @@ def require_server(kind: str) -> None:
         else:
             _mysql_connect(url).close()
     except Exception as exc:  # ImportError, connection refused, authentication ...
-        message = f"{name} not reachable on {parts.hostname}:{parts.port}: {exc}"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        unreachable(f"{name} at {urlsplit(url).netloc}", exc)
 
 
 def _new_name() -> str:

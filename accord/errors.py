@@ -8,6 +8,7 @@
     ├── Unauthenticated        no usable client certificate / unknown partner
     ├── SourceError            one source system failed a scan
     │   ├── SourceUnavailable  the source could not be reached or is down
+    │   │   └── CircuitOpen    failed repeatedly of late: not asked for now
     │   └── SourceTimedOut     the source did not answer within the deadline
     └── ResourceExhausted      a per-query limit was exceeded
 
@@ -52,6 +53,10 @@ class SourceError(AccordError):
 
 
 class SourceUnavailable(SourceError):
+    pass
+
+
+class CircuitOpen(SourceUnavailable):
     pass
 
 

@@ -32,13 +32,16 @@ import os
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
 import yaml
 
 from accord.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 #: Logical column types and their Arrow equivalents.
 LOGICAL_TYPES: dict[str, pa.DataType] = {
@@ -178,11 +181,13 @@ class Federation:
             released |= source.released_columns(table)
         return [c for c in self.tables[table].columns if c in released]
 
-    def with_endpoints(self, endpoints: dict[str, str]) -> Federation:
-        """A copy whose named sources listen on the given addresses."""
+    def with_endpoints(self, endpoints: Mapping[str, str | tuple[str, ...]]) -> Federation:
+        """A copy whose named sources listen on the given addresses (a tuple
+        lists replicas of one adapter)."""
         sources = dict(self.sources)
         for code, address in endpoints.items():
-            sources[code] = replace(self.source(code), endpoints=(address,))
+            replicas = (address,) if isinstance(address, str) else tuple(address)
+            sources[code] = replace(self.source(code), endpoints=replicas)
         return Federation(self.name, self.tables, sources, self.path)
 
 

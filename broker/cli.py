@@ -43,8 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--port-file", type=Path, help="write HOST:PORT here once serving")
-    serve.add_argument("--endpoint", action="append", default=[], metavar="SOURCE=HOST:PORT",
-                       help="broker: where a source's adapter listens (repeatable)")
+    serve.add_argument("--endpoint", action="append", default=[],
+                       metavar="SOURCE=HOST:PORT[,HOST:PORT]",
+                       help="broker: where a source's adapter (and its replicas) listen; "
+                            "repeatable")
 
     for name, helptext in (("query", "run one SQL query"),
                            ("explain", "show the plan and the SQL sent to each source")):

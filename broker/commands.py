@@ -34,12 +34,12 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
         serve_adapter(workdir, args.federation, args.source, args.host, args.port,
                       args.port_file)
         return 0
-    endpoints = {}
+    endpoints: dict[str, tuple[str, ...]] = {}
     for item in args.endpoint:
-        code, sep, address = item.partition("=")
-        if not sep or not address:
-            raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT")
-        endpoints[code] = address
+        code, sep, addresses = item.partition("=")
+        if not sep or not addresses:
+            raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT[,HOST:PORT...]")
+        endpoints[code] = tuple(a for a in addresses.split(",") if a)
     serve_broker(workdir, args.federation, args.policies, args.host, args.port, endpoints,
                  args.port_file)
     return 0

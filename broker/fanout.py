@@ -14,10 +14,24 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import grpc
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
 
 from accord import ipc, tls
-from accord.errors import AccordError, SourceError, SourceTimedOut, SourceUnavailable
+from accord.errors import (
+    AccordError,
+    CircuitOpen,
+    SourceError,
+    SourceTimedOut,
+    SourceUnavailable,
+)
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from broker.breaker import Breakers
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,23 +55,33 @@ class ScanResult:
     error: SourceError | None = None
 
 
-class AdapterClients:
-    """One long-lived mTLS channel per source, shared by all queries."""
+#: Attempts at one scan: the first, and retries of transient failures.
+MAX_ATTEMPTS = 3
 
-    def __init__(self, federation: Federation, ca: Path, cert: Path, key: Path) -> None:
+
+class AdapterClients:
+    """One long-lived mTLS channel per adapter endpoint, shared by all queries,
+    and one circuit breaker per source."""
+
+    def __init__(self, federation: Federation, ca: Path, cert: Path, key: Path,
+                 breakers: Breakers | None = None) -> None:
         self.federation = federation
+        self.breakers = breakers or Breakers()
         self._credentials = tls.channel_credentials(ca, cert, key)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
-    def stub(self, source: str) -> adapter_pb2_grpc.AdapterStub:
-        channel = self._channels.get(source)
+    def endpoints(self, source: str) -> tuple[str, ...]:
+        endpoints = self.federation.source(source).endpoints
+        if not endpoints:
+            raise SourceUnavailable(source, "no adapter endpoint is configured")
+        return endpoints
+
+    def stub(self, endpoint: str) -> adapter_pb2_grpc.AdapterStub:
+        channel = self._channels.get(endpoint)
         if channel is None:
-            endpoints = self.federation.source(source).endpoints
-            if not endpoints:
-                raise SourceUnavailable(source, "no adapter endpoint is configured")
-            channel = grpc.aio.secure_channel(endpoints[0], self._credentials,
+            channel = grpc.aio.secure_channel(endpoint, self._credentials,
                                               options=tls.CHANNEL_OPTIONS)
-            self._channels[source] = channel
+            self._channels[endpoint] = channel
         return adapter_pb2_grpc.AdapterStub(channel)
 
     async def close(self) -> None:
@@ -122,20 +146,30 @@ async def _scan(
         explain_only=explain_only, query_id=query_id,
     )
     expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
-    call = None
+    breaker = clients.breakers[source]
     try:
-        timeout = deadline - started
-        if timeout <= 0:
-            raise SourceTimedOut(source, "no time was left before the query's deadline")
-        call = clients.stub(source).Scan(request, timeout=timeout)
-        async for message in call:
-            _receive(result, message, expected)
-        if result.header is None:
-            raise SourceUnavailable(source, "the adapter sent no scan header")
+        if not breaker.allow():
+            raise CircuitOpen(source, "its circuit is open after repeated failures; "
+                                      "it is asked again shortly")
+        endpoints = clients.endpoints(source)
+        retrying = AsyncRetrying(
+            # Only what failed before any data arrived is replayed: never a
+            # half-streamed scan, never a refusal.
+            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+            stop=stop_after_attempt(MAX_ATTEMPTS) | stop_after_delay(
+                max(deadline - time.monotonic(), 0)),
+            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                number = attempt.retry_state.attempt_number
+                endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
+                await _attempt(clients.stub(endpoint), request, result, expected, deadline)
     except asyncio.CancelledError:
-        if call is not None:
-            call.cancel()  # the adapter sees the cancellation and stops its statement
         result.error = SourceError(source, "cancelled: another source failed first")
+    except _Retryable as exc:
+        result.error = exc.error
     except grpc.aio.AioRpcError as exc:
         result.error = _source_error(source, exc)
     except SourceError as exc:
@@ -143,9 +177,44 @@ async def _scan(
     except AccordError as exc:
         result.error = SourceUnavailable(source, f"sent unusable data: {exc}")
     result.elapsed_ms = (time.monotonic() - started) * 1000
-    if result.error is not None:
+    if result.error is None:
+        breaker.succeeded()
+    else:
         result.batches.clear()
+        if isinstance(result.error, (SourceUnavailable, SourceTimedOut)) and not isinstance(
+                result.error, CircuitOpen):
+            breaker.failed()
     return result
+
+
+class _Retryable(Exception):
+    """A transient failure before the scan's first message: worth another try."""
+
+    def __init__(self, error: SourceError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.ScanRequest,
+                   result: ScanResult, expected: pa.Schema, deadline: float) -> None:
+    source = result.source
+    timeout = deadline - time.monotonic()
+    if timeout <= 0:
+        raise SourceTimedOut(source, "no time was left before the query's deadline")
+    call = stub.Scan(request, timeout=timeout)
+    try:
+        async for message in call:
+            _receive(result, message, expected)
+    except asyncio.CancelledError:
+        call.cancel()  # the adapter sees the cancellation and stops its statement
+        raise
+    except grpc.aio.AioRpcError as exc:
+        error = _source_error(source, exc)
+        if result.header is None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+            raise _Retryable(error) from exc
+        raise error from exc
+    if result.header is None:
+        raise SourceUnavailable(source, "the adapter sent no scan header")
 
 
 def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa.Schema) -> None:

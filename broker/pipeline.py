@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accord import ipc
-from accord.errors import InvalidQuery, SourceTimedOut, SourceUnavailable
+from accord.errors import CircuitOpen, InvalidQuery, SourceTimedOut, SourceUnavailable
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, ScanResult, run_scans
 from broker.merge import Merger
@@ -169,6 +169,7 @@ class QueryPipeline:
 _STATE = {
     SourceTimedOut: broker_pb2.SOURCE_STATE_TIMED_OUT,
     SourceUnavailable: broker_pb2.SOURCE_STATE_UNAVAILABLE,
+    CircuitOpen: broker_pb2.SOURCE_STATE_CIRCUIT_OPEN,
 }
 
 

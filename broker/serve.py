@@ -67,14 +67,14 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
 
 
 def serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
-                 host: str, port: int, endpoints: dict[str, str],
+                 host: str, port: int, endpoints: dict[str, tuple[str, ...]],
                  port_file: Path | None) -> None:
     asyncio.run(_serve_broker(workdir, federation_path, policies_dir, host, port,
                               endpoints, port_file))
 
 
 async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
-                        host: str, port: int, endpoints: dict[str, str],
+                        host: str, port: int, endpoints: dict[str, tuple[str, ...]],
                         port_file: Path | None) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
     policies = PolicySet.load(policies_dir, federation)  # refuses to start on any error

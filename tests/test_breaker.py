@@ -1,0 +1,49 @@
+"""The circuit breaker's states, with an explicit clock."""
+
+from __future__ import annotations
+
+from broker.breaker import Breakers, CircuitBreaker, CircuitState
+
+
+def test_opens_after_repeated_failures_and_answers_at_once():
+    breaker = CircuitBreaker(failure_threshold=3, reset_timeout_s=10)
+    for _ in range(2):
+        breaker.failed(now=0)
+    assert breaker.allow(now=0) and breaker.state is CircuitState.CLOSED
+    breaker.failed(now=1)
+    assert breaker.state is CircuitState.OPEN
+    assert not breaker.allow(now=5)
+
+
+def test_half_opens_for_one_probe_and_closes_on_success():
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout_s=10)
+    breaker.failed(now=0)
+    assert breaker.allow(now=10.5)  # the probe
+    assert breaker.state is CircuitState.HALF_OPEN
+    assert not breaker.allow(now=10.6)  # only one probe at a time
+    breaker.succeeded()
+    assert breaker.state is CircuitState.CLOSED and breaker.allow(now=11)
+
+
+def test_a_failed_probe_opens_again():
+    breaker = CircuitBreaker(failure_threshold=5, reset_timeout_s=10)
+    for _ in range(5):
+        breaker.failed(now=0)
+    assert breaker.allow(now=20)
+    breaker.failed(now=20)
+    assert breaker.state is CircuitState.OPEN and not breaker.allow(now=25)
+
+
+def test_a_success_resets_the_count():
+    breaker = CircuitBreaker(failure_threshold=2)
+    breaker.failed(now=0)
+    breaker.succeeded()
+    breaker.failed(now=1)
+    assert breaker.state is CircuitState.CLOSED
+
+
+def test_one_breaker_per_source():
+    breakers = Breakers(failure_threshold=1)
+    breakers["BC"].failed(now=0)
+    assert breakers.states() == {"BC": CircuitState.OPEN}
+    assert breakers["ON"].state is CircuitState.CLOSED

@@ -92,7 +92,8 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
     print(f"rewritten: {plan.rewritten_sql}")
     print(f"merge:     {plan.merge_sql}")
     for scan in plan.scans:
-        print(f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect})")
+        print(f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect}, "
+              f"circuit {scan.circuit or 'CLOSED'})")
         print(f"  columns:  {', '.join(scan.columns)}")
         print(f"  asked:    {scan.predicate or '(all rows)'}"
               + (f" LIMIT {scan.limit}" if scan.limit else ""))

@@ -26,6 +26,7 @@ from accord import ipc, tls
 from accord.errors import (
     AccordError,
     CircuitOpen,
+    ResourceExhausted,
     SourceError,
     SourceTimedOut,
     SourceUnavailable,
@@ -43,6 +44,28 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class Budget:
+    """What each source may still send for one query (rows and Arrow bytes)."""
+
+    max_rows: int
+    max_bytes: int
+    rows: dict[str, int] = field(default_factory=dict)
+    bytes: dict[str, int] = field(default_factory=dict)
+
+    def charge(self, source: str, rows: int, size: int) -> None:
+        self.rows[source] = self.rows.get(source, 0) + rows
+        self.bytes[source] = self.bytes.get(source, 0) + size
+        if self.rows[source] > self.max_rows:
+            raise ResourceExhausted(
+                f"source {source} sent more than {self.max_rows} rows for this query "
+                "(ACCORD_MAX_SOURCE_ROWS); narrow the query")
+        if self.bytes[source] > self.max_bytes:
+            raise ResourceExhausted(
+                f"source {source} sent more than {self.max_bytes} bytes for this query "
+                "(ACCORD_MAX_SOURCE_BYTES); narrow the query or select fewer columns")
+
+
+@dataclass
 class ScanResult:
     source: str
     reference: TableReference
@@ -53,6 +76,7 @@ class ScanResult:
     bytes: int = 0
     elapsed_ms: float = 0.0
     error: SourceError | None = None
+    exhausted: ResourceExhausted | None = None  # a per-query limit: the query fails
 
 
 #: Attempts at one scan: the first, and retries of transient failures.
@@ -98,6 +122,7 @@ async def run_scans(
     *,
     explain_only: bool = False,
     fail_fast: bool = False,
+    budget: Budget | None = None,
 ) -> list[ScanResult]:
     """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time.
 
@@ -107,7 +132,8 @@ async def run_scans(
     """
     specs = [(ref, spec) for ref in references for spec in ref.scans]
     tasks = [
-        asyncio.ensure_future(_scan(clients, ref, spec, query_id, deadline, explain_only))
+        asyncio.ensure_future(_scan(clients, ref, spec, query_id, deadline, explain_only,
+                                    budget or Budget(2**62, 2**62)))
         for ref, spec in specs
     ]
     try:
@@ -137,6 +163,7 @@ async def _scan(
     query_id: str,
     deadline: float,
     explain_only: bool,
+    budget: Budget,
 ) -> ScanResult:
     source = spec.source
     result = ScanResult(source=source, reference=ref, spec=spec)
@@ -165,9 +192,13 @@ async def _scan(
             with attempt:
                 number = attempt.retry_state.attempt_number
                 endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
-                await _attempt(clients.stub(endpoint), request, result, expected, deadline)
+                await _attempt(clients.stub(endpoint), request, result, expected, deadline,
+                               budget)
     except asyncio.CancelledError:
         result.error = SourceError(source, "cancelled: another source failed first")
+    except ResourceExhausted as exc:
+        result.exhausted = exc
+        result.error = SourceError(source, "stopped: a per-query limit was exceeded")
     except _Retryable as exc:
         result.error = exc.error
     except grpc.aio.AioRpcError as exc:
@@ -196,7 +227,8 @@ class _Retryable(Exception):
 
 
 async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.ScanRequest,
-                   result: ScanResult, expected: pa.Schema, deadline: float) -> None:
+                   result: ScanResult, expected: pa.Schema, deadline: float,
+                   budget: Budget) -> None:
     source = result.source
     timeout = deadline - time.monotonic()
     if timeout <= 0:
@@ -205,7 +237,10 @@ async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.Scan
     try:
         async for message in call:
             _receive(result, message, expected)
-    except asyncio.CancelledError:
+            if message.WhichOneof("payload") == "arrow_batch":
+                budget.charge(result.source, result.batches[-1].num_rows,
+                              len(message.arrow_batch))
+    except (asyncio.CancelledError, ResourceExhausted):
         call.cancel()  # the adapter sees the cancellation and stops its statement
         raise
     except grpc.aio.AioRpcError as exc:

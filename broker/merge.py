@@ -17,7 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accord.errors import AccordError, InvalidQuery
+from accord.errors import AccordError, InvalidQuery, ResourceExhausted
 from broker.policy.masks import bind_keyed_hash
 
 if TYPE_CHECKING:
@@ -126,6 +126,8 @@ def _aligned(result: ScanResult, received: pa.Schema, schema: pa.Schema) -> pa.T
 def _merge_error(exc: duckdb.Error) -> AccordError:
     """DuckDB errors at run time are the query's fault (a bad cast, division...)."""
     message = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return ResourceExhausted("the merge ran out of its memory limit; narrow the query")
     if isinstance(exc, (duckdb.ConversionException, duckdb.BinderException,
                         duckdb.InvalidInputException, duckdb.OutOfRangeException)):
         return InvalidQuery(f"the query failed while merging: {message}")

@@ -16,14 +16,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from accord import ipc
-from accord.errors import CircuitOpen, InvalidQuery, SourceTimedOut, SourceUnavailable
+from accord.errors import (
+    CircuitOpen,
+    InvalidQuery,
+    ResourceExhausted,
+    SourceTimedOut,
+    SourceUnavailable,
+)
 from accord.v1 import broker_pb2
-from broker.fanout import AdapterClients, ScanResult, run_scans
+from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
 from broker.policy.aggregate import PERSONS_COLUMN
 from broker.policy.engine import PreparedQuery, prepare_query
 from broker.policy.masks import partner_key
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
+from broker.settings import Limits, load_limits
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -32,9 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("accord.broker")
 
-#: Deadline when the client gives none, and the most a client may ask for.
-DEFAULT_TIMEOUT_S = 30.0
-MAX_TIMEOUT_S = 300.0
 #: The most of a query's budget kept back from the scans for the merge.
 MERGE_RESERVE_S = 1.0
 
@@ -50,8 +54,9 @@ class QueryOutcome:
 
 class QueryPipeline:
     def __init__(self, federation: Federation, clients: AdapterClients, policies: PolicySet,
-                 mask_secret: bytes) -> None:
+                 mask_secret: bytes, limits: Limits | None = None) -> None:
         self.federation = federation
+        self.limits = limits or load_limits()
         self.clients = clients
         self.policies = policies
         self.mask_secret = mask_secret
@@ -75,7 +80,8 @@ class QueryPipeline:
         """
         if request.timeout_ms < 0:
             raise InvalidQuery("timeout_ms must not be negative")
-        timeout = min(request.timeout_ms / 1000 or DEFAULT_TIMEOUT_S, MAX_TIMEOUT_S)
+        timeout = min(request.timeout_ms / 1000 or self.limits.default_timeout_s,
+                      self.limits.max_timeout_s)
         now = time.monotonic()
         return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
@@ -85,8 +91,12 @@ class QueryPipeline:
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         plan = prepared.plan
+        budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
         results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
-                                  fail_fast=not request.allow_partial)
+                                  fail_fast=not request.allow_partial, budget=budget)
+        exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
+        if exhausted is not None:
+            raise exhausted
         failed = [r for r in results if r.error is not None]
         if failed and not request.allow_partial:
             raise _missing_sources_error(failed)
@@ -100,6 +110,12 @@ class QueryPipeline:
             )
         except TimeoutError:
             raise SourceTimedOut("merge", "the query ran past its deadline while merging") from None
+        if table.num_rows > self.limits.max_result_rows or \
+                table.nbytes > self.limits.max_result_bytes:
+            raise ResourceExhausted(
+                f"the answer has {table.num_rows} rows ({table.nbytes} bytes), over the limit "
+                f"of {self.limits.max_result_rows} rows / {self.limits.max_result_bytes} bytes "
+                "(ACCORD_MAX_RESULT_ROWS, ACCORD_MAX_RESULT_BYTES); add a LIMIT or narrow it")
         suppressed = 0
         if prepared.min_group_size:
             table, suppressed = suppress_small_groups(table, prepared.min_group_size)
@@ -136,6 +152,7 @@ class QueryPipeline:
                 superset_predicates=[redact(p) for p in h.superset_predicates] if h else [],
                 limit_pushed=h.limit_pushed if h else False,
                 error=redact(str(r.error)) if r.error else "",
+                circuit=self.clients.breakers[r.source].state.name,
             ))
         return broker_pb2.ExplainResponse(
             query_id=query_id, validated_sql=prepared.validated_sql,

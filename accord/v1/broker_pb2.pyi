@@ -91,7 +91,7 @@ class QueryResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[QueryHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ..., trailer: _Optional[_Union[QueryTrailer, _Mapping]] = ...) -> None: ...
 
 class SourceScan(_message.Message):
-    __slots__ = ("source", "table", "reference", "columns", "predicate", "limit", "dialect", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "error", "superset_predicates")
+    __slots__ = ("source", "table", "reference", "columns", "predicate", "limit", "dialect", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "error", "superset_predicates", "circuit")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class SourceScan(_message.Message):
     LIMIT_PUSHED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SUPERSET_PREDICATES_FIELD_NUMBER: _ClassVar[int]
+    CIRCUIT_FIELD_NUMBER: _ClassVar[int]
     source: str
     table: str
     reference: str
@@ -118,7 +119,8 @@ class SourceScan(_message.Message):
     limit_pushed: bool
     error: str
     superset_predicates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ...) -> None: ...
+    circuit: str
+    def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ..., circuit: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("query_id", "validated_sql", "merge_sql", "scans", "rewritten_sql", "role", "purpose", "masks", "row_filters", "min_group_size")

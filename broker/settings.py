@@ -1,0 +1,62 @@
+"""The broker's settings: declared once as (name, default, help), read from
+the environment as ``ACCORD_<NAME>``. README.md lists every one (a test
+checks it)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from accord.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: float
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"ACCORD_{self.name.upper()}"
+
+
+SETTINGS = (
+    Setting("default_timeout_s", 30.0, "deadline of a query whose client gives none"),
+    Setting("max_timeout_s", 300.0, "longest deadline a client may ask for"),
+    Setting("max_source_rows", 5_000_000, "rows one source may send for one query"),
+    Setting("max_source_bytes", 2 * 1024**3, "Arrow bytes one source may send for one query"),
+    Setting("max_result_rows", 2_000_000, "rows in one answer"),
+    Setting("max_result_bytes", 1024**3, "Arrow bytes in one answer"),
+)
+
+
+@dataclass(frozen=True)
+class Limits:
+    default_timeout_s: float
+    max_timeout_s: float
+    max_source_rows: int
+    max_source_bytes: int
+    max_result_rows: int
+    max_result_bytes: int
+
+
+def load_limits(environ: dict[str, str] | None = None) -> Limits:
+    environ = dict(os.environ if environ is None else environ)
+    values: dict[str, float] = {}
+    for setting in SETTINGS:
+        raw = environ.get(setting.env)
+        try:
+            values[setting.name] = float(raw) if raw else setting.default
+        except ValueError as exc:
+            raise ConfigError(f"{setting.env}={raw!r} is not a number") from exc
+        if values[setting.name] <= 0:
+            raise ConfigError(f"{setting.env} must be positive")
+    return Limits(
+        default_timeout_s=values["default_timeout_s"],
+        max_timeout_s=values["max_timeout_s"],
+        max_source_rows=int(values["max_source_rows"]),
+        max_source_bytes=int(values["max_source_bytes"]),
+        max_result_rows=int(values["max_result_rows"]),
+        max_result_bytes=int(values["max_result_bytes"]),
+    )

@@ -9,7 +9,8 @@
     ├── SourceError            one source system failed a scan
     │   ├── SourceUnavailable  the source could not be reached or is down
     │   │   └── CircuitOpen    failed repeatedly of late: not asked for now
-    │   └── SourceTimedOut     the source did not answer within the deadline
+    │   ├── SourceTimedOut     the source did not answer within the deadline
+    │   └── ScanCancelled      stopped by the broker (another source failed)
     └── ResourceExhausted      a per-query limit was exceeded
 
 Messages are written for the caller: they say what was wrong and what to do
@@ -62,6 +63,10 @@ class CircuitOpen(SourceUnavailable):
 
 class SourceTimedOut(SourceError):
     status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class ScanCancelled(SourceError):
+    """Not the source's fault: the broker stopped the scan."""
 
 
 class ResourceExhausted(AccordError):

@@ -27,6 +27,7 @@ from accord.errors import (
     AccordError,
     CircuitOpen,
     ResourceExhausted,
+    ScanCancelled,
     SourceError,
     SourceTimedOut,
     SourceUnavailable,
@@ -150,7 +151,7 @@ async def run_scans(
         for task in tasks:  # the caller went away: stop every scan
             task.cancel()
     return [
-        ScanResult(spec.source, ref, spec, error=SourceError(spec.source, "cancelled"))
+        ScanResult(spec.source, ref, spec, error=ScanCancelled(spec.source, "cancelled"))
         if task.cancelled() else task.result()
         for task, (ref, spec) in zip(tasks, specs, strict=True)
     ]
@@ -195,7 +196,7 @@ async def _scan(
                 await _attempt(clients.stub(endpoint), request, result, expected, deadline,
                                budget)
     except asyncio.CancelledError:
-        result.error = SourceError(source, "cancelled: another source failed first")
+        result.error = ScanCancelled(source, "cancelled: another source failed first")
     except ResourceExhausted as exc:
         result.exhausted = exc
         result.error = SourceError(source, "stopped: a per-query limit was exceeded")

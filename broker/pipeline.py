@@ -20,6 +20,7 @@ from accord.errors import (
     CircuitOpen,
     InvalidQuery,
     ResourceExhausted,
+    ScanCancelled,
     SourceTimedOut,
     SourceUnavailable,
 )
@@ -216,6 +217,9 @@ def source_statuses(results: list[ScanResult],
 
 
 def _missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
+    """Names the sources that failed, not those the broker stopped because of them."""
+    culprits = [r for r in failed if not isinstance(r.error, ScanCancelled)] or failed
+    failed = culprits
     reasons = sorted({f"{r.source} ({r.error.reason})" for r in failed if r.error})
     return SourceUnavailable(
         ", ".join(sorted({r.source for r in failed})),

@@ -1,0 +1,297 @@
+"""Fault injection with real processes: a three-source federation (ON and QC
+on their real SQLite adapters, BC faulty) started with LocalFederation, where
+BC's adapter is killed with SIGKILL and, for most faults, replaced on the
+same port by ``tests.integration.fake_adapter`` in a given mode.
+
+Each test checks the exact outcome (which sources, which state, which rows),
+that the broker still answers a normal query afterwards, and that the answer
+came within the query's deadline plus a small margin.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from accord.federation import Federation, load_federation
+from accord.v1 import broker_pb2
+from adapters.datagen import generate, write_federation_data
+from broker.client import BrokerClient
+from broker.commands import init_certs
+from broker.launcher import LocalFederation
+from broker.policy.store import PolicySet
+from broker.serve import SHUTDOWN_GRACE_S
+from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from tests.integration.conftest import Running, rows
+
+pytestmark = pytest.mark.integration
+
+SOURCES = ("BC", "ON", "QC")
+FAULTY = "BC"
+HEALTHY = ("ON", "QC")
+SEED = 5
+SCALE = 0.002
+#: Deadline of the fault queries, and the slack allowed on top of a deadline.
+TIMEOUT_S = 10.0
+MARGIN_S = 1.5
+REPO = Path(__file__).resolve().parents[2]
+
+COUNT_SQL = "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"
+ROWS_SQL = ("SELECT source, source_person_id, surname FROM offenders "
+            "ORDER BY source, source_person_id")
+OK = broker_pb2.SOURCE_STATE_OK
+
+
+def healthy_only(sql: str) -> str:
+    """``sql`` restricted to the healthy sources, for the oracle."""
+    inner = f"(SELECT * FROM offenders WHERE source IN {HEALTHY})"
+    return sql.replace("FROM offenders", f"FROM {inner} AS offenders", 1)
+
+
+@dataclass
+class Prepared:
+    workdir: Workdir
+    federation_path: Path
+    federation: Federation
+    generated: dict
+    policy: PolicySet
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory) -> Prepared:
+    """Certificates and SQLite data for BC, ON and QC, made once per module."""
+    root = tmp_path_factory.mktemp("faults")
+    raw = yaml.safe_load(DEFAULT_FEDERATION.read_text())
+    raw["sources"] = [s for s in raw["sources"] if s["code"] in SOURCES]
+    federation_path = root / "federation.yaml"
+    federation_path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    federation = load_federation(federation_path)
+    assert sorted(federation.sources) == sorted(SOURCES)
+    workdir = Workdir(root / "work")
+    init_certs(workdir, federation_path, DEFAULT_POLICIES)
+    write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
+    generated = generate(federation, seed=SEED, scale=SCALE)
+    policy = PolicySet.load(DEFAULT_POLICIES, federation)
+    return Prepared(workdir, federation_path, federation, generated, policy)
+
+
+@dataclass
+class Faulty:
+    running: Running
+    prepared: Prepared
+    fakes: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def launcher(self) -> LocalFederation:
+        return self.running.launcher
+
+    def client(self) -> BrokerClient:
+        return self.running.client("crown_attorney", purpose="bail_hearing",
+                                   case_ref="R-2026-0042")
+
+    def expected(self, sql: str) -> list[tuple]:
+        return self.running.oracle().sql(healthy_only(sql)).fetchall()
+
+    def kill_adapter(self, code: str = FAULTY) -> None:
+        process = self.launcher.processes[f"adapter-{code.lower()}"]
+        process.kill()  # SIGKILL: no goodbye to anyone
+        process.wait(timeout=5)
+
+    def replace_with_fake(self, mode: str, code: str = FAULTY) -> subprocess.Popen:
+        """SIGKILLs the real adapter, serves ``mode`` on the same port instead."""
+        port = self.launcher.adapter_addresses[code].rsplit(":", 1)[1]
+        self.kill_adapter(code)
+        port_file = self.prepared.workdir.run / f"fake-{code}.addr"
+        port_file.unlink(missing_ok=True)
+        log = (self.prepared.workdir.logs / f"fake-{code.lower()}.log").open("ab")
+        fake = subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.fake_adapter", "--mode", mode,
+             "--source", code, "--workdir", str(self.prepared.workdir.path),
+             "--federation", str(self.prepared.federation_path),
+             "--port", port, "--port-file", str(port_file)],
+            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+        self.fakes.append(fake)
+        deadline = time.monotonic() + 15
+        while not port_file.is_file():
+            assert fake.poll() is None, f"the fake adapter exited with {fake.returncode}"
+            assert time.monotonic() < deadline, "the fake adapter did not start"
+            time.sleep(0.05)
+        assert port_file.read_text().strip().endswith(f":{port}")
+        return fake
+
+    def assert_broker_healthy(self) -> None:
+        """A normal query (not touching BC) still gets a full, correct answer."""
+        assert self.launcher.processes["broker"].poll() is None, "the broker died"
+        sql = "SELECT count(*) AS n FROM offenders WHERE source = 'ON'"
+        with self.client() as client:
+            result = client.query(sql, timeout=TIMEOUT_S)
+        assert rows(result.table) == self.running.oracle().sql(sql).fetchall()
+        assert rows(result.table)[0][0] > 0
+        assert not result.trailer.partial
+        assert [(s.source, s.state) for s in result.trailer.sources] == [("ON", OK)]
+
+    def stop_fakes(self) -> None:
+        for fake in self.fakes:
+            if fake.poll() is None:
+                fake.kill()
+            fake.wait(timeout=5)
+
+
+@pytest.fixture
+def faulty(prepared):
+    """A fresh broker and adapters per test: no breaker state carries over."""
+    p = prepared
+    launcher = LocalFederation(p.workdir, p.federation_path, DEFAULT_POLICIES)
+    with launcher:
+        f = Faulty(Running(p.workdir, p.federation, launcher, p.generated, p.policy), p)
+        try:
+            yield f
+        finally:
+            f.stop_fakes()
+    assert not launcher.processes
+
+
+def timed_query(f: Faulty, sql: str, *, timeout: float = TIMEOUT_S, allow_partial: bool):
+    started = time.monotonic()
+    try:
+        with f.client() as client:
+            return client.query(sql, timeout=timeout, allow_partial=allow_partial)
+    finally:
+        elapsed = time.monotonic() - started
+        print(f"answered in {elapsed:.2f} s (deadline {timeout:.0f} s)")
+        assert elapsed < timeout + MARGIN_S
+
+
+def assert_partial_without_bc(f: Faulty, result, sql: str, state: int, error: str) -> None:
+    assert rows(result.table) == f.expected(sql)
+    assert {r[0] for r in rows(result.table)} == set(HEALTHY)
+    assert result.trailer.partial
+    statuses = {s.source: s for s in result.trailer.sources}
+    assert sorted(statuses) == sorted(SOURCES)
+    for code in HEALTHY:
+        assert statuses[code].state == OK and not statuses[code].error
+        assert statuses[code].rows > 0
+    bc = statuses[FAULTY]
+    assert bc.state == state, broker_pb2.SourceState.Name(bc.state)
+    assert bc.rows == 0
+    assert error in bc.error, bc.error
+
+
+def assert_only_bc_failed(exc: grpc.RpcError, error: str) -> None:
+    """UNAVAILABLE naming BC, and only BC, with its reason: the sources the broker
+    stopped because BC failed (fail fast) are not blamed."""
+    assert exc.code() == grpc.StatusCode.UNAVAILABLE
+    details = exc.details()
+    named, _, rest = details.partition(": missing from the answer: ")
+    assert named.removeprefix("source ").split(", ") == [FAULTY], details
+    reasons = dict(re.findall(r"(BC|ON|QC) \((.*?)\)(?:; |\. Retry)", rest, re.DOTALL))
+    assert error in reasons[FAULTY], details
+    for code in HEALTHY:  # the sources stopped because of it are not blamed
+        assert code not in reasons, details
+
+
+# (a) an adapter killed before the query -----------------------------------
+
+def test_a_killed_adapter_fails_a_complete_query_naming_it(faulty):
+    faulty.kill_adapter()
+    with pytest.raises(grpc.RpcError) as caught:
+        timed_query(faulty, COUNT_SQL, allow_partial=False)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert_only_bc_failed(caught.value, "unavailable")
+    faulty.assert_broker_healthy()
+
+
+def test_a_killed_adapter_is_left_out_of_a_partial_answer(faulty):
+    faulty.kill_adapter()
+    result = timed_query(faulty, COUNT_SQL, allow_partial=True)
+    assert_partial_without_bc(faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
+                              "unavailable")
+    faulty.assert_broker_healthy()
+
+
+# (b) a hanging adapter ------------------------------------------------------
+
+def test_a_hanging_adapter_times_out_and_the_others_answer_in_time(faulty):
+    faulty.replace_with_fake("hang")
+    deadline = 3.0
+    started = time.monotonic()
+    result = timed_query(faulty, COUNT_SQL, timeout=deadline, allow_partial=True)
+    elapsed = time.monotonic() - started
+    print(f"\nTIME TO ANSWER with BC hanging: {elapsed:.2f} s (client timeout {deadline} s)")
+    assert elapsed < deadline + 1.0
+    assert_partial_without_bc(faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_TIMED_OUT,
+                              "deadline")
+    faulty.assert_broker_healthy()
+
+
+# (c) a malformed Arrow batch and (d) the wrong schema -----------------------
+
+@pytest.mark.parametrize(("mode", "error"), [
+    ("malformed", "malformed Arrow batch"),
+    ("wrong_schema", "answered with schema"),
+])
+def test_unusable_data_is_a_per_source_error(faulty, mode, error):
+    faulty.replace_with_fake(mode)
+    result = timed_query(faulty, ROWS_SQL, allow_partial=True)
+    assert_partial_without_bc(faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
+                              error)
+    with pytest.raises(grpc.RpcError) as caught:
+        timed_query(faulty, ROWS_SQL, allow_partial=False)
+    assert_only_bc_failed(caught.value, error)
+    faulty.assert_broker_healthy()
+
+
+# (e) an adapter that dies mid-stream ---------------------------------------
+
+def test_a_crash_mid_stream_keeps_none_of_that_sources_rows(faulty):
+    fake = faulty.replace_with_fake("crash_mid_stream")
+    result = timed_query(faulty, ROWS_SQL, allow_partial=True)
+    assert fake.wait(timeout=5) == 1  # it did die mid-stream
+    assert_partial_without_bc(faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
+                              "unavailable")
+    assert not any(str(r[1]).startswith("FAKE-") for r in rows(result.table))
+    faulty.assert_broker_healthy()
+
+
+# (f) the broker stopped with a query in flight -----------------------------
+
+def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
+    faulty.replace_with_fake("hang")
+    outcome: dict = {}
+
+    def ask() -> None:
+        try:
+            with faulty.client() as client:
+                outcome["result"] = client.query(COUNT_SQL, timeout=30, allow_partial=True)
+        except grpc.RpcError as exc:
+            outcome["error"] = exc
+        outcome["ended"] = time.monotonic()
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    time.sleep(1.0)  # the query is in flight, BC's scan hanging
+    assert "ended" not in outcome
+    broker = faulty.launcher.processes["broker"]
+    stopped = time.monotonic()
+    broker.terminate()  # SIGTERM
+    asking.join(timeout=SHUTDOWN_GRACE_S + 3)
+    assert not asking.is_alive(), "the in-flight query outlived the broker's grace"
+    took = outcome["ended"] - stopped
+    print(f"\nin-flight query ended {took:.2f} s after SIGTERM: "
+          f"{outcome.get('error') or 'answered'}")
+    assert took < SHUTDOWN_GRACE_S + MARGIN_S
+    assert broker.wait(timeout=SHUTDOWN_GRACE_S + 3) == 0
+    if "error" in outcome:
+        assert outcome["error"].code() in (grpc.StatusCode.UNAVAILABLE,
+                                           grpc.StatusCode.CANCELLED)

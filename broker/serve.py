@@ -14,9 +14,12 @@ import signal
 import threading
 from typing import TYPE_CHECKING
 
+from grpc_health.v1 import health_pb2
+
 from accord.federation import load_federation
 from adapters.backends import open_backend
 from adapters.server import create_server as create_adapter_server
+from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
@@ -31,6 +34,11 @@ log = logging.getLogger("accord.serve")
 
 #: Seconds in-flight calls get to finish on shutdown.
 SHUTDOWN_GRACE_S = 5.0
+
+
+def source_health_name(code: str) -> str:
+    """The health-check service name of one source, as seen by the broker."""
+    return f"accord.v1.Broker/source/{code}"
 
 
 def write_address(path: Path | None, host: str, port: int) -> None:
@@ -79,15 +87,31 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     federation = load_federation(federation_path).with_endpoints(endpoints)
     policies = PolicySet.load(policies_dir, federation)  # refuses to start on any error
     client_cert, client_key = workdir.pki.broker_client()
-    clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key)
+    breakers = Breakers()
+    clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
+                             breakers)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
     server_cert, server_key = workdir.pki.broker_server()
     server, bound, health = await create_broker_server(
         policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
         address=f"{host}:{port}",
     )
-    stop = asyncio.Event()
+    # Each source has a health entry that follows its circuit breaker:
+    # NOT_SERVING while its circuit is open.
+    for code in federation.sources:
+        await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
     loop = asyncio.get_running_loop()
+    updates: set[asyncio.Task[None]] = set()
+
+    def follow(source: str, state: CircuitState) -> None:
+        status = (health_pb2.HealthCheckResponse.NOT_SERVING if state is CircuitState.OPEN
+                  else health_pb2.HealthCheckResponse.SERVING)
+        task = loop.create_task(health.set(source_health_name(source), status))
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+
+    breakers.on_change = follow
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_address(port_file, host, bound)

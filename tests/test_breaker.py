@@ -47,3 +47,15 @@ def test_one_breaker_per_source():
     breakers["BC"].failed(now=0)
     assert breakers.states() == {"BC": CircuitState.OPEN}
     assert breakers["ON"].state is CircuitState.CLOSED
+
+
+def test_changes_of_state_are_reported_per_source():
+    seen = []
+    breakers = Breakers(failure_threshold=1, reset_timeout_s=1)
+    breakers.on_change = lambda source, state: seen.append((source, state))
+    breakers["BC"].failed(now=0)
+    breakers["BC"].allow(now=2)
+    breakers["BC"].succeeded()
+    breakers["BC"].succeeded()  # no change, no report
+    assert seen == [("BC", CircuitState.OPEN), ("BC", CircuitState.HALF_OPEN),
+                    ("BC", CircuitState.CLOSED)]

@@ -101,3 +101,29 @@ def test_the_deadline_ends_a_slow_statement_in_its_database(slow_and_broken):
     while active_oms_statements() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert active_oms_statements() == 0
+
+
+def test_a_client_that_goes_away_cancels_the_statement(slow_and_broken):
+    """The partner cancels mid-query: broker, adapter and database all let go."""
+    from accord import tls
+    from accord.v1 import broker_pb2, broker_pb2_grpc
+
+    workdir, launcher = slow_and_broken
+    ca, cert, key = workdir.partner_credentials("crown_attorney")
+    channel = grpc.secure_channel(launcher.broker_address,
+                                  tls.channel_credentials(ca, cert, key))
+    try:
+        call = broker_pb2_grpc.BrokerStub(channel).Query(broker_pb2.QueryRequest(
+            sql="SELECT count(*) FROM offenders WHERE source = 'CA-CSC'",
+            purpose="bail_hearing", case_ref="R-1", timeout_ms=60_000), timeout=70)
+        deadline = time.monotonic() + 10
+        while not active_oms_statements() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert active_oms_statements() == 1, "the OMS statement never started"
+        call.cancel()
+        deadline = time.monotonic() + 10
+        while active_oms_statements() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert active_oms_statements() == 0, "the OMS statement outlived its client"
+    finally:
+        channel.close()

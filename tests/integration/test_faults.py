@@ -295,3 +295,33 @@ def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
     if "error" in outcome:
         assert outcome["error"].code() in (grpc.StatusCode.UNAVAILABLE,
                                            grpc.StatusCode.CANCELLED)
+
+
+def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
+    """Five failures in a row open BC's circuit: health says NOT_SERVING for BC
+    (the others stay SERVING) and BC's scans fail at once, marked CIRCUIT_OPEN."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from accord import tls
+    from broker.serve import source_health_name
+
+    faulty.kill_adapter()
+    sql = "SELECT count(*) FROM offenders"
+    for _ in range(5):
+        timed_query(faulty, sql, allow_partial=True)
+    result = timed_query(faulty, sql, allow_partial=True)
+    statuses = {s.source: s for s in result.trailer.sources}
+    assert statuses[FAULTY].state == broker_pb2.SOURCE_STATE_CIRCUIT_OPEN
+    assert statuses[FAULTY].elapsed_ms < 50  # not even tried
+    ca, cert, key = faulty.prepared.workdir.partner_credentials("crown_attorney")
+    with grpc.secure_channel(faulty.launcher.broker_address,
+                             tls.channel_credentials(ca, cert, key)) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+
+        def status(code: str) -> int:
+            request = health_pb2.HealthCheckRequest(service=source_health_name(code))
+            return health.Check(request, timeout=5).status
+
+        assert status(FAULTY) == health_pb2.HealthCheckResponse.NOT_SERVING
+        assert all(status(code) == health_pb2.HealthCheckResponse.SERVING for code in HEALTHY)
+    faulty.assert_broker_healthy()

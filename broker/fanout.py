@@ -124,17 +124,20 @@ async def run_scans(
     explain_only: bool = False,
     fail_fast: bool = False,
     budget: Budget | None = None,
+    sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
 ) -> list[ScanResult]:
     """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time.
 
     With ``fail_fast`` (the query does not accept a partial answer) the first
     failed scan cancels the others: their gRPC calls end, and each adapter
-    cancels its statement in its database.
+    cancels its statement in its database. With a ``sink`` every batch goes
+    there as it arrives (a bounded queue: a slow consumer slows the scans)
+    instead of being kept in the results.
     """
     specs = [(ref, spec) for ref in references for spec in ref.scans]
     tasks = [
         asyncio.ensure_future(_scan(clients, ref, spec, query_id, deadline, explain_only,
-                                    budget or Budget(2**62, 2**62)))
+                                    budget or Budget(2**62, 2**62), sink))
         for ref, spec in specs
     ]
     try:
@@ -165,6 +168,7 @@ async def _scan(
     deadline: float,
     explain_only: bool,
     budget: Budget,
+    sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
 ) -> ScanResult:
     source = spec.source
     result = ScanResult(source=source, reference=ref, spec=spec)
@@ -194,7 +198,7 @@ async def _scan(
                 number = attempt.retry_state.attempt_number
                 endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
                 await _attempt(clients.stub(endpoint), request, result, expected, deadline,
-                               budget)
+                               budget, sink)
     except asyncio.CancelledError:
         result.error = ScanCancelled(source, "cancelled: another source failed first")
     except ResourceExhausted as exc:
@@ -229,7 +233,8 @@ class _Retryable(Exception):
 
 async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.ScanRequest,
                    result: ScanResult, expected: pa.Schema, deadline: float,
-                   budget: Budget) -> None:
+                   budget: Budget,
+                   sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None) -> None:
     source = result.source
     timeout = deadline - time.monotonic()
     if timeout <= 0:
@@ -241,6 +246,8 @@ async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.Scan
             if message.WhichOneof("payload") == "arrow_batch":
                 budget.charge(result.source, result.batches[-1].num_rows,
                               len(message.arrow_batch))
+                if sink is not None:
+                    await sink.put((result, result.batches.pop()))
     except (asyncio.CancelledError, ResourceExhausted):
         call.cancel()  # the adapter sees the cancellation and stops its statement
         raise

@@ -58,7 +58,8 @@ class Merger:
             logical = self.federation.tables[ref.table]
             schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
             parts = [
-                _aligned(r, logical.arrow_schema(r.spec.columns), schema)
+                aligned(pa.Table.from_batches(r.batches, schema=logical.arrow_schema(
+                    r.spec.columns)), r.source, logical.arrow_schema(r.spec.columns), schema)
                 for r in results
                 if r.reference is ref and r.error is None
             ]
@@ -110,16 +111,15 @@ class Merger:
         return visible
 
 
-def _aligned(result: ScanResult, received: pa.Schema, schema: pa.Schema) -> pa.Table:
+def aligned(table: pa.Table, source: str, received: pa.Schema, schema: pa.Schema) -> pa.Table:
     """One source's rows in the reference's schema: columns the source does
     not release become NULL, and every row is tagged with its source."""
-    table = pa.Table.from_batches(result.batches, schema=received)
     columns = [
         table.column(f.name) if f.name in received.names else pa.nulls(table.num_rows, f.type)
         for f in schema
         if f.name != SOURCE_COLUMN
     ]
-    columns.append(pa.array([result.source] * table.num_rows, pa.string()))
+    columns.append(pa.array([source] * table.num_rows, pa.string()))
     return pa.Table.from_arrays(columns, schema=schema)
 
 

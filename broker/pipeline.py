@@ -32,8 +32,11 @@ from broker.policy.engine import PreparedQuery, prepare_query
 from broker.policy.masks import partner_key
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
 from broker.settings import Limits, load_limits
+from broker.stream import stream_answer, streamable
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.store import PolicySet
@@ -86,11 +89,37 @@ class QueryPipeline:
         now = time.monotonic()
         return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
-    async def run(self, principal: Principal, request: broker_pb2.QueryRequest) -> QueryOutcome:
+    async def answer(self, principal: Principal,
+                     request: broker_pb2.QueryRequest) -> AsyncIterator[broker_pb2.QueryResponse]:
+        """The response stream of one query: streamed batch by batch where the
+        query allows it (``broker.stream``), else merged whole."""
         started = time.monotonic()
         query_id = uuid.uuid4().hex
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
+        if streamable(prepared):
+            key = partner_key(self.mask_secret, principal.partner.name)
+            async for message in stream_answer(self, prepared, request, query_id,
+                                               scans_deadline, key, started):
+                yield message
+            return
+        outcome = await self._merged(principal, request, prepared, query_id, started,
+                                     deadline, scans_deadline)
+        for message in encode_answer(outcome):
+            yield message
+
+    async def run(self, principal: Principal, request: broker_pb2.QueryRequest) -> QueryOutcome:
+        """One query merged whole (what ``answer`` does for non-streamable ones)."""
+        started = time.monotonic()
+        query_id = uuid.uuid4().hex
+        deadline, scans_deadline = self.deadline(request)
+        prepared = self.prepare(principal, request, query_id)
+        return await self._merged(principal, request, prepared, query_id, started,
+                                  deadline, scans_deadline)
+
+    async def _merged(self, principal: Principal, request: broker_pb2.QueryRequest,
+                      prepared: PreparedQuery, query_id: str, started: float,
+                      deadline: float, scans_deadline: float) -> QueryOutcome:
         plan = prepared.plan
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
         results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
@@ -100,7 +129,7 @@ class QueryPipeline:
             raise exhausted
         failed = [r for r in results if r.error is not None]
         if failed and not request.allow_partial:
-            raise _missing_sources_error(failed)
+            raise missing_sources_error(failed)
         tables = self.merger.arrow_tables(plan, results)
         remaining = deadline - time.monotonic()
         key = partner_key(self.mask_secret, principal.partner.name)
@@ -216,7 +245,7 @@ def source_statuses(results: list[ScanResult],
     return sorted(statuses.values(), key=lambda s: s.source)
 
 
-def _missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
+def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
     """Names the sources that failed, not those the broker stopped because of them."""
     culprits = [r for r in failed if not isinstance(r.error, ScanCancelled)] or failed
     failed = culprits

@@ -319,7 +319,7 @@ def _resolve(scope: Scope | None, alias: str) -> exp.Expr | Scope | None:
 def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
     """A LIMIT goes to the sources only for a plain filter over one table,
     directly or through its secure view, with every conjunct pushed."""
-    if len(refs) != 1 or not isinstance(tree, exp.Select) or not _plain_select(tree):
+    if len(refs) != 1 or not isinstance(tree, exp.Select) or not plain_select(tree):
         return
     limit = tree.args.get("limit")
     if limit is None or not (isinstance(limit.expression, exp.Literal) and limit.expression.is_int):
@@ -328,7 +328,7 @@ def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
     conjuncts = _conjunct_count(tree)
     if isinstance(source, exp.Subquery) and source.this.meta.get(SECURE_VIEW):
         view = source.this
-        if not _plain_select(view) or view.args.get("limit"):
+        if not plain_select(view) or view.args.get("limit"):
             return
         conjuncts += _conjunct_count(view)
     elif not isinstance(source, exp.Table):
@@ -344,7 +344,7 @@ def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
     refs[0].limit = int(limit.expression.this) + skip
 
 
-def _plain_select(select: exp.Select) -> bool:
+def plain_select(select: exp.Select) -> bool:
     """No joins, grouping, ordering, windows, aggregates or subqueries in this SELECT."""
     blocked = ("joins", "group", "having", "qualify", "distinct", "order", "windows")
     if any(select.args.get(arg) for arg in blocked):

@@ -19,11 +19,12 @@ from accord import tls
 from accord.errors import AccordError, ConfigError, grpc_status
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.identity import END_USER_METADATA, PartnerRegistry, Principal
-from broker.pipeline import QueryPipeline, encode_answer
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from broker.pipeline import QueryPipeline
 
 log = logging.getLogger("accord.broker")
 
@@ -51,12 +52,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         principal = await self._principal(context)
         try:
-            outcome = await self.pipeline.run(principal, request)
+            async for message in self.pipeline.answer(principal, request):
+                yield message
         except Exception as exc:
             await _abort(context, exc)
-            return
-        for message in encode_answer(outcome):
-            yield message
 
     async def Explain(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]

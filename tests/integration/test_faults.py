@@ -325,3 +325,16 @@ def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
         assert status(FAULTY) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert all(status(code) == health_pb2.HealthCheckResponse.SERVING for code in HEALTHY)
     faulty.assert_broker_healthy()
+
+
+def test_a_crash_mid_stream_voids_a_streamed_answer(faulty):
+    """A plain query streams batch by batch; BC dies after sending one batch.
+    Rows already sent cannot be taken back, so the answer is void: the call
+    ends in UNAVAILABLE naming BC, even though a partial answer was allowed."""
+    faulty.replace_with_fake("crash_mid_stream")
+    sql = "SELECT source, source_person_id FROM offenders"
+    with pytest.raises(grpc.RpcError) as caught:
+        timed_query(faulty, sql, allow_partial=True)
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "source BC: failed after part of its rows went out" in caught.value.details()
+    faulty.assert_broker_healthy()

@@ -1,0 +1,145 @@
+"""Streaming: a plain query over one table passes through batch by batch.
+
+``SELECT <columns and scalar expressions> FROM t WHERE ... [LIMIT n]`` over
+one secure view whose row filter needs no other table can be answered one
+source batch at a time: each batch goes through the view and the query in
+DuckDB and straight on to the caller, so the broker never holds a whole
+source in memory. Everything else (joins, aggregates, ordering, subqueries,
+aggregate-only roles) is merged whole (``broker.pipeline``).
+
+A source that fails after some of its rows went out cannot take them back:
+the query then fails, whatever ``allow_partial`` says, rather than pass off
+part of that source as all of it. One that fails before sending anything is
+left out of a partial answer as usual.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from sqlglot import exp
+
+from accord import ipc
+from accord.errors import ResourceExhausted, SourceUnavailable
+from accord.v1 import broker_pb2
+from broker.fanout import Budget, ScanResult, run_scans
+from broker.merge import SOURCE_COLUMN, aligned
+from broker.planner import SECURE_VIEW, plain_select
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from broker.planner import QueryPlan
+    from broker.policy.engine import PreparedQuery
+
+#: Batches read ahead of the caller: memory stays bounded by this many.
+QUEUE_DEPTH = 8
+
+
+def streamable(prepared: PreparedQuery) -> bool:
+    plan = prepared.plan
+    if prepared.min_group_size or len(plan.references) != 1 or len(plan.views) != 1:
+        return False
+    tree = plan.merge
+    if not isinstance(tree, exp.Select) or not plain_select(tree) or tree.args.get("offset"):
+        return False
+    _, view = plan.views[0]
+    source = tree.args["from_"].this
+    return bool(isinstance(source, exp.Table) and source.name == plan.views[0][0]
+                and view.meta.get(SECURE_VIEW) and plain_select(view))
+
+
+async def stream_answer(
+    pipeline: object, prepared: PreparedQuery, request: broker_pb2.QueryRequest,
+    query_id: str, scans_deadline: float, key: bytes, started: float,
+) -> AsyncIterator[broker_pb2.QueryResponse]:
+    """Header, batches as they come, trailer (see the module docstring)."""
+    from broker.pipeline import QueryPipeline, source_statuses
+
+    assert isinstance(pipeline, QueryPipeline)
+    plan = prepared.plan
+    ref = plan.references[0]
+    logical = pipeline.federation.tables[ref.table]
+    schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
+    merger = pipeline.merger
+    empty, _ = await asyncio.to_thread(merger.run, plan, {ref.ref_id: schema.empty_table()}, key)
+    yield broker_pb2.QueryResponse(header=broker_pb2.QueryHeader(
+        query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)))
+
+    limit = _limit(plan)
+    queue: asyncio.Queue[tuple[ScanResult, pa.RecordBatch] | None] = asyncio.Queue(QUEUE_DEPTH)
+    budget = Budget(pipeline.limits.max_source_rows, pipeline.limits.max_source_bytes)
+
+    async def scans() -> list[ScanResult]:
+        try:
+            return await run_scans(pipeline.clients, plan.references, query_id, scans_deadline,
+                                   fail_fast=not request.allow_partial, budget=budget,
+                                   sink=queue)  # type: ignore[arg-type]
+        finally:
+            with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now
+                queue.put_nowait(None)
+
+    task = asyncio.create_task(scans())
+    sent = 0
+    visible: dict[str, int] = {}
+    try:
+        while (item := await queue.get()) is not None:
+            result, batch = item
+            table = aligned(pa.Table.from_batches([batch]), result.source,
+                            logical.arrow_schema(result.spec.columns), schema)
+            answer, seen = await asyncio.to_thread(merger.run, plan, {ref.ref_id: table}, key)
+            for source, count in seen.items():
+                visible[source] = visible.get(source, 0) + count
+            if limit is not None:
+                answer = answer.slice(0, max(limit - sent, 0))
+            sent += answer.num_rows
+            if sent > pipeline.limits.max_result_rows:
+                raise ResourceExhausted(
+                    f"the answer passed {pipeline.limits.max_result_rows} rows "
+                    "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query")
+            for out in answer.to_batches(max_chunksize=ipc.BATCH_ROWS):
+                yield broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(out))
+            if limit is not None and sent >= limit:
+                break
+    finally:
+        if not task.done():
+            task.cancel()  # enough rows, or the caller left: stop every scan
+    try:
+        results = await task
+    except asyncio.CancelledError:  # stopped at the LIMIT: every source did its part
+        results = [ScanResult(s.source, ref, s) for s in ref.scans]
+    failed = _check_outcome(results, request)
+    yield broker_pb2.QueryResponse(trailer=broker_pb2.QueryTrailer(
+        query_id=query_id, sources=source_statuses(results, visible), rows=sent,
+        elapsed_ms=(time.monotonic() - started) * 1000, partial=bool(failed)))
+
+
+def _check_outcome(results: list[ScanResult],
+                   request: broker_pb2.QueryRequest) -> list[ScanResult]:
+    """Raises where the streamed answer cannot stand; returns the failed scans."""
+    from broker.pipeline import missing_sources_error
+
+    exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
+    if exhausted is not None:
+        raise exhausted
+    failed = [r for r in results if r.error is not None]
+    half_sent = [r for r in failed if r.rows]
+    if half_sent:
+        raise SourceUnavailable(", ".join(sorted({r.source for r in half_sent})),
+                                "failed after part of its rows went out; the answer is void, "
+                                "run the query again")
+    if failed and not request.allow_partial:
+        raise missing_sources_error(failed)
+    return failed
+
+
+def _limit(plan: QueryPlan) -> int | None:
+    limit = plan.merge.args.get("limit")
+    if limit is None:
+        return None
+    value = limit.expression
+    return int(value.this) if isinstance(value, exp.Literal) and value.is_int else None

@@ -338,3 +338,20 @@ def test_a_crash_mid_stream_voids_a_streamed_answer(faulty):
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "source BC: failed after part of its rows went out" in caught.value.details()
     faulty.assert_broker_healthy()
+
+
+def test_a_database_gone_behind_its_adapter_is_named(faulty):
+    """The adapter runs, its database does not answer: UNAVAILABLE naming BC."""
+    path = faulty.prepared.workdir.path / faulty.prepared.federation.sources[FAULTY].backend.path
+    hidden = path.with_suffix(".away")
+    path.rename(hidden)
+    try:
+        result = timed_query(faulty, ROWS_SQL, allow_partial=True)
+        assert_partial_without_bc(faulty, result, ROWS_SQL,
+                                  broker_pb2.SOURCE_STATE_UNAVAILABLE, "is missing")
+        with pytest.raises(grpc.RpcError) as caught:
+            timed_query(faulty, ROWS_SQL, allow_partial=False)
+        assert_only_bc_failed(caught.value, "is missing")
+    finally:
+        hidden.rename(path)
+    faulty.assert_broker_healthy()

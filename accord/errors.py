@@ -10,6 +10,7 @@
     │   ├── SourceUnavailable  the source could not be reached or is down
     │   │   └── CircuitOpen    failed repeatedly of late: not asked for now
     │   ├── SourceTimedOut     the source did not answer within the deadline
+    │   ├── SourceRefused      the source's adapter refused the scan
     │   └── ScanCancelled      stopped by the broker (another source failed)
     └── ResourceExhausted      a per-query limit was exceeded
 
@@ -63,6 +64,10 @@ class CircuitOpen(SourceUnavailable):
 
 class SourceTimedOut(SourceError):
     status = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class SourceRefused(SourceError):
+    status = grpc.StatusCode.PERMISSION_DENIED
 
 
 class ScanCancelled(SourceError):

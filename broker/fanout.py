@@ -29,6 +29,7 @@ from accord.errors import (
     ResourceExhausted,
     ScanCancelled,
     SourceError,
+    SourceRefused,
     SourceTimedOut,
     SourceUnavailable,
 )
@@ -289,4 +290,6 @@ def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
         return SourceTimedOut(source, "did not answer before the query's deadline")
     if code == grpc.StatusCode.UNAVAILABLE:
         return SourceUnavailable(source, f"unavailable: {detail}")
+    if code == grpc.StatusCode.PERMISSION_DENIED:
+        return SourceRefused(source, f"refused: {detail}")
     return SourceError(source, f"{code.name}: {detail}")

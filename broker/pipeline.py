@@ -21,6 +21,7 @@ from accord.errors import (
     InvalidQuery,
     ResourceExhausted,
     ScanCancelled,
+    SourceRefused,
     SourceTimedOut,
     SourceUnavailable,
 )
@@ -217,6 +218,7 @@ _STATE = {
     SourceTimedOut: broker_pb2.SOURCE_STATE_TIMED_OUT,
     SourceUnavailable: broker_pb2.SOURCE_STATE_UNAVAILABLE,
     CircuitOpen: broker_pb2.SOURCE_STATE_CIRCUIT_OPEN,
+    SourceRefused: broker_pb2.SOURCE_STATE_REFUSED,
 }
 
 

@@ -32,7 +32,7 @@ from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.serve import write_address
 from broker.workdir import DEFAULT_FEDERATION, Workdir
 
-MODES = ("hang", "malformed", "wrong_schema", "crash_mid_stream")
+MODES = ("hang", "malformed", "wrong_schema", "crash_mid_stream", "oversized", "refuse")
 #: Rows in the one batch crash_mid_stream sends before dying.
 CRASH_BATCH_ROWS = 3
 
@@ -80,6 +80,11 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
             wrong = pa.schema([*schema, pa.field("not_requested", pa.string())])
             yield self._header(wrong)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(sample_batch(wrong, 2)))
+        elif self.mode == "oversized":  # one message over the broker's receive limit
+            yield self._header(schema)
+            yield adapter_pb2.ScanResponse(arrow_batch=b"x" * (20 * 1024 * 1024))
+        elif self.mode == "refuse":
+            context.abort(grpc.StatusCode.PERMISSION_DENIED, "source BC does not release that")
         elif self.mode == "crash_mid_stream":
             yield self._header(schema)
             yield adapter_pb2.ScanResponse(

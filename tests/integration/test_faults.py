@@ -237,15 +237,16 @@ def test_a_hanging_adapter_times_out_and_the_others_answer_in_time(faulty):
 
 # (c) a malformed Arrow batch and (d) the wrong schema -----------------------
 
-@pytest.mark.parametrize(("mode", "error"), [
-    ("malformed", "malformed Arrow batch"),
-    ("wrong_schema", "answered with schema"),
+@pytest.mark.parametrize(("mode", "error", "state"), [
+    ("malformed", "malformed Arrow batch", broker_pb2.SOURCE_STATE_UNAVAILABLE),
+    ("wrong_schema", "answered with schema", broker_pb2.SOURCE_STATE_UNAVAILABLE),
+    ("oversized", "RESOURCE_EXHAUSTED", broker_pb2.SOURCE_STATE_ERROR),
+    ("refuse", "refused: source BC does not release", broker_pb2.SOURCE_STATE_REFUSED),
 ])
-def test_unusable_data_is_a_per_source_error(faulty, mode, error):
+def test_unusable_data_is_a_per_source_error(faulty, mode, error, state):
     faulty.replace_with_fake(mode)
     result = timed_query(faulty, ROWS_SQL, allow_partial=True)
-    assert_partial_without_bc(faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
-                              error)
+    assert_partial_without_bc(faulty, result, ROWS_SQL, state, error)
     with pytest.raises(grpc.RpcError) as caught:
         timed_query(faulty, ROWS_SQL, allow_partial=False)
     assert_only_bc_failed(caught.value, error)

@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import sqlglot
+from sqlglot import exp
+
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
 from broker.policy.aggregate import add_person_count, check_aggregate_query
@@ -23,8 +26,6 @@ from broker.policy.rewrite import (
 from broker.validate import parse_query
 
 if TYPE_CHECKING:
-    import sqlglot
-
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.model import Role
@@ -73,16 +74,12 @@ def prepare_query(
     return PreparedQuery(view, validated, rewritten, plan, masks, filters)
 
 
-def _tables_touched(tree: sqlglot.exp.Expr) -> list[str]:
-    from sqlglot import exp
-
+def _tables_touched(tree: exp.Expr) -> list[str]:
     return sorted({t.name for t in tree.find_all(exp.Table)})
 
 
 def describe_policy(view: RoleView, tables: list[str]) -> tuple[list[str], list[str]]:
     """Masks and row filters (principal bound) applied to ``tables``."""
-    import sqlglot
-
     masks, filters = [], []
     for table in tables:
         grant = view.role.tables.get(table)

@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--port-file", type=Path, help="write HOST:PORT here once serving")
+    serve.add_argument("--metrics-port", type=int, default=0,
+                       help="broker: port of /metrics (0 picks a free one; written to "
+                            "WORKDIR/run/broker-metrics.addr)")
     serve.add_argument("--endpoint", action="append", default=[],
                        metavar="SOURCE=HOST:PORT[,HOST:PORT]",
                        help="broker: where a source's adapter (and its replicas) listen; "

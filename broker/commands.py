@@ -41,7 +41,7 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
             raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT[,HOST:PORT...]")
         endpoints[code] = tuple(a for a in addresses.split(",") if a)
     serve_broker(workdir, args.federation, args.policies, args.host, args.port, endpoints,
-                 args.port_file)
+                 args.port_file, args.metrics_port)
     return 0
 
 

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.federation import Federation
+    from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
 
 
@@ -90,9 +91,10 @@ class AdapterClients:
     and one circuit breaker per source."""
 
     def __init__(self, federation: Federation, ca: Path, cert: Path, key: Path,
-                 breakers: Breakers | None = None) -> None:
+                 breakers: Breakers | None = None, metrics: BrokerMetrics | None = None) -> None:
         self.federation = federation
         self.breakers = breakers or Breakers()
+        self.metrics = metrics
         self._credentials = tls.channel_credentials(ca, cert, key)
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -214,6 +216,8 @@ async def _scan(
     except AccordError as exc:
         result.error = SourceUnavailable(source, f"sent unusable data: {exc}")
     result.elapsed_ms = (time.monotonic() - started) * 1000
+    if clients.metrics is not None and not explain_only:
+        clients.metrics.scan_done(source, result.error, result.elapsed_ms / 1000)
     if result.error is None:
         breaker.succeeded()
     else:

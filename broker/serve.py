@@ -21,6 +21,7 @@ from adapters.backends import open_backend
 from adapters.server import create_server as create_adapter_server
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
+from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
 from broker.server import create_server as create_broker_server
@@ -76,30 +77,35 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
 
 def serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
                  host: str, port: int, endpoints: dict[str, tuple[str, ...]],
-                 port_file: Path | None) -> None:
+                 port_file: Path | None, metrics_port: int = 0) -> None:
     asyncio.run(_serve_broker(workdir, federation_path, policies_dir, host, port,
-                              endpoints, port_file))
+                              endpoints, port_file, metrics_port))
 
 
 async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
                         host: str, port: int, endpoints: dict[str, tuple[str, ...]],
-                        port_file: Path | None) -> None:
+                        port_file: Path | None, metrics_port: int) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
     policies = PolicySet.load(policies_dir, federation)  # refuses to start on any error
     client_cert, client_key = workdir.pki.broker_client()
+    metrics = BrokerMetrics()
+    server_cert, server_key = workdir.pki.broker_server()
+    metrics.watch_certificates([workdir.pki.ca_cert(), server_cert, client_cert])
     breakers = Breakers()
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
-                             breakers)
+                             breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
-    server_cert, server_key = workdir.pki.broker_server()
     server, bound, health = await create_broker_server(
         policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
-        address=f"{host}:{port}",
+        address=f"{host}:{port}", metrics=metrics,
     )
+    metrics_port = metrics.serve(host, metrics_port)
+    write_address(workdir.run / "broker-metrics.addr", host, metrics_port)
     # Each source has a health entry that follows its circuit breaker:
     # NOT_SERVING while its circuit is open.
     for code in federation.sources:
         await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
+        metrics.circuit_changed(code, CircuitState.CLOSED)
     loop = asyncio.get_running_loop()
     updates: set[asyncio.Task[None]] = set()
 
@@ -109,13 +115,15 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
         task = loop.create_task(health.set(source_health_name(source), status))
         updates.add(task)
         task.add_done_callback(updates.discard)
+        metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     write_address(port_file, host, bound)
-    log.info("broker serving on %s:%d for %d sources", host, bound, len(federation.sources))
+    log.info("broker serving on %s:%d for %d sources; metrics on http://%s:%d/metrics",
+             host, bound, len(federation.sources), host, metrics_port)
     await stop.wait()
     await health.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE_S)

@@ -8,6 +8,7 @@ the registry does not know never reaches the pipeline. Errors are mapped to
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING
 
 import grpc
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
+    from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline
 
 log = logging.getLogger("accord.broker")
@@ -32,9 +34,11 @@ SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
 
 
 class BrokerService(broker_pb2_grpc.BrokerServicer):
-    def __init__(self, registry: PartnerRegistry, pipeline: QueryPipeline) -> None:
+    def __init__(self, registry: PartnerRegistry, pipeline: QueryPipeline,
+                 metrics: BrokerMetrics | None = None) -> None:
         self.registry = registry
         self.pipeline = pipeline
+        self.metrics = metrics
 
     async def _principal(self, context: grpc.aio.ServicerContext) -> Principal:  # type: ignore[type-arg]
         metadata = dict(context.invocation_metadata() or ())
@@ -50,12 +54,26 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     async def Query(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
+        started = time.monotonic()
         principal = await self._principal(context)
+        role = principal.partner.role
+        error: Exception | None = None
+        trailer = broker_pb2.QueryTrailer()
+        if self.metrics is not None:
+            self.metrics.inflight.inc()
         try:
             async for message in self.pipeline.answer(principal, request):
+                if message.WhichOneof("payload") == "trailer":
+                    trailer = message.trailer
                 yield message
         except Exception as exc:
+            error = exc
             await _abort(context, exc)
+        finally:
+            if self.metrics is not None:
+                self.metrics.inflight.dec()
+                self.metrics.query_done(role, error, started, trailer.rows,
+                                        trailer.suppressed_groups)
 
     async def Explain(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
@@ -91,10 +109,12 @@ async def create_server(
     cert: Path,
     key: Path,
     address: str = "127.0.0.1:0",
+    metrics: BrokerMetrics | None = None,
 ) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
     """Builds and starts the broker's server; returns it with its bound port."""
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
-    broker_pb2_grpc.add_BrokerServicer_to_server(BrokerService(registry, pipeline), server)
+    broker_pb2_grpc.add_BrokerServicer_to_server(BrokerService(registry, pipeline, metrics),
+                                                 server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -1,0 +1,134 @@
+"""Prometheus metrics of the broker, on their own port.
+
+Labels stay low-cardinality: roles, sources, outcomes and a fixed set of
+denial reasons; never SQL, a person or a query id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    start_http_server,
+)
+
+from accord.errors import AccordError, PolicyDenied, grpc_status
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+    from broker.breaker import CircuitState
+
+#: Outcome label of a query, by the status it ended with.
+_OUTCOMES = {
+    grpc.StatusCode.OK: "ok",
+    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
+    grpc.StatusCode.PERMISSION_DENIED: "denied",
+    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
+    grpc.StatusCode.UNAVAILABLE: "unavailable",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "exhausted",
+}
+
+#: Denial reasons, recognised from the rule a refusal names.
+_DENIAL_REASONS = (
+    ("purpose", "purpose"), ("case reference", "case_ref"), ("column", "column"),
+    ("table", "table"), ("aggregate", "aggregate_only"), ("group", "aggregate_only"),
+    ("dimension", "aggregate_only"), ("join", "aggregate_only"), ("attribute", "attribute"),
+)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+def query_outcome(error: BaseException | None) -> str:
+    if error is None:
+        return "ok"
+    status, _ = grpc_status(error)
+    return _OUTCOMES.get(status, "error")
+
+
+def denial_reason(error: PolicyDenied) -> str:
+    text = str(error).lower()
+    return next((reason for needle, reason in _DENIAL_REASONS if needle in text), "other")
+
+
+class BrokerMetrics:
+    """Every metric of one broker, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.queries = Counter("accord_queries", "Queries by role and outcome.",
+                               ["role", "outcome"], registry=r)
+        self.query_duration = Histogram("accord_query_duration_seconds",
+                                        "Time to answer a query.", ["role"],
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.source_requests = Counter("accord_source_requests",
+                                       "Scans sent to a source, by outcome.",
+                                       ["source", "outcome"], registry=r)
+        self.source_duration = Histogram("accord_source_duration_seconds",
+                                         "Time a source took for one scan.", ["source"],
+                                         buckets=_LATENCY_BUCKETS, registry=r)
+        self.rows_returned = Counter("accord_rows_returned", "Rows sent to partners.",
+                                     ["role"], registry=r)
+        self.denials = Counter("accord_policy_denials", "Queries refused by the policy.",
+                               ["role", "reason"], registry=r)
+        self.suppressed_groups = Counter("accord_suppressed_groups",
+                                         "Output groups suppressed for covering too few "
+                                         "persons.", ["role"], registry=r)
+        self.circuit_state = Gauge("accord_circuit_state",
+                                   "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                                   ["source"], registry=r)
+        self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.",
+                              registry=r)
+        self.certificate_expiry = Gauge("accord_certificate_expiry_timestamp_seconds",
+                                        "When a certificate the broker uses expires.",
+                                        ["subject"], registry=r)
+        self.build = Info("accord_build", "The broker's version.", registry=r)
+        try:
+            self.build.info({"version": version("accord")})
+        except PackageNotFoundError:
+            self.build.info({"version": "unknown"})
+
+    def query_done(self, role: str, error: BaseException | None, started: float,
+                   rows: int = 0, suppressed: int = 0) -> None:
+        self.queries.labels(role, query_outcome(error)).inc()
+        self.query_duration.labels(role).observe(time.monotonic() - started)
+        self.rows_returned.labels(role).inc(rows)
+        if suppressed:
+            self.suppressed_groups.labels(role).inc(suppressed)
+        if isinstance(error, PolicyDenied):
+            self.denials.labels(role, denial_reason(error)).inc()
+
+    def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
+        outcome = "ok" if error is None else type(error).__name__
+        self.source_requests.labels(source, outcome).inc()
+        self.source_duration.labels(source).observe(elapsed_s)
+
+    def circuit_changed(self, source: str, state: CircuitState) -> None:
+        self.circuit_state.labels(source).set(int(state))
+
+    def watch_certificates(self, paths: Iterable[Path]) -> None:
+        for path in paths:
+            cert = x509.load_pem_x509_certificate(path.read_bytes())
+            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+            subject = str(names[0].value) if names else path.stem
+            expiry = cert.not_valid_after_utc.replace(tzinfo=dt.UTC).timestamp()
+            self.certificate_expiry.labels(subject).set(expiry)
+
+    def serve(self, host: str, port: int) -> int:
+        """Starts /metrics on its own port; returns the port bound."""
+        server, _ = start_http_server(port, addr=host, registry=self.registry)
+        return int(server.server_port)

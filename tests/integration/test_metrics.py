@@ -1,0 +1,60 @@
+"""The broker's /metrics: queries, sources, denials, circuits, certificates."""
+
+from __future__ import annotations
+
+import urllib.request
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(running) -> dict[tuple[str, tuple], float]:
+    address = (running.workdir.run / "broker-metrics.addr").read_text().strip()
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(samples, name, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_queries_sources_and_denials_are_counted(running, crown):
+    before = scrape(running)
+    crown.query("SELECT count(*) FROM offenders")
+    with pytest.raises(grpc.RpcError):
+        crown.query("SELECT address FROM offenders")
+    after = scrape(running)
+    ok = ("accord_queries_total", {"role": "crown_attorney", "outcome": "ok"})
+    assert value(after, ok[0], **ok[1]) == value(before, ok[0], **ok[1]) + 1
+    denied = {"role": "crown_attorney", "reason": "column"}
+    assert value(after, "accord_policy_denials_total", **denied) == \
+        value(before, "accord_policy_denials_total", **denied) + 1
+    scans = {"source": "QC", "outcome": "ok"}
+    assert value(after, "accord_source_requests_total", **scans) > \
+        value(before, "accord_source_requests_total", **scans)
+    assert value(after, "accord_query_duration_seconds_count", role="crown_attorney") >= 2
+    assert value(after, "accord_inflight_queries") == 0
+
+
+def test_circuits_and_certificates_are_visible(running):
+    samples = scrape(running)
+    for source in ("CA-CSC", "BC", "ON", "QC", "SK", "YT"):
+        assert ("accord_circuit_state", (("source", source),)) in samples
+    assert value(samples, "accord_certificate_expiry_timestamp_seconds",
+                 subject="accord-broker") > 1.7e9
+    assert any(name == "accord_build_info" for name, _ in samples)
+
+
+def test_labels_carry_no_query_text_or_person(running, crown):
+    crown.query("SELECT surname FROM offenders WHERE fps_number = '1234567A'")
+    for _name, labels in scrape(running):
+        for _, label_value in labels:
+            assert "1234567A" not in label_value and "SELECT" not in label_value

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accord.errors import AccordError
 from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
             cmd.add_argument("--allow-partial", action="store_true",
                              help="answer from the sources that answered")
 
+    _add_admin_commands(sub, common)
+    return parser
+
+
+def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """catalog, certs, audit, policy and datagen."""
     catalog = sub.add_parser("catalog", parents=[common], help="what a partner may query")
     catalog.add_argument("--as", dest="partner", required=True)
     catalog.add_argument("--broker")
@@ -77,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
                                 help="create the CA and every hop's certificate")
     init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
+
+    audit = sub.add_parser("audit", parents=[common], help="the broker's audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    verify = audit_sub.add_parser("verify", parents=[common],
+                                  help="check the hash chain and the signed checkpoints")
+    verify.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    search = audit_sub.add_parser("search", parents=[common], help="records for a review")
+    search.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    for name in ("since", "until", "partner", "purpose", "case-ref", "fps"):
+        search.add_argument(f"--{name}")
 
     policy = sub.add_parser("policy", parents=[common], help="need-to-know policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
@@ -92,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
                               "sources whose backend is of that kind, or those named by --source")
     datagen.add_argument("--source", action="append", default=None, metavar="CODE",
                          help="with --target: load this source (repeatable)")
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +143,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
         "certs": commands.certs_init,
         "datagen": commands.datagen,
         "policy": commands.policy_check,
+        "audit": commands.audit,
     }
     return handlers[args.command](args, workdir)
 

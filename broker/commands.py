@@ -155,6 +155,35 @@ def init_certs(workdir: Workdir, federation_path: Path, policies_dir: Path,
     return layout
 
 
+def audit(args: argparse.Namespace, workdir: Workdir) -> int:
+    """``accord audit verify|search``: the exit status says whether the trail is intact."""
+    import datetime as dt
+    import json
+
+    from broker.audit import load_or_create_signing_key, search, verify
+
+    directory = args.path or workdir.audit_dir()
+    if args.audit_command == "verify":
+        key = workdir.audit_key()
+        public = load_or_create_signing_key(key).public_key() if key.is_file() else None
+        report = verify(directory, public)
+        print(f"{directory}: {report.records} records, {report.checkpoints} signed checkpoints")
+        if report.unverifiable_tail:
+            print(f"{report.unverifiable_tail} records after the last checkpoint: unverifiable "
+                  "tail (intact chain, not yet signed)")
+        if not report.ok:
+            print(f"TAMPERED: first bad record {report.first_bad}: {report.problem}")
+            return 1
+        print("intact")
+        return 0
+    since = dt.datetime.fromisoformat(args.since) if args.since else None
+    until = dt.datetime.fromisoformat(args.until) if args.until else None
+    for record in search(directory, since=since, until=until, partner=args.partner,
+                         purpose=args.purpose, case_ref=args.case_ref, fps=args.fps):
+        print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
 def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:
     from broker.policy.store import check_policies
 

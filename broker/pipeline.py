@@ -6,11 +6,12 @@ servicer (``broker.server``) only decodes requests and encodes these results.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -90,14 +91,19 @@ class QueryPipeline:
         now = time.monotonic()
         return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
-    async def answer(self, principal: Principal,
-                     request: broker_pb2.QueryRequest) -> AsyncIterator[broker_pb2.QueryResponse]:
+    async def answer(self, principal: Principal, request: broker_pb2.QueryRequest,
+                     notes: dict[str, Any] | None = None,
+                     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         """The response stream of one query: streamed batch by batch where the
-        query allows it (``broker.stream``), else merged whole."""
+        query allows it (``broker.stream``), else merged whole. ``notes``
+        receives what the audit record needs as soon as it is known."""
         started = time.monotonic()
         query_id = uuid.uuid4().hex
+        notes = {} if notes is None else notes
+        notes["query_id"] = query_id
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
+        notes.update(audit_details(prepared))
         if streamable(prepared):
             key = partner_key(self.mask_secret, principal.partner.name)
             async for message in stream_answer(self, prepared, request, query_id,
@@ -257,6 +263,20 @@ def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
         f"missing from the answer: {'; '.join(reasons)}. Retry later, or set "
         "allow_partial to accept an answer without them",
     )
+
+
+def audit_details(prepared: PreparedQuery) -> dict[str, Any]:
+    """What the audit keeps of a planned query (never any result data)."""
+    touched: dict[str, list[str]] = {}
+    for ref in prepared.plan.references:
+        touched.setdefault(ref.table, [])
+        touched[ref.table] = sorted({*touched[ref.table], *ref.columns})
+    return {
+        "rewritten_sql_sha256": hashlib.sha256(prepared.rewritten_sql.encode()).hexdigest(),
+        "tables": touched,
+        "masks": prepared.masks,
+        "row_filters": prepared.row_filters,
+    }
 
 
 def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:

@@ -19,6 +19,7 @@ from grpc_health.v1 import health_pb2
 from accord.federation import load_federation
 from adapters.backends import open_backend
 from adapters.server import create_server as create_adapter_server
+from broker.audit import AuditLog, load_or_create_signing_key
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
@@ -95,9 +96,14 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
                              breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
+    audit = AuditLog(workdir.audit_dir(), load_or_create_signing_key(workdir.audit_key()),
+                     instance=f"broker@{host}")
+    audit.append({"event": "start", "federation": federation.name,
+                  "sources": sorted(federation.sources), "roles": sorted(policies.roles),
+                  "partners": len(policies.registry.partners)})
     server, bound, health = await create_broker_server(
         policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
-        address=f"{host}:{port}", metrics=metrics,
+        address=f"{host}:{port}", metrics=metrics, audit=audit,
     )
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.run / "broker-metrics.addr", host, metrics_port)
@@ -128,4 +134,6 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     await health.enter_graceful_shutdown()
     await server.stop(SHUTDOWN_GRACE_S)
     await clients.close()
+    audit.append({"event": "stop"})
+    audit.close()  # a last signed checkpoint
     log.info("broker stopped")

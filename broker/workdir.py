@@ -5,6 +5,7 @@
       data/       the embedded sources' SQLite files
       run/        addresses of running servers (broker.addr, adapter-bc.addr)
       logs/       logs of processes started by `accord demo`
+      audit/      the broker's audit trail (`accord audit verify`)
 """
 
 from __future__ import annotations
@@ -35,6 +36,14 @@ class Workdir:
     @property
     def logs(self) -> Path:
         return self.path / "logs"
+
+    def audit_dir(self) -> Path:
+        """The broker's audit trail (hash-chained JSON lines, signed checkpoints)."""
+        return self.path / "audit"
+
+    def audit_key(self) -> Path:
+        """The broker's Ed25519 key for signing audit checkpoints."""
+        return self.path / "certs" / "audit.key"
 
     def mask_secret_file(self) -> Path:
         """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""

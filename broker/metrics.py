@@ -91,6 +91,11 @@ class BrokerMetrics:
         self.circuit_state = Gauge("accord_circuit_state",
                                    "Circuit breaker: 0 closed, 1 half-open, 2 open.",
                                    ["source"], registry=r)
+        self.audit_records = Counter("accord_audit_records", "Audit records written.",
+                                     registry=r)
+        self.audit_write_failures = Counter("accord_audit_write_failures",
+                                            "Audit records that could not be written "
+                                            "(their query failed).", registry=r)
         self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.",
                               registry=r)
         self.certificate_expiry = Gauge("accord_certificate_expiry_timestamp_seconds",

@@ -46,8 +46,16 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def _record(self, record: dict[str, Any]) -> None:
         """Writes one audit record durably, or raises AuditWriteError."""
-        if self.audit is not None:
+        if self.audit is None:
+            return
+        try:
             await asyncio.to_thread(self.audit.append, record)
+        except AuditWriteError:
+            if self.metrics is not None:
+                self.metrics.audit_write_failures.inc()
+            raise
+        if self.metrics is not None:
+            self.metrics.audit_records.inc()
 
     async def _principal(self, context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                          method: str) -> Principal:

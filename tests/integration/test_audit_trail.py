@@ -58,3 +58,51 @@ def test_the_trail_verifies_and_tampering_is_caught(running, crown, tmp_path, ca
     capsys.readouterr()
     assert main(["audit", "verify", str(copy), "--workdir", str(running.workdir.path)]) == 1
     assert "TAMPERED" in capsys.readouterr().out
+
+
+def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
+    """A broker whose audit trail refuses writes answers no query."""
+    import asyncio
+
+    from accord.errors import AccordError
+    from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
+    from broker.client import BrokerClient
+    from broker.fanout import AdapterClients
+    from broker.pipeline import QueryPipeline
+    from broker.server import create_server
+
+    class BrokenDisk(AuditLog):
+        def append(self, record):
+            raise AuditWriteError("the audit trail cannot be written")
+
+    federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
+    pki = running.workdir.pki
+    ca, (cert, key) = pki.ca_cert(), pki.broker_client()
+    audit = BrokenDisk(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
+    result: dict = {}
+
+    async def scenario():
+        clients = AdapterClients(federation, ca, cert, key)
+        pipeline = QueryPipeline(federation, clients, running.policy,
+                                 running.workdir.mask_secret())
+        server_cert, server_key = pki.broker_server()
+        server, port, _ = await create_server(running.policy.registry, pipeline, ca=ca,
+                                              cert=server_cert, key=server_key, audit=audit)
+
+        def ask():
+            partner = running.workdir.partner_credentials("crown_attorney")
+            with BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing",
+                              case_ref="R-1") as client:
+                try:
+                    result["answer"] = client.query("SELECT count(*) FROM offenders")
+                except (grpc.RpcError, RuntimeError, AccordError) as exc:
+                    result["error"] = exc
+
+        await asyncio.to_thread(ask)
+        await server.stop(None)
+        await clients.close()
+
+    asyncio.run(scenario())
+    assert "answer" not in result
+    assert isinstance(result["error"], grpc.RpcError)
+    assert result["error"].code() == grpc.StatusCode.UNAVAILABLE

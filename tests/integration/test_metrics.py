@@ -42,6 +42,9 @@ def test_queries_sources_and_denials_are_counted(running, crown):
         value(before, "accord_source_requests_total", **scans)
     assert value(after, "accord_query_duration_seconds_count", role="crown_attorney") >= 2
     assert value(after, "accord_inflight_queries") == 0
+    assert value(after, "accord_audit_records_total") >= \
+        value(before, "accord_audit_records_total") + 2
+    assert value(after, "accord_audit_write_failures_total") == 0
 
 
 def test_circuits_and_certificates_are_visible(running):

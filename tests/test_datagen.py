@@ -18,6 +18,7 @@ import pytest
 from accord.errors import ConfigError
 from accord.federation import Federation, TableMapping, load_federation
 from adapters.datagen import REFERENCE_DATE, generate, write_federation_data, write_sqlite
+from tests.readback import rows_to_logical
 
 REPO = Path(__file__).resolve().parent.parent
 FEDERATION_FILE = REPO / "deploy" / "federation.yaml"
@@ -57,28 +58,7 @@ def read_logical(federation: Federation, code: str, table: str, path: Path) -> p
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
             f'SELECT {select} FROM "{mapping.physical_table}" ORDER BY rowid').fetchall()
-    arrays = []
-    for name, type_name in logical.columns.items():
-        arrow_type = logical.arrow_schema().field(name).type
-        if name not in mapping.columns:
-            arrays.append(pa.nulls(len(rows), arrow_type))
-            continue
-        col = mapping.columns[name]
-        raw = [row[held.index(name)] for row in rows]
-        values: list[object]
-        if col.codes:
-            values = [None if v is None else col.codes[v] for v in raw]
-        elif type_name == "DATE":
-            values = [
-                None if v is None
-                else dt.datetime.strptime(v, col.date_format).date() if col.date_format
-                else dt.date.fromisoformat(v)
-                for v in raw
-            ]
-        else:
-            values = raw
-        arrays.append(pa.array(values, arrow_type))
-    return pa.Table.from_arrays(arrays, schema=logical.arrow_schema())
+    return rows_to_logical(federation, code, table, held, rows, native_dates=False)
 
 
 def fold(text: str | None) -> str | None:

@@ -26,6 +26,7 @@ from accord.errors import ConfigError
 from accord.federation import Backend, Federation, load_federation
 from adapters.datagen import generate, load_target, write_mysql, write_postgres
 from tests.integration.servers import unreachable
+from tests.readback import rows_to_logical
 
 pytestmark = pytest.mark.integration
 
@@ -159,38 +160,11 @@ def _select(federation: Federation, code: str, table: str, quote: str) -> tuple[
     return f"SELECT {columns} FROM {quote}{mapping.physical_table}{quote}", held
 
 
-def _to_logical(federation: Federation, code: str, table: str, held: list[str],
-                rows: list[tuple]) -> pa.Table:
-    logical = federation.tables[table]
-    mapping = federation.sources[code].tables[table]
-    arrays = []
-    for name, type_name in logical.columns.items():
-        arrow_type = logical.arrow_schema().field(name).type
-        if name not in mapping.columns:
-            arrays.append(pa.nulls(len(rows), arrow_type))
-            continue
-        col = mapping.columns[name]
-        raw = [row[held.index(name)] for row in rows]
-        values: list[object]
-        if col.codes:
-            values = [None if v is None else col.codes[v] for v in raw]
-        elif type_name == "DATE" and col.date_format:
-            values = [None if v is None else dt.datetime.strptime(v, col.date_format).date()
-                      for v in raw]
-        elif type_name == "DATE":
-            assert all(v is None or type(v) is dt.date for v in raw), (code, table, name)
-            values = raw
-        else:
-            values = raw
-        arrays.append(pa.array(values, arrow_type))
-    return pa.Table.from_arrays(arrays, schema=logical.arrow_schema())
-
-
 def read_postgres(url: str, federation: Federation, code: str, table: str) -> pa.Table:
     select, held = _select(federation, code, table, '"')
     with _postgres_connect(url, urlsplit(url).path.lstrip("/")) as conn:
         rows = conn.execute(select).fetchall()
-    return _to_logical(federation, code, table, held, rows)
+    return rows_to_logical(federation, code, table, held, rows, native_dates=True)
 
 
 def read_mysql(url: str, federation: Federation, code: str, table: str) -> pa.Table:
@@ -202,7 +176,7 @@ def read_mysql(url: str, federation: Federation, code: str, table: str) -> pa.Ta
         rows = cur.fetchall()
     finally:
         conn.close()
-    return _to_logical(federation, code, table, held, rows)
+    return rows_to_logical(federation, code, table, held, rows, native_dates=True)
 
 
 def ordered(table: pa.Table) -> pa.Table:

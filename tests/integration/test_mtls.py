@@ -18,6 +18,14 @@ NOW = dt.datetime.now(dt.UTC)
 SQL = "SELECT count(*) FROM offenders"
 
 
+def certificate(running, tmp_path, name, organization, from_day, to_day):
+    """A partner certificate from the federation CA, valid between two days from now."""
+    return issue_client_cert(running.workdir.pki, name, organization,
+                             not_before=NOW + dt.timedelta(days=from_day),
+                             not_after=NOW + dt.timedelta(days=to_day),
+                             out=(tmp_path / f"{name}.pem", tmp_path / f"{name}.key"))
+
+
 def query_as(running, cert, key, ca=None):
     ca = ca or running.workdir.pki.ca_cert()
     with BrokerClient(running.address, ca, cert, key) as client:
@@ -30,11 +38,7 @@ def test_registered_partner_is_served(running):
 
 
 def test_unregistered_certificate_from_the_federation_ca_is_refused(running, tmp_path):
-    layout = running.workdir.pki
-    cert, key = issue_client_cert(layout, "intruder", "Nobody Inc",
-                                  not_before=NOW - dt.timedelta(days=1),
-                                  not_after=NOW + dt.timedelta(days=1),
-                                  out=(tmp_path / "i.pem", tmp_path / "i.key"))
+    cert, key = certificate(running, tmp_path, "intruder", "Nobody Inc", -1, 1)
     with pytest.raises(grpc.RpcError) as caught:
         query_as(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -42,10 +46,7 @@ def test_unregistered_certificate_from_the_federation_ca_is_refused(running, tmp
 
 
 def test_registered_name_with_another_organization_is_refused(running, tmp_path):
-    cert, key = issue_client_cert(running.workdir.pki, "police", "Impostor Police",
-                                  not_before=NOW - dt.timedelta(days=1),
-                                  not_after=NOW + dt.timedelta(days=1),
-                                  out=(tmp_path / "p.pem", tmp_path / "p.key"))
+    cert, key = certificate(running, tmp_path, "police", "Impostor Police", -1, 1)
     with pytest.raises(grpc.RpcError) as caught:
         query_as(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -53,10 +54,7 @@ def test_registered_name_with_another_organization_is_refused(running, tmp_path)
 
 
 def test_expired_certificate_never_gets_through(running, tmp_path):
-    cert, key = issue_client_cert(running.workdir.pki, "police", "RCMP E Division",
-                                  not_before=NOW - dt.timedelta(days=30),
-                                  not_after=NOW - dt.timedelta(days=1),
-                                  out=(tmp_path / "e.pem", tmp_path / "e.key"))
+    cert, key = certificate(running, tmp_path, "police", "RCMP E Division", -30, -1)
     with pytest.raises(grpc.RpcError) as caught:
         query_as(running, cert, key)
     # Refused in the TLS handshake: the call never reaches a servicer.
@@ -109,10 +107,7 @@ def test_adapter_refuses_a_partner_even_with_a_valid_certificate(running):
 
 
 def test_adapter_refuses_a_certificate_claiming_to_be_the_broker(running, tmp_path):
-    cert, key = issue_client_cert(running.workdir.pki, "accord-broker", "Accord Federation",
-                                  not_before=NOW - dt.timedelta(days=1),
-                                  not_after=NOW + dt.timedelta(days=1),
-                                  out=(tmp_path / "b.pem", tmp_path / "b.key"))
+    cert, key = certificate(running, tmp_path, "accord-broker", "Accord Federation", -1, 1)
     with pytest.raises(grpc.RpcError) as caught:
         _adapter_call(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -10,6 +10,7 @@ another thread while it runs).
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from typing import TYPE_CHECKING, TypeVar
@@ -51,7 +52,9 @@ def prefetch(source: Iterator[T], depth: int = 4, name: str = "prefetch") -> Ite
             if close is not None:
                 close()
 
-    reader = threading.Thread(target=read, name=name, daemon=True)
+    # The reader logs in the consumer's context (its query id, for one).
+    context = contextvars.copy_context()
+    reader = threading.Thread(target=context.run, args=(read,), name=name, daemon=True)
     reader.start()
     try:
         while True:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+import time
 from concurrent import futures
 from typing import TYPE_CHECKING
 
@@ -25,14 +26,22 @@ from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
 
 from accord import ipc, tls
-from accord.errors import AccordError, PolicyDenied, SourceUnavailable, grpc_status
+from accord.errors import (
+    AccordError,
+    PolicyDenied,
+    ScanCancelled,
+    SourceUnavailable,
+    grpc_status,
+)
+from accord.logs import bind_query_id
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.convert import column_converters, physical_types, to_logical
+from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
 from adapters.translate import RULES, parse_predicate, plan_scan
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
     from accord.federation import Federation, LogicalTable, Release, Source
@@ -55,11 +64,13 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         source: Source,
         backend: Backend,
         allowed_fingerprints: Iterable[str],
+        metrics: AdapterMetrics | None = None,
     ) -> None:
         self.federation = federation
         self.source = source
         self.backend = backend
         self.allowed = frozenset(allowed_fingerprints)
+        self.metrics = metrics or AdapterMetrics(source.code)
         self._tokens = itertools.count()
 
     def _authorize(self, context: grpc.ServicerContext) -> None:
@@ -67,6 +78,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         if peer is None or fingerprint(peer[1]) not in self.allowed:
             who = peer[0] if peer else "a caller without a certificate"
             log.warning("refused %s: only the broker may call this adapter", who)
+            self.metrics.refused_callers.labels(self.source.code).inc()
             context.abort(grpc.StatusCode.PERMISSION_DENIED,
                           f"adapter {self.source.code} accepts only the Accord broker")
 
@@ -80,6 +92,19 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
     ) -> Iterator[adapter_pb2.ScanResponse]:
         self._authorize(context)
+        with bind_query_id(request.query_id):
+            try:
+                yield from self.metrics.observe(request.table, self._scan(request, context))
+            except ScanCancelled:
+                return  # the broker cancelled: the database statement was cancelled too
+            except AccordError as exc:
+                status, message = grpc_status(exc)
+                log.warning("scan of %s failed: %s", request.table, message)
+                context.abort(status, message)
+
+    def _scan(
+        self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
+    ) -> Iterator[adapter_pb2.ScanResponse]:
         token = f"{request.query_id}:{next(self._tokens)}"
         finished = threading.Event()
         # Runs when the call ends for any reason; only a call ended early
@@ -89,18 +114,24 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 self.backend.cancel(token)
 
         context.add_callback(ended)
-        remaining = context.time_remaining()
+        started, rows = time.monotonic(), 0
+
+        def counted(n: int) -> None:
+            nonlocal rows
+            rows += n
+            self.metrics.count_rows(request.table, n)
+
         try:
             yield from scan(self.federation, self.source, self.backend, request, token,
-                            timeout_s=remaining)
+                            timeout_s=context.time_remaining(), on_rows=counted)
             finished.set()
         except AccordError as exc:
             finished.set()
             if not context.is_active():
-                return  # the broker cancelled: the database statement was cancelled too
-            status, message = grpc_status(exc)
-            log.warning("scan %s failed: %s", token, message)
-            context.abort(status, message)
+                raise ScanCancelled(self.source.code, "the broker cancelled the scan") from exc
+            raise
+        log.info("scan of %s: %d rows in %.1f ms", request.table, rows,
+                 (time.monotonic() - started) * 1000)
 
 
 def describe(federation: Federation, source: Source) -> adapter_pb2.DescribeResponse:
@@ -125,6 +156,7 @@ def scan(
     request: adapter_pb2.ScanRequest,
     token: str,
     timeout_s: float | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[adapter_pb2.ScanResponse]:
     """The stream of one Scan: a header, then one message per Arrow batch."""
     mapping = source.tables.get(request.table)
@@ -156,6 +188,8 @@ def scan(
                               batch_rows=ipc.BATCH_ROWS, token=token, timeout_s=timeout_s)
     for batch in prefetch(batches, name=f"read-{token}"):
         logical = to_logical(batch, schema, converters, where)
+        if on_rows is not None:
+            on_rows(logical.num_rows)
         yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(logical))
 
 
@@ -183,6 +217,7 @@ def create_server(
     broker_certs: Iterable[Path],
     address: str = "127.0.0.1:0",
     max_workers: int = 16,
+    metrics: AdapterMetrics | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds and starts an adapter server; returns it with its bound port."""
     allowed = [fingerprint(p.read_bytes()) for p in broker_certs]
@@ -191,7 +226,7 @@ def create_server(
         options=tls.SERVER_OPTIONS,
     )
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        AdapterService(federation, source, backend, allowed), server
+        AdapterService(federation, source, backend, allowed, metrics), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -167,6 +167,10 @@ def _fsync_dir(directory: Path) -> None:
 
 # --------------------------------------------------------------------------- writer
 
+#: Below this much free space the broker stops serving rather than fail
+#: queries one by one when the disk fills.
+MIN_FREE_BYTES = 64 * 2**20
+
 
 class AuditLog:
     """Appends hash-chained, periodically signed records to ``directory``."""
@@ -298,6 +302,31 @@ class AuditLog:
             self._write_line(obj, moment)
             self._since_checkpoint += 1
             return removed
+
+    def probe(self, min_free_bytes: int = MIN_FREE_BYTES) -> str | None:
+        """Why the trail could not take a record now, or None if it could.
+
+        Also signs a checkpoint when one is due, so the last records of a
+        broker gone idle do not stay unsigned.
+        """
+        with self._lock:
+            if self._closed:
+                return "the audit trail is closed"
+            try:
+                if not os.access(self._dir, os.W_OK):
+                    return f"the audit directory {self._dir} is not writable"
+                stat = os.statvfs(self._dir)
+                if stat.f_bavail * stat.f_frsize < min_free_bytes:
+                    return (f"less than {min_free_bytes // 2**20} MiB free for the audit "
+                            f"trail in {self._dir}")
+                if self._fd is not None:
+                    os.fsync(self._fd)
+                if (self._since_checkpoint
+                        and time.monotonic() - self._last_checkpoint >= self._seconds):
+                    self._write_checkpoint(self._clock())
+            except (OSError, AuditWriteError) as exc:
+                return f"the audit trail cannot be written: {exc}"
+        return None
 
     def close(self) -> None:
         """Write a final checkpoint (if anything follows the last one) and close."""

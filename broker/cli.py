@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord import logs
 from accord.errors import AccordError
 from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
@@ -24,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--policies", type=Path, default=DEFAULT_POLICIES,
                         help="partner registry, roles and purposes (default: ./policies)")
     common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    common.add_argument("--log-format", choices=["json", "text"],
+                        help="json: one object per line with the query id (default for "
+                             "`serve`); text: for people (default otherwise)")
 
     parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "",
                                      parents=[common])
@@ -44,8 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--port-file", type=Path, help="write HOST:PORT here once serving")
     serve.add_argument("--metrics-port", type=int, default=0,
-                       help="broker: port of /metrics (0 picks a free one; written to "
-                            "WORKDIR/run/broker-metrics.addr)")
+                       help="port of /metrics (0 picks a free one; the address is written "
+                            "to WORKDIR/run/broker-metrics.addr or adapter-CODE-metrics.addr)")
     serve.add_argument("--endpoint", action="append", default=[],
                        metavar="SOURCE=HOST:PORT[,HOST:PORT]",
                        help="broker: where a source's adapter (and its replicas) listen; "
@@ -112,11 +116,11 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    serving = args.command == "serve"
+    service = "cli" if not serving else (
+        "broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
+    logs.configure(service, args.log_format or ("json" if serving else "text"),
+                   logging.DEBUG if args.verbose else logging.INFO)
     workdir = Workdir(args.workdir)
     try:
         return _dispatch(args, workdir)

@@ -32,7 +32,7 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
         if not args.source:
             raise ConfigError("`accord serve adapter` needs --source CODE")
         serve_adapter(workdir, args.federation, args.source, args.host, args.port,
-                      args.port_file)
+                      args.port_file, args.metrics_port)
         return 0
     endpoints: dict[str, tuple[str, ...]] = {}
     for item in args.endpoint:

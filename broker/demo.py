@@ -115,8 +115,12 @@ def run_demo(workdir: Workdir, federation_path: Path, policies_dir: Path, *,
                         print(f"({result.trailer.suppressed_groups} small groups suppressed)")
         if serve:
             wd = workdir.path
-            metrics = (workdir.run / "broker-metrics.addr").read_text().strip()
-            print(f"\nbroker metrics: http://{metrics}/metrics")
+            print("\nmetrics:")
+            for name, address in federation.metrics_addresses.items():
+                print(f"  {name:<12} http://{address}/metrics")
+            print(f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
+                  "(deploy/prometheus.yml)")
+            print(f"audit trail: {workdir.audit_dir()}")
             print(f"\nServing until Ctrl-C. In another shell:\n"
                   f"  accord query \"SELECT source, count(*) FROM offenders GROUP BY source\" "
                   f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"

@@ -4,6 +4,7 @@ source and the broker. Used by ``accord demo`` and by the integration tests.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -36,6 +37,8 @@ class LocalFederation:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.adapter_addresses: dict[str, str] = {}
         self.broker_address = ""
+        #: HOST:PORT of each process's /metrics, by process name ("broker", "adapter-bc").
+        self.metrics_addresses: dict[str, str] = {}
 
     def __enter__(self) -> LocalFederation:
         try:
@@ -89,6 +92,12 @@ class LocalFederation:
         endpoints = [f"--endpoint={c}={a}" for c, a in self.adapter_addresses.items()]
         self._spawn("broker", ["broker", *endpoints], self.workdir.broker_address_file())
         self.broker_address = self._wait_for("broker", self.workdir.broker_address_file())
+        # Each process writes its metrics address before its port file.
+        for name in self.processes:
+            path = self.workdir.metrics_address_file(name)
+            self.metrics_addresses[name] = path.read_text().strip()
+        write_prometheus_targets(self.workdir.prometheus_targets_dir(),
+                                 self.metrics_addresses)
 
     def stop(self) -> None:
         """SIGTERM everything (broker first), then wait; SIGKILL what lingers."""
@@ -106,5 +115,21 @@ class LocalFederation:
                 process.wait()
         self.processes.clear()
         for path in (self.workdir.broker_address_file(),
-                     *(self.workdir.adapter_address_file(c) for c in self.federation.sources)):
+                     *(self.workdir.adapter_address_file(c) for c in self.federation.sources),
+                     *(self.workdir.metrics_address_file(n) for n in self.metrics_addresses),
+                     *self.workdir.prometheus_targets_dir().glob("*.json")):
             path.unlink(missing_ok=True)
+        self.metrics_addresses.clear()
+
+
+def write_prometheus_targets(directory: Path, metrics_addresses: dict[str, str]) -> None:
+    """Prometheus ``file_sd_configs`` targets for the two jobs of
+    deploy/prometheus.yml: ``broker.json`` and ``adapters.json``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    jobs = {"broker": [a for n, a in metrics_addresses.items() if n == "broker"],
+            "adapters": [a for n, a in sorted(metrics_addresses.items()) if n != "broker"]}
+    for job, targets in jobs.items():
+        path = directory / f"{job}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": targets, "labels": {}}], indent=2) + "\n")
+        os.replace(tmp, path)  # Prometheus never reads half a file

@@ -6,29 +6,16 @@ denial reasons; never SQL, a person or a query id.
 
 from __future__ import annotations
 
-import datetime as dt
 import time
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    Info,
-    start_http_server,
-)
+from prometheus_client import Counter, Gauge, Histogram
 
 from accord.errors import AccordError, PolicyDenied, grpc_status
+from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics, scan_outcome
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
-    from pathlib import Path
-
     from broker.breaker import CircuitState
 
 #: Outcome label of a query, by the status it ended with.
@@ -49,9 +36,6 @@ _DENIAL_REASONS = (
     ("dimension", "aggregate_only"), ("join", "aggregate_only"), ("attribute", "attribute"),
 )
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
 def query_outcome(error: BaseException | None) -> str:
     if error is None:
         return "ok"
@@ -64,23 +48,23 @@ def denial_reason(error: PolicyDenied) -> str:
     return next((reason for needle, reason in _DENIAL_REASONS if needle in text), "other")
 
 
-class BrokerMetrics:
+class BrokerMetrics(ProcessMetrics):
     """Every metric of one broker, in a registry of its own."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
+        super().__init__("broker")
         r = self.registry
         self.queries = Counter("accord_queries", "Queries by role and outcome.",
                                ["role", "outcome"], registry=r)
         self.query_duration = Histogram("accord_query_duration_seconds",
                                         "Time to answer a query.", ["role"],
-                                        buckets=_LATENCY_BUCKETS, registry=r)
+                                        buckets=LATENCY_BUCKETS, registry=r)
         self.source_requests = Counter("accord_source_requests",
                                        "Scans sent to a source, by outcome.",
                                        ["source", "outcome"], registry=r)
         self.source_duration = Histogram("accord_source_duration_seconds",
                                          "Time a source took for one scan.", ["source"],
-                                         buckets=_LATENCY_BUCKETS, registry=r)
+                                         buckets=LATENCY_BUCKETS, registry=r)
         self.rows_returned = Counter("accord_rows_returned", "Rows sent to partners.",
                                      ["role"], registry=r)
         self.denials = Counter("accord_policy_denials", "Queries refused by the policy.",
@@ -98,14 +82,6 @@ class BrokerMetrics:
                                             "(their query failed).", registry=r)
         self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.",
                               registry=r)
-        self.certificate_expiry = Gauge("accord_certificate_expiry_timestamp_seconds",
-                                        "When a certificate the broker uses expires.",
-                                        ["subject"], registry=r)
-        self.build = Info("accord_build", "The broker's version.", registry=r)
-        try:
-            self.build.info({"version": version("accord")})
-        except PackageNotFoundError:
-            self.build.info({"version": "unknown"})
 
     def query_done(self, role: str, error: BaseException | None, started: float,
                    rows: int = 0, suppressed: int = 0) -> None:
@@ -118,22 +94,8 @@ class BrokerMetrics:
             self.denials.labels(role, denial_reason(error)).inc()
 
     def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
-        outcome = "ok" if error is None else type(error).__name__
-        self.source_requests.labels(source, outcome).inc()
+        self.source_requests.labels(source, scan_outcome(error)).inc()
         self.source_duration.labels(source).observe(elapsed_s)
 
     def circuit_changed(self, source: str, state: CircuitState) -> None:
         self.circuit_state.labels(source).set(int(state))
-
-    def watch_certificates(self, paths: Iterable[Path]) -> None:
-        for path in paths:
-            cert = x509.load_pem_x509_certificate(path.read_bytes())
-            names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-            subject = str(names[0].value) if names else path.stem
-            expiry = cert.not_valid_after_utc.replace(tzinfo=dt.UTC).timestamp()
-            self.certificate_expiry.labels(subject).set(expiry)
-
-    def serve(self, host: str, port: int) -> int:
-        """Starts /metrics on its own port; returns the port bound."""
-        server, _ = start_http_server(port, addr=host, registry=self.registry)
-        return int(server.server_port)

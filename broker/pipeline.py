@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import logging
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,8 @@ from accord.errors import (
     SourceTimedOut,
     SourceUnavailable,
 )
+from accord.logs import new_query_id
+from accord.telemetry import scan_outcome
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
@@ -92,13 +93,13 @@ class QueryPipeline:
         return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
     async def answer(self, principal: Principal, request: broker_pb2.QueryRequest,
-                     notes: dict[str, Any] | None = None,
+                     notes: dict[str, Any] | None = None, query_id: str = "",
                      ) -> AsyncIterator[broker_pb2.QueryResponse]:
         """The response stream of one query: streamed batch by batch where the
         query allows it (``broker.stream``), else merged whole. ``notes``
         receives what the audit record needs as soon as it is known."""
         started = time.monotonic()
-        query_id = uuid.uuid4().hex
+        query_id = query_id or new_query_id()
         notes = {} if notes is None else notes
         notes["query_id"] = query_id
         deadline, scans_deadline = self.deadline(request)
@@ -107,18 +108,18 @@ class QueryPipeline:
         if streamable(prepared):
             key = partner_key(self.mask_secret, principal.partner.name)
             async for message in stream_answer(self, prepared, request, query_id,
-                                               scans_deadline, key, started):
+                                               scans_deadline, key, started, notes):
                 yield message
             return
         outcome = await self._merged(principal, request, prepared, query_id, started,
-                                     deadline, scans_deadline)
+                                     deadline, scans_deadline, notes)
         for message in encode_answer(outcome):
             yield message
 
     async def run(self, principal: Principal, request: broker_pb2.QueryRequest) -> QueryOutcome:
         """One query merged whole (what ``answer`` does for non-streamable ones)."""
         started = time.monotonic()
-        query_id = uuid.uuid4().hex
+        query_id = new_query_id()
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         return await self._merged(principal, request, prepared, query_id, started,
@@ -126,11 +127,14 @@ class QueryPipeline:
 
     async def _merged(self, principal: Principal, request: broker_pb2.QueryRequest,
                       prepared: PreparedQuery, query_id: str, started: float,
-                      deadline: float, scans_deadline: float) -> QueryOutcome:
+                      deadline: float, scans_deadline: float,
+                      notes: dict[str, Any] | None = None) -> QueryOutcome:
         plan = prepared.plan
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
         results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
                                   fail_fast=not request.allow_partial, budget=budget)
+        if notes is not None:
+            notes["fetched"] = fetched_by_source(results)
         exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
         if exhausted is not None:
             raise exhausted
@@ -164,13 +168,13 @@ class QueryPipeline:
             partial=bool(failed),
             suppressed_groups=suppressed,
         )
-        log.info("query %s by %s: %d rows from %d scans in %.1f ms", query_id,
-                 principal.partner.name, table.num_rows, len(results), trailer.elapsed_ms)
+        log.info("answered %s: %d rows from %d scans in %.1f ms", principal.partner.name,
+                 table.num_rows, len(results), trailer.elapsed_ms)
         return QueryOutcome(query_id, table, trailer, prepared, results)
 
-    async def explain(self, principal: Principal,
-                      request: broker_pb2.QueryRequest) -> broker_pb2.ExplainResponse:
-        query_id = uuid.uuid4().hex
+    async def explain(self, principal: Principal, request: broker_pb2.QueryRequest,
+                      query_id: str = "") -> broker_pb2.ExplainResponse:
+        query_id = query_id or new_query_id()
         _, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         plan = prepared.plan
@@ -251,6 +255,23 @@ def source_statuses(results: list[ScanResult],
     for status in statuses.values():
         status.rows = (visible or {}).get(status.source, 0)
     return sorted(statuses.values(), key=lambda s: s.source)
+
+
+def fetched_by_source(results: list[ScanResult]) -> dict[str, dict[str, Any]]:
+    """What each source did: scans, outcome, rows and bytes sent (hidden rows
+    included). For the audit trail only: a caller must never learn these
+    counts (see ``source_statuses``)."""
+    fetched: dict[str, dict[str, Any]] = {}
+    for r in results:
+        totals = fetched.setdefault(r.source, {"scans": 0, "outcome": "ok", "error": "",
+                                               "rows": 0, "bytes": 0, "elapsed_ms": 0.0})
+        totals["scans"] += 1
+        totals["rows"] += r.rows
+        totals["bytes"] += r.bytes
+        totals["elapsed_ms"] = round(max(totals["elapsed_ms"], r.elapsed_ms), 1)
+        if r.error is not None and not totals["error"]:
+            totals["outcome"], totals["error"] = scan_outcome(r.error), r.error.reason
+    return fetched
 
 
 def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:

@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2
 
 from accord.federation import load_federation
 from adapters.backends import open_backend
+from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
 from broker.audit import AuditLog, load_or_create_signing_key
 from broker.breaker import Breakers, CircuitState
@@ -53,22 +54,27 @@ def write_address(path: Path | None, host: str, port: int) -> None:
 
 
 def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
-                  host: str, port: int, port_file: Path | None) -> None:
+                  host: str, port: int, port_file: Path | None, metrics_port: int = 0) -> None:
     federation = load_federation(federation_path)
     source = federation.source(source_code)
     backend = open_backend(source, workdir.path)
     cert, key = workdir.pki.adapter(source.code)
+    metrics = AdapterMetrics(source.code)
+    metrics.watch_certificates([workdir.pki.ca_cert(), cert])
     server, bound, health = create_adapter_server(
         federation, source, backend,
         ca=workdir.pki.ca_cert(), cert=cert, key=key,
         broker_certs=[workdir.pki.broker_client()[0]],
-        address=f"{host}:{port}",
+        address=f"{host}:{port}", metrics=metrics,
     )
+    metrics_port = metrics.serve(host, metrics_port)
+    write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     write_address(port_file, host, bound)
-    log.info("adapter %s (%s) serving on %s:%d", source.code, source.system, host, bound)
+    log.info("adapter %s (%s) serving on %s:%d; metrics on http://%s:%d/metrics",
+             source.code, source.system, host, bound, host, metrics_port)
     stop.wait()
     health.enter_graceful_shutdown()
     backend_done = server.stop(SHUTDOWN_GRACE_S)
@@ -101,12 +107,13 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     audit.append({"event": "start", "federation": federation.name,
                   "sources": sorted(federation.sources), "roles": sorted(policies.roles),
                   "partners": len(policies.registry.partners)})
-    server, bound, health = await create_broker_server(
+    server, bound, readiness = await create_broker_server(
         policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
         address=f"{host}:{port}", metrics=metrics, audit=audit,
     )
+    health = readiness.health
     metrics_port = metrics.serve(host, metrics_port)
-    write_address(workdir.run / "broker-metrics.addr", host, metrics_port)
+    write_address(workdir.metrics_address_file("broker"), host, metrics_port)
     # Each source has a health entry that follows its circuit breaker:
     # NOT_SERVING while its circuit is open.
     for code in federation.sources:
@@ -132,6 +139,7 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
              host, bound, len(federation.sources), host, metrics_port)
     await stop.wait()
     await health.enter_graceful_shutdown()
+    await readiness.stop()
     await server.stop(SHUTDOWN_GRACE_S)
     await clients.close()
     audit.append({"event": "stop"})

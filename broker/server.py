@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from accord import tls
 from accord.errors import AccordError, ConfigError, grpc_status
+from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.audit import AuditWriteError
 from broker.identity import END_USER_METADATA, PartnerRegistry, Principal
+from broker.readiness import Readiness
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,21 +40,27 @@ SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
 
 class BrokerService(broker_pb2_grpc.BrokerServicer):
     def __init__(self, registry: PartnerRegistry, pipeline: QueryPipeline,
-                 metrics: BrokerMetrics | None = None, audit: AuditLog | None = None) -> None:
+                 metrics: BrokerMetrics | None = None, audit: AuditLog | None = None,
+                 readiness: Readiness | None = None) -> None:
         self.registry = registry
         self.pipeline = pipeline
         self.metrics = metrics
         self.audit = audit
+        self.readiness = readiness
 
     async def _record(self, record: dict[str, Any]) -> None:
         """Writes one audit record durably, or raises AuditWriteError."""
         if self.audit is None:
             return
+        if current_query_id():
+            record.setdefault("query_id", current_query_id())
         try:
             await asyncio.to_thread(self.audit.append, record)
         except AuditWriteError:
             if self.metrics is not None:
                 self.metrics.audit_write_failures.inc()
+            if self.readiness is not None:
+                self.readiness.audit_failed()
             raise
         if self.metrics is not None:
             self.metrics.audit_records.inc()
@@ -81,6 +89,14 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         started = time.monotonic()
+        with bind_query_id(new_query_id()) as query_id:
+            async for message in self._query(request, context, started, query_id):
+                yield message
+
+    async def _query(
+        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        started: float, query_id: str,
+    ) -> AsyncIterator[broker_pb2.QueryResponse]:
         principal = await self._principal(context, "Query")
         role = principal.partner.role
         error: Exception | None = None
@@ -89,7 +105,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         if self.metrics is not None:
             self.metrics.inflight.inc()
         try:
-            async for message in self.pipeline.answer(principal, request, notes):
+            async for message in self.pipeline.answer(principal, request, notes, query_id):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
                     # Audited before the answer is complete: no record, no trailer.
@@ -114,12 +130,13 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     async def Explain(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
     ) -> broker_pb2.ExplainResponse:
-        principal = await self._principal(context, "Explain")
-        try:
-            return await self.pipeline.explain(principal, request)
-        except Exception as exc:
-            await _abort(context, exc)
-            raise
+        with bind_query_id(new_query_id()) as query_id:
+            principal = await self._principal(context, "Explain")
+            try:
+                return await self.pipeline.explain(principal, request, query_id)
+            except Exception as exc:
+                await _abort(context, exc)
+                raise
 
     async def GetCatalog(
         self, request: broker_pb2.CatalogRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
@@ -134,9 +151,11 @@ def query_record(principal: Principal, request: broker_pb2.QueryRequest,
     """The audit record of one query: who, why, what, from where; no result data."""
     partner = principal.partner
     status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
+    details = dict(notes)
+    fetched = details.pop("fetched", {})  # not a field of its own: merged into "sources"
     return {
         "event": "query",
-        **notes,
+        **details,
         "partner": partner.name,
         "organization": partner.organization,
         "role": partner.role,
@@ -146,11 +165,7 @@ def query_record(principal: Principal, request: broker_pb2.QueryRequest,
         "purpose": request.purpose,
         "case_ref": request.case_ref,
         "sql": request.sql,
-        "sources": [
-            {"source": s.source, "state": broker_pb2.SourceState.Name(s.state),
-             "rows": s.rows, "error": s.error}
-            for s in trailer.sources
-        ],
+        "sources": audited_sources(trailer, fetched),
         "rows_returned": trailer.rows,
         "groups_suppressed": trailer.suppressed_groups,
         "partial": trailer.partial,
@@ -158,6 +173,16 @@ def query_record(principal: Principal, request: broker_pb2.QueryRequest,
         "outcome": status.name,
         "error": message,
     }
+
+
+def audited_sources(trailer: broker_pb2.QueryTrailer,
+                    fetched: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each source contacted: how its scans ended, what it sent, and how many
+    of its rows the caller's views held (the trailer's count; none when the
+    query failed before its trailer)."""
+    visible = {s.source: s.rows for s in trailer.sources}
+    return [{"source": code, **sent, "visible_rows": visible.get(code, 0)}
+            for code, sent in sorted(fetched.items())]
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]
@@ -179,12 +204,19 @@ async def create_server(
     address: str = "127.0.0.1:0",
     metrics: BrokerMetrics | None = None,
     audit: AuditLog | None = None,
-) -> tuple[grpc.aio.Server, int, health_aio.HealthServicer]:
-    """Builds and starts the broker's server; returns it with its bound port."""
+    readiness_interval_s: float = 2.0,
+) -> tuple[grpc.aio.Server, int, Readiness]:
+    """Builds and starts the broker's server; returns it with its bound port
+    and its readiness, whose ``health`` servicer also serves per-source health.
+
+    Health (overall and for the Broker service) follows the readiness probe,
+    which runs until ``readiness.stop()`` or the end of the event loop.
+    """
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
-    broker_pb2_grpc.add_BrokerServicer_to_server(
-        BrokerService(registry, pipeline, metrics, audit), server)
     health_servicer = health_aio.HealthServicer()
+    readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
+    broker_pb2_grpc.add_BrokerServicer_to_server(
+        BrokerService(registry, pipeline, metrics, audit, readiness), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -193,6 +225,6 @@ async def create_server(
     if port == 0:
         raise ConfigError(f"the broker cannot listen on {address}")
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port, health_servicer
+    await readiness.check()
+    readiness.start()
+    return server, port, readiness

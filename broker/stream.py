@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from sqlglot import exp
@@ -56,9 +56,10 @@ def streamable(prepared: PreparedQuery) -> bool:
 async def stream_answer(
     pipeline: object, prepared: PreparedQuery, request: broker_pb2.QueryRequest,
     query_id: str, scans_deadline: float, key: bytes, started: float,
+    notes: dict[str, Any] | None = None,
 ) -> AsyncIterator[broker_pb2.QueryResponse]:
     """Header, batches as they come, trailer (see the module docstring)."""
-    from broker.pipeline import QueryPipeline, source_statuses
+    from broker.pipeline import QueryPipeline, fetched_by_source, source_statuses
 
     assert isinstance(pipeline, QueryPipeline)
     plan = prepared.plan
@@ -112,6 +113,8 @@ async def stream_answer(
         results = await task
     except asyncio.CancelledError:  # stopped at the LIMIT: every source did its part
         results = [ScanResult(s.source, ref, s) for s in ref.scans]
+    if notes is not None:
+        notes["fetched"] = fetched_by_source(results)
     failed = _check_outcome(results, request)
     yield broker_pb2.QueryResponse(trailer=broker_pb2.QueryTrailer(
         query_id=query_id, sources=source_statuses(results, visible), rows=sent,

@@ -66,6 +66,15 @@ class Workdir:
     def adapter_address_file(self, source: str) -> Path:
         return self.run / f"adapter-{source.lower()}.addr"
 
+    def metrics_address_file(self, component: str) -> Path:
+        """Where ``broker`` or ``adapter-CODE`` writes the HOST:PORT of its /metrics."""
+        return self.run / f"{component.lower()}-metrics.addr"
+
+    def prometheus_targets_dir(self) -> Path:
+        """Prometheus file-based discovery of the running federation's /metrics:
+        ``broker.json`` and ``adapters.json`` (see deploy/prometheus.yml)."""
+        return self.run / "prometheus"
+
     def broker_address(self) -> str:
         path = self.broker_address_file()
         if not path.is_file():

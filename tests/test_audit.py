@@ -95,6 +95,19 @@ def test_checkpoint_by_time(tmp_path: Path) -> None:
     assert types == [None, "checkpoint"] * 3
 
 
+def test_probe_signs_an_idle_tail_and_reports_what_would_fail(tmp_path: Path) -> None:
+    audit = make(tmp_path, 3, close=False, checkpoint_every=1000, checkpoint_seconds=3600)
+    assert audit.probe() is None
+    assert verify(tmp_path, PUB).unverifiable_tail == 3  # not due yet: nothing signed
+    audit._seconds = 0.0  # the checkpoint interval has passed
+    assert audit.probe() is None
+    report = verify(tmp_path, PUB)
+    assert report.ok and report.unverifiable_tail == 0 and report.checkpoints == 1
+    assert "MiB free" in (audit.probe(min_free_bytes=2**62) or "")
+    audit.close()
+    assert audit.probe() == "the audit trail is closed"
+
+
 def test_append_rejects_reserved_keys(tmp_path: Path) -> None:
     audit = AuditLog(tmp_path, KEY)
     with pytest.raises(ValueError, match="reserved"):

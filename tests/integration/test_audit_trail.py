@@ -61,9 +61,15 @@ def test_the_trail_verifies_and_tampering_is_caught(running, crown, tmp_path, ca
 
 
 def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
-    """A broker whose audit trail refuses writes answers no query."""
+    """A broker whose audit trail refuses writes answers no query, and its
+    health goes NOT_SERVING at once; once the trail is writable again, it
+    serves again."""
     import asyncio
+    import time
 
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from accord import tls
     from accord.errors import AccordError
     from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
     from broker.client import BrokerClient
@@ -72,37 +78,70 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     from broker.server import create_server
 
     class BrokenDisk(AuditLog):
+        broken = False
+
         def append(self, record):
-            raise AuditWriteError("the audit trail cannot be written")
+            if self.broken:
+                raise AuditWriteError("the audit trail cannot be written")
+            return super().append(record)
+
+        def probe(self, min_free_bytes=0):
+            return "disk full" if self.broken else super().probe(min_free_bytes)
 
     federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
     pki = running.workdir.pki
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     audit = BrokenDisk(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
-    result: dict = {}
+    partner = running.workdir.partner_credentials("crown_attorney")
+    seen: dict = {}
+
+    def ask(port):
+        with BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing",
+                          case_ref="R-1") as client:
+            try:
+                return client.query("SELECT count(*) FROM offenders")
+            except (grpc.RpcError, RuntimeError, AccordError) as exc:
+                return exc
+
+    def health_until(port, wanted, within_s=5.0):
+        with grpc.secure_channel(f"localhost:{port}",
+                                 tls.channel_credentials(*partner)) as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + within_s
+            while True:
+                statuses = {name: stub.Check(health_pb2.HealthCheckRequest(service=name),
+                                             timeout=5).status
+                            for name in ("", "accord.v1.Broker")}
+                if set(statuses.values()) == {wanted} or time.monotonic() > deadline:
+                    return statuses
+                time.sleep(0.05)
 
     async def scenario():
         clients = AdapterClients(federation, ca, cert, key)
         pipeline = QueryPipeline(federation, clients, running.policy,
                                  running.workdir.mask_secret())
         server_cert, server_key = pki.broker_server()
-        server, port, _ = await create_server(running.policy.registry, pipeline, ca=ca,
-                                              cert=server_cert, key=server_key, audit=audit)
-
-        def ask():
-            partner = running.workdir.partner_credentials("crown_attorney")
-            with BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing",
-                              case_ref="R-1") as client:
-                try:
-                    result["answer"] = client.query("SELECT count(*) FROM offenders")
-                except (grpc.RpcError, RuntimeError, AccordError) as exc:
-                    result["error"] = exc
-
-        await asyncio.to_thread(ask)
+        server, port, readiness = await create_server(
+            running.policy.registry, pipeline, ca=ca, cert=server_cert, key=server_key,
+            audit=audit, readiness_interval_s=30)  # only a failed write makes it probe
+        seen["healthy"] = await asyncio.to_thread(health_until, port, SERVING)
+        audit.broken = True
+        seen["refused"] = await asyncio.to_thread(ask, port)
+        seen["after_failure"] = await asyncio.to_thread(health_until, port, NOT_SERVING)
+        audit.broken = False
+        readiness.audit_failed()  # stands in for the next periodic probe
+        seen["repaired"] = await asyncio.to_thread(health_until, port, SERVING)
+        seen["answer"] = await asyncio.to_thread(ask, port)
+        await readiness.stop()
         await server.stop(None)
         await clients.close()
 
+    SERVING = health_pb2.HealthCheckResponse.SERVING
+    NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
     asyncio.run(scenario())
-    assert "answer" not in result
-    assert isinstance(result["error"], grpc.RpcError)
-    assert result["error"].code() == grpc.StatusCode.UNAVAILABLE
+    assert set(seen["healthy"].values()) == {SERVING}
+    assert isinstance(seen["refused"], grpc.RpcError)
+    assert seen["refused"].code() == grpc.StatusCode.UNAVAILABLE
+    assert set(seen["after_failure"].values()) == {NOT_SERVING}
+    assert set(seen["repaired"].values()) == {SERVING}
+    assert seen["answer"].table.num_rows == 1

@@ -1,0 +1,65 @@
+"""Prometheus metrics of one adapter, on their own port.
+
+What the broker cannot see from outside: how long the database took, what
+the adapter refused, how much it read. Labels are the source, the logical
+table and an outcome; never SQL, a predicate or a query id.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics, scan_outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from accord.v1 import adapter_pb2
+
+
+class AdapterMetrics(ProcessMetrics):
+    def __init__(self, source: str) -> None:
+        super().__init__("adapter")
+        self.source = source
+        r = self.registry
+        self.scans = Counter("accord_adapter_scans", "Scans served, by table and outcome.",
+                             ["source", "table", "outcome"], registry=r)
+        self.scan_duration = Histogram("accord_adapter_scan_duration_seconds",
+                                       "Time from a scan's arrival to its last batch.",
+                                       ["source"], buckets=LATENCY_BUCKETS, registry=r)
+        self.rows = Counter("accord_adapter_rows", "Rows sent to the broker.",
+                            ["source", "table"], registry=r)
+        self.bytes = Counter("accord_adapter_bytes", "Arrow IPC bytes sent to the broker.",
+                             ["source"], registry=r)
+        self.inflight = Gauge("accord_adapter_inflight_scans", "Scans being served now.",
+                              ["source"], registry=r)
+        self.refused_callers = Counter("accord_adapter_refused_callers",
+                                       "Calls refused for not coming from the broker.",
+                                       ["source"], registry=r)
+
+    def count_rows(self, table: str, rows: int) -> None:
+        self.rows.labels(self.source, table).inc(rows)
+
+    def observe(self, table: str, stream: Iterator[adapter_pb2.ScanResponse],
+                ) -> Iterator[adapter_pb2.ScanResponse]:
+        """Passes one scan's stream through, counting it; the outcome is
+        taken from how the stream ends (an early close is ``cancelled``)."""
+        started = time.monotonic()
+        outcome = "cancelled"
+        self.inflight.labels(self.source).inc()
+        try:
+            for message in stream:
+                if message.WhichOneof("payload") == "arrow_batch":
+                    self.bytes.labels(self.source).inc(len(message.arrow_batch))
+                yield message
+            outcome = "ok"
+        except Exception as exc:
+            outcome = scan_outcome(exc)
+            raise
+        finally:
+            self.inflight.labels(self.source).dec()
+            self.scans.labels(self.source, table, outcome).inc()
+            self.scan_duration.labels(self.source).observe(time.monotonic() - started)

@@ -1,0 +1,76 @@
+"""Whether the broker can serve, as gRPC health reports it.
+
+The broker does not start without a valid policy (a reload that fails keeps
+the policy in force), so what can change while it runs is the audit trail:
+a broker that cannot write audit records answers no query, and says so in
+health checks before callers find out one refusal at a time. The trail is
+probed every few seconds, and at once after a record could not be written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from grpc_health.v1 import health_pb2
+
+if TYPE_CHECKING:
+    from grpc_health.v1 import _async as health_aio
+
+    from broker.audit import AuditLog
+
+log = logging.getLogger("accord.readiness")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+class Readiness:
+    def __init__(self, health: health_aio.HealthServicer, services: tuple[str, ...],
+                 audit: AuditLog | None, interval_s: float = 2.0) -> None:
+        self.health = health
+        self.services = services
+        self.audit = audit
+        self.interval_s = interval_s
+        self.problem: str | None = None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def audit_failed(self) -> None:
+        """A record could not be written: probe now rather than at the next tick."""
+        self._wake.set()
+
+    async def check(self) -> str | None:
+        """Probes once and publishes the result; returns the problem, if any."""
+        problem = None if self.audit is None else await asyncio.to_thread(self.audit.probe)
+        if problem != self.problem:
+            if problem:
+                log.error("not serving: %s", problem)
+            else:
+                log.warning("serving again: the audit trail is writable")
+        self.problem = problem
+        status = NOT_SERVING if problem else SERVING
+        for name in self.services:
+            await self.health.set(name, status)
+        return problem
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="readiness")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
+            try:
+                await self.check()
+            except Exception:  # a probe must never stop the probing
+                log.exception("readiness probe failed")

@@ -39,6 +39,10 @@ class AdapterMetrics(ProcessMetrics):
         self.refused_callers = Counter("accord_adapter_refused_callers",
                                        "Calls refused for not coming from the broker.",
                                        ["source"], registry=r)
+        # Series a dashboard or an alert reads exist from the start, at zero:
+        # rate() and increase() cannot see a counter's first step otherwise.
+        for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
+            metric.labels(source)
 
     def count_rows(self, table: str, rows: int) -> None:
         self.rows.labels(self.source, table).inc(rows)

@@ -96,8 +96,10 @@ class LocalFederation:
         for name in self.processes:
             path = self.workdir.metrics_address_file(name)
             self.metrics_addresses[name] = path.read_text().strip()
-        write_prometheus_targets(self.workdir.prometheus_targets_dir(),
-                                 self.metrics_addresses)
+        write_prometheus_targets(
+            self.workdir.prometheus_targets_dir(), self.metrics_addresses["broker"],
+            {code: self.metrics_addresses[f"adapter-{code.lower()}"]
+             for code in self.federation.sources})
 
     def stop(self) -> None:
         """SIGTERM everything (broker first), then wait; SIGKILL what lingers."""
@@ -122,14 +124,20 @@ class LocalFederation:
         self.metrics_addresses.clear()
 
 
-def write_prometheus_targets(directory: Path, metrics_addresses: dict[str, str]) -> None:
+def write_prometheus_targets(directory: Path, broker: str, adapters: dict[str, str]) -> None:
     """Prometheus ``file_sd_configs`` targets for the two jobs of
-    deploy/prometheus.yml: ``broker.json`` and ``adapters.json``."""
+    deploy/prometheus.yml: ``broker.json``, and ``adapters.json`` with each
+    adapter labelled ``adapter="<source code>"`` so alerts name the system.
+    (Not ``source``: the adapters' own metrics carry that label, and a target
+    label of the same name would rename theirs to ``exported_source``.)"""
     directory.mkdir(parents=True, exist_ok=True)
-    jobs = {"broker": [a for n, a in metrics_addresses.items() if n == "broker"],
-            "adapters": [a for n, a in sorted(metrics_addresses.items()) if n != "broker"]}
-    for job, targets in jobs.items():
+    jobs = {
+        "broker": [{"targets": [broker], "labels": {}}],
+        "adapters": [{"targets": [address], "labels": {"adapter": code}}
+                     for code, address in sorted(adapters.items())],
+    }
+    for job, groups in jobs.items():
         path = directory / f"{job}.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps([{"targets": targets, "labels": {}}], indent=2) + "\n")
+        tmp.write_text(json.dumps(groups, indent=2) + "\n")
         os.replace(tmp, path)  # Prometheus never reads half a file

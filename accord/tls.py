@@ -8,9 +8,13 @@ broker).
 
 from __future__ import annotations
 
+import threading
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -27,6 +31,57 @@ def server_credentials(ca: Path, cert: Path, key: Path) -> grpc.ServerCredential
         root_certificates=_read(ca),  # only the federation CA is trusted
         require_client_auth=True,  # no certificate, no connection
     )
+
+
+class ReloadableServerCredentials:
+    """Server credentials whose certificate, key and trusted CA can be
+    replaced while the server runs (``reload``). gRPC asks for the new
+    configuration at the next handshake; connections already open keep theirs.
+    """
+
+    def __init__(self, ca: Path, cert: Path, key: Path) -> None:
+        self.ca, self.cert, self.key = ca, cert, key
+        self._lock = threading.Lock()
+        self._pending: grpc.ServerCertificateConfiguration | None = None
+        configuration, self.current = self._load()
+        # The fetcher may return None ("no change"); the stubs do not say so.
+        self.credentials = grpc.dynamic_ssl_server_credentials(
+            configuration, self._fetch,  # type: ignore[arg-type]
+            require_client_authentication=True)
+
+    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+        with self._lock:  # called by gRPC at each handshake; None keeps the current one
+            pending, self._pending = self._pending, None
+            return pending
+
+    def reload(self) -> x509.Certificate:
+        """Reads the files again; the next handshake uses them."""
+        configuration, cert = self._load()
+        with self._lock:
+            self._pending = configuration
+            self.current = cert
+        return cert
+
+    def _load(self) -> tuple[grpc.ServerCertificateConfiguration, x509.Certificate]:
+        """Refuses (ValueError) a certificate that is not valid now or does not
+        match its key, rather than have every handshake fail afterwards."""
+        cert_pem, key_pem, ca_pem = _read(self.cert), _read(self.key), _read(self.ca)
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        x509.load_pem_x509_certificates(ca_pem)  # the CA file parses
+        now = datetime.now(UTC)
+        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+            raise ValueError(f"{self.cert} is not valid now (valid "
+                             f"{cert.not_valid_before_utc:%Y-%m-%d} to "
+                             f"{cert.not_valid_after_utc:%Y-%m-%d})")
+        public = serialization.PublicFormat.SubjectPublicKeyInfo
+        encoding = serialization.Encoding.DER
+        if cert.public_key().public_bytes(encoding, public) != \
+                key.public_key().public_bytes(encoding, public):
+            raise ValueError(f"{self.key} is not the key of {self.cert}")
+        configuration = grpc.ssl_server_certificate_configuration(
+            [(key_pem, cert_pem)], root_certificates=ca_pem)
+        return configuration, cert
 
 
 def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredentials:

@@ -80,6 +80,8 @@ class BrokerMetrics(ProcessMetrics):
         self.audit_write_failures = Counter("accord_audit_write_failures",
                                             "Audit records that could not be written "
                                             "(their query failed).", registry=r)
+        self.reloads = Counter("accord_reloads", "Policy and certificate reloads, by outcome.",
+                               ["kind", "outcome"], registry=r)
         self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.",
                               registry=r)
 

@@ -70,6 +70,10 @@ class QueryPipeline:
         self.merger = Merger(federation)
         self.views: ViewCache = {}  # secure views built for this policy
 
+    def use_policies(self, policies: PolicySet) -> None:
+        """Puts a reloaded policy in force; secure views are rebuilt from it."""
+        self.policies, self.views = policies, {}
+
     def prepare(self, principal: Principal, request: broker_pb2.QueryRequest,
                 query_id: str) -> PreparedQuery:
         return prepare_query(

@@ -2,7 +2,8 @@
 
 Each writes its bound address to a file once it accepts calls (so a parent
 process knows when and where), and on SIGTERM or SIGINT goes NOT_SERVING in
-health checks, stops taking calls and lets in-flight ones finish.
+health checks, stops taking calls and lets in-flight ones finish. The broker
+reloads its policy and its certificate on SIGHUP (``broker.reload``).
 """
 
 from __future__ import annotations
@@ -17,16 +18,18 @@ from typing import TYPE_CHECKING
 from grpc_health.v1 import health_pb2
 
 from accord.federation import load_federation
+from accord.tls import ReloadableServerCredentials
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit import AuditLog, load_or_create_signing_key
+from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
-from broker.policy.store import PolicySet
+from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
+from broker.settings import load_audit_settings
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -37,6 +40,8 @@ log = logging.getLogger("accord.serve")
 
 #: Seconds in-flight calls get to finish on shutdown.
 SHUTDOWN_GRACE_S = 5.0
+#: Seconds between two passes of audit retention.
+PRUNE_EVERY_S = 24 * 3600.0
 
 
 def source_health_name(code: str) -> str:
@@ -82,6 +87,28 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
     log.info("adapter %s stopped", source.code)
 
 
+def open_audit(workdir: Workdir, instance: str) -> AuditLog:
+    """The work dir's audit trail, with the ACCORD_AUDIT_* settings."""
+    kept = load_audit_settings()
+    return AuditLog(workdir.audit_dir(), load_or_create_signing_key(workdir.audit_key()),
+                    instance=instance, retention_days=kept.retention_days,
+                    checkpoint_every=kept.checkpoint_records,
+                    checkpoint_seconds=kept.checkpoint_s, max_file_bytes=kept.file_bytes)
+
+
+async def prune_daily(audit: AuditLog) -> None:
+    """Drops audit files past retention, now and every day (each prune is
+    itself recorded in the chain)."""
+    while True:
+        try:
+            removed = await asyncio.to_thread(audit.prune)
+            if removed:
+                log.info("audit retention: removed %s", ", ".join(p.name for p in removed))
+        except AuditWriteError as exc:
+            log.error("audit retention: %s", exc)
+        await asyncio.sleep(PRUNE_EVERY_S)
+
+
 def serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
                  host: str, port: int, endpoints: dict[str, tuple[str, ...]],
                  port_file: Path | None, metrics_port: int = 0) -> None:
@@ -93,25 +120,30 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
                         host: str, port: int, endpoints: dict[str, tuple[str, ...]],
                         port_file: Path | None, metrics_port: int) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
-    policies = PolicySet.load(policies_dir, federation)  # refuses to start on any error
+    policies, policy_sha256 = load_policy(policies_dir, federation)  # any error: no start
     client_cert, client_key = workdir.pki.broker_client()
     metrics = BrokerMetrics()
     server_cert, server_key = workdir.pki.broker_server()
-    metrics.watch_certificates([workdir.pki.ca_cert(), server_cert, client_cert])
+    credentials = ReloadableServerCredentials(workdir.pki.ca_cert(), server_cert, server_key)
+    certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
+    metrics.watch_certificates(certificates)
     breakers = Breakers()
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
                              breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
-    audit = AuditLog(workdir.audit_dir(), load_or_create_signing_key(workdir.audit_key()),
-                     instance=f"broker@{host}")
+    audit = open_audit(workdir, instance=f"broker@{host}")
     audit.append({"event": "start", "federation": federation.name,
                   "sources": sorted(federation.sources), "roles": sorted(policies.roles),
-                  "partners": len(policies.registry.partners)})
+                  "partners": len(policies.registry.partners), "policy_sha256": policy_sha256,
+                  **certificate_details(credentials.current)})
+    metrics.audit_records.inc()
     server, bound, readiness = await create_broker_server(
-        policies.registry, pipeline, ca=workdir.pki.ca_cert(), cert=server_cert, key=server_key,
-        address=f"{host}:{port}", metrics=metrics, audit=audit,
+        pipeline, credentials.credentials, address=f"{host}:{port}", metrics=metrics,
+        audit=audit,
     )
     health = readiness.health
+    reloader = Reloader(policies_dir, federation, pipeline, credentials, certificates, audit,
+                        metrics, readiness)
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file("broker"), host, metrics_port)
     # Each source has a health entry that follows its circuit breaker:
@@ -131,17 +163,27 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
         metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
+    pruning = asyncio.create_task(prune_daily(audit), name="audit-retention")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+
+    def reload() -> None:
+        task = loop.create_task(reloader.reload(), name="reload")
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     write_address(port_file, host, bound)
     log.info("broker serving on %s:%d for %d sources; metrics on http://%s:%d/metrics",
              host, bound, len(federation.sources), host, metrics_port)
     await stop.wait()
     await health.enter_graceful_shutdown()
     await readiness.stop()
+    pruning.cancel()
     await server.stop(SHUTDOWN_GRACE_S)
     await clients.close()
     audit.append({"event": "stop"})
+    metrics.audit_records.inc()
     audit.close()  # a last signed checkpoint
     log.info("broker stopped")

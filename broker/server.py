@@ -27,7 +27,6 @@ from broker.readiness import Readiness
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
-    from pathlib import Path
 
     from broker.audit import AuditLog
     from broker.metrics import BrokerMetrics
@@ -39,31 +38,23 @@ SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
 
 
 class BrokerService(broker_pb2_grpc.BrokerServicer):
-    def __init__(self, registry: PartnerRegistry, pipeline: QueryPipeline,
-                 metrics: BrokerMetrics | None = None, audit: AuditLog | None = None,
-                 readiness: Readiness | None = None) -> None:
-        self.registry = registry
+    def __init__(self, pipeline: QueryPipeline, metrics: BrokerMetrics | None = None,
+                 audit: AuditLog | None = None, readiness: Readiness | None = None) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.audit = audit
         self.readiness = readiness
 
+    @property
+    def registry(self) -> PartnerRegistry:
+        """The partners of the policy in force (a reload replaces both at once)."""
+        return self.pipeline.policies.registry
+
     async def _record(self, record: dict[str, Any]) -> None:
         """Writes one audit record durably, or raises AuditWriteError."""
-        if self.audit is None:
-            return
         if current_query_id():
             record.setdefault("query_id", current_query_id())
-        try:
-            await asyncio.to_thread(self.audit.append, record)
-        except AuditWriteError:
-            if self.metrics is not None:
-                self.metrics.audit_write_failures.inc()
-            if self.readiness is not None:
-                self.readiness.audit_failed()
-            raise
-        if self.metrics is not None:
-            self.metrics.audit_records.inc()
+        await write_audit(record, self.audit, self.metrics, self.readiness)
 
     async def _principal(self, context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
                          method: str) -> Principal:
@@ -145,6 +136,25 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         return self.pipeline.catalog(principal)
 
 
+async def write_audit(record: dict[str, Any], audit: AuditLog | None,
+                      metrics: BrokerMetrics | None = None,
+                      readiness: Readiness | None = None) -> None:
+    """Writes one audit record durably, counting it; or raises AuditWriteError,
+    counting the failure and making the broker probe its trail at once."""
+    if audit is None:
+        return
+    try:
+        await asyncio.to_thread(audit.append, record)
+    except AuditWriteError:
+        if metrics is not None:
+            metrics.audit_write_failures.inc()
+        if readiness is not None:
+            readiness.audit_failed()
+        raise
+    if metrics is not None:
+        metrics.audit_records.inc()
+
+
 def query_record(principal: Principal, request: broker_pb2.QueryRequest,
                  notes: dict[str, Any], started: float, trailer: broker_pb2.QueryTrailer,
                  error: BaseException | None) -> dict[str, Any]:
@@ -195,12 +205,9 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
 
 
 async def create_server(
-    registry: PartnerRegistry,
     pipeline: QueryPipeline,
+    credentials: grpc.ServerCredentials,
     *,
-    ca: Path,
-    cert: Path,
-    key: Path,
     address: str = "127.0.0.1:0",
     metrics: BrokerMetrics | None = None,
     audit: AuditLog | None = None,
@@ -216,12 +223,12 @@ async def create_server(
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
     broker_pb2_grpc.add_BrokerServicer_to_server(
-        BrokerService(registry, pipeline, metrics, audit, readiness), server)
+        BrokerService(pipeline, metrics, audit, readiness), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_secure_port(address, tls.server_credentials(ca, cert, key))
+    port = server.add_secure_port(address, credentials)  # see accord.tls
     if port == 0:
         raise ConfigError(f"the broker cannot listen on {address}")
     await server.start()

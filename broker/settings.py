@@ -28,6 +28,10 @@ SETTINGS = (
     Setting("max_source_bytes", 2 * 1024**3, "Arrow bytes one source may send for one query"),
     Setting("max_result_rows", 2_000_000, "rows in one answer"),
     Setting("max_result_bytes", 1024**3, "Arrow bytes in one answer"),
+    Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
+    Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
+    Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
+    Setting("audit_file_mb", 64, "size at which an audit file rotates (it also rotates daily)"),
 )
 
 
@@ -41,7 +45,37 @@ class Limits:
     max_result_bytes: int
 
 
+@dataclass(frozen=True)
+class AuditSettings:
+    retention_days: int
+    checkpoint_records: int
+    checkpoint_s: float
+    file_bytes: int
+
+
 def load_limits(environ: dict[str, str] | None = None) -> Limits:
+    values = _values(environ)
+    return Limits(
+        default_timeout_s=values["default_timeout_s"],
+        max_timeout_s=values["max_timeout_s"],
+        max_source_rows=int(values["max_source_rows"]),
+        max_source_bytes=int(values["max_source_bytes"]),
+        max_result_rows=int(values["max_result_rows"]),
+        max_result_bytes=int(values["max_result_bytes"]),
+    )
+
+
+def load_audit_settings(environ: dict[str, str] | None = None) -> AuditSettings:
+    values = _values(environ)
+    return AuditSettings(
+        retention_days=int(values["audit_retention_days"]),
+        checkpoint_records=int(values["audit_checkpoint_records"]),
+        checkpoint_s=values["audit_checkpoint_s"],
+        file_bytes=int(values["audit_file_mb"] * 2**20),
+    )
+
+
+def _values(environ: dict[str, str] | None) -> dict[str, float]:
     environ = dict(os.environ if environ is None else environ)
     values: dict[str, float] = {}
     for setting in SETTINGS:
@@ -52,11 +86,4 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
             raise ConfigError(f"{setting.env}={raw!r} is not a number") from exc
         if values[setting.name] <= 0:
             raise ConfigError(f"{setting.env} must be positive")
-    return Limits(
-        default_timeout_s=values["default_timeout_s"],
-        max_timeout_s=values["max_timeout_s"],
-        max_source_rows=int(values["max_source_rows"]),
-        max_source_bytes=int(values["max_source_bytes"]),
-        max_result_rows=int(values["max_result_rows"]),
-        max_result_bytes=int(values["max_result_bytes"]),
-    )
+    return values

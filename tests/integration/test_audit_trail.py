@@ -122,7 +122,7 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
                                  running.workdir.mask_secret())
         server_cert, server_key = pki.broker_server()
         server, port, readiness = await create_server(
-            running.policy.registry, pipeline, ca=ca, cert=server_cert, key=server_key,
+            pipeline, tls.server_credentials(ca, server_cert, server_key),
             audit=audit, readiness_interval_s=30)  # only a failed write makes it probe
         seen["healthy"] = await asyncio.to_thread(health_until, port, SERVING)
         audit.broken = True

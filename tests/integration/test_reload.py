@@ -1,0 +1,168 @@
+"""SIGHUP reloads the broker's policy and certificate, all or nothing, and
+each attempt is an audit record.
+
+A federation of its own (the shared one must not see its policy change),
+started from a copy of policies/ that the tests edit.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography import x509
+
+from accord.federation import load_federation
+from adapters.datagen import write_federation_data
+from broker.audit import verify
+from broker.commands import init_certs
+from broker.launcher import LocalFederation
+from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from tests.integration.conftest import SCALE, SEED
+
+pytestmark = pytest.mark.integration
+
+COUNT = "SELECT count(*) AS n FROM offenders"
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory):
+    root = tmp_path_factory.mktemp("reload")
+    policies = root / "policies"
+    shutil.copytree(DEFAULT_POLICIES, policies)
+    workdir = Workdir(root / "work")
+    init_certs(workdir, DEFAULT_FEDERATION, policies)
+    write_federation_data(load_federation(DEFAULT_FEDERATION), workdir.path, seed=SEED,
+                          scale=SCALE)
+    with LocalFederation(workdir, DEFAULT_FEDERATION, policies) as launcher:
+        yield launcher, workdir, policies
+
+
+def audit_events(workdir: Workdir, event: str) -> list[dict]:
+    return [record for path in sorted(workdir.audit_dir().glob("audit-*.jsonl"))
+            for line in path.read_text().splitlines()
+            if (record := json.loads(line)).get("event") == event]
+
+
+def sighup_and_wait(launcher: LocalFederation, workdir: Workdir) -> tuple[dict, dict]:
+    """Sends SIGHUP; returns the new policy and certificate reload records."""
+    before = len(audit_events(workdir, "certificate_reload"))
+    launcher.processes["broker"].send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while len(audit_events(workdir, "certificate_reload")) == before:
+        assert time.monotonic() < deadline, "the broker did not record its reload"
+        time.sleep(0.05)
+    return (audit_events(workdir, "policy_reload")[-1],
+            audit_events(workdir, "certificate_reload")[-1])
+
+
+def ask(launcher, workdir, partner: str, purpose: str, sql: str = COUNT):
+    from broker.client import BrokerClient
+
+    ca, cert, key = workdir.partner_credentials(partner)
+    with BrokerClient(launcher.broker_address, ca, cert, key, purpose=purpose,
+                      case_ref="R-1") as client:
+        try:
+            return client.query(sql)
+        except grpc.RpcError as exc:
+            return exc
+
+
+def served_certificate(launcher, workdir) -> x509.Certificate:
+    """The certificate a new TLS connection to the broker is shown."""
+    ca, cert, key = workdir.partner_credentials("crown_attorney")
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    context.load_cert_chain(str(cert), str(key))
+    context.set_alpn_protocols(["h2"])
+    host, port = launcher.broker_address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as raw, \
+            context.wrap_socket(raw, server_hostname="localhost") as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der)
+
+
+def test_a_revoked_partner_is_refused_after_a_reload(federation):
+    launcher, workdir, policies = federation
+    assert not isinstance(ask(launcher, workdir, "police", "investigation"), grpc.RpcError)
+    partners = policies / "partners.yaml"
+    text = partners.read_text()
+    revoked = text.replace("  police:\n    organization: RCMP E Division\n    role: police\n"
+                           "    jurisdiction: BC\n", "")
+    assert revoked != text
+    partners.write_text(revoked)
+
+    policy, _certificate = sighup_and_wait(launcher, workdir)
+    assert policy["outcome"] == "OK" and len(policy["policy_sha256"]) == 64
+    start = audit_events(workdir, "start")[-1]
+    assert start["policy_sha256"] != policy["policy_sha256"]
+    refused = ask(launcher, workdir, "police", "investigation")
+    assert isinstance(refused, grpc.RpcError)
+    assert refused.code() in (grpc.StatusCode.PERMISSION_DENIED,
+                              grpc.StatusCode.UNAUTHENTICATED)
+    assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
+
+
+def test_a_broken_policy_is_refused_and_the_one_in_force_stays(federation):
+    launcher, workdir, policies = federation
+    purposes = policies / "purposes.yaml"
+    good = purposes.read_text()
+    purposes.write_text(good + "\n  : this is not YAML [\n")
+    try:
+        policy, _ = sighup_and_wait(launcher, workdir)
+    finally:
+        purposes.write_text(good)
+    assert policy["outcome"] == "FAILED" and "purposes.yaml" in policy["error"]
+    assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
+    assert isinstance(ask(launcher, workdir, "police", "investigation"), grpc.RpcError)
+
+
+def test_a_new_certificate_is_served_after_a_reload(federation):
+    launcher, workdir, policies = federation
+    old = served_certificate(launcher, workdir)
+    cert, key = workdir.pki.broker_server()
+    cert.unlink()
+    key.unlink()
+    init_certs(workdir, DEFAULT_FEDERATION, policies)  # issues what is missing
+    _, record = sighup_and_wait(launcher, workdir)
+    assert record["outcome"] == "OK"
+    new = served_certificate(launcher, workdir)
+    assert new.serial_number != old.serial_number
+    assert record["certificate_serial"] == str(new.serial_number)
+    assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
+
+
+def test_a_certificate_that_does_not_match_its_key_is_refused(federation):
+    launcher, workdir, _ = federation
+    serving = served_certificate(launcher, workdir)
+    cert, _key = workdir.pki.broker_server()
+    good = cert.read_bytes()
+    cert.write_bytes(workdir.pki.ca_cert().read_bytes())  # the CA's certificate, not the key's
+    try:
+        _, record = sighup_and_wait(launcher, workdir)
+    finally:
+        cert.write_bytes(good)
+    assert record["outcome"] == "FAILED" and "is not the key of" in record["error"]
+    assert served_certificate(launcher, workdir).serial_number == serving.serial_number
+    assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
+
+
+def test_reloads_are_counted_and_the_trail_still_verifies(federation):
+    import urllib.request
+
+    launcher, workdir, _ = federation
+    address = launcher.metrics_addresses["broker"]
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert 'accord_reloads_total{kind="policy",outcome="ok"}' in text
+    assert 'accord_reloads_total{kind="certificate",outcome="failed"}' in text
+    report = verify(Path(workdir.audit_dir()))
+    assert report.ok, report

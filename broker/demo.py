@@ -117,7 +117,7 @@ def run_demo(workdir: Workdir, federation_path: Path, policies_dir: Path, *,
             wd = workdir.path
             print("\nmetrics:")
             for name, address in federation.metrics_addresses.items():
-                print(f"  {name:<12} http://{address}/metrics")
+                print(f"  {name:<15} http://{address}/metrics")
             print(f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
                   "(deploy/prometheus.yml)")
             print(f"audit trail: {workdir.audit_dir()}")

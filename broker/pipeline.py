@@ -177,10 +177,13 @@ class QueryPipeline:
         return QueryOutcome(query_id, table, trailer, prepared, results)
 
     async def explain(self, principal: Principal, request: broker_pb2.QueryRequest,
-                      query_id: str = "") -> broker_pb2.ExplainResponse:
+                      query_id: str = "", notes: dict[str, Any] | None = None,
+                      ) -> broker_pb2.ExplainResponse:
         query_id = query_id or new_query_id()
         _, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
+        if notes is not None:
+            notes.update(audit_details(prepared))
         plan = prepared.plan
         results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
                                   explain_only=True)

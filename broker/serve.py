@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 from typing import TYPE_CHECKING
 
@@ -131,7 +132,7 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
                              breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
-    audit = open_audit(workdir, instance=f"broker@{host}")
+    audit = open_audit(workdir, instance=f"broker@{socket.gethostname()}:{host}:{port}")
     audit.append({"event": "start", "federation": federation.name,
                   "sources": sorted(federation.sources), "roles": sorted(policies.roles),
                   "partners": len(policies.registry.partners), "policy_sha256": policy_sha256,

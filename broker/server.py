@@ -121,19 +121,43 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     async def Explain(
         self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
     ) -> broker_pb2.ExplainResponse:
+        """Audited like a query (it shows the policy applied, and contacts the
+        sources), with ``event: explain``; no record, no plan."""
+        started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
             principal = await self._principal(context, "Explain")
+            notes: dict[str, Any] = {"query_id": query_id}
+            error: Exception | None = None
             try:
-                return await self.pipeline.explain(principal, request, query_id)
+                plan = await self.pipeline.explain(principal, request, query_id, notes)
             except Exception as exc:
-                await _abort(context, exc)
-                raise
+                error = exc
+            try:
+                await self._record({**query_record(principal, request, notes, started,
+                                                   broker_pb2.QueryTrailer(), error),
+                                    "event": "explain"})
+            except AuditWriteError as audit_error:
+                error = audit_error
+            if error is not None:
+                await _abort(context, error)
+                raise error
+            return plan
 
     async def GetCatalog(
         self, request: broker_pb2.CatalogRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
     ) -> broker_pb2.CatalogResponse:
-        principal = await self._principal(context, "GetCatalog")
-        return self.pipeline.catalog(principal)
+        with bind_query_id(new_query_id()):
+            principal = await self._principal(context, "GetCatalog")
+            partner = principal.partner
+            try:
+                await self._record({"event": "catalog", "partner": partner.name,
+                                    "organization": partner.organization, "role": partner.role,
+                                    "certificate_sha256": principal.fingerprint,
+                                    "end_user": principal.end_user, "outcome": "OK"})
+            except AuditWriteError as exc:
+                await _abort(context, exc)
+                raise
+            return self.pipeline.catalog(principal)
 
 
 async def write_audit(record: dict[str, Any], audit: AuditLog | None,

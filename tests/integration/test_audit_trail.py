@@ -38,6 +38,25 @@ def test_answered_and_refused_queries_are_audited(running, crown):
     assert not any("rows" in r and "table" in r for r in new)
     found = list(search(running.workdir.audit_dir(), fps="9999999Z"))
     assert [r["query_id"] for r in found] == [result.query_id]
+    # What each source sent (hidden rows included) is the operators' to know.
+    for source in answered["sources"]:
+        assert source["outcome"] == "ok" and source["scans"] == 1
+        assert source["rows"] == 0 and source["bytes"] >= 0 and source["visible_rows"] == 0
+
+
+def test_explain_and_catalog_are_audited(running, crown):
+    before = len(records(running))
+    plan = crown.explain("SELECT surname FROM offenders WHERE status = 'UAL'")
+    crown.catalog()
+    with pytest.raises(grpc.RpcError):
+        crown.explain("SELECT address FROM offenders")
+    new = records(running)[before:]
+    explained = next(r for r in new if r.get("query_id") == plan.query_id)
+    assert explained["event"] == "explain" and explained["outcome"] == "OK"
+    assert explained["rewritten_sql_sha256"] and "offenders" in explained["tables"]
+    assert [r["event"] for r in new if r["event"] == "catalog"] == ["catalog"]
+    refused = [r for r in new if r["event"] == "explain" and r["outcome"] != "OK"]
+    assert refused and refused[0]["outcome"] == "PERMISSION_DENIED"
 
 
 def test_the_trail_verifies_and_tampering_is_caught(running, crown, tmp_path, capsys):

@@ -88,6 +88,13 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
     log.info("adapter %s stopped", source.code)
 
 
+def broker_instance(host: str, port: int) -> str:
+    """The audit records' ``instance``: host and port, or, for a port picked
+    at random, the process."""
+    where = f"{host}:{port}" if port else f"pid-{os.getpid()}"
+    return f"broker@{socket.gethostname()}/{where}"
+
+
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
     """The work dir's audit trail, with the ACCORD_AUDIT_* settings."""
     kept = load_audit_settings()
@@ -132,7 +139,7 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
                              breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
-    audit = open_audit(workdir, instance=f"broker@{socket.gethostname()}:{host}:{port}")
+    audit = open_audit(workdir, broker_instance(host, port))
     audit.append({"event": "start", "federation": federation.name,
                   "sources": sorted(federation.sources), "roles": sorted(policies.roles),
                   "partners": len(policies.registry.partners), "policy_sha256": policy_sha256,

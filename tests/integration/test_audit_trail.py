@@ -164,3 +164,23 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     assert set(seen["after_failure"].values()) == {NOT_SERVING}
     assert set(seen["repaired"].values()) == {SERVING}
     assert seen["answer"].table.num_rows == 1
+
+
+def test_no_result_data_reaches_the_audit_trail_or_the_logs(running, crown):
+    """The values answered (names, birth dates) appear neither in the query's
+    audit record nor in any process's log lines about it. (Only this query's
+    own lines are read: other tests put generated names in their SQL.)"""
+    result = crown.query("SELECT surname, given_names, birth_date FROM offenders "
+                         "WHERE source = 'BC' ORDER BY surname LIMIT 50")
+    values = {str(v) for column in result.table.columns for v in column.to_pylist()
+              if v is not None and len(str(v)) >= 4}
+    assert len(values) > 20
+    audit_text = "\n".join(
+        line for p in sorted(running.workdir.audit_dir().glob("audit-*.jsonl"))
+        for line in p.read_text().splitlines() if result.query_id in line)
+    log_text = "\n".join(
+        line for p in sorted(running.workdir.logs.glob("*.log"))
+        for line in p.read_text().splitlines() if result.query_id in line)
+    assert audit_text.count("\n") == 0 and log_text.count("\n") >= 1  # broker and BC
+    assert sorted(v for v in values if v in audit_text) == []
+    assert sorted(v for v in values if v in log_text) == []

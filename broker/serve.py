@@ -30,6 +30,7 @@ from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
+from broker.server import write_audit
 from broker.settings import load_audit_settings
 
 if TYPE_CHECKING:
@@ -140,11 +141,11 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
                              breakers, metrics)
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
     audit = open_audit(workdir, broker_instance(host, port))
-    audit.append({"event": "start", "federation": federation.name,
-                  "sources": sorted(federation.sources), "roles": sorted(policies.roles),
-                  "partners": len(policies.registry.partners), "policy_sha256": policy_sha256,
-                  **certificate_details(credentials.current)})
-    metrics.audit_records.inc()
+    await write_audit({"event": "start", "federation": federation.name,
+                       "sources": sorted(federation.sources), "roles": sorted(policies.roles),
+                       "partners": len(policies.registry.partners),
+                       "policy_sha256": policy_sha256,
+                       **certificate_details(credentials.current)}, audit, metrics)
     server, bound, readiness = await create_broker_server(
         pipeline, credentials.credentials, address=f"{host}:{port}", metrics=metrics,
         audit=audit,
@@ -191,7 +192,6 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     pruning.cancel()
     await server.stop(SHUTDOWN_GRACE_S)
     await clients.close()
-    audit.append({"event": "stop"})
-    metrics.audit_records.inc()
+    await write_audit({"event": "stop"}, audit, metrics)
     audit.close()  # a last signed checkpoint
     log.info("broker stopped")

@@ -21,6 +21,7 @@ from accord.errors import (
     InvalidQuery,
     ResourceExhausted,
     ScanCancelled,
+    SourceError,
     SourceRefused,
     SourceTimedOut,
     SourceUnavailable,
@@ -239,6 +240,29 @@ _STATE = {
 }
 
 
+@dataclass
+class SourceTotals:
+    """One source over all its scans in a query."""
+
+    scans: int = 0
+    rows: int = 0  # sent by the source: hidden rows included
+    bytes: int = 0
+    elapsed_ms: float = 0.0  # the slowest scan
+    error: SourceError | None = None  # the first
+
+
+def totals_by_source(results: list[ScanResult]) -> dict[str, SourceTotals]:
+    totals: dict[str, SourceTotals] = {}
+    for r in results:
+        t = totals.setdefault(r.source, SourceTotals())
+        t.scans += 1
+        t.rows += r.rows
+        t.bytes += r.bytes
+        t.elapsed_ms = max(t.elapsed_ms, r.elapsed_ms)
+        t.error = t.error or r.error
+    return totals
+
+
 def source_statuses(results: list[ScanResult],
                     visible: dict[str, int] | None) -> list[broker_pb2.SourceStatus]:
     """Per source over all its scans: state, rows, slowest scan.
@@ -249,36 +273,28 @@ def source_statuses(results: list[ScanResult],
     (``visible`` is None): a source's count under their filter would give
     away a group the answer suppressed.
     """
-    statuses: dict[str, broker_pb2.SourceStatus] = {}
-    for r in results:
-        status = statuses.setdefault(
-            r.source, broker_pb2.SourceStatus(source=r.source, state=broker_pb2.SOURCE_STATE_OK)
+    return [
+        broker_pb2.SourceStatus(
+            source=source, scans=t.scans, elapsed_ms=t.elapsed_ms,
+            state=(broker_pb2.SOURCE_STATE_OK if t.error is None
+                   else _STATE.get(type(t.error), broker_pb2.SOURCE_STATE_ERROR)),
+            error=t.error.reason if t.error else "",
+            rows=(visible or {}).get(source, 0),
         )
-        status.scans += 1
-        status.elapsed_ms = max(status.elapsed_ms, r.elapsed_ms)
-        if r.error is not None and status.state == broker_pb2.SOURCE_STATE_OK:
-            status.state = _STATE.get(type(r.error), broker_pb2.SOURCE_STATE_ERROR)
-            status.error = r.error.reason
-    for status in statuses.values():
-        status.rows = (visible or {}).get(status.source, 0)
-    return sorted(statuses.values(), key=lambda s: s.source)
+        for source, t in sorted(totals_by_source(results).items())
+    ]
 
 
 def fetched_by_source(results: list[ScanResult]) -> dict[str, dict[str, Any]]:
     """What each source did: scans, outcome, rows and bytes sent (hidden rows
     included). For the audit trail only: a caller must never learn these
     counts (see ``source_statuses``)."""
-    fetched: dict[str, dict[str, Any]] = {}
-    for r in results:
-        totals = fetched.setdefault(r.source, {"scans": 0, "outcome": "ok", "error": "",
-                                               "rows": 0, "bytes": 0, "elapsed_ms": 0.0})
-        totals["scans"] += 1
-        totals["rows"] += r.rows
-        totals["bytes"] += r.bytes
-        totals["elapsed_ms"] = round(max(totals["elapsed_ms"], r.elapsed_ms), 1)
-        if r.error is not None and not totals["error"]:
-            totals["outcome"], totals["error"] = scan_outcome(r.error), r.error.reason
-    return fetched
+    return {
+        source: {"scans": t.scans, "outcome": scan_outcome(t.error),
+                 "error": t.error.reason if t.error else "", "rows": t.rows,
+                 "bytes": t.bytes, "elapsed_ms": round(t.elapsed_ms, 1)}
+        for source, t in totals_by_source(results).items()
+    }
 
 
 def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:

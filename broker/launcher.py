@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from accord.errors import ConfigError
 from accord.federation import load_federation
+from broker.workdir import write_text_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -130,14 +131,10 @@ def write_prometheus_targets(directory: Path, broker: str, adapters: dict[str, s
     adapter labelled ``adapter="<source code>"`` so alerts name the system.
     (Not ``source``: the adapters' own metrics carry that label, and a target
     label of the same name would rename theirs to ``exported_source``.)"""
-    directory.mkdir(parents=True, exist_ok=True)
     jobs = {
         "broker": [{"targets": [broker], "labels": {}}],
         "adapters": [{"targets": [address], "labels": {"adapter": code}}
                      for code, address in sorted(adapters.items())],
     }
     for job, groups in jobs.items():
-        path = directory / f"{job}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups, indent=2) + "\n")
-        os.replace(tmp, path)  # Prometheus never reads half a file
+        write_text_atomically(directory / f"{job}.json", json.dumps(groups, indent=2) + "\n")

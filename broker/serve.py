@@ -32,6 +32,7 @@ from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
 from broker.server import write_audit
 from broker.settings import load_audit_settings
+from broker.workdir import write_text_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -52,12 +53,8 @@ def source_health_name(code: str) -> str:
 
 
 def write_address(path: Path | None, host: str, port: int) -> None:
-    if path is None:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{host}:{port}\n")
-    os.replace(tmp, path)  # readers never see a half-written address
+    if path is not None:
+        write_text_atomically(path, f"{host}:{port}\n")
 
 
 def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,12 @@ class Workdir:
                 "run `accord certs init` (partners come from policies/partners.yaml)"
             )
         return self.pki.ca_cert(), cert, key
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Writes ``text`` so that readers (a parent process waiting for an
+    address, Prometheus reading targets) never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)

@@ -56,7 +56,7 @@ def api(base: str, path: str, **params: str) -> Any:
     return body["data"]
 
 
-def test_config(targets_dir: Path, tmp_path: Path) -> Path:
+def prometheus_config(targets_dir: Path, tmp_path: Path) -> Path:
     """deploy/prometheus.yml, pointed at this federation and scraping every second."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"].update(scrape_interval=f"{SCRAPE_S}s", evaluation_interval=f"{SCRAPE_S}s")
@@ -69,14 +69,11 @@ def test_config(targets_dir: Path, tmp_path: Path) -> Path:
     return path
 
 
-test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test
-
-
 @pytest.fixture(scope="module")
 def prometheus(running, tmp_path_factory):
     binary = require_prometheus()
     tmp = tmp_path_factory.mktemp("prometheus")
-    config = test_config(running.workdir.prometheus_targets_dir(), tmp)
+    config = prometheus_config(running.workdir.prometheus_targets_dir(), tmp)
     port = free_port()
     log = (tmp / "prometheus.log").open("wb")
     process = subprocess.Popen(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
@@ -72,12 +72,10 @@ class Reloader:
     audit: AuditLog
     metrics: BrokerMetrics
     readiness: Readiness | None = None
-    _lock: asyncio.Lock | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def reload(self) -> None:
         """Policy, then certificate; one audit record for each attempt."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
         async with self._lock:  # two SIGHUPs in a row reload one after the other
             await self._reload_policy()
             await self._reload_certificate()

@@ -128,15 +128,17 @@ class Backend:
             try:
                 return Path(ref).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ConfigError(f"cannot read the {self.kind} DSN from {ref}: "
-                                  f"{exc.strerror}") from exc
+                raise ConfigError(
+                    f"cannot read the {self.kind} DSN from {ref}: {exc.strerror}"
+                ) from exc
         return self.dsn
 
     @property
     def sql_dialect(self) -> str:
-        return self.dialect or {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[
-            self.kind
-        ]
+        return (
+            self.dialect
+            or {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[self.kind]
+        )
 
 
 @dataclass(frozen=True)
@@ -280,16 +282,22 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
     )
     if kind == "sqlite" and not backend.path:
         raise ConfigError(f"{where}: a sqlite backend needs a path")
-    if backend.dsn and not backend.dsn.startswith(("env:", "file:")) \
-            and urlsplit(backend.dsn).password:
-        raise ConfigError(f"{where}: the DSN holds a password; give it as env:NAME or "
-                          "file:PATH so no secret sits in the configuration")
+    if (
+        backend.dsn
+        and not backend.dsn.startswith(("env:", "file:"))
+        and urlsplit(backend.dsn).password
+    ):
+        raise ConfigError(
+            f"{where}: the DSN holds a password; give it as env:NAME or "
+            "file:PATH so no secret sits in the configuration"
+        )
     mappings: dict[str, TableMapping] = {}
     for table, tspec in _mapping(spec.get("tables"), f"{where}.tables").items():
         if table not in tables:
             raise ConfigError(f"{where}: table {table!r} is not in the logical model")
-        mappings[table] = _parse_table_mapping(tables[table], _mapping(tspec, f"{where}.{table}"),
-                                               where)
+        mappings[table] = _parse_table_mapping(
+            tables[table], _mapping(tspec, f"{where}.{table}"), where
+        )
     endpoints = tuple(str(e) for e in spec.get("endpoints") or ())
     release = {
         table: _parse_release(tables[table], rspec, f"{where}.release.{table}")
@@ -332,13 +340,12 @@ def _parse_release(table: LogicalTable, spec: Any, where: str) -> Release:
         if column not in table.columns:
             raise ConfigError(f"{where}: column {column!r} is not in logical table {table.name}")
     row_filter = spec.get("row_filter")
-    return Release(table.name, frozenset(columns - excluded),
-                   str(row_filter) if row_filter else None)
+    return Release(
+        table.name, frozenset(columns - excluded), str(row_filter) if row_filter else None
+    )
 
 
-def _parse_table_mapping(
-    table: LogicalTable, spec: dict[str, Any], where: str
-) -> TableMapping:
+def _parse_table_mapping(table: LogicalTable, spec: dict[str, Any], where: str) -> TableMapping:
     where = f"{where}.{table.name}"
     physical_table = str(spec.get("physical_table", ""))
     _identifier(physical_table, f"{where}.physical_table")

@@ -64,13 +64,18 @@ def configure(service: str, fmt: LogFormat = "json", level: int = logging.INFO) 
     handler.addFilter(_QueryContext(service))
     if fmt == "json":
         # timestamp: UTC, ISO 8601 to the microsecond, under the key "time"
-        handler.setFormatter(JsonFormatter(
-            "{levelname}{name}{service}{query_id}{message}", style="{", timestamp="time",
-            rename_fields={"levelname": "level", "name": "logger"},
-        ))
+        handler.setFormatter(
+            JsonFormatter(
+                "{levelname}{name}{service}{query_id}{message}",
+                style="{",
+                timestamp="time",
+                rename_fields={"levelname": "level", "name": "logger"},
+            )
+        )
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [%(query_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(query_id)s] %(message)s")
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -60,9 +60,12 @@ class ProcessMetrics:
         r = self.registry
         self.build = Info("accord_build", "The running Accord version.", registry=r)
         self.build.info({"version": accord_version(), "component": component})
-        self.certificate_expiry = Gauge("accord_certificate_expiry_timestamp_seconds",
-                                        "When a certificate this process uses expires.",
-                                        ["subject"], registry=r)
+        self.certificate_expiry = Gauge(
+            "accord_certificate_expiry_timestamp_seconds",
+            "When a certificate this process uses expires.",
+            ["subject"],
+            registry=r,
+        )
 
     def watch_certificates(self, paths: Iterable[Path]) -> None:
         """Records (again, after a reload) when each certificate expires."""

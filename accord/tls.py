@@ -46,8 +46,10 @@ class ReloadableServerCredentials:
         configuration, self.current = self._load()
         # The fetcher may return None ("no change"); the stubs do not say so.
         self.credentials = grpc.dynamic_ssl_server_credentials(
-            configuration, self._fetch,  # type: ignore[arg-type]
-            require_client_authentication=True)
+            configuration,
+            self._fetch,  # type: ignore[arg-type]
+            require_client_authentication=True,
+        )
 
     def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
         with self._lock:  # called by gRPC at each handshake; None keeps the current one
@@ -71,16 +73,20 @@ class ReloadableServerCredentials:
         x509.load_pem_x509_certificates(ca_pem)  # the CA file parses
         now = datetime.now(UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise ValueError(f"{self.cert} is not valid now (valid "
-                             f"{cert.not_valid_before_utc:%Y-%m-%d} to "
-                             f"{cert.not_valid_after_utc:%Y-%m-%d})")
+            raise ValueError(
+                f"{self.cert} is not valid now (valid "
+                f"{cert.not_valid_before_utc:%Y-%m-%d} to "
+                f"{cert.not_valid_after_utc:%Y-%m-%d})"
+            )
         public = serialization.PublicFormat.SubjectPublicKeyInfo
         encoding = serialization.Encoding.DER
-        if cert.public_key().public_bytes(encoding, public) != \
-                key.public_key().public_bytes(encoding, public):
+        if cert.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(
+            encoding, public
+        ):
             raise ValueError(f"{self.key} is not the key of {self.cert}")
         configuration = grpc.ssl_server_certificate_configuration(
-            [(key_pem, cert_pem)], root_certificates=ca_pem)
+            [(key_pem, cert_pem)], root_certificates=ca_pem
+        )
         return configuration, cert
 
 

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from accord.federation import ColumnMapping, LogicalTable, TableMapping
 
 
-
 class ConversionError(AccordError):
     """A stored value does not fit the logical model."""
 
@@ -36,8 +35,9 @@ def column_converters(
     return [_converter(table.columns[c], mapping.columns.get(c)) for c in columns]
 
 
-def _converter(logical_type: str, held: ColumnMapping | None
-               ) -> Callable[[pa.Array], pa.Array] | None:
+def _converter(
+    logical_type: str, held: ColumnMapping | None
+) -> Callable[[pa.Array], pa.Array] | None:
     if held is None:
         return None
     if held.codes:
@@ -72,8 +72,9 @@ def _iso_or_native_dates(array: pa.Array) -> pa.Array:
     return pc.cast(array, pa.date32())
 
 
-def physical_types(table: LogicalTable, mapping: TableMapping, columns: Sequence[str],
-                   native_dates: bool) -> list[pa.DataType]:
+def physical_types(
+    table: LogicalTable, mapping: TableMapping, columns: Sequence[str], native_dates: bool
+) -> list[pa.DataType]:
     """The Arrow type each selected column is stored as in the source."""
     types = []
     for column in columns:
@@ -88,8 +89,9 @@ def physical_types(table: LogicalTable, mapping: TableMapping, columns: Sequence
     return types
 
 
-def _first_bad(stored: pa.Array, target: pa.DataType,
-               convert: Callable[[pa.Array], pa.Array] | None) -> Any:
+def _first_bad(
+    stored: pa.Array, target: pa.DataType, convert: Callable[[pa.Array], pa.Array] | None
+) -> Any:
     """The first stored value that fails (the slow path, on errors only)."""
     for value in stored.to_pylist():
         if value is None:

@@ -25,20 +25,34 @@ class AdapterMetrics(ProcessMetrics):
         super().__init__("adapter")
         self.source = source
         r = self.registry
-        self.scans = Counter("accord_adapter_scans", "Scans served, by table and outcome.",
-                             ["source", "table", "outcome"], registry=r)
-        self.scan_duration = Histogram("accord_adapter_scan_duration_seconds",
-                                       "Time from a scan's arrival to its last batch.",
-                                       ["source"], buckets=LATENCY_BUCKETS, registry=r)
-        self.rows = Counter("accord_adapter_rows", "Rows sent to the broker.",
-                            ["source", "table"], registry=r)
-        self.bytes = Counter("accord_adapter_bytes", "Arrow IPC bytes sent to the broker.",
-                             ["source"], registry=r)
-        self.inflight = Gauge("accord_adapter_inflight_scans", "Scans being served now.",
-                              ["source"], registry=r)
-        self.refused_callers = Counter("accord_adapter_refused_callers",
-                                       "Calls refused for not coming from the broker.",
-                                       ["source"], registry=r)
+        self.scans = Counter(
+            "accord_adapter_scans",
+            "Scans served, by table and outcome.",
+            ["source", "table", "outcome"],
+            registry=r,
+        )
+        self.scan_duration = Histogram(
+            "accord_adapter_scan_duration_seconds",
+            "Time from a scan's arrival to its last batch.",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows = Counter(
+            "accord_adapter_rows", "Rows sent to the broker.", ["source", "table"], registry=r
+        )
+        self.bytes = Counter(
+            "accord_adapter_bytes", "Arrow IPC bytes sent to the broker.", ["source"], registry=r
+        )
+        self.inflight = Gauge(
+            "accord_adapter_inflight_scans", "Scans being served now.", ["source"], registry=r
+        )
+        self.refused_callers = Counter(
+            "accord_adapter_refused_callers",
+            "Calls refused for not coming from the broker.",
+            ["source"],
+            registry=r,
+        )
         # Series a dashboard or an alert reads exist from the start, at zero:
         # rate() and increase() cannot see a counter's first step otherwise.
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
@@ -47,8 +61,11 @@ class AdapterMetrics(ProcessMetrics):
     def count_rows(self, table: str, rows: int) -> None:
         self.rows.labels(self.source, table).inc(rows)
 
-    def observe(self, table: str, stream: Iterator[adapter_pb2.ScanResponse],
-                ) -> Iterator[adapter_pb2.ScanResponse]:
+    def observe(
+        self,
+        table: str,
+        stream: Iterator[adapter_pb2.ScanResponse],
+    ) -> Iterator[adapter_pb2.ScanResponse]:
         """Passes one scan's stream through, counting it; the outcome is
         taken from how the stream ends (an early close is ``cancelled``)."""
         started = time.monotonic()

@@ -79,8 +79,10 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             who = peer[0] if peer else "a caller without a certificate"
             log.warning("refused %s: only the broker may call this adapter", who)
             self.metrics.refused_callers.labels(self.source.code).inc()
-            context.abort(grpc.StatusCode.PERMISSION_DENIED,
-                          f"adapter {self.source.code} accepts only the Accord broker")
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"adapter {self.source.code} accepts only the Accord broker",
+            )
 
     def Describe(
         self, request: adapter_pb2.DescribeRequest, context: grpc.ServicerContext
@@ -107,6 +109,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
     ) -> Iterator[adapter_pb2.ScanResponse]:
         token = f"{request.query_id}:{next(self._tokens)}"
         finished = threading.Event()
+
         # Runs when the call ends for any reason; only a call ended early
         # (the broker cancelled, or its deadline passed) cancels the statement.
         def ended() -> None:
@@ -122,16 +125,27 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             self.metrics.count_rows(request.table, n)
 
         try:
-            yield from scan(self.federation, self.source, self.backend, request, token,
-                            timeout_s=context.time_remaining(), on_rows=counted)
+            yield from scan(
+                self.federation,
+                self.source,
+                self.backend,
+                request,
+                token,
+                timeout_s=context.time_remaining(),
+                on_rows=counted,
+            )
             finished.set()
         except AccordError as exc:
             finished.set()
             if not context.is_active():
                 raise ScanCancelled(self.source.code, "the broker cancelled the scan") from exc
             raise
-        log.info("scan of %s: %d rows in %.1f ms", request.table, rows,
-                 (time.monotonic() - started) * 1000)
+        log.info(
+            "scan of %s: %d rows in %.1f ms",
+            request.table,
+            rows,
+            (time.monotonic() - started) * 1000,
+        )
 
 
 def describe(federation: Federation, source: Source) -> adapter_pb2.DescribeResponse:
@@ -166,26 +180,41 @@ def scan(
     table = federation.tables[request.table]
     columns = list(request.columns)
     check_released(source.code, table, release, columns, request.predicate)
-    physical = plan_scan(table, mapping, columns, request.predicate, request.limit,
-                         backend.dialect, release.row_filter)
+    physical = plan_scan(
+        table,
+        mapping,
+        columns,
+        request.predicate,
+        request.limit,
+        backend.dialect,
+        release.row_filter,
+    )
     schema = table.arrow_schema(columns)
-    yield adapter_pb2.ScanResponse(header=adapter_pb2.ScanHeader(
-        source=source.code,
-        arrow_schema=ipc.schema_to_bytes(schema),
-        physical_sql=physical.sql,
-        pushed_predicates=physical.pushed,
-        residual_predicates=physical.residual,
-        superset_predicates=physical.superset,
-        limit_pushed=physical.limit_pushed,
-        dialect=physical.dialect,
-    ))
+    yield adapter_pb2.ScanResponse(
+        header=adapter_pb2.ScanHeader(
+            source=source.code,
+            arrow_schema=ipc.schema_to_bytes(schema),
+            physical_sql=physical.sql,
+            pushed_predicates=physical.pushed,
+            residual_predicates=physical.residual,
+            superset_predicates=physical.superset,
+            limit_pushed=physical.limit_pushed,
+            dialect=physical.dialect,
+        )
+    )
     if request.explain_only:
         return
     converters = column_converters(table, mapping, columns)
     stored = physical_types(table, mapping, columns, RULES[backend.dialect].native_dates)
     where = f"source {source.code} table {request.table}"
-    batches = backend.execute(physical.sql, physical.params, stored,
-                              batch_rows=ipc.BATCH_ROWS, token=token, timeout_s=timeout_s)
+    batches = backend.execute(
+        physical.sql,
+        physical.params,
+        stored,
+        batch_rows=ipc.BATCH_ROWS,
+        token=token,
+        timeout_s=timeout_s,
+    )
     for batch in prefetch(batches, name=f"read-{token}"):
         logical = to_logical(batch, schema, converters, where)
         if on_rows is not None:

@@ -31,9 +31,28 @@ from accord.federation import (
 #: Node types a Scan predicate may contain at all (DESIGN.md: columns,
 #: literals, comparisons, boolean logic, IN, LIKE, BETWEEN, IS NULL).
 PLAIN_NODES: tuple[type[exp.Expr], ...] = (
-    exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Neg, exp.Paren,
-    exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE,
-    exp.In, exp.Like, exp.Between, exp.Is, exp.Cast, exp.DataType,
+    exp.Column,
+    exp.Identifier,
+    exp.Literal,
+    exp.Boolean,
+    exp.Null,
+    exp.Neg,
+    exp.Paren,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.In,
+    exp.Like,
+    exp.Between,
+    exp.Is,
+    exp.Cast,
+    exp.DataType,
 )
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -112,11 +131,18 @@ class DialectRules:
 RULES: dict[str, DialectRules] = {
     # case_sensitive_like is set on every SQLite connection; BINARY collation
     "sqlite": DialectRules("sqlite"),
-    "postgres": DialectRules("postgres", text_range="collate_c", like_backslash_escapes=True,
-                             native_dates=True),
+    "postgres": DialectRules(
+        "postgres", text_range="collate_c", like_backslash_escapes=True, native_dates=True
+    ),
     # MariaDB/MySQL with a case- and accent-insensitive collation
-    "mysql": DialectRules("mysql", text_equality="superset", text_range="none", like="superset",
-                          like_backslash_escapes=True, native_dates=True),
+    "mysql": DialectRules(
+        "mysql",
+        text_equality="superset",
+        text_range="none",
+        like="superset",
+        like_backslash_escapes=True,
+        native_dates=True,
+    ),
 }
 
 
@@ -220,8 +246,9 @@ class _Translator:
     def translate(self, node: exp.Expr) -> exp.Expr:
         node = node.unnest()
         if isinstance(node, (exp.And, exp.Or)):
-            return node.__class__(this=self.translate(node.this),
-                                  expression=self.translate(node.expression))
+            return node.__class__(
+                this=self.translate(node.this), expression=self.translate(node.expression)
+            )
         if isinstance(node, exp.Not):
             inner = _Translator(self.table, self.mapping, self.rules)
             translated = inner.translate(node.this)
@@ -257,8 +284,7 @@ class _Translator:
             low = _literal_value(node.args["low"], logical_type)
             high = _literal_value(node.args["high"], logical_type)
             bounded = self._ordered(held, logical_type)
-            return exp.Between(this=bounded, low=self._bind(held, low),
-                               high=self._bind(held, high))
+            return exp.Between(this=bounded, low=self._bind(held, low), high=self._bind(held, high))
         value = _literal_value(node.expression, logical_type)
         if held.codes:
             if isinstance(node, exp.EQ):
@@ -276,8 +302,9 @@ class _Translator:
             ref = exp.column(held.physical, quoted=True)
         return node.__class__(this=ref, expression=self._bind(held, value))
 
-    def _like(self, node: exp.Expr, held: ColumnMapping, logical_type: str,
-              pattern: Any) -> exp.Expr:
+    def _like(
+        self, node: exp.Expr, held: ColumnMapping, logical_type: str, pattern: Any
+    ) -> exp.Expr:
         if logical_type != "VARCHAR":
             raise Untranslatable(node.sql())
         if self.rules.like_backslash_escapes and "\\" in str(pattern):
@@ -285,8 +312,7 @@ class _Translator:
         self._text_match(self.rules.like)
         return exp.column(held.physical, quoted=True)
 
-    def _in(self, held: ColumnMapping, values: list[Any], *, negate: bool,
-            text: bool) -> exp.Expr:
+    def _in(self, held: ColumnMapping, values: list[Any], *, negate: bool, text: bool) -> exp.Expr:
         """``column [NOT] IN values`` over the physical values that map onto ``values``."""
         if text:
             self._text_match(self.rules.text_equality, negated=negate)
@@ -312,9 +338,12 @@ class _Translator:
             raise Untranslatable("coded column")
         ref: exp.Expr = exp.column(held.physical, quoted=True)
         stored_as_text = logical_type == "VARCHAR" or (
-            logical_type == "DATE" and (held.date_format or not self.rules.native_dates))
-        if logical_type == "DATE" and held.date_format not in (None,
-                                                               *ORDER_PRESERVING_DATE_FORMATS):
+            logical_type == "DATE" and (held.date_format or not self.rules.native_dates)
+        )
+        if logical_type == "DATE" and held.date_format not in (
+            None,
+            *ORDER_PRESERVING_DATE_FORMATS,
+        ):
             raise Untranslatable(f"dates stored as {held.date_format} do not sort as text")
         if stored_as_text:
             if self.rules.text_range == "none":

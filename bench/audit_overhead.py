@@ -39,28 +39,33 @@ QUERIES = {
 
 async def measure(workdir: Workdir, launcher: LocalFederation, runs: int) -> dict:
     federation = load_federation(DEFAULT_FEDERATION).with_endpoints(
-        {c: (a,) for c, a in launcher.adapter_addresses.items()})
+        {c: (a,) for c, a in launcher.adapter_addresses.items()}
+    )
     policy = PolicySet.load(DEFAULT_POLICIES, federation)
     pki = workdir.pki
     client_cert, client_key = pki.broker_client()
     server_cert, server_key = pki.broker_server()
-    audit = AuditLog(workdir.path / "bench-audit",
-                     load_or_create_signing_key(workdir.path / "bench-audit.key"))
+    audit = AuditLog(
+        workdir.path / "bench-audit", load_or_create_signing_key(workdir.path / "bench-audit.key")
+    )
     brokers = {}
     for name, trail in (("audited", audit), ("no audit", None)):
         clients = AdapterClients(federation, pki.ca_cert(), client_cert, client_key)
         pipeline = QueryPipeline(federation, clients, policy, workdir.mask_secret())
         server, port, readiness = await create_server(
-            pipeline, tls.server_credentials(pki.ca_cert(), server_cert, server_key),
-            audit=trail)
+            pipeline, tls.server_credentials(pki.ca_cert(), server_cert, server_key), audit=trail
+        )
         brokers[name] = (server, port, readiness, clients)
     partner = workdir.partner_credentials("crown_attorney")
 
     def run_all() -> dict:
         timings: dict = {(q, b): [] for q in QUERIES for b in brokers}
-        sessions = {b: BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing",
-                                    case_ref="BENCH-1")
-                    for b, (_, port, _, _) in brokers.items()}
+        sessions = {
+            b: BrokerClient(
+                f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="BENCH-1"
+            )
+            for b, (_, port, _, _) in brokers.items()
+        }
         try:
             for _ in range(5):  # warm both: channels, views, caches
                 for sql in QUERIES.values():
@@ -101,8 +106,10 @@ def main() -> None:
     for q in QUERIES:
         plain = statistics.median(timings[q, "no audit"]) * 1000
         audited = statistics.median(timings[q, "audited"]) * 1000
-        print(f"{q:<18}{plain:>10.2f}ms{audited:>10.2f}ms{audited - plain:>+10.2f}ms"
-              f"{audited / plain:>7.2f}x")
+        print(
+            f"{q:<18}{plain:>10.2f}ms{audited:>10.2f}ms{audited - plain:>+10.2f}ms"
+            f"{audited / plain:>7.2f}x"
+        )
 
 
 if __name__ == "__main__":

@@ -45,15 +45,29 @@ def main() -> None:
         write_federation_data(load_federation(DEFAULT_FEDERATION), workdir.path, scale=0.01)
         with LocalFederation(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES) as launcher:
             ca, cert, key = workdir.partner_credentials("crown_attorney")
-            client = BrokerClient(launcher.broker_address, ca, cert, key,
-                                  purpose="bail_hearing", case_ref="BENCH-1")
+            client = BrokerClient(
+                launcher.broker_address, ca, cert, key, purpose="bail_hearing", case_ref="BENCH-1"
+            )
             healthy = [timed(client, args.timeout) for _ in range(args.runs)]
             port = launcher.adapter_addresses[HANGING].rsplit(":", 1)[1]
             launcher.processes[f"adapter-{HANGING.lower()}"].kill()
             fake = subprocess.Popen(
-                [sys.executable, "-m", "tests.integration.fake_adapter", "--mode", "hang",
-                 "--source", HANGING, "--workdir", str(workdir.path), "--port", port,
-                 "--port-file", str(workdir.run / "fake.addr")])
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.integration.fake_adapter",
+                    "--mode",
+                    "hang",
+                    "--source",
+                    HANGING,
+                    "--workdir",
+                    str(workdir.path),
+                    "--port",
+                    port,
+                    "--port-file",
+                    str(workdir.run / "fake.addr"),
+                ]
+            )
             try:
                 while not (workdir.run / "fake.addr").exists():
                     time.sleep(0.05)
@@ -62,10 +76,14 @@ def main() -> None:
                 fake.kill()
                 client.close()
     print(f"client deadline {args.timeout:.1f} s, {args.runs} runs each")
-    print(f"all six answer:   median {statistics.median(t for t, _ in healthy):.3f} s, "
-          f"{healthy[0][1]} sources in the answer")
-    print(f"{HANGING} hangs:          median {statistics.median(t for t, _ in hanging):.3f} s, "
-          f"{hanging[0][1]} sources in the answer (partial)")
+    print(
+        f"all six answer:   median {statistics.median(t for t, _ in healthy):.3f} s, "
+        f"{healthy[0][1]} sources in the answer"
+    )
+    print(
+        f"{HANGING} hangs:          median {statistics.median(t for t, _ in hanging):.3f} s, "
+        f"{hanging[0][1]} sources in the answer (partial)"
+    )
 
 
 if __name__ == "__main__":

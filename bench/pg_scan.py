@@ -88,14 +88,19 @@ def over_grpc(dsn: str, columns: list[str]) -> tuple[int, float]:
         pki = init_pki(Path(tmp), partners={}, adapters=[SOURCE])
         cert, key = pki.adapter(SOURCE)
         server, port, _ = create_server(
-            federation, federation.sources[SOURCE], backend, ca=pki.ca_cert(), cert=cert,
-            key=key, broker_certs=[pki.broker_client()[0]])
+            federation,
+            federation.sources[SOURCE],
+            backend,
+            ca=pki.ca_cert(),
+            cert=cert,
+            key=key,
+            broker_certs=[pki.broker_client()[0]],
+        )
         client_cert, client_key = pki.broker_client()
         channel = tls.channel_credentials(pki.ca_cert(), client_cert, client_key)
         import grpc
 
-        with grpc.secure_channel(f"localhost:{port}", channel,
-                                 options=tls.CHANNEL_OPTIONS) as ch:
+        with grpc.secure_channel(f"localhost:{port}", channel, options=tls.CHANNEL_OPTIONS) as ch:
             stub = adapter_pb2_grpc.AdapterStub(ch)
             request = adapter_pb2.ScanRequest(table=TABLE, columns=columns, query_id="bench")
             started = time.perf_counter()
@@ -112,10 +117,17 @@ def over_grpc(dsn: str, columns: list[str]) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs of each read, interleaved; the best of each is reported")
-    parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432",
-                        help="server DSN without a database name")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs of each read, interleaved; the best of each is reported",
+    )
+    parser.add_argument(
+        "--dsn",
+        default="postgresql://postgres@127.0.0.1:5432",
+        help="server DSN without a database name",
+    )
     args = parser.parse_args()
     name = f"accord_bench_{uuid.uuid4().hex[:8]}"
     federation = load_federation(DEFAULT_FEDERATION)

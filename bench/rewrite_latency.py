@@ -24,11 +24,11 @@ from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 
 QUERIES = {
     "filter": "SELECT surname, given_names, birth_date FROM offenders "
-              "WHERE status = 'UAL' AND surname LIKE 'B%' ORDER BY surname LIMIT 20",
+    "WHERE status = 'UAL' AND surname LIKE 'B%' ORDER BY surname LIMIT 20",
     "join": "SELECT o.surname, r.release_type, r.conditions FROM offenders o "
-            "JOIN releases r ON r.fps_number = o.fps_number WHERE r.status = 'ACTIVE'",
+    "JOIN releases r ON r.fps_number = o.fps_number WHERE r.status = 'ACTIVE'",
     "aggregate": "SELECT supervising_jurisdiction, count(*) FROM offenders "
-                 "GROUP BY supervising_jurisdiction",
+    "GROUP BY supervising_jurisdiction",
 }
 
 
@@ -53,12 +53,16 @@ def main() -> None:
     role = policy.roles["police"]
     print(f"{'query':<10} {'baseline ms':>12} {'policy ms':>10} {'p95 ms':>8} {'ratio':>6}")
     for name, sql in QUERIES.items():
-        baseline = timed(lambda sql=sql: plan_query(parse_query(sql, federation.tables),
-                                                    federation), args.runs)
+        baseline = timed(
+            lambda sql=sql: plan_query(parse_query(sql, federation.tables), federation), args.runs
+        )
         views: dict = {}  # the pipeline keeps built secure views per loaded policy
-        policed = timed(lambda sql=sql, views=views: prepare_query(
-            sql, principal, role, federation, purpose="investigation", case_ref="",
-            cache=views), args.runs)
+        policed = timed(
+            lambda sql=sql, views=views: prepare_query(
+                sql, principal, role, federation, purpose="investigation", case_ref="", cache=views
+            ),
+            args.runs,
+        )
         b, p = statistics.median(baseline), statistics.median(policed)
         p95 = statistics.quantiles(policed, n=20)[-1]
         print(f"{name:<10} {b:>12.2f} {p:>10.2f} {p95:>8.2f} {p / b:>5.1f}x")

@@ -317,12 +317,16 @@ class AuditLog:
                     return f"the audit directory {self._dir} is not writable"
                 stat = os.statvfs(self._dir)
                 if stat.f_bavail * stat.f_frsize < min_free_bytes:
-                    return (f"less than {min_free_bytes // 2**20} MiB free for the audit "
-                            f"trail in {self._dir}")
+                    return (
+                        f"less than {min_free_bytes // 2**20} MiB free for the audit "
+                        f"trail in {self._dir}"
+                    )
                 if self._fd is not None:
                     os.fsync(self._fd)
-                if (self._since_checkpoint
-                        and time.monotonic() - self._last_checkpoint >= self._seconds):
+                if (
+                    self._since_checkpoint
+                    and time.monotonic() - self._last_checkpoint >= self._seconds
+                ):
                     self._write_checkpoint(self._clock())
             except (OSError, AuditWriteError) as exc:
                 return f"the audit trail cannot be written: {exc}"

@@ -89,9 +89,14 @@ class Breakers:
     def __getitem__(self, source: str) -> CircuitBreaker:
         breaker = self._breakers.get(source)
         if breaker is None:
-            breaker = self._breakers.setdefault(source, CircuitBreaker(
-                self.failure_threshold, self.reset_timeout_s,
-                lambda state: self._notify(source, state)))
+            breaker = self._breakers.setdefault(
+                source,
+                CircuitBreaker(
+                    self.failure_threshold,
+                    self.reset_timeout_s,
+                    lambda state: self._notify(source, state),
+                ),
+            )
         return breaker
 
     def _notify(self, source: str, state: CircuitState) -> None:

@@ -18,27 +18,51 @@ if TYPE_CHECKING:
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--workdir", type=Path, default=Path(".accord"),
-                        help="certificates, data and run files (default: ./.accord)")
-    common.add_argument("--federation", type=Path, default=DEFAULT_FEDERATION,
-                        help="federation config: sources, endpoints, mappings")
-    common.add_argument("--policies", type=Path, default=DEFAULT_POLICIES,
-                        help="partner registry, roles and purposes (default: ./policies)")
+    common.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".accord"),
+        help="certificates, data and run files (default: ./.accord)",
+    )
+    common.add_argument(
+        "--federation",
+        type=Path,
+        default=DEFAULT_FEDERATION,
+        help="federation config: sources, endpoints, mappings",
+    )
+    common.add_argument(
+        "--policies",
+        type=Path,
+        default=DEFAULT_POLICIES,
+        help="partner registry, roles and purposes (default: ./policies)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    common.add_argument("--log-format", choices=["json", "text"],
-                        help="json: one object per line with the query id (default for "
-                             "`serve`); text: for people (default otherwise)")
+    common.add_argument(
+        "--log-format",
+        choices=["json", "text"],
+        help="json: one object per line with the query id (default for "
+        "`serve`); text: for people (default otherwise)",
+    )
 
-    parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "",
-                                     parents=[common])
+    parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "", parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    demo = sub.add_parser("demo", parents=[common],
-                          help="certs, data, six adapters and a broker on loopback; sample queries")
-    demo.add_argument("--serve", action="store_true",
-                      help="stay up until Ctrl-C instead of exiting after the samples")
-    demo.add_argument("--scale", type=float, default=0.02,
-                      help="synthetic data scale (1 = full size; default 0.02)")
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="certs, data, six adapters and a broker on loopback; sample queries",
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="stay up until Ctrl-C instead of exiting after the samples",
+    )
+    demo.add_argument(
+        "--scale",
+        type=float,
+        default=0.02,
+        help="synthetic data scale (1 = full size; default 0.02)",
+    )
     demo.add_argument("--seed", type=int, default=7)
 
     serve = sub.add_parser("serve", parents=[common], help="run the broker or one adapter")
@@ -47,20 +71,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument("--port-file", type=Path, help="write HOST:PORT here once serving")
-    serve.add_argument("--metrics-port", type=int, default=0,
-                       help="port of /metrics (0 picks a free one; the address is written "
-                            "to WORKDIR/run/broker-metrics.addr or adapter-CODE-metrics.addr)")
-    serve.add_argument("--endpoint", action="append", default=[],
-                       metavar="SOURCE=HOST:PORT[,HOST:PORT]",
-                       help="broker: where a source's adapter (and its replicas) listen; "
-                            "repeatable")
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="port of /metrics (0 picks a free one; the address is written "
+        "to WORKDIR/run/broker-metrics.addr or adapter-CODE-metrics.addr)",
+    )
+    serve.add_argument(
+        "--endpoint",
+        action="append",
+        default=[],
+        metavar="SOURCE=HOST:PORT[,HOST:PORT]",
+        help="broker: where a source's adapter (and its replicas) listen; repeatable",
+    )
 
-    for name, helptext in (("query", "run one SQL query"),
-                           ("explain", "show the plan and the SQL sent to each source")):
+    for name, helptext in (
+        ("query", "run one SQL query"),
+        ("explain", "show the plan and the SQL sent to each source"),
+    ):
         cmd = sub.add_parser(name, parents=[common], help=helptext)
         cmd.add_argument("sql")
-        cmd.add_argument("--as", dest="partner", required=True,
-                         help="act as this partner (its certificate from the work dir)")
+        cmd.add_argument(
+            "--as",
+            dest="partner",
+            required=True,
+            help="act as this partner (its certificate from the work dir)",
+        )
         cmd.add_argument("--purpose", default="", help="declared purpose of use")
         cmd.add_argument("--case-ref", default="", help="case reference, where required")
         cmd.add_argument("--end-user", default="", help="the person at the partner asking")
@@ -68,8 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--timeout", type=float, default=60.0, help="seconds")
         if name == "query":
             cmd.add_argument("--format", choices=["table", "json", "csv"], default="table")
-            cmd.add_argument("--allow-partial", action="store_true",
-                             help="answer from the sources that answered")
+            cmd.add_argument(
+                "--allow-partial", action="store_true", help="answer from the sources that answered"
+            )
 
     _add_admin_commands(sub, common)
     return parser
@@ -83,15 +121,17 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     certs = sub.add_parser("certs", parents=[common], help="federation certificates")
     certs_sub = certs.add_subparsers(dest="certs_command", required=True)
-    init = certs_sub.add_parser("init", parents=[common],
-                                help="create the CA and every hop's certificate")
+    init = certs_sub.add_parser(
+        "init", parents=[common], help="create the CA and every hop's certificate"
+    )
     init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
 
     audit = sub.add_parser("audit", parents=[common], help="the broker's audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", parents=[common],
-                                  help="check the hash chain and the signed checkpoints")
+    verify = audit_sub.add_parser(
+        "verify", parents=[common], help="check the hash chain and the signed checkpoints"
+    )
     verify.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
     search = audit_sub.add_parser("search", parents=[common], help="records for a review")
     search.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
@@ -100,27 +140,43 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
 
     policy = sub.add_parser("policy", parents=[common], help="need-to-know policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)
-    policy_sub.add_parser("check", parents=[common],
-                          help="lint every policy file: tables, columns, masks, attributes")
+    policy_sub.add_parser(
+        "check", parents=[common], help="lint every policy file: tables, columns, masks, attributes"
+    )
 
-    datagen = sub.add_parser("datagen", parents=[common],
-                             help="synthetic data in every source's own schema")
+    datagen = sub.add_parser(
+        "datagen", parents=[common], help="synthetic data in every source's own schema"
+    )
     datagen.add_argument("--scale", type=float, default=0.02)
     datagen.add_argument("--seed", type=int, default=7)
-    datagen.add_argument("--target", metavar="URL",
-                         help="load into this postgresql:// or mysql:// database instead: the "
-                              "sources whose backend is of that kind, or those named by --source")
-    datagen.add_argument("--source", action="append", default=None, metavar="CODE",
-                         help="with --target: load this source (repeatable)")
+    datagen.add_argument(
+        "--target",
+        metavar="URL",
+        help="load into this postgresql:// or mysql:// database instead: the "
+        "sources whose backend is of that kind, or those named by --source",
+    )
+    datagen.add_argument(
+        "--source",
+        action="append",
+        default=None,
+        metavar="CODE",
+        help="with --target: load this source (repeatable)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     serving = args.command == "serve"
-    service = "cli" if not serving else (
-        "broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
-    logs.configure(service, args.log_format or ("json" if serving else "text"),
-                   logging.DEBUG if args.verbose else logging.INFO)
+    service = (
+        "cli"
+        if not serving
+        else ("broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
+    )
+    logs.configure(
+        service,
+        args.log_format or ("json" if serving else "text"),
+        logging.DEBUG if args.verbose else logging.INFO,
+    )
     workdir = Workdir(args.workdir)
     try:
         return _dispatch(args, workdir)
@@ -137,8 +193,14 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
     if args.command == "demo":
         from broker.demo import run_demo
 
-        return run_demo(workdir, args.federation, args.policies, scale=args.scale,
-                        seed=args.seed, serve=args.serve)
+        return run_demo(
+            workdir,
+            args.federation,
+            args.policies,
+            scale=args.scale,
+            seed=args.seed,
+            serve=args.serve,
+        )
     handlers = {
         "serve": commands.serve,
         "query": commands.query,

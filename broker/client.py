@@ -24,8 +24,16 @@ class QueryResult:
 
 
 class BrokerClient:
-    def __init__(self, address: str, ca: Path, cert: Path, key: Path, end_user: str = "",
-                 purpose: str = "", case_ref: str = "") -> None:
+    def __init__(
+        self,
+        address: str,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        end_user: str = "",
+        purpose: str = "",
+        case_ref: str = "",
+    ) -> None:
         """``purpose`` and ``case_ref`` are this session's defaults for every call."""
         self.purpose = purpose
         self.case_ref = case_ref
@@ -54,7 +62,9 @@ class BrokerClient:
         timeout: float = 60.0,
     ) -> QueryResult:
         request = broker_pb2.QueryRequest(
-            sql=sql, purpose=purpose or self.purpose, case_ref=case_ref or self.case_ref,
+            sql=sql,
+            purpose=purpose or self.purpose,
+            case_ref=case_ref or self.case_ref,
             allow_partial=allow_partial,
             timeout_ms=int(timeout * 1000),
         )
@@ -75,10 +85,12 @@ class BrokerClient:
             raise RuntimeError("the broker's answer was cut short (no header or trailer)")
         return QueryResult(query_id, pa.Table.from_batches(batches, schema=schema), trailer)
 
-    def explain(self, sql: str, *, purpose: str = "", case_ref: str = "",
-                timeout: float = 30.0) -> broker_pb2.ExplainResponse:
-        request = broker_pb2.QueryRequest(sql=sql, purpose=purpose or self.purpose,
-                                          case_ref=case_ref or self.case_ref)
+    def explain(
+        self, sql: str, *, purpose: str = "", case_ref: str = "", timeout: float = 30.0
+    ) -> broker_pb2.ExplainResponse:
+        request = broker_pb2.QueryRequest(
+            sql=sql, purpose=purpose or self.purpose, case_ref=case_ref or self.case_ref
+        )
         response: broker_pb2.ExplainResponse = self._stub.Explain(
             request, timeout=timeout, metadata=self._metadata
         )

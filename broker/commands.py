@@ -31,8 +31,15 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
     if args.role == "adapter":
         if not args.source:
             raise ConfigError("`accord serve adapter` needs --source CODE")
-        serve_adapter(workdir, args.federation, args.source, args.host, args.port,
-                      args.port_file, args.metrics_port)
+        serve_adapter(
+            workdir,
+            args.federation,
+            args.source,
+            args.host,
+            args.port,
+            args.port_file,
+            args.metrics_port,
+        )
         return 0
     endpoints: dict[str, tuple[str, ...]] = {}
     for item in args.endpoint:
@@ -40,8 +47,16 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
         if not sep or not addresses:
             raise ConfigError(f"--endpoint {item!r}: use SOURCE=HOST:PORT[,HOST:PORT...]")
         endpoints[code] = tuple(a for a in addresses.split(",") if a)
-    serve_broker(workdir, args.federation, args.policies, args.host, args.port, endpoints,
-                 args.port_file, args.metrics_port)
+    serve_broker(
+        workdir,
+        args.federation,
+        args.policies,
+        args.host,
+        args.port,
+        endpoints,
+        args.port_file,
+        args.metrics_port,
+    )
     return 0
 
 
@@ -61,23 +76,32 @@ def _rpc_failed(exc: grpc.RpcError) -> int:
 def query(args: argparse.Namespace, workdir: Workdir) -> int:
     with _client(args, workdir) as client:
         try:
-            result = client.query(args.sql, purpose=args.purpose, case_ref=args.case_ref,
-                                  allow_partial=args.allow_partial, timeout=args.timeout)
+            result = client.query(
+                args.sql,
+                purpose=args.purpose,
+                case_ref=args.case_ref,
+                allow_partial=args.allow_partial,
+                timeout=args.timeout,
+            )
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
     print(render_result(result, args.format))
     missing = [s for s in result.trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
     if missing:
-        print("WARNING: partial answer; missing sources: "
-              + "; ".join(f"{s.source} ({s.error})" for s in missing), file=sys.stderr)
+        print(
+            "WARNING: partial answer; missing sources: "
+            + "; ".join(f"{s.source} ({s.error})" for s in missing),
+            file=sys.stderr,
+        )
     return 0
 
 
 def explain(args: argparse.Namespace, workdir: Workdir) -> int:
     with _client(args, workdir) as client:
         try:
-            plan = client.explain(args.sql, purpose=args.purpose, case_ref=args.case_ref,
-                                  timeout=args.timeout)
+            plan = client.explain(
+                args.sql, purpose=args.purpose, case_ref=args.case_ref, timeout=args.timeout
+            )
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
     print(f"query id:  {plan.query_id}")
@@ -92,13 +116,19 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
     print(f"rewritten: {plan.rewritten_sql}")
     print(f"merge:     {plan.merge_sql}")
     for scan in plan.scans:
-        print(f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect}, "
-              f"circuit {scan.circuit or 'CLOSED'})")
+        print(
+            f"\n[{scan.source}] {scan.table} AS {scan.reference} ({scan.dialect}, "
+            f"circuit {scan.circuit or 'CLOSED'})"
+        )
         print(f"  columns:  {', '.join(scan.columns)}")
-        print(f"  asked:    {scan.predicate or '(all rows)'}"
-              + (f" LIMIT {scan.limit}" if scan.limit else ""))
-        print(f"  pushed:   {_conjunction(scan.pushed_predicates) or '(none)'}"
-              + (" with LIMIT" if scan.limit_pushed else ""))
+        print(
+            f"  asked:    {scan.predicate or '(all rows)'}"
+            + (f" LIMIT {scan.limit}" if scan.limit else "")
+        )
+        print(
+            f"  pushed:   {_conjunction(scan.pushed_predicates) or '(none)'}"
+            + (" with LIMIT" if scan.limit_pushed else "")
+        )
         if scan.superset_predicates:
             print(f"  narrowed: {_conjunction(scan.superset_predicates)} (re-checked here)")
         if scan.residual_predicates:
@@ -118,13 +148,16 @@ def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
             response = client.catalog()
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
-    print(f"partner {response.partner} (role {response.role}); purposes: "
-          f"{', '.join(response.purposes) or 'none'}"
-          + ("; case reference required" if response.case_reference_required else "")
-          + ("; aggregate queries only" if response.aggregate_only else ""))
+    print(
+        f"partner {response.partner} (role {response.role}); purposes: "
+        f"{', '.join(response.purposes) or 'none'}"
+        + ("; case reference required" if response.case_reference_required else "")
+        + ("; aggregate queries only" if response.aggregate_only else "")
+    )
     for table in response.tables:
-        columns = ", ".join(f"{c.name} {c.type}" + (f" [{c.mask}]" if c.mask else "")
-                            for c in table.columns)
+        columns = ", ".join(
+            f"{c.name} {c.type}" + (f" [{c.mask}]" if c.mask else "") for c in table.columns
+        )
         print(f"  {table.name} [{', '.join(table.sources)}]: {columns}")
     return 0
 
@@ -135,8 +168,14 @@ def certs_init(args: argparse.Namespace, workdir: Workdir) -> int:
     return 0
 
 
-def init_certs(workdir: Workdir, federation_path: Path, policies_dir: Path,
-               directory: Path | None = None, *, force: bool = False) -> PkiLayout:
+def init_certs(
+    workdir: Workdir,
+    federation_path: Path,
+    policies_dir: Path,
+    directory: Path | None = None,
+    *,
+    force: bool = False,
+) -> PkiLayout:
     from certs import init_pki
 
     federation = load_federation(federation_path)
@@ -169,8 +208,10 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
         report = verify(directory, public)
         print(f"{directory}: {report.records} records, {report.checkpoints} signed checkpoints")
         if report.unverifiable_tail:
-            print(f"{report.unverifiable_tail} records after the last checkpoint: unverifiable "
-                  "tail (intact chain, not yet signed)")
+            print(
+                f"{report.unverifiable_tail} records after the last checkpoint: unverifiable "
+                "tail (intact chain, not yet signed)"
+            )
         if not report.ok:
             print(f"TAMPERED: first bad record {report.first_bad}: {report.problem}")
             return 1
@@ -178,8 +219,15 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
         return 0
     since = dt.datetime.fromisoformat(args.since) if args.since else None
     until = dt.datetime.fromisoformat(args.until) if args.until else None
-    for record in search(directory, since=since, until=until, partner=args.partner,
-                         purpose=args.purpose, case_ref=args.case_ref, fps=args.fps):
+    for record in search(
+        directory,
+        since=since,
+        until=until,
+        partner=args.partner,
+        purpose=args.purpose,
+        case_ref=args.case_ref,
+        fps=args.fps,
+    ):
         print(json.dumps(record, ensure_ascii=False))
     return 0
 
@@ -193,8 +241,10 @@ def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:
     if problems or policy is None:
         print(f"{len(problems)} problem(s) in {args.policies}", file=sys.stderr)
         return 1
-    print(f"{args.policies}: {len(policy.roles)} roles, {len(policy.registry.partners)} "
-          f"partners, {len(policy.purposes)} purposes: OK")
+    print(
+        f"{args.policies}: {len(policy.roles)} roles, {len(policy.registry.partners)} "
+        f"partners, {len(policy.purposes)} purposes: OK"
+    )
     return 0
 
 
@@ -203,11 +253,11 @@ def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
 
     federation = load_federation(args.federation)
     if args.target:
-        counts = load_target(federation, args.target, seed=args.seed, scale=args.scale,
-                             sources=args.source)
+        counts = load_target(
+            federation, args.target, seed=args.seed, scale=args.scale, sources=args.source
+        )
     else:
-        counts = write_federation_data(federation, workdir.path, seed=args.seed,
-                                       scale=args.scale)
+        counts = write_federation_data(federation, workdir.path, seed=args.seed, scale=args.scale)
     for source, tables in counts.items():
         summary = ", ".join(f"{t} {n}" for t, n in tables.items())
         print(f"{source}: {summary}")

@@ -32,69 +32,96 @@ SESSIONS: dict[str, tuple[str, str]] = {
 
 #: The same questions asked by four partners: each sees only its share.
 SAME_QUERIES: list[tuple[str, str]] = [
-    ("Offender files by gender",
-     "SELECT gender, count(*) AS files FROM offenders GROUP BY gender ORDER BY gender"),
-    ("Files of people named B...",
-     "SELECT source, fps_number, surname, given_names, birth_date FROM offenders "
-     "WHERE surname LIKE 'B%' ORDER BY surname, given_names, source LIMIT 5"),
+    (
+        "Offender files by gender",
+        "SELECT gender, count(*) AS files FROM offenders GROUP BY gender ORDER BY gender",
+    ),
+    (
+        "Files of people named B...",
+        "SELECT source, fps_number, surname, given_names, birth_date FROM offenders "
+        "WHERE surname LIKE 'B%' ORDER BY surname, given_names, source LIMIT 5",
+    ),
 ]
 
 SAMPLES: list[tuple[str, str]] = [
-    ("Offenders per source system, by status",
-     "SELECT source, status, count(*) AS offenders FROM offenders "
-     "GROUP BY source, status ORDER BY source, status"),
-    ("People held in more than one system (joined on FPS number across sources)",
-     "SELECT o.fps_number, o.surname, o.given_names, string_agg(DISTINCT o.source, ',') AS systems "
-     "FROM offenders o WHERE o.fps_number IS NOT NULL "
-     "GROUP BY o.fps_number, o.surname, o.given_names "
-     "HAVING count(DISTINCT o.source) > 2 ORDER BY o.fps_number LIMIT 5"),
-    ("A federal offender's provincial sentences (cross-source join)",
-     "SELECT f.fps_number, f.surname, s.source, s.offence_description, s.sentence_date "
-     "FROM offenders f JOIN sentences s ON s.fps_number = f.fps_number "
-     "WHERE f.source = 'CA-CSC' AND s.source <> 'CA-CSC' "
-     "ORDER BY f.fps_number, s.sentence_date LIMIT 8"),
-    ("Quebec's DACOR speaks French underneath; the answer is in the common model",
-     "SELECT surname, given_names, birth_date, status FROM offenders "
-     "WHERE source = 'QC' AND surname LIKE 'L%' ORDER BY surname, given_names LIMIT 5"),
+    (
+        "Offenders per source system, by status",
+        "SELECT source, status, count(*) AS offenders FROM offenders "
+        "GROUP BY source, status ORDER BY source, status",
+    ),
+    (
+        "People held in more than one system (joined on FPS number across sources)",
+        "SELECT o.fps_number, o.surname, o.given_names, "
+        "string_agg(DISTINCT o.source, ',') AS systems "
+        "FROM offenders o WHERE o.fps_number IS NOT NULL "
+        "GROUP BY o.fps_number, o.surname, o.given_names "
+        "HAVING count(DISTINCT o.source) > 2 ORDER BY o.fps_number LIMIT 5",
+    ),
+    (
+        "A federal offender's provincial sentences (cross-source join)",
+        "SELECT f.fps_number, f.surname, s.source, s.offence_description, s.sentence_date "
+        "FROM offenders f JOIN sentences s ON s.fps_number = f.fps_number "
+        "WHERE f.source = 'CA-CSC' AND s.source <> 'CA-CSC' "
+        "ORDER BY f.fps_number, s.sentence_date LIMIT 8",
+    ),
+    (
+        "Quebec's DACOR speaks French underneath; the answer is in the common model",
+        "SELECT surname, given_names, birth_date, status FROM offenders "
+        "WHERE source = 'QC' AND surname LIKE 'L%' ORDER BY surname, given_names LIMIT 5",
+    ),
 ]
 
 
 def _session(workdir: Workdir, address: str, partner: str) -> BrokerClient:
     purpose, case_ref = SESSIONS[partner]
     ca, cert, key = workdir.partner_credentials(partner)
-    return BrokerClient(address, ca, cert, key, end_user="demo", purpose=purpose,
-                        case_ref=case_ref)
+    return BrokerClient(address, ca, cert, key, end_user="demo", purpose=purpose, case_ref=case_ref)
 
 
 def _raise_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def prepare(workdir: Workdir, federation_path: Path, policies_dir: Path,
-            *, scale: float, seed: int) -> None:
+def prepare(
+    workdir: Workdir, federation_path: Path, policies_dir: Path, *, scale: float, seed: int
+) -> None:
     """Certificates and data in the work dir; data is regenerated when stale."""
     from accord.federation import load_federation
     from adapters.datagen import write_federation_data
 
     init_certs(workdir, federation_path, policies_dir)
     manifest = workdir.path / "data" / "manifest.json"
-    wanted = {"scale": scale, "seed": seed, "federation": str(federation_path.resolve()),
-              "federation_mtime": federation_path.stat().st_mtime}
+    wanted = {
+        "scale": scale,
+        "seed": seed,
+        "federation": str(federation_path.resolve()),
+        "federation_mtime": federation_path.stat().st_mtime,
+    }
     if manifest.is_file() and json.loads(manifest.read_text()) == wanted:
         return
     started = time.monotonic()
     write_federation_data(load_federation(federation_path), workdir.path, seed=seed, scale=scale)
     manifest.write_text(json.dumps(wanted))
-    print(f"synthetic data (scale {scale}, seed {seed}) written in "
-          f"{time.monotonic() - started:.1f} s")
+    print(
+        f"synthetic data (scale {scale}, seed {seed}) written in {time.monotonic() - started:.1f} s"
+    )
 
 
-def run_demo(workdir: Workdir, federation_path: Path, policies_dir: Path, *,
-             scale: float, seed: int, serve: bool) -> int:
+def run_demo(
+    workdir: Workdir,
+    federation_path: Path,
+    policies_dir: Path,
+    *,
+    scale: float,
+    seed: int,
+    serve: bool,
+) -> int:
     prepare(workdir, federation_path, policies_dir, scale=scale, seed=seed)
     with LocalFederation(workdir, federation_path, policies_dir) as federation:
-        print(f"broker on {federation.broker_address}; adapters: "
-              + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items()))
+        print(
+            f"broker on {federation.broker_address}; adapters: "
+            + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items())
+        )
         with _session(workdir, federation.broker_address, DEMO_PARTNER) as client:
             for title, sql in SAMPLES:
                 result = client.query(sql)
@@ -118,14 +145,18 @@ def run_demo(workdir: Workdir, federation_path: Path, policies_dir: Path, *,
             print("\nmetrics:")
             for name, address in federation.metrics_addresses.items():
                 print(f"  {name:<15} http://{address}/metrics")
-            print(f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
-                  "(deploy/prometheus.yml)")
+            print(
+                f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
+                "(deploy/prometheus.yml)"
+            )
             print(f"audit trail: {workdir.audit_dir()}")
-            print(f"\nServing until Ctrl-C. In another shell:\n"
-                  f"  accord query \"SELECT source, count(*) FROM offenders GROUP BY source\" "
-                  f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
-                  f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
-                  f"--as police --purpose investigation --workdir {wd}")
+            print(
+                f"\nServing until Ctrl-C. In another shell:\n"
+                f'  accord query "SELECT source, count(*) FROM offenders GROUP BY source" '
+                f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
+                f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
+                f"--as police --purpose investigation --workdir {wd}"
+            )
             sys.stdout.flush()
             # SIGTERM stops the demo as cleanly as Ctrl-C does.
             signal.signal(signal.SIGTERM, _raise_interrupt)

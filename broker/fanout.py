@@ -61,11 +61,13 @@ class Budget:
         if self.rows[source] > self.max_rows:
             raise ResourceExhausted(
                 f"source {source} sent more than {self.max_rows} rows for this query "
-                "(ACCORD_MAX_SOURCE_ROWS); narrow the query")
+                "(ACCORD_MAX_SOURCE_ROWS); narrow the query"
+            )
         if self.bytes[source] > self.max_bytes:
             raise ResourceExhausted(
                 f"source {source} sent more than {self.max_bytes} bytes for this query "
-                "(ACCORD_MAX_SOURCE_BYTES); narrow the query or select fewer columns")
+                "(ACCORD_MAX_SOURCE_BYTES); narrow the query or select fewer columns"
+            )
 
 
 @dataclass
@@ -90,8 +92,15 @@ class AdapterClients:
     """One long-lived mTLS channel per adapter endpoint, shared by all queries,
     and one circuit breaker per source."""
 
-    def __init__(self, federation: Federation, ca: Path, cert: Path, key: Path,
-                 breakers: Breakers | None = None, metrics: BrokerMetrics | None = None) -> None:
+    def __init__(
+        self,
+        federation: Federation,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        breakers: Breakers | None = None,
+        metrics: BrokerMetrics | None = None,
+    ) -> None:
         self.federation = federation
         self.breakers = breakers or Breakers()
         self.metrics = metrics
@@ -107,8 +116,9 @@ class AdapterClients:
     def stub(self, endpoint: str) -> adapter_pb2_grpc.AdapterStub:
         channel = self._channels.get(endpoint)
         if channel is None:
-            channel = grpc.aio.secure_channel(endpoint, self._credentials,
-                                              options=tls.CHANNEL_OPTIONS)
+            channel = grpc.aio.secure_channel(
+                endpoint, self._credentials, options=tls.CHANNEL_OPTIONS
+            )
             self._channels[endpoint] = channel
         return adapter_pb2_grpc.AdapterStub(channel)
 
@@ -139,8 +149,18 @@ async def run_scans(
     """
     specs = [(ref, spec) for ref in references for spec in ref.scans]
     tasks = [
-        asyncio.ensure_future(_scan(clients, ref, spec, query_id, deadline, explain_only,
-                                    budget or Budget(2**62, 2**62), sink))
+        asyncio.ensure_future(
+            _scan(
+                clients,
+                ref,
+                spec,
+                query_id,
+                deadline,
+                explain_only,
+                budget or Budget(2**62, 2**62),
+                sink,
+            )
+        )
         for ref, spec in specs
     ]
     try:
@@ -158,7 +178,8 @@ async def run_scans(
             task.cancel()
     return [
         ScanResult(spec.source, ref, spec, error=ScanCancelled(spec.source, "cancelled"))
-        if task.cancelled() else task.result()
+        if task.cancelled()
+        else task.result()
         for task, (ref, spec) in zip(tasks, specs, strict=True)
     ]
 
@@ -177,22 +198,27 @@ async def _scan(
     result = ScanResult(source=source, reference=ref, spec=spec)
     started = time.monotonic()
     request = adapter_pb2.ScanRequest(
-        table=ref.table, columns=spec.columns, predicate=spec.predicate, limit=spec.limit,
-        explain_only=explain_only, query_id=query_id,
+        table=ref.table,
+        columns=spec.columns,
+        predicate=spec.predicate,
+        limit=spec.limit,
+        explain_only=explain_only,
+        query_id=query_id,
     )
     expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
     breaker = clients.breakers[source]
     try:
         if not breaker.allow():
-            raise CircuitOpen(source, "its circuit is open after repeated failures; "
-                                      "it is asked again shortly")
+            raise CircuitOpen(
+                source, "its circuit is open after repeated failures; it is asked again shortly"
+            )
         endpoints = clients.endpoints(source)
         retrying = AsyncRetrying(
             # Only what failed before any data arrived is replayed: never a
             # half-streamed scan, never a refusal.
             retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(MAX_ATTEMPTS) | stop_after_delay(
-                max(deadline - time.monotonic(), 0)),
+            stop=stop_after_attempt(MAX_ATTEMPTS)
+            | stop_after_delay(max(deadline - time.monotonic(), 0)),
             wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
             reraise=True,
         )
@@ -200,8 +226,9 @@ async def _scan(
             with attempt:
                 number = attempt.retry_state.attempt_number
                 endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
-                await _attempt(clients.stub(endpoint), request, result, expected, deadline,
-                               budget, sink)
+                await _attempt(
+                    clients.stub(endpoint), request, result, expected, deadline, budget, sink
+                )
     except asyncio.CancelledError:
         result.error = ScanCancelled(source, "cancelled: another source failed first")
     except ResourceExhausted as exc:
@@ -223,7 +250,8 @@ async def _scan(
     else:
         result.batches.clear()
         if isinstance(result.error, (SourceUnavailable, SourceTimedOut)) and not isinstance(
-                result.error, CircuitOpen):
+            result.error, CircuitOpen
+        ):
             breaker.failed()
     return result
 
@@ -236,10 +264,15 @@ class _Retryable(Exception):
         self.error = error
 
 
-async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.ScanRequest,
-                   result: ScanResult, expected: pa.Schema, deadline: float,
-                   budget: Budget,
-                   sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None) -> None:
+async def _attempt(
+    stub: adapter_pb2_grpc.AdapterStub,
+    request: adapter_pb2.ScanRequest,
+    result: ScanResult,
+    expected: pa.Schema,
+    deadline: float,
+    budget: Budget,
+    sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None,
+) -> None:
     source = result.source
     timeout = deadline - time.monotonic()
     if timeout <= 0:
@@ -249,8 +282,7 @@ async def _attempt(stub: adapter_pb2_grpc.AdapterStub, request: adapter_pb2.Scan
         async for message in call:
             _receive(result, message, expected)
             if message.WhichOneof("payload") == "arrow_batch":
-                budget.charge(result.source, result.batches[-1].num_rows,
-                              len(message.arrow_batch))
+                budget.charge(result.source, result.batches[-1].num_rows, len(message.arrow_batch))
                 if sink is not None:
                     await sink.put((result, result.batches.pop()))
     except (asyncio.CancelledError, ResourceExhausted):

@@ -70,8 +70,10 @@ class PartnerRegistry:
             if missing:
                 raise ConfigError(f"{path}: partner {name!r} lacks {', '.join(missing)}")
             if len(str(spec["organization"])) > MAX_ORGANIZATION:
-                raise ConfigError(f"{path}: partner {name!r}: an organization name fits in "
-                                  f"{MAX_ORGANIZATION} characters (X.509 limit)")
+                raise ConfigError(
+                    f"{path}: partner {name!r}: an organization name fits in "
+                    f"{MAX_ORGANIZATION} characters (X.509 limit)"
+                )
             partners[str(name)] = Partner(
                 name=str(name),
                 organization=str(spec["organization"]),

@@ -49,8 +49,9 @@ class LocalFederation:
             raise
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def _spawn(self, name: str, args: list[str], port_file: Path) -> None:
@@ -58,12 +59,25 @@ class LocalFederation:
         self.workdir.logs.mkdir(parents=True, exist_ok=True)
         log = (self.workdir.logs / f"{name}.log").open("ab")
         command = [
-            sys.executable, "-m", "broker.cli", "serve", *args,
-            "--workdir", str(self.workdir.path), "--federation", str(self.federation_path),
-            "--policies", str(self.policies_dir), "--port-file", str(port_file),
+            sys.executable,
+            "-m",
+            "broker.cli",
+            "serve",
+            *args,
+            "--workdir",
+            str(self.workdir.path),
+            "--federation",
+            str(self.federation_path),
+            "--policies",
+            str(self.policies_dir),
+            "--port-file",
+            str(port_file),
         ]
         self.processes[name] = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
         log.close()
@@ -84,12 +98,16 @@ class LocalFederation:
 
     def start(self) -> None:
         for code in self.federation.sources:
-            self._spawn(f"adapter-{code.lower()}", ["adapter", "--source", code],
-                        self.workdir.adapter_address_file(code))
+            self._spawn(
+                f"adapter-{code.lower()}",
+                ["adapter", "--source", code],
+                self.workdir.adapter_address_file(code),
+            )
         for code in self.federation.sources:
             name = f"adapter-{code.lower()}"
             self.adapter_addresses[code] = self._wait_for(
-                name, self.workdir.adapter_address_file(code))
+                name, self.workdir.adapter_address_file(code)
+            )
         endpoints = [f"--endpoint={c}={a}" for c, a in self.adapter_addresses.items()]
         self._spawn("broker", ["broker", *endpoints], self.workdir.broker_address_file())
         self.broker_address = self._wait_for("broker", self.workdir.broker_address_file())
@@ -98,9 +116,13 @@ class LocalFederation:
             path = self.workdir.metrics_address_file(name)
             self.metrics_addresses[name] = path.read_text().strip()
         write_prometheus_targets(
-            self.workdir.prometheus_targets_dir(), self.metrics_addresses["broker"],
-            {code: self.metrics_addresses[f"adapter-{code.lower()}"]
-             for code in self.federation.sources})
+            self.workdir.prometheus_targets_dir(),
+            self.metrics_addresses["broker"],
+            {
+                code: self.metrics_addresses[f"adapter-{code.lower()}"]
+                for code in self.federation.sources
+            },
+        )
 
     def stop(self) -> None:
         """SIGTERM everything (broker first), then wait; SIGKILL what lingers."""
@@ -117,10 +139,12 @@ class LocalFederation:
                 process.kill()
                 process.wait()
         self.processes.clear()
-        for path in (self.workdir.broker_address_file(),
-                     *(self.workdir.adapter_address_file(c) for c in self.federation.sources),
-                     *(self.workdir.metrics_address_file(n) for n in self.metrics_addresses),
-                     *self.workdir.prometheus_targets_dir().glob("*.json")):
+        for path in (
+            self.workdir.broker_address_file(),
+            *(self.workdir.adapter_address_file(c) for c in self.federation.sources),
+            *(self.workdir.metrics_address_file(n) for n in self.metrics_addresses),
+            *self.workdir.prometheus_targets_dir().glob("*.json"),
+        ):
             path.unlink(missing_ok=True)
         self.metrics_addresses.clear()
 
@@ -133,8 +157,10 @@ def write_prometheus_targets(directory: Path, broker: str, adapters: dict[str, s
     label of the same name would rename theirs to ``exported_source``.)"""
     jobs = {
         "broker": [{"targets": [broker], "labels": {}}],
-        "adapters": [{"targets": [address], "labels": {"adapter": code}}
-                     for code, address in sorted(adapters.items())],
+        "adapters": [
+            {"targets": [address], "labels": {"adapter": code}}
+            for code, address in sorted(adapters.items())
+        ],
     }
     for job, groups in jobs.items():
         write_text_atomically(directory / f"{job}.json", json.dumps(groups, indent=2) + "\n")

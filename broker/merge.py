@@ -31,11 +31,14 @@ log = logging.getLogger("accord.merge")
 
 def locked_down_duckdb(threads: int = 2, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB that can only compute over what is registered in it."""
-    con = duckdb.connect(":memory:", config={
-        # The wheels default both to on; off first, before anything can load.
-        "autoinstall_known_extensions": False,
-        "autoload_known_extensions": False,
-    })
+    con = duckdb.connect(
+        ":memory:",
+        config={
+            # The wheels default both to on; off first, before anything can load.
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        },
+    )
     con.execute("SET enable_external_access = false")  # no files, no network, no ATTACH
     con.execute(f"SET threads = {int(threads)}")
     con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -58,16 +61,21 @@ class Merger:
             logical = self.federation.tables[ref.table]
             schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
             parts = [
-                aligned(pa.Table.from_batches(r.batches, schema=logical.arrow_schema(
-                    r.spec.columns)), r.source, logical.arrow_schema(r.spec.columns), schema)
+                aligned(
+                    pa.Table.from_batches(r.batches, schema=logical.arrow_schema(r.spec.columns)),
+                    r.source,
+                    logical.arrow_schema(r.spec.columns),
+                    schema,
+                )
                 for r in results
                 if r.reference is ref and r.error is None
             ]
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
         return tables
 
-    def run(self, plan: QueryPlan, tables: dict[str, pa.Table],
-            keyed_hash_key: bytes = b"") -> tuple[pa.Table, dict[str, int]]:
+    def run(
+        self, plan: QueryPlan, tables: dict[str, pa.Table], keyed_hash_key: bytes = b""
+    ) -> tuple[pa.Table, dict[str, int]]:
         """Registers the tables on a fresh cursor, materializes the secure views,
         runs the merge SQL; returns the answer and the visible rows per source.
 
@@ -88,8 +96,9 @@ class Merger:
         finally:
             cursor.close()
 
-    def _materialize(self, cursor: duckdb.DuckDBPyConnection, plan: QueryPlan,
-                     key: bytes) -> dict[str, int]:
+    def _materialize(
+        self, cursor: duckdb.DuckDBPyConnection, plan: QueryPlan, key: bytes
+    ) -> dict[str, int]:
         """Computes each secure view, registers it, counts its rows per source.
 
         A failure here is the policy's (a mask over stored data), and its
@@ -102,8 +111,10 @@ class Merger:
                 table = cursor.sql(sql).to_arrow_table()
             except duckdb.Error as exc:
                 log.error("secure view %s failed: %s", name, exc)
-                raise AccordError("the policy view of a table could not be computed; "
-                                  "the operators have the details") from exc
+                raise AccordError(
+                    "the policy view of a table could not be computed; "
+                    "the operators have the details"
+                ) from exc
             cursor.register(name, table)
             if table.num_rows:
                 for entry in pc.value_counts(table.column(SOURCE_COLUMN)).to_pylist():
@@ -128,8 +139,14 @@ def _merge_error(exc: duckdb.Error) -> AccordError:
     message = str(exc).splitlines()[0]
     if isinstance(exc, duckdb.OutOfMemoryException):
         return ResourceExhausted("the merge ran out of its memory limit; narrow the query")
-    if isinstance(exc, (duckdb.ConversionException, duckdb.BinderException,
-                        duckdb.InvalidInputException, duckdb.OutOfRangeException)):
+    if isinstance(
+        exc,
+        (
+            duckdb.ConversionException,
+            duckdb.BinderException,
+            duckdb.InvalidInputException,
+            duckdb.OutOfRangeException,
+        ),
+    ):
         return InvalidQuery(f"the query failed while merging: {message}")
     return AccordError(f"the merge failed: {message}")
-

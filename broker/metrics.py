@@ -31,10 +31,17 @@ _OUTCOMES = {
 
 #: Denial reasons, recognised from the rule a refusal names.
 _DENIAL_REASONS = (
-    ("purpose", "purpose"), ("case reference", "case_ref"), ("column", "column"),
-    ("table", "table"), ("aggregate", "aggregate_only"), ("group", "aggregate_only"),
-    ("dimension", "aggregate_only"), ("join", "aggregate_only"), ("attribute", "attribute"),
+    ("purpose", "purpose"),
+    ("case reference", "case_ref"),
+    ("column", "column"),
+    ("table", "table"),
+    ("aggregate", "aggregate_only"),
+    ("group", "aggregate_only"),
+    ("dimension", "aggregate_only"),
+    ("join", "aggregate_only"),
+    ("attribute", "attribute"),
 )
+
 
 def query_outcome(error: BaseException | None) -> str:
     if error is None:
@@ -54,39 +61,72 @@ class BrokerMetrics(ProcessMetrics):
     def __init__(self) -> None:
         super().__init__("broker")
         r = self.registry
-        self.queries = Counter("accord_queries", "Queries by role and outcome.",
-                               ["role", "outcome"], registry=r)
-        self.query_duration = Histogram("accord_query_duration_seconds",
-                                        "Time to answer a query.", ["role"],
-                                        buckets=LATENCY_BUCKETS, registry=r)
-        self.source_requests = Counter("accord_source_requests",
-                                       "Scans sent to a source, by outcome.",
-                                       ["source", "outcome"], registry=r)
-        self.source_duration = Histogram("accord_source_duration_seconds",
-                                         "Time a source took for one scan.", ["source"],
-                                         buckets=LATENCY_BUCKETS, registry=r)
-        self.rows_returned = Counter("accord_rows_returned", "Rows sent to partners.",
-                                     ["role"], registry=r)
-        self.denials = Counter("accord_policy_denials", "Queries refused by the policy.",
-                               ["role", "reason"], registry=r)
-        self.suppressed_groups = Counter("accord_suppressed_groups",
-                                         "Output groups suppressed for covering too few "
-                                         "persons.", ["role"], registry=r)
-        self.circuit_state = Gauge("accord_circuit_state",
-                                   "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-                                   ["source"], registry=r)
-        self.audit_records = Counter("accord_audit_records", "Audit records written.",
-                                     registry=r)
-        self.audit_write_failures = Counter("accord_audit_write_failures",
-                                            "Audit records that could not be written "
-                                            "(their query failed).", registry=r)
-        self.reloads = Counter("accord_reloads", "Policy and certificate reloads, by outcome.",
-                               ["kind", "outcome"], registry=r)
-        self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.",
-                              registry=r)
+        self.queries = Counter(
+            "accord_queries", "Queries by role and outcome.", ["role", "outcome"], registry=r
+        )
+        self.query_duration = Histogram(
+            "accord_query_duration_seconds",
+            "Time to answer a query.",
+            ["role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.source_requests = Counter(
+            "accord_source_requests",
+            "Scans sent to a source, by outcome.",
+            ["source", "outcome"],
+            registry=r,
+        )
+        self.source_duration = Histogram(
+            "accord_source_duration_seconds",
+            "Time a source took for one scan.",
+            ["source"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rows_returned = Counter(
+            "accord_rows_returned", "Rows sent to partners.", ["role"], registry=r
+        )
+        self.denials = Counter(
+            "accord_policy_denials",
+            "Queries refused by the policy.",
+            ["role", "reason"],
+            registry=r,
+        )
+        self.suppressed_groups = Counter(
+            "accord_suppressed_groups",
+            "Output groups suppressed for covering too few persons.",
+            ["role"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "accord_circuit_state",
+            "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["source"],
+            registry=r,
+        )
+        self.audit_records = Counter("accord_audit_records", "Audit records written.", registry=r)
+        self.audit_write_failures = Counter(
+            "accord_audit_write_failures",
+            "Audit records that could not be written (their query failed).",
+            registry=r,
+        )
+        self.reloads = Counter(
+            "accord_reloads",
+            "Policy and certificate reloads, by outcome.",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.", registry=r)
 
-    def query_done(self, role: str, error: BaseException | None, started: float,
-                   rows: int = 0, suppressed: int = 0) -> None:
+    def query_done(
+        self,
+        role: str,
+        error: BaseException | None,
+        started: float,
+        rows: int = 0,
+        suppressed: int = 0,
+    ) -> None:
         self.queries.labels(role, query_outcome(error)).inc()
         self.query_duration.labels(role).observe(time.monotonic() - started)
         self.rows_returned.labels(role).inc(rows)

@@ -61,8 +61,14 @@ class QueryOutcome:
 
 
 class QueryPipeline:
-    def __init__(self, federation: Federation, clients: AdapterClients, policies: PolicySet,
-                 mask_secret: bytes, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        federation: Federation,
+        clients: AdapterClients,
+        policies: PolicySet,
+        mask_secret: bytes,
+        limits: Limits | None = None,
+    ) -> None:
         self.federation = federation
         self.limits = limits or load_limits()
         self.clients = clients
@@ -75,12 +81,18 @@ class QueryPipeline:
         """Puts a reloaded policy in force; secure views are rebuilt from it."""
         self.policies, self.views = policies, {}
 
-    def prepare(self, principal: Principal, request: broker_pb2.QueryRequest,
-                query_id: str) -> PreparedQuery:
+    def prepare(
+        self, principal: Principal, request: broker_pb2.QueryRequest, query_id: str
+    ) -> PreparedQuery:
         return prepare_query(
-            request.sql, principal, self.policies.role_for(principal), self.federation,
-            purpose=request.purpose, case_ref=request.case_ref,
-            ref_prefix=f"q{query_id[:8]}_ref", cache=self.views,
+            request.sql,
+            principal,
+            self.policies.role_for(principal),
+            self.federation,
+            purpose=request.purpose,
+            case_ref=request.case_ref,
+            ref_prefix=f"q{query_id[:8]}_ref",
+            cache=self.views,
         )
 
     def deadline(self, request: broker_pb2.QueryRequest) -> tuple[float, float]:
@@ -92,14 +104,19 @@ class QueryPipeline:
         """
         if request.timeout_ms < 0:
             raise InvalidQuery("timeout_ms must not be negative")
-        timeout = min(request.timeout_ms / 1000 or self.limits.default_timeout_s,
-                      self.limits.max_timeout_s)
+        timeout = min(
+            request.timeout_ms / 1000 or self.limits.default_timeout_s, self.limits.max_timeout_s
+        )
         now = time.monotonic()
         return now + timeout, now + timeout - min(MERGE_RESERVE_S, timeout / 5)
 
-    async def answer(self, principal: Principal, request: broker_pb2.QueryRequest,
-                     notes: dict[str, Any] | None = None, query_id: str = "",
-                     ) -> AsyncIterator[broker_pb2.QueryResponse]:
+    async def answer(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        notes: dict[str, Any] | None = None,
+        query_id: str = "",
+    ) -> AsyncIterator[broker_pb2.QueryResponse]:
         """The response stream of one query: streamed batch by batch where the
         query allows it (``broker.stream``), else merged whole. ``notes``
         receives what the audit record needs as soon as it is known."""
@@ -112,12 +129,14 @@ class QueryPipeline:
         notes.update(audit_details(prepared))
         if streamable(prepared):
             key = partner_key(self.mask_secret, principal.partner.name)
-            async for message in stream_answer(self, prepared, request, query_id,
-                                               scans_deadline, key, started, notes):
+            async for message in stream_answer(
+                self, prepared, request, query_id, scans_deadline, key, started, notes
+            ):
                 yield message
             return
-        outcome = await self._merged(principal, request, prepared, query_id, started,
-                                     deadline, scans_deadline, notes)
+        outcome = await self._merged(
+            principal, request, prepared, query_id, started, deadline, scans_deadline, notes
+        )
         for message in encode_answer(outcome):
             yield message
 
@@ -127,17 +146,31 @@ class QueryPipeline:
         query_id = new_query_id()
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
-        return await self._merged(principal, request, prepared, query_id, started,
-                                  deadline, scans_deadline)
+        return await self._merged(
+            principal, request, prepared, query_id, started, deadline, scans_deadline
+        )
 
-    async def _merged(self, principal: Principal, request: broker_pb2.QueryRequest,
-                      prepared: PreparedQuery, query_id: str, started: float,
-                      deadline: float, scans_deadline: float,
-                      notes: dict[str, Any] | None = None) -> QueryOutcome:
+    async def _merged(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        prepared: PreparedQuery,
+        query_id: str,
+        started: float,
+        deadline: float,
+        scans_deadline: float,
+        notes: dict[str, Any] | None = None,
+    ) -> QueryOutcome:
         plan = prepared.plan
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
-        results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
-                                  fail_fast=not request.allow_partial, budget=budget)
+        results = await run_scans(
+            self.clients,
+            plan.references,
+            query_id,
+            scans_deadline,
+            fail_fast=not request.allow_partial,
+            budget=budget,
+        )
         if notes is not None:
             notes["fetched"] = fetched_by_source(results)
         exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
@@ -156,12 +189,15 @@ class QueryPipeline:
             )
         except TimeoutError:
             raise SourceTimedOut("merge", "the query ran past its deadline while merging") from None
-        if table.num_rows > self.limits.max_result_rows or \
-                table.nbytes > self.limits.max_result_bytes:
+        if (
+            table.num_rows > self.limits.max_result_rows
+            or table.nbytes > self.limits.max_result_bytes
+        ):
             raise ResourceExhausted(
                 f"the answer has {table.num_rows} rows ({table.nbytes} bytes), over the limit "
                 f"of {self.limits.max_result_rows} rows / {self.limits.max_result_bytes} bytes "
-                "(ACCORD_MAX_RESULT_ROWS, ACCORD_MAX_RESULT_BYTES); add a LIMIT or narrow it")
+                "(ACCORD_MAX_RESULT_ROWS, ACCORD_MAX_RESULT_BYTES); add a LIMIT or narrow it"
+            )
         suppressed = 0
         if prepared.min_group_size:
             table, suppressed = suppress_small_groups(table, prepared.min_group_size)
@@ -173,41 +209,62 @@ class QueryPipeline:
             partial=bool(failed),
             suppressed_groups=suppressed,
         )
-        log.info("answered %s: %d rows from %d scans in %.1f ms", principal.partner.name,
-                 table.num_rows, len(results), trailer.elapsed_ms)
+        log.info(
+            "answered %s: %d rows from %d scans in %.1f ms",
+            principal.partner.name,
+            table.num_rows,
+            len(results),
+            trailer.elapsed_ms,
+        )
         return QueryOutcome(query_id, table, trailer, prepared, results)
 
-    async def explain(self, principal: Principal, request: broker_pb2.QueryRequest,
-                      query_id: str = "", notes: dict[str, Any] | None = None,
-                      ) -> broker_pb2.ExplainResponse:
+    async def explain(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        query_id: str = "",
+        notes: dict[str, Any] | None = None,
+    ) -> broker_pb2.ExplainResponse:
         query_id = query_id or new_query_id()
         _, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
         if notes is not None:
             notes.update(audit_details(prepared))
         plan = prepared.plan
-        results = await run_scans(self.clients, plan.references, query_id, scans_deadline,
-                                  explain_only=True)
+        results = await run_scans(
+            self.clients, plan.references, query_id, scans_deadline, explain_only=True
+        )
         redact = principal_redactor(prepared.view)
         scans = []
         for r in results:
             h = r.header
-            scans.append(broker_pb2.SourceScan(
-                source=r.source, table=r.reference.table, reference=r.reference.name_in_query,
-                columns=r.spec.columns, predicate=redact(r.spec.predicate), limit=r.spec.limit,
-                dialect=h.dialect if h else "", physical_sql=h.physical_sql if h else "",
-                pushed_predicates=[redact(p) for p in h.pushed_predicates] if h else [],
-                residual_predicates=[redact(p) for p in h.residual_predicates] if h else [],
-                superset_predicates=[redact(p) for p in h.superset_predicates] if h else [],
-                limit_pushed=h.limit_pushed if h else False,
-                error=redact(str(r.error)) if r.error else "",
-                circuit=self.clients.breakers[r.source].state.name,
-            ))
+            scans.append(
+                broker_pb2.SourceScan(
+                    source=r.source,
+                    table=r.reference.table,
+                    reference=r.reference.name_in_query,
+                    columns=r.spec.columns,
+                    predicate=redact(r.spec.predicate),
+                    limit=r.spec.limit,
+                    dialect=h.dialect if h else "",
+                    physical_sql=h.physical_sql if h else "",
+                    pushed_predicates=[redact(p) for p in h.pushed_predicates] if h else [],
+                    residual_predicates=[redact(p) for p in h.residual_predicates] if h else [],
+                    superset_predicates=[redact(p) for p in h.superset_predicates] if h else [],
+                    limit_pushed=h.limit_pushed if h else False,
+                    error=redact(str(r.error)) if r.error else "",
+                    circuit=self.clients.breakers[r.source].state.name,
+                )
+            )
         return broker_pb2.ExplainResponse(
-            query_id=query_id, validated_sql=prepared.validated_sql,
-            merge_sql=redact(plan.merge_sql), scans=scans,
-            rewritten_sql=redact(prepared.rewritten_sql), role=prepared.view.role.name,
-            purpose=request.purpose, masks=[redact(m) for m in prepared.masks],
+            query_id=query_id,
+            validated_sql=prepared.validated_sql,
+            merge_sql=redact(plan.merge_sql),
+            scans=scans,
+            rewritten_sql=redact(prepared.rewritten_sql),
+            role=prepared.view.role.name,
+            purpose=request.purpose,
+            masks=[redact(m) for m in prepared.masks],
             row_filters=[redact(f) for f in prepared.row_filters],
             min_group_size=prepared.min_group_size,
         )
@@ -221,13 +278,19 @@ class QueryPipeline:
             entries = []
             for column, type_name in columns.items():
                 mask = view.mask_of(name, column) if column != "source" else None
-                entries.append(broker_pb2.CatalogColumn(
-                    name=column, type=type_name, mask=mask.describe() if mask else ""))
+                entries.append(
+                    broker_pb2.CatalogColumn(
+                        name=column, type=type_name, mask=mask.describe() if mask else ""
+                    )
+                )
             sources = [s.code for s in self.federation.sources_serving(name)]
             tables.append(broker_pb2.CatalogTable(name=name, columns=entries, sources=sources))
         return broker_pb2.CatalogResponse(
-            partner=principal.partner.name, role=role.name, tables=tables,
-            purposes=sorted(role.purposes), case_reference_required=role.case_reference_required,
+            partner=principal.partner.name,
+            role=role.name,
+            tables=tables,
+            purposes=sorted(role.purposes),
+            case_reference_required=role.case_reference_required,
             aggregate_only=role.aggregate_only,
         )
 
@@ -263,8 +326,9 @@ def totals_by_source(results: list[ScanResult]) -> dict[str, SourceTotals]:
     return totals
 
 
-def source_statuses(results: list[ScanResult],
-                    visible: dict[str, int] | None) -> list[broker_pb2.SourceStatus]:
+def source_statuses(
+    results: list[ScanResult], visible: dict[str, int] | None
+) -> list[broker_pb2.SourceStatus]:
     """Per source over all its scans: state, rows, slowest scan.
 
     ``rows`` counts the rows of that source the caller's views held, never
@@ -275,9 +339,14 @@ def source_statuses(results: list[ScanResult],
     """
     return [
         broker_pb2.SourceStatus(
-            source=source, scans=t.scans, elapsed_ms=t.elapsed_ms,
-            state=(broker_pb2.SOURCE_STATE_OK if t.error is None
-                   else _STATE.get(type(t.error), broker_pb2.SOURCE_STATE_ERROR)),
+            source=source,
+            scans=t.scans,
+            elapsed_ms=t.elapsed_ms,
+            state=(
+                broker_pb2.SOURCE_STATE_OK
+                if t.error is None
+                else _STATE.get(type(t.error), broker_pb2.SOURCE_STATE_ERROR)
+            ),
             error=t.error.reason if t.error else "",
             rows=(visible or {}).get(source, 0),
         )
@@ -290,9 +359,14 @@ def fetched_by_source(results: list[ScanResult]) -> dict[str, dict[str, Any]]:
     included). For the audit trail only: a caller must never learn these
     counts (see ``source_statuses``)."""
     return {
-        source: {"scans": t.scans, "outcome": scan_outcome(t.error),
-                 "error": t.error.reason if t.error else "", "rows": t.rows,
-                 "bytes": t.bytes, "elapsed_ms": round(t.elapsed_ms, 1)}
+        source: {
+            "scans": t.scans,
+            "outcome": scan_outcome(t.error),
+            "error": t.error.reason if t.error else "",
+            "rows": t.rows,
+            "bytes": t.bytes,
+            "elapsed_ms": round(t.elapsed_ms, 1),
+        }
         for source, t in totals_by_source(results).items()
     }
 
@@ -336,9 +410,13 @@ def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
 
 def encode_answer(outcome: QueryOutcome) -> list[broker_pb2.QueryResponse]:
     """The response stream: header with schema, one message per batch, trailer."""
-    messages = [broker_pb2.QueryResponse(header=broker_pb2.QueryHeader(
-        query_id=outcome.query_id, arrow_schema=ipc.schema_to_bytes(outcome.table.schema)
-    ))]
+    messages = [
+        broker_pb2.QueryResponse(
+            header=broker_pb2.QueryHeader(
+                query_id=outcome.query_id, arrow_schema=ipc.schema_to_bytes(outcome.table.schema)
+            )
+        )
+    ]
     messages += [
         broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(b))
         for b in outcome.table.to_batches(max_chunksize=ipc.BATCH_ROWS)

@@ -108,8 +108,7 @@ class QueryPlan:
 
     @property
     def merge_sql(self) -> str:
-        views = "".join(f"{name} := ({view.sql(dialect='duckdb')});\n"
-                        for name, view in self.views)
+        views = "".join(f"{name} := ({view.sql(dialect='duckdb')});\n" for name, view in self.views)
         return views + self.merge.sql(dialect="duckdb")
 
 
@@ -124,8 +123,9 @@ def catalog_schema(federation: Federation) -> dict[str, object]:
     return schema
 
 
-def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref",
-               *, qualified: bool = False) -> QueryPlan:
+def plan_query(
+    tree: exp.Query, federation: Federation, ref_prefix: str = "ref", *, qualified: bool = False
+) -> QueryPlan:
     """Qualifies ``tree`` against the catalog and plans its scans.
 
     ``tree`` has been validated (``broker.validate.parse_query``) and passed
@@ -135,8 +135,14 @@ def plan_query(tree: exp.Query, federation: Federation, ref_prefix: str = "ref",
     schema = catalog_schema(federation)
     if not qualified:
         try:
-            tree = qualify(tree, schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                           quote_identifiers=True, identify=True)
+            tree = qualify(
+                tree,
+                schema=schema,
+                dialect="duckdb",
+                validate_qualify_columns=True,
+                quote_identifiers=True,
+                identify=True,
+            )
         except OptimizeError as exc:
             raise InvalidQuery(_qualify_message(exc)) from exc
     # Drop derived-table columns nothing reads (a secure view projects every
@@ -190,12 +196,17 @@ def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp
             continue
         if SOURCE_COLUMN not in view.named_selects:
             raw = view.args["from_"].this.alias_or_name
-            view.select(exp.alias_(exp.column(SOURCE_COLUMN, table=raw, quoted=True),
-                                   SOURCE_COLUMN, quoted=True), copy=False)
+            view.select(
+                exp.alias_(
+                    exp.column(SOURCE_COLUMN, table=raw, quoted=True), SOURCE_COLUMN, quoted=True
+                ),
+                copy=False,
+            )
         name = f"{ref_prefix.removesuffix('_ref')}_view{len(views) + 1}"
         views.append((name, view))
-        subquery.replace(exp.Table(this=exp.to_identifier(name, quoted=True),
-                                   alias=subquery.args.get("alias")))
+        subquery.replace(
+            exp.Table(this=exp.to_identifier(name, quoted=True), alias=subquery.args.get("alias"))
+        )
     return views
 
 
@@ -239,15 +250,18 @@ def _push_through_secure_views(tree: exp.Query, references: list[TableReference]
                 continue
             ref.label = alias
             clear = {
-                p.alias_or_name for p in view.expressions
-                if isinstance(p.unalias(), exp.Column) and p.unalias().name == p.alias_or_name
+                p.alias_or_name
+                for p in view.expressions
+                if isinstance(p.unalias(), exp.Column)
+                and p.unalias().name == p.alias_or_name
                 and p.unalias().table == ref.alias
             }
             _push_predicates(scope, ref, alias, clear)
 
 
-def _push_predicates(scope: Scope, ref: TableReference, alias: str | None = None,
-                     clear: set[str] | None = None) -> None:
+def _push_predicates(
+    scope: Scope, ref: TableReference, alias: str | None = None, clear: set[str] | None = None
+) -> None:
     """Copies the WHERE conjuncts that touch only ``alias`` (by default the
     reference itself; else a secure view over it, where only the ``clear``
     columns may be touched) into the reference's scan."""
@@ -287,8 +301,10 @@ def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:
     if not isinstance(column, exp.Column) or column.name != SOURCE_COLUMN:
         return False
     values = node.expressions if isinstance(node, exp.In) else [node.expression]
-    if node.args.get("query") or not values or not all(
-        isinstance(v, exp.Literal) and v.is_string for v in values
+    if (
+        node.args.get("query")
+        or not values
+        or not all(isinstance(v, exp.Literal) and v.is_string for v in values)
     ):
         return False
     named = {v.this for v in values}

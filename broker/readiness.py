@@ -28,8 +28,13 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 class Readiness:
-    def __init__(self, health: health_aio.HealthServicer, services: tuple[str, ...],
-                 audit: AuditLog | None, interval_s: float = 2.0) -> None:
+    def __init__(
+        self,
+        health: health_aio.HealthServicer,
+        services: tuple[str, ...],
+        audit: AuditLog | None,
+        interval_s: float = 2.0,
+    ) -> None:
         self.health = health
         self.services = services
         self.audit = audit

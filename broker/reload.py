@@ -46,9 +46,11 @@ def policy_digest(directory: Path) -> str:
 
 
 def certificate_details(cert: x509.Certificate) -> dict[str, Any]:
-    return {"certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
-            "certificate_serial": str(cert.serial_number),
-            "not_after": cert.not_valid_after_utc.isoformat()}
+    return {
+        "certificate_sha256": cert.fingerprint(hashes.SHA256()).hex(),
+        "certificate_serial": str(cert.serial_number),
+        "not_after": cert.not_valid_after_utc.isoformat(),
+    }
 
 
 def load_policy(directory: Path, federation: Federation) -> tuple[PolicySet, str]:
@@ -57,8 +59,10 @@ def load_policy(directory: Path, federation: Federation) -> tuple[PolicySet, str
     before = policy_digest(directory)
     policy = PolicySet.load(directory, federation)
     if policy_digest(directory) != before:
-        raise AccordError("the policy files changed while they were being read; "
-                          "reload again once they are written")
+        raise AccordError(
+            "the policy files changed while they were being read; "
+            "reload again once they are written"
+        )
     return policy, before
 
 
@@ -83,22 +87,33 @@ class Reloader:
     async def _reload_policy(self) -> None:
         record: dict[str, Any] = {"event": "policy_reload"}
         try:
-            policy, digest = await asyncio.to_thread(load_policy, self.policies_dir,
-                                                     self.federation)
+            policy, digest = await asyncio.to_thread(
+                load_policy, self.policies_dir, self.federation
+            )
         except (AccordError, OSError) as exc:
             record.update(outcome="FAILED", error=str(exc))
             log.error("policy reload refused; the policy in force stays: %s", exc)
         else:
             self.pipeline.use_policies(policy)
-            record.update(outcome="OK", policy_sha256=digest, roles=len(policy.roles),
-                          partners=len(policy.registry.partners))
-            log.warning("policy reloaded: %d roles, %d partners, sha256 %s",
-                        len(policy.roles), len(policy.registry.partners), digest[:12])
+            record.update(
+                outcome="OK",
+                policy_sha256=digest,
+                roles=len(policy.roles),
+                partners=len(policy.registry.partners),
+            )
+            log.warning(
+                "policy reloaded: %d roles, %d partners, sha256 %s",
+                len(policy.roles),
+                len(policy.registry.partners),
+                digest[:12],
+            )
         await self._finish("policy", record)
 
     async def _reload_certificate(self) -> None:
-        record: dict[str, Any] = {"event": "certificate_reload",
-                                  "certificate": str(self.credentials.cert)}
+        record: dict[str, Any] = {
+            "event": "certificate_reload",
+            "certificate": str(self.credentials.cert),
+        }
         try:
             cert = await asyncio.to_thread(self.credentials.reload)
         except (ValueError, OSError) as exc:
@@ -107,8 +122,11 @@ class Reloader:
         else:
             self.metrics.watch_certificates(self.certificates)
             record.update(outcome="OK", **certificate_details(cert))
-            log.warning("certificate reloaded: serial %s, valid to %s", cert.serial_number,
-                        cert.not_valid_after_utc.date())
+            log.warning(
+                "certificate reloaded: serial %s, valid to %s",
+                cert.serial_number,
+                cert.not_valid_after_utc.date(),
+            )
         await self._finish("certificate", record)
 
     async def _finish(self, kind: str, record: dict[str, Any]) -> None:

@@ -38,20 +38,25 @@ def render_result(result: QueryResult, fmt: str) -> str:
     columns = result.table.column_names
     rows = [[_plain(v) for v in row] for row in table_rows(result.table)]
     if fmt == "json":
-        return json.dumps({
-            "query_id": result.query_id,
-            "columns": columns,
-            "rows": rows,
-            "sources": [
-                {
-                    "source": s.source,
-                    "status": broker_pb2.SourceState.Name(s.state).removeprefix("SOURCE_STATE_"),
-                    "rows": s.rows,
-                    "error": s.error or None,
-                }
-                for s in result.trailer.sources
-            ],
-        }, ensure_ascii=False)
+        return json.dumps(
+            {
+                "query_id": result.query_id,
+                "columns": columns,
+                "rows": rows,
+                "sources": [
+                    {
+                        "source": s.source,
+                        "status": broker_pb2.SourceState.Name(s.state).removeprefix(
+                            "SOURCE_STATE_"
+                        ),
+                        "rows": s.rows,
+                        "error": s.error or None,
+                    }
+                    for s in result.trailer.sources
+                ],
+            },
+            ensure_ascii=False,
+        )
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

@@ -57,8 +57,15 @@ def write_address(path: Path | None, host: str, port: int) -> None:
         write_text_atomically(path, f"{host}:{port}\n")
 
 
-def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
-                  host: str, port: int, port_file: Path | None, metrics_port: int = 0) -> None:
+def serve_adapter(
+    workdir: Workdir,
+    federation_path: Path,
+    source_code: str,
+    host: str,
+    port: int,
+    port_file: Path | None,
+    metrics_port: int = 0,
+) -> None:
     federation = load_federation(federation_path)
     source = federation.source(source_code)
     backend = open_backend(source, workdir.path)
@@ -66,10 +73,15 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
     metrics = AdapterMetrics(source.code)
     metrics.watch_certificates([workdir.pki.ca_cert(), cert])
     server, bound, health = create_adapter_server(
-        federation, source, backend,
-        ca=workdir.pki.ca_cert(), cert=cert, key=key,
+        federation,
+        source,
+        backend,
+        ca=workdir.pki.ca_cert(),
+        cert=cert,
+        key=key,
         broker_certs=[workdir.pki.broker_client()[0]],
-        address=f"{host}:{port}", metrics=metrics,
+        address=f"{host}:{port}",
+        metrics=metrics,
     )
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
@@ -77,8 +89,15 @@ def serve_adapter(workdir: Workdir, federation_path: Path, source_code: str,
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     write_address(port_file, host, bound)
-    log.info("adapter %s (%s) serving on %s:%d; metrics on http://%s:%d/metrics",
-             source.code, source.system, host, bound, host, metrics_port)
+    log.info(
+        "adapter %s (%s) serving on %s:%d; metrics on http://%s:%d/metrics",
+        source.code,
+        source.system,
+        host,
+        bound,
+        host,
+        metrics_port,
+    )
     stop.wait()
     health.enter_graceful_shutdown()
     backend_done = server.stop(SHUTDOWN_GRACE_S)
@@ -96,10 +115,15 @@ def broker_instance(host: str, port: int) -> str:
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
     """The work dir's audit trail, with the ACCORD_AUDIT_* settings."""
     kept = load_audit_settings()
-    return AuditLog(workdir.audit_dir(), load_or_create_signing_key(workdir.audit_key()),
-                    instance=instance, retention_days=kept.retention_days,
-                    checkpoint_every=kept.checkpoint_records,
-                    checkpoint_seconds=kept.checkpoint_s, max_file_bytes=kept.file_bytes)
+    return AuditLog(
+        workdir.audit_dir(),
+        load_or_create_signing_key(workdir.audit_key()),
+        instance=instance,
+        retention_days=kept.retention_days,
+        checkpoint_every=kept.checkpoint_records,
+        checkpoint_seconds=kept.checkpoint_s,
+        max_file_bytes=kept.file_bytes,
+    )
 
 
 async def prune_daily(audit: AuditLog) -> None:
@@ -115,16 +139,33 @@ async def prune_daily(audit: AuditLog) -> None:
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
-def serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
-                 host: str, port: int, endpoints: dict[str, tuple[str, ...]],
-                 port_file: Path | None, metrics_port: int = 0) -> None:
-    asyncio.run(_serve_broker(workdir, federation_path, policies_dir, host, port,
-                              endpoints, port_file, metrics_port))
+def serve_broker(
+    workdir: Workdir,
+    federation_path: Path,
+    policies_dir: Path,
+    host: str,
+    port: int,
+    endpoints: dict[str, tuple[str, ...]],
+    port_file: Path | None,
+    metrics_port: int = 0,
+) -> None:
+    asyncio.run(
+        _serve_broker(
+            workdir, federation_path, policies_dir, host, port, endpoints, port_file, metrics_port
+        )
+    )
 
 
-async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: Path,
-                        host: str, port: int, endpoints: dict[str, tuple[str, ...]],
-                        port_file: Path | None, metrics_port: int) -> None:
+async def _serve_broker(
+    workdir: Workdir,
+    federation_path: Path,
+    policies_dir: Path,
+    host: str,
+    port: int,
+    endpoints: dict[str, tuple[str, ...]],
+    port_file: Path | None,
+    metrics_port: int,
+) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
     policies, policy_sha256 = load_policy(policies_dir, federation)  # any error: no start
     client_cert, client_key = workdir.pki.broker_client()
@@ -134,22 +175,35 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
     metrics.watch_certificates(certificates)
     breakers = Breakers()
-    clients = AdapterClients(federation, workdir.pki.ca_cert(), client_cert, client_key,
-                             breakers, metrics)
+    clients = AdapterClients(
+        federation, workdir.pki.ca_cert(), client_cert, client_key, breakers, metrics
+    )
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
     audit = open_audit(workdir, broker_instance(host, port))
-    await write_audit({"event": "start", "federation": federation.name,
-                       "sources": sorted(federation.sources), "roles": sorted(policies.roles),
-                       "partners": len(policies.registry.partners),
-                       "policy_sha256": policy_sha256,
-                       **certificate_details(credentials.current)}, audit, metrics)
+    await write_audit(
+        {
+            "event": "start",
+            "federation": federation.name,
+            "sources": sorted(federation.sources),
+            "roles": sorted(policies.roles),
+            "partners": len(policies.registry.partners),
+            "policy_sha256": policy_sha256,
+            **certificate_details(credentials.current),
+        },
+        audit,
+        metrics,
+    )
     server, bound, readiness = await create_broker_server(
-        pipeline, credentials.credentials, address=f"{host}:{port}", metrics=metrics,
+        pipeline,
+        credentials.credentials,
+        address=f"{host}:{port}",
+        metrics=metrics,
         audit=audit,
     )
     health = readiness.health
-    reloader = Reloader(policies_dir, federation, pipeline, credentials, certificates, audit,
-                        metrics, readiness)
+    reloader = Reloader(
+        policies_dir, federation, pipeline, credentials, certificates, audit, metrics, readiness
+    )
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file("broker"), host, metrics_port)
     # Each source has a health entry that follows its circuit breaker:
@@ -161,8 +215,11 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
     updates: set[asyncio.Task[None]] = set()
 
     def follow(source: str, state: CircuitState) -> None:
-        status = (health_pb2.HealthCheckResponse.NOT_SERVING if state is CircuitState.OPEN
-                  else health_pb2.HealthCheckResponse.SERVING)
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if state is CircuitState.OPEN
+            else health_pb2.HealthCheckResponse.SERVING
+        )
         task = loop.create_task(health.set(source_health_name(source), status))
         updates.add(task)
         task.add_done_callback(updates.discard)
@@ -181,8 +238,14 @@ async def _serve_broker(workdir: Workdir, federation_path: Path, policies_dir: P
 
     loop.add_signal_handler(signal.SIGHUP, reload)
     write_address(port_file, host, bound)
-    log.info("broker serving on %s:%d for %d sources; metrics on http://%s:%d/metrics",
-             host, bound, len(federation.sources), host, metrics_port)
+    log.info(
+        "broker serving on %s:%d for %d sources; metrics on http://%s:%d/metrics",
+        host,
+        bound,
+        len(federation.sources),
+        host,
+        metrics_port,
+    )
     await stop.wait()
     await health.enter_graceful_shutdown()
     await readiness.stop()

@@ -38,8 +38,13 @@ SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
 
 
 class BrokerService(broker_pb2_grpc.BrokerServicer):
-    def __init__(self, pipeline: QueryPipeline, metrics: BrokerMetrics | None = None,
-                 audit: AuditLog | None = None, readiness: Readiness | None = None) -> None:
+    def __init__(
+        self,
+        pipeline: QueryPipeline,
+        metrics: BrokerMetrics | None = None,
+        audit: AuditLog | None = None,
+        readiness: Readiness | None = None,
+    ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.audit = audit
@@ -56,8 +61,11 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             record.setdefault("query_id", current_query_id())
         await write_audit(record, self.audit, self.metrics, self.readiness)
 
-    async def _principal(self, context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-                         method: str) -> Principal:
+    async def _principal(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        method: str,
+    ) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
         end_user = str(metadata.get(END_USER_METADATA, ""))
         try:
@@ -67,17 +75,25 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             log.warning("refused caller: %s", message)
             peer = tls.peer_identity(context.auth_context())
             try:
-                await self._record({"event": "refused", "method": method,
-                                    "certificate_cn": peer[0] if peer else "",
-                                    "end_user": end_user, "outcome": status.name,
-                                    "error": message})
+                await self._record(
+                    {
+                        "event": "refused",
+                        "method": method,
+                        "certificate_cn": peer[0] if peer else "",
+                        "end_user": end_user,
+                        "outcome": status.name,
+                        "error": message,
+                    }
+                )
             except AccordError:
                 status, message = grpc.StatusCode.UNAVAILABLE, "the broker cannot audit now"
             await context.abort(status, message)
             raise  # abort raises; this line is for type checkers
 
     async def Query(
-        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+        self,
+        request: broker_pb2.QueryRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
@@ -85,8 +101,11 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 yield message
 
     async def _query(
-        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-        started: float, query_id: str,
+        self,
+        request: broker_pb2.QueryRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        started: float,
+        query_id: str,
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         principal = await self._principal(context, "Query")
         role = principal.partner.role
@@ -100,26 +119,31 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
                     # Audited before the answer is complete: no record, no trailer.
-                    await self._record(query_record(principal, request, notes, started,
-                                                    trailer, None))
+                    await self._record(
+                        query_record(principal, request, notes, started, trailer, None)
+                    )
                 yield message
         except Exception as exc:
             error = exc
             if not isinstance(exc, AuditWriteError):
                 try:
-                    await self._record(query_record(principal, request, notes, started,
-                                                    trailer, exc))
+                    await self._record(
+                        query_record(principal, request, notes, started, trailer, exc)
+                    )
                 except AuditWriteError as audit_error:
                     exc = audit_error
             await _abort(context, exc)
         finally:
             if self.metrics is not None:
                 self.metrics.inflight.dec()
-                self.metrics.query_done(role, error, started, trailer.rows,
-                                        trailer.suppressed_groups)
+                self.metrics.query_done(
+                    role, error, started, trailer.rows, trailer.suppressed_groups
+                )
 
     async def Explain(
-        self, request: broker_pb2.QueryRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+        self,
+        request: broker_pb2.QueryRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.ExplainResponse:
         """Audited like a query (it shows the policy applied, and contacts the
         sources), with ``event: explain``; no record, no plan."""
@@ -133,9 +157,14 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             except Exception as exc:
                 error = exc
             try:
-                await self._record({**query_record(principal, request, notes, started,
-                                                   broker_pb2.QueryTrailer(), error),
-                                    "event": "explain"})
+                await self._record(
+                    {
+                        **query_record(
+                            principal, request, notes, started, broker_pb2.QueryTrailer(), error
+                        ),
+                        "event": "explain",
+                    }
+                )
             except AuditWriteError as audit_error:
                 error = audit_error
             if error is not None:
@@ -144,25 +173,37 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             return plan
 
     async def GetCatalog(
-        self, request: broker_pb2.CatalogRequest, context: grpc.aio.ServicerContext  # type: ignore[type-arg]
+        self,
+        request: broker_pb2.CatalogRequest,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.CatalogResponse:
         with bind_query_id(new_query_id()):
             principal = await self._principal(context, "GetCatalog")
             partner = principal.partner
             try:
-                await self._record({"event": "catalog", "partner": partner.name,
-                                    "organization": partner.organization, "role": partner.role,
-                                    "certificate_sha256": principal.fingerprint,
-                                    "end_user": principal.end_user, "outcome": "OK"})
+                await self._record(
+                    {
+                        "event": "catalog",
+                        "partner": partner.name,
+                        "organization": partner.organization,
+                        "role": partner.role,
+                        "certificate_sha256": principal.fingerprint,
+                        "end_user": principal.end_user,
+                        "outcome": "OK",
+                    }
+                )
             except AuditWriteError as exc:
                 await _abort(context, exc)
                 raise
             return self.pipeline.catalog(principal)
 
 
-async def write_audit(record: dict[str, Any], audit: AuditLog | None,
-                      metrics: BrokerMetrics | None = None,
-                      readiness: Readiness | None = None) -> None:
+async def write_audit(
+    record: dict[str, Any],
+    audit: AuditLog | None,
+    metrics: BrokerMetrics | None = None,
+    readiness: Readiness | None = None,
+) -> None:
     """Writes one audit record durably, counting it; or raises AuditWriteError,
     counting the failure and making the broker probe its trail at once."""
     if audit is None:
@@ -179,9 +220,14 @@ async def write_audit(record: dict[str, Any], audit: AuditLog | None,
         metrics.audit_records.inc()
 
 
-def query_record(principal: Principal, request: broker_pb2.QueryRequest,
-                 notes: dict[str, Any], started: float, trailer: broker_pb2.QueryTrailer,
-                 error: BaseException | None) -> dict[str, Any]:
+def query_record(
+    principal: Principal,
+    request: broker_pb2.QueryRequest,
+    notes: dict[str, Any],
+    started: float,
+    trailer: broker_pb2.QueryTrailer,
+    error: BaseException | None,
+) -> dict[str, Any]:
     """The audit record of one query: who, why, what, from where; no result data."""
     partner = principal.partner
     status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
@@ -209,14 +255,17 @@ def query_record(principal: Principal, request: broker_pb2.QueryRequest,
     }
 
 
-def audited_sources(trailer: broker_pb2.QueryTrailer,
-                    fetched: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+def audited_sources(
+    trailer: broker_pb2.QueryTrailer, fetched: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Each source contacted: how its scans ended, what it sent, and how many
     of its rows the caller's views held (the trailer's count; none when the
     query failed before its trailer)."""
     visible = {s.source: s.rows for s in trailer.sources}
-    return [{"source": code, **sent, "visible_rows": visible.get(code, 0)}
-            for code, sent in sorted(fetched.items())]
+    return [
+        {"source": code, **sent, "visible_rows": visible.get(code, 0)}
+        for code, sent in sorted(fetched.items())
+    ]
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]
@@ -247,7 +296,8 @@ async def create_server(
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
     broker_pb2_grpc.add_BrokerServicer_to_server(
-        BrokerService(pipeline, metrics, audit, readiness), server)
+        BrokerService(pipeline, metrics, audit, readiness), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -49,13 +49,22 @@ def streamable(prepared: PreparedQuery) -> bool:
         return False
     _, view = plan.views[0]
     source = tree.args["from_"].this
-    return bool(isinstance(source, exp.Table) and source.name == plan.views[0][0]
-                and view.meta.get(SECURE_VIEW) and plain_select(view))
+    return bool(
+        isinstance(source, exp.Table)
+        and source.name == plan.views[0][0]
+        and view.meta.get(SECURE_VIEW)
+        and plain_select(view)
+    )
 
 
 async def stream_answer(
-    pipeline: object, prepared: PreparedQuery, request: broker_pb2.QueryRequest,
-    query_id: str, scans_deadline: float, key: bytes, started: float,
+    pipeline: object,
+    prepared: PreparedQuery,
+    request: broker_pb2.QueryRequest,
+    query_id: str,
+    scans_deadline: float,
+    key: bytes,
+    started: float,
     notes: dict[str, Any] | None = None,
 ) -> AsyncIterator[broker_pb2.QueryResponse]:
     """Header, batches as they come, trailer (see the module docstring)."""
@@ -68,8 +77,11 @@ async def stream_answer(
     schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
     merger = pipeline.merger
     empty, _ = await asyncio.to_thread(merger.run, plan, {ref.ref_id: schema.empty_table()}, key)
-    yield broker_pb2.QueryResponse(header=broker_pb2.QueryHeader(
-        query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)))
+    yield broker_pb2.QueryResponse(
+        header=broker_pb2.QueryHeader(
+            query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)
+        )
+    )
 
     limit = _limit(plan)
     queue: asyncio.Queue[tuple[ScanResult, pa.RecordBatch] | None] = asyncio.Queue(QUEUE_DEPTH)
@@ -77,9 +89,15 @@ async def stream_answer(
 
     async def scans() -> list[ScanResult]:
         try:
-            return await run_scans(pipeline.clients, plan.references, query_id, scans_deadline,
-                                   fail_fast=not request.allow_partial, budget=budget,
-                                   sink=queue)  # type: ignore[arg-type]
+            return await run_scans(
+                pipeline.clients,
+                plan.references,
+                query_id,
+                scans_deadline,
+                fail_fast=not request.allow_partial,
+                budget=budget,
+                sink=queue,
+            )  # type: ignore[arg-type]
         finally:
             with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now
                 queue.put_nowait(None)
@@ -90,8 +108,12 @@ async def stream_answer(
     try:
         while (item := await queue.get()) is not None:
             result, batch = item
-            table = aligned(pa.Table.from_batches([batch]), result.source,
-                            logical.arrow_schema(result.spec.columns), schema)
+            table = aligned(
+                pa.Table.from_batches([batch]),
+                result.source,
+                logical.arrow_schema(result.spec.columns),
+                schema,
+            )
             answer, seen = await asyncio.to_thread(merger.run, plan, {ref.ref_id: table}, key)
             for source, count in seen.items():
                 visible[source] = visible.get(source, 0) + count
@@ -101,7 +123,8 @@ async def stream_answer(
             if sent > pipeline.limits.max_result_rows:
                 raise ResourceExhausted(
                     f"the answer passed {pipeline.limits.max_result_rows} rows "
-                    "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query")
+                    "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query"
+                )
             for out in answer.to_batches(max_chunksize=ipc.BATCH_ROWS):
                 yield broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(out))
             if limit is not None and sent >= limit:
@@ -116,13 +139,18 @@ async def stream_answer(
     if notes is not None:
         notes["fetched"] = fetched_by_source(results)
     failed = _check_outcome(results, request)
-    yield broker_pb2.QueryResponse(trailer=broker_pb2.QueryTrailer(
-        query_id=query_id, sources=source_statuses(results, visible), rows=sent,
-        elapsed_ms=(time.monotonic() - started) * 1000, partial=bool(failed)))
+    yield broker_pb2.QueryResponse(
+        trailer=broker_pb2.QueryTrailer(
+            query_id=query_id,
+            sources=source_statuses(results, visible),
+            rows=sent,
+            elapsed_ms=(time.monotonic() - started) * 1000,
+            partial=bool(failed),
+        )
+    )
 
 
-def _check_outcome(results: list[ScanResult],
-                   request: broker_pb2.QueryRequest) -> list[ScanResult]:
+def _check_outcome(results: list[ScanResult], request: broker_pb2.QueryRequest) -> list[ScanResult]:
     """Raises where the streamed answer cannot stand; returns the failed scans."""
     from broker.pipeline import missing_sources_error
 
@@ -132,9 +160,10 @@ def _check_outcome(results: list[ScanResult],
     failed = [r for r in results if r.error is not None]
     half_sent = [r for r in failed if r.rows]
     if half_sent:
-        raise SourceUnavailable(", ".join(sorted({r.source for r in half_sent})),
-                                "failed after part of its rows went out; the answer is void, "
-                                "run the query again")
+        raise SourceUnavailable(
+            ", ".join(sorted({r.source for r in half_sent})),
+            "failed after part of its rows went out; the answer is void, run the query again",
+        )
     if failed and not request.allow_partial:
         raise missing_sources_error(failed)
     return failed

@@ -27,57 +27,197 @@ MAX_SQL_CHARS = 100_000
 _STATEMENTS = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 #: Structural and operator nodes a read-only query may contain.
-_ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset({
-    exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery, exp.With, exp.CTE,
-    exp.TableAlias, exp.From, exp.Join, exp.Table, exp.Identifier, exp.Column, exp.Star,
-    exp.Alias, exp.Where, exp.Group, exp.Having, exp.Qualify, exp.Order, exp.Ordered,
-    exp.Limit, exp.Offset, exp.Distinct, exp.Window, exp.WindowSpec, exp.Literal, exp.Null,
-    exp.Boolean, exp.Paren, exp.And, exp.Or, exp.Not, exp.EQ, exp.NEQ, exp.GT, exp.GTE,
-    exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Is, exp.In, exp.Like, exp.ILike,
-    exp.Escape, exp.Between, exp.Add, exp.Sub, exp.Mul, exp.Div, exp.IntDiv, exp.Mod,
-    exp.Neg, exp.DPipe, exp.Case, exp.If, exp.Cast, exp.TryCast, exp.DataType,
-    exp.DataTypeParam, exp.Exists, exp.Interval, exp.Var, exp.Tuple, exp.Values,
-})
+_ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
+    {
+        exp.Select,
+        exp.Union,
+        exp.Intersect,
+        exp.Except,
+        exp.Subquery,
+        exp.With,
+        exp.CTE,
+        exp.TableAlias,
+        exp.From,
+        exp.Join,
+        exp.Table,
+        exp.Identifier,
+        exp.Column,
+        exp.Star,
+        exp.Alias,
+        exp.Where,
+        exp.Group,
+        exp.Having,
+        exp.Qualify,
+        exp.Order,
+        exp.Ordered,
+        exp.Limit,
+        exp.Offset,
+        exp.Distinct,
+        exp.Window,
+        exp.WindowSpec,
+        exp.Literal,
+        exp.Null,
+        exp.Boolean,
+        exp.Paren,
+        exp.And,
+        exp.Or,
+        exp.Not,
+        exp.EQ,
+        exp.NEQ,
+        exp.GT,
+        exp.GTE,
+        exp.LT,
+        exp.LTE,
+        exp.NullSafeEQ,
+        exp.NullSafeNEQ,
+        exp.Is,
+        exp.In,
+        exp.Like,
+        exp.ILike,
+        exp.Escape,
+        exp.Between,
+        exp.Add,
+        exp.Sub,
+        exp.Mul,
+        exp.Div,
+        exp.IntDiv,
+        exp.Mod,
+        exp.Neg,
+        exp.DPipe,
+        exp.Case,
+        exp.If,
+        exp.Cast,
+        exp.TryCast,
+        exp.DataType,
+        exp.DataTypeParam,
+        exp.Exists,
+        exp.Interval,
+        exp.Var,
+        exp.Tuple,
+        exp.Values,
+    }
+)
 
 #: Functions callable in a query: scalar, aggregate and window functions
 #: that read only their arguments. No table functions, nothing that reads
 #: files, settings, the environment or the catalog.
-_ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset({
-    # aggregates
-    exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max, exp.Median, exp.Stddev, exp.StddevPop,
-    exp.StddevSamp, exp.Variance, exp.VariancePop, exp.ArrayAgg, exp.GroupConcat,
-    exp.CountIf, exp.AnyValue,
-    # windows
-    exp.RowNumber, exp.Rank, exp.DenseRank, exp.PercentRank, exp.CumeDist, exp.Ntile,
-    exp.Lag, exp.Lead, exp.FirstValue, exp.LastValue, exp.NthValue,
-    # strings
-    exp.Upper, exp.Lower, exp.Length, exp.Substring, exp.Trim, exp.Concat, exp.ConcatWs,
-    exp.Replace, exp.StrPosition, exp.Left, exp.Right, exp.Pad, exp.Initcap, exp.Reverse,
-    exp.StartsWith, exp.Contains, exp.RegexpLike, exp.Levenshtein,
-    # numbers
-    exp.Abs, exp.Round, exp.Floor, exp.Ceil, exp.Sign,
-    # conditionals
-    exp.Coalesce, exp.Nullif, exp.Greatest, exp.Least,
-    # dates
-    exp.Extract, exp.Year, exp.Month, exp.Day, exp.DayOfWeek, exp.DayOfYear, exp.Quarter,
-    exp.DateTrunc, exp.TimestampTrunc, exp.DateDiff, exp.DateAdd, exp.DateSub,
-    exp.CurrentDate, exp.TimeToStr, exp.StrToDate, exp.StrToTime,
-})
+_ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset(
+    {
+        # aggregates
+        exp.Count,
+        exp.Sum,
+        exp.Avg,
+        exp.Min,
+        exp.Max,
+        exp.Median,
+        exp.Stddev,
+        exp.StddevPop,
+        exp.StddevSamp,
+        exp.Variance,
+        exp.VariancePop,
+        exp.ArrayAgg,
+        exp.GroupConcat,
+        exp.CountIf,
+        exp.AnyValue,
+        # windows
+        exp.RowNumber,
+        exp.Rank,
+        exp.DenseRank,
+        exp.PercentRank,
+        exp.CumeDist,
+        exp.Ntile,
+        exp.Lag,
+        exp.Lead,
+        exp.FirstValue,
+        exp.LastValue,
+        exp.NthValue,
+        # strings
+        exp.Upper,
+        exp.Lower,
+        exp.Length,
+        exp.Substring,
+        exp.Trim,
+        exp.Concat,
+        exp.ConcatWs,
+        exp.Replace,
+        exp.StrPosition,
+        exp.Left,
+        exp.Right,
+        exp.Pad,
+        exp.Initcap,
+        exp.Reverse,
+        exp.StartsWith,
+        exp.Contains,
+        exp.RegexpLike,
+        exp.Levenshtein,
+        # numbers
+        exp.Abs,
+        exp.Round,
+        exp.Floor,
+        exp.Ceil,
+        exp.Sign,
+        # conditionals
+        exp.Coalesce,
+        exp.Nullif,
+        exp.Greatest,
+        exp.Least,
+        # dates
+        exp.Extract,
+        exp.Year,
+        exp.Month,
+        exp.Day,
+        exp.DayOfWeek,
+        exp.DayOfYear,
+        exp.Quarter,
+        exp.DateTrunc,
+        exp.TimestampTrunc,
+        exp.DateDiff,
+        exp.DateAdd,
+        exp.DateSub,
+        exp.CurrentDate,
+        exp.TimeToStr,
+        exp.StrToDate,
+        exp.StrToTime,
+    }
+)
 
 #: Functions sqlglot does not model (parsed as Anonymous), by lower-case name.
-_ALLOWED_ANONYMOUS = frozenset({
-    "strip_accents", "jaro_winkler_similarity", "damerau_levenshtein", "date_part",
-    "datepart", "age", "nfc_normalize",
-})
+_ALLOWED_ANONYMOUS = frozenset(
+    {
+        "strip_accents",
+        "jaro_winkler_similarity",
+        "damerau_levenshtein",
+        "date_part",
+        "datepart",
+        "age",
+        "nfc_normalize",
+    }
+)
 
 _NAMES: dict[type[exp.Expr], str] = {
-    exp.Insert: "INSERT", exp.Update: "UPDATE", exp.Delete: "DELETE", exp.Merge: "MERGE",
-    exp.Create: "CREATE", exp.Drop: "DROP", exp.Alter: "ALTER", exp.Attach: "ATTACH",
-    exp.Detach: "DETACH", exp.Copy: "COPY", exp.Pragma: "PRAGMA", exp.Set: "SET",
-    exp.Install: "INSTALL", exp.Use: "USE", exp.Describe: "DESCRIBE", exp.Show: "SHOW",
-    exp.Summarize: "SUMMARIZE", exp.Pivot: "PIVOT", exp.Into: "SELECT ... INTO",
-    exp.Lock: "FOR UPDATE/SHARE", exp.Placeholder: "query parameters",
-    exp.Lateral: "LATERAL", exp.Unnest: "UNNEST",
+    exp.Insert: "INSERT",
+    exp.Update: "UPDATE",
+    exp.Delete: "DELETE",
+    exp.Merge: "MERGE",
+    exp.Create: "CREATE",
+    exp.Drop: "DROP",
+    exp.Alter: "ALTER",
+    exp.Attach: "ATTACH",
+    exp.Detach: "DETACH",
+    exp.Copy: "COPY",
+    exp.Pragma: "PRAGMA",
+    exp.Set: "SET",
+    exp.Install: "INSTALL",
+    exp.Use: "USE",
+    exp.Describe: "DESCRIBE",
+    exp.Show: "SHOW",
+    exp.Summarize: "SUMMARIZE",
+    exp.Pivot: "PIVOT",
+    exp.Into: "SELECT ... INTO",
+    exp.Lock: "FOR UPDATE/SHARE",
+    exp.Placeholder: "query parameters",
+    exp.Lateral: "LATERAL",
+    exp.Unnest: "UNNEST",
 }
 
 
@@ -138,8 +278,9 @@ def _check_nodes(tree: exp.Expr) -> None:
             raise InvalidQuery(f"{_describe(node)} is not allowed in a query")
 
 
-def _check_tables(tree: exp.Expr, catalog: frozenset[str], known: frozenset[str],
-                  role: str) -> None:
+def _check_tables(
+    tree: exp.Expr, catalog: frozenset[str], known: frozenset[str], role: str
+) -> None:
     """Every table reference names a CTE in scope or a catalog table.
 
     A table of the logical model the caller's role may not see is named as
@@ -147,8 +288,10 @@ def _check_tables(tree: exp.Expr, catalog: frozenset[str], known: frozenset[str]
     """
     for table in tree.find_all(exp.Table):
         if table.args.get("joins"):
-            raise InvalidQuery("parenthesized joins are not supported; write the joins one "
-                               "after another: FROM a JOIN b ON ... JOIN c ON ...")
+            raise InvalidQuery(
+                "parenthesized joins are not supported; write the joins one "
+                "after another: FROM a JOIN b ON ... JOIN c ON ..."
+            )
         if not isinstance(table.this, exp.Identifier):
             raise InvalidQuery(
                 f"{table.sql('duckdb')} is not a table; table functions are not allowed"

@@ -1,11 +1,11 @@
 """The work dir (default ``./.accord``): certificates, data, run files, logs.
 
-    .accord/
-      certs/      federation CA and every hop's certificate (certs.PkiLayout)
-      data/       the embedded sources' SQLite files
-      run/        addresses of running servers (broker.addr, adapter-bc.addr)
-      logs/       logs of processes started by `accord demo`
-      audit/      the broker's audit trail (`accord audit verify`)
+.accord/
+  certs/      federation CA and every hop's certificate (certs.PkiLayout)
+  data/       the embedded sources' SQLite files
+  run/        addresses of running servers (broker.addr, adapter-bc.addr)
+  logs/       logs of processes started by `accord demo`
+  audit/      the broker's audit trail (`accord audit verify`)
 """
 
 from __future__ import annotations
@@ -55,8 +55,9 @@ class Workdir:
         try:
             secret = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"cannot read the mask secret {path}: {exc.strerror}; "
-                              "run `accord certs init`") from exc
+            raise ConfigError(
+                f"cannot read the mask secret {path}: {exc.strerror}; run `accord certs init`"
+            ) from exc
         if len(secret) < 32:
             raise ConfigError(f"the mask secret {path} is shorter than 32 bytes")
         return secret

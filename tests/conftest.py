@@ -32,44 +32,55 @@ def load_logical_model() -> dict:
 
 def make_small_federation() -> Federation:
     """Two sources with different physical schemas, codes and date formats."""
-    return parse_federation({
-        "federation": "unit",
-        "logical_model": load_logical_model(),
-        "sources": [
-            {
-                "code": "BC", "system": "CORNET",
-                "backend": {"kind": "sqlite", "path": "bc.sqlite"},
-                "release": {"offenders": "all", "sentences": "all"},
-                "tables": {
-                    "offenders": {
-                        "physical_table": "CLIENT",
-                        "columns": {
-                            "fps_number": "FPS_NUM",
-                            "surname": "LAST_NM",
-                            "birth_date": {"column": "BIRTH_DT", "date_format": "%d/%m/%Y"},
-                            "status": {"column": "STAT_CD",
-                                       "codes": {"CU": "IN_CUSTODY", "CO": "SUPERVISED"}},
+    return parse_federation(
+        {
+            "federation": "unit",
+            "logical_model": load_logical_model(),
+            "sources": [
+                {
+                    "code": "BC",
+                    "system": "CORNET",
+                    "backend": {"kind": "sqlite", "path": "bc.sqlite"},
+                    "release": {"offenders": "all", "sentences": "all"},
+                    "tables": {
+                        "offenders": {
+                            "physical_table": "CLIENT",
+                            "columns": {
+                                "fps_number": "FPS_NUM",
+                                "surname": "LAST_NM",
+                                "birth_date": {"column": "BIRTH_DT", "date_format": "%d/%m/%Y"},
+                                "status": {
+                                    "column": "STAT_CD",
+                                    "codes": {"CU": "IN_CUSTODY", "CO": "SUPERVISED"},
+                                },
+                            },
+                        },
+                        "sentences": {
+                            "physical_table": "SENTENCE",
+                            "columns": {
+                                "fps_number": "FPS_NUM",
+                                "length_days": "LEN_DAYS",
+                                "sentence_date": {"column": "SENT_DT", "date_format": "%Y%m%d"},
+                            },
                         },
                     },
-                    "sentences": {
-                        "physical_table": "SENTENCE",
-                        "columns": {"fps_number": "FPS_NUM", "length_days": "LEN_DAYS",
-                                    "sentence_date": {"column": "SENT_DT",
-                                                      "date_format": "%Y%m%d"}},
+                },
+                {
+                    "code": "QC",
+                    "system": "DACOR",
+                    "backend": {"kind": "sqlite", "path": "qc.sqlite"},
+                    "release": {"offenders": {"columns": "all", "except": ["birth_date"]}},
+                    "tables": {
+                        "offenders": {
+                            "physical_table": "DOSSIER",
+                            "columns": {
+                                "fps_number": "NO_SED",
+                                "surname": "NOM_FAMILLE",
+                                "birth_date": "DATE_NAISSANCE",
+                            },
+                        },
                     },
                 },
-            },
-            {
-                "code": "QC", "system": "DACOR",
-                "backend": {"kind": "sqlite", "path": "qc.sqlite"},
-                "release": {"offenders": {"columns": "all", "except": ["birth_date"]}},
-                "tables": {
-                    "offenders": {
-                        "physical_table": "DOSSIER",
-                        "columns": {"fps_number": "NO_SED", "surname": "NOM_FAMILLE",
-                                    "birth_date": "DATE_NAISSANCE"},
-                    },
-                },
-            },
-        ],
-    })
+            ],
+        }
+    )

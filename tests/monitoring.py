@@ -27,8 +27,10 @@ ALERT_TESTS = DEPLOY / "alerts.test.yml"
 DASHBOARD = DEPLOY / "grafana" / "accord.json"
 
 #: Grafana's interval variables, all replaced by one window in tests.
-_INTERVAL_VARIABLES = re.compile(r"\$(?:__rate_interval|__interval|__range)\b"
-                                 r"|\$\{(?:__rate_interval|__interval|__range)\}")
+_INTERVAL_VARIABLES = re.compile(
+    r"\$(?:__rate_interval|__interval|__range)\b"
+    r"|\$\{(?:__rate_interval|__interval|__range)\}"
+)
 #: Metric names in PromQL: Accord's own and `up`. String literals are
 #: removed first, so label values such as "accord-broker" never count.
 _METRIC_NAME = re.compile(r"(?<![\w:])(accord_\w+|up)(?![\w:])")
@@ -76,8 +78,9 @@ def dashboard() -> dict[str, Any]:
     return data
 
 
-def dashboard_panels(panels: Iterable[dict[str, Any]] | None = None,
-                     ) -> Iterator[dict[str, Any]]:
+def dashboard_panels(
+    panels: Iterable[dict[str, Any]] | None = None,
+) -> Iterator[dict[str, Any]]:
     """Every panel, rows and the panels nested in collapsed rows included."""
     for panel in dashboard()["panels"] if panels is None else panels:
         yield panel
@@ -91,10 +94,12 @@ def substitute(expr: str, rate_interval: str = "1m") -> str:
 
 def dashboard_queries(rate_interval: str = "1m") -> list[tuple[str, str]]:
     """(panel title, PromQL) of every target of every panel, variables substituted."""
-    return [(panel.get("title", ""), substitute(target["expr"], rate_interval))
-            for panel in dashboard_panels()
-            for target in panel.get("targets", ())
-            if target.get("expr")]
+    return [
+        (panel.get("title", ""), substitute(target["expr"], rate_interval))
+        for panel in dashboard_panels()
+        for target in panel.get("targets", ())
+        if target.get("expr")
+    ]
 
 
 def alert_rules() -> list[dict[str, Any]]:
@@ -115,6 +120,8 @@ def metric_names(expr: str) -> set[str]:
 def exported_names(registry: CollectorRegistry) -> set[str]:
     """Every sample name ``registry`` can expose, including those of labelled
     metrics that have no child yet (and so no sample)."""
-    return {family.name + suffix
-            for family in registry.collect()
-            for suffix in _SUFFIXES.get(family.type, ("",))}
+    return {
+        family.name + suffix
+        for family in registry.collect()
+        for suffix in _SUFFIXES.get(family.type, ("",))
+    }

@@ -10,8 +10,15 @@ import pyarrow as pa
 from accord.federation import Federation
 
 
-def rows_to_logical(federation: Federation, code: str, table: str, held: list[str],
-                    rows: list[tuple], *, native_dates: bool) -> pa.Table:
+def rows_to_logical(
+    federation: Federation,
+    code: str,
+    table: str,
+    held: list[str],
+    rows: list[tuple],
+    *,
+    native_dates: bool,
+) -> pa.Table:
     """``held`` names the logical columns of ``rows``, in order. Unformatted
     dates are ISO text (SQLite) or, with ``native_dates``, real dates."""
     logical = federation.tables[table]
@@ -28,8 +35,9 @@ def rows_to_logical(federation: Federation, code: str, table: str, held: list[st
         if col.codes:
             values = [None if v is None else col.codes[v] for v in raw]
         elif type_name == "DATE" and col.date_format:
-            values = [None if v is None else dt.datetime.strptime(v, col.date_format).date()
-                      for v in raw]
+            values = [
+                None if v is None else dt.datetime.strptime(v, col.date_format).date() for v in raw
+            ]
         elif type_name == "DATE" and native_dates:
             assert all(v is None or type(v) is dt.date for v in raw), (code, table, name)
             values = raw

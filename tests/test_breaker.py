@@ -57,5 +57,8 @@ def test_changes_of_state_are_reported_per_source():
     breakers["BC"].allow(now=2)
     breakers["BC"].succeeded()
     breakers["BC"].succeeded()  # no change, no report
-    assert seen == [("BC", CircuitState.OPEN), ("BC", CircuitState.HALF_OPEN),
-                    ("BC", CircuitState.CLOSED)]
+    assert seen == [
+        ("BC", CircuitState.OPEN),
+        ("BC", CircuitState.HALF_OPEN),
+        ("BC", CircuitState.CLOSED),
+    ]

@@ -57,7 +57,8 @@ def read_logical(federation: Federation, code: str, table: str, path: Path) -> p
     select = ", ".join(f'"{mapping.columns[c].physical}"' for c in held)
     with sqlite3.connect(path) as conn:
         rows = conn.execute(
-            f'SELECT {select} FROM "{mapping.physical_table}" ORDER BY rowid').fetchall()
+            f'SELECT {select} FROM "{mapping.physical_table}" ORDER BY rowid'
+        ).fetchall()
     return rows_to_logical(federation, code, table, held, rows, native_dates=False)
 
 
@@ -89,7 +90,8 @@ def test_every_system_has_its_own_physical_schema(federation):
     for code, source in federation.sources.items():
         for mapping in source.tables.values():
             assert mapping.physical_table not in seen, (
-                f"{code} and {seen.get(mapping.physical_table)} share {mapping.physical_table}")
+                f"{code} and {seen.get(mapping.physical_table)} share {mapping.physical_table}"
+            )
             seen[mapping.physical_table] = code
             for col in mapping.columns.values():
                 assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", col.physical)
@@ -99,7 +101,7 @@ def test_every_system_has_its_own_physical_schema(federation):
         for s in federation.sources.values()
     ]
     for i, a in enumerate(offender_columns):
-        for b in offender_columns[i + 1:]:
+        for b in offender_columns[i + 1 :]:
             assert len(a & b) <= 4
 
 
@@ -129,8 +131,7 @@ def test_served_tables_codes_and_formats_vary(federation):
     assert any("photo_ref" not in s.tables["offenders"].columns for s in provinces)
     assert any("security_level" not in s.tables["offenders"].columns for s in provinces)
     formats = {
-        s.tables["offenders"].columns["birth_date"].date_format
-        for s in federation.sources.values()
+        s.tables["offenders"].columns["birth_date"].date_format for s in federation.sources.values()
     }
     assert formats == {"%Y%m%d", "%Y/%m/%d", "%m/%d/%Y", "%d/%m/%Y", "%Y-%m-%d", None}
     status_codes = {
@@ -199,7 +200,11 @@ def test_generate_does_not_depend_on_hash_seed(federation):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
         out = subprocess.run(
             [sys.executable, "-c", DIGEST_SCRIPT, str(FEDERATION_FILE)],
-            cwd=REPO, env=env, capture_output=True, text=True, check=True,
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         digests.add(out.stdout.strip())
     h = hashlib.sha256()
@@ -224,14 +229,19 @@ def test_ids_unique_and_children_point_at_files(data):
         known = set(ids)
         for name, table in tables.items():
             assert set(table.column("source_person_id").to_pylist()) <= known, (code, name)
-    formats = {code: re.sub(r"\d", "9", t["offenders"]["source_person_id"][0].as_py())
-               for code, t in data.items()}
+    formats = {
+        code: re.sub(r"\d", "9", t["offenders"]["source_person_id"][0].as_py())
+        for code, t in data.items()
+    }
     assert len(set(formats.values())) == len(formats)
 
 
 def test_every_nullable_column_holds_a_null(federation, data):
-    required = {("offenders", "source_person_id"), ("offenders", "surname"),
-                ("offenders", "status")}
+    required = {
+        ("offenders", "source_person_id"),
+        ("offenders", "surname"),
+        ("offenders", "status"),
+    }
     for code, tables in data.items():
         source = federation.sources[code]
         for name, table in tables.items():
@@ -279,7 +289,7 @@ def test_fps_presence_and_people_across_systems(data):
     for code, fps in fps_by_source.items():
         assert federal & fps, f"nobody in both OMS and {code}"
     provincial = list(fps_by_source.values())
-    assert any(a & b for i, a in enumerate(provincial) for b in provincial[i + 1:])
+    assert any(a & b for i, a in enumerate(provincial) for b in provincial[i + 1 :])
 
 
 def test_some_links_need_name_and_birth_date(data):
@@ -305,11 +315,14 @@ def test_some_links_need_name_and_birth_date(data):
 
 def test_status_mix_and_plausible_dates(data):
     oms = data["CA-CSC"]["offenders"].to_pylist()
-    status = {s: sum(r["status"] == s for r in oms) for s in
-              ("IN_CUSTODY", "SUPERVISED", "UAL", "WARRANT_EXPIRED", "ARCHIVED")}
+    status = {
+        s: sum(r["status"] == s for r in oms)
+        for s in ("IN_CUSTODY", "SUPERVISED", "UAL", "WARRANT_EXPIRED", "ARCHIVED")
+    }
     assert status["IN_CUSTODY"] > status["SUPERVISED"] > status["UAL"] > 0
     assert status["ARCHIVED"] + status["WARRANT_EXPIRED"] > 4 * (
-        status["IN_CUSTODY"] + status["SUPERVISED"])
+        status["IN_CUSTODY"] + status["SUPERVISED"]
+    )
     for code, tables in data.items():
         for r in tables["offenders"].to_pylist():
             if r["birth_date"] is not None:
@@ -318,7 +331,20 @@ def test_status_mix_and_plausible_dates(data):
                 assert r["planned_release_date"] > REFERENCE_DATE, code
             if r["supervising_jurisdiction"] is not None:
                 assert r["supervising_jurisdiction"] in {
-                    "BC", "ON", "QC", "SK", "YT", "AB", "MB", "NS", "NB", "NL", "PE", "NT", "NU"}
+                    "BC",
+                    "ON",
+                    "QC",
+                    "SK",
+                    "YT",
+                    "AB",
+                    "MB",
+                    "NS",
+                    "NB",
+                    "NL",
+                    "PE",
+                    "NT",
+                    "NU",
+                }
         for r in tables["sentences"].to_pylist():
             if r["sentence_date"] is not None:
                 assert dt.date(1990, 1, 1) <= r["sentence_date"] <= REFERENCE_DATE, code
@@ -327,8 +353,11 @@ def test_status_mix_and_plausible_dates(data):
                 people = len(set(tables[name].column("source_person_id").to_pylist()))
                 ratio = people / tables["offenders"].num_rows
                 assert share[0] < ratio < share[1], (code, name, ratio)
-        per_person = tables["sentences"].group_by("source_person_id").aggregate(
-            [("source_person_id", "count")])
+        per_person = (
+            tables["sentences"]
+            .group_by("source_person_id")
+            .aggregate([("source_person_id", "count")])
+        )
         assert max(per_person.column("source_person_id_count").to_pylist()) <= 4
 
 
@@ -339,21 +368,28 @@ def test_physical_tables_columns_and_indexes(federation, written):
     for code, path in written.items():
         source = federation.sources[code]
         with sqlite3.connect(path) as conn:
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            tables = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master "
+                    "WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+                )
+            }
             assert tables == {m.physical_table for m in source.tables.values()}, code
             for name, mapping in source.tables.items():
                 info = conn.execute(f'PRAGMA table_info("{mapping.physical_table}")').fetchall()
                 columns = {row[1]: row[2] for row in info}
                 expected = {
-                    c.physical: "INTEGER" if federation.tables[name].columns[c.logical] == "BIGINT"
+                    c.physical: "INTEGER"
+                    if federation.tables[name].columns[c.logical] == "BIGINT"
                     else "TEXT"
                     for c in mapping.columns.values()
                 }
                 assert columns == expected, (code, name)
                 indexed = set()
                 for index in conn.execute(
-                        f'PRAGMA index_list("{mapping.physical_table}")').fetchall():
+                    f'PRAGMA index_list("{mapping.physical_table}")'
+                ).fetchall():
                     cols = tuple(r[2] for r in conn.execute(f'PRAGMA index_info("{index[1]}")'))
                     indexed.add(cols)
                 assert (mapping.columns["fps_number"].physical,) in indexed, (code, name)
@@ -361,26 +397,39 @@ def test_physical_tables_columns_and_indexes(federation, written):
                 assert any(cols[0] == person for cols in indexed), (code, name)
             offenders = source.tables["offenders"].columns
             with_names = (offenders["surname"].physical, offenders["given_names"].physical)
-            index_sql = " ".join(r[0] for r in conn.execute(
-                "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+            index_sql = " ".join(
+                r[0]
+                for r in conn.execute(
+                    "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+                )
+            )
             assert f'("{with_names[0]}", "{with_names[1]}")' in index_sql, code
 
 
-@pytest.mark.parametrize(("code", "column", "expected"), [
-    ("QC", "DATE_NAISSANCE", "29/02/1988"),
-    ("ON", "DATE_OF_BIRTH", "02/29/1988"),
-    ("CA-CSC", "DOB", "19880229"),
-    ("BC", "BIRTH_DT", "1988/02/29"),
-    ("SK", "BIRTH_DATE", "1988-02-29"),
-    ("YT", "DOB", "1988-02-29"),
-])
+@pytest.mark.parametrize(
+    ("code", "column", "expected"),
+    [
+        ("QC", "DATE_NAISSANCE", "29/02/1988"),
+        ("ON", "DATE_OF_BIRTH", "02/29/1988"),
+        ("CA-CSC", "DOB", "19880229"),
+        ("BC", "BIRTH_DT", "1988/02/29"),
+        ("SK", "BIRTH_DATE", "1988-02-29"),
+        ("YT", "DOB", "1988-02-29"),
+    ],
+)
 def test_dates_stored_in_each_systems_format(federation, written, code, column, expected):
     table = federation.sources[code].tables["offenders"].physical_table
     with sqlite3.connect(written[code]) as conn:
         values = [r[0] for r in conn.execute(f'SELECT "{column}" FROM "{table}"')]
     assert expected in values
-    pattern = {"QC": r"\d\d/\d\d/\d{4}", "ON": r"\d\d/\d\d/\d{4}", "CA-CSC": r"\d{8}",
-               "BC": r"\d{4}/\d\d/\d\d", "SK": r"\d{4}-\d\d-\d\d", "YT": r"\d{4}-\d\d-\d\d"}
+    pattern = {
+        "QC": r"\d\d/\d\d/\d{4}",
+        "ON": r"\d\d/\d\d/\d{4}",
+        "CA-CSC": r"\d{8}",
+        "BC": r"\d{4}/\d\d/\d\d",
+        "SK": r"\d{4}-\d\d-\d\d",
+        "YT": r"\d{4}-\d\d-\d\d",
+    }
     assert all(re.fullmatch(pattern[code], v) for v in values if v is not None)
 
 
@@ -389,12 +438,17 @@ def test_codes_stored_physically(federation, written):
         mapping = federation.sources[code].tables["offenders"]
         status = mapping.columns["status"]
         with sqlite3.connect(path) as conn:
-            stored = {r[0] for r in conn.execute(
-                f'SELECT DISTINCT "{status.physical}" FROM "{mapping.physical_table}"')}
+            stored = {
+                r[0]
+                for r in conn.execute(
+                    f'SELECT DISTINCT "{status.physical}" FROM "{mapping.physical_table}"'
+                )
+            }
         assert stored == set(status.codes), code
     with sqlite3.connect(written["QC"]) as conn:
-        row = conn.execute("SELECT SEXE, CODE_STATUT FROM DOSSIER_CONTREVENANT "
-                           "WHERE NOM_FAMILLE = 'Roy-Tremblay'").fetchone()
+        row = conn.execute(
+            "SELECT SEXE, CODE_STATUT FROM DOSSIER_CONTREVENANT WHERE NOM_FAMILLE = 'Roy-Tremblay'"
+        ).fetchone()
     assert row == ("F", "DET")
 
 
@@ -414,13 +468,18 @@ def test_write_sqlite_replaces_atomically(federation, data, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["qc.sqlite"]  # no temp files left
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT count(*) FROM DOSSIER_CONTREVENANT").fetchone()[0] == (
-            data["QC"]["offenders"].num_rows)
+            data["QC"]["offenders"].num_rows
+        )
 
 
 def test_write_sqlite_refuses_a_table_the_source_does_not_serve(federation, data, tmp_path):
     with pytest.raises(ConfigError, match="health_notes"):
-        write_sqlite(federation, "BC", {"health_notes": data["CA-CSC"]["health_notes"]},
-                     tmp_path / "bc.sqlite")
+        write_sqlite(
+            federation,
+            "BC",
+            {"health_notes": data["CA-CSC"]["health_notes"]},
+            tmp_path / "bc.sqlite",
+        )
     assert not (tmp_path / "bc.sqlite").exists()
 
 
@@ -428,8 +487,7 @@ def test_write_federation_data(federation, tmp_path):
     counts = write_federation_data(federation, tmp_path, seed=5, scale=0.002)
     expected = generate(federation, seed=5, scale=0.002)
     assert counts == {
-        code: {name: t.num_rows for name, t in tables.items()}
-        for code, tables in expected.items()
+        code: {name: t.num_rows for name, t in tables.items()} for code, tables in expected.items()
     }
     for code, source in federation.sources.items():
         path = tmp_path / source.backend.path

@@ -35,8 +35,14 @@ from tests.monitoring import (
 
 
 def run_promtool(*args: str, cwd=DEPLOY) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([require_promtool(), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=60, check=False)
+    return subprocess.run(
+        [require_promtool(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
@@ -45,8 +51,11 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 @pytest.fixture(scope="module")
 def exported() -> set[str]:
-    return exported_names(BrokerMetrics().registry) | exported_names(
-        AdapterMetrics("BC").registry) | {"up"}
+    return (
+        exported_names(BrokerMetrics().registry)
+        | exported_names(AdapterMetrics("BC").registry)
+        | {"up"}
+    )
 
 
 def test_helpers_doctests():
@@ -54,6 +63,7 @@ def test_helpers_doctests():
 
 
 # -- prometheus.yml ---------------------------------------------------------
+
 
 def test_prometheus_config_is_valid():
     assert_ok(run_promtool("check", "config", PROMETHEUS_CONFIG.name))
@@ -65,8 +75,11 @@ def test_prometheus_config_reads_the_targets_accord_writes(tmp_path):
     deploy.mkdir()
     for path in (PROMETHEUS_CONFIG, ALERTS):
         shutil.copy(path, deploy)
-    write_prometheus_targets(tmp_path / ".accord" / "run" / "prometheus", "127.0.0.1:9100",
-                             {"BC": "127.0.0.1:9101", "ON": "127.0.0.1:9102"})
+    write_prometheus_targets(
+        tmp_path / ".accord" / "run" / "prometheus",
+        "127.0.0.1:9100",
+        {"BC": "127.0.0.1:9101", "ON": "127.0.0.1:9102"},
+    )
     result = run_promtool("check", "config", "prometheus.yml", cwd=deploy)
     assert_ok(result)
     assert "WARNING" not in result.stdout + result.stderr
@@ -78,6 +91,7 @@ def test_prometheus_config_reads_the_targets_accord_writes(tmp_path):
 
 
 # -- alerts.yml and alerts.test.yml -----------------------------------------
+
 
 def test_alert_rules_are_valid():
     assert_ok(run_promtool("check", "rules", ALERTS.name))
@@ -98,19 +112,25 @@ def test_every_alert_is_labelled_and_annotated():
 @pytest.mark.parametrize("fires", [True, False], ids=["fires", "stays quiet"])
 def test_every_alert_has_a_test_case_where_it(fires):
     tests = yaml.safe_load(ALERT_TESTS.read_text())["tests"]
-    shown = {case["alertname"]
-             for test in tests for case in test.get("alert_rule_test", ())
-             if bool(case.get("exp_alerts")) == fires}
+    shown = {
+        case["alertname"]
+        for test in tests
+        for case in test.get("alert_rule_test", ())
+        if bool(case.get("exp_alerts")) == fires
+    }
     missing = {rule["alert"] for rule in alert_rules()} - shown
     verb = "fire" if fires else "stay quiet"
     assert not missing, f"alerts never shown to {verb} in {ALERT_TESTS.name}: {missing}"
 
 
-@pytest.mark.parametrize(("alert", "old", "new"), [
-    ("AccordQueryErrorRatioHigh", ") > 0.05", ") > 0.1"),
-    ("AccordSourceFailing", 'outcome!~"ok|cancelled"', 'outcome!="ok"'),
-    ("AccordCertificateExpiringSoon", "< 30 * 86400", "< 10 * 86400"),
-])
+@pytest.mark.parametrize(
+    ("alert", "old", "new"),
+    [
+        ("AccordQueryErrorRatioHigh", ") > 0.05", ") > 0.1"),
+        ("AccordSourceFailing", 'outcome!~"ok|cancelled"', 'outcome!="ok"'),
+        ("AccordCertificateExpiringSoon", "< 30 * 86400", "< 10 * 86400"),
+    ],
+)
 def test_a_wrong_alert_fails_its_unit_tests(tmp_path, alert, old, new):
     """The unit tests catch a changed threshold or filter."""
     text = ALERTS.read_text()
@@ -131,6 +151,7 @@ def test_alerts_read_only_exported_metrics(exported):
 
 # -- grafana/accord.json ----------------------------------------------------
 
+
 def test_dashboard_is_well_formed():
     board = dashboard()
     assert board["uid"] == "accord-broker"
@@ -145,8 +166,7 @@ def test_dashboard_is_well_formed():
     for panel in panels:
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, \
-            panel["title"]
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
         targets = panel.get("targets", [])
         assert targets, panel["title"]
         assert len({t["refId"] for t in targets}) == len(targets), panel["title"]
@@ -160,9 +180,17 @@ def test_dashboard_queries_are_valid_promql(tmp_path):
     assert queries
     for _, expr in queries:
         assert "$" not in expr, expr
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": expr}
-        for i, (_, expr) in enumerate(queries)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard:query_{i}", "expr": expr}
+                    for i, (_, expr) in enumerate(queries)
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard.rules.yml"
     path.write_text(yaml.safe_dump(rules))
     assert_ok(run_promtool("check", "rules", str(path)))
@@ -176,8 +204,23 @@ def test_dashboard_reads_only_exported_metrics(exported):
 
 
 def test_dashboard_queries_include_nested_panels(monkeypatch):
-    nested = {"panels": [{"type": "row", "title": "r", "id": 1, "collapsed": True, "panels": [
-        {"type": "stat", "title": "inner", "id": 2,
-         "targets": [{"refId": "A", "expr": "rate(up[$__rate_interval])"}]}]}]}
+    nested = {
+        "panels": [
+            {
+                "type": "row",
+                "title": "r",
+                "id": 1,
+                "collapsed": True,
+                "panels": [
+                    {
+                        "type": "stat",
+                        "title": "inner",
+                        "id": 2,
+                        "targets": [{"refId": "A", "expr": "rate(up[$__rate_interval])"}],
+                    }
+                ],
+            }
+        ]
+    }
     monkeypatch.setattr(monitoring, "dashboard", lambda: json.loads(json.dumps(nested)))
     assert monitoring.dashboard_queries("2m") == [("inner", "rate(up[2m])")]

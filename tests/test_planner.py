@@ -21,10 +21,16 @@ from broker.validate import parse_query
 
 D = dt.date
 OFFENDERS = {
-    "BC": [("1A", "Côté", D(1980, 1, 2), "IN_CUSTODY"), ("2B", "O'Brien", D(1990, 5, 6), "UAL"),
-           (None, "Smith", D(1975, 3, 4), "SUPERVISED")],
-    "QC": [("1A", "Cote", D(1980, 1, 2), None), ("3C", "Lévesque", D(2001, 7, 8), "UAL"),
-           ("4D", "Gagné", None, "SUPERVISED")],
+    "BC": [
+        ("1A", "Côté", D(1980, 1, 2), "IN_CUSTODY"),
+        ("2B", "O'Brien", D(1990, 5, 6), "UAL"),
+        (None, "Smith", D(1975, 3, 4), "SUPERVISED"),
+    ],
+    "QC": [
+        ("1A", "Cote", D(1980, 1, 2), None),
+        ("3C", "Lévesque", D(2001, 7, 8), "UAL"),
+        ("4D", "Gagné", None, "SUPERVISED"),
+    ],
 }
 SENTENCES = {"BC": [("1A", 100), ("1A", 700), ("2B", 30), ("9Z", 5)]}
 
@@ -35,14 +41,20 @@ def logical_tables(federation):
         for name in source.tables:
             schema = federation.tables[name].arrow_schema()
             rows = {"offenders": OFFENDERS, "sentences": SENTENCES}[name].get(code, [])
-            keys = (["fps_number", "surname", "birth_date", "status"] if name == "offenders"
-                    else ["fps_number", "length_days"])
-            pylist = [{**{f.name: None for f in schema}, **dict(zip(keys, r, strict=True))}
-                      for r in rows]
+            keys = (
+                ["fps_number", "surname", "birth_date", "status"]
+                if name == "offenders"
+                else ["fps_number", "length_days"]
+            )
+            pylist = [
+                {**{f.name: None for f in schema}, **dict(zip(keys, r, strict=True))} for r in rows
+            ]
             held = source.tables[name].columns
             released = source.released_columns(name)
-            pylist = [{k: (v if k in held and k in released else None) for k, v in row.items()}
-                      for row in pylist]
+            pylist = [
+                {k: (v if k in held and k in released else None) for k, v in row.items()}
+                for row in pylist
+            ]
             data[(code, name)] = pa.Table.from_pylist(pylist, schema=schema)
     return data
 
@@ -50,8 +62,11 @@ def logical_tables(federation):
 def direct(sql, federation, data):
     con = duckdb.connect()
     for name in federation.tables:
-        parts = [t.append_column("source", pa.array([code] * t.num_rows, pa.string()))
-                 for (code, n), t in data.items() if n == name]
+        parts = [
+            t.append_column("source", pa.array([code] * t.num_rows, pa.string()))
+            for (code, n), t in data.items()
+            if n == name
+        ]
         if parts:
             con.register(name, pa.concat_tables(parts))
     return con.sql(sql).fetchall()
@@ -68,15 +83,20 @@ def brokered(sql, federation, data):
             where = f" WHERE {spec.predicate}" if spec.predicate else ""
             limit = f" LIMIT {spec.limit}" if spec.limit else ""
             types = federation.tables[ref.table].columns
-            cols = ", ".join(f'"{c}"' if c in spec.columns else f'NULL::{types[c]} AS "{c}"'
-                             for c in ref.columns)
+            cols = ", ".join(
+                f'"{c}"' if c in spec.columns else f'NULL::{types[c]} AS "{c}"' for c in ref.columns
+            )
             part = scan.sql(f"SELECT {cols} FROM t{where}{limit}").to_arrow_table()
-            parts.append(part.append_column("source", pa.array([spec.source] * part.num_rows,
-                                                                pa.string())))
+            parts.append(
+                part.append_column("source", pa.array([spec.source] * part.num_rows, pa.string()))
+            )
             scan.unregister("t")
-        schema = federation.tables[ref.table].arrow_schema(ref.columns).append(
-            pa.field("source", pa.string()))
-        tables[ref.ref_id] = (pa.concat_tables(parts) if parts else schema.empty_table())
+        schema = (
+            federation.tables[ref.table]
+            .arrow_schema(ref.columns)
+            .append(pa.field("source", pa.string()))
+        )
+        tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
     return table_rows(Merger(federation).run(plan, tables)[0]), plan
 
 
@@ -124,8 +144,10 @@ def test_brokered_answer_equals_direct_answer(sql, small_federation):
 
 
 def test_pushdown_happens(small_federation):
-    sql = ("SELECT o.surname FROM offenders o JOIN sentences s ON o.fps_number = s.fps_number "
-           "WHERE s.length_days > 50 AND o.status = 'UAL' AND o.source = 'BC'")
+    sql = (
+        "SELECT o.surname FROM offenders o JOIN sentences s ON o.fps_number = s.fps_number "
+        "WHERE s.length_days > 50 AND o.status = 'UAL' AND o.source = 'BC'"
+    )
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     o, s = sorted(plan.references, key=lambda r: r.alias)
     assert (o.alias, o.predicate, o.sources) == ("o", "(status = 'UAL')", ["BC"])
@@ -134,8 +156,10 @@ def test_pushdown_happens(small_federation):
 
 
 def test_no_pushdown_into_the_null_supplying_side(small_federation):
-    sql = ("SELECT * FROM offenders o LEFT JOIN sentences s ON o.fps_number = s.fps_number "
-           "WHERE s.length_days IS NULL AND o.status = 'UAL'")
+    sql = (
+        "SELECT * FROM offenders o LEFT JOIN sentences s ON o.fps_number = s.fps_number "
+        "WHERE s.length_days IS NULL AND o.status = 'UAL'"
+    )
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     refs = {r.alias: r for r in plan.references}
     assert refs["s"].predicates == []
@@ -159,23 +183,29 @@ def test_unknown_column_is_named(small_federation):
     from accord.errors import InvalidQuery
 
     with pytest.raises(InvalidQuery, match="'addres'"):
-        plan_query(parse_query("SELECT addres FROM offenders", small_federation.tables),
-                   small_federation)
+        plan_query(
+            parse_query("SELECT addres FROM offenders", small_federation.tables), small_federation
+        )
 
 
-@pytest.mark.parametrize(("where", "sources"), [
-    ("source = 'QC'", ["QC"]),
-    ("source <> 'QC'", ["BC"]),
-    ("NOT source = 'QC'", ["BC"]),
-    ("source IN ('QC', 'XX')", ["QC"]),
-    ("source NOT IN ('QC')", ["BC"]),
-    ("source = 'XX'", []),
-    ("source LIKE 'Q%'", ["BC", "QC"]),
-    ("source = 'QC' OR surname = 'x'", ["BC", "QC"]),
-])
+@pytest.mark.parametrize(
+    ("where", "sources"),
+    [
+        ("source = 'QC'", ["QC"]),
+        ("source <> 'QC'", ["BC"]),
+        ("NOT source = 'QC'", ["BC"]),
+        ("source IN ('QC', 'XX')", ["QC"]),
+        ("source NOT IN ('QC')", ["BC"]),
+        ("source = 'XX'", []),
+        ("source LIKE 'Q%'", ["BC", "QC"]),
+        ("source = 'QC' OR surname = 'x'", ["BC", "QC"]),
+    ],
+)
 def test_source_predicates_prune_sources(small_federation, where, sources):
-    plan = plan_query(parse_query(f"SELECT surname FROM offenders WHERE {where}",
-                                  small_federation.tables), small_federation)
+    plan = plan_query(
+        parse_query(f"SELECT surname FROM offenders WHERE {where}", small_federation.tables),
+        small_federation,
+    )
     assert plan.references[0].sources == sources
 
 

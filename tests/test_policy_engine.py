@@ -33,35 +33,58 @@ def prepare(sql, partner="officer_bc", purpose=None, case_ref="", **attributes):
     p = principal(partner, **attributes)
     purpose = PURPOSE[partner] if purpose is None else purpose
     case_ref = case_ref or ("CASE-1" if partner == "clerk" else "")
-    return prepare_query(sql, p, POLICY.roles[p.partner.role], FEDERATION,
-                         purpose=purpose, case_ref=case_ref)
+    return prepare_query(
+        sql, p, POLICY.roles[p.partner.role], FEDERATION, purpose=purpose, case_ref=case_ref
+    )
 
 
-@pytest.mark.parametrize(("purpose", "case_ref", "message"), [
-    ("", "CASE-1", "declare a purpose of use; role clerk may declare: bail_hearing, court_hearing"),
-    ("supervision", "CASE-1", "purpose 'supervision' is not held by role clerk"),
-    ("bail_hearing", "", "role clerk must give a case reference"),
-    ("bail_hearing", "x" * 65, "a case reference is up to 64"),
-    ("bail_hearing", "A; DROP", "a case reference is up to 64"),
-])
+@pytest.mark.parametrize(
+    ("purpose", "case_ref", "message"),
+    [
+        (
+            "",
+            "CASE-1",
+            "declare a purpose of use; role clerk may declare: bail_hearing, court_hearing",
+        ),
+        ("supervision", "CASE-1", "purpose 'supervision' is not held by role clerk"),
+        ("bail_hearing", "", "role clerk must give a case reference"),
+        ("bail_hearing", "x" * 65, "a case reference is up to 64"),
+        ("bail_hearing", "A; DROP", "a case reference is up to 64"),
+    ],
+)
 def test_admission_names_the_rule(purpose, case_ref, message):
     with pytest.raises(PolicyDenied, match=message):
-        prepare_query("SELECT surname FROM offenders", principal("clerk"), POLICY.roles["clerk"],
-                      FEDERATION, purpose=purpose, case_ref=case_ref)
+        prepare_query(
+            "SELECT surname FROM offenders",
+            principal("clerk"),
+            POLICY.roles["clerk"],
+            FEDERATION,
+            purpose=purpose,
+            case_ref=case_ref,
+        )
 
 
-@pytest.mark.parametrize(("sql", "message"), [
-    ("SELECT birth_date FROM offenders", "column birth_date is not available to role clerk"),
-    ("SELECT o.address FROM offenders o", "column address is not available to role clerk"),
-    ("SELECT surname FROM offenders WHERE status = 'UAL'",
-     "column status is not available to role clerk"),
-    ("SELECT surname FROM offenders ORDER BY birth_date",
-     "column birth_date is not available to role clerk"),
-    ("SELECT count(*) FROM sentences", "table sentences is not available to role clerk"),
-    ("SELECT * FROM health_notes", "table health_notes is not available to role clerk"),
-    ("SELECT surname FROM offenders o JOIN sentences s ON o.fps_number = s.fps_number",
-     "table sentences is not available to role clerk"),
-])
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT birth_date FROM offenders", "column birth_date is not available to role clerk"),
+        ("SELECT o.address FROM offenders o", "column address is not available to role clerk"),
+        (
+            "SELECT surname FROM offenders WHERE status = 'UAL'",
+            "column status is not available to role clerk",
+        ),
+        (
+            "SELECT surname FROM offenders ORDER BY birth_date",
+            "column birth_date is not available to role clerk",
+        ),
+        ("SELECT count(*) FROM sentences", "table sentences is not available to role clerk"),
+        ("SELECT * FROM health_notes", "table health_notes is not available to role clerk"),
+        (
+            "SELECT surname FROM offenders o JOIN sentences s ON o.fps_number = s.fps_number",
+            "table sentences is not available to role clerk",
+        ),
+    ],
+)
 def test_denied_columns_and_tables_do_not_exist(sql, message):
     with pytest.raises(PolicyDenied, match=message):
         prepare(sql, "clerk")
@@ -80,8 +103,10 @@ def test_star_expands_to_granted_columns_only():
 
 
 def test_masked_columns_are_never_pushed_unmasked_ones_are():
-    prepared = prepare("SELECT surname FROM offenders WHERE surname = 'Côté' "
-                       "AND birth_date = 1980 AND status = 'UAL' AND fps_number = 'x'")
+    prepared = prepare(
+        "SELECT surname FROM offenders WHERE surname = 'Côté' "
+        "AND birth_date = 1980 AND status = 'UAL' AND fps_number = 'x'"
+    )
     (ref,) = prepared.plan.references
     pushed = ref.predicate
     assert "status = 'UAL'" in pushed
@@ -92,7 +117,8 @@ def test_masked_columns_are_never_pushed_unmasked_ones_are():
 def test_row_filter_is_pushed_with_principal_bound():
     (ref,) = prepare("SELECT status FROM offenders").plan.references
     assert ref.predicate == (
-        "(status = 'UAL' OR (status = 'SUPERVISED' AND fps_number IN ('4D', '9Z')))")
+        "(status = 'UAL' OR (status = 'SUPERVISED' AND fps_number IN ('4D', '9Z')))"
+    )
 
 
 def test_empty_list_attribute_matches_nothing():
@@ -104,8 +130,14 @@ def test_missing_principal_attribute_is_a_denial():
     p = principal("officer_bc")
     p = replace(p, partner=replace(p.partner, attributes={}))
     with pytest.raises(PolicyDenied, match="has no attribute 'caseload'"):
-        prepare_query("SELECT status FROM offenders", p, POLICY.roles["officer"], FEDERATION,
-                      purpose="supervision", case_ref="")
+        prepare_query(
+            "SELECT status FROM offenders",
+            p,
+            POLICY.roles["officer"],
+            FEDERATION,
+            purpose="supervision",
+            case_ref="",
+        )
 
 
 def test_policy_functions_cannot_be_called_by_callers():
@@ -114,39 +146,56 @@ def test_policy_functions_cannot_be_called_by_callers():
 
 
 def test_outer_join_side_gets_no_user_pushdown():
-    prepared = prepare("SELECT o.status FROM offenders o LEFT JOIN sentences s "
-                       "ON s.fps_number = o.status WHERE s.length_days > 5")
+    prepared = prepare(
+        "SELECT o.status FROM offenders o LEFT JOIN sentences s "
+        "ON s.fps_number = o.status WHERE s.length_days > 5"
+    )
     refs = {r.table: r for r in prepared.plan.references if r.alias == "sentences"}
     assert "length_days" not in refs["sentences"].predicate
 
 
-@pytest.mark.parametrize(("sql", "message"), [
-    ("SELECT status FROM offenders", "aggregate queries only"),
-    ("SELECT status, gender FROM offenders GROUP BY status", "neither a grouped"),
-    ("SELECT status, min(birth_date) FROM offenders GROUP BY status", "not MIN"),
-    ("SELECT status, max(birth_date) FROM offenders GROUP BY status", "not MAX"),
-    ("SELECT status, array_agg(gender) FROM offenders GROUP BY status", "not ARRAY_AGG"),
-    ("SELECT status, count(*) FROM offenders GROUP BY ROLLUP (status)", "ROLLUP"),
-    ("SELECT status, count(*) FROM offenders GROUP BY upper(status)", "dimension columns only"),
-    ("SELECT count(*) FROM offenders WHERE source = 'BC'", "filter on its dimension columns"),
-    ("SELECT count(*) FROM offenders UNION SELECT count(*) FROM offenders", "one SELECT"),
-    ("SELECT count(*) FROM (SELECT status FROM offenders) t", "subqueries"),
-    ("WITH t AS (SELECT status FROM offenders) SELECT count(*) FROM t", "subqueries"),
-    ("SELECT status, count(*) OVER () FROM offenders", "window"),
-    ("SELECT DISTINCT status FROM offenders", "DISTINCT"),
-    ("SELECT status, count(*) FROM offenders GROUP BY status HAVING status = 'UAL'",
-     "HAVING may test aggregates only"),
-    ("SELECT a.status, count(*) FROM offenders a JOIN offenders b ON a.status = 'UAL' "
-     "GROUP BY a.status", "join on column equality between two tables"),
-    ("SELECT a.status, count(*) FROM offenders a JOIN offenders b ON a.gender = a.gender "
-     "GROUP BY a.status", "join on column equality between two tables"),
-    ("SELECT sum(CASE WHEN gender = 'F' THEN 1 ELSE 0 END) FROM offenders",
-     "aggregates take a plain column"),
-    ("SELECT count(DISTINCT upper(gender)) FROM offenders", "aggregates take a plain column"),
-    ("SELECT count(*) AS __accord_persons_1 FROM offenders", "reserved for the broker"),
-    ("SELECT surname, count(*) FROM offenders GROUP BY surname",
-     "column surname is not available to role analyst"),
-])
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT status FROM offenders", "aggregate queries only"),
+        ("SELECT status, gender FROM offenders GROUP BY status", "neither a grouped"),
+        ("SELECT status, min(birth_date) FROM offenders GROUP BY status", "not MIN"),
+        ("SELECT status, max(birth_date) FROM offenders GROUP BY status", "not MAX"),
+        ("SELECT status, array_agg(gender) FROM offenders GROUP BY status", "not ARRAY_AGG"),
+        ("SELECT status, count(*) FROM offenders GROUP BY ROLLUP (status)", "ROLLUP"),
+        ("SELECT status, count(*) FROM offenders GROUP BY upper(status)", "dimension columns only"),
+        ("SELECT count(*) FROM offenders WHERE source = 'BC'", "filter on its dimension columns"),
+        ("SELECT count(*) FROM offenders UNION SELECT count(*) FROM offenders", "one SELECT"),
+        ("SELECT count(*) FROM (SELECT status FROM offenders) t", "subqueries"),
+        ("WITH t AS (SELECT status FROM offenders) SELECT count(*) FROM t", "subqueries"),
+        ("SELECT status, count(*) OVER () FROM offenders", "window"),
+        ("SELECT DISTINCT status FROM offenders", "DISTINCT"),
+        (
+            "SELECT status, count(*) FROM offenders GROUP BY status HAVING status = 'UAL'",
+            "HAVING may test aggregates only",
+        ),
+        (
+            "SELECT a.status, count(*) FROM offenders a JOIN offenders b ON a.status = 'UAL' "
+            "GROUP BY a.status",
+            "join on column equality between two tables",
+        ),
+        (
+            "SELECT a.status, count(*) FROM offenders a JOIN offenders b ON a.gender = a.gender "
+            "GROUP BY a.status",
+            "join on column equality between two tables",
+        ),
+        (
+            "SELECT sum(CASE WHEN gender = 'F' THEN 1 ELSE 0 END) FROM offenders",
+            "aggregates take a plain column",
+        ),
+        ("SELECT count(DISTINCT upper(gender)) FROM offenders", "aggregates take a plain column"),
+        ("SELECT count(*) AS __accord_persons_1 FROM offenders", "reserved for the broker"),
+        (
+            "SELECT surname, count(*) FROM offenders GROUP BY surname",
+            "column surname is not available to role analyst",
+        ),
+    ],
+)
 def test_aggregate_only_rules(sql, message):
     with pytest.raises((PolicyDenied, InvalidQuery), match=message):
         prepare(sql, "analyst")
@@ -174,34 +223,85 @@ def edit(path, old, new):
     path.write_text(text.replace(old, new))
 
 
-@pytest.mark.parametrize(("file", "old", "new", "message"), [
-    ("roles/officer.yaml", "  sentences:", "  sentencez:",
-     "officer.yaml:16: unknown table 'sentencez'"),
-    ("roles/officer.yaml", "      status: clear", "      statuz: clear",
-     "officer.yaml:12: unknown column 'statuz' of offenders"),
-    ("roles/officer.yaml", "birth_date: year_only", "birth_date: blur",
-     "officer.yaml:11: column birth_date: unknown mask 'blur'"),
-    ("roles/officer.yaml", "birth_date: year_only", "birth_date: {mask: partial, keep_first: 1}",
-     "column birth_date: partial applies to text columns only"),
-    ("roles/officer.yaml", "THEN gender END\"}", "THEN gender END\", type: DATE}",
-     "offenders.gender: the mask gives VARCHAR, but the column is DATE"),
-    ("roles/officer.yaml", "THEN gender END", "THEN nonsense END",
-     "expression names unknown column 'nonsense'"),
-    ("roles/officer.yaml", "principal.caseload", "principal.case_list",
-     "partner 'officer_bc' lacks attribute 'case_list'"),
-    ("roles/officer.yaml", "status = 'UAL' OR", "status = = 'UAL' OR",
-     "officer.yaml:7: row_filter does not parse"),
-    ("roles/officer.yaml", "purposes: [supervision]", "purposes: [supervision, spying]",
-     "purpose 'spying' is not declared in purposes.yaml"),
-    ("purposes.yaml", "  bail_hearing:", "  unused_purpose: nobody\n  bail_hearing:",
-     "purposes.yaml:5: purpose 'unused_purpose' is used by no role"),
-    ("roles/officer.yaml", "      status: clear", "      status: clear\n      status: clear",
-     "duplicate key 'status'"),
-    ("roles/officer.yaml", "tables:", "tables: [", "invalid YAML"),
-    ("roles/clerk.yaml", "role: clerk", "role: clerk\ncolour: blue", "unknown key 'colour'"),
-    ("partners.yaml", "role: clerk", "role: janitor",
-     "partner 'clerk' has role 'janitor', which has no policy file"),
-])
+@pytest.mark.parametrize(
+    ("file", "old", "new", "message"),
+    [
+        (
+            "roles/officer.yaml",
+            "  sentences:",
+            "  sentencez:",
+            "officer.yaml:16: unknown table 'sentencez'",
+        ),
+        (
+            "roles/officer.yaml",
+            "      status: clear",
+            "      statuz: clear",
+            "officer.yaml:12: unknown column 'statuz' of offenders",
+        ),
+        (
+            "roles/officer.yaml",
+            "birth_date: year_only",
+            "birth_date: blur",
+            "officer.yaml:11: column birth_date: unknown mask 'blur'",
+        ),
+        (
+            "roles/officer.yaml",
+            "birth_date: year_only",
+            "birth_date: {mask: partial, keep_first: 1}",
+            "column birth_date: partial applies to text columns only",
+        ),
+        (
+            "roles/officer.yaml",
+            'THEN gender END"}',
+            'THEN gender END", type: DATE}',
+            "offenders.gender: the mask gives VARCHAR, but the column is DATE",
+        ),
+        (
+            "roles/officer.yaml",
+            "THEN gender END",
+            "THEN nonsense END",
+            "expression names unknown column 'nonsense'",
+        ),
+        (
+            "roles/officer.yaml",
+            "principal.caseload",
+            "principal.case_list",
+            "partner 'officer_bc' lacks attribute 'case_list'",
+        ),
+        (
+            "roles/officer.yaml",
+            "status = 'UAL' OR",
+            "status = = 'UAL' OR",
+            "officer.yaml:7: row_filter does not parse",
+        ),
+        (
+            "roles/officer.yaml",
+            "purposes: [supervision]",
+            "purposes: [supervision, spying]",
+            "purpose 'spying' is not declared in purposes.yaml",
+        ),
+        (
+            "purposes.yaml",
+            "  bail_hearing:",
+            "  unused_purpose: nobody\n  bail_hearing:",
+            "purposes.yaml:5: purpose 'unused_purpose' is used by no role",
+        ),
+        (
+            "roles/officer.yaml",
+            "      status: clear",
+            "      status: clear\n      status: clear",
+            "duplicate key 'status'",
+        ),
+        ("roles/officer.yaml", "tables:", "tables: [", "invalid YAML"),
+        ("roles/clerk.yaml", "role: clerk", "role: clerk\ncolour: blue", "unknown key 'colour'"),
+        (
+            "partners.yaml",
+            "role: clerk",
+            "role: janitor",
+            "partner 'clerk' has role 'janitor', which has no policy file",
+        ),
+    ],
+)
 def test_policy_check_names_file_line_and_problem(policy_dir, file, old, new, message):
     edit(policy_dir / file, old, new)
     policy, problems = check_policies(policy_dir, FEDERATION)

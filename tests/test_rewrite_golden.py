@@ -46,16 +46,23 @@ POLICY = PolicySet.load(POLICY_FIXTURES, FEDERATION)
 def rewrite(case: dict):
     partner = POLICY.registry.partners[case["partner"]]
     principal = Principal(partner, "", 0, dt.datetime.now(dt.UTC))
-    return prepare_query(case["input"], principal, POLICY.roles[partner.role], FEDERATION,
-                         purpose=case["purpose"], case_ref=case.get("case_ref", ""))
+    return prepare_query(
+        case["input"],
+        principal,
+        POLICY.roles[partner.role],
+        FEDERATION,
+        purpose=case["purpose"],
+        case_ref=case.get("case_ref", ""),
+    )
 
 
 def regold() -> None:
     """Rewrites the expected SQL from the current engine (review the diff!)."""
     blocks = []
     for case in CASES:
-        headers = "".join(f"# {k}: {case[k]}\n" for k in ("title", "partner", "purpose",
-                                                          "case_ref") if k in case)
+        headers = "".join(
+            f"# {k}: {case[k]}\n" for k in ("title", "partner", "purpose", "case_ref") if k in case
+        )
         blocks.append(f"{headers}{case['input']};\n{rewrite(case).rewritten_sql};\n")
     FIXTURES.write_text("\n".join(blocks))
 
@@ -72,8 +79,9 @@ def test_rewrite_runs_on_duckdb(case):
     for name, table in FEDERATION.tables.items():
         schema = table.arrow_schema().append(pa.field("source", pa.string()))
         con.register(name, schema.empty_table())
-    sql = bind_keyed_hash(__import__("sqlglot").parse_one(case["expected"], read="duckdb"),
-                          b"k").sql("duckdb")
+    sql = bind_keyed_hash(
+        __import__("sqlglot").parse_one(case["expected"], read="duckdb"), b"k"
+    ).sql("duckdb")
     con.sql(sql).fetchall()
 
 

@@ -67,8 +67,14 @@ def test_ranges_on_unsortable_date_text_stay_in_the_broker(bc):
 def test_ranges_on_sortable_date_text_are_pushed(small_federation):
     table = small_federation.tables["sentences"]
     mapping = small_federation.sources["BC"].tables["sentences"]
-    s = plan_scan(table, mapping, ["fps_number"],
-                  "sentence_date BETWEEN '2001-01-01' AND DATE '2001-12-31'", 0, "sqlite")
+    s = plan_scan(
+        table,
+        mapping,
+        ["fps_number"],
+        "sentence_date BETWEEN '2001-01-01' AND DATE '2001-12-31'",
+        0,
+        "sqlite",
+    )
     assert s.params == ["20010101", "20011231"]
     assert not s.residual
 
@@ -92,14 +98,17 @@ def test_limit_pushed_when_everything_was(bc):
     assert s.limit_pushed and s.sql.endswith("LIMIT 7")
 
 
-@pytest.mark.parametrize("predicate", [
-    "fps_number = (SELECT 1)",
-    "upper(surname) = 'X'",
-    "read_csv('/etc/passwd') IS NULL",
-    "o.surname = 'x'",
-    "no_such_column = 1",
-    "surname = 'x'; DROP TABLE CLIENT",
-])
+@pytest.mark.parametrize(
+    "predicate",
+    [
+        "fps_number = (SELECT 1)",
+        "upper(surname) = 'X'",
+        "read_csv('/etc/passwd') IS NULL",
+        "o.surname = 'x'",
+        "no_such_column = 1",
+        "surname = 'x'; DROP TABLE CLIENT",
+    ],
+)
 def test_non_plain_predicates_are_refused(bc, predicate):
     with pytest.raises(InvalidQuery):
         scan(bc, predicate)
@@ -147,21 +156,25 @@ def test_backslash_patterns_stay_in_the_broker_where_it_escapes(bc):
 
 def test_case_insensitive_collations_push_supersets_only(bc):
     table, mapping = bc
-    s = plan_scan(table, mapping, ["surname"], "surname = 'Côté' AND fps_number IS NOT NULL",
-                  5, "mysql")
+    s = plan_scan(
+        table, mapping, ["surname"], "surname = 'Côté' AND fps_number IS NOT NULL", 5, "mysql"
+    )
     assert s.superset == ["surname = 'Côté'"]
     assert s.pushed == ["NOT fps_number IS NULL"]
     assert not s.limit_pushed  # the database may return 'COTE' too: the broker re-checks
     assert "`LAST_NM` = ?" in s.sql
 
 
-@pytest.mark.parametrize("predicate", [
-    "surname <> 'Côté'",  # 'COTE' <> 'Côté' is false there: rows would be lost
-    "NOT surname = 'Côté'",
-    "surname NOT IN ('a', 'b')",
-    "status <> 'UAL'",
-    "surname > 'M'",
-])
+@pytest.mark.parametrize(
+    "predicate",
+    [
+        "surname <> 'Côté'",  # 'COTE' <> 'Côté' is false there: rows would be lost
+        "NOT surname = 'Côté'",
+        "surname NOT IN ('a', 'b')",
+        "status <> 'UAL'",
+        "surname > 'M'",
+    ],
+)
 def test_case_insensitive_collations_never_push_what_could_drop_rows(bc, predicate):
     table, mapping = bc
     s = plan_scan(table, mapping, ["surname"], predicate, 0, "mysql")
@@ -175,5 +188,6 @@ def test_release_filters_must_be_exact(bc):
     with pytest.raises(ConfigError, match="would match more rows"):
         plan_scan(table, mapping, ["surname"], "", 0, "mysql", release_filter="surname = 'x'")
     with pytest.raises(ConfigError, match="release filter of offenders"):
-        plan_scan(table, mapping, ["surname"], "", 0, "sqlite",
-                  release_filter="upper(surname) = 'X'")
+        plan_scan(
+            table, mapping, ["surname"], "", 0, "sqlite", release_filter="upper(surname) = 'X'"
+        )

@@ -113,8 +113,9 @@ class MysqlBackend(Backend):
             healthy = True
         except mysql.connector.Error as exc:
             if exc.errno in _INTERRUPTED:
-                raise SourceTimedOut(self.source,
-                                     "the statement was cancelled or timed out") from exc
+                raise SourceTimedOut(
+                    self.source, "the statement was cancelled or timed out"
+                ) from exc
             if isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError)):
                 raise SourceUnavailable(self.source, f"database: {exc.msg}") from exc
             raise SourceError(self.source, f"database error: {exc.msg}") from exc
@@ -149,7 +150,6 @@ class MysqlBackend(Backend):
                     cursor.execute(f"KILL QUERY {int(connection_id)}")
         finally:
             killer.close()
-
 
     def check(self) -> None:
         conn = self._connect()

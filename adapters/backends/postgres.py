@@ -105,8 +105,9 @@ class PostgresBackend(Backend):
         self._pool.close()
 
 
-def read_csv_stream(chunks: Iterable[Any], types: list[pa.DataType],
-                    batch_rows: int) -> Iterator[pa.RecordBatch]:
+def read_csv_stream(
+    chunks: Iterable[Any], types: list[pa.DataType], batch_rows: int
+) -> Iterator[pa.RecordBatch]:
     """PostgreSQL's CSV COPY output, parsed by Arrow as it streams in.
 
     In that format NULL is an unquoted empty field and an empty string a
@@ -119,15 +120,17 @@ def read_csv_stream(chunks: Iterable[Any], types: list[pa.DataType],
         return  # no rows (Arrow refuses an empty CSV)
     first = bytes(first)  # COPY's chunks are views of a buffer the next one reuses
     reader = pacsv.open_csv(
-        io.BufferedReader(_ChunkReader(itertools.chain([first], stream)),
-                          buffer_size=1 << 20),
+        io.BufferedReader(_ChunkReader(itertools.chain([first], stream)), buffer_size=1 << 20),
         read_options=pacsv.ReadOptions(column_names=names, block_size=_block_size(batch_rows)),
         # one NULL column is an empty line: it is a row, not a blank to skip
         parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
         convert_options=pacsv.ConvertOptions(
             column_types=dict(zip(names, types, strict=True)),
-            null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False,
-            true_values=["t"], false_values=["f"],
+            null_values=[""],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["t"],
+            false_values=["f"],
         ),
     )
     for batch in reader:  # at most batch_rows rows per batch (zero-copy slices)

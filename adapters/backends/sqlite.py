@@ -29,8 +29,9 @@ class SqliteBackend(Backend):
             raise SourceUnavailable(self.source, f"its database file {self.path.name} is missing")
         # mode=ro opens the file read-only at the OS level; query_only also
         # refuses any write statement on this connection.
-        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
-                               check_same_thread=False)
+        conn = sqlite3.connect(
+            f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+        )
         conn.execute("PRAGMA query_only = ON")
         # LIKE in SQLite ignores ASCII case by default; the federation's
         # LIKE (DuckDB's) does not, so pushed patterns must not either.

@@ -16,5 +16,12 @@ from .logical import generate
 from .server_writer import load_target, write_mysql, write_postgres
 from .sqlite_writer import write_federation_data, write_sqlite
 
-__all__ = ["REFERENCE_DATE", "generate", "load_target", "write_federation_data", "write_mysql",
-           "write_postgres", "write_sqlite"]
+__all__ = [
+    "REFERENCE_DATE",
+    "generate",
+    "load_target",
+    "write_federation_data",
+    "write_mysql",
+    "write_postgres",
+    "write_sqlite",
+]

@@ -42,19 +42,22 @@ def generate(
         builder = SourceBuilder(source, rng, len(entries) + 1)
         for person, status, exact in entries:
             builder.add(person, status, exact=exact)
-        builder.add_minimal(Person("", "Ouellet", None, None, None, "X", source.jurisdiction,
-                                    False))
+        builder.add_minimal(
+            Person("", "Ouellet", None, None, None, "X", source.jurisdiction, False)
+        )
         result[source.code] = {
-            table: _to_arrow(builder.rows[table], table, federation.tables[table],
-                             source.tables[table])
+            table: _to_arrow(
+                builder.rows[table], table, federation.tables[table], source.tables[table]
+            )
             for table in federation.tables
             if table in source.tables
         }
     return result
 
 
-def _to_arrow(rows: list[Row], table: str, logical: LogicalTable,
-              mapping: TableMapping) -> pa.Table:
+def _to_arrow(
+    rows: list[Row], table: str, logical: LogicalTable, mapping: TableMapping
+) -> pa.Table:
     names = COLUMNS.get(table, ())
     index = {name: i for i, name in enumerate(names)}
     columns: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * len(names)

@@ -155,8 +155,7 @@ def files_per_source(
         if is_federal(source):
             files[source.code] = [(p, p.fed_status or "ARCHIVED", False) for p in federal]
             continue
-        files[source.code], local[source.code] = _provincial_files(
-            source, federal, rng, fps, scale)
+        files[source.code], local[source.code] = _provincial_files(source, federal, rng, fps, scale)
     # Some provincial offenders also have a closed file in another province.
     for source in provinces:
         others = [(s.code, float(profile(s).size)) for s in provinces if s.code != source.code]
@@ -204,17 +203,34 @@ def _provincial_files(
     return entries, people
 
 
-def _edge_cases(federation: Federation, files: dict[str, list[tuple[Person, str, bool]]],
-                fps: _FpsNumbers) -> None:
+def _edge_cases(
+    federation: Federation, files: dict[str, list[tuple[Person, str, bool]]], fps: _FpsNumbers
+) -> None:
     """Fixed edge cases in every system: an apostrophe (one person known to
     all systems), hyphens and accents, a leap-day birth date. (The bare file
     with NULLs is added by the builder.)"""
-    obrien = Person(fps(), "O'Brien", "Seán Patrick", dt.date(1971, 3, 17).toordinal(),
-                     "St. John's, NL", "M", "NL", False)
+    obrien = Person(
+        fps(),
+        "O'Brien",
+        "Seán Patrick",
+        dt.date(1971, 3, 17).toordinal(),
+        "St. John's, NL",
+        "M",
+        "NL",
+        False,
+    )
     for source in federation.sources.values():
         entries = files[source.code]
         entries.append((obrien, "SUPERVISED" if is_federal(source) else "ARCHIVED", True))
         home = "QC" if is_federal(source) else source.jurisdiction
-        hyphen = Person(fps(), "Roy-Tremblay", "Marie-Ève", dt.date(1988, 2, 29).toordinal(),
-                         "Trois-Rivières, QC", "F", home, False)
+        hyphen = Person(
+            fps(),
+            "Roy-Tremblay",
+            "Marie-Ève",
+            dt.date(1988, 2, 29).toordinal(),
+            "Trois-Rivières, QC",
+            "F",
+            home,
+            False,
+        )
         entries.append((hyphen, "IN_CUSTODY", True))

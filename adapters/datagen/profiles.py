@@ -23,15 +23,26 @@ class _Profile:
 
 
 OMS_STATUS_COUNTS = (
-    ("IN_CUSTODY", 13_000), ("SUPERVISED", 9_000), ("UAL", 350),
-    ("WARRANT_EXPIRED", 22_000), ("ARCHIVED", 103_000),
+    ("IN_CUSTODY", 13_000),
+    ("SUPERVISED", 9_000),
+    ("UAL", 350),
+    ("WARRANT_EXPIRED", 22_000),
+    ("ARCHIVED", 103_000),
 )
 _FEDERAL_PROFILE = _Profile(0, 0.0, 0.0, "{n:09d}", 8, "OMS/PHOTO/{id}.jpg")
 _PROFILES: dict[str, _Profile] = {
     "BC": _Profile(70_000, 0.18, 0.03, "CS{n:08d}", 7, "cornet-mugshot-{id}.png"),
     "ON": _Profile(100_000, 0.16, 0.03, "{n:08d}", 8, "OTIS/IMG/{id}.jpg", parole_board=True),
-    "QC": _Profile(80_000, 0.22, 0.05, "{y}-{n:06d}", 6, "photos/dacor/{id}.jpg",
-                   parole_board=True, language="fr"),
+    "QC": _Profile(
+        80_000,
+        0.22,
+        0.05,
+        "{y}-{n:06d}",
+        6,
+        "photos/dacor/{id}.jpg",
+        parole_board=True,
+        language="fr",
+    ),
     "SK": _Profile(30_000, 0.24, 0.03, "SK-{n:07d}", 7, "sk/{id}.jpg"),
     "YT": _Profile(3_000, 0.20, 0.03, "Y{n:05d}", 5, "yt/{id}.jpg"),
 }
@@ -40,8 +51,15 @@ _PROFILES: dict[str, _Profile] = {
 def profile(source: Source) -> _Profile:
     if is_federal(source):
         return _FEDERAL_PROFILE
-    default = _Profile(10_000, 0.2, 0.03, source.code.replace("-", "") + "{n:07d}", 7,
-                       "photo/{id}.jpg", language="fr" if source.jurisdiction == "QC" else "en")
+    default = _Profile(
+        10_000,
+        0.2,
+        0.03,
+        source.code.replace("-", "") + "{n:07d}",
+        7,
+        "photo/{id}.jpg",
+        language="fr" if source.jurisdiction == "QC" else "en",
+    )
     return _PROFILES.get(source.jurisdiction, default)
 
 

@@ -55,22 +55,52 @@ Row = tuple[Any, ...]
 #: these onto the federation's logical model by name.
 COLUMNS: dict[str, tuple[str, ...]] = {
     "offenders": (
-        "source_person_id", "fps_number", "surname", "given_names", "birth_date",
-        "birth_place", "gender", "address", "photo_ref", "status",
-        "supervising_jurisdiction", "assigned_facility", "security_level",
-        "planned_release_date", "warrant_expiry_date",
+        "source_person_id",
+        "fps_number",
+        "surname",
+        "given_names",
+        "birth_date",
+        "birth_place",
+        "gender",
+        "address",
+        "photo_ref",
+        "status",
+        "supervising_jurisdiction",
+        "assigned_facility",
+        "security_level",
+        "planned_release_date",
+        "warrant_expiry_date",
     ),
     "aliases": ("source_person_id", "fps_number", "alias_surname", "alias_given_names"),
     "sentences": (
-        "source_person_id", "fps_number", "offence_code", "offence_description", "court",
-        "sentence_date", "start_date", "length_days", "warrant_expiry_date", "sentence_type",
+        "source_person_id",
+        "fps_number",
+        "offence_code",
+        "offence_description",
+        "court",
+        "sentence_date",
+        "start_date",
+        "length_days",
+        "warrant_expiry_date",
+        "sentence_type",
     ),
     "releases": (
-        "source_person_id", "fps_number", "release_type", "release_date", "conditions",
-        "parole_officer", "parole_office_phone", "status", "eligibility_date",
+        "source_person_id",
+        "fps_number",
+        "release_type",
+        "release_date",
+        "conditions",
+        "parole_officer",
+        "parole_office_phone",
+        "status",
+        "eligibility_date",
     ),
     "incidents": (
-        "source_person_id", "fps_number", "occurred_on", "incident_type", "institution",
+        "source_person_id",
+        "fps_number",
+        "occurred_on",
+        "incident_type",
+        "institution",
         "summary",
     ),
     "alerts": ("source_person_id", "fps_number", "alert_type", "raised_on", "notes"),
@@ -114,8 +144,10 @@ class SourceBuilder:
         rng = self.rng
         city = CITY_PICK[jur](rng) if jur in CITY_PICK else jur
         letters = POSTAL_LETTERS.get(jur, "K")
-        postal = (f"{rng.choice(letters)}{rng.randrange(10)}{rng.choice(POSTAL_ALPHA)} "
-                  f"{rng.randrange(10)}{rng.choice(POSTAL_ALPHA)}{rng.randrange(10)}")
+        postal = (
+            f"{rng.choice(letters)}{rng.randrange(10)}{rng.choice(POSTAL_ALPHA)} "
+            f"{rng.randrange(10)}{rng.choice(POSTAL_ALPHA)}{rng.randrange(10)}"
+        )
         number = between(rng, 1, 9999)
         if jur == "QC":
             return f"{number}, {rng.choice(STREETS_FR)}, {city} QC {postal}"
@@ -159,13 +191,22 @@ class SourceBuilder:
         if self.federal:
             x = rng.random()
             if x < 0.2:
-                return (f"Centre correctionnel communautaire de {city}" if french
-                        else f"{city} Community Correctional Centre")
+                return (
+                    f"Centre correctionnel communautaire de {city}"
+                    if french
+                    else f"{city} Community Correctional Centre"
+                )
             if x < 0.4:
-                return (f"Centre résidentiel communautaire de {city}" if french
-                        else f"{city} Community Residential Facility")
-            return (f"Bureau de libération conditionnelle de {city}" if french
-                    else f"{city} Parole Office")
+                return (
+                    f"Centre résidentiel communautaire de {city}"
+                    if french
+                    else f"{city} Community Residential Facility"
+                )
+            return (
+                f"Bureau de libération conditionnelle de {city}"
+                if french
+                else f"{city} Parole Office"
+            )
         if french:
             return f"Bureau de probation de {city}"
         if self.jur == "ON":
@@ -221,17 +262,41 @@ class SourceBuilder:
         photo = None
         if r() < (0.95 if active else 0.55):
             photo = self.profile.photo_format.format(id=pid)
-        self.rows["offenders"].append((
-            pid, fps, surname, given, person.birth, person.birth_place, person.gender, address,
-            photo, status, sup_jur, facility, level, planned, h.wed,
-        ))
+        self.rows["offenders"].append(
+            (
+                pid,
+                fps,
+                surname,
+                given,
+                person.birth,
+                person.birth_place,
+                person.gender,
+                address,
+                photo,
+                status,
+                sup_jur,
+                facility,
+                level,
+                planned,
+                h.wed,
+            )
+        )
         if "sentences" in self.serves:
             self.rows["sentences"].extend((pid, fps, *row) for row in h.sentences)
         self._children(pid, fps, person, status, h, facility, sup_jur, surname, given)
 
-    def _children(self, pid: str, fps: str | None, person: Person, status: str, h: History,
-                  facility: str | None, sup_jur: str | None, surname: str,
-                  given: str | None) -> None:
+    def _children(
+        self,
+        pid: str,
+        fps: str | None,
+        person: Person,
+        status: str,
+        h: History,
+        facility: str | None,
+        sup_jur: str | None,
+        surname: str,
+        given: str | None,
+    ) -> None:
         r = self.rng.random
         if "releases" in self.serves:
             self._releases(pid, fps, status, h, sup_jur)
@@ -244,8 +309,9 @@ class SourceBuilder:
         if "health_notes" in self.serves and r() < 0.25:
             self._health(pid, fps, h)
 
-    def _releases(self, pid: str, fps: str | None, status: str, h: History,
-                  sup_jur: str | None) -> None:
+    def _releases(
+        self, pid: str, fps: str | None, status: str, h: History, sup_jur: str | None
+    ) -> None:
         rng = self.rng
         r = rng.random
         out = self.rows["releases"]
@@ -259,8 +325,11 @@ class SourceBuilder:
             elig: int | None
             if self.federal:
                 rtype = "FULL_PAROLE" if length is None else FED_RELEASE(rng)
-                elig = {"DAY_PAROLE": start + term // 6, "FULL_PAROLE": start + term // 3,
-                        "STATUTORY_RELEASE": start + 2 * term // 3}.get(rtype)
+                elig = {
+                    "DAY_PAROLE": start + term // 6,
+                    "FULL_PAROLE": start + term // 3,
+                    "STATUTORY_RELEASE": start + 2 * term // 3,
+                }.get(rtype)
                 rel = between(rng, min(start + term // 6, REF - 2), REF - 1)
             elif kind == "CUSTODY":
                 rtype = "FULL_PAROLE" if self.profile.parole_board else "TEMPORARY_ABSENCE"
@@ -269,39 +338,117 @@ class SourceBuilder:
             else:
                 rtype, elig, rel = "PROBATION", None, start
             if r() < 0.12 and rel - start > 60:
-                out.append((pid, fps, rtype, between(rng, start, rel - 30), self._conditions(),
-                            self._officer(), self._phone(sup_jur), "REVOKED", elig))
-            out.append((pid, fps, rtype, rel, self._conditions(), self._officer(),
-                        self._phone(sup_jur), state, elig))
+                out.append(
+                    (
+                        pid,
+                        fps,
+                        rtype,
+                        between(rng, start, rel - 30),
+                        self._conditions(),
+                        self._officer(),
+                        self._phone(sup_jur),
+                        "REVOKED",
+                        elig,
+                    )
+                )
+            out.append(
+                (
+                    pid,
+                    fps,
+                    rtype,
+                    rel,
+                    self._conditions(),
+                    self._officer(),
+                    self._phone(sup_jur),
+                    state,
+                    elig,
+                )
+            )
         elif status == "IN_CUSTODY":
             if (self.federal and r() < 0.6) or (self.profile.parole_board and r() < 0.35):
                 # Eligibility known, no release yet: no date, no status.
                 day = r() < 0.5
-                out.append((pid, fps, "DAY_PAROLE" if day else "FULL_PAROLE", None, None, None,
-                            None, None, start + (term // 6 if day else term // 3)))
+                out.append(
+                    (
+                        pid,
+                        fps,
+                        "DAY_PAROLE" if day else "FULL_PAROLE",
+                        None,
+                        None,
+                        None,
+                        None,
+                        None,
+                        start + (term // 6 if day else term // 3),
+                    )
+                )
             if r() < 0.1:
-                out.append((pid, fps, "TEMPORARY_ABSENCE", between(rng, start, REF - 1),
-                            self._conditions() if r() < 0.5 else None, None, None, "COMPLETED",
-                            None))
+                out.append(
+                    (
+                        pid,
+                        fps,
+                        "TEMPORARY_ABSENCE",
+                        between(rng, start, REF - 1),
+                        self._conditions() if r() < 0.5 else None,
+                        None,
+                        None,
+                        "COMPLETED",
+                        None,
+                    )
+                )
         elif h.custody is not None and r() < 0.8:
             lo, hi = h.custody
-            rtype = ("STATUTORY_RELEASE" if r() < 0.6 else "FULL_PAROLE") if self.federal else (
-                "TEMPORARY_ABSENCE" if r() < 0.3 else "PROBATION")
+            rtype = (
+                ("STATUTORY_RELEASE" if r() < 0.6 else "FULL_PAROLE")
+                if self.federal
+                else ("TEMPORARY_ABSENCE" if r() < 0.3 else "PROBATION")
+            )
             rel = between(rng, lo + (hi - lo) // 3, hi)
             if r() < 0.1:
-                out.append((pid, fps, rtype, between(rng, lo, rel), self._conditions(),
-                            self._officer(), self._phone(sup_jur), "REVOKED", None))
-            out.append((pid, fps, rtype, rel, self._conditions() if r() < 0.8 else None,
-                        self._officer() if r() < 0.7 else None,
-                        self._phone(sup_jur) if r() < 0.6 else None, "COMPLETED",
-                        lo + (hi - lo) // 3 if rtype == "FULL_PAROLE" else None))
+                out.append(
+                    (
+                        pid,
+                        fps,
+                        rtype,
+                        between(rng, lo, rel),
+                        self._conditions(),
+                        self._officer(),
+                        self._phone(sup_jur),
+                        "REVOKED",
+                        None,
+                    )
+                )
+            out.append(
+                (
+                    pid,
+                    fps,
+                    rtype,
+                    rel,
+                    self._conditions() if r() < 0.8 else None,
+                    self._officer() if r() < 0.7 else None,
+                    self._phone(sup_jur) if r() < 0.6 else None,
+                    "COMPLETED",
+                    lo + (hi - lo) // 3 if rtype == "FULL_PAROLE" else None,
+                )
+            )
         elif not self.federal and any(s[7] == "PROBATION" for s in h.sentences) and r() < 0.7:
             probation = next(s for s in h.sentences if s[7] == "PROBATION")
-            out.append((pid, fps, "PROBATION", probation[4], self._conditions(),
-                        self._officer() if r() < 0.7 else None, None, "COMPLETED", None))
+            out.append(
+                (
+                    pid,
+                    fps,
+                    "PROBATION",
+                    probation[4],
+                    self._conditions(),
+                    self._officer() if r() < 0.7 else None,
+                    None,
+                    "COMPLETED",
+                    None,
+                )
+            )
 
-    def _incidents(self, pid: str, fps: str | None, person: Person, h: History,
-                   facility: str | None) -> None:
+    def _incidents(
+        self, pid: str, fps: str | None, person: Person, h: History, facility: str | None
+    ) -> None:
         rng = self.rng
         if h.custody is None or rng.random() >= (0.3 if self.federal else 0.15):
             return
@@ -312,12 +459,14 @@ class SourceBuilder:
         out = self.rows["incidents"]
         for _ in range(between(rng, 1, 3)):
             kind = INCIDENT_TYPE(rng)
-            where = facility if facility is not None and rng.random() < 0.7 else (
-                self._institution(person)[0])
+            where = (
+                facility
+                if facility is not None and rng.random() < 0.7
+                else (self._institution(person)[0])
+            )
             out.append((pid, fps, between(rng, lo, hi), kind, where, rng.choice(texts[kind])))
 
-    def _alerts(self, pid: str, fps: str | None, person: Person, status: str,
-                h: History) -> None:
+    def _alerts(self, pid: str, fps: str | None, person: Person, status: str, h: History) -> None:
         rng = self.rng
         r = rng.random
         kinds: list[str] = []
@@ -335,8 +484,15 @@ class SourceBuilder:
         texts = ALERT_TEXT[self.lang]
         out = self.rows["alerts"]
         for kind in dict.fromkeys(kinds):
-            out.append((pid, fps, kind, between(rng, lo, REF - 1),
-                        rng.choice(texts[kind]) if r() < 0.9 else None))
+            out.append(
+                (
+                    pid,
+                    fps,
+                    kind,
+                    between(rng, lo, REF - 1),
+                    rng.choice(texts[kind]) if r() < 0.9 else None,
+                )
+            )
 
     def _aliases(self, pid: str, fps: str | None, surname: str, given: str | None) -> None:
         rng = self.rng
@@ -365,8 +521,24 @@ class SourceBuilder:
         per child table: every nullable column holds a NULL somewhere."""
         pid = self._next_id()
         self.rows["offenders"].append(
-            (pid, None, person.surname, None, None, None, None, None, None, "ARCHIVED",
-             None, None, None, None, None))
+            (
+                pid,
+                None,
+                person.surname,
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                "ARCHIVED",
+                None,
+                None,
+                None,
+                None,
+                None,
+            )
+        )
         for table, rows in self.rows.items():
             if table != "offenders" and table in COLUMNS:
                 rows.append((pid,) + (None,) * (len(COLUMNS[table]) - 1))

@@ -155,17 +155,29 @@ class Sentencing:
             start_p = end_p if length_p is None else max(adult, end_p - length_p)
             if length_p is not None:
                 length_p = max(1, end_p - start_p)
-            rows.append(self._sentence(pick_offence(rng), self._court(court_jur), start_p,
-                                       start_p, length_p, kind_p))
+            rows.append(
+                self._sentence(
+                    pick_offence(rng), self._court(court_jur), start_p, start_p, length_p, kind_p
+                )
+            )
             bound = start_p - 60
         weds = [row[6] for row in rows if row[6] is not None]
         kinds = {OFFENCES[row[0]][3] for row in rows}
         custody = next(
-            ((row[4], min(REF - 1, row[6] if row[6] is not None else REF - 1))
-             for row in rows if row[7] in ("CUSTODY", "INTERMITTENT")),
+            (
+                (row[4], min(REF - 1, row[6] if row[6] is not None else REF - 1))
+                for row in rows
+                if row[7] in ("CUSTODY", "INTERMITTENT")
+            ),
             None,
         )
         return History(
-            rows, start, length, max(weds) if weds and not life else None,
-            min(row[3] for row in rows), custody, "sexual" in kinds, "violent" in kinds,
+            rows,
+            start,
+            length,
+            max(weds) if weds and not life else None,
+            min(row[3] for row in rows),
+            custody,
+            "sexual" in kinds,
+            "violent" in kinds,
         )

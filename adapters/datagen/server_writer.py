@@ -38,7 +38,8 @@ if TYPE_CHECKING:
 #: every other string (names, identifiers, codes, text dates) is an
 #: indexable VARCHAR(255).
 FREE_TEXT_COLUMNS = frozenset(
-    {"address", "offence_description", "conditions", "summary", "notes", "note"})
+    {"address", "offence_description", "conditions", "summary", "notes", "note"}
+)
 
 _VARCHAR_CHARS = 255
 _TEXT_BYTES = 65_535  # MariaDB TEXT holds this many bytes (utf8mb4: up to 4 a character)
@@ -47,8 +48,12 @@ _MYSQL_BATCH_ROWS = 1_000  # rows per multi-row INSERT ...
 _MYSQL_BATCH_BYTES = 1 << 20  # ... unless they would make a longer statement
 _MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KINDS = {"postgresql": "postgresql", "postgres": "postgresql", "mysql": "mysql",
-          "mariadb": "mysql"}
+_KINDS = {
+    "postgresql": "postgresql",
+    "postgres": "postgresql",
+    "mysql": "mysql",
+    "mariadb": "mysql",
+}
 
 
 @dataclass(frozen=True)
@@ -72,21 +77,35 @@ class _TablePlan:
     primary_key: str | None  # physical column
 
 
-def _sql_type(kind: str, logical_type: str, logical: str, *, coded: bool,
-              date_format: str | None) -> tuple[str, int | None, int | None]:
+def _sql_type(
+    kind: str, logical_type: str, logical: str, *, coded: bool, date_format: str | None
+) -> tuple[str, int | None, int | None]:
     """(SQL type, character limit, byte limit) of one physical column."""
     text = logical_type == "VARCHAR" or (logical_type == "DATE" and date_format is not None)
     if kind == "postgresql":
         if text:
             return "TEXT", None, None
-        return {"DATE": "DATE", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE PRECISION",
-                "BOOLEAN": "BOOLEAN"}[logical_type], None, None
+        return (
+            {
+                "DATE": "DATE",
+                "BIGINT": "BIGINT",
+                "DOUBLE": "DOUBLE PRECISION",
+                "BOOLEAN": "BOOLEAN",
+            }[logical_type],
+            None,
+            None,
+        )
     if text:
         if logical_type == "VARCHAR" and not coded and logical in FREE_TEXT_COLUMNS:
             return "TEXT", None, _TEXT_BYTES
         return f"VARCHAR({_VARCHAR_CHARS})", _VARCHAR_CHARS, None
-    return {"DATE": "DATE", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE",
-            "BOOLEAN": "BOOLEAN"}[logical_type], None, None
+    return (
+        {"DATE": "DATE", "BIGINT": "BIGINT", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN"}[
+            logical_type
+        ],
+        None,
+        None,
+    )
 
 
 def _plan(kind: str, source: Source, logical: LogicalTable, mapping: TableMapping) -> _TablePlan:
@@ -100,9 +119,19 @@ def _plan(kind: str, source: Source, logical: LogicalTable, mapping: TableMappin
         if held is None:
             continue
         sql_type, max_chars, max_bytes = _sql_type(
-            kind, logical_type, name, coded=bool(held.codes), date_format=held.date_format)
-        columns.append(_Column(name, held.physical, logical_type, sql_type, max_chars, max_bytes,
-                               finite_only=kind == "mysql" and logical_type == "DOUBLE"))
+            kind, logical_type, name, coded=bool(held.codes), date_format=held.date_format
+        )
+        columns.append(
+            _Column(
+                name,
+                held.physical,
+                logical_type,
+                sql_type,
+                max_chars,
+                max_bytes,
+                finite_only=kind == "mysql" and logical_type == "DOUBLE",
+            )
+        )
     primary_key = None
     if logical.name == "offenders" and "source_person_id" in mapping.columns:
         primary_key = mapping.columns["source_person_id"].physical
@@ -121,13 +150,17 @@ def _plan(kind: str, source: Source, logical: LogicalTable, mapping: TableMappin
     return _TablePlan(logical.name, table, columns, create, indexes, primary_key)
 
 
-def _plans(federation: Federation, source: Source, tables: dict[str, pa.Table],
-           kind: str) -> list[_TablePlan]:
+def _plans(
+    federation: Federation, source: Source, tables: dict[str, pa.Table], kind: str
+) -> list[_TablePlan]:
     for table in tables:
         if table not in source.tables:
             raise ConfigError(f"source {source.code} does not serve table {table!r}")
-    return [_plan(kind, source, logical, source.tables[name])
-            for name, logical in federation.tables.items() if name in source.tables]
+    return [
+        _plan(kind, source, logical, source.tables[name])
+        for name, logical in federation.tables.items()
+        if name in source.tables
+    ]
 
 
 def _physical_text(source: Source, plan: _TablePlan, data: pa.Table | None) -> list[pa.Array]:
@@ -139,8 +172,7 @@ def _physical_text(source: Source, plan: _TablePlan, data: pa.Table | None) -> l
     for column in plan.columns:
         where = f"source {source.code}.{plan.name}.{column.logical}"
         held = source.tables[plan.name].columns[column.logical]
-        text = _text(physical_values(data.column(column.logical), column.logical_type, held,
-                                     where))
+        text = _text(physical_values(data.column(column.logical), column.logical_type, held, where))
         _check_fits(text, column, where, plan.table)
         out.append(text)
     return out
@@ -162,8 +194,10 @@ def _check_fits(text: pa.Array, column: _Column, where: str, table: str) -> None
     if column.max_bytes is not None:
         longest = pc.max(pc.binary_length(text)).as_py() or 0
         if longest > column.max_bytes:
-            raise ValueError(f"{where}: a value of {longest} bytes does not fit {target} "
-                             f"({column.max_bytes} bytes)")
+            raise ValueError(
+                f"{where}: a value of {longest} bytes does not fit {target} "
+                f"({column.max_bytes} bytes)"
+            )
     if column.finite_only and pc.any(pc.is_in(text, pa.array(["nan", "inf", "-inf"]))).as_py():
         raise ValueError(f"{where}: {target} cannot hold NaN or infinity")
 
@@ -183,8 +217,13 @@ def _replace(array: pa.Array, pairs: tuple[tuple[str, str], ...]) -> pa.Array:
     return array
 
 
-def _chunks(columns: list[pa.Array], separator: str, row_prefix: str, row_suffix: str,
-            null: str | None = None) -> Iterator[tuple[memoryview, memoryview]]:
+def _chunks(
+    columns: list[pa.Array],
+    separator: str,
+    row_prefix: str,
+    row_suffix: str,
+    null: str | None = None,
+) -> Iterator[tuple[memoryview, memoryview]]:
     """Rows of text: prefix, the columns' values joined by separator, suffix.
 
     A chunk of rows at a time, each as (bytes of the rows back to back, the
@@ -195,13 +234,14 @@ def _chunks(columns: list[pa.Array], separator: str, row_prefix: str, row_suffix
         if null is None:
             joined = pc.binary_join_element_wise(*parts, separator)
         else:
-            joined = pc.binary_join_element_wise(*parts, separator, null_handling="replace",
-                                                 null_replacement=null)
+            joined = pc.binary_join_element_wise(
+                *parts, separator, null_handling="replace", null_replacement=null
+            )
         rows = pc.binary_join_element_wise(row_prefix, joined, row_suffix, "")
         _, offsets, data = rows.buffers()
         assert rows.null_count == 0
         first = rows.offset
-        yield memoryview(data), memoryview(offsets).cast("i")[first:first + len(rows) + 1]
+        yield memoryview(data), memoryview(offsets).cast("i")[first : first + len(rows) + 1]
 
 
 #: COPY text format: backslash escapes, tab between columns, \\N for NULL.
@@ -212,7 +252,7 @@ def _copy_data(columns: list[pa.Array]) -> Iterator[memoryview]:
     """COPY ... FROM STDIN text-format data for the columns, a chunk at a time."""
     escaped = [_replace(c, _COPY_ESCAPES) for c in columns]
     for data, offsets in _chunks(escaped, "\t", "", "\n", null="\\N"):
-        yield data[offsets[0]:offsets[-1]]
+        yield data[offsets[0] : offsets[-1]]
 
 
 #: String literals for MariaDB with backslash escapes on (write_mysql makes
@@ -228,11 +268,9 @@ def _literals(text: pa.Array, column: _Column) -> pa.Array:
     return pc.fill_null(text, "NULL")
 
 
-def _insert_statements(insert: str, plan: _TablePlan,
-                       columns: list[pa.Array]) -> Iterator[str]:
+def _insert_statements(insert: str, plan: _TablePlan, columns: list[pa.Array]) -> Iterator[str]:
     """Multi-row INSERT statements: ``insert`` followed by (...),(...),..."""
-    literals = [_literals(text, column) for text, column in zip(columns, plan.columns,
-                                                                 strict=True)]
+    literals = [_literals(text, column) for text, column in zip(columns, plan.columns, strict=True)]
     for data, offsets in _chunks(literals, ",", "(", "),"):
         first, last = 0, len(offsets) - 1
         while first < last:
@@ -240,15 +278,21 @@ def _insert_statements(insert: str, plan: _TablePlan,
             while end - first > 1 and offsets[end] - offsets[first] > _MYSQL_BATCH_BYTES:
                 end = first + (end - first) // 2
             # the rows, without the comma after the last one
-            yield insert + str(data[offsets[first]:offsets[end] - 1], "utf-8")
+            yield insert + str(data[offsets[first] : offsets[end] - 1], "utf-8")
             first = end
 
 
 # -- PostgreSQL ---------------------------------------------------------------------
 
 
-def write_postgres(federation: Federation, source_code: str, tables: dict[str, pa.Table],
-                   dsn: str, *, schema: str | None = None) -> dict[str, int]:
+def write_postgres(
+    federation: Federation,
+    source_code: str,
+    tables: dict[str, pa.Table],
+    dsn: str,
+    *,
+    schema: str | None = None,
+) -> dict[str, int]:
     """(Re)creates the source's tables in a PostgreSQL database from logical tables.
 
     ``dsn`` is a libpq connection string or URL. The tables go to ``schema``
@@ -281,13 +325,15 @@ def write_postgres(federation: Federation, source_code: str, tables: dict[str, p
             if columns:
                 # FREEZE: the table is new in this transaction, so its rows can
                 # be written frozen (no hint-bit rewrite on first read).
-                with cur.copy(f"COPY {quote(plan.table)} ({_column_list(plan)}) "
-                              "FROM STDIN (FREEZE)") as copy:
+                with cur.copy(
+                    f"COPY {quote(plan.table)} ({_column_list(plan)}) FROM STDIN (FREEZE)"
+                ) as copy:
                     for chunk in _copy_data(columns):
                         copy.write(chunk)
             if plan.primary_key is not None:
-                cur.execute(f"ALTER TABLE {quote(plan.table)} "
-                            f"ADD PRIMARY KEY ({quote(plan.primary_key)})")
+                cur.execute(
+                    f"ALTER TABLE {quote(plan.table)} ADD PRIMARY KEY ({quote(plan.primary_key)})"
+                )
             for statement in plan.indexes:
                 cur.execute(statement)
             cur.execute(f"ANALYZE {quote(plan.table)}")
@@ -331,8 +377,9 @@ def _mysql_connect(**args: Any) -> MySQLConnectionAbstract:
     return conn
 
 
-def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.Table],
-                dsn: str) -> dict[str, int]:
+def write_mysql(
+    federation: Federation, source_code: str, tables: dict[str, pa.Table], dsn: str
+) -> dict[str, int]:
     """(Re)creates the source's tables in a MariaDB (or MySQL) database.
 
     ``dsn`` is ``mysql://user:password@host:port/dbname``. Each served table
@@ -349,8 +396,14 @@ def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.T
     source = federation.source(source_code)
     plans = _plans(federation, source, tables, "mysql")
     values = {plan.name: _physical_text(source, plan, tables.get(plan.name)) for plan in plans}
-    conn = _mysql_connect(**{**mysql_connect_args(dsn), "charset": "utf8mb4",
-                             "collation": "utf8mb4_unicode_ci", "autocommit": False})
+    conn = _mysql_connect(
+        **{
+            **mysql_connect_args(dsn),
+            "charset": "utf8mb4",
+            "collation": "utf8mb4_unicode_ci",
+            "autocommit": False,
+        }
+    )
     try:
         cur = conn.cursor()
         # ANSI_QUOTES: "identifiers", as in the shared index statements;
@@ -389,8 +442,14 @@ def write_mysql(federation: Federation, source_code: str, tables: dict[str, pa.T
 # -- a whole target -------------------------------------------------------------------
 
 
-def load_target(federation: Federation, target: str, *, seed: int, scale: float,
-                sources: list[str] | None = None) -> dict[str, dict[str, int]]:
+def load_target(
+    federation: Federation,
+    target: str,
+    *,
+    seed: int,
+    scale: float,
+    sources: list[str] | None = None,
+) -> dict[str, dict[str, int]]:
     """Generates the data and loads sources into one server database.
 
     ``target`` is ``postgresql://user@host:port/dbname`` or
@@ -407,8 +466,9 @@ def load_target(federation: Federation, target: str, *, seed: int, scale: float,
     if sources is None:
         codes = [c for c, s in federation.sources.items() if s.backend.kind == kind]
         if not codes:
-            raise ConfigError(f"no source of the federation has a {kind} backend; "
-                              "name the sources to load")
+            raise ConfigError(
+                f"no source of the federation has a {kind} backend; name the sources to load"
+            )
     else:
         codes = [federation.source(code).code for code in sources]
     create_database(target)
@@ -458,8 +518,10 @@ def _create_mysql_database(target: str) -> None:
     conn = _mysql_connect(**mysql_connect_args(target, database=False))
     try:
         cur = conn.cursor()
-        cur.execute(f"CREATE DATABASE IF NOT EXISTS `{name}` "
-                    "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+        cur.execute(
+            f"CREATE DATABASE IF NOT EXISTS `{name}` "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+        )
         cur.close()
     finally:
         conn.close()

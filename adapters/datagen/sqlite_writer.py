@@ -25,16 +25,22 @@ if TYPE_CHECKING:
     from accord.federation import ColumnMapping, Federation, LogicalTable, Source, TableMapping
 
 
-_SQLITE_TYPES = {"VARCHAR": "TEXT", "DATE": "TEXT", "BIGINT": "INTEGER", "DOUBLE": "REAL",
-                 "BOOLEAN": "INTEGER"}
+_SQLITE_TYPES = {
+    "VARCHAR": "TEXT",
+    "DATE": "TEXT",
+    "BIGINT": "INTEGER",
+    "DOUBLE": "REAL",
+    "BOOLEAN": "INTEGER",
+}
 
 
 def quote(identifier: str) -> str:
     return f'"{identifier}"'
 
 
-def physical_values(column: pa.ChunkedArray, logical_type: str, held: ColumnMapping,
-                    where: str) -> list[Any]:
+def physical_values(
+    column: pa.ChunkedArray, logical_type: str, held: ColumnMapping, where: str
+) -> list[Any]:
     """One logical column converted to what the source system stores."""
     if held.codes:
         reverse = held.reverse_codes
@@ -65,8 +71,9 @@ def physical_values(column: pa.ChunkedArray, logical_type: str, held: ColumnMapp
     return list(column.to_pylist())
 
 
-def create_statements(source: Source, logical: LogicalTable,
-                      mapping: TableMapping) -> tuple[list[str], list[str], list[str]]:
+def create_statements(
+    source: Source, logical: LogicalTable, mapping: TableMapping
+) -> tuple[list[str], list[str], list[str]]:
     """(CREATE TABLE, index statements, physical column names) for one table."""
     held = [c for c in logical.columns if c in mapping.columns]
     physical = [mapping.columns[c].physical for c in held]
@@ -79,8 +86,11 @@ def create_statements(source: Source, logical: LogicalTable,
     defs = []
     for logical_name, column in zip(held, physical, strict=True):
         sql_type = _SQLITE_TYPES[logical.columns[logical_name]]
-        extra = " NOT NULL PRIMARY KEY" if is_person_table and logical_name == (
-            "source_person_id") else ""
+        extra = (
+            " NOT NULL PRIMARY KEY"
+            if is_person_table and logical_name == ("source_person_id")
+            else ""
+        )
         defs.append(f"{quote(column)} {sql_type}{extra}")
     create = f"CREATE TABLE {quote(table)} (\n  " + ",\n  ".join(defs) + "\n)"
     indexes: list[str] = []
@@ -90,14 +100,19 @@ def create_statements(source: Source, logical: LogicalTable,
         if present and len(present) == len(columns):
             indexes.append(
                 f"CREATE INDEX {quote(f'{table}_{suffix}_IX')} ON {quote(table)} "
-                f"({', '.join(quote(c) for c in present)})")
+                f"({', '.join(quote(c) for c in present)})"
+            )
 
     fps = mapping.columns.get(logical.person_key or "fps_number")
     index("FPS", [fps])
     for surname, given in (("surname", "given_names"), ("alias_surname", "alias_given_names")):
         if surname in mapping.columns:
-            index("NAME", [mapping.columns[surname], mapping.columns.get(given)]
-                  if given in mapping.columns else [mapping.columns[surname]])
+            index(
+                "NAME",
+                [mapping.columns[surname], mapping.columns.get(given)]
+                if given in mapping.columns
+                else [mapping.columns[surname]],
+            )
     if person_id is not None and not is_person_table:
         index("PERSON", [person_id])
     return [create], indexes, physical
@@ -141,8 +156,12 @@ def write_sqlite(
                 if data is not None and data.num_rows:
                     held = [c for c in logical.columns if c in mapping.columns]
                     columns = [
-                        physical_values(data.column(c), logical.columns[c], mapping.columns[c],
-                                        f"source {source.code}.{name}.{c}")
+                        physical_values(
+                            data.column(c),
+                            logical.columns[c],
+                            mapping.columns[c],
+                            f"source {source.code}.{name}.{c}",
+                        )
                         for c in held
                     ]
                     marks = ", ".join("?" * len(physical))

@@ -37,6 +37,4 @@ def admit(role: Role, purpose: str, case_ref: str) -> None:
             f"a case reference is up to {MAX_CASE_REF} letters, digits and ./:#-_ characters"
         )
     if role.case_reference_required and not case_ref:
-        raise PolicyDenied(
-            f"role {role.name} must give a case reference with every query"
-        )
+        raise PolicyDenied(f"role {role.name} must give a case reference with every query")

@@ -37,21 +37,23 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> None:
     """
     role = view.role.name
     if not isinstance(tree, exp.Select):
-        raise PolicyDenied(f"role {role} may run aggregate queries only: one SELECT, "
-                           "no UNION/INTERSECT/EXCEPT")
+        raise PolicyDenied(
+            f"role {role} may run aggregate queries only: one SELECT, no UNION/INTERSECT/EXCEPT"
+        )
     if tree.args.get("with_") or any(n is not tree for n in tree.find_all(exp.Query)):
         raise PolicyDenied(f"role {role} may not use subqueries or CTEs")
     if tree.find(exp.Window) or tree.args.get("distinct") or tree.args.get("qualify"):
         raise PolicyDenied(f"role {role} may not use window functions, DISTINCT or QUALIFY")
     for node in tree.find_all(exp.AggFunc):
         if not isinstance(node, _ALLOWED_AGGREGATES):
-            raise PolicyDenied(f"role {role} may use COUNT, COUNT(DISTINCT), SUM and AVG only, "
-                               f"not {node.sql_name()}")
+            raise PolicyDenied(
+                f"role {role} may use COUNT, COUNT(DISTINCT), SUM and AVG only, "
+                f"not {node.sql_name()}"
+            )
         _check_aggregate_argument(node, role)
     scope = build_scope(tree)
     assert scope is not None
-    tables = {alias: src.name for alias, src in scope.sources.items()
-              if isinstance(src, exp.Table)}
+    tables = {alias: src.name for alias, src in scope.sources.items() if isinstance(src, exp.Table)}
 
     def dimension(column: exp.Column) -> bool:
         grant = view.role.tables.get(tables.get(column.table, ""))
@@ -70,20 +72,23 @@ def _check_aggregate_argument(node: exp.AggFunc, role: str) -> None:
     if isinstance(argument, exp.Distinct) and len(argument.expressions) == 1:
         argument = argument.expressions[0]
     plain = isinstance(argument, exp.Column) or (
-        isinstance(node, exp.Count) and isinstance(argument, exp.Star))
+        isinstance(node, exp.Count) and isinstance(argument, exp.Star)
+    )
     if not plain:
-        raise PolicyDenied(f"role {role}: aggregates take a plain column, not "
-                           f"{node.sql('duckdb')}")
+        raise PolicyDenied(f"role {role}: aggregates take a plain column, not {node.sql('duckdb')}")
 
 
-def _check_grouping(tree: exp.Select, role: str,
-                    dimension: Callable[[exp.Column], bool]) -> set[tuple[str, str]]:
+def _check_grouping(
+    tree: exp.Select, role: str, dimension: Callable[[exp.Column], bool]
+) -> set[tuple[str, str]]:
     group = tree.args.get("group")
     grouped: set[tuple[str, str]] = set()
     for expression in group.expressions if group else []:
         if not isinstance(expression, exp.Column) or not dimension(expression):
-            raise PolicyDenied(f"role {role} may group by its dimension columns only, "
-                               f"not {expression.sql('duckdb')}")
+            raise PolicyDenied(
+                f"role {role} may group by its dimension columns only, "
+                f"not {expression.sql('duckdb')}"
+            )
         grouped.add((expression.table, expression.name))
     if not group and not tree.find(exp.AggFunc):
         raise PolicyDenied(f"role {role} may run aggregate queries only")
@@ -96,35 +101,46 @@ def _check_projections(tree: exp.Select, role: str, grouped: set[tuple[str, str]
         if isinstance(inner, exp.Column) and (inner.table, inner.name) in grouped:
             continue
         if not inner.find(exp.AggFunc):
-            raise PolicyDenied(f"role {role}: {projection.sql('duckdb')} is neither a grouped "
-                               "dimension nor an aggregate")
+            raise PolicyDenied(
+                f"role {role}: {projection.sql('duckdb')} is neither a grouped "
+                "dimension nor an aggregate"
+            )
         for column in inner.find_all(exp.Column):
             if column.find_ancestor(exp.AggFunc) is None:
-                raise PolicyDenied(f"role {role}: column {column.name} outside an aggregate "
-                                   "must be grouped")
+                raise PolicyDenied(
+                    f"role {role}: column {column.name} outside an aggregate must be grouped"
+                )
 
 
-def _check_filters(tree: exp.Select, role: str,
-                   dimension: Callable[[exp.Column], bool]) -> None:
+def _check_filters(tree: exp.Select, role: str, dimension: Callable[[exp.Column], bool]) -> None:
     """WHERE on dimensions only; joins on column equality; HAVING on aggregates."""
     for join in tree.args.get("joins") or []:
         on = join.args.get("on")
         equalities = list(on.find_all(exp.EQ)) if on is not None else []
-        plain = on is not None and not join.args.get("using") and all(
-            isinstance(n, (exp.EQ, exp.And, exp.Column, exp.Identifier, exp.Paren))
-            for n in on.walk()
-        ) and all(
-            isinstance(eq.this, exp.Column) and isinstance(eq.expression, exp.Column)
-            and eq.this.table != eq.expression.table for eq in equalities
+        plain = (
+            on is not None
+            and not join.args.get("using")
+            and all(
+                isinstance(n, (exp.EQ, exp.And, exp.Column, exp.Identifier, exp.Paren))
+                for n in on.walk()
+            )
+            and all(
+                isinstance(eq.this, exp.Column)
+                and isinstance(eq.expression, exp.Column)
+                and eq.this.table != eq.expression.table
+                for eq in equalities
+            )
         )
         if not plain or not equalities:
-            raise PolicyDenied(f"role {role} may join on column equality between two tables "
-                               "only (ON a.x = b.y)")
+            raise PolicyDenied(
+                f"role {role} may join on column equality between two tables only (ON a.x = b.y)"
+            )
     where = tree.args.get("where")
     for column in where.find_all(exp.Column) if where else []:
         if not dimension(column):
-            raise PolicyDenied(f"role {role} may filter on its dimension columns only, "
-                               f"not {column.name}")
+            raise PolicyDenied(
+                f"role {role} may filter on its dimension columns only, not {column.name}"
+            )
     having = tree.args.get("having")
     for column in having.find_all(exp.Column) if having else []:
         if column.find_ancestor(exp.AggFunc) is None:
@@ -137,7 +153,10 @@ def add_person_count(tree: exp.Select) -> exp.Select:
     the threshold, not only the first table's."""
     tables = [tree.args["from_"].this, *(j.this for j in tree.args.get("joins") or [])]
     for number, table in enumerate(tables, start=1):
-        count = exp.Count(this=exp.Distinct(expressions=[
-            exp.column(PERSON_COLUMN, table=table.alias_or_name, quoted=True)]))
+        count = exp.Count(
+            this=exp.Distinct(
+                expressions=[exp.column(PERSON_COLUMN, table=table.alias_or_name, quoted=True)]
+            )
+        )
         tree.select(exp.alias_(count, f"{PERSONS_COLUMN}_{number}", quoted=True), copy=False)
     return tree

@@ -63,22 +63,27 @@ def mask_expression(mask: Mask, column: exp.Column, input_type: str) -> exp.Expr
         return exp.cast(exp.null(), out_type)
     if mask.kind == "redact":
         value = exp.cast(exp.Literal.string(str(mask.value)), out_type)
-        return exp.If(this=exp.Is(this=column.copy(), expression=exp.null()),
-                      true=exp.cast(exp.null(), out_type), false=value)
+        return exp.If(
+            this=exp.Is(this=column.copy(), expression=exp.null()),
+            true=exp.cast(exp.null(), out_type),
+            false=value,
+        )
     if mask.kind == "year_only":
         return exp.Year(this=column.copy())
     if mask.kind == "partial":
         return _partial(column, mask.keep_first, mask.keep_last)
     if mask.kind == "keyed_hash":
-        return exp.Anonymous(this=KEYED_HASH_FUNCTION,
-                             expressions=[exp.cast(column.copy(), "VARCHAR")])
+        return exp.Anonymous(
+            this=KEYED_HASH_FUNCTION, expressions=[exp.cast(column.copy(), "VARCHAR")]
+        )
     if mask.kind != "expression" or mask.expression is None:
         raise ValueError(f"unknown mask kind {mask.kind!r}")
     tree = sqlglot.parse_one(mask.expression, read="duckdb")
     # Its type must be the declared one: `accord policy check` verifies it.
     return tree.transform(
-        lambda n: exp.column(n.name, table=column.table, quoted=True)
-        if isinstance(n, exp.Column) else n
+        lambda n: (
+            exp.column(n.name, table=column.table, quoted=True) if isinstance(n, exp.Column) else n
+        )
     )
 
 
@@ -91,8 +96,10 @@ def _partial(column: exp.Column, first: int, last: int) -> exp.Expr:
     text = exp.cast(column.copy(), "VARCHAR")
     length = exp.Length(this=text.copy())
     kept = exp.Literal.number(first + last)
-    stars = exp.Anonymous(this="repeat", expressions=[
-        exp.Literal.string("*"), exp.Sub(this=length.copy(), expression=kept.copy())])
+    stars = exp.Anonymous(
+        this="repeat",
+        expressions=[exp.Literal.string("*"), exp.Sub(this=length.copy(), expression=kept.copy())],
+    )
     parts: list[exp.Expr] = []
     if first:
         parts.append(exp.Left(this=text.copy(), expression=exp.Literal.number(first)))
@@ -113,8 +120,9 @@ def _partial(column: exp.Column, first: int, last: int) -> exp.Expr:
 
 def partner_key(master_secret: bytes, partner: str) -> bytes:
     """The keyed-hash key of one partner, derived from the broker's secret."""
-    return hmac.new(master_secret, f"accord keyed_hash v1|{partner}".encode(),
-                    hashlib.sha256).digest()
+    return hmac.new(
+        master_secret, f"accord keyed_hash v1|{partner}".encode(), hashlib.sha256
+    ).digest()
 
 
 def bind_keyed_hash(tree: exp.Expr, key: bytes) -> exp.Expr:
@@ -129,8 +137,11 @@ def bind_keyed_hash(tree: exp.Expr, key: bytes) -> exp.Expr:
     >>> duckdb.sql(sql).fetchall()[0][0] == hmac.new(b"k", "Côté".encode(), "sha256").hexdigest()
     True
     """
-    block = key.ljust(_HMAC_BLOCK, b"\0") if len(key) <= _HMAC_BLOCK else hashlib.sha256(
-        key).digest().ljust(_HMAC_BLOCK, b"\0")
+    block = (
+        key.ljust(_HMAC_BLOCK, b"\0")
+        if len(key) <= _HMAC_BLOCK
+        else hashlib.sha256(key).digest().ljust(_HMAC_BLOCK, b"\0")
+    )
     ipad = bytes(b ^ 0x36 for b in block).hex()
     opad = bytes(b ^ 0x5C for b in block).hex()
 
@@ -138,12 +149,23 @@ def bind_keyed_hash(tree: exp.Expr, key: bytes) -> exp.Expr:
         if not (isinstance(node, exp.Anonymous) and node.name.lower() == KEYED_HASH_FUNCTION):
             return node
         value = node.expressions[0]
-        inner = exp.Anonymous(this="sha256", expressions=[exp.DPipe(
-            this=exp.Unhex(this=exp.Literal.string(ipad)),
-            expression=exp.Anonymous(this="encode", expressions=[value]))])
-        outer = exp.Anonymous(this="sha256", expressions=[exp.DPipe(
-            this=exp.Unhex(this=exp.Literal.string(opad)),
-            expression=exp.Unhex(this=inner))])
+        inner = exp.Anonymous(
+            this="sha256",
+            expressions=[
+                exp.DPipe(
+                    this=exp.Unhex(this=exp.Literal.string(ipad)),
+                    expression=exp.Anonymous(this="encode", expressions=[value]),
+                )
+            ],
+        )
+        outer = exp.Anonymous(
+            this="sha256",
+            expressions=[
+                exp.DPipe(
+                    this=exp.Unhex(this=exp.Literal.string(opad)), expression=exp.Unhex(this=inner)
+                )
+            ],
+        )
         return outer
 
     return tree.transform(hmac_sql)

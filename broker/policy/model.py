@@ -43,8 +43,15 @@ _SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
 #: Principal attributes every partner has; others come from the registry.
 BUILTIN_ATTRIBUTES = frozenset({"name", "organization", "role", "jurisdiction"})
 
-_ROLE_KEYS = {"role", "description", "purposes", "case_reference_required", "aggregate_only",
-              "min_group_size", "tables"}
+_ROLE_KEYS = {
+    "role",
+    "description",
+    "purposes",
+    "case_reference_required",
+    "aggregate_only",
+    "min_group_size",
+    "tables",
+}
 _TABLE_KEYS = {"columns", "row_filter", "dimensions"}
 _MASK_KEYS = {"mask", "value", "keep_first", "keep_last", "expression", "type"}
 
@@ -104,8 +111,9 @@ def load_role(path: Path, federation: Federation) -> Role:
     if not isinstance(tables_spec, LineDict):
         where.fail("tables", "'tables' must map table names to grants")
     tables = {
-        table: _load_grant(where.nested(tables_spec, table), table, spec, federation,
-                           aggregate_only)
+        table: _load_grant(
+            where.nested(tables_spec, table), table, spec, federation, aggregate_only
+        )
         for table, spec in tables_spec.items()
     }
     return Role(
@@ -120,12 +128,14 @@ def load_role(path: Path, federation: Federation) -> Role:
     )
 
 
-def _load_grant(where: _Where, table: str, spec: Any, federation: Federation,
-                aggregate_only: bool) -> TableGrant:
+def _load_grant(
+    where: _Where, table: str, spec: Any, federation: Federation, aggregate_only: bool
+) -> TableGrant:
     logical = federation.tables.get(table)
     if logical is None:
-        where.fail(None, f"unknown table {table!r}; the logical model has "
-                         f"{', '.join(federation.tables)}")
+        where.fail(
+            None, f"unknown table {table!r}; the logical model has {', '.join(federation.tables)}"
+        )
     if not isinstance(spec, LineDict):
         where.fail(None, f"the grant on {table} must be a mapping with columns")
     where = where.nested_in(spec)
@@ -136,10 +146,14 @@ def _load_grant(where: _Where, table: str, spec: Any, federation: Federation,
     columns: dict[str, Mask | None] = {}
     for column, mask_spec in columns_spec.items():
         if column not in logical.columns:
-            where.at(columns_spec, column).fail(
-                column, f"unknown column {column!r} of {table}")
-        columns[column] = _load_mask(where.at(columns_spec, column), column,
-                                     logical.columns[column], mask_spec, set(logical.columns))
+            where.at(columns_spec, column).fail(column, f"unknown column {column!r} of {table}")
+        columns[column] = _load_mask(
+            where.at(columns_spec, column),
+            column,
+            logical.columns[column],
+            mask_spec,
+            set(logical.columns),
+        )
     row_filter = spec.get("row_filter")
     if row_filter is not None:
         if not isinstance(row_filter, str) or not row_filter.strip():
@@ -156,8 +170,9 @@ def _load_grant(where: _Where, table: str, spec: Any, federation: Federation,
     return TableGrant(table, columns, row_filter, frozenset(dimensions))
 
 
-def _load_mask(where: _Where, column: str, logical_type: str, spec: Any,
-               table_columns: set[str]) -> Mask | None:
+def _load_mask(
+    where: _Where, column: str, logical_type: str, spec: Any, table_columns: set[str]
+) -> Mask | None:
     if spec in ("clear", None):
         return None
     if isinstance(spec, str):
@@ -167,8 +182,9 @@ def _load_mask(where: _Where, column: str, logical_type: str, spec: Any,
     where.unknown_keys(spec, _MASK_KEYS, key=column)
     kind = spec.get("mask")
     if kind not in MASK_KINDS:
-        where.fail(column, f"column {column}: unknown mask {kind!r}; use one of "
-                           f"{', '.join(MASK_KINDS)}")
+        where.fail(
+            column, f"column {column}: unknown mask {kind!r}; use one of {', '.join(MASK_KINDS)}"
+        )
     declared = spec.get("type")
     if declared is not None and str(declared).upper() not in LOGICAL_TYPES:
         where.fail(column, f"column {column}: unknown type {declared!r}")
@@ -184,28 +200,43 @@ def _load_mask(where: _Where, column: str, logical_type: str, spec: Any,
     return mask
 
 
-def _check_mask(where: _Where, column: str, logical_type: str, mask: Mask, declared: bool,
-                table_columns: set[str]) -> None:
+def _check_mask(
+    where: _Where,
+    column: str,
+    logical_type: str,
+    mask: Mask,
+    declared: bool,
+    table_columns: set[str],
+) -> None:
     kind = mask.kind
-    if kind == "partial" and (mask.keep_first < 0 or mask.keep_last < 0
-                              or mask.keep_first + mask.keep_last == 0):
+    if kind == "partial" and (
+        mask.keep_first < 0 or mask.keep_last < 0 or mask.keep_first + mask.keep_last == 0
+    ):
         where.fail(column, f"column {column}: partial keeps keep_first/keep_last characters")
     if kind == "partial" and logical_type != "VARCHAR":
         where.fail(column, f"column {column}: partial applies to text columns only")
     if kind == "year_only" and logical_type != "DATE":
         where.fail(column, f"column {column}: year_only applies to DATE columns only")
-    if kind == "redact" and mask.value is not None and mask.output_type(logical_type) != "VARCHAR" \
-            and not declared:
-        where.fail(column, f"column {column}: a redact constant on a {logical_type} column "
-                           "must declare type: VARCHAR")
+    if (
+        kind == "redact"
+        and mask.value is not None
+        and mask.output_type(logical_type) != "VARCHAR"
+        and not declared
+    ):
+        where.fail(
+            column,
+            f"column {column}: a redact constant on a {logical_type} column "
+            "must declare type: VARCHAR",
+        )
     if kind == "expression":
         if not isinstance(mask.expression, str) or not mask.expression.strip():
             where.fail(column, f"column {column}: an expression mask needs 'expression'")
         tree = _parse(where, column, str(mask.expression))
         for node in tree.find_all(exp.Column):
             if node.table or node.name not in table_columns:
-                where.fail(column, f"column {column}: expression names unknown column "
-                                   f"{node.sql()!r}")
+                where.fail(
+                    column, f"column {column}: expression names unknown column {node.sql()!r}"
+                )
         if tree.find(exp.Query):
             where.fail(column, f"column {column}: an expression mask may not hold a subquery")
 
@@ -253,9 +284,12 @@ class _Where:
         child.doc.lines = {key: mapping.line_of(key)}
         return child
 
-    def unknown_keys(self, mapping: dict[str, Any], allowed: set[str],
-                     key: str | None = None) -> None:
+    def unknown_keys(
+        self, mapping: dict[str, Any], allowed: set[str], key: str | None = None
+    ) -> None:
         unknown = sorted(set(mapping) - allowed)
         if unknown:
-            self.fail(key or unknown[0],
-                      f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+            self.fail(
+                key or unknown[0],
+                f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+            )

@@ -75,8 +75,11 @@ class RoleView:
                 continue
             types = self.federation.tables[table].columns
             schema[table] = {
-                c: (grant.columns[c].output_type(types[c])  # type: ignore[union-attr]
-                    if grant.columns[c] is not None else types[c])
+                c: (
+                    grant.columns[c].output_type(types[c])  # type: ignore[union-attr]
+                    if grant.columns[c] is not None
+                    else types[c]
+                )
                 for c in columns
             }
             schema[table][SOURCE_COLUMN] = "VARCHAR"
@@ -94,8 +97,14 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
     """
     schema = view.schema()
     try:
-        tree = qualify(tree, schema=dict(schema), dialect="duckdb",
-                       validate_qualify_columns=True, quote_identifiers=True, identify=True)
+        tree = qualify(
+            tree,
+            schema=dict(schema),
+            dialect="duckdb",
+            validate_qualify_columns=True,
+            quote_identifiers=True,
+            identify=True,
+        )
     except OptimizeError as exc:
         text = str(exc).split(". Line:")[0]
         match = re.search(r"Column '(\w+)' could not be resolved|Unknown column: (\w+)", text)
@@ -110,8 +119,9 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
     return tree
 
 
-def _check_bound_columns(tree: exp.Query, view: RoleView,
-                         schema: dict[str, dict[str, str]]) -> None:
+def _check_bound_columns(
+    tree: exp.Query, view: RoleView, schema: dict[str, dict[str, str]]
+) -> None:
     """Every column is bound to something the role may see, or to an output
     alias of its own SELECT. sqlglot leaves some names unbound (HAVING over
     an ungrouped aggregate); those must not reach the merge."""
@@ -128,10 +138,8 @@ def _check_bound_columns(tree: exp.Query, view: RoleView,
             unbound.append(column)
     for column in unbound:
         if any(column.name in t.columns for t in view.federation.tables.values()):
-            raise PolicyDenied(f"column {column.name} is not available to role "
-                               f"{view.role.name}")
-        raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what "
-                           "you may query")
+            raise PolicyDenied(f"column {column.name} is not available to role {view.role.name}")
+        raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what you may query")
 
 
 def denied_table_message(table: str, view: RoleView) -> str:
@@ -179,20 +187,32 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
     for column in view.columns(table):
         ref = exp.column(column, table=raw.copy(), quoted=True)
         mask = grant.columns[column]
-        value = ref if mask is None else bind_principal(
-            mask_expression(mask, ref, types[column]), view)
+        value = (
+            ref if mask is None else bind_principal(mask_expression(mask, ref, types[column]), view)
+        )
         projections.append(exp.alias_(value, column, quoted=True))
-    projections.append(exp.alias_(exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
-                                  SOURCE_COLUMN, quoted=True))
+    projections.append(
+        exp.alias_(
+            exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True), SOURCE_COLUMN, quoted=True
+        )
+    )
     if view.role.aggregate_only:
         projections.append(exp.alias_(person_identity(table, view), PERSON_COLUMN, quoted=True))
-    select = exp.select(*projections).from_(exp.Table(this=raw.copy(), alias=exp.TableAlias(
-        this=raw.copy())))
+    select = exp.select(*projections).from_(
+        exp.Table(this=raw.copy(), alias=exp.TableAlias(this=raw.copy()))
+    )
     if grant.row_filter:
-        select = select.where(bind_principal(sqlglot.parse_one(grant.row_filter, read="duckdb"),
-                                             view), copy=False)
-    select = qualify(select, schema=catalog_schema(view.federation), dialect="duckdb",
-                     validate_qualify_columns=True, quote_identifiers=True, identify=True)
+        select = select.where(
+            bind_principal(sqlglot.parse_one(grant.row_filter, read="duckdb"), view), copy=False
+        )
+    select = qualify(
+        select,
+        schema=catalog_schema(view.federation),
+        dialect="duckdb",
+        validate_qualify_columns=True,
+        quote_identifiers=True,
+        identify=True,
+    )
     for node in select.find_all(exp.Table):
         node.meta[TRUSTED] = True
     select.meta[SECURE_VIEW] = True
@@ -204,9 +224,14 @@ def person_identity(table: str, view: RoleView) -> exp.Expr:
     key = view.federation.tables[table].person_key or "fps_number"
     raw = exp.to_identifier(table, quoted=True)
     local = exp.DPipe(
-        this=exp.DPipe(this=exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
-                       expression=exp.Literal.string(":"), safe=True),
-        expression=exp.column("source_person_id", table=raw.copy(), quoted=True), safe=True)
+        this=exp.DPipe(
+            this=exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True),
+            expression=exp.Literal.string(":"),
+            safe=True,
+        ),
+        expression=exp.column("source_person_id", table=raw.copy(), quoted=True),
+        safe=True,
+    )
     return exp.Coalesce(this=exp.column(key, table=raw.copy(), quoted=True), expressions=[local])
 
 
@@ -273,8 +298,12 @@ def _principal_value(node: exp.Expr, view: RoleView) -> Any:
     if not (isinstance(node, exp.Column) and node.table == "principal"):
         return _NOT_PRINCIPAL
     partner = view.principal.partner
-    builtins = {"name": partner.name, "organization": partner.organization,
-                "role": partner.role, "jurisdiction": partner.jurisdiction}
+    builtins = {
+        "name": partner.name,
+        "organization": partner.organization,
+        "role": partner.role,
+        "jurisdiction": partner.jurisdiction,
+    }
     if node.name in builtins:
         return builtins[node.name]
     if node.name not in partner.attributes:

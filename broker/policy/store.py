@@ -38,8 +38,10 @@ class PolicySet:
     def load(cls, directory: Path, federation: Federation) -> PolicySet:
         policy, problems = check_policies(directory, federation)
         if problems or policy is None:
-            raise PolicyFileError("the policy has errors; the broker will not run with part of "
-                                  "a policy:\n  " + "\n  ".join(problems))
+            raise PolicyFileError(
+                "the policy has errors; the broker will not run with part of "
+                "a policy:\n  " + "\n  ".join(problems)
+            )
         return policy
 
     def role_for(self, principal: Principal) -> Role:
@@ -94,13 +96,16 @@ def _load_purposes(path: Path, roles: dict[str, Role], problems: list[str]) -> d
     return {str(k): str(v) for k, v in purposes.items()}
 
 
-def _check_partners(path: Path, registry: PartnerRegistry, roles: dict[str, Role],
-                    problems: list[str]) -> None:
+def _check_partners(
+    path: Path, registry: PartnerRegistry, roles: dict[str, Role], problems: list[str]
+) -> None:
     for partner in registry.partners.values():
         role = roles.get(partner.role)
         if role is None:
-            problems.append(f"{path}: partner {partner.name!r} has role {partner.role!r}, "
-                            "which has no policy file")
+            problems.append(
+                f"{path}: partner {partner.name!r} has role {partner.role!r}, "
+                "which has no policy file"
+            )
             continue
         for attribute in sorted(role.principal_attributes() - BUILTIN_ATTRIBUTES):
             if attribute not in partner.attributes:
@@ -140,13 +145,20 @@ def type_check(role: Role, registry: PartnerRegistry, federation: Federation) ->
         for column, expected in expected_schema[table].items():
             got = described.get(column)
             if got != expected:
-                problems.append(f"{role.path}: {table}.{column}: the mask gives {got}, but the "
-                                f"column is {expected}; declare `type: {got}` or fix the mask")
+                problems.append(
+                    f"{role.path}: {table}.{column}: the mask gives {got}, but the "
+                    f"column is {expected}; declare `type: {got}` or fix the mask"
+                )
     return problems
 
 
-_ARROW = {"VARCHAR": pa.string(), "DATE": pa.date32(), "BIGINT": pa.int64(),
-          "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_()}
+_ARROW = {
+    "VARCHAR": pa.string(),
+    "DATE": pa.date32(),
+    "BIGINT": pa.int64(),
+    "DOUBLE": pa.float64(),
+    "BOOLEAN": pa.bool_(),
+}
 
 
 def default_policies_dir() -> Path:

@@ -55,7 +55,8 @@ class Running:
             p = self.policy.registry.partners[partner]
             key = partner_key(self.workdir.mask_secret(), p.name)
             self._oracles[partner] = entitled_connection(
-                self.federation, self.generated, self.policy.roles[p.role], p, key)
+                self.federation, self.generated, self.policy.roles[p.role], p, key
+            )
         return self._oracles[partner]
 
 
@@ -81,8 +82,10 @@ def running_servers(tmp_path_factory) -> Running:
     """The example deployment: OMS on PostgreSQL, CORNET on MariaDB (fresh
     databases, dropped afterwards), the other four on SQLite."""
     name = f"accord_it_{uuid.uuid4().hex[:8]}"
-    dsns = {"ACCORD_OMS_DSN": f"{PG_SERVER}/{name}",
-            "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}"}
+    dsns = {
+        "ACCORD_OMS_DSN": f"{PG_SERVER}/{name}",
+        "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}",
+    }
     require_servers()
     saved = {k: os.environ.get(k) for k in dsns}
     os.environ.update(dsns)  # the adapter processes inherit them
@@ -112,11 +115,11 @@ def drop_databases(name: str) -> None:
 
 @pytest.fixture(scope="session")
 def crown(running) -> BrokerClient:
-    with running.client("crown_attorney", end_user="test-user", purpose="bail_hearing",
-                        case_ref="R-2026-0042") as client:
+    with running.client(
+        "crown_attorney", end_user="test-user", purpose="bail_hearing", case_ref="R-2026-0042"
+    ) as client:
         yield client
 
 
 def rows(table: pa.Table) -> list[tuple]:
     return list(zip(*(c.to_pylist() for c in table.columns), strict=True))
-

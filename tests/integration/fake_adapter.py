@@ -62,10 +62,14 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
         self.mode = mode
 
     def _header(self, schema: pa.Schema) -> adapter_pb2.ScanResponse:
-        return adapter_pb2.ScanResponse(header=adapter_pb2.ScanHeader(
-            source=self.source, arrow_schema=ipc.schema_to_bytes(schema),
-            physical_sql="-- fake", dialect="sqlite",
-        ))
+        return adapter_pb2.ScanResponse(
+            header=adapter_pb2.ScanHeader(
+                source=self.source,
+                arrow_schema=ipc.schema_to_bytes(schema),
+                physical_sql="-- fake",
+                dialect="sqlite",
+            )
+        )
 
     def Scan(self, request, context):
         schema = self.federation.tables[request.table].arrow_schema(list(request.columns))
@@ -88,7 +92,8 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
         elif self.mode == "crash_mid_stream":
             yield self._header(schema)
             yield adapter_pb2.ScanResponse(
-                arrow_batch=ipc.batch_to_bytes(sample_batch(schema, CRASH_BATCH_ROWS)))
+                arrow_batch=ipc.batch_to_bytes(sample_batch(schema, CRASH_BATCH_ROWS))
+            )
             # Let the two messages reach the broker, then die mid-stream.
             threading.Timer(0.3, os._exit, args=(1,)).start()
             time.sleep(60)
@@ -111,12 +116,13 @@ def main(argv: list[str] | None = None) -> None:
     workdir = Workdir(args.workdir)
     federation = load_federation(args.federation)
     cert, key = workdir.pki.adapter(args.source)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
-                         options=tls.SERVER_OPTIONS)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=tls.SERVER_OPTIONS)
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        FakeAdapter(federation, args.source, args.mode), server)
-    port = server.add_secure_port(f"{args.host}:{args.port}",
-                                  tls.server_credentials(workdir.pki.ca_cert(), cert, key))
+        FakeAdapter(federation, args.source, args.mode), server
+    )
+    port = server.add_secure_port(
+        f"{args.host}:{args.port}", tls.server_credentials(workdir.pki.ca_cert(), cert, key)
+    )
     if port == 0:
         raise SystemExit(f"cannot listen on {args.host}:{args.port}")
     server.start()

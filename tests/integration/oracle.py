@@ -38,11 +38,16 @@ def raw_connection(federation, generated) -> duckdb.DuckDBPyConnection:
             if name not in tables or release is None:
                 continue  # the jurisdiction does not share this table
             con.register("incoming", tables[name])
-            select = ", ".join(c if c in release.columns else f"NULL::{t} AS {c}"
-                               for c, t in logical.columns.items())
+            select = ", ".join(
+                c if c in release.columns else f"NULL::{t} AS {c}"
+                for c, t in logical.columns.items()
+            )
             where = f" WHERE {release.row_filter}" if release.row_filter else ""
-            parts.append(con.sql(f"SELECT {select}, '{code}' AS source FROM incoming{where}")
-                         .to_arrow_table())
+            parts.append(
+                con.sql(
+                    f"SELECT {select}, '{code}' AS source FROM incoming{where}"
+                ).to_arrow_table()
+            )
             con.unregister("incoming")
         if parts:
             con.register(f"_{name}", pa.concat_tables(parts))
@@ -51,12 +56,17 @@ def raw_connection(federation, generated) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def entitled_connection(federation, generated, role: Role, partner,
-                        key: bytes) -> duckdb.DuckDBPyConnection:
+def entitled_connection(
+    federation, generated, role: Role, partner, key: bytes
+) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
-    raw_tables = {r[0] for r in con.sql(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'").fetchall()}
+    raw_tables = {
+        r[0]
+        for r in con.sql(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'raw'"
+        ).fetchall()
+    }
     for table, grant in role.tables.items():
         if table not in raw_tables:
             continue
@@ -70,23 +80,34 @@ def entitled_connection(federation, generated, role: Role, partner,
         where = ""
         if grant.row_filter:
             where = " WHERE " + _bind_text(_raw_tables(grant.row_filter), partner)
-        con.execute(f"CREATE VIEW main.{table} AS SELECT {', '.join(select)} "
-                    f"FROM raw.{table} AS {table}{where}")
+        con.execute(
+            f"CREATE VIEW main.{table} AS SELECT {', '.join(select)} "
+            f"FROM raw.{table} AS {table}{where}"
+        )
     return con
 
 
 def _raw_tables(sql: str) -> str:
     """Points every table in a filter's subqueries at the raw data."""
     tree = sqlglot.parse_one(sql, read="duckdb")
-    tree = tree.transform(lambda n: exp.Table(this=n.this, db=exp.to_identifier("raw"),
-                                              alias=n.args.get("alias"))
-                          if isinstance(n, exp.Table) else n)
+    tree = tree.transform(
+        lambda n: (
+            exp.Table(this=n.this, db=exp.to_identifier("raw"), alias=n.args.get("alias"))
+            if isinstance(n, exp.Table)
+            else n
+        )
+    )
     return tree.sql("duckdb")
 
 
 def _bind_text(sql: str, partner) -> str:
-    values = {"name": partner.name, "organization": partner.organization,
-              "role": partner.role, "jurisdiction": partner.jurisdiction, **partner.attributes}
+    values = {
+        "name": partner.name,
+        "organization": partner.organization,
+        "role": partner.role,
+        "jurisdiction": partner.jurisdiction,
+        **partner.attributes,
+    }
 
     def literal(value):
         if isinstance(value, list):
@@ -113,9 +134,11 @@ def _mask_sql(mask, column: str, logical_type: str, key: bytes) -> str:
         first, last = mask.keep_first, mask.keep_last
         n = f"length({column})"
         keep_last = f"substr({column}, {n} - {last} + 1)" if last else "''"
-        return (f"CASE WHEN {column} IS NULL THEN NULL WHEN {n} <= {first + last} "
-                f"THEN repeat('*', {n}) ELSE substr({column}, 1, {first}) || "
-                f"repeat('*', {n} - {first + last}) || {keep_last} END")
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL WHEN {n} <= {first + last} "
+            f"THEN repeat('*', {n}) ELSE substr({column}, 1, {first}) || "
+            f"repeat('*', {n} - {first + last}) || {keep_last} END"
+        )
     if mask.kind == "keyed_hash":
         return f"oracle_hmac(CAST({column} AS VARCHAR))"
     if mask.kind == "expression":
@@ -128,7 +151,11 @@ def register_hmac(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
     block = key.ljust(64, b"\0")
     ipad = bytes(b ^ 0x36 for b in block).hex()
     opad = bytes(b ^ 0x5C for b in block).hex()
-    con.execute(f"CREATE MACRO oracle_hmac(v) AS sha256(unhex('{opad}') || "
-                f"unhex(sha256(unhex('{ipad}') || encode(v))))")
-    assert con.sql("SELECT oracle_hmac('x')").fetchall()[0][0] == hmac.new(
-        key, b"x", hashlib.sha256).hexdigest()
+    con.execute(
+        f"CREATE MACRO oracle_hmac(v) AS sha256(unhex('{opad}') || "
+        f"unhex(sha256(unhex('{ipad}') || encode(v))))"
+    )
+    assert (
+        con.sql("SELECT oracle_hmac('x')").fetchall()[0][0]
+        == hmac.new(key, b"x", hashlib.sha256).hexdigest()
+    )

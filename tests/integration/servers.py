@@ -31,8 +31,9 @@ def require_mariadb() -> None:
     import mysql.connector
 
     try:
-        mysql.connector.connect(host="127.0.0.1", port=3306, user="root", password="",
-                                connection_timeout=3).close()
+        mysql.connector.connect(
+            host="127.0.0.1", port=3306, user="root", password="", connection_timeout=3
+        ).close()
     except mysql.connector.Error as exc:
         unreachable("MariaDB", exc)
 

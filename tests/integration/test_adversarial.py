@@ -59,25 +59,46 @@ PURPOSE = {
 }
 #: Roles whose rows are limited by a row filter (the row-filter escapes).
 FILTERED = [
-    "police", "passport_canada", "residential_facility", "contract_agency", "victim",
-    "conviction_review", "flagging_coordinator", "border_services", "immigration",
-    "revenue_quebec", "sex_offender_registry_on",
+    "police",
+    "passport_canada",
+    "residential_facility",
+    "contract_agency",
+    "victim",
+    "conviction_review",
+    "flagging_coordinator",
+    "border_services",
+    "immigration",
+    "revenue_quebec",
+    "sex_offender_registry_on",
 ]
 ROW_PARTNERS = [p for p in PURPOSE if p not in ("statistics", "operator")]
-TABLES = ["offenders", "aliases", "sentences", "releases", "incidents", "alerts",
-          "health_notes"]
+TABLES = ["offenders", "aliases", "sentences", "releases", "incidents", "alerts", "health_notes"]
 
 #: Columns whose values identify a person or their file: none may appear in
 #: an error unless the partner may see it (or the caller typed it).
 IDENTIFYING = {
-    "source_person_id", "fps_number", "surname", "given_names", "birth_place", "address",
-    "photo_ref", "alias_surname", "alias_given_names", "parole_officer",
-    "parole_office_phone", "conditions", "summary", "notes", "note", "birth_date",
+    "source_person_id",
+    "fps_number",
+    "surname",
+    "given_names",
+    "birth_place",
+    "address",
+    "photo_ref",
+    "alias_surname",
+    "alias_given_names",
+    "parole_officer",
+    "parole_office_phone",
+    "conditions",
+    "summary",
+    "notes",
+    "note",
+    "birth_date",
     "assigned_facility",
 }
 
 
 # --------------------------------------------------------------------------- helpers
+
 
 class Attacker:
     """One session per partner (mTLS identity, purpose, case reference)."""
@@ -89,8 +110,11 @@ class Attacker:
     def client(self, partner: str) -> BrokerClient:
         if partner not in self._clients:
             self._clients[partner] = self.running.client(
-                partner, end_user="attacker-1", purpose=PURPOSE[partner],
-                case_ref=CASE_REF if partner == "crown_attorney" else "")
+                partner,
+                end_user="attacker-1",
+                purpose=PURPOSE[partner],
+                case_ref=CASE_REF if partner == "crown_attorney" else "",
+            )
         return self._clients[partner]
 
     def ask(self, partner: str, sql: str):
@@ -162,9 +186,12 @@ def visible_values(running, partner: str) -> frozenset[str]:
     if partner not in _VISIBLE:
         con = running.oracle(partner)
         found: set[str] = set()
-        names = [r[0] for r in con.sql(
-            "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'main'").fetchall()]
+        names = [
+            r[0]
+            for r in con.sql(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+            ).fetchall()
+        ]
         for table in names:
             for row in con.sql(f"SELECT * FROM main.{table}").fetchall():
                 found.update(str(v) for v in row if v is not None)
@@ -183,8 +210,12 @@ def _candidates(message: str, longest: int = 10) -> set[str]:
     for i in range(len(words)):
         for j in range(i + 1, min(i + longest, len(words)) + 1):
             text = " ".join(words[i:j])
-            found |= {text, text.strip(_PUNCTUATION), text.lstrip(_PUNCTUATION),
-                      text.rstrip(_PUNCTUATION)}
+            found |= {
+                text,
+                text.strip(_PUNCTUATION),
+                text.lstrip(_PUNCTUATION),
+                text.rstrip(_PUNCTUATION),
+            }
     # values quoted inside a word, e.g. string 'Smith' or "Smith"
     found |= set(re.findall(r"'([^']*)'", message)) | set(re.findall(r'"([^"]*)"', message))
     return found
@@ -200,8 +231,9 @@ def hidden_values_in(running, partner: str, message: str, sql: str) -> list[str]
     return sorted(c for c in suspects if c not in seen)
 
 
-def assert_clean_refusal(running, partner: str, sql: str, error, *, codes=REFUSALS,
-                         fragments=()) -> None:
+def assert_clean_refusal(
+    running, partner: str, sql: str, error, *, codes=REFUSALS, fragments=()
+) -> None:
     details = error.details() or ""
     assert error.code() in codes, f"{partner}: {sql!r} -> {error.code()}: {details}"
     for fragment in fragments:
@@ -223,7 +255,8 @@ def refused_or_oracle(attacker, partner: str, sql: str, *, ordered: bool = False
     expected = running.oracle(partner).sql(sql).fetchall()
     assert same_rows(got, expected, ordered), (
         f"{partner}: {sql!r}\n broker {len(got)} rows: {got[:5]}\n"
-        f" oracle {len(expected)} rows: {expected[:5]}")
+        f" oracle {len(expected)} rows: {expected[:5]}"
+    )
     return got
 
 
@@ -235,15 +268,15 @@ def answered_as_oracle(attacker, partner: str, sql: str, *, ordered: bool = Fals
     expected = attacker.running.oracle(partner).sql(sql).fetchall()
     assert same_rows(got, expected, ordered), (
         f"{partner}: {sql!r}\n broker {len(got)} rows: {got[:5]}\n"
-        f" oracle {len(expected)} rows: {expected[:5]}")
+        f" oracle {len(expected)} rows: {expected[:5]}"
+    )
     return got
 
 
 def refused(attacker, partner: str, sql: str, *fragments: str, codes=REFUSALS):
     result, error = attacker.ask(partner, sql)
     assert error is not None, f"{partner}: {sql!r} was answered: {rows(result.table)[:5]}"
-    assert_clean_refusal(attacker.running, partner, sql, error, codes=codes,
-                         fragments=fragments)
+    assert_clean_refusal(attacker.running, partner, sql, error, codes=codes, fragments=fragments)
     return error
 
 
@@ -275,28 +308,36 @@ def raw(running, partner: str, sql: str) -> list[tuple]:
 
 # --------------------------------------------------------------------------- purpose
 
+
 @pytest.mark.parametrize("partner", sorted(PURPOSE))
 def test_missing_purpose_is_refused_with_the_rule(running, partner):
-    with running.client(partner, case_ref=CASE_REF) as client, \
-            pytest.raises(grpc.RpcError) as caught:
+    with (
+        running.client(partner, case_ref=CASE_REF) as client,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
         client.query("SELECT 1")
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "declare a purpose of use" in caught.value.details()
 
 
-@pytest.mark.parametrize(("partner", "foreign"), [
-    ("police", "passport_decisions"),
-    ("passport_canada", "investigation"),
-    ("statistics", "bail_hearing"),
-    ("victim", "record_suspension"),
-    ("operator", "annual_statistics"),
-    ("crown_attorney", "sentence_management"),
-    ("contract_agency", "supervision_reports"),
-    ("residential_facility", "no_such_purpose"),
-])
+@pytest.mark.parametrize(
+    ("partner", "foreign"),
+    [
+        ("police", "passport_decisions"),
+        ("passport_canada", "investigation"),
+        ("statistics", "bail_hearing"),
+        ("victim", "record_suspension"),
+        ("operator", "annual_statistics"),
+        ("crown_attorney", "sentence_management"),
+        ("contract_agency", "supervision_reports"),
+        ("residential_facility", "no_such_purpose"),
+    ],
+)
 def test_a_purpose_of_another_role_is_refused(running, partner, foreign):
-    with running.client(partner, purpose=foreign, case_ref=CASE_REF) as client, \
-            pytest.raises(grpc.RpcError) as caught:
+    with (
+        running.client(partner, purpose=foreign, case_ref=CASE_REF) as client,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
         client.query("SELECT count(*) FROM offenders")
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert f"purpose '{foreign}' is not held by role" in caught.value.details()
@@ -315,8 +356,9 @@ def test_crown_needs_a_well_formed_case_reference(running, case_ref):
 @pytest.mark.parametrize("partner", ["police", "crown_attorney", "passport_canada", "victim"])
 def test_end_user_travels_as_metadata(running, partner):
     sql = "SELECT count(*) FROM offenders"
-    with running.client(partner, end_user="officer-4711@example.ca", purpose=PURPOSE[partner],
-                        case_ref=CASE_REF) as client:
+    with running.client(
+        partner, end_user="officer-4711@example.ca", purpose=PURPOSE[partner], case_ref=CASE_REF
+    ) as client:
         result = client.query(sql)
     assert rows(result.table) == running.oracle(partner).sql(sql).fetchall()
 
@@ -337,9 +379,13 @@ OPERATOR_SQL = [
 @pytest.mark.parametrize("table", TABLES)
 def test_operator_sees_no_table(attacker, table):
     for template in OPERATOR_SQL:
-        refused(attacker, "operator", template.format(t=table, T=table.upper()),
-                f"table {table} is not available to role operator",
-                codes=(grpc.StatusCode.PERMISSION_DENIED,))
+        refused(
+            attacker,
+            "operator",
+            template.format(t=table, T=table.upper()),
+            f"table {table} is not available to role operator",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
 
 
 def test_operator_catalog_is_empty(attacker):
@@ -348,6 +394,7 @@ def test_operator_catalog_is_empty(attacker):
 
 
 # --------------------------------------------------------------------------- denied tables
+
 
 def _policy():
     """The shipped federation and policy, for parametrizing at collection time."""
@@ -400,15 +447,24 @@ def test_denied_tables_do_not_exist_anywhere_in_a_query(attacker, partner, table
         sql = template.format(t=table, T=table.upper(), v=visible)
         if partner == "statistics" and "WHERE" in sql:
             continue  # aggregate rules may refuse first; covered below
-        refused(attacker, partner, sql, f"table {table} is not available",
-                codes=(grpc.StatusCode.PERMISSION_DENIED,))
+        refused(
+            attacker,
+            partner,
+            sql,
+            f"table {table} is not available",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
 
 
 def test_health_notes_is_refused_for_every_role(attacker):
     for partner in PURPOSE:
-        refused(attacker, partner, "SELECT note FROM health_notes",
-                "table health_notes is not available",
-                codes=(grpc.StatusCode.PERMISSION_DENIED,))
+        refused(
+            attacker,
+            partner,
+            "SELECT note FROM health_notes",
+            "table health_notes is not available",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
 
 
 # --------------------------------------------------------------------------- denied columns
@@ -442,9 +498,21 @@ DENIED_COLUMN_SQL = [
 
 def _denied_column_cases():
     federation, policy = _policy()
-    prefer = ["address", "birth_date", "fps_number", "source_person_id", "parole_officer",
-              "conditions", "notes", "summary", "assigned_facility", "birth_place",
-              "security_level", "photo_ref", "status"]
+    prefer = [
+        "address",
+        "birth_date",
+        "fps_number",
+        "source_person_id",
+        "parole_officer",
+        "conditions",
+        "notes",
+        "summary",
+        "assigned_facility",
+        "birth_place",
+        "security_level",
+        "photo_ref",
+        "status",
+    ]
     cases = []
     for partner in ROW_PARTNERS:
         role = policy.roles[policy.registry.partners[partner].role]
@@ -454,30 +522,44 @@ def _denied_column_cases():
             denied = [c for c in federation.tables[table].columns if c not in visible]
             denied.sort(key=lambda c: prefer.index(c) if c in prefer else len(prefer))
             # The text-typed visible column joins and compares without type errors.
-            anchor = next((c for c in visible if federation.tables[table].columns[c] ==
-                           "VARCHAR" and (grant.columns[c] is None)), visible[0])
+            anchor = next(
+                (
+                    c
+                    for c in visible
+                    if federation.tables[table].columns[c] == "VARCHAR"
+                    and (grant.columns[c] is None)
+                ),
+                visible[0],
+            )
             for column in denied[:2]:
                 cases.append((partner, table, column, anchor))
     return cases
 
 
 @pytest.mark.parametrize(("partner", "table", "column", "anchor"), _denied_column_cases())
-def test_denied_columns_do_not_exist_anywhere_in_a_query(attacker, partner, table, column,
-                                                         anchor):
+def test_denied_columns_do_not_exist_anywhere_in_a_query(attacker, partner, table, column, anchor):
     for template in DENIED_COLUMN_SQL:
         sql = template.format(t=table, c=column, C=column.upper(), v=anchor)
         if "HAVING" in sql:  # see test_denied_column_in_having_is_a_policy_denial
             refused(attacker, partner, sql, column)
             continue
-        refused(attacker, partner, sql, f"column {column} is not available to role",
-                codes=(grpc.StatusCode.PERMISSION_DENIED,))
+        refused(
+            attacker,
+            partner,
+            sql,
+            f"column {column} is not available to role",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
 
 
 def test_denied_column_in_having_is_a_policy_denial(attacker):
-    refused(attacker, "crown_attorney",
-            "SELECT count(*) FROM offenders HAVING max(address) IS NOT NULL",
-            "column address is not available to role",
-            codes=(grpc.StatusCode.PERMISSION_DENIED,))
+    refused(
+        attacker,
+        "crown_attorney",
+        "SELECT count(*) FROM offenders HAVING max(address) IS NOT NULL",
+        "column address is not available to role",
+        codes=(grpc.StatusCode.PERMISSION_DENIED,),
+    )
 
 
 @pytest.mark.parametrize("partner", ROW_PARTNERS)
@@ -489,26 +571,35 @@ def test_star_expands_to_the_entitled_columns_only(attacker, partner):
         sql = f"SELECT * FROM {table} ORDER BY ALL LIMIT 30"
         result, error = attacker.ask(partner, sql)
         assert error is None, error.details()
-        assert result.table.column_names == [*visible_columns(running, partner, table),
-                                             "source"]
-        assert same_rows(rows(result.table), running.oracle(partner).sql(sql).fetchall(),
-                         ordered=True)
+        assert result.table.column_names == [*visible_columns(running, partner, table), "source"]
+        assert same_rows(
+            rows(result.table), running.oracle(partner).sql(sql).fetchall(), ordered=True
+        )
 
 
 # --------------------------------------------------------------------------- masked columns
+
 
 @pytest.fixture(scope="module")
 def secrets(running):
     """Raw values a masked column hides, taken from the released raw data."""
     o = running.oracle("passport_canada")
-    fps = [r[0] for r in o.sql(
-        "SELECT DISTINCT fps_number FROM raw.offenders WHERE fps_number IS NOT NULL AND "
-        "status IN ('IN_CUSTODY', 'SUPERVISED', 'UAL') ORDER BY 1 LIMIT 3").fetchall()]
+    fps = [
+        r[0]
+        for r in o.sql(
+            "SELECT DISTINCT fps_number FROM raw.offenders WHERE fps_number IS NOT NULL AND "
+            "status IN ('IN_CUSTODY', 'SUPERVISED', 'UAL') ORDER BY 1 LIMIT 3"
+        ).fetchall()
+    ]
     police = running.oracle("police")
-    addresses = [r[0] for r in police.sql(
-        "SELECT address FROM raw.offenders WHERE address IS NOT NULL AND length(address) > 12 "
-        "AND (status = 'UAL' OR (status = 'SUPERVISED' AND supervising_jurisdiction = 'BC')) "
-        "ORDER BY 1 LIMIT 3").fetchall()]
+    addresses = [
+        r[0]
+        for r in police.sql(
+            "SELECT address FROM raw.offenders WHERE address IS NOT NULL AND length(address) > 12 "
+            "AND (status = 'UAL' OR (status = 'SUPERVISED' AND supervising_jurisdiction = 'BC')) "
+            "ORDER BY 1 LIMIT 3"
+        ).fetchall()
+    ]
     linked = running.policy.registry.partners["victim"].attributes["linked_offenders"]
     return {"fps": fps, "addresses": addresses, "linked": list(linked)}
 
@@ -532,58 +623,84 @@ def test_keyed_hash_matches_no_real_fps_number(attacker, secrets):
 
 
 @pytest.mark.parametrize("partner", ["passport_canada", "border_services", "victim"])
-@pytest.mark.parametrize("sql", [
-    "SELECT fps_number, count(*) AS n FROM offenders GROUP BY fps_number ORDER BY ALL",
-    "SELECT fps_number, surname FROM offenders ORDER BY fps_number NULLS FIRST, surname "
-    "NULLS FIRST LIMIT 20",
-    "SELECT length(fps_number), substr(fps_number, 1, 12), left(fps_number, 3), "
-    "right(fps_number, 4), upper(fps_number) FROM offenders ORDER BY ALL",
-    "SELECT DISTINCT length(fps_number) FROM offenders ORDER BY ALL",
-    "SELECT min(fps_number), max(fps_number), count(DISTINCT fps_number) FROM offenders",
-    "SELECT a.fps_number FROM offenders a JOIN offenders b ON a.fps_number = b.fps_number "
-    "AND a.source <> b.source ORDER BY ALL",
-    "SELECT fps_number, row_number() OVER (ORDER BY fps_number, surname) FROM offenders "
-    "ORDER BY ALL LIMIT 15",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT fps_number, count(*) AS n FROM offenders GROUP BY fps_number ORDER BY ALL",
+        "SELECT fps_number, surname FROM offenders ORDER BY fps_number NULLS FIRST, surname "
+        "NULLS FIRST LIMIT 20",
+        "SELECT length(fps_number), substr(fps_number, 1, 12), left(fps_number, 3), "
+        "right(fps_number, 4), upper(fps_number) FROM offenders ORDER BY ALL",
+        "SELECT DISTINCT length(fps_number) FROM offenders ORDER BY ALL",
+        "SELECT min(fps_number), max(fps_number), count(DISTINCT fps_number) FROM offenders",
+        "SELECT a.fps_number FROM offenders a JOIN offenders b ON a.fps_number = b.fps_number "
+        "AND a.source <> b.source ORDER BY ALL",
+        "SELECT fps_number, row_number() OVER (ORDER BY fps_number, surname) FROM offenders "
+        "ORDER BY ALL LIMIT 15",
+    ],
+)
 def test_operations_on_a_keyed_hash_see_only_the_hash(attacker, partner, sql):
     answered_as_oracle(attacker, partner, sql, ordered="ORDER BY" in sql)
 
 
 def test_keyed_hash_joins_within_one_partner_but_not_across_partners(attacker):
     running = attacker.running
-    answered_as_oracle(attacker, "passport_canada",
-                       "SELECT o.surname, a.alias_surname FROM offenders o JOIN aliases a "
-                       "ON a.fps_number = o.fps_number ORDER BY ALL", ordered=True)
-    answered_as_oracle(attacker, "victim",
-                       "SELECT o.surname, s.offence_code, r.eligibility_date FROM offenders o "
-                       "JOIN sentences s ON s.fps_number = o.fps_number JOIN releases r "
-                       "ON r.fps_number = o.fps_number ORDER BY ALL", ordered=True)
+    answered_as_oracle(
+        attacker,
+        "passport_canada",
+        "SELECT o.surname, a.alias_surname FROM offenders o JOIN aliases a "
+        "ON a.fps_number = o.fps_number ORDER BY ALL",
+        ordered=True,
+    )
+    answered_as_oracle(
+        attacker,
+        "victim",
+        "SELECT o.surname, s.offence_code, r.eligibility_date FROM offenders o "
+        "JOIN sentences s ON s.fps_number = o.fps_number JOIN releases r "
+        "ON r.fps_number = o.fps_number ORDER BY ALL",
+        ordered=True,
+    )
     # Passport's pseudonyms are not CBSA's: the same person hashes differently.
-    passport = {r[0] for r in running.oracle("passport_canada").sql(
-        "SELECT fps_number FROM offenders WHERE fps_number IS NOT NULL").fetchall()}
-    border = {r[0] for r in running.oracle("border_services").sql(
-        "SELECT fps_number FROM offenders WHERE fps_number IS NOT NULL").fetchall()}
+    passport = {
+        r[0]
+        for r in running.oracle("passport_canada")
+        .sql("SELECT fps_number FROM offenders WHERE fps_number IS NOT NULL")
+        .fetchall()
+    }
+    border = {
+        r[0]
+        for r in running.oracle("border_services")
+        .sql("SELECT fps_number FROM offenders WHERE fps_number IS NOT NULL")
+        .fetchall()
+    }
     assert passport and border and not passport & border
     in_list = ", ".join(map(sql_text, sorted(passport)[:200]))
-    assert answered_as_oracle(attacker, "border_services",
-                              f"SELECT * FROM offenders WHERE fps_number IN ({in_list})") == []
+    assert (
+        answered_as_oracle(
+            attacker, "border_services", f"SELECT * FROM offenders WHERE fps_number IN ({in_list})"
+        )
+        == []
+    )
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT address FROM offenders ORDER BY address NULLS FIRST, fps_number NULLS FIRST",
-    "SELECT address, count(*) FROM offenders GROUP BY address ORDER BY ALL",
-    "SELECT substr(address, 1, 10), length(address), right(address, 8), left(address, 3), "
-    "reverse(address), replace(address, '*', '') FROM offenders ORDER BY ALL",
-    "SELECT strpos(address, ' '), contains(address, '*'), starts_with(address, '1') "
-    "FROM offenders ORDER BY ALL",
-    "SELECT count(*) FROM offenders WHERE regexp_matches(address, '^[0-9]')",
-    "SELECT count(*) FROM offenders WHERE address LIKE '1%' OR address LIKE '%Street%'",
-    "SELECT min(address), max(address) FROM offenders",
-    "SELECT a.fps_number, b.fps_number FROM offenders a JOIN offenders b "
-    "ON a.address = b.address AND a.fps_number < b.fps_number ORDER BY ALL",
-    "SELECT address, row_number() OVER (ORDER BY address, fps_number) FROM offenders "
-    "ORDER BY ALL",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT address FROM offenders ORDER BY address NULLS FIRST, fps_number NULLS FIRST",
+        "SELECT address, count(*) FROM offenders GROUP BY address ORDER BY ALL",
+        "SELECT substr(address, 1, 10), length(address), right(address, 8), left(address, 3), "
+        "reverse(address), replace(address, '*', '') FROM offenders ORDER BY ALL",
+        "SELECT strpos(address, ' '), contains(address, '*'), starts_with(address, '1') "
+        "FROM offenders ORDER BY ALL",
+        "SELECT count(*) FROM offenders WHERE regexp_matches(address, '^[0-9]')",
+        "SELECT count(*) FROM offenders WHERE address LIKE '1%' OR address LIKE '%Street%'",
+        "SELECT min(address), max(address) FROM offenders",
+        "SELECT a.fps_number, b.fps_number FROM offenders a JOIN offenders b "
+        "ON a.address = b.address AND a.fps_number < b.fps_number ORDER BY ALL",
+        "SELECT address, row_number() OVER (ORDER BY address, fps_number) FROM offenders "
+        "ORDER BY ALL",
+    ],
+)
 def test_police_partial_address_shows_only_the_kept_characters(attacker, sql):
     answered_as_oracle(attacker, "police", sql, ordered="ORDER BY" in sql)
 
@@ -601,15 +718,27 @@ def test_police_cannot_match_a_real_address(attacker, secrets):
 
 def test_cast_of_a_masked_value_echoes_only_the_masked_value(attacker, secrets):
     running = attacker.running
-    all_fps = {r[0] for r in raw(running, "passport_canada",
-                                 "SELECT fps_number FROM raw.offenders "
-                                 "WHERE fps_number IS NOT NULL")}
-    all_addresses = {r[0] for r in raw(running, "police", "SELECT address FROM raw.offenders "
-                                                          "WHERE address IS NOT NULL")}
+    all_fps = {
+        r[0]
+        for r in raw(
+            running,
+            "passport_canada",
+            "SELECT fps_number FROM raw.offenders WHERE fps_number IS NOT NULL",
+        )
+    }
+    all_addresses = {
+        r[0]
+        for r in raw(
+            running, "police", "SELECT address FROM raw.offenders WHERE address IS NOT NULL"
+        )
+    }
     cases = [
         ("police", "SELECT CAST(address AS INTEGER) FROM offenders", all_addresses),
-        ("police", "SELECT count(*) FROM offenders WHERE CAST(address AS INTEGER) = 1",
-         all_addresses),
+        (
+            "police",
+            "SELECT count(*) FROM offenders WHERE CAST(address AS INTEGER) = 1",
+            all_addresses,
+        ),
         ("police", "SELECT CAST(address AS DATE) FROM offenders", all_addresses),
         ("passport_canada", "SELECT CAST(fps_number AS INTEGER) FROM offenders", all_fps),
         ("passport_canada", "SELECT strptime(fps_number, '%Y') FROM offenders", all_fps),
@@ -626,18 +755,22 @@ def test_year_only_dates_for_statistics(attacker):
     running = attacker.running
     # A date literal against a year: a type error or nothing, never a match on the day.
     result, error = attacker.ask(
-        "statistics", "SELECT count(*) FROM offenders WHERE birth_date = DATE '1980-01-01'")
+        "statistics", "SELECT count(*) FROM offenders WHERE birth_date = DATE '1980-01-01'"
+    )
     if error is None:
         assert rows(result.table) in ([], [(0,)])
     else:
         assert_clean_refusal(running, "statistics", "", error)
-    for sql in ["SELECT month(birth_date) AS m, count(*) FROM offenders GROUP BY m",
-                "SELECT count(*) FROM offenders WHERE birth_date > DATE '1980-06-01'"]:
+    for sql in [
+        "SELECT month(birth_date) AS m, count(*) FROM offenders GROUP BY m",
+        "SELECT count(*) FROM offenders WHERE birth_date > DATE '1980-06-01'",
+    ]:
         result, error = attacker.ask("statistics", sql)
         assert error is not None, rows(result.table)
         assert_clean_refusal(running, "statistics", sql, error)
     result, error = attacker.ask(
-        "statistics", "SELECT birth_date, count(*) FROM offenders GROUP BY birth_date")
+        "statistics", "SELECT birth_date, count(*) FROM offenders GROUP BY birth_date"
+    )
     assert error is None
     years = [r[0] for r in rows(result.table)]
     assert all(y is None or (isinstance(y, int) and 1900 < y < 2100) for y in years)
@@ -645,54 +778,95 @@ def test_year_only_dates_for_statistics(attacker):
 
 # --------------------------------------------------------------------------- shadowing, quoting
 
-@pytest.mark.parametrize(("partner", "sql"), [
-    ("police", "WITH offenders AS (SELECT * FROM sentences) SELECT * FROM offenders"),
-    ("police", "SELECT * FROM sentences AS offenders"),
-    ("police", "SELECT * FROM alerts offenders JOIN offenders o ON o.fps_number = "
-               "offenders.fps_number"),
-    ("police", "SELECT * FROM (WITH offenders AS (SELECT * FROM alerts) "
-               "SELECT * FROM offenders) t"),
-    ("police", "WITH a AS (SELECT * FROM b), b AS (SELECT * FROM offenders) "
-               "SELECT count(*) FROM a"),
-    ("police", 'WITH "table" AS (SELECT * FROM "table") SELECT * FROM "table"'),
-    ("police", "WITH sqlite_master AS (SELECT * FROM sqlite_master) "
-               "SELECT * FROM sqlite_master"),
-    ("police", "WITH x AS (SELECT 1 AS a) SELECT * FROM x, incidents"),
-    ("crown_attorney", "WITH health_notes AS (SELECT * FROM health_notes) "
-                       "SELECT * FROM health_notes"),
-    ("crown_attorney", "WITH x AS (SELECT * FROM health_notes) SELECT count(*) FROM x"),
-    ("crown_attorney", "SELECT * FROM aliases AS offenders"),
-    ("passport_canada", "WITH sentences AS (SELECT * FROM offenders) SELECT * FROM sentences "
-                        "s JOIN releases r ON r.fps_number = s.fps_number"),
-    ("contract_agency", "WITH offenders AS (SELECT * FROM releases) SELECT * FROM offenders"),
-    ("victim", "WITH offenders AS (SELECT * FROM alerts) SELECT count(*) FROM offenders"),
-])
+
+@pytest.mark.parametrize(
+    ("partner", "sql"),
+    [
+        ("police", "WITH offenders AS (SELECT * FROM sentences) SELECT * FROM offenders"),
+        ("police", "SELECT * FROM sentences AS offenders"),
+        (
+            "police",
+            "SELECT * FROM alerts offenders JOIN offenders o ON o.fps_number = "
+            "offenders.fps_number",
+        ),
+        (
+            "police",
+            "SELECT * FROM (WITH offenders AS (SELECT * FROM alerts) SELECT * FROM offenders) t",
+        ),
+        (
+            "police",
+            "WITH a AS (SELECT * FROM b), b AS (SELECT * FROM offenders) SELECT count(*) FROM a",
+        ),
+        ("police", 'WITH "table" AS (SELECT * FROM "table") SELECT * FROM "table"'),
+        (
+            "police",
+            "WITH sqlite_master AS (SELECT * FROM sqlite_master) SELECT * FROM sqlite_master",
+        ),
+        ("police", "WITH x AS (SELECT 1 AS a) SELECT * FROM x, incidents"),
+        (
+            "crown_attorney",
+            "WITH health_notes AS (SELECT * FROM health_notes) SELECT * FROM health_notes",
+        ),
+        ("crown_attorney", "WITH x AS (SELECT * FROM health_notes) SELECT count(*) FROM x"),
+        ("crown_attorney", "SELECT * FROM aliases AS offenders"),
+        (
+            "passport_canada",
+            "WITH sentences AS (SELECT * FROM offenders) SELECT * FROM sentences "
+            "s JOIN releases r ON r.fps_number = s.fps_number",
+        ),
+        ("contract_agency", "WITH offenders AS (SELECT * FROM releases) SELECT * FROM offenders"),
+        ("victim", "WITH offenders AS (SELECT * FROM alerts) SELECT count(*) FROM offenders"),
+    ],
+)
 def test_aliases_and_ctes_cannot_rename_a_denied_table(attacker, partner, sql):
     refused(attacker, partner, sql)
 
 
-@pytest.mark.parametrize(("partner", "sql"), [
-    ("revenue_federal", "WITH offenders AS (SELECT * FROM sentences) "
-                        "SELECT * FROM offenders ORDER BY ALL"),
-    ("revenue_federal", "SELECT offenders.* FROM sentences AS offenders ORDER BY ALL"),
-    ("police", "SELECT * FROM releases AS offenders ORDER BY ALL"),
-    ("police", "WITH offenders AS (SELECT * FROM offenders) SELECT address, surname "
-               "FROM offenders ORDER BY ALL"),
-    ("police", "WITH aliases AS (SELECT fps_number, address AS alias_surname, "
-               "surname AS alias_given_names, source FROM offenders) "
-               "SELECT * FROM aliases ORDER BY ALL"),
-    ("police", "WITH RECURSIVE offenders AS (SELECT * FROM offenders) "
-               "SELECT count(*) FROM offenders"),
-    ("crown_attorney", "WITH health_notes AS (SELECT * FROM offenders) "
-                       "SELECT * FROM health_notes ORDER BY ALL LIMIT 40"),
-    ("passport_canada", "WITH offenders AS (SELECT * FROM aliases) "
-                        "SELECT * FROM offenders ORDER BY ALL"),
-    ("flagging_coordinator", "WITH o AS (SELECT * FROM offenders), offenders AS "
-                             "(SELECT * FROM o) SELECT count(*) FROM offenders"),
-    ("immigration", "SELECT count(*) FROM (SELECT * FROM offenders) AS alerts"),
-    ("victim", "WITH sentences AS (SELECT * FROM offenders) SELECT * FROM sentences "
-               "ORDER BY ALL"),
-])
+@pytest.mark.parametrize(
+    ("partner", "sql"),
+    [
+        (
+            "revenue_federal",
+            "WITH offenders AS (SELECT * FROM sentences) SELECT * FROM offenders ORDER BY ALL",
+        ),
+        ("revenue_federal", "SELECT offenders.* FROM sentences AS offenders ORDER BY ALL"),
+        ("police", "SELECT * FROM releases AS offenders ORDER BY ALL"),
+        (
+            "police",
+            "WITH offenders AS (SELECT * FROM offenders) SELECT address, surname "
+            "FROM offenders ORDER BY ALL",
+        ),
+        (
+            "police",
+            "WITH aliases AS (SELECT fps_number, address AS alias_surname, "
+            "surname AS alias_given_names, source FROM offenders) "
+            "SELECT * FROM aliases ORDER BY ALL",
+        ),
+        (
+            "police",
+            "WITH RECURSIVE offenders AS (SELECT * FROM offenders) SELECT count(*) FROM offenders",
+        ),
+        (
+            "crown_attorney",
+            "WITH health_notes AS (SELECT * FROM offenders) "
+            "SELECT * FROM health_notes ORDER BY ALL LIMIT 40",
+        ),
+        (
+            "passport_canada",
+            "WITH offenders AS (SELECT * FROM aliases) SELECT * FROM offenders ORDER BY ALL",
+        ),
+        (
+            "flagging_coordinator",
+            "WITH o AS (SELECT * FROM offenders), offenders AS "
+            "(SELECT * FROM o) SELECT count(*) FROM offenders",
+        ),
+        ("immigration", "SELECT count(*) FROM (SELECT * FROM offenders) AS alerts"),
+        (
+            "victim",
+            "WITH sentences AS (SELECT * FROM offenders) SELECT * FROM sentences ORDER BY ALL",
+        ),
+    ],
+)
 def test_aliases_and_ctes_see_only_the_secure_view(attacker, partner, sql):
     answered_as_oracle(attacker, partner, sql, ordered="ORDER BY" in sql)
 
@@ -723,8 +897,9 @@ QUOTING = [
 ]
 
 
-@pytest.mark.parametrize("partner", ["police", "crown_attorney", "passport_canada",
-                                     "flagging_coordinator"])
+@pytest.mark.parametrize(
+    "partner", ["police", "crown_attorney", "passport_canada", "flagging_coordinator"]
+)
 def test_quoting_case_and_lookalike_table_names(attacker, partner):
     for sql, expected in QUOTING:
         if expected == "ok":
@@ -733,30 +908,45 @@ def test_quoting_case_and_lookalike_table_names(attacker, partner):
             refused(attacker, partner, sql)
 
 
-@pytest.mark.parametrize(("partner", "column"), [
-    ("crown_attorney", "address"), ("passport_canada", "status"),
-    ("police", "birth_place"), ("contract_agency", "birth_date"),
-])
+@pytest.mark.parametrize(
+    ("partner", "column"),
+    [
+        ("crown_attorney", "address"),
+        ("passport_canada", "status"),
+        ("police", "birth_place"),
+        ("contract_agency", "birth_date"),
+    ],
+)
 def test_quoting_case_and_lookalike_column_names(attacker, partner, column):
     cyrillic = column.replace("a", "\u0430").replace("o", "\u043e").replace("e", "\u0435")
     assert cyrillic != column
-    denied = [f'SELECT "{column.upper()}" FROM offenders',
-              f'SELECT "{column.title()}" FROM offenders',
-              f"SELECT offenders.{column.upper()} FROM offenders",
-              f"SELECT o.\"{column}\" FROM offenders o"]
+    denied = [
+        f'SELECT "{column.upper()}" FROM offenders',
+        f'SELECT "{column.title()}" FROM offenders',
+        f"SELECT offenders.{column.upper()} FROM offenders",
+        f'SELECT o."{column}" FROM offenders o',
+    ]
     for sql in denied:
-        refused(attacker, partner, sql, f"column {column} is not available",
-                codes=(grpc.StatusCode.PERMISSION_DENIED,))
-    unknown = [f'SELECT "{column} " FROM offenders',
-               f'SELECT "{column[:2]}\u200b{column[2:]}" FROM offenders',
-               f"SELECT {cyrillic} FROM offenders",
-               f'SELECT "\uff41{column[1:]}" FROM offenders',
-               f"SELECT {column[:2]}/**/{column[2:]} FROM offenders"]
+        refused(
+            attacker,
+            partner,
+            sql,
+            f"column {column} is not available",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
+    unknown = [
+        f'SELECT "{column} " FROM offenders',
+        f'SELECT "{column[:2]}\u200b{column[2:]}" FROM offenders',
+        f"SELECT {cyrillic} FROM offenders",
+        f'SELECT "\uff41{column[1:]}" FROM offenders',
+        f"SELECT {column[:2]}/**/{column[2:]} FROM offenders",
+    ]
     for sql in unknown:
         refused(attacker, partner, sql)
 
 
 # --------------------------------------------------------------------------- row filters
+
 
 def _key(running, partner: str) -> str:
     cols = visible_columns(running, partner, "offenders")
@@ -764,8 +954,11 @@ def _key(running, partner: str) -> str:
 
 
 def _other_table(running, partner: str) -> str | None:
-    tables = [t for t in role_of(running, partner).tables if t != "offenders"
-              and "fps_number" in visible_columns(running, partner, t)]
+    tables = [
+        t
+        for t in role_of(running, partner).tables
+        if t != "offenders" and "fps_number" in visible_columns(running, partner, t)
+    ]
     return tables[0] if tables else None
 
 
@@ -776,8 +969,7 @@ ESCAPES = [
     "SELECT count(*) FROM (SELECT * FROM offenders UNION ALL SELECT * FROM offenders) u",
     "SELECT {k} FROM offenders UNION SELECT {k} FROM offenders o2 WHERE TRUE "
     "ORDER BY 1 NULLS FIRST",
-    "SELECT {k} FROM offenders EXCEPT SELECT {k} FROM offenders WHERE FALSE "
-    "ORDER BY 1 NULLS FIRST",
+    "SELECT {k} FROM offenders EXCEPT SELECT {k} FROM offenders WHERE FALSE ORDER BY 1 NULLS FIRST",
     "SELECT {k} FROM offenders INTERSECT SELECT {k} FROM offenders ORDER BY 1 NULLS FIRST",
     "SELECT count(*), count(DISTINCT a.{k}) FROM offenders a JOIN offenders b "
     "ON a.source = b.source",
@@ -794,14 +986,12 @@ ESCAPES = [
     "SELECT o.{k} FROM offenders o POSITIONAL JOIN (SELECT 1 AS one) p ORDER BY ALL",
     "SELECT count(*) FROM offenders o ANTI JOIN offenders x ON x.{k} = o.{k}",
     "SELECT count(*) FROM offenders NATURAL FULL JOIN offenders",
-    "SELECT * FROM offenders WHERE source IN ('BC', 'ON', 'QC', 'SK', 'YT', 'CA-CSC') "
-    "ORDER BY ALL",
+    "SELECT * FROM offenders WHERE source IN ('BC', 'ON', 'QC', 'SK', 'YT', 'CA-CSC') ORDER BY ALL",
 ]
 
 CROSS = [
     "SELECT fps_number FROM offenders UNION SELECT fps_number FROM {o} ORDER BY 1 NULLS FIRST",
-    "SELECT fps_number FROM {o} EXCEPT SELECT fps_number FROM offenders "
-    "ORDER BY 1 NULLS FIRST",
+    "SELECT fps_number FROM {o} EXCEPT SELECT fps_number FROM offenders ORDER BY 1 NULLS FIRST",
     "SELECT count(*), count(o.fps_number), count(x.fps_number) FROM offenders o "
     "FULL JOIN {o} x ON x.fps_number = o.fps_number",
     "SELECT count(*) FROM {o} x LEFT JOIN offenders o ON o.fps_number = x.fps_number "
@@ -840,39 +1030,50 @@ def test_paging_returns_the_visible_rows_and_no_more(attacker, partner):
         offset += size
     assert len(pages) == total
     assert answered_as_oracle(attacker, partner, f"{base} LIMIT 5 OFFSET {total}") == []
-    answered_as_oracle(attacker, partner,
-                       "SELECT * FROM offenders LIMIT 1000000")
+    answered_as_oracle(attacker, partner, "SELECT * FROM offenders LIMIT 1000000")
 
 
-@pytest.mark.parametrize("partner", ["police", "passport_canada", "flagging_coordinator",
-                                     "immigration", "victim"])
+@pytest.mark.parametrize(
+    "partner", ["police", "passport_canada", "flagging_coordinator", "immigration", "victim"]
+)
 def test_window_over_the_whole_table_counts_visible_rows(attacker, partner):
     running = attacker.running
     visible = running.oracle(partner).sql("SELECT count(*) FROM offenders").fetchall()[0][0]
-    got = answered_as_oracle(attacker, partner,
-                             "SELECT DISTINCT count(*) OVER () FROM offenders")
+    got = answered_as_oracle(attacker, partner, "SELECT DISTINCT count(*) OVER () FROM offenders")
     assert got in ([(visible,)], [])
-    answered_as_oracle(attacker, partner,
-                       "SELECT source, count(*) OVER (PARTITION BY source), "
-                       "percent_rank() OVER (ORDER BY source) FROM offenders ORDER BY ALL",
-                       ordered=True)
+    answered_as_oracle(
+        attacker,
+        partner,
+        "SELECT source, count(*) OVER (PARTITION BY source), "
+        "percent_rank() OVER (ORDER BY source) FROM offenders ORDER BY ALL",
+        ordered=True,
+    )
 
 
 def test_parenthesized_join_is_refused_not_answered_wrong(attacker):
     # Once answered without its inner join (the rewrite dropped it): refused now.
-    refused(attacker, "police",
-            "SELECT count(*) FROM offenders o JOIN (aliases a JOIN releases r "
-            "ON a.fps_number = r.fps_number) ON o.fps_number = a.fps_number",
-            "parenthesized joins are not supported")
+    refused(
+        attacker,
+        "police",
+        "SELECT count(*) FROM offenders o JOIN (aliases a JOIN releases r "
+        "ON a.fps_number = r.fps_number) ON o.fps_number = a.fps_number",
+        "parenthesized joins are not supported",
+    )
 
 
 def test_parenthesized_join_cannot_hide_a_denied_table(attacker):
-    refused(attacker, "police",
-            "SELECT count(*) FROM offenders o JOIN (aliases a JOIN health_notes h "
-            "ON a.fps_number = h.fps_number) ON o.fps_number = a.fps_number")
-    refused(attacker, "police",
-            "SELECT count(*) FROM offenders o LEFT JOIN (aliases a JOIN sentences s "
-            "ON a.fps_number = s.fps_number) ON o.fps_number = a.fps_number")
+    refused(
+        attacker,
+        "police",
+        "SELECT count(*) FROM offenders o JOIN (aliases a JOIN health_notes h "
+        "ON a.fps_number = h.fps_number) ON o.fps_number = a.fps_number",
+    )
+    refused(
+        attacker,
+        "police",
+        "SELECT count(*) FROM offenders o LEFT JOIN (aliases a JOIN sentences s "
+        "ON a.fps_number = s.fps_number) ON o.fps_number = a.fps_number",
+    )
 
 
 # --------------------------------------------------------------------------- functions
@@ -946,15 +1147,14 @@ FORBIDDEN = [
     "SELECT count(DISTINCT __accord_person) FROM offenders",
     "SELECT * FROM ref1",
     "SELECT * FROM q00000000_ref1",
-    "SELECT * FROM \"table\"",
+    'SELECT * FROM "table"',
     "SELECT * FROM tables",
     "SELECT * FROM incoming",
     "SELECT * FROM _offenders",
 ]
 
 
-@pytest.mark.parametrize("partner", ["police", "crown_attorney", "passport_canada",
-                                     "statistics"])
+@pytest.mark.parametrize("partner", ["police", "crown_attorney", "passport_canada", "statistics"])
 def test_forbidden_functions_tables_and_statements(attacker, partner):
     for sql in FORBIDDEN:
         refused(attacker, partner, sql)
@@ -962,49 +1162,76 @@ def test_forbidden_functions_tables_and_statements(attacker, partner):
 
 @pytest.mark.parametrize("partner", ["police", "passport_canada", "flagging_coordinator"])
 def test_forbidden_things_hidden_in_subqueries_and_ctes(attacker, partner):
-    for inner in ["read_csv('/etc/passwd')", "duckdb_settings()", "sqlite_master",
-                  "information_schema.tables", "'x.csv'", "health_notes"]:
-        for sql in [f"SELECT count(*) FROM offenders WHERE EXISTS (SELECT 1 FROM {inner})",
-                    f"WITH c AS (SELECT * FROM {inner}) SELECT count(*) FROM c",
-                    f"SELECT (SELECT count(*) FROM {inner}) FROM offenders",
-                    f"SELECT 1 AS x UNION SELECT 1 FROM {inner}"]:
+    for inner in [
+        "read_csv('/etc/passwd')",
+        "duckdb_settings()",
+        "sqlite_master",
+        "information_schema.tables",
+        "'x.csv'",
+        "health_notes",
+    ]:
+        for sql in [
+            f"SELECT count(*) FROM offenders WHERE EXISTS (SELECT 1 FROM {inner})",
+            f"WITH c AS (SELECT * FROM {inner}) SELECT count(*) FROM c",
+            f"SELECT (SELECT count(*) FROM {inner}) FROM offenders",
+            f"SELECT 1 AS x UNION SELECT 1 FROM {inner}",
+        ]:
             refused(attacker, partner, sql)
 
 
 # --------------------------------------------------------------------------- side channels
 
-@pytest.mark.parametrize(("partner", "table", "column"), [
-    ("crown_attorney", "offenders", "address"),
-    ("passport_canada", "offenders", "status"),
-    ("police", "offenders", "birth_place"),
-    ("residential_facility", "offenders", "address"),
-    ("victim", "offenders", "birth_date"),
-    ("flagging_coordinator", "alerts", "source_person_id"),
-])
+
+@pytest.mark.parametrize(
+    ("partner", "table", "column"),
+    [
+        ("crown_attorney", "offenders", "address"),
+        ("passport_canada", "offenders", "status"),
+        ("police", "offenders", "birth_place"),
+        ("residential_facility", "offenders", "address"),
+        ("victim", "offenders", "birth_date"),
+        ("flagging_coordinator", "alerts", "source_person_id"),
+    ],
+)
 def test_denial_is_the_same_whether_or_not_a_row_matches(attacker, partner, table, column):
     running = attacker.running
-    real = raw(running, partner, f"SELECT CAST({column} AS VARCHAR) FROM raw.{table} "
-                                 f"WHERE {column} IS NOT NULL LIMIT 1")[0][0]
+    real = raw(
+        running,
+        partner,
+        f"SELECT CAST({column} AS VARCHAR) FROM raw.{table} WHERE {column} IS NOT NULL LIMIT 1",
+    )[0][0]
     messages = set()
     for literal in [real, "no such value", real[::-1]]:
-        error = refused(attacker, partner,
-                        f"SELECT count(*) FROM {table} WHERE {column} = {sql_text(literal)}",
-                        codes=(grpc.StatusCode.PERMISSION_DENIED,))
+        error = refused(
+            attacker,
+            partner,
+            f"SELECT count(*) FROM {table} WHERE {column} = {sql_text(literal)}",
+            codes=(grpc.StatusCode.PERMISSION_DENIED,),
+        )
         messages.add((error.code(), error.details()))
     assert len(messages) == 1, messages
 
 
-@pytest.mark.parametrize(("partner", "table"), [
-    ("police", "alerts"), ("passport_canada", "sentences"), ("victim", "incidents"),
-    ("contract_agency", "releases"),
-])
+@pytest.mark.parametrize(
+    ("partner", "table"),
+    [
+        ("police", "alerts"),
+        ("passport_canada", "sentences"),
+        ("victim", "incidents"),
+        ("contract_agency", "releases"),
+    ],
+)
 def test_denied_table_is_the_same_whether_or_not_a_row_matches(attacker, partner, table):
     running = attacker.running
-    real = raw(running, partner, f"SELECT fps_number FROM raw.{table} "
-                                 "WHERE fps_number IS NOT NULL LIMIT 1")[0][0]
+    real = raw(
+        running, partner, f"SELECT fps_number FROM raw.{table} WHERE fps_number IS NOT NULL LIMIT 1"
+    )[0][0]
     messages = {
-        refused(attacker, partner, f"SELECT count(*) FROM {table} WHERE fps_number = "
-                                   f"{sql_text(literal)}").details()
+        refused(
+            attacker,
+            partner,
+            f"SELECT count(*) FROM {table} WHERE fps_number = {sql_text(literal)}",
+        ).details()
         for literal in (real, "0000000X")
     }
     assert len(messages) == 1, messages
@@ -1055,11 +1282,19 @@ def test_a_failing_cast_never_evaluates_hidden_rows(attacker, partner, table, co
     """Every visible value maps to '0'; only a row outside the view could fail the
     CAST. On the entitled view the answer is 0, without error."""
     running = attacker.running
-    visible = sorted({r[0] for r in running.oracle(partner).sql(
-        f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL").fetchall()})
+    visible = sorted(
+        {
+            r[0]
+            for r in running.oracle(partner)
+            .sql(f"SELECT {column} FROM {table} WHERE {column} IS NOT NULL")
+            .fetchall()
+        }
+    )
     in_list = ", ".join(map(sql_text, visible)) or "NULL"
-    sql = (f"SELECT count(*) FROM {table} WHERE CAST(CASE WHEN {column} IN ({in_list}) "
-           f"THEN '0' ELSE {column} || '' END AS INTEGER) = 1")
+    sql = (
+        f"SELECT count(*) FROM {table} WHERE CAST(CASE WHEN {column} IN ({in_list}) "
+        f"THEN '0' ELSE {column} || '' END AS INTEGER) = 1"
+    )
     result, error = attacker.ask(partner, sql)
     assert error is None, f"LEAK for {partner}: {error.code()}: {error.details()}"
     assert rows(result.table) == [(0,)]
@@ -1067,13 +1302,25 @@ def test_a_failing_cast_never_evaluates_hidden_rows(attacker, partner, table, co
 
 def test_a_conditional_error_does_not_reveal_that_a_hidden_row_exists(attacker):
     running = attacker.running
-    visible = {r[0] for r in running.oracle("immigration").sql(
-        "SELECT surname FROM offenders").fetchall()}
-    hidden = sorted({r[0] for r in raw(
-        running, "immigration", "SELECT surname FROM raw.offenders WHERE source = 'CA-CSC' "
-                                "AND status = 'IN_CUSTODY' AND surname IS NOT NULL")} - visible)
-    sql = ("SELECT count(*) FROM offenders WHERE CASE WHEN surname = {} THEN "
-           "CAST(surname || '' AS INTEGER) ELSE 0 END = 1")
+    visible = {
+        r[0] for r in running.oracle("immigration").sql("SELECT surname FROM offenders").fetchall()
+    }
+    hidden = sorted(
+        {
+            r[0]
+            for r in raw(
+                running,
+                "immigration",
+                "SELECT surname FROM raw.offenders WHERE source = 'CA-CSC' "
+                "AND status = 'IN_CUSTODY' AND surname IS NOT NULL",
+            )
+        }
+        - visible
+    )
+    sql = (
+        "SELECT count(*) FROM offenders WHERE CASE WHEN surname = {} THEN "
+        "CAST(surname || '' AS INTEGER) ELSE 0 END = 1"
+    )
     answers = set()
     for name in (hidden[0], "Nobody-At-All"):
         result, error = attacker.ask("immigration", sql.format(sql_text(name)))
@@ -1085,26 +1332,35 @@ def _trailer(result):
     return sorted((s.source, s.rows, s.scans) for s in result.trailer.sources)
 
 
-@pytest.mark.parametrize(("partner", "column"), [
-    ("immigration", "surname"),
-    ("flagging_coordinator", "surname"),
-    ("border_services", "surname"),
-    ("police", "surname"),
-    ("passport_canada", "surname"),
-    ("revenue_quebec", "surname"),
-])
+@pytest.mark.parametrize(
+    ("partner", "column"),
+    [
+        ("immigration", "surname"),
+        ("flagging_coordinator", "surname"),
+        ("border_services", "surname"),
+        ("police", "surname"),
+        ("passport_canada", "surname"),
+        ("revenue_quebec", "surname"),
+    ],
+)
 def test_trailer_row_counts_do_not_depend_on_hidden_rows(attacker, partner, column):
     """Two queries with the same (empty) visible answer must look the same."""
     running = attacker.running
-    visible = {r[0] for r in running.oracle(partner).sql(
-        f"SELECT {column} FROM offenders").fetchall()}
-    counts = raw(running, partner, f"SELECT {column}, count(*) FROM raw.offenders "
-                                   f"WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1")
+    visible = {
+        r[0] for r in running.oracle(partner).sql(f"SELECT {column} FROM offenders").fetchall()
+    }
+    counts = raw(
+        running,
+        partner,
+        f"SELECT {column}, count(*) FROM raw.offenders "
+        f"WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+    )
     hidden = next(v for v, _ in counts if v not in visible)
     trailers = []
     for value in (hidden, "Nobody-At-All"):
         result, error = attacker.ask(
-            partner, f"SELECT count(*) FROM offenders WHERE {column} = {sql_text(value)}")
+            partner, f"SELECT count(*) FROM offenders WHERE {column} = {sql_text(value)}"
+        )
         assert error is None and rows(result.table) == [(0,)]
         trailers.append(_trailer(result))
     assert trailers[0] == trailers[1], f"trailer differs: {trailers}"
@@ -1123,19 +1379,23 @@ def test_explain_never_shows_the_keyed_hash_key(attacker):
         block = key.ljust(64, b"\0")
         pads = [bytes(b ^ 0x36 for b in block).hex(), bytes(b ^ 0x5C for b in block).hex()]
         plan = attacker.client(partner).explain(
-            "SELECT fps_number FROM offenders WHERE fps_number = 'x'")
+            "SELECT fps_number FROM offenders WHERE fps_number = 'x'"
+        )
         text = str(plan).lower()
         assert "accord_keyed_hash" in text
         assert key.hex() not in text and not [p for p in pads if p in text]
 
 
-@pytest.mark.parametrize(("partner", "sql"), [
-    ("crown_attorney", "SELECT address FROM offenders"),
-    ("police", "SELECT * FROM alerts"),
-    ("statistics", "SELECT surname FROM offenders"),
-    ("operator", "SELECT count(*) FROM offenders"),
-    ("victim", "SELECT fps_number FROM offenders WHERE source = 'ON' OR birth_date IS NULL"),
-])
+@pytest.mark.parametrize(
+    ("partner", "sql"),
+    [
+        ("crown_attorney", "SELECT address FROM offenders"),
+        ("police", "SELECT * FROM alerts"),
+        ("statistics", "SELECT surname FROM offenders"),
+        ("operator", "SELECT count(*) FROM offenders"),
+        ("victim", "SELECT fps_number FROM offenders WHERE source = 'ON' OR birth_date IS NULL"),
+    ],
+)
 def test_explain_refuses_what_query_refuses(attacker, partner, sql):
     client = attacker.client(partner)
     with pytest.raises(grpc.RpcError) as on_query:
@@ -1148,8 +1408,11 @@ def test_explain_refuses_what_query_refuses(attacker, partner, sql):
 
 
 def test_cast_in_where_is_answered_or_refused_as_invalid(attacker):
-    refused_or_oracle(attacker, "crown_attorney",
-                      "SELECT count(*) FROM offenders WHERE CAST(surname AS INTEGER) = 1")
+    refused_or_oracle(
+        attacker,
+        "crown_attorney",
+        "SELECT count(*) FROM offenders WHERE CAST(surname AS INTEGER) = 1",
+    )
 
 
 # --------------------------------------------------------------------------- statistics
@@ -1158,46 +1421,53 @@ STATS = "statistics"
 
 
 def _persons(running, table: str, where: str = "TRUE") -> int:
-    return raw(running, STATS, f"SELECT count(DISTINCT coalesce(fps_number, source || ':' || "
-                               f"source_person_id)) FROM raw.{table} WHERE {where}")[0][0]
+    return raw(
+        running,
+        STATS,
+        f"SELECT count(DISTINCT coalesce(fps_number, source || ':' || "
+        f"source_person_id)) FROM raw.{table} WHERE {where}",
+    )[0][0]
 
 
-@pytest.mark.parametrize("sql", [
-    "SELECT gender FROM offenders",
-    "SELECT * FROM offenders",
-    "SELECT DISTINCT gender FROM offenders",
-    "SELECT gender, count(*) OVER () FROM offenders",
-    "SELECT gender, count(*) FROM offenders GROUP BY gender HAVING gender = 'F'",
-    "SELECT count(*) FROM (SELECT gender FROM offenders) t",
-    "WITH t AS (SELECT gender FROM offenders) SELECT count(*) FROM t",
-    "SELECT count(*) FROM offenders UNION SELECT count(*) FROM sentences",
-    "SELECT count(*) FROM offenders WHERE gender IN (SELECT gender FROM offenders)",
-    "SELECT (SELECT count(*) FROM offenders)",
-    "SELECT min(birth_date) FROM offenders",
-    "SELECT max(length_days) FROM sentences",
-    "SELECT string_agg(gender, ',') FROM offenders",
-    "SELECT array_agg(offence_code) FROM sentences",
-    "SELECT median(length_days) FROM sentences",
-    "SELECT any_value(gender) FROM offenders",
-    "SELECT stddev(length_days) FROM sentences",
-    "SELECT count_if(gender = 'F') FROM offenders",
-    "SELECT first_value(gender) OVER () FROM offenders",
-    "SELECT length_days, count(*) FROM sentences GROUP BY length_days",
-    "SELECT source, count(*) FROM offenders GROUP BY source",
-    "SELECT upper(gender), count(*) FROM offenders GROUP BY upper(gender)",
-    "SELECT gender, count(*) FROM offenders GROUP BY ALL",
-    "SELECT count(*) FROM sentences WHERE length_days > 1000",
-    "SELECT count(*) FROM offenders WHERE source = 'BC'",
-    "SELECT count(*) FROM offenders WHERE upper(gender) = 'F' AND source <> 'x'",
-    "SELECT count(*) FROM offenders o JOIN sentences s ON s.length_days = 5",
-    "SELECT count(*) FROM offenders HAVING gender = 'F'",
-    "SELECT surname, count(*) FROM offenders GROUP BY surname",
-    "SELECT count(DISTINCT fps_number) FROM offenders",
-    "SELECT count(*) FROM offenders WHERE address IS NULL",
-    "SELECT count(*), __accord_person FROM offenders",
-    "SELECT gender, count(*), 100 AS __accord_persons FROM offenders GROUP BY gender",
-    "SELECT count(*) FROM offenders ORDER BY surname",
-])
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT gender FROM offenders",
+        "SELECT * FROM offenders",
+        "SELECT DISTINCT gender FROM offenders",
+        "SELECT gender, count(*) OVER () FROM offenders",
+        "SELECT gender, count(*) FROM offenders GROUP BY gender HAVING gender = 'F'",
+        "SELECT count(*) FROM (SELECT gender FROM offenders) t",
+        "WITH t AS (SELECT gender FROM offenders) SELECT count(*) FROM t",
+        "SELECT count(*) FROM offenders UNION SELECT count(*) FROM sentences",
+        "SELECT count(*) FROM offenders WHERE gender IN (SELECT gender FROM offenders)",
+        "SELECT (SELECT count(*) FROM offenders)",
+        "SELECT min(birth_date) FROM offenders",
+        "SELECT max(length_days) FROM sentences",
+        "SELECT string_agg(gender, ',') FROM offenders",
+        "SELECT array_agg(offence_code) FROM sentences",
+        "SELECT median(length_days) FROM sentences",
+        "SELECT any_value(gender) FROM offenders",
+        "SELECT stddev(length_days) FROM sentences",
+        "SELECT count_if(gender = 'F') FROM offenders",
+        "SELECT first_value(gender) OVER () FROM offenders",
+        "SELECT length_days, count(*) FROM sentences GROUP BY length_days",
+        "SELECT source, count(*) FROM offenders GROUP BY source",
+        "SELECT upper(gender), count(*) FROM offenders GROUP BY upper(gender)",
+        "SELECT gender, count(*) FROM offenders GROUP BY ALL",
+        "SELECT count(*) FROM sentences WHERE length_days > 1000",
+        "SELECT count(*) FROM offenders WHERE source = 'BC'",
+        "SELECT count(*) FROM offenders WHERE upper(gender) = 'F' AND source <> 'x'",
+        "SELECT count(*) FROM offenders o JOIN sentences s ON s.length_days = 5",
+        "SELECT count(*) FROM offenders HAVING gender = 'F'",
+        "SELECT surname, count(*) FROM offenders GROUP BY surname",
+        "SELECT count(DISTINCT fps_number) FROM offenders",
+        "SELECT count(*) FROM offenders WHERE address IS NULL",
+        "SELECT count(*), __accord_person FROM offenders",
+        "SELECT gender, count(*), 100 AS __accord_persons FROM offenders GROUP BY gender",
+        "SELECT count(*) FROM offenders ORDER BY surname",
+    ],
+)
 def test_statistics_refuses_anything_but_dimension_aggregates(attacker, sql):
     refused(attacker, STATS, sql)
 
@@ -1206,15 +1476,20 @@ def test_statistics_suppresses_narrow_groups(attacker):
     running = attacker.running
     k = role_of(running, STATS).min_group_size
     dims = ["gender", "status", "supervising_jurisdiction", "security_level"]
-    sql = (f"SELECT {', '.join(dims)}, count(*) AS n, count(DISTINCT status) AS d "
-           f"FROM offenders GROUP BY {', '.join(dims)}")
+    sql = (
+        f"SELECT {', '.join(dims)}, count(*) AS n, count(DISTINCT status) AS d "
+        f"FROM offenders GROUP BY {', '.join(dims)}"
+    )
     result, error = attacker.ask(STATS, sql)
     assert error is None, error.details()
     got = rows(result.table)
-    persons = raw(running, STATS,
-                  f"SELECT {', '.join(dims)}, count(*), count(DISTINCT coalesce(fps_number, "
-                  f"source || ':' || source_person_id)) AS p FROM raw.offenders "
-                  f"GROUP BY ALL")
+    persons = raw(
+        running,
+        STATS,
+        f"SELECT {', '.join(dims)}, count(*), count(DISTINCT coalesce(fps_number, "
+        f"source || ':' || source_person_id)) AS p FROM raw.offenders "
+        f"GROUP BY ALL",
+    )
     by_group = {tuple(r[:4]): (r[4], r[5]) for r in persons}
     assert result.trailer.suppressed_groups > 0
     assert result.trailer.suppressed_groups == sum(1 for _, p in by_group.values() if p < k)
@@ -1228,18 +1503,24 @@ def test_statistics_suppression_counts_persons_not_rows(attacker):
     """A cell of many sentences held by few persons is still suppressed."""
     running = attacker.running
     k = role_of(running, STATS).min_group_size
-    sql = ("SELECT offence_code, sentence_type, sentence_date, count(*) AS n, "
-           "sum(length_days) AS total FROM sentences "
-           "GROUP BY offence_code, sentence_type, sentence_date")
+    sql = (
+        "SELECT offence_code, sentence_type, sentence_date, count(*) AS n, "
+        "sum(length_days) AS total FROM sentences "
+        "GROUP BY offence_code, sentence_type, sentence_date"
+    )
     result, error = attacker.ask(STATS, sql)
     assert error is None, error.details()
-    cells = raw(running, STATS,
-                "SELECT offence_code, sentence_type, year(sentence_date), count(*), "
-                "count(DISTINCT coalesce(fps_number, source || ':' || source_person_id)) "
-                "FROM raw.sentences GROUP BY ALL")
+    cells = raw(
+        running,
+        STATS,
+        "SELECT offence_code, sentence_type, year(sentence_date), count(*), "
+        "count(DISTINCT coalesce(fps_number, source || ':' || source_person_id)) "
+        "FROM raw.sentences GROUP BY ALL",
+    )
     by_cell = {tuple(r[:3]): (r[3], r[4]) for r in cells}
-    assert any(rows_ >= k > people for rows_, people in by_cell.values()), \
+    assert any(rows_ >= k > people for rows_, people in by_cell.values()), (
         "the data holds no many-rows/few-persons cell; pick other dimensions"
+    )
     got = rows(result.table)
     assert result.trailer.suppressed_groups == sum(1 for _, p in by_cell.values() if p < k)
     for row in got:
@@ -1273,19 +1554,23 @@ def test_statistics_whole_table_and_dimension_filters_match_the_oracle(attacker)
         result, error = attacker.ask(STATS, sql)
         assert error is None, error.details()
         assert result.trailer.suppressed_groups == 0, sql  # broad groups only
-        assert same_rows(rows(result.table), attacker.running.oracle(STATS).sql(sql).fetchall(),
-                         ordered=False), sql
+        assert same_rows(
+            rows(result.table), attacker.running.oracle(STATS).sql(sql).fetchall(), ordered=False
+        ), sql
 
 
 def _narrow_cell(running):
     """A (gender, status, jurisdiction) cell of 1..k-1 persons."""
     k = role_of(running, STATS).min_group_size
-    return raw(running, STATS,
-               "SELECT gender, status, supervising_jurisdiction, count(*), "
-               "count(DISTINCT coalesce(fps_number, source || ':' || source_person_id)) AS p "
-               f"FROM raw.offenders WHERE gender IS NOT NULL AND supervising_jurisdiction "
-               f"IS NOT NULL GROUP BY ALL HAVING p < {k} AND count(*) = p "
-               "ORDER BY p, 1, 2, 3")[0]
+    return raw(
+        running,
+        STATS,
+        "SELECT gender, status, supervising_jurisdiction, count(*), "
+        "count(DISTINCT coalesce(fps_number, source || ':' || source_person_id)) AS p "
+        f"FROM raw.offenders WHERE gender IS NOT NULL AND supervising_jurisdiction "
+        f"IS NOT NULL GROUP BY ALL HAVING p < {k} AND count(*) = p "
+        "ORDER BY p, 1, 2, 3",
+    )[0]
 
 
 def test_statistics_differencing_is_not_prevented(attacker):
@@ -1295,8 +1580,10 @@ def test_statistics_differencing_is_not_prevented(attacker):
     query auditing cannot stop this; the test pins the current behaviour."""
     running = attacker.running
     gender, status, juris, count, _ = _narrow_cell(running)
-    cell = (f"coalesce(gender, '') = {sql_text(gender)} AND coalesce(status, '') = "
-            f"{sql_text(status)} AND coalesce(supervising_jurisdiction, '') = {sql_text(juris)}")
+    cell = (
+        f"coalesce(gender, '') = {sql_text(gender)} AND coalesce(status, '') = "
+        f"{sql_text(status)} AND coalesce(supervising_jurisdiction, '') = {sql_text(juris)}"
+    )
     direct, error = attacker.ask(STATS, f"SELECT count(*) FROM offenders WHERE {cell}")
     assert error is None and rows(direct.table) == [] and direct.trailer.suppressed_groups == 1
     everyone, _ = attacker.ask(STATS, "SELECT count(*) FROM offenders")
@@ -1308,42 +1595,56 @@ def test_statistics_differencing_is_not_prevented(attacker):
 def test_statistics_conditional_aggregate_cannot_count_a_narrow_cell(attacker):
     running = attacker.running
     gender, status, juris, _, _ = _narrow_cell(running)
-    sql = (f"SELECT sum(CASE WHEN gender = {sql_text(gender)} AND status = {sql_text(status)} "
-           f"AND supervising_jurisdiction = {sql_text(juris)} THEN 1 ELSE 0 END) FROM offenders")
+    sql = (
+        f"SELECT sum(CASE WHEN gender = {sql_text(gender)} AND status = {sql_text(status)} "
+        f"AND supervising_jurisdiction = {sql_text(juris)} THEN 1 ELSE 0 END) FROM offenders"
+    )
     result, error = attacker.ask(STATS, sql)
     if error is None:
-        assert _norm(rows(result.table)[0][0]) not in range(1, role_of(running, STATS)
-                                                              .min_group_size)
+        assert _norm(rows(result.table)[0][0]) not in range(
+            1, role_of(running, STATS).min_group_size
+        )
 
 
 def test_statistics_join_cannot_carry_narrow_cells_past_suppression(attacker):
     running = attacker.running
     k = role_of(running, STATS).min_group_size
-    sql = ("SELECT s.offence_code, s.sentence_date, count(*), avg(s.length_days) "
-           "FROM offenders o JOIN sentences s ON s.sentence_type = s.sentence_type "
-           "GROUP BY s.offence_code, s.sentence_date")
+    sql = (
+        "SELECT s.offence_code, s.sentence_date, count(*), avg(s.length_days) "
+        "FROM offenders o JOIN sentences s ON s.sentence_type = s.sentence_type "
+        "GROUP BY s.offence_code, s.sentence_date"
+    )
     result, error = attacker.ask(STATS, sql)
     if error is not None:
         assert_clean_refusal(running, STATS, sql, error)
         return
-    persons = {(r[0], r[1]): r[2] for r in raw(
-        running, STATS, "SELECT offence_code, year(sentence_date), count(DISTINCT "
-                        "coalesce(fps_number, source || ':' || source_person_id)) "
-                        "FROM raw.sentences GROUP BY ALL")}
+    persons = {
+        (r[0], r[1]): r[2]
+        for r in raw(
+            running,
+            STATS,
+            "SELECT offence_code, year(sentence_date), count(DISTINCT "
+            "coalesce(fps_number, source || ':' || source_person_id)) "
+            "FROM raw.sentences GROUP BY ALL",
+        )
+    }
     narrow = [r for r in rows(result.table) if persons[(r[0], r[1])] < k]
     assert not narrow, f"{len(narrow)} groups of fewer than {k} persons, e.g. {narrow[:3]}"
 
 
 def test_statistics_cannot_filter_on_a_measure_inside_an_aggregate(attacker):
-    refused(attacker, STATS,
-            "SELECT sum(CASE WHEN length_days > 3000 THEN 1 ELSE 0 END) FROM sentences")
+    refused(
+        attacker, STATS, "SELECT sum(CASE WHEN length_days > 3000 THEN 1 ELSE 0 END) FROM sentences"
+    )
 
 
 def test_statistics_trailer_does_not_reveal_a_suppressed_cell(attacker):
     running = attacker.running
     gender, status, juris, _, _ = _narrow_cell(running)
-    sql = (f"SELECT count(*) FROM offenders WHERE gender = {sql_text(gender)} AND "
-           f"status = {sql_text(status)} AND supervising_jurisdiction = {sql_text(juris)}")
+    sql = (
+        f"SELECT count(*) FROM offenders WHERE gender = {sql_text(gender)} AND "
+        f"status = {sql_text(status)} AND supervising_jurisdiction = {sql_text(juris)}"
+    )
     result, error = attacker.ask(STATS, sql)
     assert error is None and rows(result.table) == []
     assert sum(s.rows for s in result.trailer.sources) == 0

@@ -29,8 +29,7 @@ def test_answered_and_refused_queries_are_audited(running, crown):
     assert answered["purpose"] == "bail_hearing" and answered["case_ref"]
     assert answered["end_user"] == "test-user"
     assert answered["certificate_sha256"] and answered["rewritten_sql_sha256"]
-    assert {s["source"] for s in answered["sources"]} == {"BC", "CA-CSC", "ON", "QC", "SK",
-                                                         "YT"}
+    assert {s["source"] for s in answered["sources"]} == {"BC", "CA-CSC", "ON", "QC", "SK", "YT"}
     assert answered["rows_returned"] == 1 and "offenders" in answered["tables"]
     refused = [r for r in new if r.get("outcome") == "PERMISSION_DENIED"]
     assert refused and "address" in refused[-1]["error"]
@@ -115,34 +114,37 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     seen: dict = {}
 
     def ask(port):
-        with BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing",
-                          case_ref="R-1") as client:
+        with BrokerClient(
+            f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="R-1"
+        ) as client:
             try:
                 return client.query("SELECT count(*) FROM offenders")
             except (grpc.RpcError, RuntimeError, AccordError) as exc:
                 return exc
 
     def health_until(port, wanted, within_s=5.0):
-        with grpc.secure_channel(f"localhost:{port}",
-                                 tls.channel_credentials(*partner)) as channel:
+        with grpc.secure_channel(f"localhost:{port}", tls.channel_credentials(*partner)) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             deadline = time.monotonic() + within_s
             while True:
-                statuses = {name: stub.Check(health_pb2.HealthCheckRequest(service=name),
-                                             timeout=5).status
-                            for name in ("", "accord.v1.Broker")}
+                statuses = {
+                    name: stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=5).status
+                    for name in ("", "accord.v1.Broker")
+                }
                 if set(statuses.values()) == {wanted} or time.monotonic() > deadline:
                     return statuses
                 time.sleep(0.05)
 
     async def scenario():
         clients = AdapterClients(federation, ca, cert, key)
-        pipeline = QueryPipeline(federation, clients, running.policy,
-                                 running.workdir.mask_secret())
+        pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
         server_cert, server_key = pki.broker_server()
         server, port, readiness = await create_server(
-            pipeline, tls.server_credentials(ca, server_cert, server_key),
-            audit=audit, readiness_interval_s=30)  # only a failed write makes it probe
+            pipeline,
+            tls.server_credentials(ca, server_cert, server_key),
+            audit=audit,
+            readiness_interval_s=30,
+        )  # only a failed write makes it probe
         seen["healthy"] = await asyncio.to_thread(health_until, port, SERVING)
         audit.broken = True
         seen["refused"] = await asyncio.to_thread(ask, port)
@@ -170,17 +172,29 @@ def test_no_result_data_reaches_the_audit_trail_or_the_logs(running, crown):
     """The values answered (names, birth dates) appear neither in the query's
     audit record nor in any process's log lines about it. (Only this query's
     own lines are read: other tests put generated names in their SQL.)"""
-    result = crown.query("SELECT surname, given_names, birth_date FROM offenders "
-                         "WHERE source = 'BC' ORDER BY surname LIMIT 50")
-    values = {str(v) for column in result.table.columns for v in column.to_pylist()
-              if v is not None and len(str(v)) >= 4}
+    result = crown.query(
+        "SELECT surname, given_names, birth_date FROM offenders "
+        "WHERE source = 'BC' ORDER BY surname LIMIT 50"
+    )
+    values = {
+        str(v)
+        for column in result.table.columns
+        for v in column.to_pylist()
+        if v is not None and len(str(v)) >= 4
+    }
     assert len(values) > 20
     audit_text = "\n".join(
-        line for p in sorted(running.workdir.audit_dir().glob("audit-*.jsonl"))
-        for line in p.read_text().splitlines() if result.query_id in line)
+        line
+        for p in sorted(running.workdir.audit_dir().glob("audit-*.jsonl"))
+        for line in p.read_text().splitlines()
+        if result.query_id in line
+    )
     log_text = "\n".join(
-        line for p in sorted(running.workdir.logs.glob("*.log"))
-        for line in p.read_text().splitlines() if result.query_id in line)
+        line
+        for p in sorted(running.workdir.logs.glob("*.log"))
+        for line in p.read_text().splitlines()
+        if result.query_id in line
+    )
     assert audit_text.count("\n") == 0 and log_text.count("\n") >= 1  # broker and BC
     assert sorted(v for v in values if v in audit_text) == []
     assert sorted(v for v in values if v in log_text) == []

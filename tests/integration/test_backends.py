@@ -58,12 +58,18 @@ CASES = [
     ("offenders", ["source_person_id", "surname"], "surname = 'Côté'"),
     ("offenders", ["source_person_id", "surname"], "surname > 'M' AND surname < 'N'"),
     ("offenders", ["source_person_id", "birth_date"], "birth_date > DATE '1985-01-01'"),
-    ("offenders", ["source_person_id", "birth_date"],
-     "birth_date BETWEEN DATE '1970-01-01' AND DATE '1970-12-31'"),
+    (
+        "offenders",
+        ["source_person_id", "birth_date"],
+        "birth_date BETWEEN DATE '1970-01-01' AND DATE '1970-12-31'",
+    ),
     ("offenders", ["source_person_id", "fps_number", "address"], "fps_number IS NULL"),
     # the broker always fetches the columns its re-checks need
-    ("offenders", ["source_person_id", "photo_ref", "status"],
-     "NOT (status = 'UAL') OR photo_ref IS NULL"),
+    (
+        "offenders",
+        ["source_person_id", "photo_ref", "status"],
+        "NOT (status = 'UAL') OR photo_ref IS NULL",
+    ),
     ("offenders", ["source_person_id", "surname"], "surname = 'no such person'"),
     ("offenders", list(FEDERATION.tables["offenders"].columns), ""),
     ("offenders", ["fps_number"], ""),  # one column with NULLs: a NULL row is an empty line
@@ -80,8 +86,9 @@ class BackendSuite:
     kind: ClassVar[str]
 
     def run_scan(self, backend, table, columns, predicate, limit=0):
-        request = adapter_pb2.ScanRequest(table=table, columns=columns, predicate=predicate,
-                                          limit=limit, query_id="suite")
+        request = adapter_pb2.ScanRequest(
+            table=table, columns=columns, predicate=predicate, limit=limit, query_id="suite"
+        )
         source = FEDERATION.sources[SOURCE]
         messages = list(scan(FEDERATION, source, backend, request, "suite:1", timeout_s=30))
         header = messages[0].header
@@ -116,22 +123,25 @@ class BackendSuite:
         assert len(result.to_batches()) >= 2
 
     def test_limit(self, backend):
-        header, result = self.run_scan(backend, "offenders", ["source_person_id"],
-                                       "status = 'ARCHIVED'", limit=13)
+        header, result = self.run_scan(
+            backend, "offenders", ["source_person_id"], "status = 'ARCHIVED'", limit=13
+        )
         if header.limit_pushed:
             assert result.num_rows == 13
         else:  # a superset push: the broker applies the limit after re-checking
             assert header.superset_predicates and result.num_rows >= 13
 
     def test_pushed_sql_binds_every_literal(self, backend):
-        header, _ = self.run_scan(backend, "offenders", ["surname"],
-                                  "surname = 'O''Brien' OR surname LIKE 'x%'")
+        header, _ = self.run_scan(
+            backend, "offenders", ["surname"], "surname = 'O''Brien' OR surname LIKE 'x%'"
+        )
         assert "O'Brien" not in header.physical_sql and "Brien" not in header.physical_sql
 
     def test_long_text_and_accents_round_trip(self, backend, generated):
         _, result = self.run_scan(backend, "incidents", ["summary"], "")
-        longest = max((s for s in generated["incidents"].column("summary").to_pylist() if s),
-                      key=len)
+        longest = max(
+            (s for s in generated["incidents"].column("summary").to_pylist() if s), key=len
+        )
         assert longest in result.column("summary").to_pylist()
 
 
@@ -188,8 +198,9 @@ class TestMariaDB(BackendSuite):
 
         name = f"accord_suite_{uuid.uuid4().hex[:8]}"
         try:
-            admin = mysql.connector.connect(host="127.0.0.1", port=3306, user="root",
-                                            password="", connection_timeout=5)
+            admin = mysql.connector.connect(
+                host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
+            )
         except mysql.connector.Error as exc:
             unreachable("MariaDB", exc)
         cursor = admin.cursor()

@@ -30,8 +30,10 @@ pytestmark = pytest.mark.integration
 
 def active_oms_statements() -> int:
     with psycopg.connect(f"{PG_SERVER}/postgres") as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                            "AND application_name = 'accord-adapter-ca-csc'").fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND application_name = 'accord-adapter-ca-csc'"
+        ).fetchone()[0]
 
 
 @pytest.fixture
@@ -56,8 +58,10 @@ def slow_and_broken(tmp_path, monkeypatch):
         write_postgres(federation, "CA-CSC", {"offenders": data["offenders"]}, dsn)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute('ALTER TABLE "OMS_OFFENDER" RENAME TO "OMS_OFFENDER_DATA"')
-            conn.execute('CREATE VIEW "OMS_OFFENDER" AS SELECT d.* FROM "OMS_OFFENDER_DATA" d '
-                         "CROSS JOIN pg_sleep(60)")
+            conn.execute(
+                'CREATE VIEW "OMS_OFFENDER" AS SELECT d.* FROM "OMS_OFFENDER_DATA" d '
+                "CROSS JOIN pg_sleep(60)"
+            )
         monkeypatch.setenv("ACCORD_SLOW_OMS_DSN", dsn)
         workdir = Workdir(tmp_path / "work")
         init_certs(workdir, federation_path, DEFAULT_POLICIES)
@@ -71,8 +75,9 @@ def slow_and_broken(tmp_path, monkeypatch):
 def test_a_failed_source_cancels_the_others_in_their_database(slow_and_broken):
     workdir, launcher = slow_and_broken
     ca, cert, key = workdir.partner_credentials("crown_attorney")
-    client = BrokerClient(launcher.broker_address, ca, cert, key, purpose="bail_hearing",
-                          case_ref="R-1")
+    client = BrokerClient(
+        launcher.broker_address, ca, cert, key, purpose="bail_hearing", case_ref="R-1"
+    )
     started = time.monotonic()
     with client, pytest.raises(grpc.RpcError) as caught:
         client.query("SELECT count(*) FROM offenders", timeout=30)
@@ -89,10 +94,12 @@ def test_the_deadline_ends_a_slow_statement_in_its_database(slow_and_broken):
     workdir, launcher = slow_and_broken
     ca, cert, key = workdir.partner_credentials("crown_attorney")
     started = time.monotonic()
-    with BrokerClient(launcher.broker_address, ca, cert, key, purpose="bail_hearing",
-                      case_ref="R-1") as client:
-        result = client.query("SELECT count(*) FROM offenders WHERE source = 'CA-CSC'",
-                              timeout=2, allow_partial=True)
+    with BrokerClient(
+        launcher.broker_address, ca, cert, key, purpose="bail_hearing", case_ref="R-1"
+    ) as client:
+        result = client.query(
+            "SELECT count(*) FROM offenders WHERE source = 'CA-CSC'", timeout=2, allow_partial=True
+        )
     assert time.monotonic() - started < 8
     (status,) = result.trailer.sources
     assert status.source == "CA-CSC" and status.error
@@ -110,12 +117,17 @@ def test_a_client_that_goes_away_cancels_the_statement(slow_and_broken):
 
     workdir, launcher = slow_and_broken
     ca, cert, key = workdir.partner_credentials("crown_attorney")
-    channel = grpc.secure_channel(launcher.broker_address,
-                                  tls.channel_credentials(ca, cert, key))
+    channel = grpc.secure_channel(launcher.broker_address, tls.channel_credentials(ca, cert, key))
     try:
-        call = broker_pb2_grpc.BrokerStub(channel).Query(broker_pb2.QueryRequest(
-            sql="SELECT count(*) FROM offenders WHERE source = 'CA-CSC'",
-            purpose="bail_hearing", case_ref="R-1", timeout_ms=60_000), timeout=70)
+        call = broker_pb2_grpc.BrokerStub(channel).Query(
+            broker_pb2.QueryRequest(
+                sql="SELECT count(*) FROM offenders WHERE source = 'CA-CSC'",
+                purpose="bail_hearing",
+                case_ref="R-1",
+                timeout_ms=60_000,
+            ),
+            timeout=70,
+        )
         deadline = time.monotonic() + 10
         while not active_oms_statements() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -50,8 +50,10 @@ def pg_running(marker: str) -> int:
 
     with psycopg.connect(PG) as conn:
         # A streamed scan runs as FETCH on its cursor: find it by the adapter's name.
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                            "AND application_name = 'accord-adapter-test'").fetchone()[0]
+        return conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND application_name = 'accord-adapter-test'"
+        ).fetchone()[0]
 
 
 def mariadb_running(marker: str) -> int:
@@ -61,8 +63,11 @@ def mariadb_running(marker: str) -> int:
     try:
         cursor = conn.cursor()
         cursor.execute("SHOW FULL PROCESSLIST")
-        return sum(1 for row in cursor.fetchall()
-                   if row[4] == "Query" and row[7] and "seq_1_to_100000000000" in row[7])
+        return sum(
+            1
+            for row in cursor.fetchall()
+            if row[4] == "Query" and row[7] and "seq_1_to_100000000000" in row[7]
+        )
     finally:
         conn.close()
 
@@ -74,8 +79,9 @@ def run_in_thread(backend, sql, token, timeout_s=None):
         started = time.monotonic()
         try:
             types = [pa.string(), pa.string()]
-            for _ in backend.execute(sql, [token], types, batch_rows=100, token=token,
-                                     timeout_s=timeout_s):
+            for _ in backend.execute(
+                sql, [token], types, batch_rows=100, token=token, timeout_s=timeout_s
+            ):
                 pass
             outcome["result"] = "finished"
         except Exception as exc:  # the test inspects it
@@ -96,10 +102,13 @@ def wait_until(predicate, timeout=10.0):
     return False
 
 
-@pytest.mark.parametrize(("fixture", "sql", "running"), [
-    ("pg", PG_SLOW, pg_running),
-    ("mariadb", MARIADB_SLOW, mariadb_running),
-])
+@pytest.mark.parametrize(
+    ("fixture", "sql", "running"),
+    [
+        ("pg", PG_SLOW, pg_running),
+        ("mariadb", MARIADB_SLOW, mariadb_running),
+    ],
+)
 def test_statement_timeout_ends_the_query(request, fixture, sql, running):
     backend = request.getfixturevalue(fixture)
     token = uuid.uuid4().hex
@@ -110,10 +119,13 @@ def test_statement_timeout_ends_the_query(request, fixture, sql, running):
     assert wait_until(lambda: running(token) == 0)
 
 
-@pytest.mark.parametrize(("fixture", "sql", "running"), [
-    ("pg", PG_SLOW, pg_running),
-    ("mariadb", MARIADB_SLOW, mariadb_running),
-])
+@pytest.mark.parametrize(
+    ("fixture", "sql", "running"),
+    [
+        ("pg", PG_SLOW, pg_running),
+        ("mariadb", MARIADB_SLOW, mariadb_running),
+    ],
+)
 def test_cancel_stops_the_query_in_the_database(request, fixture, sql, running):
     backend = request.getfixturevalue(fixture)
     token = uuid.uuid4().hex
@@ -143,18 +155,35 @@ def test_sessions_are_read_only(pg, mariadb):
         admin.execute(f"CREATE SEQUENCE {name}")
         try:
             with pytest.raises(SourceError, match="read-only transaction"):
-                list(pg.execute(f"SELECT nextval('{name}')", [], [pa.int64()], batch_rows=10,
-                                token="w1", timeout_s=5))
+                list(
+                    pg.execute(
+                        f"SELECT nextval('{name}')",
+                        [],
+                        [pa.int64()],
+                        batch_rows=10,
+                        token="w1",
+                        timeout_s=5,
+                    )
+                )
         finally:
             admin.execute(f"DROP SEQUENCE {name}")
-    admin = mysql.connector.connect(host="127.0.0.1", user="root", password="",
-                                    database="mysql", autocommit=True)
+    admin = mysql.connector.connect(
+        host="127.0.0.1", user="root", password="", database="mysql", autocommit=True
+    )
     cursor = admin.cursor()
     cursor.execute(f"CREATE TABLE {name} (x int)")
     try:
         with pytest.raises(SourceError, match="READ ONLY"):
-            list(mariadb.execute(f"INSERT INTO {name} VALUES (1)", [], [pa.int64()],
-                                 batch_rows=10, token="w2", timeout_s=5))
+            list(
+                mariadb.execute(
+                    f"INSERT INTO {name} VALUES (1)",
+                    [],
+                    [pa.int64()],
+                    batch_rows=10,
+                    token="w2",
+                    timeout_s=5,
+                )
+            )
     finally:
         cursor.execute(f"DROP TABLE {name}")
         admin.close()

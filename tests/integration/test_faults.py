@@ -46,8 +46,9 @@ MARGIN_S = 1.5
 REPO = Path(__file__).resolve().parents[2]
 
 COUNT_SQL = "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"
-ROWS_SQL = ("SELECT source, source_person_id, surname FROM offenders "
-            "ORDER BY source, source_person_id")
+ROWS_SQL = (
+    "SELECT source, source_person_id, surname FROM offenders ORDER BY source, source_person_id"
+)
 OK = broker_pb2.SOURCE_STATE_OK
 
 
@@ -95,8 +96,7 @@ class Faulty:
         return self.running.launcher
 
     def client(self) -> BrokerClient:
-        return self.running.client("crown_attorney", purpose="bail_hearing",
-                                   case_ref="R-2026-0042")
+        return self.running.client("crown_attorney", purpose="bail_hearing", case_ref="R-2026-0042")
 
     def expected(self, sql: str) -> list[tuple]:
         return self.running.oracle().sql(healthy_only(sql)).fetchall()
@@ -114,11 +114,27 @@ class Faulty:
         port_file.unlink(missing_ok=True)
         log = (self.prepared.workdir.logs / f"fake-{code.lower()}.log").open("ab")
         fake = subprocess.Popen(
-            [sys.executable, "-m", "tests.integration.fake_adapter", "--mode", mode,
-             "--source", code, "--workdir", str(self.prepared.workdir.path),
-             "--federation", str(self.prepared.federation_path),
-             "--port", port, "--port-file", str(port_file)],
-            cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                sys.executable,
+                "-m",
+                "tests.integration.fake_adapter",
+                "--mode",
+                mode,
+                "--source",
+                code,
+                "--workdir",
+                str(self.prepared.workdir.path),
+                "--federation",
+                str(self.prepared.federation_path),
+                "--port",
+                port,
+                "--port-file",
+                str(port_file),
+            ],
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
         self.fakes.append(fake)
@@ -203,6 +219,7 @@ def assert_only_bc_failed(exc: grpc.RpcError, error: str) -> None:
 
 # (a) an adapter killed before the query -----------------------------------
 
+
 def test_a_killed_adapter_fails_a_complete_query_naming_it(faulty):
     faulty.kill_adapter()
     with pytest.raises(grpc.RpcError) as caught:
@@ -215,12 +232,14 @@ def test_a_killed_adapter_fails_a_complete_query_naming_it(faulty):
 def test_a_killed_adapter_is_left_out_of_a_partial_answer(faulty):
     faulty.kill_adapter()
     result = timed_query(faulty, COUNT_SQL, allow_partial=True)
-    assert_partial_without_bc(faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
-                              "unavailable")
+    assert_partial_without_bc(
+        faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE, "unavailable"
+    )
     faulty.assert_broker_healthy()
 
 
 # (b) a hanging adapter ------------------------------------------------------
+
 
 def test_a_hanging_adapter_times_out_and_the_others_answer_in_time(faulty):
     faulty.replace_with_fake("hang")
@@ -230,19 +249,24 @@ def test_a_hanging_adapter_times_out_and_the_others_answer_in_time(faulty):
     elapsed = time.monotonic() - started
     print(f"\nTIME TO ANSWER with BC hanging: {elapsed:.2f} s (client timeout {deadline} s)")
     assert elapsed < deadline + 1.0
-    assert_partial_without_bc(faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_TIMED_OUT,
-                              "deadline")
+    assert_partial_without_bc(
+        faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_TIMED_OUT, "deadline"
+    )
     faulty.assert_broker_healthy()
 
 
 # (c) a malformed Arrow batch and (d) the wrong schema -----------------------
 
-@pytest.mark.parametrize(("mode", "error", "state"), [
-    ("malformed", "malformed Arrow batch", broker_pb2.SOURCE_STATE_UNAVAILABLE),
-    ("wrong_schema", "answered with schema", broker_pb2.SOURCE_STATE_UNAVAILABLE),
-    ("oversized", "RESOURCE_EXHAUSTED", broker_pb2.SOURCE_STATE_ERROR),
-    ("refuse", "refused: source BC does not release", broker_pb2.SOURCE_STATE_REFUSED),
-])
+
+@pytest.mark.parametrize(
+    ("mode", "error", "state"),
+    [
+        ("malformed", "malformed Arrow batch", broker_pb2.SOURCE_STATE_UNAVAILABLE),
+        ("wrong_schema", "answered with schema", broker_pb2.SOURCE_STATE_UNAVAILABLE),
+        ("oversized", "RESOURCE_EXHAUSTED", broker_pb2.SOURCE_STATE_ERROR),
+        ("refuse", "refused: source BC does not release", broker_pb2.SOURCE_STATE_REFUSED),
+    ],
+)
 def test_unusable_data_is_a_per_source_error(faulty, mode, error, state):
     faulty.replace_with_fake(mode)
     result = timed_query(faulty, ROWS_SQL, allow_partial=True)
@@ -255,17 +279,20 @@ def test_unusable_data_is_a_per_source_error(faulty, mode, error, state):
 
 # (e) an adapter that dies mid-stream ---------------------------------------
 
+
 def test_a_crash_mid_stream_keeps_none_of_that_sources_rows(faulty):
     fake = faulty.replace_with_fake("crash_mid_stream")
     result = timed_query(faulty, ROWS_SQL, allow_partial=True)
     assert fake.wait(timeout=5) == 1  # it did die mid-stream
-    assert_partial_without_bc(faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE,
-                              "unavailable")
+    assert_partial_without_bc(
+        faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE, "unavailable"
+    )
     assert not any(str(r[1]).startswith("FAKE-") for r in rows(result.table))
     faulty.assert_broker_healthy()
 
 
 # (f) the broker stopped with a query in flight -----------------------------
+
 
 def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
     faulty.replace_with_fake("hang")
@@ -289,13 +316,13 @@ def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
     asking.join(timeout=SHUTDOWN_GRACE_S + 3)
     assert not asking.is_alive(), "the in-flight query outlived the broker's grace"
     took = outcome["ended"] - stopped
-    print(f"\nin-flight query ended {took:.2f} s after SIGTERM: "
-          f"{outcome.get('error') or 'answered'}")
+    print(
+        f"\nin-flight query ended {took:.2f} s after SIGTERM: {outcome.get('error') or 'answered'}"
+    )
     assert took < SHUTDOWN_GRACE_S + MARGIN_S
     assert broker.wait(timeout=SHUTDOWN_GRACE_S + 3) == 0
     if "error" in outcome:
-        assert outcome["error"].code() in (grpc.StatusCode.UNAVAILABLE,
-                                           grpc.StatusCode.CANCELLED)
+        assert outcome["error"].code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
 
 
 def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
@@ -315,8 +342,9 @@ def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
     assert statuses[FAULTY].state == broker_pb2.SOURCE_STATE_CIRCUIT_OPEN
     assert statuses[FAULTY].elapsed_ms < 50  # not even tried
     ca, cert, key = faulty.prepared.workdir.partner_credentials("crown_attorney")
-    with grpc.secure_channel(faulty.launcher.broker_address,
-                             tls.channel_credentials(ca, cert, key)) as channel:
+    with grpc.secure_channel(
+        faulty.launcher.broker_address, tls.channel_credentials(ca, cert, key)
+    ) as channel:
         health = health_pb2_grpc.HealthStub(channel)
 
         def status(code: str) -> int:
@@ -348,8 +376,9 @@ def test_a_database_gone_behind_its_adapter_is_named(faulty):
     path.rename(hidden)
     try:
         result = timed_query(faulty, ROWS_SQL, allow_partial=True)
-        assert_partial_without_bc(faulty, result, ROWS_SQL,
-                                  broker_pb2.SOURCE_STATE_UNAVAILABLE, "is missing")
+        assert_partial_without_bc(
+            faulty, result, ROWS_SQL, broker_pb2.SOURCE_STATE_UNAVAILABLE, "is missing"
+        )
         with pytest.raises(grpc.RpcError) as caught:
             timed_query(faulty, ROWS_SQL, allow_partial=False)
         assert_only_bc_failed(caught.value, "is missing")

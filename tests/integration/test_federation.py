@@ -19,63 +19,79 @@ ALL_SOURCES = ["BC", "CA-CSC", "ON", "QC", "SK", "YT"]
 
 ORACLE_QUERIES = {
     "count per source": (
-        "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"),
+        "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"
+    ),
     "filter on codes": (
         "SELECT source, source_person_id, fps_number, surname, status FROM offenders "
-        "WHERE status = 'UAL' ORDER BY ALL"),
+        "WHERE status = 'UAL' ORDER BY ALL"
+    ),
     "filter on dates and names": (
         "SELECT source, source_person_id, surname, given_names, birth_date FROM offenders "
         "WHERE birth_date BETWEEN DATE '1970-01-01' AND DATE '1979-12-31' "
-        "AND (surname LIKE 'L%' OR surname LIKE 'G%') ORDER BY ALL"),
+        "AND (surname LIKE 'L%' OR surname LIKE 'G%') ORDER BY ALL"
+    ),
     "not-equal and IS NULL": (
         "SELECT source, count(*) FROM offenders WHERE status <> 'ARCHIVED' "
-        "AND fps_number IS NULL GROUP BY source ORDER BY source"),
+        "AND fps_number IS NULL GROUP BY source ORDER BY source"
+    ),
     "every column of one source": (
-        "SELECT * FROM offenders WHERE source = 'QC' ORDER BY source_person_id LIMIT 40"),
+        "SELECT * FROM offenders WHERE source = 'QC' ORDER BY source_person_id LIMIT 40"
+    ),
     "cross-source join": (
         "SELECT f.fps_number, s.source, count(*) AS sentences FROM offenders f "
         "JOIN sentences s ON s.fps_number = f.fps_number "
-        "WHERE f.source = 'CA-CSC' AND s.source <> 'CA-CSC' GROUP BY ALL ORDER BY ALL"),
+        "WHERE f.source = 'CA-CSC' AND s.source <> 'CA-CSC' GROUP BY ALL ORDER BY ALL"
+    ),
     "three-way join": (
         "SELECT o.source, a.alert_type, count(DISTINCT r.fps_number) FROM offenders o "
         "JOIN alerts a ON a.fps_number = o.fps_number "
         "JOIN releases r ON r.fps_number = o.fps_number "
-        "WHERE a.alert_type IN ('HIGH_RISK', 'VIOLENCE') GROUP BY ALL ORDER BY ALL"),
+        "WHERE a.alert_type IN ('HIGH_RISK', 'VIOLENCE') GROUP BY ALL ORDER BY ALL"
+    ),
     "left join anti pattern": (
         "SELECT o.source, count(*) FROM offenders o LEFT JOIN alerts a "
         "ON a.fps_number = o.fps_number AND a.source = o.source "
-        "WHERE a.fps_number IS NULL GROUP BY ALL ORDER BY ALL"),
+        "WHERE a.fps_number IS NULL GROUP BY ALL ORDER BY ALL"
+    ),
     "group by with aggregates": (
         "SELECT source, sentence_type, count(*), sum(length_days), "
         "round(avg(length_days), 6), min(sentence_date), max(sentence_date) "
-        "FROM sentences GROUP BY ALL ORDER BY ALL"),
+        "FROM sentences GROUP BY ALL ORDER BY ALL"
+    ),
     "order by and limit": (
         "SELECT surname, given_names, source, source_person_id FROM offenders "
-        "ORDER BY surname, given_names, source, source_person_id LIMIT 25"),
+        "ORDER BY surname, given_names, source, source_person_id LIMIT 25"
+    ),
     "union": (
         "SELECT fps_number FROM alerts WHERE alert_type = 'HIGH_RISK' UNION "
-        "SELECT fps_number FROM releases WHERE status = 'ACTIVE' ORDER BY 1 NULLS FIRST"),
+        "SELECT fps_number FROM releases WHERE status = 'ACTIVE' ORDER BY 1 NULLS FIRST"
+    ),
     "except": (
         "SELECT fps_number FROM offenders WHERE source = 'BC' EXCEPT "
-        "SELECT fps_number FROM offenders WHERE source = 'CA-CSC' ORDER BY 1 NULLS FIRST"),
+        "SELECT fps_number FROM offenders WHERE source = 'CA-CSC' ORDER BY 1 NULLS FIRST"
+    ),
     "exists subquery": (
         "SELECT o.source, o.source_person_id FROM offenders o WHERE EXISTS ("
         "SELECT 1 FROM incidents i WHERE i.fps_number = o.fps_number "
-        "AND i.incident_type = 'ASSAULT') ORDER BY ALL"),
+        "AND i.incident_type = 'ASSAULT') ORDER BY ALL"
+    ),
     "in subquery": (
         "SELECT source, count(*) FROM sentences WHERE fps_number IN ("
-        "SELECT fps_number FROM alerts WHERE alert_type = 'VIOLENCE') GROUP BY 1 ORDER BY 1"),
+        "SELECT fps_number FROM alerts WHERE alert_type = 'VIOLENCE') GROUP BY 1 ORDER BY 1"
+    ),
     "scalar subquery and CTE": (
         "WITH recent AS (SELECT fps_number, max(sentence_date) AS last_sentence "
         "FROM sentences GROUP BY 1) "
         "SELECT o.source, o.source_person_id, (SELECT count(*) FROM alerts a "
         "WHERE a.fps_number = o.fps_number) AS alerts, r.last_sentence "
         "FROM offenders o JOIN recent r ON r.fps_number = o.fps_number "
-        "WHERE o.status = 'IN_CUSTODY' ORDER BY ALL LIMIT 50"),
+        "WHERE o.status = 'IN_CUSTODY' ORDER BY ALL LIMIT 50"
+    ),
     "window function": (
         "SELECT source, surname, row_number() OVER (PARTITION BY source "
         "ORDER BY birth_date, source_person_id) AS rn FROM offenders "
-        "QUALIFY rn <= 3 ORDER BY ALL"),
+        "QUALIFY rn <= 3 ORDER BY ALL"
+    ),
 }
 
 
@@ -150,22 +166,25 @@ def test_catalog_lists_tables_with_their_sources(crown):
     assert catalog.partner == "crown_attorney"
 
 
-@pytest.mark.parametrize(("sql", "fragment"), [
-    ("SELECT * FROM offenders; DROP TABLE offenders", "exactly one statement"),
-    ("DELETE FROM offenders", "DELETE"),
-    ("ATTACH '/tmp/x.db' AS x", "ATTACH"),
-    ("COPY offenders TO '/tmp/x.csv'", "COPY"),
-    ("PRAGMA database_list", "PRAGMA"),
-    ("SET threads = 1", "SET"),
-    ("INSTALL httpfs", "INSTALL"),
-    ("LOAD httpfs", "LOAD"),
-    ("SELECT * FROM read_csv('/etc/passwd')", "not allowed"),
-    ("SELECT * FROM '/etc/passwd'", "unknown table"),
-    ("SELECT * FROM duckdb_settings()", "not allowed"),
-    ("SELECT nope FROM offenders", "'nope'"),
-    ("SELECT * FROM nowhere", "unknown table 'nowhere'"),
-    ("SELEC 1", "syntax error"),
-])
+@pytest.mark.parametrize(
+    ("sql", "fragment"),
+    [
+        ("SELECT * FROM offenders; DROP TABLE offenders", "exactly one statement"),
+        ("DELETE FROM offenders", "DELETE"),
+        ("ATTACH '/tmp/x.db' AS x", "ATTACH"),
+        ("COPY offenders TO '/tmp/x.csv'", "COPY"),
+        ("PRAGMA database_list", "PRAGMA"),
+        ("SET threads = 1", "SET"),
+        ("INSTALL httpfs", "INSTALL"),
+        ("LOAD httpfs", "LOAD"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "not allowed"),
+        ("SELECT * FROM '/etc/passwd'", "unknown table"),
+        ("SELECT * FROM duckdb_settings()", "not allowed"),
+        ("SELECT nope FROM offenders", "'nope'"),
+        ("SELECT * FROM nowhere", "unknown table 'nowhere'"),
+        ("SELEC 1", "syntax error"),
+    ],
+)
 def test_bad_input_is_refused_and_named(crown, sql, fragment):
     with pytest.raises(grpc.RpcError) as caught:
         crown.query(sql)

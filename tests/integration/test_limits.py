@@ -29,8 +29,9 @@ def run_query(running, sql, **limits):
 
     async def go():
         clients = AdapterClients(federation, running.workdir.pki.ca_cert(), cert, key)
-        pipeline = QueryPipeline(federation, clients, running.policy,
-                                 running.workdir.mask_secret(), load_limits(env))
+        pipeline = QueryPipeline(
+            federation, clients, running.policy, running.workdir.mask_secret(), load_limits(env)
+        )
         try:
             return await pipeline.run(principal, request)
         finally:

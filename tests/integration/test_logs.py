@@ -52,8 +52,11 @@ def test_every_line_is_json_with_the_query_id(running, crown):
 def test_a_refusal_is_logged_under_its_query_id(running, crown):
     with pytest.raises(grpc.RpcError):
         crown.query("SELECT address FROM offenders")
-    refusals = [line for line in log_lines(running, "broker")
-                if line["message"].startswith("query refused: PERMISSION_DENIED")]
+    refusals = [
+        line
+        for line in log_lines(running, "broker")
+        if line["message"].startswith("query refused: PERMISSION_DENIED")
+    ]
     assert refusals and all(len(line["query_id"]) == 32 for line in refusals)
     # A query id is that query's own: no two refusals share one.
     ids = [line["query_id"] for line in refusals]

@@ -20,10 +20,14 @@ SQL = "SELECT count(*) FROM offenders"
 
 def certificate(running, tmp_path, name, organization, from_day, to_day):
     """A partner certificate from the federation CA, valid between two days from now."""
-    return issue_client_cert(running.workdir.pki, name, organization,
-                             not_before=NOW + dt.timedelta(days=from_day),
-                             not_after=NOW + dt.timedelta(days=to_day),
-                             out=(tmp_path / f"{name}.pem", tmp_path / f"{name}.key"))
+    return issue_client_cert(
+        running.workdir.pki,
+        name,
+        organization,
+        not_before=NOW + dt.timedelta(days=from_day),
+        not_after=NOW + dt.timedelta(days=to_day),
+        out=(tmp_path / f"{name}.pem", tmp_path / f"{name}.key"),
+    )
 
 
 def query_as(running, cert, key, ca=None):
@@ -87,8 +91,9 @@ def _adapter_call(running, cert, key):
     credentials = tls.channel_credentials(running.workdir.pki.ca_cert(), cert, key)
     channel = grpc.secure_channel(address, credentials)
     try:
-        return adapter_pb2_grpc.AdapterStub(channel).Describe(adapter_pb2.DescribeRequest(),
-                                                              timeout=5)
+        return adapter_pb2_grpc.AdapterStub(channel).Describe(
+            adapter_pb2.DescribeRequest(), timeout=5
+        )
     finally:
         channel.close()
 

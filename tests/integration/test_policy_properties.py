@@ -36,9 +36,12 @@ class Catalog:
         self.running = running
         policy = running.policy
         self.partners = sorted(
-            name for name, partner in policy.registry.partners.items()
-            if name == partner.role and not policy.roles[partner.role].aggregate_only
-            and policy.roles[partner.role].tables)
+            name
+            for name, partner in policy.registry.partners.items()
+            if name == partner.role
+            and not policy.roles[partner.role].aggregate_only
+            and policy.roles[partner.role].tables
+        )
         self.clients = {}
 
     def role(self, partner: str):
@@ -62,14 +65,20 @@ class Catalog:
         return st.one_of(*[st.sampled_from(visible)] * 9, st.sampled_from(self.columns(table)))
 
     def type_of(self, table: str, column: str) -> str:
-        return "VARCHAR" if column == "source" else \
-            self.running.federation.tables[table].columns[column]
+        return (
+            "VARCHAR"
+            if column == "source"
+            else self.running.federation.tables[table].columns[column]
+        )
 
     def client(self, partner: str):
         if partner not in self.clients:
             self.clients[partner] = self.running.client(
-                partner, end_user="property-test", purpose=sorted(self.role(partner).purposes)[0],
-                case_ref=CASE_REF if self.role(partner).case_reference_required else "")
+                partner,
+                end_user="property-test",
+                purpose=sorted(self.role(partner).purposes)[0],
+                case_ref=CASE_REF if self.role(partner).case_reference_required else "",
+            )
         return self.clients[partner]
 
     def values(self, table: str, column: str) -> list:
@@ -134,11 +143,11 @@ def queries(draw, catalog: Catalog):
     partner = draw(st.sampled_from(catalog.partners))
     table = draw(st.sampled_from(catalog.tables(partner)))
     shape = draw(st.sampled_from(["plain", "plain", "self_join", "union"]))
-    columns = draw(st.lists(catalog.column(partner, table), min_size=1, max_size=4,
-                            unique=True))
+    columns = draw(st.lists(catalog.column(partner, table), min_size=1, max_size=4, unique=True))
     used = {(table, c) for c in columns}
-    where = draw(st.lists(conjunct(catalog, partner, table, "a" if shape == "self_join" else ""),
-                          max_size=3))
+    where = draw(
+        st.lists(conjunct(catalog, partner, table, "a" if shape == "self_join" else ""), max_size=3)
+    )
     for _, cols in where:
         used |= {(table, c) for c in cols}
     glue = draw(st.sampled_from([" AND ", " OR "]))
@@ -149,10 +158,14 @@ def queries(draw, catalog: Catalog):
     if shape == "plain":
         sql = f"SELECT {', '.join(columns)} FROM {table}{where_sql}"
     elif shape == "self_join":
-        keys = [k for k in ("fps_number", "source_person_id")
-                if k in catalog.visible(partner, table)] or ["fps_number"]
-        key = draw(st.one_of(*[st.sampled_from(keys)] * 3,
-                             st.sampled_from(["fps_number", "source_person_id"])))
+        keys = [
+            k for k in ("fps_number", "source_person_id") if k in catalog.visible(partner, table)
+        ] or ["fps_number"]
+        key = draw(
+            st.one_of(
+                *[st.sampled_from(keys)] * 3, st.sampled_from(["fps_number", "source_person_id"])
+            )
+        )
         other = draw(catalog.column(partner, table))
         used |= {(table, key), (table, other)}
         select = ", ".join([*(f"a.{c}" for c in columns), f"b.{other}"])
@@ -161,8 +174,9 @@ def queries(draw, catalog: Catalog):
         ordered, limit = True, limit or 200  # a join can be large: always a page
     else:
         second = draw(st.sampled_from(catalog.tables(partner)))
-        others = draw(st.lists(catalog.column(partner, second),
-                               min_size=len(columns), max_size=len(columns)))
+        others = draw(
+            st.lists(catalog.column(partner, second), min_size=len(columns), max_size=len(columns))
+        )
         used |= {(second, c) for c in others}
         second_where = draw(st.lists(conjunct(catalog, partner, second), max_size=1))
         for _, cols in second_where:
@@ -171,8 +185,10 @@ def queries(draw, catalog: Catalog):
         left = ", ".join(f"CAST({c} AS VARCHAR)" for c in columns)
         right = ", ".join(f"CAST({c} AS VARCHAR)" for c in others)
         right_where = f" WHERE {second_where[0][0]}" if second_where else ""
-        sql = (f"SELECT {left} FROM {table}{where_sql} {operator} "
-               f"SELECT {right} FROM {second}{right_where}")
+        sql = (
+            f"SELECT {left} FROM {table}{where_sql} {operator} "
+            f"SELECT {right} FROM {second}{right_where}"
+        )
     if ordered:
         sql += " ORDER BY ALL"
     if limit is not None and ordered:
@@ -200,14 +216,23 @@ def _same(got, expected, ordered: bool) -> bool:
 EXAMPLES = int(os.environ.get("ACCORD_PROPERTY_EXAMPLES", "60"))
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None, print_blob=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                 HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(data=st.data())
 def test_answer_is_a_refusal_or_the_entitled_view(catalog, data):
     partner, sql, used, ordered = data.draw(queries(catalog), label="query")
-    denied = sorted({(t, c) for t, c in used
-                     if c != "source" and c not in catalog.visible(partner, t)})
+    denied = sorted(
+        {(t, c) for t, c in used if c != "source" and c not in catalog.visible(partner, t)}
+    )
     try:
         result = catalog.client(partner).query(sql)
     except grpc.RpcError as error:
@@ -227,14 +252,16 @@ def test_answer_is_a_refusal_or_the_entitled_view(catalog, data):
     event("answered, empty" if not got else "answered, rows")
     expected = catalog.running.oracle(partner).sql(sql).fetchall()
     assert _same(got, expected, ordered), (
-        f"{partner}: {sql}\n broker {len(got)}: {got[:5]}\n oracle {len(expected)}: "
-        f"{expected[:5]}")
+        f"{partner}: {sql}\n broker {len(got)}: {got[:5]}\n oracle {len(expected)}: {expected[:5]}"
+    )
 
 
 def test_generator_catalog_matches_get_catalog(catalog):
     """The generator's idea of what each partner sees is the broker's catalog."""
     for partner in catalog.partners:
-        served = {t.name: [c.name for c in t.columns]
-                  for t in catalog.client(partner).catalog().tables}
-        assert served == {t: [*catalog.visible(partner, t), "source"]
-                          for t in catalog.tables(partner)}, partner
+        served = {
+            t.name: [c.name for c in t.columns] for t in catalog.client(partner).catalog().tables
+        }
+        assert served == {
+            t: [*catalog.visible(partner, t), "source"] for t in catalog.tables(partner)
+        }, partner

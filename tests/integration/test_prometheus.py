@@ -77,9 +77,17 @@ def prometheus(running, tmp_path_factory):
     port = free_port()
     log = (tmp / "prometheus.log").open("wb")
     process = subprocess.Popen(
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--web.enable-lifecycle"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--web.enable-lifecycle",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 30
@@ -125,8 +133,7 @@ def traffic(running, prometheus):
 
     wait_for(all_up, what=f"{expected} targets up")
     time.sleep(2 * SCRAPE_S)  # counters have a sample before the traffic
-    with running.client("crown_attorney", purpose="bail_hearing",
-                        case_ref="R-2026-0042") as crown:
+    with running.client("crown_attorney", purpose="bail_hearing", case_ref="R-2026-0042") as crown:
         for _ in range(3):
             crown.query("SELECT source, count(*) AS n FROM offenders GROUP BY source")
             crown.query("SELECT fps_number, surname FROM offenders WHERE source = 'BC'")
@@ -135,11 +142,18 @@ def traffic(running, prometheus):
     with running.client("statistics", purpose="annual_statistics") as statistics:
         result = statistics.query(
             "SELECT gender, status, supervising_jurisdiction, security_level, count(*) AS n "
-            "FROM offenders GROUP BY gender, status, supervising_jurisdiction, security_level")
+            "FROM offenders GROUP BY gender, status, supervising_jurisdiction, security_level"
+        )
         assert result.trailer.suppressed_groups > 0
-    wait_for(lambda: float(api(prometheus, "query", query="sum(accord_queries_total)")
-                           ["result"][0]["value"][1]) >= 8,
-             what="the queries in Prometheus")
+    wait_for(
+        lambda: (
+            float(
+                api(prometheus, "query", query="sum(accord_queries_total)")["result"][0]["value"][1]
+            )
+            >= 8
+        ),
+        what="the queries in Prometheus",
+    )
     time.sleep(2 * SCRAPE_S)
     return prometheus
 
@@ -172,8 +186,14 @@ def test_every_alert_rule_evaluates_and_none_fires(traffic):
     def evaluated():
         groups = api(traffic, "rules", type="alert")["groups"]
         rules = [r for g in groups for r in g["rules"]]
-        return rules if rules and all(r.get("lastEvaluation", "").startswith("20")
-                                      and r["health"] == "ok" for r in rules) else None
+        return (
+            rules
+            if rules
+            and all(
+                r.get("lastEvaluation", "").startswith("20") and r["health"] == "ok" for r in rules
+            )
+            else None
+        )
 
     rules = wait_for(evaluated, what="every alert rule evaluated")
     names = {r["name"] for r in rules}
@@ -189,7 +209,8 @@ def test_promtool_accepts_the_exposed_metrics(traffic, running, process):
     address = running.workdir.metrics_address_file(process).read_text().strip()
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
         exposed = response.read()
-    checked = subprocess.run([promtool, "check", "metrics"], input=exposed,
-                             capture_output=True, timeout=30, check=False)
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=exposed, capture_output=True, timeout=30, check=False
+    )
     report = (checked.stdout + checked.stderr).decode()
     assert checked.returncode == 0, report

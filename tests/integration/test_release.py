@@ -27,14 +27,18 @@ def scan(running, source, table, columns, predicate=""):
     return header, batches
 
 
-@pytest.mark.parametrize(("source", "table", "columns", "predicate", "named"), [
-    ("BC", "offenders", ["surname", "address"], "", "column 'address'"),
-    ("BC", "offenders", ["surname"], "address LIKE '1%'", "column 'address'"),
-    ("QC", "incidents", ["summary"], "", "column 'summary'"),
-    ("CA-CSC", "health_notes", ["note"], "", "table 'health_notes'"),
-])
-def test_unreleased_data_is_refused_even_to_the_broker(running, source, table, columns,
-                                                       predicate, named):
+@pytest.mark.parametrize(
+    ("source", "table", "columns", "predicate", "named"),
+    [
+        ("BC", "offenders", ["surname", "address"], "", "column 'address'"),
+        ("BC", "offenders", ["surname"], "address LIKE '1%'", "column 'address'"),
+        ("QC", "incidents", ["summary"], "", "column 'summary'"),
+        ("CA-CSC", "health_notes", ["note"], "", "table 'health_notes'"),
+    ],
+)
+def test_unreleased_data_is_refused_even_to_the_broker(
+    running, source, table, columns, predicate, named
+):
     with pytest.raises(grpc.RpcError) as caught:
         scan(running, source, table, columns, predicate)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

@@ -39,16 +39,18 @@ def federation(tmp_path_factory):
     shutil.copytree(DEFAULT_POLICIES, policies)
     workdir = Workdir(root / "work")
     init_certs(workdir, DEFAULT_FEDERATION, policies)
-    write_federation_data(load_federation(DEFAULT_FEDERATION), workdir.path, seed=SEED,
-                          scale=SCALE)
+    write_federation_data(load_federation(DEFAULT_FEDERATION), workdir.path, seed=SEED, scale=SCALE)
     with LocalFederation(workdir, DEFAULT_FEDERATION, policies) as launcher:
         yield launcher, workdir, policies
 
 
 def audit_events(workdir: Workdir, event: str) -> list[dict]:
-    return [record for path in sorted(workdir.audit_dir().glob("audit-*.jsonl"))
-            for line in path.read_text().splitlines()
-            if (record := json.loads(line)).get("event") == event]
+    return [
+        record
+        for path in sorted(workdir.audit_dir().glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if (record := json.loads(line)).get("event") == event
+    ]
 
 
 def sighup_and_wait(launcher: LocalFederation, workdir: Workdir) -> tuple[dict, dict]:
@@ -59,16 +61,19 @@ def sighup_and_wait(launcher: LocalFederation, workdir: Workdir) -> tuple[dict, 
     while len(audit_events(workdir, "certificate_reload")) == before:
         assert time.monotonic() < deadline, "the broker did not record its reload"
         time.sleep(0.05)
-    return (audit_events(workdir, "policy_reload")[-1],
-            audit_events(workdir, "certificate_reload")[-1])
+    return (
+        audit_events(workdir, "policy_reload")[-1],
+        audit_events(workdir, "certificate_reload")[-1],
+    )
 
 
 def ask(launcher, workdir, partner: str, purpose: str, sql: str = COUNT):
     from broker.client import BrokerClient
 
     ca, cert, key = workdir.partner_credentials(partner)
-    with BrokerClient(launcher.broker_address, ca, cert, key, purpose=purpose,
-                      case_ref="R-1") as client:
+    with BrokerClient(
+        launcher.broker_address, ca, cert, key, purpose=purpose, case_ref="R-1"
+    ) as client:
         try:
             return client.query(sql)
         except grpc.RpcError as exc:
@@ -83,8 +88,10 @@ def served_certificate(launcher, workdir) -> x509.Certificate:
     context.load_cert_chain(str(cert), str(key))
     context.set_alpn_protocols(["h2"])
     host, port = launcher.broker_address.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=5) as raw, \
-            context.wrap_socket(raw, server_hostname="localhost") as tls:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der)
@@ -95,8 +102,9 @@ def test_a_revoked_partner_is_refused_after_a_reload(federation):
     assert not isinstance(ask(launcher, workdir, "police", "investigation"), grpc.RpcError)
     partners = policies / "partners.yaml"
     text = partners.read_text()
-    revoked = text.replace("  police:\n    organization: RCMP E Division\n    role: police\n"
-                           "    jurisdiction: BC\n", "")
+    revoked = text.replace(
+        "  police:\n    organization: RCMP E Division\n    role: police\n    jurisdiction: BC\n", ""
+    )
     assert revoked != text
     partners.write_text(revoked)
 
@@ -106,8 +114,7 @@ def test_a_revoked_partner_is_refused_after_a_reload(federation):
     assert start["policy_sha256"] != policy["policy_sha256"]
     refused = ask(launcher, workdir, "police", "investigation")
     assert isinstance(refused, grpc.RpcError)
-    assert refused.code() in (grpc.StatusCode.PERMISSION_DENIED,
-                              grpc.StatusCode.UNAUTHENTICATED)
+    assert refused.code() in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
     assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
 
 

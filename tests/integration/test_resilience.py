@@ -24,8 +24,7 @@ def scan_bc(running, endpoints, breakers=None, timeout=10.0):
     ref = TableReference("ref1", "offenders", "offenders", ["surname"], ["BC"], scans=[spec])
 
     async def go():
-        clients = AdapterClients(federation, running.workdir.pki.ca_cert(), cert, key,
-                                 breakers)
+        clients = AdapterClients(federation, running.workdir.pki.ca_cert(), cert, key, breakers)
         try:
             (result,) = await run_scans(clients, [ref], "q", time.monotonic() + timeout)
             return result

@@ -60,10 +60,14 @@ TRICKY = [
 
 def _mysql_args(url: str, database: str | None = None) -> dict[str, Any]:
     parts = urlsplit(url)
-    args: dict[str, Any] = {"host": parts.hostname or "127.0.0.1", "port": parts.port or 3306,
-                            "user": unquote(parts.username or "root"),
-                            "password": unquote(parts.password or ""),
-                            "charset": "utf8mb4", "collation": "utf8mb4_unicode_ci"}
+    args: dict[str, Any] = {
+        "host": parts.hostname or "127.0.0.1",
+        "port": parts.port or 3306,
+        "user": unquote(parts.username or "root"),
+        "password": unquote(parts.password or ""),
+        "charset": "utf8mb4",
+        "collation": "utf8mb4_unicode_ci",
+    }
     if database:
         args["database"] = database
     return args
@@ -224,39 +228,63 @@ def test_postgres_tables_columns_and_indexes(federation, data, pg_url):
     counts = load_target(federation, pg_url, seed=SEED, scale=SCALE, sources=["CA-CSC"])
     assert counts == {"CA-CSC": counts_of(data["CA-CSC"])}
     source = federation.sources["CA-CSC"]
-    tables = {r[0] for r in _pg_query(
-        pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'")}
+    tables = {
+        r[0]
+        for r in _pg_query(
+            pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+        )
+    }
     assert tables == {m.physical_table for m in source.tables.values()}
-    indexdefs = _pg_query(pg_url, "SELECT tablename, indexdef FROM pg_indexes "
-                                  "WHERE schemaname = 'public'")
+    indexdefs = _pg_query(
+        pg_url, "SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'public'"
+    )
     for name, mapping in source.tables.items():
         logical = federation.tables[name]
-        columns = dict(_pg_query(
-            pg_url, "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = 'public' AND table_name = %s", (mapping.physical_table,)))
+        columns = dict(
+            _pg_query(
+                pg_url,
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'public' AND table_name = %s",
+                (mapping.physical_table,),
+            )
+        )
         expected = {}
         for col in mapping.columns.values():
             type_name = logical.columns[col.logical]
             expected[col.physical] = (
-                "bigint" if type_name == "BIGINT"
-                else "date" if type_name == "DATE" and not col.date_format
-                else "text")
+                "bigint"
+                if type_name == "BIGINT"
+                else "date"
+                if type_name == "DATE" and not col.date_format
+                else "text"
+            )
         assert columns == expected, name
         indexed = {
             tuple(c.strip().strip('"') for c in re.search(r"\((.*)\)$", d).group(1).split(","))
-            for t, d in indexdefs if t == mapping.physical_table}
+            for t, d in indexdefs
+            if t == mapping.physical_table
+        }
         assert _expected_indexes(federation, "CA-CSC", name) <= indexed, (name, indexed)
     # the person file's id is its primary key
-    pk = _pg_query(pg_url, """
+    pk = _pg_query(
+        pg_url,
+        """
         SELECT a.attname FROM pg_index i
         JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)
-        WHERE i.indrelid = '"OMS_OFFENDER"'::regclass AND i.indisprimary""")
+        WHERE i.indrelid = '"OMS_OFFENDER"'::regclass AND i.indisprimary""",
+    )
     assert pk == [("OFFENDER_ID",)]
     # dates without a format are native: three of CSC's tables have one
-    native = _pg_query(pg_url, "SELECT table_name, column_name FROM information_schema.columns "
-                               "WHERE table_schema = 'public' AND data_type = 'date'")
-    assert set(native) == {("OMS_INCIDENT", "INCIDENT_DATE"), ("OMS_ALERT", "RAISED_DATE"),
-                           ("OMS_HEALTH_NOTE", "NOTE_DATE")}
+    native = _pg_query(
+        pg_url,
+        "SELECT table_name, column_name FROM information_schema.columns "
+        "WHERE table_schema = 'public' AND data_type = 'date'",
+    )
+    assert set(native) == {
+        ("OMS_INCIDENT", "INCIDENT_DATE"),
+        ("OMS_ALERT", "RAISED_DATE"),
+        ("OMS_HEALTH_NOTE", "NOTE_DATE"),
+    }
 
 
 def test_postgres_codes_dates_and_logical_round_trip(federation, data, pg_url):
@@ -283,14 +311,17 @@ def test_postgres_reload_is_idempotent(federation, data, pg_url):
     second = load_target(federation, pg_url, seed=SEED, scale=SCALE, sources=["CA-CSC"])
     assert first == second == {"CA-CSC": counts_of(data["CA-CSC"])}
     for name, mapping in federation.sources["CA-CSC"].tables.items():
-        (count,), = _pg_query(pg_url, f'SELECT count(*) FROM "{mapping.physical_table}"')
+        ((count,),) = _pg_query(pg_url, f'SELECT count(*) FROM "{mapping.physical_table}"')
         assert count == data["CA-CSC"][name].num_rows, name
-    (rows, distinct), = _pg_query(
-        pg_url, 'SELECT count(*), count(DISTINCT "OFFENDER_ID") FROM "OMS_OFFENDER"')
+    ((rows, distinct),) = _pg_query(
+        pg_url, 'SELECT count(*), count(DISTINCT "OFFENDER_ID") FROM "OMS_OFFENDER"'
+    )
     assert rows == distinct
-    (indexes,), = _pg_query(pg_url, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'")
-    assert indexes == sum(len(_expected_indexes(federation, "CA-CSC", name))
-                          for name in federation.sources["CA-CSC"].tables)  # no leftovers
+    ((indexes,),) = _pg_query(pg_url, "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'")
+    assert indexes == sum(
+        len(_expected_indexes(federation, "CA-CSC", name))
+        for name in federation.sources["CA-CSC"].tables
+    )  # no leftovers
 
 
 def test_postgres_tricky_text_and_schema(federation, data, pg_url):
@@ -298,7 +329,7 @@ def test_postgres_tricky_text_and_schema(federation, data, pg_url):
     tables = dict(data["CA-CSC"])
     offenders = tables["offenders"]
     surnames = offenders.column("surname").to_pylist()
-    surnames[:len(TRICKY)] = TRICKY
+    surnames[: len(TRICKY)] = TRICKY
     i = offenders.schema.get_field_index("surname")
     tables["offenders"] = offenders.set_column(i, "surname", pa.array(surnames, pa.string()))
     counts = write_postgres(federation, "CA-CSC", tables, pg_url)
@@ -309,8 +340,12 @@ def test_postgres_tricky_text_and_schema(federation, data, pg_url):
     assert set(TRICKY) <= stored
     # another schema: its own copy, public untouched
     write_postgres(federation, "CA-CSC", data["CA-CSC"], pg_url, schema="oms")
-    in_oms = {r[0] for r in _pg_query(
-        pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'oms'")}
+    in_oms = {
+        r[0]
+        for r in _pg_query(
+            pg_url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'oms'"
+        )
+    }
     assert in_oms == {m.physical_table for m in federation.sources["CA-CSC"].tables.values()}
     assert set(TRICKY) <= {r[0] for r in _pg_query(pg_url, 'SELECT "SURNAME" FROM "OMS_OFFENDER"')}
 
@@ -331,26 +366,40 @@ def test_mysql_tables_columns_and_indexes(mysql_federation, data, mysql_url):
     counts = load_target(mysql_federation, mysql_url, seed=SEED, scale=SCALE)
     assert counts == {code: counts_of(data[code]) for code in ("BC", "YT")}
     name_of_db = urlsplit(mysql_url).path.lstrip("/")
-    (charset, collation), = _mysql_query(
-        mysql_url, "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
-                   "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name_of_db,))
+    ((charset, collation),) = _mysql_query(
+        mysql_url,
+        "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+        "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s",
+        (name_of_db,),
+    )
     assert (charset, collation) == ("utf8mb4", "utf8mb4_unicode_ci")
-    tables = dict(_mysql_query(
-        mysql_url, "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES "
-                   "WHERE TABLE_SCHEMA = %s", (name_of_db,)))
-    expected_tables = {m.physical_table for code in ("BC", "YT")
-                       for m in mysql_federation.sources[code].tables.values()}
+    tables = dict(
+        _mysql_query(
+            mysql_url,
+            "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = %s",
+            (name_of_db,),
+        )
+    )
+    expected_tables = {
+        m.physical_table
+        for code in ("BC", "YT")
+        for m in mysql_federation.sources[code].tables.values()
+    }
     assert tables == dict.fromkeys(expected_tables, "utf8mb4_unicode_ci")
     for code in ("BC", "YT"):
         for name, mapping in mysql_federation.sources[code].tables.items():
             logical = mysql_federation.tables[name]
             rows = _mysql_query(
-                mysql_url, "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME "
-                           "FROM information_schema.COLUMNS "
-                           "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-                (name_of_db, mapping.physical_table))
-            columns = {r[0]: (r[1].decode() if isinstance(r[1], bytes) else r[1], r[2])
-                       for r in rows}
+                mysql_url,
+                "SELECT COLUMN_NAME, COLUMN_TYPE, COLLATION_NAME "
+                "FROM information_schema.COLUMNS "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (name_of_db, mapping.physical_table),
+            )
+            columns = {
+                r[0]: (r[1].decode() if isinstance(r[1], bytes) else r[1], r[2]) for r in rows
+            }
             expected = {}
             for col in mapping.columns.values():
                 type_name = logical.columns[col.logical]
@@ -403,29 +452,35 @@ def test_mysql_reload_is_idempotent(mysql_federation, data, mysql_url):
     second = load_target(mysql_federation, mysql_url, seed=SEED, scale=SCALE, sources=["BC"])
     assert first == second == {"BC": counts_of(data["BC"])}
     for name, mapping in mysql_federation.sources["BC"].tables.items():
-        (count,), = _mysql_query(mysql_url, f"SELECT COUNT(*) FROM `{mapping.physical_table}`")
+        ((count,),) = _mysql_query(mysql_url, f"SELECT COUNT(*) FROM `{mapping.physical_table}`")
         assert count == data["BC"][name].num_rows, name
-    (rows, distinct), = _mysql_query(
-        mysql_url, "SELECT COUNT(*), COUNT(DISTINCT CS_NUMBER) FROM CLIENT")
+    ((rows, distinct),) = _mysql_query(
+        mysql_url, "SELECT COUNT(*), COUNT(DISTINCT CS_NUMBER) FROM CLIENT"
+    )
     assert rows == distinct
 
 
 def test_mysql_accented_names_round_trip_exactly(mysql_federation, data, mysql_url):
     load_target(mysql_federation, mysql_url, seed=SEED, scale=SCALE, sources=["BC"])
     offenders = data["BC"]["offenders"]
-    expected = sorted(zip(offenders.column("surname").to_pylist(),
-                          offenders.column("given_names").to_pylist(), strict=True),
-                      key=repr)
-    stored = sorted(_mysql_query(mysql_url, "SELECT LAST_NAME, FIRST_NAMES FROM CLIENT"),
-                    key=repr)
+    expected = sorted(
+        zip(
+            offenders.column("surname").to_pylist(),
+            offenders.column("given_names").to_pylist(),
+            strict=True,
+        ),
+        key=repr,
+    )
+    stored = sorted(_mysql_query(mysql_url, "SELECT LAST_NAME, FIRST_NAMES FROM CLIENT"), key=repr)
     assert stored == expected
     accented = [s for s, _ in expected if s and fold(s) != s.upper() and s.isalpha()]
     assert accented, "BC's data holds accented surnames"
     # The collation is case- and accent-insensitive, as a real system's would be:
     # the adapter, not the database, must keep exact comparisons exact.
     name = accented[0]
-    (count,), = _mysql_query(mysql_url, "SELECT COUNT(*) FROM CLIENT WHERE LAST_NAME = %s",
-                             (fold(name),))
+    ((count,),) = _mysql_query(
+        mysql_url, "SELECT COUNT(*) FROM CLIENT WHERE LAST_NAME = %s", (fold(name),)
+    )
     assert count == sum(1 for s, _ in expected if s and fold(s) == fold(name))
     assert count >= 1
 
@@ -436,7 +491,7 @@ def test_mysql_tricky_text_and_too_long_values(mysql_federation, data, mysql_url
     offenders = tables["offenders"]
     surnames = offenders.column("surname").to_pylist()
     tricky = [*TRICKY, "nul\0byte"]
-    surnames[:len(tricky)] = tricky
+    surnames[: len(tricky)] = tricky
     i = offenders.schema.get_field_index("surname")
     tables["offenders"] = offenders.set_column(i, "surname", pa.array(surnames, pa.string()))
     counts = write_mysql(mysql_federation, "BC", tables, mysql_url)
@@ -446,9 +501,13 @@ def test_mysql_tricky_text_and_too_long_values(mysql_federation, data, mysql_url
     # a value longer than its column: refused before any table is touched
     surnames[0] = "x" * 256
     tables["offenders"] = offenders.set_column(i, "surname", pa.array(surnames, pa.string()))
-    with pytest.raises(ValueError, match=r"BC\.offenders\.surname.*256 characters.*"
-                                         r"CLIENT\.LAST_NAME VARCHAR\(255\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BC\.offenders\.surname.*256 characters.*"
+        r"CLIENT\.LAST_NAME VARCHAR\(255\)",
+    ):
         write_mysql(mysql_federation, "BC", tables, mysql_url)
-    (count,), = _mysql_query(mysql_url, "SELECT COUNT(*) FROM CLIENT WHERE LAST_NAME = %s",
-                             (TRICKY[0],))
+    ((count,),) = _mysql_query(
+        mysql_url, "SELECT COUNT(*) FROM CLIENT WHERE LAST_NAME = %s", (TRICKY[0],)
+    )
     assert count == 1

@@ -28,10 +28,13 @@ def run(backend, source="CA-CSC", request=REQUEST):
     return list(scan(FEDERATION, FEDERATION.sources[source], backend, request, "t", 5))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: PostgresBackend("CA-CSC", "postgresql://postgres@127.0.0.1:1/nothing"),
-    lambda: MysqlBackend("CA-CSC", "mysql://root@127.0.0.1:1/nothing"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: PostgresBackend("CA-CSC", "postgresql://postgres@127.0.0.1:1/nothing"),
+        lambda: MysqlBackend("CA-CSC", "mysql://root@127.0.0.1:1/nothing"),
+    ],
+)
 def test_a_database_that_is_down_is_unavailable_naming_the_source(make):
     backend = make()
     try:
@@ -53,9 +56,11 @@ def test_a_stored_value_that_does_not_fit_names_table_and_column(tmp_path):
     with sqlite3.connect(path) as conn:
         dob = mapping.columns["birth_date"].physical
         conn.execute(f'CREATE TABLE "{mapping.physical_table}" ("{dob}" TEXT)')
-        conn.execute(f'INSERT INTO "{mapping.physical_table}" VALUES (\'19800101\'), '
-                     "('not a date')")
+        conn.execute(
+            f"INSERT INTO \"{mapping.physical_table}\" VALUES ('19800101'), ('not a date')"
+        )
     request = adapter_pb2.ScanRequest(table="offenders", columns=["birth_date"], query_id="f")
-    with pytest.raises(ConversionError,
-                       match=r"table offenders\.birth_date: stored value 'not a date'"):
+    with pytest.raises(
+        ConversionError, match=r"table offenders\.birth_date: stored value 'not a date'"
+    ):
         run(SqliteBackend("CA-CSC", path), request=request)

@@ -96,8 +96,8 @@ async def stream_answer(
                 scans_deadline,
                 fail_fast=not request.allow_partial,
                 budget=budget,
-                sink=queue,
-            )  # type: ignore[arg-type]
+                sink=queue,  # type: ignore[arg-type]
+            )
         finally:
             with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now
                 queue.put_nowait(None)

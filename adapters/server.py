@@ -34,11 +34,12 @@ from accord.errors import (
     grpc_status,
 )
 from accord.logs import bind_query_id
+from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.convert import column_converters, physical_types, to_logical
 from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
-from adapters.translate import RULES, parse_predicate, plan_scan
+from adapters.translate import RULES, plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -19,17 +19,17 @@ import time
 from pathlib import Path
 
 from accord import tls
+from accord.client import BrokerClient
 from accord.federation import load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
+from app.commands import init_certs
+from app.launcher import LocalFederation
 from broker.audit import AuditLog, load_or_create_signing_key
-from broker.client import BrokerClient
-from broker.commands import init_certs
 from broker.fanout import AdapterClients
-from broker.launcher import LocalFederation
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
 from broker.server import create_server
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
 QUERIES = {
     "point lookup": "SELECT surname, given_names FROM offenders WHERE fps_number = '100042B'",

@@ -17,12 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
+from accord.client import BrokerClient
 from accord.federation import load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
-from broker.client import BrokerClient
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from app.commands import init_certs
+from app.launcher import LocalFederation
 
 SQL = "SELECT source, count(*) FROM offenders GROUP BY source"
 HANGING = "BC"

@@ -31,10 +31,10 @@ import pyarrow as pa
 from accord import ipc, tls
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from accord.workdir import DEFAULT_FEDERATION
 from adapters.backends.postgres import PostgresBackend
 from adapters.datagen import generate, write_postgres
 from adapters.server import create_server, scan
-from broker.workdir import DEFAULT_FEDERATION
 from certs import init_pki
 
 SOURCE = "CA-CSC"

@@ -15,12 +15,12 @@ import statistics
 import time
 
 from accord.federation import load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 from broker.identity import Principal
 from broker.planner import plan_query
-from broker.policy.engine import prepare_query
 from broker.policy.store import PolicySet
+from broker.prepare import prepare_query
 from broker.validate import parse_query
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 
 QUERIES = {
     "filter": "SELECT surname, given_names, birth_date FROM offenders "

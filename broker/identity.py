@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 #: Longest organization (O) an X.509 certificate subject may carry (RFC 5280).
 MAX_ORGANIZATION = 64
 
-#: gRPC metadata key carrying the person at the partner who asked.
-END_USER_METADATA = "x-accord-end-user"
-
 
 @dataclass(frozen=True)
 class Partner:

@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from accord.catalog import SOURCE_COLUMN
 from accord.errors import AccordError, InvalidQuery, ResourceExhausted
 from broker.policy.masks import bind_keyed_hash
 
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
     from broker.fanout import ScanResult
     from broker.planner import QueryPlan
 
-SOURCE_COLUMN = "source"
 log = logging.getLogger("accord.merge")
 
 

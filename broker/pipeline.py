@@ -1,5 +1,5 @@
 """The path of one query, as plain functions: admit, parse, rewrite, plan
-(``broker.policy.engine``), fan out, merge, suppress small groups. The gRPC
+(``broker.prepare``), fan out, merge, suppress small groups. The gRPC
 servicer (``broker.server``) only decodes requests and encodes these results.
 """
 
@@ -31,10 +31,10 @@ from accord.telemetry import scan_outcome
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
-from broker.policy.aggregate import PERSONS_COLUMN
-from broker.policy.engine import PreparedQuery, prepare_query
+from broker.policy.aggregate import PERSON_COUNT_PREFIX
 from broker.policy.masks import partner_key
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
+from broker.prepare import PreparedQuery, prepare_query
 from broker.settings import Limits, load_limits
 from broker.stream import stream_answer, streamable
 
@@ -400,7 +400,7 @@ def audit_details(prepared: PreparedQuery) -> dict[str, Any]:
 def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
     """Drops output groups where any table's persons number fewer than ``k``;
     returns (kept, dropped)."""
-    counts = [name for name in table.column_names if name.startswith(PERSONS_COLUMN + "_")]
+    counts = [name for name in table.column_names if name.startswith(PERSON_COUNT_PREFIX + "_")]
     keep = pa.array([True] * table.num_rows)
     for name in counts:
         keep = pc.and_(keep, pc.greater_equal(table.column(name), k))

@@ -23,18 +23,15 @@ from sqlglot.optimizer.pushdown_projections import pushdown_projections
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
+from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery
-from adapters.translate import is_plain
+from accord.predicate import is_plain
+from broker.policy.rewrite import SECURE_VIEW
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from accord.federation import Federation
-
-SOURCE_COLUMN = "source"
-#: Meta flag on a secure view's SELECT (set by the policy rewrite), so user
-#: conjuncts on its unmasked columns can be pushed to the raw scan beneath.
-SECURE_VIEW = "accord_secure_view"
 
 
 @dataclass(frozen=True)
@@ -110,17 +107,6 @@ class QueryPlan:
     def merge_sql(self) -> str:
         views = "".join(f"{name} := ({view.sql(dialect='duckdb')});\n" for name, view in self.views)
         return views + self.merge.sql(dialect="duckdb")
-
-
-def catalog_schema(federation: Federation) -> dict[str, object]:
-    """Table -> column -> type, as sqlglot's qualify expects, with ``source``:
-    only tables and columns some source releases to the federation."""
-    schema: dict[str, object] = {}
-    for name, table in federation.tables.items():
-        columns = federation.released_columns(name)
-        if columns:
-            schema[name] = {**{c: table.columns[c] for c in columns}, SOURCE_COLUMN: "VARCHAR"}
-    return schema
 
 
 def plan_query(

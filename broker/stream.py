@@ -24,17 +24,19 @@ import pyarrow as pa
 from sqlglot import exp
 
 from accord import ipc
+from accord.catalog import SOURCE_COLUMN
 from accord.errors import ResourceExhausted, SourceUnavailable
 from accord.v1 import broker_pb2
 from broker.fanout import Budget, ScanResult, run_scans
-from broker.merge import SOURCE_COLUMN, aligned
-from broker.planner import SECURE_VIEW, plain_select
+from broker.merge import aligned
+from broker.planner import plain_select
+from broker.policy.rewrite import SECURE_VIEW
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from broker.planner import QueryPlan
-    from broker.policy.engine import PreparedQuery
+    from broker.prepare import PreparedQuery
 
 #: Batches read ahead of the caller: memory stays bounded by this many.
 QUEUE_DEPTH = 8

@@ -22,7 +22,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.errors import ConfigError
+from accord.pki import PkiLayout, checked_name
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -63,9 +63,6 @@ CA_VALIDITY_DAYS = 3650
 #: Leaves start slightly in the past so peers with a little clock skew accept them.
 _BACKDATE = dt.timedelta(minutes=5)
 
-#: Names that become part of a file name: no separators, no leading dot.
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
 _SERVER_SANS: tuple[x509.GeneralName, ...] = (
     x509.DNSName("localhost"),
     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
@@ -75,36 +72,6 @@ _SERVER_SANS: tuple[x509.GeneralName, ...] = (
 
 class PkiError(ConfigError):
     """The PKI directory is in a state this tool will not silently repair."""
-
-
-@dataclass(frozen=True)
-class PkiLayout:
-    """Where each file of a federation PKI directory lives."""
-
-    directory: Path
-
-    def ca_cert(self) -> Path:
-        return self.directory / "ca.pem"
-
-    def ca_key(self) -> Path:
-        return self.directory / "ca.key"
-
-    def broker_server(self) -> tuple[Path, Path]:
-        return self._pair("broker-server")
-
-    def broker_client(self) -> tuple[Path, Path]:
-        """The broker's client certificate, presented when it calls adapters."""
-        return self._pair("broker-client")
-
-    def adapter(self, source_code: str) -> tuple[Path, Path]:
-        """An adapter's server certificate, e.g. ``adapter-ca-csc.pem`` for ``CA-CSC``."""
-        return self._pair(f"adapter-{_checked_name(source_code, 'source code').lower()}")
-
-    def partner(self, name: str) -> tuple[Path, Path]:
-        return self._pair(f"partner-{_checked_name(name, 'partner name')}")
-
-    def _pair(self, stem: str) -> tuple[Path, Path]:
-        return self.directory / f"{stem}.pem", self.directory / f"{stem}.key"
 
 
 @dataclass(frozen=True)
@@ -152,12 +119,12 @@ def init_pki(
     already handed out.
     """
     if days < 1:
-        raise ValueError(f"days must be at least 1, got {days}")
+        raise PkiError(f"days must be at least 1, got {days}")
     partner_items = [
-        (_checked_name(name, "partner name"), _checked_organization(org))
+        (checked_name(name, "partner name"), _checked_organization(org))
         for name, org in partners.items()
     ]
-    adapter_codes = sorted({_checked_name(code, "source code").lower() for code in adapters})
+    adapter_codes = sorted({checked_name(code, "source code").lower() for code in adapters})
 
     layout = PkiLayout(Path(directory))
     _make_private_dir(layout.directory)
@@ -214,7 +181,7 @@ def issue_client_cert(
     datetimes must be timezone-aware. Writes to ``layout.partner(name)`` unless
     ``out`` (cert path, key path) is given, and returns the paths written.
     """
-    _checked_name(name, "partner name")
+    checked_name(name, "partner name")
     _checked_organization(organization)
     if not_before.tzinfo is None or not_after.tzinfo is None:
         raise ValueError("not_before and not_after must be timezone-aware datetimes")
@@ -246,7 +213,7 @@ def create_rogue_ca_client(
     ``rogue-<name>.key`` in ``directory`` and returns (ca_pem, cert_pem, key_pem).
     The rogue CA's key is not kept.
     """
-    _checked_name(name, "name")
+    checked_name(name, "name")
     _checked_organization(organization)
     directory = Path(directory)
     _make_private_dir(directory)
@@ -456,18 +423,9 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
 # --------------------------------------------------------------------------- writing
 
 
-def _checked_name(value: str, what: str) -> str:
-    if not _NAME.fullmatch(value) or value.endswith("."):
-        raise ValueError(
-            f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    return value
-
-
 def _checked_organization(value: str) -> str:
     if not value.strip() or len(value) > 64:
-        raise ValueError(f"invalid organization {value!r}: must be 1-64 characters")
+        raise PkiError(f"invalid organization {value!r}: must be 1-64 characters")
     return value
 
 

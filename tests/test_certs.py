@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from accord.errors import ConfigError
 from certs import (
     PkiError,
     PkiLayout,
@@ -88,9 +89,9 @@ def test_layout_file_names(tmp_path):
 
 @pytest.mark.parametrize("bad", ["", "../x", "a/b", ".hidden", "x" * 65, "a b"])
 def test_names_that_would_escape_the_directory_are_refused(tmp_path, bad):
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(ConfigError, match="invalid"):
         PkiLayout(tmp_path).partner(bad)
-    with pytest.raises(ValueError, match="invalid"):
+    with pytest.raises(ConfigError, match="invalid"):
         init_pki(tmp_path / "p", partners={bad: "Org"}, adapters=[])
 
 

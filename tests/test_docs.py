@@ -10,11 +10,13 @@ import pytest
 
 import accord
 import adapters
+import app
 import broker
+import certs
 
 MODULES = sorted(
     info.name
-    for package in (accord, adapters, broker)
+    for package in (accord, adapters, app, broker, certs)
     for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")
     if ".v1." not in info.name and not info.name.endswith(".protogen")
 )

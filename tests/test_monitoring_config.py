@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from adapters.metrics import AdapterMetrics
-from broker.launcher import write_prometheus_targets
+from app.launcher import write_prometheus_targets
 from broker.metrics import BrokerMetrics
 from tests import monitoring
 from tests.monitoring import (

@@ -14,9 +14,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from app.render import table_rows
 from broker.merge import Merger
 from broker.planner import plan_query
-from broker.render import table_rows
 from broker.validate import parse_query
 
 D = dt.date

@@ -11,8 +11,8 @@ import pytest
 
 from accord.errors import AccordError, ConfigError, InvalidQuery, PolicyDenied
 from broker.identity import Principal
-from broker.policy.engine import prepare_query
 from broker.policy.store import PolicySet, check_policies
+from broker.prepare import prepare_query
 from tests.conftest import POLICY_FIXTURES, make_small_federation
 
 FEDERATION = make_small_federation()

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pytest
 
 from broker.identity import Principal
-from broker.policy.engine import prepare_query
 from broker.policy.masks import bind_keyed_hash
 from broker.policy.store import PolicySet
+from broker.prepare import prepare_query
 from tests.conftest import POLICY_FIXTURES, make_small_federation
 
 FIXTURES = Path(__file__).parent / "fixtures" / "rewrite.sql"

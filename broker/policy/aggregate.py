@@ -17,15 +17,16 @@ from sqlglot import exp
 from sqlglot.optimizer.scope import build_scope
 
 from accord.errors import PolicyDenied
-from broker.policy.rewrite import PERSON_COLUMN
+from broker.policy.rewrite import PERSON_ID_COLUMN
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from broker.policy.rewrite import RoleView
 
-#: Hidden output column carrying each group's distinct-person count.
-PERSONS_COLUMN = "__accord_persons"
+#: Prefix of the hidden output columns carrying each group's distinct-person
+#: count, one per table joined (``__accord_persons_1``, ...).
+PERSON_COUNT_PREFIX = "__accord_persons"
 
 _ALLOWED_AGGREGATES = (exp.Count, exp.Sum, exp.Avg)
 
@@ -155,8 +156,8 @@ def add_person_count(tree: exp.Select) -> exp.Select:
     for number, table in enumerate(tables, start=1):
         count = exp.Count(
             this=exp.Distinct(
-                expressions=[exp.column(PERSON_COLUMN, table=table.alias_or_name, quoted=True)]
+                expressions=[exp.column(PERSON_ID_COLUMN, table=table.alias_or_name, quoted=True)]
             )
         )
-        tree.select(exp.alias_(count, f"{PERSONS_COLUMN}_{number}", quoted=True), copy=False)
+        tree.select(exp.alias_(count, f"{PERSON_COUNT_PREFIX}_{number}", quoted=True), copy=False)
     return tree

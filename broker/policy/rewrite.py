@@ -28,8 +28,8 @@ from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
 from sqlglot.optimizer.scope import traverse_scope
 
+from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery, PolicyDenied
-from broker.planner import SECURE_VIEW, SOURCE_COLUMN, catalog_schema
 from broker.policy.masks import mask_expression
 
 if TYPE_CHECKING:
@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 
 #: Meta flag on table nodes the policy put there itself (never rewritten).
 TRUSTED = "accord_trusted"
+#: Meta flag on a secure view's SELECT, so the planner can push user
+#: conjuncts on its unmasked columns to the raw scan beneath.
+SECURE_VIEW = "accord_secure_view"
 #: Hidden column of aggregate-only views: one value per person.
-PERSON_COLUMN = "__accord_person"
+PERSON_ID_COLUMN = "__accord_person"
 
 
 #: Built secure views, by (role, table, partner); valid for one loaded policy.
@@ -197,7 +200,7 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
         )
     )
     if view.role.aggregate_only:
-        projections.append(exp.alias_(person_identity(table, view), PERSON_COLUMN, quoted=True))
+        projections.append(exp.alias_(person_identity(table, view), PERSON_ID_COLUMN, quoted=True))
     select = exp.select(*projections).from_(
         exp.Table(this=raw.copy(), alias=exp.TableAlias(this=raw.copy()))
     )

@@ -16,9 +16,9 @@ import duckdb
 import pyarrow as pa
 from sqlglot.errors import SqlglotError
 
+from accord.catalog import catalog_schema
 from accord.errors import AccordError, ConfigError, PolicyDenied
 from broker.identity import PartnerRegistry, Principal
-from broker.planner import catalog_schema
 from broker.policy.masks import bind_keyed_hash
 from broker.policy.model import BUILTIN_ATTRIBUTES, Role, load_role
 from broker.policy.rewrite import RoleView, secure_view

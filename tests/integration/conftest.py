@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from accord.client import BrokerClient
 from accord.federation import Federation, load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
-from broker.client import BrokerClient
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
+from app.commands import init_certs
+from app.launcher import LocalFederation
 from broker.policy.masks import partner_key
 from broker.policy.store import PolicySet
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from tests.integration.oracle import entitled_connection
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, require_servers
 

@@ -29,8 +29,8 @@ import pyarrow as pa
 from accord import ipc, tls
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from broker.serve import write_address
-from broker.workdir import DEFAULT_FEDERATION, Workdir
+from accord.workdir import DEFAULT_FEDERATION, Workdir
+from app.serve import write_address
 
 MODES = ("hang", "malformed", "wrong_schema", "crash_mid_stream", "oversized", "refuse")
 #: Rows in the one batch crash_mid_stream sends before dying.

@@ -28,7 +28,7 @@ from broker.policy.masks import partner_key
 from tests.integration.conftest import rows
 
 if TYPE_CHECKING:
-    from broker.client import BrokerClient
+    from accord.client import BrokerClient
 
 pytestmark = pytest.mark.integration
 
@@ -400,8 +400,8 @@ def _policy():
     """The shipped federation and policy, for parametrizing at collection time."""
     if not _POLICY:
         from accord.federation import load_federation
+        from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
         from broker.policy.store import PolicySet
-        from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 
         federation = load_federation(DEFAULT_FEDERATION)
         _POLICY.append((federation, PolicySet.load(DEFAULT_POLICIES, federation)))

@@ -8,8 +8,8 @@ import json
 import grpc
 import pytest
 
+from app.cli import main
 from broker.audit import search, verify
-from broker.cli import main
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +88,9 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from accord import tls
+    from accord.client import BrokerClient
     from accord.errors import AccordError
     from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
-    from broker.client import BrokerClient
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
     from broker.server import create_server

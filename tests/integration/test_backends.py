@@ -23,9 +23,9 @@ import pytest
 from accord import ipc
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2
+from accord.workdir import DEFAULT_FEDERATION
 from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.server import scan
-from broker.workdir import DEFAULT_FEDERATION
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
 
 pytestmark = pytest.mark.integration

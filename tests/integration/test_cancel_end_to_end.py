@@ -17,12 +17,12 @@ import psycopg
 import pytest
 import yaml
 
+from accord.client import BrokerClient
 from accord.federation import load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_postgres
-from broker.client import BrokerClient
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from app.commands import init_certs
+from app.launcher import LocalFederation
 from tests.integration.servers import PG_SERVER, require_servers
 
 pytestmark = pytest.mark.integration

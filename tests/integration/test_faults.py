@@ -22,15 +22,15 @@ import grpc
 import pytest
 import yaml
 
+from accord.client import BrokerClient
 from accord.federation import Federation, load_federation
 from accord.v1 import broker_pb2
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
-from broker.client import BrokerClient
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
+from app.commands import init_certs
+from app.launcher import LocalFederation
+from app.serve import SHUTDOWN_GRACE_S
 from broker.policy.store import PolicySet
-from broker.serve import SHUTDOWN_GRACE_S
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from tests.integration.conftest import Running, rows
 
 pytestmark = pytest.mark.integration
@@ -331,7 +331,7 @@ def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from accord import tls
-    from broker.serve import source_health_name
+    from app.serve import source_health_name
 
     faulty.kill_adapter()
     sql = "SELECT count(*) FROM offenders"

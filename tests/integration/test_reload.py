@@ -20,11 +20,11 @@ import pytest
 from cryptography import x509
 
 from accord.federation import load_federation
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
+from app.commands import init_certs
+from app.launcher import LocalFederation
 from broker.audit import verify
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from tests.integration.conftest import SCALE, SEED
 
 pytestmark = pytest.mark.integration
@@ -68,7 +68,7 @@ def sighup_and_wait(launcher: LocalFederation, workdir: Workdir) -> tuple[dict, 
 
 
 def ask(launcher, workdir, partner: str, purpose: str, sql: str = COUNT):
-    from broker.client import BrokerClient
+    from accord.client import BrokerClient
 
     ca, cert, key = workdir.partner_credentials(partner)
     with BrokerClient(

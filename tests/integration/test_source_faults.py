@@ -11,12 +11,12 @@ import pytest
 from accord.errors import SourceUnavailable
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2
+from accord.workdir import DEFAULT_FEDERATION
 from adapters.backends.mysql import MysqlBackend
 from adapters.backends.postgres import PostgresBackend
 from adapters.backends.sqlite import SqliteBackend
 from adapters.convert import ConversionError
 from adapters.server import scan
-from broker.workdir import DEFAULT_FEDERATION
 
 pytestmark = pytest.mark.integration
 

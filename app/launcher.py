@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from accord.errors import ConfigError
 from accord.federation import load_federation
-from broker.workdir import write_text_atomically
+from accord.workdir import write_text_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
     from types import TracebackType
 
-    from broker.workdir import Workdir
+    from accord.workdir import Workdir
 
 #: Seconds a child gets to start listening, and to stop after SIGTERM.
 START_TIMEOUT_S = 30.0
@@ -61,7 +61,7 @@ class LocalFederation:
         command = [
             sys.executable,
             "-m",
-            "broker.cli",
+            "app.cli",
             "serve",
             *args,
             "--workdir",

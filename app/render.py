@@ -14,7 +14,7 @@ from accord.v1 import broker_pb2
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from broker.client import QueryResult
+    from accord.client import QueryResult
 
 #: Widest a text-table cell is printed; longer values are cut with an ellipsis.
 MAX_CELL = 40

@@ -9,8 +9,8 @@ import grpc
 import pyarrow as pa
 
 from accord import ipc, tls
+from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
-from broker.identity import END_USER_METADATA
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from broker.client import BrokerClient
-from broker.commands import init_certs
-from broker.launcher import LocalFederation
-from broker.render import render_result
+from accord.client import BrokerClient
+from app.commands import init_certs
+from app.launcher import LocalFederation
+from app.render import render_result
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from broker.workdir import Workdir
+    from accord.workdir import Workdir
 
 DEMO_PARTNER = "crown_attorney"
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord import logs
 from accord.errors import AccordError
-from broker.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -188,10 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
-    from broker import commands
+    from app import commands
 
     if args.command == "demo":
-        from broker.demo import run_demo
+        from app.demo import run_demo
 
         return run_demo(
             workdir,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from accord.errors import ConfigError
-from certs import PkiLayout
+from accord.pki import PkiLayout
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FEDERATION = ROOT / "deploy" / "federation.yaml"

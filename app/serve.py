@@ -20,6 +20,7 @@ from grpc_health.v1 import health_pb2
 
 from accord.federation import load_federation
 from accord.tls import ReloadableServerCredentials
+from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
@@ -32,12 +33,11 @@ from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
 from broker.server import write_audit
 from broker.settings import load_audit_settings
-from broker.workdir import write_text_atomically
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from broker.workdir import Workdir
+    from accord.workdir import Workdir
 
 log = logging.getLogger("accord.serve")
 

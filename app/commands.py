@@ -1,4 +1,4 @@
-"""What each ``accord`` sub-command does (argument parsing is in ``broker.cli``)."""
+"""What each ``accord`` sub-command does (argument parsing is in ``app.cli``)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,24 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from accord.client import BrokerClient
 from accord.errors import ConfigError
 from accord.federation import load_federation
 from accord.v1 import broker_pb2
-from broker.client import BrokerClient
+from app.render import render_result
 from broker.identity import PartnerRegistry
-from broker.render import render_result
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable
     from pathlib import Path
 
-    from broker.workdir import Workdir
-    from certs import PkiLayout
+    from accord.pki import PkiLayout
+    from accord.workdir import Workdir
 
 
 def serve(args: argparse.Namespace, workdir: Workdir) -> int:
-    from broker.serve import serve_adapter, serve_broker
+    from app.serve import serve_adapter, serve_broker
 
     if args.role == "adapter":
         if not args.source:

@@ -1,0 +1,63 @@
+"""The layout of a federation PKI directory: which file holds which hop's
+certificate and key (``certs`` writes them; the broker, adapters and the
+command line read them)::
+
+    <dir>/ca.pem, ca.key                      the federation CA
+    <dir>/broker-server.pem, .key             the broker's server cert
+    <dir>/broker-client.pem, .key             the broker's client cert (to call adapters)
+    <dir>/adapter-<code>.pem, .key            one server cert per adapter (code lowercased)
+    <dir>/partner-<name>.pem, .key            one client cert per partner (CN = partner name)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from accord.errors import ConfigError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+#: Names that become part of a file name: no separators, no leading dot.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class PkiLayout:
+    """Where each file of a federation PKI directory lives."""
+
+    directory: Path
+
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.pem"
+
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    def broker_server(self) -> tuple[Path, Path]:
+        return self._pair("broker-server")
+
+    def broker_client(self) -> tuple[Path, Path]:
+        """The broker's client certificate, presented when it calls adapters."""
+        return self._pair("broker-client")
+
+    def adapter(self, source_code: str) -> tuple[Path, Path]:
+        """An adapter's server certificate, e.g. ``adapter-ca-csc.pem`` for ``CA-CSC``."""
+        return self._pair(f"adapter-{checked_name(source_code, 'source code').lower()}")
+
+    def partner(self, name: str) -> tuple[Path, Path]:
+        return self._pair(f"partner-{checked_name(name, 'partner name')}")
+
+    def _pair(self, stem: str) -> tuple[Path, Path]:
+        return self.directory / f"{stem}.pem", self.directory / f"{stem}.key"
+
+
+def checked_name(value: str, what: str) -> str:
+    if not _NAME.fullmatch(value) or value.endswith("."):
+        raise ConfigError(
+            f"invalid {what} {value!r}: use 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value

@@ -1,10 +1,13 @@
-"""Accord's exceptions, and the one table that maps them to gRPC statuses.
+"""Accord's exceptions, and the one table that says what each one means.
 
-    AccordError
+    AccordError                every error Accord raises on purpose
     ├── ConfigError            a federation, policy or registry file is wrong
+    │   ├── PolicyFileError    a policy file is wrong (``file:line: problem``)
+    │   └── PkiError           the PKI directory is in a state not to repair silently
     ├── InvalidQuery           the SQL is malformed, not read-only, or names
     │                          something that does not exist
-    ├── PolicyDenied           the caller may not do this (refused by rule)
+    ├── PolicyDenied           the caller may not do this (refused by rule;
+    │                          ``reason`` says which rule, for metrics)
     ├── Unauthenticated        no usable client certificate / unknown partner
     ├── SourceError            one source system failed a scan
     │   ├── SourceUnavailable  the source could not be reached or is down
@@ -12,7 +15,14 @@
     │   ├── SourceTimedOut     the source did not answer within the deadline
     │   ├── SourceRefused      the source's adapter refused the scan
     │   └── ScanCancelled      stopped by the broker (another source failed)
-    └── ResourceExhausted      a per-query limit was exceeded
+    ├── ResourceExhausted      a per-query limit was exceeded
+    ├── AuditWriteError        the audit trail cannot record: nothing is answered
+    └── ConversionError        a stored value does not fit the logical model
+
+:data:`ERROR_TABLE` maps each class to what it means at every edge: the gRPC
+status a caller gets, the label a query or scan ending so carries in
+metrics, and the state a source failing so has in a trailer.
+:func:`describe` looks an error up (the most specific class wins).
 
 Messages are written for the caller: they say what was wrong and what to do
 next, and never carry internals such as stack traces or file paths.
@@ -20,34 +30,50 @@ next, and never carry internals such as stack traces or file paths.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import grpc
+
+from accord.v1 import broker_pb2
+
+#: Which rule refused a query (the ``reason`` label of policy-denial metrics).
+DenialReason = Literal[
+    "purpose", "case_ref", "table", "column", "aggregate_only", "attribute", "partner", "other"
+]
 
 
 class AccordError(Exception):
     """Base class of every error Accord raises on purpose."""
 
-    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
-
 
 class ConfigError(AccordError):
-    status = grpc.StatusCode.FAILED_PRECONDITION
+    pass
+
+
+class PolicyFileError(ConfigError):
+    """A policy file is wrong; the message starts with ``file:line:``."""
+
+
+class PkiError(ConfigError):
+    """The PKI directory is in a state this tool will not silently repair."""
 
 
 class InvalidQuery(AccordError):
-    status = grpc.StatusCode.INVALID_ARGUMENT
+    pass
 
 
 class PolicyDenied(AccordError):
-    status = grpc.StatusCode.PERMISSION_DENIED
+    def __init__(self, message: str, reason: DenialReason = "other") -> None:
+        super().__init__(message)
+        self.reason: DenialReason = reason
 
 
 class Unauthenticated(AccordError):
-    status = grpc.StatusCode.UNAUTHENTICATED
+    pass
 
 
 class SourceError(AccordError):
-    status = grpc.StatusCode.UNAVAILABLE
-
     def __init__(self, source: str, message: str) -> None:
         super().__init__(f"source {source}: {message}")
         self.source = source
@@ -63,11 +89,11 @@ class CircuitOpen(SourceUnavailable):
 
 
 class SourceTimedOut(SourceError):
-    status = grpc.StatusCode.DEADLINE_EXCEEDED
+    pass
 
 
 class SourceRefused(SourceError):
-    status = grpc.StatusCode.PERMISSION_DENIED
+    pass
 
 
 class ScanCancelled(SourceError):
@@ -75,7 +101,68 @@ class ScanCancelled(SourceError):
 
 
 class ResourceExhausted(AccordError):
-    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    pass
+
+
+class AuditWriteError(AccordError):
+    """The audit trail could not record durably: the query must not proceed."""
+
+
+class ConversionError(AccordError):
+    """A stored value does not fit the logical model."""
+
+
+@dataclass(frozen=True)
+class ErrorKind:
+    """What one kind of error means at each edge."""
+
+    status: grpc.StatusCode  # what the caller gets
+    outcome: str  # label of a query ending so (accord_queries_total)
+    scan_outcome: str  # label of a scan ending so (accord_source_requests_total)
+    source_state: broker_pb2.SourceState = broker_pb2.SOURCE_STATE_ERROR
+
+
+_S = grpc.StatusCode
+#: The one table. A class not listed takes its nearest listed ancestor's row.
+ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
+    BaseException: ErrorKind(_S.INTERNAL, "error", "error"),
+    AccordError: ErrorKind(_S.INTERNAL, "error", "error"),
+    ConfigError: ErrorKind(_S.FAILED_PRECONDITION, "error", "error"),
+    InvalidQuery: ErrorKind(_S.INVALID_ARGUMENT, "invalid", "invalid"),
+    PolicyDenied: ErrorKind(_S.PERMISSION_DENIED, "denied", "refused"),
+    Unauthenticated: ErrorKind(_S.UNAUTHENTICATED, "unauthenticated", "error"),
+    SourceError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
+    SourceUnavailable: ErrorKind(
+        _S.UNAVAILABLE, "unavailable", "unavailable", broker_pb2.SOURCE_STATE_UNAVAILABLE
+    ),
+    CircuitOpen: ErrorKind(
+        _S.UNAVAILABLE, "unavailable", "circuit_open", broker_pb2.SOURCE_STATE_CIRCUIT_OPEN
+    ),
+    SourceTimedOut: ErrorKind(
+        _S.DEADLINE_EXCEEDED, "timeout", "timeout", broker_pb2.SOURCE_STATE_TIMED_OUT
+    ),
+    SourceRefused: ErrorKind(
+        _S.PERMISSION_DENIED, "denied", "refused", broker_pb2.SOURCE_STATE_REFUSED
+    ),
+    ScanCancelled: ErrorKind(_S.UNAVAILABLE, "unavailable", "cancelled"),
+    ResourceExhausted: ErrorKind(_S.RESOURCE_EXHAUSTED, "exhausted", "exhausted"),
+    AuditWriteError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
+}
+
+#: What a caller reads when the fault is the broker's own: the details stay
+#: in the server log.
+INTERNAL_MESSAGE = "internal error in the broker; the operators have the details"
+
+
+def describe(error: BaseException) -> ErrorKind:
+    """The row of :data:`ERROR_TABLE` for ``error``'s most specific class.
+
+    >>> describe(CircuitOpen("BC", "down")).scan_outcome
+    'circuit_open'
+    >>> describe(KeyError("x")).status.name
+    'INTERNAL'
+    """
+    return next(ERROR_TABLE[c] for c in type(error).__mro__ if c in ERROR_TABLE)
 
 
 def grpc_status(error: BaseException) -> tuple[grpc.StatusCode, str]:
@@ -84,6 +171,22 @@ def grpc_status(error: BaseException) -> tuple[grpc.StatusCode, str]:
     Anything that is not an :class:`AccordError` is an internal fault: the
     caller gets a generic message and the details stay in the server log.
     """
+    status = describe(error).status
     if isinstance(error, AccordError):
-        return error.status, str(error)
-    return grpc.StatusCode.INTERNAL, "internal error in the broker; the operators have the details"
+        return status, str(error)
+    return status, INTERNAL_MESSAGE
+
+
+def scan_outcome(error: BaseException | None) -> str:
+    """A scan's outcome label: ``ok``, one of a few failure kinds, or ``error``."""
+    return "ok" if error is None else describe(error).scan_outcome
+
+
+def query_outcome(error: BaseException | None) -> str:
+    """A query's outcome label: ``ok``, one of a few failure kinds, or ``error``."""
+    return "ok" if error is None else describe(error).outcome
+
+
+def source_state(error: BaseException | None) -> broker_pb2.SourceState:
+    """The trailer's state of a source whose scans ended with ``error``."""
+    return broker_pb2.SOURCE_STATE_OK if error is None else describe(error).source_state

@@ -15,34 +15,12 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Gauge, Info, start_http_server
 
-from accord import errors
-
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
 #: Seconds; from a cached policy decision up to the longest deadline allowed.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-
-
-#: The outcome label of a failed scan, by the most specific error class.
-_OUTCOMES: dict[type[BaseException], str] = {
-    errors.CircuitOpen: "circuit_open",
-    errors.SourceTimedOut: "timeout",
-    errors.SourceRefused: "refused",
-    errors.PolicyDenied: "refused",
-    errors.ScanCancelled: "cancelled",
-    errors.SourceUnavailable: "unavailable",
-    errors.ResourceExhausted: "exhausted",
-    errors.InvalidQuery: "invalid",
-}
-
-
-def scan_outcome(error: BaseException | None) -> str:
-    """A scan's outcome label: ``ok``, one of a few failure kinds, or ``error``."""
-    if error is None:
-        return "ok"
-    return next((_OUTCOMES[c] for c in type(error).__mro__ if c in _OUTCOMES), "error")
 
 
 def accord_version() -> str:

@@ -15,17 +15,13 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accord.errors import AccordError
+from accord.errors import ConversionError
 from accord.federation import LOGICAL_TYPES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from accord.federation import ColumnMapping, LogicalTable, TableMapping
-
-
-class ConversionError(AccordError):
-    """A stored value does not fit the logical model."""
 
 
 def column_converters(

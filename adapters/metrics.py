@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics, scan_outcome
+from accord.errors import scan_outcome
+from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -177,7 +177,9 @@ def scan(
     mapping = source.tables.get(request.table)
     release = source.release.get(request.table)
     if mapping is None or release is None:
-        raise PolicyDenied(f"source {source.code} does not release table {request.table!r}")
+        raise PolicyDenied(
+            f"source {source.code} does not release table {request.table!r}", reason="table"
+        )
     table = federation.tables[request.table]
     columns = list(request.columns)
     check_released(source.code, table, release, columns, request.predicate)
@@ -232,7 +234,8 @@ def check_released(
     for column in [*columns, *sorted(filtered)]:
         if column in table.columns and column not in release.columns:
             raise PolicyDenied(
-                f"source {source} does not release column {column!r} of {table.name}"
+                f"source {source} does not release column {column!r} of {table.name}",
+                reason="column",
             )
 
 

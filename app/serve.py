@@ -18,20 +18,21 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
+from accord.errors import AuditWriteError
 from accord.federation import load_federation
 from accord.tls import ReloadableServerCredentials
 from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
+from broker.audit import AuditLog, load_or_create_signing_key
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
+from broker.record import write_audit
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.server import write_audit
 from broker.settings import load_audit_settings
 
 if TYPE_CHECKING:

@@ -65,7 +65,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -73,7 +72,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from accord.errors import AccordError, ConfigError
+from accord.errors import AuditWriteError, ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -96,12 +95,6 @@ RESERVED_KEYS = frozenset({"seq", "ts", "instance", "prev", "hash"})
 INTERNAL_TYPES = frozenset({CHECKPOINT, PRUNE})
 _FILE_RE = re.compile(r"^audit-(\d{8})-(\d{4})\.jsonl$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-class AuditWriteError(AccordError):
-    """The audit trail could not record durably: the query must not proceed."""
-
-    status = grpc.StatusCode.UNAVAILABLE
 
 
 # --------------------------------------------------------------------------- helpers

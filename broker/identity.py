@@ -101,12 +101,15 @@ class PartnerRegistry:
         name = _attribute(cert.subject, NameOID.COMMON_NAME)
         partner = self.partners.get(name)
         if partner is None:
-            raise PolicyDenied(f"certificate CN={name!r} is not a registered partner")
+            raise PolicyDenied(
+                f"certificate CN={name!r} is not a registered partner", reason="partner"
+            )
         organization = _attribute(cert.subject, NameOID.ORGANIZATION_NAME)
         if organization != partner.organization:
             raise PolicyDenied(
                 f"certificate CN={name!r} names organization {organization!r}, "
-                f"but the registry says {partner.organization!r}"
+                f"but the registry says {partner.organization!r}",
+                reason="partner",
             )
         return Principal(
             partner=partner,

@@ -9,50 +9,13 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-import grpc
 from prometheus_client import Counter, Gauge, Histogram
 
-from accord.errors import AccordError, PolicyDenied, grpc_status
-from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics, scan_outcome
+from accord.errors import AccordError, PolicyDenied, query_outcome, scan_outcome
+from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
     from broker.breaker import CircuitState
-
-#: Outcome label of a query, by the status it ended with.
-_OUTCOMES = {
-    grpc.StatusCode.OK: "ok",
-    grpc.StatusCode.INVALID_ARGUMENT: "invalid",
-    grpc.StatusCode.PERMISSION_DENIED: "denied",
-    grpc.StatusCode.UNAUTHENTICATED: "unauthenticated",
-    grpc.StatusCode.UNAVAILABLE: "unavailable",
-    grpc.StatusCode.DEADLINE_EXCEEDED: "timeout",
-    grpc.StatusCode.RESOURCE_EXHAUSTED: "exhausted",
-}
-
-#: Denial reasons, recognised from the rule a refusal names.
-_DENIAL_REASONS = (
-    ("purpose", "purpose"),
-    ("case reference", "case_ref"),
-    ("column", "column"),
-    ("table", "table"),
-    ("aggregate", "aggregate_only"),
-    ("group", "aggregate_only"),
-    ("dimension", "aggregate_only"),
-    ("join", "aggregate_only"),
-    ("attribute", "attribute"),
-)
-
-
-def query_outcome(error: BaseException | None) -> str:
-    if error is None:
-        return "ok"
-    status, _ = grpc_status(error)
-    return _OUTCOMES.get(status, "error")
-
-
-def denial_reason(error: PolicyDenied) -> str:
-    text = str(error).lower()
-    return next((reason for needle, reason in _DENIAL_REASONS if needle in text), "other")
 
 
 class BrokerMetrics(ProcessMetrics):
@@ -133,7 +96,7 @@ class BrokerMetrics(ProcessMetrics):
         if suppressed:
             self.suppressed_groups.labels(role).inc(suppressed)
         if isinstance(error, PolicyDenied):
-            self.denials.labels(role, denial_reason(error)).inc()
+            self.denials.labels(role, error.reason).inc()
 
     def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
         self.source_requests.labels(source, scan_outcome(error)).inc()

@@ -6,44 +6,34 @@ servicer (``broker.server``) only decodes requests and encodes these results.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
+from typing import TYPE_CHECKING
 
 from accord import ipc
-from accord.errors import (
-    CircuitOpen,
-    InvalidQuery,
-    ResourceExhausted,
-    ScanCancelled,
-    SourceError,
-    SourceRefused,
-    SourceTimedOut,
-    SourceUnavailable,
-)
+from accord.errors import InvalidQuery, ResourceExhausted, SourceTimedOut
 from accord.logs import new_query_id
-from accord.telemetry import scan_outcome
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
-from broker.policy.aggregate import PERSON_COUNT_PREFIX
+from broker.outcome import check_outcome, source_statuses
+from broker.policy.aggregate import suppress_small_groups
 from broker.policy.masks import partner_key
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
 from broker.prepare import PreparedQuery, prepare_query
 from broker.settings import Limits, load_limits
-from broker.stream import stream_answer, streamable
+from broker.stream import StreamedQuery, streamable
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import pyarrow as pa
+
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.store import PolicySet
+    from broker.record import QueryRecord
 
 log = logging.getLogger("accord.broker")
 
@@ -114,28 +104,27 @@ class QueryPipeline:
         self,
         principal: Principal,
         request: broker_pb2.QueryRequest,
-        notes: dict[str, Any] | None = None,
-        query_id: str = "",
+        record: QueryRecord | None = None,
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         """The response stream of one query: streamed batch by batch where the
-        query allows it (``broker.stream``), else merged whole. ``notes``
-        receives what the audit record needs as soon as it is known."""
+        query allows it (``broker.stream``), else merged whole. ``record``
+        receives what the audit needs as soon as it is known."""
         started = time.monotonic()
-        query_id = query_id or new_query_id()
-        notes = {} if notes is None else notes
-        notes["query_id"] = query_id
+        query_id = record.query_id if record is not None else new_query_id()
         deadline, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
-        notes.update(audit_details(prepared))
+        if record is not None:
+            record.planned(prepared)
         if streamable(prepared):
+            stream = StreamedQuery(self.federation, self.clients, self.merger, self.limits, record)
             key = partner_key(self.mask_secret, principal.partner.name)
-            async for message in stream_answer(
-                self, prepared, request, query_id, scans_deadline, key, started, notes
+            async for message in stream.answer(
+                prepared, request, query_id, scans_deadline, key, started
             ):
                 yield message
             return
         outcome = await self._merged(
-            principal, request, prepared, query_id, started, deadline, scans_deadline, notes
+            principal, request, prepared, query_id, started, deadline, scans_deadline, record
         )
         for message in encode_answer(outcome):
             yield message
@@ -159,7 +148,7 @@ class QueryPipeline:
         started: float,
         deadline: float,
         scans_deadline: float,
-        notes: dict[str, Any] | None = None,
+        record: QueryRecord | None = None,
     ) -> QueryOutcome:
         plan = prepared.plan
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
@@ -171,14 +160,9 @@ class QueryPipeline:
             fail_fast=not request.allow_partial,
             budget=budget,
         )
-        if notes is not None:
-            notes["fetched"] = fetched_by_source(results)
-        exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
-        if exhausted is not None:
-            raise exhausted
-        failed = [r for r in results if r.error is not None]
-        if failed and not request.allow_partial:
-            raise missing_sources_error(failed)
+        if record is not None:
+            record.fetched(results)
+        failed = check_outcome(results, request.allow_partial)
         tables = self.merger.arrow_tables(plan, results)
         remaining = deadline - time.monotonic()
         key = partner_key(self.mask_secret, principal.partner.name)
@@ -222,14 +206,13 @@ class QueryPipeline:
         self,
         principal: Principal,
         request: broker_pb2.QueryRequest,
-        query_id: str = "",
-        notes: dict[str, Any] | None = None,
+        record: QueryRecord | None = None,
     ) -> broker_pb2.ExplainResponse:
-        query_id = query_id or new_query_id()
+        query_id = record.query_id if record is not None else new_query_id()
         _, scans_deadline = self.deadline(request)
         prepared = self.prepare(principal, request, query_id)
-        if notes is not None:
-            notes.update(audit_details(prepared))
+        if record is not None:
+            record.planned(prepared)
         plan = prepared.plan
         results = await run_scans(
             self.clients, plan.references, query_id, scans_deadline, explain_only=True
@@ -293,119 +276,6 @@ class QueryPipeline:
             case_reference_required=role.case_reference_required,
             aggregate_only=role.aggregate_only,
         )
-
-
-_STATE = {
-    SourceTimedOut: broker_pb2.SOURCE_STATE_TIMED_OUT,
-    SourceUnavailable: broker_pb2.SOURCE_STATE_UNAVAILABLE,
-    CircuitOpen: broker_pb2.SOURCE_STATE_CIRCUIT_OPEN,
-    SourceRefused: broker_pb2.SOURCE_STATE_REFUSED,
-}
-
-
-@dataclass
-class SourceTotals:
-    """One source over all its scans in a query."""
-
-    scans: int = 0
-    rows: int = 0  # sent by the source: hidden rows included
-    bytes: int = 0
-    elapsed_ms: float = 0.0  # the slowest scan
-    error: SourceError | None = None  # the first
-
-
-def totals_by_source(results: list[ScanResult]) -> dict[str, SourceTotals]:
-    totals: dict[str, SourceTotals] = {}
-    for r in results:
-        t = totals.setdefault(r.source, SourceTotals())
-        t.scans += 1
-        t.rows += r.rows
-        t.bytes += r.bytes
-        t.elapsed_ms = max(t.elapsed_ms, r.elapsed_ms)
-        t.error = t.error or r.error
-    return totals
-
-
-def source_statuses(
-    results: list[ScanResult], visible: dict[str, int] | None
-) -> list[broker_pb2.SourceStatus]:
-    """Per source over all its scans: state, rows, slowest scan.
-
-    ``rows`` counts the rows of that source the caller's views held, never
-    the raw rows fetched (those include rows the policy hides, and would
-    tell how many). Aggregate-only callers get no counts at all
-    (``visible`` is None): a source's count under their filter would give
-    away a group the answer suppressed.
-    """
-    return [
-        broker_pb2.SourceStatus(
-            source=source,
-            scans=t.scans,
-            elapsed_ms=t.elapsed_ms,
-            state=(
-                broker_pb2.SOURCE_STATE_OK
-                if t.error is None
-                else _STATE.get(type(t.error), broker_pb2.SOURCE_STATE_ERROR)
-            ),
-            error=t.error.reason if t.error else "",
-            rows=(visible or {}).get(source, 0),
-        )
-        for source, t in sorted(totals_by_source(results).items())
-    ]
-
-
-def fetched_by_source(results: list[ScanResult]) -> dict[str, dict[str, Any]]:
-    """What each source did: scans, outcome, rows and bytes sent (hidden rows
-    included). For the audit trail only: a caller must never learn these
-    counts (see ``source_statuses``)."""
-    return {
-        source: {
-            "scans": t.scans,
-            "outcome": scan_outcome(t.error),
-            "error": t.error.reason if t.error else "",
-            "rows": t.rows,
-            "bytes": t.bytes,
-            "elapsed_ms": round(t.elapsed_ms, 1),
-        }
-        for source, t in totals_by_source(results).items()
-    }
-
-
-def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
-    """Names the sources that failed, not those the broker stopped because of them."""
-    culprits = [r for r in failed if not isinstance(r.error, ScanCancelled)] or failed
-    failed = culprits
-    reasons = sorted({f"{r.source} ({r.error.reason})" for r in failed if r.error})
-    return SourceUnavailable(
-        ", ".join(sorted({r.source for r in failed})),
-        f"missing from the answer: {'; '.join(reasons)}. Retry later, or set "
-        "allow_partial to accept an answer without them",
-    )
-
-
-def audit_details(prepared: PreparedQuery) -> dict[str, Any]:
-    """What the audit keeps of a planned query (never any result data)."""
-    touched: dict[str, list[str]] = {}
-    for ref in prepared.plan.references:
-        touched.setdefault(ref.table, [])
-        touched[ref.table] = sorted({*touched[ref.table], *ref.columns})
-    return {
-        "rewritten_sql_sha256": hashlib.sha256(prepared.rewritten_sql.encode()).hexdigest(),
-        "tables": touched,
-        "masks": prepared.masks,
-        "row_filters": prepared.row_filters,
-    }
-
-
-def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
-    """Drops output groups where any table's persons number fewer than ``k``;
-    returns (kept, dropped)."""
-    counts = [name for name in table.column_names if name.startswith(PERSON_COUNT_PREFIX + "_")]
-    keep = pa.array([True] * table.num_rows)
-    for name in counts:
-        keep = pc.and_(keep, pc.greater_equal(table.column(name), k))
-    kept = table.filter(keep).drop_columns(counts)
-    return kept, table.num_rows - kept.num_rows
 
 
 def encode_answer(outcome: QueryOutcome) -> list[broker_pb2.QueryResponse]:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 
 from accord.errors import AccordError
 from broker.policy.store import PolicySet
-from broker.server import write_audit
+from broker.record import write_audit
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -7,7 +7,6 @@ the registry does not know never reaches the pipeline. Errors are mapped to
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,12 +17,12 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from accord import tls
-from accord.errors import AccordError, ConfigError, grpc_status
+from accord.errors import AccordError, AuditWriteError, ConfigError, grpc_status
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
-from broker.audit import AuditWriteError
 from broker.readiness import Readiness
+from broker.record import QueryRecord, write_audit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -111,26 +110,22 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         principal = await self._principal(context, "Query")
         role = principal.partner.role
         error: Exception | None = None
-        trailer = broker_pb2.QueryTrailer()
-        notes: dict[str, Any] = {}
+        trailer: broker_pb2.QueryTrailer | None = None
+        record = QueryRecord.open("query", query_id, principal, request, started)
         if self.metrics is not None:
             self.metrics.inflight.inc()
         try:
-            async for message in self.pipeline.answer(principal, request, notes, query_id):
+            async for message in self.pipeline.answer(principal, request, record):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
                     # Audited before the answer is complete: no record, no trailer.
-                    await self._record(
-                        query_record(principal, request, notes, started, trailer, None)
-                    )
+                    await self._record(record.as_dict(trailer, None))
                 yield message
         except Exception as exc:
             error = exc
             if not isinstance(exc, AuditWriteError):
                 try:
-                    await self._record(
-                        query_record(principal, request, notes, started, trailer, exc)
-                    )
+                    await self._record(record.as_dict(trailer, exc))
                 except AuditWriteError as audit_error:
                     exc = audit_error
             await _abort(context, exc)
@@ -138,7 +133,11 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             if self.metrics is not None:
                 self.metrics.inflight.dec()
                 self.metrics.query_done(
-                    role, error, started, trailer.rows, trailer.suppressed_groups
+                    role,
+                    error,
+                    started,
+                    trailer.rows if trailer is not None else 0,
+                    trailer.suppressed_groups if trailer is not None else 0,
                 )
 
     async def Explain(
@@ -151,21 +150,14 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
             principal = await self._principal(context, "Explain")
-            notes: dict[str, Any] = {"query_id": query_id}
+            record = QueryRecord.open("explain", query_id, principal, request, started)
             error: Exception | None = None
             try:
-                plan = await self.pipeline.explain(principal, request, query_id, notes)
+                plan = await self.pipeline.explain(principal, request, record)
             except Exception as exc:
                 error = exc
             try:
-                await self._record(
-                    {
-                        **query_record(
-                            principal, request, notes, started, broker_pb2.QueryTrailer(), error
-                        ),
-                        "event": "explain",
-                    }
-                )
+                await self._record(record.as_dict(None, error))
             except AuditWriteError as audit_error:
                 error = audit_error
             if error is not None:
@@ -197,76 +189,6 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 await _abort(context, exc)
                 raise
             return self.pipeline.catalog(principal)
-
-
-async def write_audit(
-    record: dict[str, Any],
-    audit: AuditLog | None,
-    metrics: BrokerMetrics | None = None,
-    readiness: Readiness | None = None,
-) -> None:
-    """Writes one audit record durably, counting it; or raises AuditWriteError,
-    counting the failure and making the broker probe its trail at once."""
-    if audit is None:
-        return
-    try:
-        await asyncio.to_thread(audit.append, record)
-    except AuditWriteError:
-        if metrics is not None:
-            metrics.audit_write_failures.inc()
-        if readiness is not None:
-            readiness.audit_failed()
-        raise
-    if metrics is not None:
-        metrics.audit_records.inc()
-
-
-def query_record(
-    principal: Principal,
-    request: broker_pb2.QueryRequest,
-    notes: dict[str, Any],
-    started: float,
-    trailer: broker_pb2.QueryTrailer,
-    error: BaseException | None,
-) -> dict[str, Any]:
-    """The audit record of one query: who, why, what, from where; no result data."""
-    partner = principal.partner
-    status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
-    details = dict(notes)
-    fetched = details.pop("fetched", {})  # not a field of its own: merged into "sources"
-    return {
-        "event": "query",
-        **details,
-        "partner": partner.name,
-        "organization": partner.organization,
-        "role": partner.role,
-        "certificate_sha256": principal.fingerprint,
-        "certificate_serial": str(principal.serial),
-        "end_user": principal.end_user,
-        "purpose": request.purpose,
-        "case_ref": request.case_ref,
-        "sql": request.sql,
-        "sources": audited_sources(trailer, fetched),
-        "rows_returned": trailer.rows,
-        "groups_suppressed": trailer.suppressed_groups,
-        "partial": trailer.partial,
-        "duration_ms": round((time.monotonic() - started) * 1000, 1),
-        "outcome": status.name,
-        "error": message,
-    }
-
-
-def audited_sources(
-    trailer: broker_pb2.QueryTrailer, fetched: dict[str, dict[str, Any]]
-) -> list[dict[str, Any]]:
-    """Each source contacted: how its scans ended, what it sent, and how many
-    of its rows the caller's views held (the trailer's count; none when the
-    query failed before its trailer)."""
-    visible = {s.source: s.rows for s in trailer.sources}
-    return [
-        {"source": code, **sent, "visible_rows": visible.get(code, 0)}
-        for code, sent in sorted(fetched.items())
-    ]
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]

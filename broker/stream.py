@@ -18,25 +18,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from sqlglot import exp
 
 from accord import ipc
 from accord.catalog import SOURCE_COLUMN
-from accord.errors import ResourceExhausted, SourceUnavailable
+from accord.errors import ResourceExhausted
 from accord.v1 import broker_pb2
 from broker.fanout import Budget, ScanResult, run_scans
 from broker.merge import aligned
+from broker.outcome import check_outcome, source_statuses
 from broker.planner import plain_select
 from broker.policy.rewrite import SECURE_VIEW
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from accord.federation import Federation
+    from broker.fanout import AdapterClients
+    from broker.merge import Merger
     from broker.planner import QueryPlan
     from broker.prepare import PreparedQuery
+    from broker.record import QueryRecord
+    from broker.settings import Limits
 
 #: Batches read ahead of the caller: memory stays bounded by this many.
 QUEUE_DEPTH = 8
@@ -59,116 +65,113 @@ def streamable(prepared: PreparedQuery) -> bool:
     )
 
 
-async def stream_answer(
-    pipeline: object,
-    prepared: PreparedQuery,
-    request: broker_pb2.QueryRequest,
-    query_id: str,
-    scans_deadline: float,
-    key: bytes,
-    started: float,
-    notes: dict[str, Any] | None = None,
-) -> AsyncIterator[broker_pb2.QueryResponse]:
-    """Header, batches as they come, trailer (see the module docstring)."""
-    from broker.pipeline import QueryPipeline, fetched_by_source, source_statuses
+class StreamedQuery:
+    """Answers one streamable query with what a pipeline holds (see the
+    module docstring); ``record`` receives what each source did."""
 
-    assert isinstance(pipeline, QueryPipeline)
-    plan = prepared.plan
-    ref = plan.references[0]
-    logical = pipeline.federation.tables[ref.table]
-    schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
-    merger = pipeline.merger
-    empty, _ = await asyncio.to_thread(merger.run, plan, {ref.ref_id: schema.empty_table()}, key)
-    yield broker_pb2.QueryResponse(
-        header=broker_pb2.QueryHeader(
-            query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)
+    def __init__(
+        self,
+        federation: Federation,
+        clients: AdapterClients,
+        merger: Merger,
+        limits: Limits,
+        record: QueryRecord | None = None,
+    ) -> None:
+        self.federation = federation
+        self.clients = clients
+        self.merger = merger
+        self.limits = limits
+        self.record = record
+
+    async def answer(
+        self,
+        prepared: PreparedQuery,
+        request: broker_pb2.QueryRequest,
+        query_id: str,
+        scans_deadline: float,
+        key: bytes,
+        started: float,
+    ) -> AsyncIterator[broker_pb2.QueryResponse]:
+        """Header, batches as they come, trailer."""
+        plan = prepared.plan
+        ref = plan.references[0]
+        logical = self.federation.tables[ref.table]
+        schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
+        merger = self.merger
+        empty, _ = await asyncio.to_thread(
+            merger.run, plan, {ref.ref_id: schema.empty_table()}, key
         )
-    )
-
-    limit = _limit(plan)
-    queue: asyncio.Queue[tuple[ScanResult, pa.RecordBatch] | None] = asyncio.Queue(QUEUE_DEPTH)
-    budget = Budget(pipeline.limits.max_source_rows, pipeline.limits.max_source_bytes)
-
-    async def scans() -> list[ScanResult]:
-        try:
-            return await run_scans(
-                pipeline.clients,
-                plan.references,
-                query_id,
-                scans_deadline,
-                fail_fast=not request.allow_partial,
-                budget=budget,
-                sink=queue,  # type: ignore[arg-type]
+        yield broker_pb2.QueryResponse(
+            header=broker_pb2.QueryHeader(
+                query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)
             )
-        finally:
-            with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now
-                queue.put_nowait(None)
+        )
 
-    task = asyncio.create_task(scans())
-    sent = 0
-    visible: dict[str, int] = {}
-    try:
-        while (item := await queue.get()) is not None:
-            result, batch = item
-            table = aligned(
-                pa.Table.from_batches([batch]),
-                result.source,
-                logical.arrow_schema(result.spec.columns),
-                schema,
-            )
-            answer, seen = await asyncio.to_thread(merger.run, plan, {ref.ref_id: table}, key)
-            for source, count in seen.items():
-                visible[source] = visible.get(source, 0) + count
-            if limit is not None:
-                answer = answer.slice(0, max(limit - sent, 0))
-            sent += answer.num_rows
-            if sent > pipeline.limits.max_result_rows:
-                raise ResourceExhausted(
-                    f"the answer passed {pipeline.limits.max_result_rows} rows "
-                    "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query"
+        limit = _limit(plan)
+        queue: asyncio.Queue[tuple[ScanResult, pa.RecordBatch] | None] = asyncio.Queue(QUEUE_DEPTH)
+        budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
+
+        async def scans() -> list[ScanResult]:
+            try:
+                return await run_scans(
+                    self.clients,
+                    plan.references,
+                    query_id,
+                    scans_deadline,
+                    fail_fast=not request.allow_partial,
+                    budget=budget,
+                    sink=queue,  # type: ignore[arg-type]
                 )
-            for out in answer.to_batches(max_chunksize=ipc.BATCH_ROWS):
-                yield broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(out))
-            if limit is not None and sent >= limit:
-                break
-    finally:
-        if not task.done():
-            task.cancel()  # enough rows, or the caller left: stop every scan
-    try:
-        results = await task
-    except asyncio.CancelledError:  # stopped at the LIMIT: every source did its part
-        results = [ScanResult(s.source, ref, s) for s in ref.scans]
-    if notes is not None:
-        notes["fetched"] = fetched_by_source(results)
-    failed = _check_outcome(results, request)
-    yield broker_pb2.QueryResponse(
-        trailer=broker_pb2.QueryTrailer(
-            query_id=query_id,
-            sources=source_statuses(results, visible),
-            rows=sent,
-            elapsed_ms=(time.monotonic() - started) * 1000,
-            partial=bool(failed),
+            finally:
+                with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now
+                    queue.put_nowait(None)
+
+        task = asyncio.create_task(scans())
+        sent = 0
+        visible: dict[str, int] = {}
+        try:
+            while (item := await queue.get()) is not None:
+                result, batch = item
+                table = aligned(
+                    pa.Table.from_batches([batch]),
+                    result.source,
+                    logical.arrow_schema(result.spec.columns),
+                    schema,
+                )
+                answer, seen = await asyncio.to_thread(merger.run, plan, {ref.ref_id: table}, key)
+                for source, count in seen.items():
+                    visible[source] = visible.get(source, 0) + count
+                if limit is not None:
+                    answer = answer.slice(0, max(limit - sent, 0))
+                sent += answer.num_rows
+                if sent > self.limits.max_result_rows:
+                    raise ResourceExhausted(
+                        f"the answer passed {self.limits.max_result_rows} rows "
+                        "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query"
+                    )
+                for out in answer.to_batches(max_chunksize=ipc.BATCH_ROWS):
+                    yield broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(out))
+                if limit is not None and sent >= limit:
+                    break
+        finally:
+            if not task.done():
+                task.cancel()  # enough rows, or the caller left: stop every scan
+        try:
+            results = await task
+        except asyncio.CancelledError:  # stopped at the LIMIT: every source did its part
+            results = [ScanResult(s.source, ref, s) for s in ref.scans]
+        if self.record is not None:
+            self.record.fetched(results)
+        failed = check_outcome(results, request.allow_partial, streamed=True)
+        yield broker_pb2.QueryResponse(
+            trailer=broker_pb2.QueryTrailer(
+                query_id=query_id,
+                sources=source_statuses(results, visible),
+                rows=sent,
+                elapsed_ms=(time.monotonic() - started) * 1000,
+                partial=bool(failed),
+            )
         )
-    )
-
-
-def _check_outcome(results: list[ScanResult], request: broker_pb2.QueryRequest) -> list[ScanResult]:
-    """Raises where the streamed answer cannot stand; returns the failed scans."""
-    from broker.pipeline import missing_sources_error
-
-    exhausted = next((r.exhausted for r in results if r.exhausted is not None), None)
-    if exhausted is not None:
-        raise exhausted
-    failed = [r for r in results if r.error is not None]
-    half_sent = [r for r in failed if r.rows]
-    if half_sent:
-        raise SourceUnavailable(
-            ", ".join(sorted({r.source for r in half_sent})),
-            "failed after part of its rows went out; the answer is void, run the query again",
-        )
-    if failed and not request.allow_partial:
-        raise missing_sources_error(failed)
-    return failed
 
 
 def _limit(plan: QueryPlan) -> int | None:

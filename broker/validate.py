@@ -304,7 +304,9 @@ def _check_tables(
         if table.name in _ctes_in_scope(table):
             continue
         if table.name not in catalog and table.name in known:
-            raise PolicyDenied(f"table {table.name} is not available to role {role}")
+            raise PolicyDenied(
+                f"table {table.name} is not available to role {role}", reason="table"
+            )
         if table.name not in catalog:
             raise InvalidQuery(
                 f"unknown table {table.name!r}; the catalog has {', '.join(sorted(catalog))}"

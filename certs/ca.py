@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from accord.errors import ConfigError
+from accord.errors import PkiError
 from accord.pki import PkiLayout, checked_name
 
 if TYPE_CHECKING:
@@ -68,10 +68,6 @@ _SERVER_SANS: tuple[x509.GeneralName, ...] = (
     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     x509.IPAddress(ipaddress.ip_address("::1")),
 )
-
-
-class PkiError(ConfigError):
-    """The PKI directory is in a state this tool will not silently repair."""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from accord.errors import AccordError
+from accord.errors import AccordError, grpc_status
 from broker.audit import (
     AuditLog,
     AuditWriteError,
@@ -327,7 +327,7 @@ def test_write_failure_raises_and_rolls_back(
     with pytest.raises(AuditWriteError) as info:
         audit.append({"partner": "x"})
     assert isinstance(info.value, AccordError)
-    assert info.value.status == grpc.StatusCode.UNAVAILABLE
+    assert grpc_status(info.value)[0] == grpc.StatusCode.UNAVAILABLE
     assert str(tmp_path) not in str(info.value)
     monkeypatch.undo()
     rec = audit.append({"partner": "y"})

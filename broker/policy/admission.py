@@ -27,14 +27,20 @@ def admit(role: Role, purpose: str, case_ref: str) -> None:
     """
     held = ", ".join(sorted(role.purposes)) or "none"
     if not purpose:
-        raise PolicyDenied(f"declare a purpose of use; role {role.name} may declare: {held}")
+        raise PolicyDenied(
+            f"declare a purpose of use; role {role.name} may declare: {held}", reason="purpose"
+        )
     if purpose not in role.purposes:
         raise PolicyDenied(
-            f"purpose {purpose!r} is not held by role {role.name}; it may declare: {held}"
+            f"purpose {purpose!r} is not held by role {role.name}; it may declare: {held}",
+            reason="purpose",
         )
     if case_ref and (len(case_ref) > MAX_CASE_REF or not _CASE_REF.match(case_ref)):
         raise PolicyDenied(
-            f"a case reference is up to {MAX_CASE_REF} letters, digits and ./:#-_ characters"
+            f"a case reference is up to {MAX_CASE_REF} letters, digits and ./:#-_ characters",
+            reason="case_ref",
         )
     if role.case_reference_required and not case_ref:
-        raise PolicyDenied(f"role {role.name} must give a case reference with every query")
+        raise PolicyDenied(
+            f"role {role.name} must give a case reference with every query", reason="case_ref"
+        )

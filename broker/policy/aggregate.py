@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 from sqlglot.optimizer.scope import build_scope
 
@@ -39,17 +41,22 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> None:
     role = view.role.name
     if not isinstance(tree, exp.Select):
         raise PolicyDenied(
-            f"role {role} may run aggregate queries only: one SELECT, no UNION/INTERSECT/EXCEPT"
+            f"role {role} may run aggregate queries only: one SELECT, no UNION/INTERSECT/EXCEPT",
+            reason="aggregate_only",
         )
     if tree.args.get("with_") or any(n is not tree for n in tree.find_all(exp.Query)):
-        raise PolicyDenied(f"role {role} may not use subqueries or CTEs")
+        raise PolicyDenied(f"role {role} may not use subqueries or CTEs", reason="aggregate_only")
     if tree.find(exp.Window) or tree.args.get("distinct") or tree.args.get("qualify"):
-        raise PolicyDenied(f"role {role} may not use window functions, DISTINCT or QUALIFY")
+        raise PolicyDenied(
+            f"role {role} may not use window functions, DISTINCT or QUALIFY",
+            reason="aggregate_only",
+        )
     for node in tree.find_all(exp.AggFunc):
         if not isinstance(node, _ALLOWED_AGGREGATES):
             raise PolicyDenied(
                 f"role {role} may use COUNT, COUNT(DISTINCT), SUM and AVG only, "
-                f"not {node.sql_name()}"
+                f"not {node.sql_name()}",
+                reason="aggregate_only",
             )
         _check_aggregate_argument(node, role)
     scope = build_scope(tree)
@@ -76,7 +83,10 @@ def _check_aggregate_argument(node: exp.AggFunc, role: str) -> None:
         isinstance(node, exp.Count) and isinstance(argument, exp.Star)
     )
     if not plain:
-        raise PolicyDenied(f"role {role}: aggregates take a plain column, not {node.sql('duckdb')}")
+        raise PolicyDenied(
+            f"role {role}: aggregates take a plain column, not {node.sql('duckdb')}",
+            reason="aggregate_only",
+        )
 
 
 def _check_grouping(
@@ -88,11 +98,12 @@ def _check_grouping(
         if not isinstance(expression, exp.Column) or not dimension(expression):
             raise PolicyDenied(
                 f"role {role} may group by its dimension columns only, "
-                f"not {expression.sql('duckdb')}"
+                f"not {expression.sql('duckdb')}",
+                reason="aggregate_only",
             )
         grouped.add((expression.table, expression.name))
     if not group and not tree.find(exp.AggFunc):
-        raise PolicyDenied(f"role {role} may run aggregate queries only")
+        raise PolicyDenied(f"role {role} may run aggregate queries only", reason="aggregate_only")
     return grouped
 
 
@@ -104,12 +115,14 @@ def _check_projections(tree: exp.Select, role: str, grouped: set[tuple[str, str]
         if not inner.find(exp.AggFunc):
             raise PolicyDenied(
                 f"role {role}: {projection.sql('duckdb')} is neither a grouped "
-                "dimension nor an aggregate"
+                "dimension nor an aggregate",
+                reason="aggregate_only",
             )
         for column in inner.find_all(exp.Column):
             if column.find_ancestor(exp.AggFunc) is None:
                 raise PolicyDenied(
-                    f"role {role}: column {column.name} outside an aggregate must be grouped"
+                    f"role {role}: column {column.name} outside an aggregate must be grouped",
+                    reason="aggregate_only",
                 )
 
 
@@ -134,18 +147,22 @@ def _check_filters(tree: exp.Select, role: str, dimension: Callable[[exp.Column]
         )
         if not plain or not equalities:
             raise PolicyDenied(
-                f"role {role} may join on column equality between two tables only (ON a.x = b.y)"
+                f"role {role} may join on column equality between two tables only (ON a.x = b.y)",
+                reason="aggregate_only",
             )
     where = tree.args.get("where")
     for column in where.find_all(exp.Column) if where else []:
         if not dimension(column):
             raise PolicyDenied(
-                f"role {role} may filter on its dimension columns only, not {column.name}"
+                f"role {role} may filter on its dimension columns only, not {column.name}",
+                reason="aggregate_only",
             )
     having = tree.args.get("having")
     for column in having.find_all(exp.Column) if having else []:
         if column.find_ancestor(exp.AggFunc) is None:
-            raise PolicyDenied(f"role {role}: HAVING may test aggregates only")
+            raise PolicyDenied(
+                f"role {role}: HAVING may test aggregates only", reason="aggregate_only"
+            )
 
 
 def add_person_count(tree: exp.Select) -> exp.Select:
@@ -161,3 +178,14 @@ def add_person_count(tree: exp.Select) -> exp.Select:
         )
         tree.select(exp.alias_(count, f"{PERSON_COUNT_PREFIX}_{number}", quoted=True), copy=False)
     return tree
+
+
+def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
+    """Drops output groups where any table's persons number fewer than ``k``;
+    returns (kept, dropped)."""
+    counts = [name for name in table.column_names if name.startswith(PERSON_COUNT_PREFIX + "_")]
+    keep = pa.array([True] * table.num_rows)
+    for name in counts:
+        keep = pc.and_(keep, pc.greater_equal(table.column(name), k))
+    kept = table.filter(keep).drop_columns(counts)
+    return kept, table.num_rows - kept.num_rows

@@ -31,9 +31,10 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from accord.errors import PolicyFileError
 from accord.federation import LOGICAL_TYPES, Federation
 from broker.policy.masks import MASK_KINDS, Mask
-from broker.policy.yamlfile import LineDict, PolicyFileError, load_yaml
+from broker.policy.yamlfile import LineDict, load_yaml
 
 if TYPE_CHECKING:
     from pathlib import Path

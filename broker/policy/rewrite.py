@@ -115,7 +115,7 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
             name = match.group(1) or match.group(2)
             if any(name in t.columns for t in view.federation.tables.values()):
                 raise PolicyDenied(
-                    f"column {name} is not available to role {view.role.name}"
+                    f"column {name} is not available to role {view.role.name}", reason="column"
                 ) from exc
         raise InvalidQuery(f"{text}; see GetCatalog for what you may query") from exc
     _check_bound_columns(tree, view, schema)
@@ -141,7 +141,9 @@ def _check_bound_columns(
             unbound.append(column)
     for column in unbound:
         if any(column.name in t.columns for t in view.federation.tables.values()):
-            raise PolicyDenied(f"column {column.name} is not available to role {view.role.name}")
+            raise PolicyDenied(
+                f"column {column.name} is not available to role {view.role.name}", reason="column"
+            )
         raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what you may query")
 
 
@@ -158,7 +160,7 @@ def apply_secure_views(tree: exp.Query, view: RoleView) -> exp.Query:
                 replacements.append((source, alias))
     for table, alias in replacements:
         if table.name not in view.role.tables:
-            raise PolicyDenied(denied_table_message(table.name, view))
+            raise PolicyDenied(denied_table_message(table.name, view), reason="table")
         subquery = exp.Subquery(
             this=secure_view(table.name, view),
             alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
@@ -264,7 +266,10 @@ def bind_principal(tree: exp.Expr, view: RoleView) -> exp.Expr:
         if value is _NOT_PRINCIPAL:
             return node
         if isinstance(value, list):
-            raise PolicyDenied(f"principal attribute {node.sql()} is a list; use it in IN (...)")
+            raise PolicyDenied(
+                f"principal attribute {node.sql()} is a list; use it in IN (...)",
+                reason="attribute",
+            )
         return _literal(value)
 
     return tree.transform(bind)
@@ -312,7 +317,8 @@ def _principal_value(node: exp.Expr, view: RoleView) -> Any:
     if node.name not in partner.attributes:
         raise PolicyDenied(
             f"partner {partner.name} has no attribute {node.name!r}, which role "
-            f"{view.role.name}'s policy needs; the registry must give it one"
+            f"{view.role.name}'s policy needs; the registry must give it one",
+            reason="attribute",
         )
     return partner.attributes[node.name]
 

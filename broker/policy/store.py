@@ -17,12 +17,12 @@ import pyarrow as pa
 from sqlglot.errors import SqlglotError
 
 from accord.catalog import catalog_schema
-from accord.errors import AccordError, ConfigError, PolicyDenied
+from accord.errors import AccordError, ConfigError, PolicyDenied, PolicyFileError
 from broker.identity import PartnerRegistry, Principal
 from broker.policy.masks import bind_keyed_hash
 from broker.policy.model import BUILTIN_ATTRIBUTES, Role, load_role
 from broker.policy.rewrite import RoleView, secure_view
-from broker.policy.yamlfile import LineDict, PolicyFileError, load_yaml
+from broker.policy.yamlfile import LineDict, load_yaml
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -47,7 +47,7 @@ class PolicySet:
     def role_for(self, principal: Principal) -> Role:
         role = self.roles.get(principal.partner.role)
         if role is None:  # check_policies makes this impossible; deny all the same
-            raise PolicyDenied(f"role {principal.partner.role} has no policy")
+            raise PolicyDenied(f"role {principal.partner.role} has no policy", reason="other")
         return role
 
 

@@ -6,14 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from accord.errors import ConfigError
+from accord.errors import PolicyFileError
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-
-class PolicyFileError(ConfigError):
-    """A policy file is wrong; the message starts with ``file:line:``."""
 
 
 class LineDict(dict[str, Any]):

@@ -8,14 +8,13 @@ import sqlite3
 import grpc
 import pytest
 
-from accord.errors import SourceUnavailable
+from accord.errors import ConversionError, SourceUnavailable, grpc_status
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2
 from accord.workdir import DEFAULT_FEDERATION
 from adapters.backends.mysql import MysqlBackend
 from adapters.backends.postgres import PostgresBackend
 from adapters.backends.sqlite import SqliteBackend
-from adapters.convert import ConversionError
 from adapters.server import scan
 
 pytestmark = pytest.mark.integration
@@ -38,9 +37,9 @@ def run(backend, source="CA-CSC", request=REQUEST):
 def test_a_database_that_is_down_is_unavailable_naming_the_source(make):
     backend = make()
     try:
-        with pytest.raises(SourceUnavailable, match=r"source CA-CSC: .*unreachable"):
+        with pytest.raises(SourceUnavailable, match=r"source CA-CSC: .*unreachable") as info:
             run(backend)
-        assert SourceUnavailable.status == grpc.StatusCode.UNAVAILABLE
+        assert grpc_status(info.value)[0] == grpc.StatusCode.UNAVAILABLE
     finally:
         backend.close()
 

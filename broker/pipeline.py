@@ -1,6 +1,9 @@
-"""The path of one query, as plain functions: admit, parse, rewrite, plan
-(``broker.prepare``), fan out, merge, suppress small groups. The gRPC
-servicer (``broker.server``) only decodes requests and encodes these results.
+"""The path of one query, as plain functions: prepare (admit, validate,
+rewrite, plan: ``broker.prepare``), fan out (``broker.fanout``), judge the
+scans (``broker.outcome``), merge (``broker.merge``) or stream
+(``broker.stream``), suppress small groups. The gRPC servicer
+(``broker.server``) only decodes requests, encodes these results and writes
+the audit record the pipeline filled in (``broker.record``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,12 @@
-"""The policy steps of one query, in order, as one plain function.
+"""The front half of one query's path, as one plain function: from the
+caller's SQL to the plan of its scans, with the role's policy applied.
 
-admit (purpose, case reference) -> parse and validate against the role's
-catalog -> qualify (denied columns do not exist) -> aggregate-only checks ->
-secure views -> hidden person count (aggregate-only) -> plan.
+admit (purpose, case reference; ``broker.policy.admission``) -> parse and
+validate against the role's catalog (``broker.validate``) -> qualify, so a
+denied column does not exist (``broker.policy.rewrite``) -> aggregate-only
+checks (``broker.policy.aggregate``) -> secure views -> hidden person count
+(aggregate-only) -> plan (``broker.planner``). Each step is its own module;
+this one only calls them in order.
 """
 
 from __future__ import annotations

@@ -1,0 +1,155 @@
+"""Which of the project's files one query passes through in the broker.
+
+Starts the embedded federation's adapters and a broker in this process,
+warms it with a few queries, then traces one more (every Python function
+call the broker makes for it, on the event loop and its worker threads,
+not the client's) and prints the project files in the order the query
+first reaches them, how many there are, and how often the path comes back
+to a file it had left (consecutive calls within one file count once).
+
+    .venv/bin/python bench/query_path.py [--sql "SELECT ..."]
+
+The layout of this checkout decides the imports, so the same script
+measures an older commit too (run it with PYTHONPATH at that checkout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+try:  # this layout: shared contracts in accord/, wiring in app/
+    from accord.client import BrokerClient
+    from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+    from app.commands import init_certs
+    from app.launcher import LocalFederation
+except ImportError:  # the layout before it: everything under broker/
+    from broker.client import BrokerClient  # type: ignore[no-redef]
+    from broker.commands import init_certs  # type: ignore[no-redef]
+    from broker.launcher import LocalFederation  # type: ignore[no-redef]
+    from broker.workdir import (  # type: ignore[no-redef]
+        DEFAULT_FEDERATION,
+        DEFAULT_POLICIES,
+        Workdir,
+    )
+from accord import tls
+from accord.federation import load_federation
+from adapters.datagen import write_federation_data
+from broker.fanout import AdapterClients
+from broker.pipeline import QueryPipeline
+from broker.policy.store import PolicySet
+from broker.server import create_server
+
+ROOT = Path(sys.modules["accord"].__file__ or ".").resolve().parent.parent
+PACKAGES = ("accord", "app", "broker", "adapters", "certs")
+SQL = (
+    "SELECT o.surname, s.offence_code FROM offenders o JOIN sentences s "
+    "ON s.fps_number = o.fps_number WHERE o.status = 'UAL' ORDER BY ALL LIMIT 20"
+)
+
+
+class Tracer:
+    """Records the project file of every function call, in order."""
+
+    def __init__(self, skip_thread: int) -> None:
+        self.skip_thread = skip_thread
+        self.files: list[str] = []
+        self.on = False
+
+    def __call__(self, frame: Any, event: str, _arg: Any) -> None:
+        if not self.on or event != "call" or threading.get_ident() == self.skip_thread:
+            return
+        name = frame.f_code.co_filename
+        if not name.startswith(str(ROOT)):
+            return
+        relative = Path(name).relative_to(ROOT).as_posix()
+        if relative.split("/")[0] in PACKAGES and "/v1/" not in relative:
+            self.files.append(relative)
+
+
+async def trace(workdir: Workdir, launcher: LocalFederation, sql: str) -> list[str]:
+    federation = load_federation(DEFAULT_FEDERATION).with_endpoints(
+        {c: (a,) for c, a in launcher.adapter_addresses.items()}
+    )
+    pki = workdir.pki
+    clients = AdapterClients(federation, pki.ca_cert(), *pki.broker_client())
+    pipeline = QueryPipeline(
+        federation, clients, PolicySet.load(DEFAULT_POLICIES, federation), workdir.mask_secret()
+    )
+    server, port, readiness = await create_server(
+        pipeline, tls.server_credentials(pki.ca_cert(), *pki.broker_server())
+    )
+    partner = workdir.partner_credentials("crown_attorney")
+    session = BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="R-1")
+    ready, go, done = threading.Event(), threading.Event(), threading.Event()
+
+    def client() -> None:
+        for _ in range(3):  # warm: channels, secure views, caches
+            session.query(sql)
+        ready.set()
+        go.wait()
+        session.query(sql)
+        done.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    await asyncio.to_thread(ready.wait)
+    assert thread.ident is not None
+    tracer = Tracer(thread.ident)
+    sys.setprofile(tracer)
+    threading.setprofile(tracer)
+    # Worker threads started from now on are traced too (merge, audit writes).
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(4))
+    tracer.on = True
+    go.set()
+    while not done.is_set():
+        await asyncio.sleep(0.01)  # the loop must keep serving the traced query
+    tracer.on = False
+    sys.setprofile(None)
+    threading.setprofile(None)  # type: ignore[arg-type]
+    thread.join()
+    session.close()
+    await readiness.stop()
+    await server.stop(None)
+    await clients.close()
+    return tracer.files
+
+
+def path_summary(files: list[str]) -> tuple[list[str], int]:
+    """(files in order of first visit, returns to a file already left)."""
+    collapsed = [f for i, f in enumerate(files) if i == 0 or files[i - 1] != f]
+    seen: list[str] = []
+    returns = 0
+    for name in collapsed:
+        if name in seen:
+            returns += 1
+        else:
+            seen.append(name)
+    return seen, returns
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sql", default=SQL)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Workdir(Path(tmp))
+        init_certs(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES)
+        write_federation_data(load_federation(DEFAULT_FEDERATION), workdir.path, scale=0.01)
+        with LocalFederation(workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES) as launcher:
+            files = asyncio.run(trace(workdir, launcher, args.sql))
+    seen, returns = path_summary(files)
+    print(f"checkout {ROOT}")
+    for name in seen:
+        print(f"  {name}")
+    print(f"{len(seen)} files, {returns} returns to a file already left, {len(files)} calls")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,13 +22,13 @@ from accord.errors import AccordError, ConfigError, grpc_status
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
-from broker.audit import AuditWriteError
+from broker.audit.log import AuditWriteError
 from broker.readiness import Readiness
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from broker.audit import AuditLog
+    from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline

@@ -199,7 +199,9 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
     import datetime as dt
     import json
 
-    from broker.audit import load_or_create_signing_key, search, verify
+    from broker.audit.keys import load_or_create_signing_key
+    from broker.audit.search import search
+    from broker.audit.verify import verify
 
     directory = args.path or workdir.audit_dir()
     if args.audit_command == "verify":

@@ -25,7 +25,8 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit import AuditLog, load_or_create_signing_key
+from broker.audit.keys import load_or_create_signing_key
+from broker.audit.log import AuditLog
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics

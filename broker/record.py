@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from accord.v1 import broker_pb2
-    from broker.audit import AuditLog
+    from broker.audit.log import AuditLog
     from broker.fanout import ScanResult
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics

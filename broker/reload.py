@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from accord.federation import Federation
     from accord.tls import ReloadableServerCredentials
-    from broker.audit import AuditLog
+    from broker.audit.log import AuditLog
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline
     from broker.readiness import Readiness

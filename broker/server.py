@@ -27,7 +27,7 @@ from broker.record import QueryRecord, write_audit
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
-    from broker.audit import AuditLog
+    from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline

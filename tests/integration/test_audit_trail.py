@@ -9,7 +9,8 @@ import grpc
 import pytest
 
 from app.cli import main
-from broker.audit import search, verify
+from broker.audit.search import search
+from broker.audit.verify import verify
 
 pytestmark = pytest.mark.integration
 
@@ -89,8 +90,9 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
 
     from accord import tls
     from accord.client import BrokerClient
-    from accord.errors import AccordError
-    from broker.audit import AuditLog, AuditWriteError, load_or_create_signing_key
+    from accord.errors import AccordError, AuditWriteError
+    from broker.audit.keys import load_or_create_signing_key
+    from broker.audit.log import AuditLog
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
     from broker.server import create_server

@@ -24,7 +24,7 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from broker.audit import verify
+from broker.audit.verify import verify
 from tests.integration.conftest import SCALE, SEED
 
 pytestmark = pytest.mark.integration

@@ -32,13 +32,16 @@ from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
 from broker.server import create_server
 
+#: (query name, broker name) -> the round trips measured, in seconds
+Timings = dict[tuple[str, str], list[float]]
+
 QUERIES = {
     "point lookup": "SELECT surname, given_names FROM offenders WHERE fps_number = '100042B'",
     "count by source": "SELECT source, count(*) AS n FROM offenders GROUP BY source",
 }
 
 
-async def measure(workdir: Workdir, launcher: LocalFederation, runs: int) -> dict:
+async def measure(workdir: Workdir, launcher: LocalFederation, runs: int) -> Timings:
     federation = load_federation(DEFAULT_FEDERATION).with_endpoints(
         {c: (a,) for c, a in launcher.adapter_addresses.items()}
     )
@@ -59,8 +62,8 @@ async def measure(workdir: Workdir, launcher: LocalFederation, runs: int) -> dic
         brokers[name] = (server, port, readiness, clients)
     partner = workdir.partner_credentials("crown_attorney")
 
-    def run_all() -> dict:
-        timings: dict = {(q, b): [] for q in QUERIES for b in brokers}
+    def run_all() -> Timings:
+        timings: Timings = {(q, b): [] for q in QUERIES for b in brokers}
         sessions = {
             b: BrokerClient(
                 f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="BENCH-1"

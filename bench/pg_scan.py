@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
 import pyarrow as pa
@@ -36,6 +37,9 @@ from adapters.backends.postgres import PostgresBackend
 from adapters.datagen import generate, write_postgres
 from adapters.server import create_server, scan
 from certs import init_pki
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SOURCE = "CA-CSC"
 TABLE = "sentences"
@@ -135,7 +139,7 @@ def main() -> None:
     columns = [c for c in federation.tables[TABLE].columns if c in mapping.columns]
     physical = [mapping.columns[c].physical for c in columns]
     dsn = load(args.dsn, name, args.rows)
-    readers = {
+    readers: dict[str, Callable[[], tuple[int, float]]] = {
         "direct psycopg": lambda: direct(dsn, physical, mapping.physical_table),
         "adapter (in-process)": lambda: in_process(dsn, columns),
         "adapter (gRPC + mTLS)": lambda: over_grpc(dsn, columns),

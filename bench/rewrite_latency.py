@@ -13,6 +13,7 @@ import argparse
 import datetime as dt
 import statistics
 import time
+from typing import TYPE_CHECKING
 
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
@@ -21,6 +22,11 @@ from broker.planner import plan_query
 from broker.policy.store import PolicySet
 from broker.prepare import prepare_query
 from broker.validate import parse_query
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from broker.policy.rewrite import ViewCache
 
 QUERIES = {
     "filter": "SELECT surname, given_names, birth_date FROM offenders "
@@ -32,7 +38,7 @@ QUERIES = {
 }
 
 
-def timed(fn, runs: int) -> list[float]:
+def timed(fn: Callable[..., object], runs: int) -> list[float]:
     fn()  # warm caches (sqlglot's dialect and schema objects)
     samples = []
     for _ in range(runs):
@@ -56,7 +62,7 @@ def main() -> None:
         baseline = timed(
             lambda sql=sql: plan_query(parse_query(sql, federation.tables), federation), args.runs
         )
-        views: dict = {}  # the pipeline keeps built secure views per loaded policy
+        views: ViewCache = {}  # the pipeline keeps built secure views per loaded policy
         policed = timed(
             lambda sql=sql, views=views: prepare_query(
                 sql, principal, role, federation, purpose="investigation", case_ref="", cache=views

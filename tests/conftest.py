@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,7 +17,7 @@ POLICY_FIXTURES = ROOT / "tests" / "fixtures" / "policy"
 
 
 @pytest.fixture(scope="session")
-def logical_model() -> dict:
+def logical_model() -> dict[str, Any]:
     return load_logical_model()
 
 
@@ -25,9 +26,10 @@ def small_federation() -> Federation:
     return make_small_federation()
 
 
-def load_logical_model() -> dict:
+def load_logical_model() -> dict[str, Any]:
     raw = yaml.safe_load((ROOT / "deploy" / "federation.yaml").read_text())
-    return raw["logical_model"]
+    model: dict[str, Any] = raw["logical_model"]
+    return model
 
 
 def make_small_federation() -> Federation:

@@ -4,6 +4,7 @@ the logical table, written apart from the adapters' own conversion code."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import pyarrow as pa
 
@@ -15,7 +16,7 @@ def rows_to_logical(
     code: str,
     table: str,
     held: list[str],
-    rows: list[tuple],
+    rows: list[tuple[Any, ...]],
     *,
     native_dates: bool,
 ) -> pa.Table:

@@ -9,6 +9,7 @@ over the results). The two answers must be identical.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -19,8 +20,15 @@ from broker.merge import Merger
 from broker.planner import plan_query
 from broker.validate import parse_query
 
+if TYPE_CHECKING:
+    from accord.federation import Federation
+    from broker.planner import QueryPlan
+
+#: (source code, logical table) -> that source's rows of the table
+Data = dict[tuple[str, str], pa.Table]
+
 D = dt.date
-OFFENDERS = {
+OFFENDERS: dict[str, list[tuple[object, ...]]] = {
     "BC": [
         ("1A", "Côté", D(1980, 1, 2), "IN_CUSTODY"),
         ("2B", "O'Brien", D(1990, 5, 6), "UAL"),
@@ -32,11 +40,13 @@ OFFENDERS = {
         ("4D", "Gagné", None, "SUPERVISED"),
     ],
 }
-SENTENCES = {"BC": [("1A", 100), ("1A", 700), ("2B", 30), ("9Z", 5)]}
+SENTENCES: dict[str, list[tuple[object, ...]]] = {
+    "BC": [("1A", 100), ("1A", 700), ("2B", 30), ("9Z", 5)]
+}
 
 
-def logical_tables(federation):
-    data = {}
+def logical_tables(federation: Federation) -> Data:
+    data: Data = {}
     for code, source in federation.sources.items():
         for name in source.tables:
             schema = federation.tables[name].arrow_schema()
@@ -59,7 +69,7 @@ def logical_tables(federation):
     return data
 
 
-def direct(sql, federation, data):
+def direct(sql: str, federation: Federation, data: Data) -> list[tuple[Any, ...]]:
     con = duckdb.connect()
     for name in federation.tables:
         parts = [
@@ -69,13 +79,16 @@ def direct(sql, federation, data):
         ]
         if parts:
             con.register(name, pa.concat_tables(parts))
-    return con.sql(sql).fetchall()
+    rows: list[tuple[Any, ...]] = con.sql(sql).fetchall()
+    return rows
 
 
-def brokered(sql, federation, data):
+def brokered(
+    sql: str, federation: Federation, data: Data
+) -> tuple[list[tuple[Any, ...]], QueryPlan]:
     plan = plan_query(parse_query(sql, federation.tables), federation)
     scan = duckdb.connect()
-    tables = {}
+    tables: dict[str, pa.Table] = {}
     for ref in plan.references:
         parts = []
         for spec in ref.scans:
@@ -167,7 +180,7 @@ def test_no_pushdown_into_the_null_supplying_side(small_federation):
 
 
 def test_limit_pushed_only_for_a_plain_filter(small_federation):
-    def limit_of(sql):
+    def limit_of(sql: str) -> list[int]:
         plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
         return [r.limit for r in plan.references]
 

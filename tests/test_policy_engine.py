@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -15,11 +16,16 @@ from broker.policy.store import PolicySet, check_policies
 from broker.prepare import prepare_query
 from tests.conftest import POLICY_FIXTURES, make_small_federation
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from broker.prepare import PreparedQuery
+
 FEDERATION = make_small_federation()
 POLICY = PolicySet.load(POLICY_FIXTURES, FEDERATION)
 
 
-def principal(name: str, **attributes) -> Principal:
+def principal(name: str, **attributes: object) -> Principal:
     partner = POLICY.registry.partners[name]
     if attributes:
         partner = replace(partner, attributes={**partner.attributes, **attributes})
@@ -29,7 +35,13 @@ def principal(name: str, **attributes) -> Principal:
 PURPOSE = {"officer_bc": "supervision", "analyst": "annual_statistics", "clerk": "bail_hearing"}
 
 
-def prepare(sql, partner="officer_bc", purpose=None, case_ref="", **attributes):
+def prepare(
+    sql: str,
+    partner: str = "officer_bc",
+    purpose: str | None = None,
+    case_ref: str = "",
+    **attributes: object,
+) -> PreparedQuery:
     p = principal(partner, **attributes)
     purpose = PURPOSE[partner] if purpose is None else purpose
     case_ref = case_ref or ("CASE-1" if partner == "clerk" else "")
@@ -211,13 +223,13 @@ def test_aggregate_query_gets_a_hidden_person_count():
 
 
 @pytest.fixture
-def policy_dir(tmp_path):
+def policy_dir(tmp_path: Path) -> Path:
     target = tmp_path / "policies"
     shutil.copytree(POLICY_FIXTURES, target)
     return target
 
 
-def edit(path, old, new):
+def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text
     path.write_text(text.replace(old, new))

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import pytest
 
 from accord.errors import InvalidQuery
 from adapters.translate import plan_scan
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from accord.federation import Federation, LogicalTable, TableMapping
+    from adapters.translate import PhysicalScan
+
 
 @pytest.fixture
-def bc(small_federation):
+def bc(small_federation: Federation) -> tuple[LogicalTable, TableMapping]:
     return small_federation.tables["offenders"], small_federation.sources["BC"].tables["offenders"]
 
 
-def scan(bc, predicate, columns=("fps_number",), limit=0):
+def scan(
+    bc: tuple[LogicalTable, TableMapping],
+    predicate: str,
+    columns: Sequence[str] = ("fps_number",),
+    limit: int = 0,
+) -> PhysicalScan:
     table, mapping = bc
     return plan_scan(table, mapping, list(columns), predicate, limit, "sqlite")
 

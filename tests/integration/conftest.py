@@ -8,7 +8,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -24,6 +24,8 @@ from tests.integration.oracle import entitled_connection
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, require_servers
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     import duckdb
     import pyarrow as pa
 
@@ -37,15 +39,15 @@ class Running:
     workdir: Workdir
     federation: Federation
     launcher: LocalFederation
-    generated: dict
+    generated: dict[str, dict[str, pa.Table]]
     policy: PolicySet
-    _oracles: dict = field(default_factory=dict)
+    _oracles: dict[str, duckdb.DuckDBPyConnection] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
         return self.launcher.broker_address
 
-    def client(self, partner: str = "crown_attorney", **kwargs) -> BrokerClient:
+    def client(self, partner: str = "crown_attorney", **kwargs: str) -> BrokerClient:
         ca, cert, key = self.workdir.partner_credentials(partner)
         return BrokerClient(self.address, ca, cert, key, **kwargs)
 
@@ -60,7 +62,7 @@ class Running:
         return self._oracles[partner]
 
 
-def start(workdir: Workdir, federation_path: Path):
+def start(workdir: Workdir, federation_path: Path) -> Iterator[Running]:
     init_certs(workdir, federation_path, DEFAULT_POLICIES)
     federation = load_federation(federation_path)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
@@ -72,13 +74,13 @@ def start(workdir: Workdir, federation_path: Path):
 
 
 @pytest.fixture(scope="session")
-def running(tmp_path_factory) -> Running:
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The embedded federation: six SQLite-backed systems."""
     yield from start(Workdir(tmp_path_factory.mktemp("accord")), DEFAULT_FEDERATION)
 
 
 @pytest.fixture(scope="session")
-def running_servers(tmp_path_factory) -> Running:
+def running_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     """The example deployment: OMS on PostgreSQL, CORNET on MariaDB (fresh
     databases, dropped afterwards), the other four on SQLite."""
     name = f"accord_it_{uuid.uuid4().hex[:8]}"
@@ -104,22 +106,22 @@ def drop_databases(name: str) -> None:
     import mysql.connector
     import psycopg
 
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    conn = mysql.connector.connect(host="127.0.0.1", user="root", password="")
+    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as pg:
+        pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    maria = mysql.connector.connect(host="127.0.0.1", user="root", password="")
     try:
-        conn.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
+        maria.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
     finally:
-        conn.close()
+        maria.close()
 
 
 @pytest.fixture(scope="session")
-def crown(running) -> BrokerClient:
+def crown(running: Running) -> Iterator[BrokerClient]:
     with running.client(
         "crown_attorney", end_user="test-user", purpose="bail_hearing", case_ref="R-2026-0042"
     ) as client:
         yield client
 
 
-def rows(table: pa.Table) -> list[tuple]:
+def rows(table: pa.Table) -> list[tuple[Any, ...]]:
     return list(zip(*(c.to_pylist() for c in table.columns), strict=True))

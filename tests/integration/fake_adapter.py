@@ -22,6 +22,7 @@ import threading
 import time
 from concurrent import futures
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import pyarrow as pa
@@ -32,6 +33,11 @@ from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from accord.workdir import DEFAULT_FEDERATION, Workdir
 from app.serve import write_address
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from accord.federation import Federation
+
 MODES = ("hang", "malformed", "wrong_schema", "crash_mid_stream", "oversized", "refuse")
 #: Rows in the one batch crash_mid_stream sends before dying.
 CRASH_BATCH_ROWS = 3
@@ -41,6 +47,7 @@ def sample_batch(schema: pa.Schema, rows: int) -> pa.RecordBatch:
     """A batch of ``rows`` plausible values (strings, dates, numbers) in ``schema``."""
     arrays = []
     for f in schema:
+        values: list[object]
         if pa.types.is_string(f.type):
             values = [f"FAKE-{i}" for i in range(rows)]
         elif pa.types.is_date(f.type):
@@ -56,7 +63,7 @@ def sample_batch(schema: pa.Schema, rows: int) -> pa.RecordBatch:
 
 
 class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
-    def __init__(self, federation, source: str, mode: str) -> None:
+    def __init__(self, federation: Federation, source: str, mode: str) -> None:
         self.federation = federation
         self.source = source
         self.mode = mode
@@ -71,7 +78,9 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
             )
         )
 
-    def Scan(self, request, context):
+    def Scan(
+        self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
+    ) -> Iterator[adapter_pb2.ScanResponse]:
         schema = self.federation.tables[request.table].arrow_schema(list(request.columns))
         if self.mode == "hang":
             while context.is_active():
@@ -98,7 +107,9 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
             threading.Timer(0.3, os._exit, args=(1,)).start()
             time.sleep(60)
 
-    def Describe(self, request, context):
+    def Describe(
+        self, request: adapter_pb2.DescribeRequest, context: grpc.ServicerContext
+    ) -> adapter_pb2.DescribeResponse:
         return adapter_pb2.DescribeResponse(source=self.source)
 
 

@@ -25,10 +25,15 @@ import sqlglot
 from sqlglot import exp
 
 if TYPE_CHECKING:
+    from accord.federation import Federation
+    from broker.identity import Partner
+    from broker.policy.masks import Mask
     from broker.policy.model import Role
 
 
-def raw_connection(federation, generated) -> duckdb.DuckDBPyConnection:
+def raw_connection(
+    federation: Federation, generated: dict[str, dict[str, pa.Table]]
+) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     con.execute("CREATE SCHEMA raw")
     for name, logical in federation.tables.items():
@@ -57,7 +62,11 @@ def raw_connection(federation, generated) -> duckdb.DuckDBPyConnection:
 
 
 def entitled_connection(
-    federation, generated, role: Role, partner, key: bytes
+    federation: Federation,
+    generated: dict[str, dict[str, pa.Table]],
+    role: Role,
+    partner: Partner,
+    key: bytes,
 ) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
@@ -100,7 +109,7 @@ def _raw_tables(sql: str) -> str:
     return tree.sql("duckdb")
 
 
-def _bind_text(sql: str, partner) -> str:
+def _bind_text(sql: str, partner: Partner) -> str:
     values = {
         "name": partner.name,
         "organization": partner.organization,
@@ -109,7 +118,7 @@ def _bind_text(sql: str, partner) -> str:
         **partner.attributes,
     }
 
-    def literal(value):
+    def literal(value: object) -> str:
         if isinstance(value, list):
             return ", ".join(literal(v) for v in value) if value else "NULL"
         if isinstance(value, (int, float)):
@@ -119,7 +128,7 @@ def _bind_text(sql: str, partner) -> str:
     return re.sub(r"\bprincipal\.(\w+)", lambda m: literal(values[m.group(1)]), sql)
 
 
-def _mask_sql(mask, column: str, logical_type: str, key: bytes) -> str:
+def _mask_sql(mask: Mask | None, column: str, logical_type: str, key: bytes) -> str:
     if mask is None:
         return column
     if mask.kind == "null":

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -28,7 +28,18 @@ from broker.policy.masks import partner_key
 from tests.integration.conftest import rows
 
 if TYPE_CHECKING:
-    from accord.client import BrokerClient
+    from collections.abc import Collection, Iterable, Iterator, Sequence
+
+    from _pytest.mark.structures import ParameterSet
+
+    from accord.client import BrokerClient, QueryResult
+    from accord.federation import Federation
+    from broker.policy.model import Role
+    from broker.policy.store import PolicySet
+    from tests.integration.conftest import Running
+
+#: A result's or the oracle's rows
+Rows = list[tuple[Any, ...]]
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +114,7 @@ IDENTIFYING = {
 class Attacker:
     """One session per partner (mTLS identity, purpose, case reference)."""
 
-    def __init__(self, running) -> None:
+    def __init__(self, running: Running) -> None:
         self.running = running
         self._clients: dict[str, BrokerClient] = {}
 
@@ -117,7 +128,7 @@ class Attacker:
             )
         return self._clients[partner]
 
-    def ask(self, partner: str, sql: str):
+    def ask(self, partner: str, sql: str) -> tuple[QueryResult, None] | tuple[None, grpc.RpcError]:
         """(result, None) or (None, RpcError)."""
         try:
             return self.client(partner).query(sql), None
@@ -130,13 +141,13 @@ class Attacker:
 
 
 @pytest.fixture(scope="module")
-def attacker(running):
+def attacker(running: Running) -> Iterator[Attacker]:
     a = Attacker(running)
     yield a
     a.close()
 
 
-def _norm(value):
+def _norm(value: object) -> object:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else round(float(value), 9)
     if isinstance(value, float):
@@ -148,21 +159,23 @@ def _norm(value):
     return value
 
 
-def normalized(table_rows) -> list[tuple]:
+def normalized(table_rows: Iterable[Sequence[object]]) -> list[tuple[object, ...]]:
     return [tuple(_norm(v) for v in row) for row in table_rows]
 
 
-def same_rows(got, expected, ordered: bool) -> bool:
-    got, expected = normalized(got), normalized(expected)
+def same_rows(
+    got: Iterable[Sequence[object]], expected: Iterable[Sequence[object]], ordered: bool
+) -> bool:
+    mine, theirs = normalized(got), normalized(expected)
     if ordered:
-        return got == expected
-    return Counter(map(repr, got)) == Counter(map(repr, expected))
+        return mine == theirs
+    return Counter(map(repr, mine)) == Counter(map(repr, theirs))
 
 
 _IDENTIFYING_VALUES: list[frozenset[str]] = []
 
 
-def _all_identifying_values(running) -> frozenset[str]:
+def _all_identifying_values(running: Running) -> frozenset[str]:
     if _IDENTIFYING_VALUES:
         return _IDENTIFYING_VALUES[0]
     values: set[str] = set()
@@ -181,7 +194,7 @@ def _all_identifying_values(running) -> frozenset[str]:
 _VISIBLE: dict[str, frozenset[str]] = {}
 
 
-def visible_values(running, partner: str) -> frozenset[str]:
+def visible_values(running: Running, partner: str) -> frozenset[str]:
     """Every value (as text) of every column of the partner's entitled view."""
     if partner not in _VISIBLE:
         con = running.oracle(partner)
@@ -221,7 +234,7 @@ def _candidates(message: str, longest: int = 10) -> set[str]:
     return found
 
 
-def hidden_values_in(running, partner: str, message: str, sql: str) -> list[str]:
+def hidden_values_in(running: Running, partner: str, message: str, sql: str) -> list[str]:
     """Identifying values in ``message`` the partner may not see and did not type."""
     values = _all_identifying_values(running)
     suspects = [c for c in _candidates(message) if c in values and c not in sql]
@@ -232,7 +245,13 @@ def hidden_values_in(running, partner: str, message: str, sql: str) -> list[str]
 
 
 def assert_clean_refusal(
-    running, partner: str, sql: str, error, *, codes=REFUSALS, fragments=()
+    running: Running,
+    partner: str,
+    sql: str,
+    error: grpc.RpcError,
+    *,
+    codes: Collection[grpc.StatusCode] = REFUSALS,
+    fragments: Iterable[str] = (),
 ) -> None:
     details = error.details() or ""
     assert error.code() in codes, f"{partner}: {sql!r} -> {error.code()}: {details}"
@@ -242,7 +261,9 @@ def assert_clean_refusal(
     assert not leaked, f"LEAK in error for {partner}: {sql!r} -> {details!r}: {leaked}"
 
 
-def refused_or_oracle(attacker, partner: str, sql: str, *, ordered: bool = False):
+def refused_or_oracle(
+    attacker: Attacker, partner: str, sql: str, *, ordered: bool = False
+) -> Rows | None:
     """The core property: a clean refusal, or exactly the oracle's answer.
 
     Returns the broker's rows (None when refused)."""
@@ -251,8 +272,9 @@ def refused_or_oracle(attacker, partner: str, sql: str, *, ordered: bool = False
     if error is not None:
         assert_clean_refusal(running, partner, sql, error)
         return None
+    assert result is not None
     got = rows(result.table)
-    expected = running.oracle(partner).sql(sql).fetchall()
+    expected: Rows = running.oracle(partner).sql(sql).fetchall()
     assert same_rows(got, expected, ordered), (
         f"{partner}: {sql!r}\n broker {len(got)} rows: {got[:5]}\n"
         f" oracle {len(expected)} rows: {expected[:5]}"
@@ -260,12 +282,15 @@ def refused_or_oracle(attacker, partner: str, sql: str, *, ordered: bool = False
     return got
 
 
-def answered_as_oracle(attacker, partner: str, sql: str, *, ordered: bool = False):
+def answered_as_oracle(
+    attacker: Attacker, partner: str, sql: str, *, ordered: bool = False
+) -> Rows:
     """Like refused_or_oracle, for queries that are valid and must be answered."""
     result, error = attacker.ask(partner, sql)
     assert error is None, f"{partner}: {sql!r} refused: {error.code()}: {error.details()}"
+    assert result is not None
     got = rows(result.table)
-    expected = attacker.running.oracle(partner).sql(sql).fetchall()
+    expected: Rows = attacker.running.oracle(partner).sql(sql).fetchall()
     assert same_rows(got, expected, ordered), (
         f"{partner}: {sql!r}\n broker {len(got)} rows: {got[:5]}\n"
         f" oracle {len(expected)} rows: {expected[:5]}"
@@ -273,18 +298,26 @@ def answered_as_oracle(attacker, partner: str, sql: str, *, ordered: bool = Fals
     return got
 
 
-def refused(attacker, partner: str, sql: str, *fragments: str, codes=REFUSALS):
+def refused(
+    attacker: Attacker,
+    partner: str,
+    sql: str,
+    *fragments: str,
+    codes: Collection[grpc.StatusCode] = REFUSALS,
+) -> grpc.RpcError:
     result, error = attacker.ask(partner, sql)
-    assert error is not None, f"{partner}: {sql!r} was answered: {rows(result.table)[:5]}"
+    if error is None:
+        assert result is not None
+        pytest.fail(f"{partner}: {sql!r} was answered: {rows(result.table)[:5]}")
     assert_clean_refusal(attacker.running, partner, sql, error, codes=codes, fragments=fragments)
     return error
 
 
-def role_of(running, partner: str):
+def role_of(running: Running, partner: str) -> Role:
     return running.policy.roles[running.policy.registry.partners[partner].role]
 
 
-def visible_columns(running, partner: str, table: str) -> list[str]:
+def visible_columns(running: Running, partner: str, table: str) -> list[str]:
     """Granted columns some source releases (what the catalog shows), without source."""
     grant = role_of(running, partner).tables.get(table)
     if grant is None:
@@ -292,7 +325,7 @@ def visible_columns(running, partner: str, table: str) -> list[str]:
     return [c for c in running.federation.released_columns(table) if c in grant.columns]
 
 
-def denied_columns(running, partner: str, table: str) -> list[str]:
+def denied_columns(running: Running, partner: str, table: str) -> list[str]:
     granted = set(visible_columns(running, partner, table))
     return [c for c in running.federation.tables[table].columns if c not in granted]
 
@@ -301,9 +334,10 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def raw(running, partner: str, sql: str) -> list[tuple]:
+def raw(running: Running, partner: str, sql: str) -> Rows:
     """A query over the released raw data (schema ``raw`` of the oracle)."""
-    return running.oracle(partner).sql(sql).fetchall()
+    found: Rows = running.oracle(partner).sql(sql).fetchall()
+    return found
 
 
 # --------------------------------------------------------------------------- purpose
@@ -317,7 +351,7 @@ def test_missing_purpose_is_refused_with_the_rule(running, partner):
     ):
         client.query("SELECT 1")
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "declare a purpose of use" in caught.value.details()
+    assert "declare a purpose of use" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize(
@@ -340,7 +374,7 @@ def test_a_purpose_of_another_role_is_refused(running, partner, foreign):
     ):
         client.query("SELECT count(*) FROM offenders")
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert f"purpose '{foreign}' is not held by role" in caught.value.details()
+    assert f"purpose '{foreign}' is not held by role" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize("case_ref", ["", "A; DROP TABLE offenders", "x" * 65, "R 1"])
@@ -350,7 +384,7 @@ def test_crown_needs_a_well_formed_case_reference(running, case_ref):
             with pytest.raises(grpc.RpcError) as caught:
                 call("SELECT surname FROM offenders", case_ref=case_ref)
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-            assert "case reference" in caught.value.details()
+            assert "case reference" in (caught.value.details() or "")
 
 
 @pytest.mark.parametrize("partner", ["police", "crown_attorney", "passport_canada", "victim"])
@@ -396,7 +430,7 @@ def test_operator_catalog_is_empty(attacker):
 # --------------------------------------------------------------------------- denied tables
 
 
-def _policy():
+def _policy() -> tuple[Federation, PolicySet]:
     """The shipped federation and policy, for parametrizing at collection time."""
     if not _POLICY:
         from accord.federation import load_federation
@@ -408,10 +442,10 @@ def _policy():
     return _POLICY[0]
 
 
-_POLICY: list = []
+_POLICY: list[tuple[Federation, PolicySet]] = []
 
 
-def _denied_table_cases():
+def _denied_table_cases() -> list[tuple[str, str, str]]:
     federation, policy = _policy()
     cases = []
     for partner in [*ROW_PARTNERS, "statistics"]:
@@ -496,7 +530,7 @@ DENIED_COLUMN_SQL = [
 ]
 
 
-def _denied_column_cases():
+def _denied_column_cases() -> list[tuple[str, str, str, str]]:
     federation, policy = _policy()
     prefer = [
         "address",
@@ -581,7 +615,7 @@ def test_star_expands_to_the_entitled_columns_only(attacker, partner):
 
 
 @pytest.fixture(scope="module")
-def secrets(running):
+def secrets(running: Running) -> dict[str, list[str]]:
     """Raw values a masked column hides, taken from the released raw data."""
     o = running.oracle("passport_canada")
     fps = [
@@ -748,6 +782,7 @@ def test_cast_of_a_masked_value_echoes_only_the_masked_value(attacker, secrets):
     for partner, sql, secret_values in cases:
         error = refused(attacker, partner, sql, codes=(grpc.StatusCode.INVALID_ARGUMENT,))
         details = error.details()
+        assert details is not None, (partner, sql)
         assert not [v for v in secret_values if v in details], (partner, sql, details)
 
 
@@ -948,12 +983,12 @@ def test_quoting_case_and_lookalike_column_names(attacker, partner, column):
 # --------------------------------------------------------------------------- row filters
 
 
-def _key(running, partner: str) -> str:
+def _key(running: Running, partner: str) -> str:
     cols = visible_columns(running, partner, "offenders")
     return next(c for c in ("fps_number", "surname", *cols) if c in cols)
 
 
-def _other_table(running, partner: str) -> str | None:
+def _other_table(running: Running, partner: str) -> str | None:
     tables = [
         t
         for t in role_of(running, partner).tables
@@ -1237,7 +1272,7 @@ def test_denied_table_is_the_same_whether_or_not_a_row_matches(attacker, partner
     assert len(messages) == 1, messages
 
 
-def _hidden_text_columns():
+def _hidden_text_columns() -> list[tuple[str, str, str]]:
     """(partner, table, column): clear text columns of row-filtered views."""
     return [
         ("flagging_coordinator", "offenders", "surname"),
@@ -1271,7 +1306,7 @@ def _hidden_text_columns():
     ]
 
 
-def _cast_cases():
+def _cast_cases() -> list[ParameterSet]:
     # Once a leak (DuckDB evaluated the caller's CAST below the row filter's
     # semi-join and quoted hidden values); fixed by materializing secure views.
     return [pytest.param(*case, id="-".join(case)) for case in _hidden_text_columns()]
@@ -1328,7 +1363,7 @@ def test_a_conditional_error_does_not_reveal_that_a_hidden_row_exists(attacker):
     assert answers == {0}
 
 
-def _trailer(result):
+def _trailer(result: QueryResult) -> list[tuple[str, int, int]]:
     return sorted((s.source, s.rows, s.scans) for s in result.trailer.sources)
 
 
@@ -1420,13 +1455,14 @@ def test_cast_in_where_is_answered_or_refused_as_invalid(attacker):
 STATS = "statistics"
 
 
-def _persons(running, table: str, where: str = "TRUE") -> int:
-    return raw(
+def _persons(running: Running, table: str, where: str = "TRUE") -> int:
+    persons: int = raw(
         running,
         STATS,
         f"SELECT count(DISTINCT coalesce(fps_number, source || ':' || "
         f"source_person_id)) FROM raw.{table} WHERE {where}",
     )[0][0]
+    return persons
 
 
 @pytest.mark.parametrize(
@@ -1559,10 +1595,11 @@ def test_statistics_whole_table_and_dimension_filters_match_the_oracle(attacker)
         ), sql
 
 
-def _narrow_cell(running):
-    """A (gender, status, jurisdiction) cell of 1..k-1 persons."""
+def _narrow_cell(running: Running) -> tuple[str, str, str, int, int]:
+    """A (gender, status, jurisdiction) cell of 1..k-1 persons: those three,
+    its rows and its persons."""
     k = role_of(running, STATS).min_group_size
-    return raw(
+    cell: tuple[str, str, str, int, int] = raw(
         running,
         STATS,
         "SELECT gender, status, supervising_jurisdiction, count(*), "
@@ -1571,6 +1608,7 @@ def _narrow_cell(running):
         f"IS NOT NULL GROUP BY ALL HAVING p < {k} AND count(*) = p "
         "ORDER BY p, 1, 2, 3",
     )[0]
+    return cell
 
 
 def test_statistics_differencing_is_not_prevented(attacker):

@@ -7,12 +7,20 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from typing import TYPE_CHECKING, TypedDict
 
 import pyarrow as pa
 import pytest
 
 from accord.errors import SourceTimedOut
 from tests.integration.servers import require_mariadb, require_postgres
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from adapters.backends.base import Backend
+    from adapters.backends.mysql import MysqlBackend
+    from adapters.backends.postgres import PostgresBackend
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +32,7 @@ MARIADB_SLOW = "SELECT COUNT(*), ? AS marker FROM seq_1_to_100000000000 a"
 
 
 @pytest.fixture
-def pg():
+def pg() -> Iterator[PostgresBackend]:
 
     from adapters.backends.postgres import PostgresBackend
 
@@ -35,7 +43,7 @@ def pg():
 
 
 @pytest.fixture
-def mariadb():
+def mariadb() -> Iterator[MysqlBackend]:
 
     from adapters.backends.mysql import MysqlBackend
 
@@ -50,10 +58,13 @@ def pg_running(marker: str) -> int:
 
     with psycopg.connect(PG) as conn:
         # A streamed scan runs as FETCH on its cursor: find it by the adapter's name.
-        return conn.execute(
+        row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
             "AND application_name = 'accord-adapter-test'"
-        ).fetchone()[0]
+        ).fetchone()
+    assert row is not None  # count(*) always answers one row
+    count: int = row[0]
+    return count
 
 
 def mariadb_running(marker: str) -> int:
@@ -63,19 +74,29 @@ def mariadb_running(marker: str) -> int:
     try:
         cursor = conn.cursor()
         cursor.execute("SHOW FULL PROCESSLIST")
-        return sum(
-            1
-            for row in cursor.fetchall()
-            if row[4] == "Query" and row[7] and "seq_1_to_100000000000" in row[7]
-        )
+        count = 0
+        for row in cursor.fetchall():
+            assert isinstance(row, tuple)  # a plain cursor's rows
+            command, info = row[4], row[7]
+            assert info is None or isinstance(info, str)
+            if command == "Query" and info and "seq_1_to_100000000000" in info:
+                count += 1
+        return count
     finally:
         conn.close()
 
 
-def run_in_thread(backend, sql, token, timeout_s=None):
-    outcome: dict = {}
+class Outcome(TypedDict, total=False):
+    result: str | Exception  # "finished", or what the scan raised
+    elapsed: float
 
-    def target():
+
+def run_in_thread(
+    backend: Backend, sql: str, token: str, timeout_s: float | None = None
+) -> tuple[threading.Thread, Outcome]:
+    outcome: Outcome = {}
+
+    def target() -> None:
         started = time.monotonic()
         try:
             types = [pa.string(), pa.string()]
@@ -93,7 +114,7 @@ def run_in_thread(backend, sql, token, timeout_s=None):
     return thread, outcome
 
 
-def wait_until(predicate, timeout=10.0):
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
@@ -167,10 +188,10 @@ def test_sessions_are_read_only(pg, mariadb):
                 )
         finally:
             admin.execute(f"DROP SEQUENCE {name}")
-    admin = mysql.connector.connect(
+    maria_admin = mysql.connector.connect(
         host="127.0.0.1", user="root", password="", database="mysql", autocommit=True
     )
-    cursor = admin.cursor()
+    cursor = maria_admin.cursor()
     cursor.execute(f"CREATE TABLE {name} (x int)")
     try:
         with pytest.raises(SourceError, match="READ ONLY"):
@@ -186,4 +207,4 @@ def test_sessions_are_read_only(pg, mariadb):
             )
     finally:
         cursor.execute(f"DROP TABLE {name}")
-        admin.close()
+        maria_admin.close()

@@ -147,7 +147,7 @@ def test_explain_of_a_cross_source_join_pushes_each_side(crown):
         "SELECT f.surname, s.offence_code FROM offenders f JOIN sentences s "
         "ON s.fps_number = f.fps_number WHERE f.source = 'CA-CSC' AND s.length_days > 365"
     )
-    by_ref = {}
+    by_ref: dict[str, list[broker_pb2.SourceScan]] = {}
     for scan in plan.scans:
         by_ref.setdefault(scan.reference, []).append(scan)
     assert [s.source for s in by_ref["f"]] == ["CA-CSC"]
@@ -189,7 +189,7 @@ def test_bad_input_is_refused_and_named(crown, sql, fragment):
     with pytest.raises(grpc.RpcError) as caught:
         crown.query(sql)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fragment.lower() in caught.value.details().lower()
+    assert fragment.lower() in (caught.value.details() or "").lower()
 
 
 def test_runtime_errors_in_the_merge_are_the_callers(crown):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -16,10 +17,14 @@ from broker.identity import Principal
 from broker.pipeline import QueryPipeline
 from broker.settings import load_limits
 
+if TYPE_CHECKING:
+    from broker.pipeline import QueryOutcome
+    from tests.integration.conftest import Running
+
 pytestmark = pytest.mark.integration
 
 
-def run_query(running, sql, **limits):
+def run_query(running: Running, sql: str, **limits: int) -> QueryOutcome:
     env = {f"ACCORD_{k.upper()}": str(v) for k, v in limits.items()}
     federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
     partner = running.policy.registry.partners["crown_attorney"]
@@ -27,7 +32,7 @@ def run_query(running, sql, **limits):
     cert, key = running.workdir.pki.broker_client()
     request = broker_pb2.QueryRequest(sql=sql, purpose="bail_hearing", case_ref="R-1")
 
-    async def go():
+    async def go() -> QueryOutcome:
         clients = AdapterClients(federation, running.workdir.pki.ca_cert(), cert, key)
         pipeline = QueryPipeline(
             federation, clients, running.policy, running.workdir.mask_secret(), load_limits(env)

@@ -5,21 +5,27 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Running
 
 pytestmark = pytest.mark.integration
 
 FIELDS = {"time", "level", "logger", "service", "query_id", "message"}
 
 
-def log_lines(running, name: str) -> list[dict]:
+def log_lines(running: Running, name: str) -> list[dict[str, Any]]:
     path = running.workdir.logs / f"{name}.log"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def lines_of(running, name: str, query_id: str, within_s: float = 5.0) -> list[dict]:
+def lines_of(
+    running: Running, name: str, query_id: str, within_s: float = 5.0
+) -> list[dict[str, Any]]:
     """The lines of one process about one query (waiting for them to be flushed)."""
     deadline = time.monotonic() + within_s
     while True:

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import urllib.request
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+if TYPE_CHECKING:
+    from tests.integration.conftest import Running
+
 pytestmark = pytest.mark.integration
 
+#: (metric name, sorted label pairs) -> the sample's value
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-def scrape(running, process: str = "broker") -> dict[tuple[str, tuple], float]:
+
+def scrape(running: Running, process: str = "broker") -> Samples:
     address = running.workdir.metrics_address_file(process).read_text().strip()
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
         text = response.read().decode()
@@ -22,7 +29,7 @@ def scrape(running, process: str = "broker") -> dict[tuple[str, tuple], float]:
     }
 
 
-def value(samples, name, **labels) -> float:
+def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 

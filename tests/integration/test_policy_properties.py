@@ -15,6 +15,7 @@ import datetime as dt
 import os
 from collections import Counter
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -22,6 +23,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import rows
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from accord.client import BrokerClient
+    from broker.policy.model import Role
+    from tests.integration.conftest import Running
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +40,7 @@ REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 class Catalog:
     """What the generator needs, computed once from the running federation."""
 
-    def __init__(self, running) -> None:
+    def __init__(self, running: Running) -> None:
         self.running = running
         policy = running.policy
         self.partners = sorted(
@@ -42,9 +50,9 @@ class Catalog:
             and not policy.roles[partner.role].aggregate_only
             and policy.roles[partner.role].tables
         )
-        self.clients = {}
+        self.clients: dict[str, BrokerClient] = {}
 
-    def role(self, partner: str):
+    def role(self, partner: str) -> Role:
         return self.running.policy.roles[self.running.policy.registry.partners[partner].role]
 
     def visible(self, partner: str, table: str) -> list[str]:
@@ -71,7 +79,7 @@ class Catalog:
             else self.running.federation.tables[table].columns[column]
         )
 
-    def client(self, partner: str):
+    def client(self, partner: str) -> BrokerClient:
         if partner not in self.clients:
             self.clients[partner] = self.running.client(
                 partner,
@@ -81,9 +89,9 @@ class Catalog:
             )
         return self.clients[partner]
 
-    def values(self, table: str, column: str) -> list:
+    def values(self, table: str, column: str) -> list[object]:
         """Generated values of one column, over every source that has the table."""
-        found = []
+        found: list[object] = []
         for code, tables in self.running.generated.items():
             if table not in tables:
                 continue
@@ -95,14 +103,14 @@ class Catalog:
 
 
 @pytest.fixture(scope="module")
-def catalog(running):
+def catalog(running: Running) -> Iterator[Catalog]:
     c = Catalog(running)
     yield c
     for client in c.clients.values():
         client.close()
 
 
-def literal(value, type_name: str) -> str:
+def literal(value: object, type_name: str) -> str:
     if value is None:
         return "NULL"
     if type_name == "DATE":
@@ -115,7 +123,9 @@ def literal(value, type_name: str) -> str:
 
 
 @st.composite
-def conjunct(draw, catalog: Catalog, partner: str, table: str, alias: str = ""):
+def conjunct(
+    draw: st.DrawFn, catalog: Catalog, partner: str, table: str, alias: str = ""
+) -> tuple[str, set[str]]:
     column = draw(catalog.column(partner, table))
     type_name = catalog.type_of(table, column)
     ref = f"{alias}.{column}" if alias else column
@@ -138,7 +148,7 @@ def conjunct(draw, catalog: Catalog, partner: str, table: str, alias: str = ""):
 
 
 @st.composite
-def queries(draw, catalog: Catalog):
+def queries(draw: st.DrawFn, catalog: Catalog) -> tuple[str, str, set[tuple[str, str]], bool]:
     """(partner, sql, referenced {(table, column)}, ordered)."""
     partner = draw(st.sampled_from(catalog.partners))
     table = draw(st.sampled_from(catalog.tables(partner)))
@@ -196,7 +206,7 @@ def queries(draw, catalog: Catalog):
     return partner, sql, used, ordered
 
 
-def _norm(value):
+def _norm(value: object) -> object:
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else round(float(value), 9)
     if isinstance(value, float):
@@ -204,12 +214,14 @@ def _norm(value):
     return value
 
 
-def _same(got, expected, ordered: bool) -> bool:
-    got = [tuple(_norm(v) for v in r) for r in got]
-    expected = [tuple(_norm(v) for v in r) for r in expected]
+def _same(
+    got: Iterable[Sequence[object]], expected: Iterable[Sequence[object]], ordered: bool
+) -> bool:
+    mine = [tuple(_norm(v) for v in r) for r in got]
+    theirs = [tuple(_norm(v) for v in r) for r in expected]
     if ordered:
-        return got == expected
-    return Counter(map(repr, got)) == Counter(map(repr, expected))
+        return mine == theirs
+    return Counter(map(repr, mine)) == Counter(map(repr, theirs))
 
 
 #: Longer hunts: ACCORD_PROPERTY_EXAMPLES=2000 pytest tests/integration/test_policy_properties.py

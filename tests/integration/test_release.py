@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import grpc
 import pytest
 
@@ -9,17 +11,24 @@ from accord import ipc, tls
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from tests.integration.conftest import rows
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from tests.integration.conftest import Running
+
 pytestmark = pytest.mark.integration
 
 
-def scan(running, source, table, columns, predicate=""):
+def scan(
+    running: Running, source: str, table: str, columns: list[str], predicate: str = ""
+) -> tuple[adapter_pb2.ScanHeader, list[pa.RecordBatch]]:
     cert, key = running.workdir.pki.broker_client()
     credentials = tls.channel_credentials(running.workdir.pki.ca_cert(), cert, key)
     channel = grpc.secure_channel(running.launcher.adapter_addresses[source], credentials)
     try:
         stub = adapter_pb2_grpc.AdapterStub(channel)
         request = adapter_pb2.ScanRequest(table=table, columns=columns, predicate=predicate)
-        messages = list(stub.Scan(request, timeout=10))
+        messages: list[adapter_pb2.ScanResponse] = list(stub.Scan(request, timeout=10))
     finally:
         channel.close()
     header = messages[0].header
@@ -42,7 +51,7 @@ def test_unreleased_data_is_refused_even_to_the_broker(
     with pytest.raises(grpc.RpcError) as caught:
         scan(running, source, table, columns, predicate)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert named in caught.value.details()
+    assert named in (caught.value.details() or "")
 
 
 def test_release_row_filter_applies_to_every_scan(running):

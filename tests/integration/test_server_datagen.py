@@ -16,7 +16,7 @@ import unicodedata
 import uuid
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
@@ -27,6 +27,13 @@ from accord.federation import Backend, Federation, load_federation
 from adapters.datagen import generate, load_target, write_mysql, write_postgres
 from tests.integration.servers import unreachable
 from tests.readback import rows_to_logical
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    import psycopg
+    from mysql.connector.abstracts import MySQLConnectionAbstract
+    from mysql.connector.pooling import PooledMySQLConnection
 
 pytestmark = pytest.mark.integration
 
@@ -73,13 +80,17 @@ def _mysql_args(url: str, database: str | None = None) -> dict[str, Any]:
     return args
 
 
-def _mysql_connect(url: str, database: str | None = None):
+def _mysql_connect(
+    url: str, database: str | None = None
+) -> PooledMySQLConnection | MySQLConnectionAbstract:
     import mysql.connector
 
     return mysql.connector.connect(**_mysql_args(url, database), connection_timeout=5)
 
 
-def _postgres_connect(url: str, dbname: str = "postgres", **kwargs):
+def _postgres_connect(
+    url: str, dbname: str = "postgres", **kwargs: Any
+) -> psycopg.Connection[tuple[Any, ...]]:
     import psycopg
     from psycopg.conninfo import make_conninfo
 
@@ -104,7 +115,7 @@ def _new_name() -> str:
 
 
 @pytest.fixture
-def pg_url(request) -> str:
+def pg_url(request: pytest.FixtureRequest) -> str:
     """The URL of a database of the test's own (not created yet); dropped afterwards."""
     require_server("postgresql")
     name = _new_name()
@@ -118,7 +129,7 @@ def pg_url(request) -> str:
 
 
 @pytest.fixture
-def mysql_url(request) -> str:
+def mysql_url(request: pytest.FixtureRequest) -> str:
     """The URL of a database of the test's own (not created yet); dropped afterwards."""
     require_server("mysql")
     name = _new_name()
@@ -140,7 +151,7 @@ def federation() -> Federation:
 
 
 @pytest.fixture(scope="module")
-def mysql_federation(federation) -> Federation:
+def mysql_federation(federation: Federation) -> Federation:
     """The federation with BC and YT on MariaDB (YT stores its dates natively)."""
     sources = dict(federation.sources)
     for code in ("BC", "YT"):
@@ -149,7 +160,7 @@ def mysql_federation(federation) -> Federation:
 
 
 @pytest.fixture(scope="module")
-def data(federation):
+def data(federation: Federation) -> dict[str, dict[str, pa.Table]]:
     return generate(federation, seed=SEED, scale=SCALE)
 
 
@@ -177,7 +188,7 @@ def read_mysql(url: str, federation: Federation, code: str, table: str) -> pa.Ta
     try:
         cur = conn.cursor()
         cur.execute(select)
-        rows = cur.fetchall()
+        rows = _tuples(cur.fetchall())
     finally:
         conn.close()
     return rows_to_logical(federation, code, table, held, rows, native_dates=True)
@@ -192,28 +203,47 @@ def counts_of(tables: dict[str, pa.Table]) -> dict[str, int]:
     return {name: t.num_rows for name, t in tables.items()}
 
 
-def _pg_query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+def _tuples(rows: Iterable[object]) -> list[tuple[Any, ...]]:
+    """A plain MySQL cursor's rows (its type allows dictionaries too)."""
+    found = []
+    for row in rows:
+        assert isinstance(row, tuple), row
+        found.append(row)
+    return found
+
+
+def _pg_query(url: str, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
     with _postgres_connect(url, urlsplit(url).path.lstrip("/")) as conn:
         return conn.execute(sql, params).fetchall()
 
 
-def _mysql_query(url: str, sql: str, params: tuple = ()) -> list[tuple]:
+def _mysql_query(url: str, sql: str, params: tuple[str, ...] = ()) -> list[tuple[Any, ...]]:
     conn = _mysql_connect(MYSQL, urlsplit(url).path.lstrip("/"))
     try:
         cur = conn.cursor()
         cur.execute(sql, params)
-        return cur.fetchall()
+        return _tuples(cur.fetchall())
     finally:
         conn.close()
 
 
 def _expected_indexes(federation: Federation, code: str, table: str) -> set[tuple[str, ...]]:
     columns = federation.sources[code].tables[table].columns
-    expected = {(columns["fps_number"].physical,), (columns["source_person_id"].physical,)}
+    expected: set[tuple[str, ...]] = {
+        (columns["fps_number"].physical,),
+        (columns["source_person_id"].physical,),
+    }
     for surname, given in (("surname", "given_names"), ("alias_surname", "alias_given_names")):
         if surname in columns:
             expected.add((columns[surname].physical, columns[given].physical))
     return expected
+
+
+def _index_columns(indexdef: str) -> tuple[str, ...]:
+    """The columns a PostgreSQL index definition names, unquoted."""
+    found = re.search(r"\((.*)\)$", indexdef)
+    assert found is not None, indexdef
+    return tuple(c.strip().strip('"') for c in found.group(1).split(","))
 
 
 def fold(text: str) -> str:
@@ -259,11 +289,7 @@ def test_postgres_tables_columns_and_indexes(federation, data, pg_url):
                 else "text"
             )
         assert columns == expected, name
-        indexed = {
-            tuple(c.strip().strip('"') for c in re.search(r"\((.*)\)$", d).group(1).split(","))
-            for t, d in indexdefs
-            if t == mapping.physical_table
-        }
+        indexed = {_index_columns(d) for t, d in indexdefs if t == mapping.physical_table}
         assert _expected_indexes(federation, "CA-CSC", name) <= indexed, (name, indexed)
     # the person file's id is its primary key
     pk = _pg_query(
@@ -400,7 +426,7 @@ def test_mysql_tables_columns_and_indexes(mysql_federation, data, mysql_url):
             columns = {
                 r[0]: (r[1].decode() if isinstance(r[1], bytes) else r[1], r[2]) for r in rows
             }
-            expected = {}
+            expected: dict[str, tuple[str, str | None]] = {}
             for col in mapping.columns.values():
                 type_name = logical.columns[col.logical]
                 if type_name == "BIGINT":

@@ -4,6 +4,7 @@ logical model: each is a clear, per-source error, never a crash or a silent loss
 from __future__ import annotations
 
 import sqlite3
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -17,13 +18,18 @@ from adapters.backends.postgres import PostgresBackend
 from adapters.backends.sqlite import SqliteBackend
 from adapters.server import scan
 
+if TYPE_CHECKING:
+    from adapters.backends.base import Backend
+
 pytestmark = pytest.mark.integration
 
 FEDERATION = load_federation(DEFAULT_FEDERATION)
 REQUEST = adapter_pb2.ScanRequest(table="offenders", columns=["surname"], query_id="fault")
 
 
-def run(backend, source="CA-CSC", request=REQUEST):
+def run(
+    backend: Backend, source: str = "CA-CSC", request: adapter_pb2.ScanRequest = REQUEST
+) -> list[adapter_pb2.ScanResponse]:
     return list(scan(FEDERATION, FEDERATION.sources[source], backend, request, "t", 5))
 
 

@@ -4,6 +4,7 @@ still exactly the entitled one."""
 from __future__ import annotations
 
 from collections import Counter
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -11,6 +12,9 @@ import pytest
 from accord import ipc, tls
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from tests.integration.conftest import rows
+
+if TYPE_CHECKING:
+    from tests.integration.conftest import Running
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +25,17 @@ SESSIONS = {
 }
 
 
-def raw_stream(running, partner, sql):
+def raw_stream(running: Running, partner: str, sql: str) -> list[broker_pb2.QueryResponse]:
     purpose, case_ref = SESSIONS[partner]
     ca, cert, key = running.workdir.partner_credentials(partner)
     with grpc.secure_channel(
         running.address, tls.channel_credentials(ca, cert, key), options=tls.CHANNEL_OPTIONS
     ) as channel:
         request = broker_pb2.QueryRequest(sql=sql, purpose=purpose, case_ref=case_ref)
-        return list(broker_pb2_grpc.BrokerStub(channel).Query(request, timeout=30))
+        messages: list[broker_pb2.QueryResponse] = list(
+            broker_pb2_grpc.BrokerStub(channel).Query(request, timeout=30)
+        )
+        return messages
 
 
 @pytest.mark.parametrize(

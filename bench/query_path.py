@@ -41,10 +41,10 @@ if (ROOT / "app").is_dir():  # this layout: shared contracts in accord/, wiring 
     from app.commands import init_certs
     from app.launcher import LocalFederation
 else:  # the layout before it: everything under broker/
-    from broker.client import BrokerClient  # type: ignore[no-redef]
-    from broker.commands import init_certs  # type: ignore[no-redef]
-    from broker.launcher import LocalFederation  # type: ignore[no-redef]
-    from broker.workdir import (  # type: ignore[no-redef]
+    from broker.client import BrokerClient  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from broker.commands import init_certs  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from broker.launcher import LocalFederation  # type: ignore[no-redef,import-not-found,unused-ignore]
+    from broker.workdir import (  # type: ignore[no-redef,import-not-found,unused-ignore]
         DEFAULT_FEDERATION,
         DEFAULT_POLICIES,
         Workdir,
@@ -100,7 +100,8 @@ async def trace(workdir: Workdir, launcher: LocalFederation, sql: str) -> Tracer
     )
     partner = workdir.partner_credentials("crown_attorney")
     session = BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="R-1")
-    ready, go, done = threading.Event(), threading.Event(), threading.Event()
+    ready, go = threading.Event(), threading.Event()
+    loop, done = asyncio.get_running_loop(), asyncio.Event()
 
     def client() -> None:
         for _ in range(3):  # warm: channels, secure views, caches
@@ -108,7 +109,7 @@ async def trace(workdir: Workdir, launcher: LocalFederation, sql: str) -> Tracer
         ready.set()
         go.wait()
         session.query(sql)
-        done.set()
+        loop.call_soon_threadsafe(done.set)
 
     thread = threading.Thread(target=client)
     thread.start()
@@ -118,14 +119,13 @@ async def trace(workdir: Workdir, launcher: LocalFederation, sql: str) -> Tracer
     sys.setprofile(tracer)
     threading.setprofile(tracer)
     # Worker threads started from now on are traced too (merge, audit writes).
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(4))
+    loop.set_default_executor(ThreadPoolExecutor(4))
     tracer.on = True
     go.set()
-    while not done.is_set():
-        await asyncio.sleep(0.01)  # the loop must keep serving the traced query
+    await done.wait()  # the loop serves the traced query meanwhile
     tracer.on = False
     sys.setprofile(None)
-    threading.setprofile(None)  # type: ignore[arg-type]
+    threading.setprofile(None)  # type: ignore[arg-type,unused-ignore]
     thread.join()
     session.close()
     await readiness.stop()

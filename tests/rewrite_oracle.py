@@ -183,7 +183,7 @@ def load_role(name: str) -> dict[str, Any]:
         for path in sorted((directory / "roles").glob("*.yaml")):
             doc = yaml.safe_load(path.read_text())
             if doc["role"] == name:
-                return doc
+                return dict(doc)
     raise KeyError(name)
 
 
@@ -279,7 +279,7 @@ def _masked_type(spec: dict[str, Any], kind: str) -> str:
         return "BIGINT"
     if mask in ("keyed_hash", "partial"):
         return "VARCHAR"
-    return spec.get("type", kind)
+    return str(spec.get("type", kind))
 
 
 def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:

@@ -46,6 +46,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -96,7 +97,8 @@ def parse_file(step: str) -> list[Case]:
     cases = []
     for block in re.split(r"\n\s*\n(?=# title:)", text.strip()):
         lines = block.splitlines()
-        headers = dict(re.match(r"# (\w+): (.*)", ln).groups() for ln in lines if ln[:2] == "# ")  # type: ignore[union-attr]
+        pairs = [re.fullmatch(r"# (\w+): (.*)", ln) for ln in lines]
+        headers = {m.group(1): m.group(2) for m in pairs if m is not None}
         body = "\n".join(ln for ln in lines if not ln.startswith("# ")) + "\n"
         statements = [s.strip() for s in re.split(r";[ \t]*\n", body) if s.strip()]
         cases.append(Case(step, headers, statements[0], statements[1:]))
@@ -217,7 +219,9 @@ def key_for(case: Case) -> bytes:
     return partner_key(b"golden master secret", case.headers.get("partner") or case.headers["role"])
 
 
-def answer(con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: bytes) -> tuple[list, list]:
+def answer(
+    con: duckdb.DuckDBPyConnection, tree: exp.Expr, key: bytes
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     relation = con.sql(bind_keyed_hash(tree.copy(), key).sql(dialect="duckdb"))
     rows = [
         tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in relation.fetchall()
@@ -262,6 +266,7 @@ def run_planned(statements: list[exp.Expr], key: bytes) -> duckdb.DuckDBPyConnec
         if isinstance(statement, exp.Select) and source is not None and source.db:
             runnable = statement.copy()
             table = runnable.find(exp.Table)
+            assert table is not None
             table.set("this", exp.to_identifier(f"{source.db}.{source.name}", quoted=True))
             table.set("db", None)
             rows = scans.sql(runnable.sql(dialect="duckdb")).to_arrow_table()
@@ -328,7 +333,7 @@ def test_steps_compose_to_prepare_query(case: Case) -> None:
         return
     tree = sqlglot.parse_one(case.expected[0], read="duckdb")
     if case.step == "aggregate_rules":
-        tree = apply_secure_views(tree, view)
+        tree = apply_secure_views(tree, view)  # type: ignore[arg-type]
     assert tree.sql(dialect="duckdb") == prepared
 
 
@@ -358,7 +363,7 @@ def test_expected_sql_gives_the_oracle_answer(case: Case) -> None:
         view = oracle_view(case, key)
         rewritten = expected[0]
         if case.step == "aggregate_rules":
-            rewritten = apply_secure_views(rewritten, role_view(case))
+            rewritten = apply_secure_views(rewritten, role_view(case))  # type: ignore[arg-type]
             user = with_person_counts(user)  # type: ignore[arg-type]
         got = answer(raw, rewritten, key)
         base = oracle.connect(view)

@@ -4,6 +4,7 @@ completes; the trail verifies; tampering with it is caught by `accord audit veri
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -12,10 +13,13 @@ from app.cli import main
 from broker.audit.search import search
 from broker.audit.verify import verify
 
+if TYPE_CHECKING:
+    from tests.integration.conftest import Running
+
 pytestmark = pytest.mark.integration
 
 
-def records(running):
+def records(running: Running) -> list[dict[str, Any]]:
     return list(search(running.workdir.audit_dir()))
 
 
@@ -113,11 +117,17 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     audit = BrokenDisk(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
     partner = running.workdir.partner_credentials("crown_attorney")
-    seen: dict = {}
+    partner_ca, partner_cert, partner_key = partner
+    seen: dict[str, Any] = {}
 
-    def ask(port):
+    def ask(port: int) -> object:
         with BrokerClient(
-            f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="R-1"
+            f"localhost:{port}",
+            partner_ca,
+            partner_cert,
+            partner_key,
+            purpose="bail_hearing",
+            case_ref="R-1",
         ) as client:
             try:
                 return client.query("SELECT count(*) FROM offenders")
@@ -137,7 +147,7 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
                     return statuses
                 time.sleep(0.05)
 
-    async def scenario():
+    async def scenario() -> None:
         clients = AdapterClients(federation, ca, cert, key)
         pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
         server_cert, server_key = pki.broker_server()

@@ -17,12 +17,14 @@ import contextlib
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from accord.errors import ConfigError
+from adapters.backends.dsn import mysql_connect_args
+from adapters.backends.registry import for_url, server_schemes
 
 from .logical import generate
 from .sqlite_writer import create_statements, physical_values, quote
@@ -48,12 +50,6 @@ _MYSQL_BATCH_ROWS = 1_000  # rows per multi-row INSERT ...
 _MYSQL_BATCH_BYTES = 1 << 20  # ... unless they would make a longer statement
 _MYSQL_TABLE_OPTIONS = "ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
 _PLAIN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KINDS = {
-    "postgresql": "postgresql",
-    "postgres": "postgresql",
-    "mysql": "mysql",
-    "mariadb": "mysql",
-}
 
 
 @dataclass(frozen=True)
@@ -344,30 +340,6 @@ def write_postgres(
 # -- MariaDB / MySQL ------------------------------------------------------------------
 
 
-def mysql_connect_args(dsn: str, *, database: bool = True) -> dict[str, Any]:
-    """mysql-connector arguments for ``mysql://user:password@host:port/dbname``.
-
-    User and password are percent-decoded; query parameters (e.g.
-    ``unix_socket``) are passed on as strings. With ``database=False`` the
-    database is left out (to connect to the server itself).
-    """
-    url = urlsplit(dsn)
-    if url.scheme not in ("mysql", "mariadb"):
-        raise ConfigError(f"not a mysql:// URL: {url.scheme}://...")
-    args: dict[str, Any] = {"host": url.hostname or "127.0.0.1", "port": url.port or 3306}
-    if url.username:
-        args["user"] = unquote(url.username)
-    if url.password is not None:
-        args["password"] = unquote(url.password)
-    name = unquote(url.path.lstrip("/"))
-    if database:
-        if not name:
-            raise ConfigError("the mysql:// URL names no database (mysql://user@host:port/dbname)")
-        args["database"] = name
-    args.update(parse_qsl(url.query))
-    return args
-
-
 def _mysql_connect(**args: Any) -> MySQLConnectionAbstract:
     import mysql.connector
     from mysql.connector.abstracts import MySQLConnectionAbstract
@@ -460,9 +432,10 @@ def load_target(
     differ from source to source). Returns source -> logical table -> rows.
     """
     scheme = urlsplit(target).scheme
-    kind = _KINDS.get(scheme)
-    if kind is None:
-        raise ConfigError(f"target {scheme}://... is neither postgresql:// nor mysql://")
+    server = for_url(target)
+    if server is None:
+        raise ConfigError(f"target {scheme}://... is neither {server_schemes('nor')}")
+    kind = server.kind
     if sources is None:
         codes = [c for c, s in federation.sources.items() if s.backend.kind == kind]
         if not codes:
@@ -484,13 +457,14 @@ def load_target(
 
 def create_database(target: str) -> None:
     """Creates the database a postgresql:// or mysql:// URL names, if missing."""
-    kind = _KINDS.get(urlsplit(target).scheme)
+    server = for_url(target)
+    kind = server.kind if server else None
     if kind == "postgresql":
         _create_postgres_database(target)
     elif kind == "mysql":
         _create_mysql_database(target)
     else:
-        raise ConfigError("a server DSN starts with postgresql:// or mysql://")
+        raise ConfigError(f"a server DSN starts with {server_schemes()}")
 
 
 def _database_name(name: str) -> str:

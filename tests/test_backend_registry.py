@@ -66,3 +66,13 @@ def test_the_adapter_reads_a_mysql_dsn_as_before():
     with pytest.raises(ConfigError, match="looks like"):
         connection_config("mysql://h/")
     assert mysql_connect_args("mysql://h/oms?unix_socket=/s")["unix_socket"] == "/s"
+
+
+def test_every_backend_kind_has_a_data_writer():
+    from adapters.datagen.targets import WRITERS
+
+    assert set(WRITERS) == set(BACKENDS)
+    for kind, writer in WRITERS.items():
+        # a server backend's data can be loaded into a URL of its scheme
+        assert (writer.load is not None) == BACKENDS[kind].server
+        assert (writer.create_database is not None) == BACKENDS[kind].server

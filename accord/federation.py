@@ -56,7 +56,11 @@ LOGICAL_TYPES: dict[str, pa.DataType] = {
 #: predicates on them can be pushed to the source as string comparisons.
 ORDER_PRESERVING_DATE_FORMATS = frozenset({"%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"})
 
-BACKEND_KINDS = frozenset({"sqlite", "postgresql", "mysql"})
+#: The backend kinds a source may name. The adapters' backend registry
+#: (adapters.backends.registry.BACKENDS) declares each one; accord never
+#: imports the adapters, so the kinds are listed here too, and a unit test
+#: keeps the two lists equal.
+BACKEND_KINDS = ("sqlite", "postgresql", "mysql")
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SOURCE_CODE = re.compile(r"^[A-Z][A-Z0-9-]*$")
@@ -108,7 +112,7 @@ class Backend:
     kind: str
     path: str | None = None  # sqlite: file, relative to the work dir
     dsn: str | None = None  # server databases: a DSN, or env:NAME / file:PATH
-    dialect: str = ""
+    dialect: str = ""  # read from the file, unused: the adapters' registry gives the dialect
 
     def resolve_dsn(self) -> str:
         """The DSN, read from the environment (``env:NAME``) or a file (``file:PATH``).
@@ -132,13 +136,6 @@ class Backend:
                     f"cannot read the {self.kind} DSN from {ref}: {exc.strerror}"
                 ) from exc
         return self.dsn
-
-    @property
-    def sql_dialect(self) -> str:
-        return (
-            self.dialect
-            or {"sqlite": "sqlite", "postgresql": "postgres", "mysql": "mysql"}[self.kind]
-        )
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,10 @@ from accord.logs import bind_query_id
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.convert import column_converters, physical_types, to_logical
+from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
-from adapters.translate import RULES, plan_scan
+from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator

@@ -8,13 +8,18 @@ for exactly the rows whose logical values satisfy the logical one. Anything
 else is left to the broker, which applies the whole predicate again anyway.
 
 Literals travel as bound parameters, never spliced into the SQL text.
+
+This module is the translation only: names, codes, date formats and
+literals, one conjunct at a time, for any database. What differs from one
+database to the next (collation, LIKE escapes, native dates) is not decided
+here but read from its ``adapters.dialects`` rules.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlglot import exp
 
@@ -26,6 +31,10 @@ from accord.federation import (
     TableMapping,
 )
 from accord.predicate import parse_predicate
+from adapters.dialects import RULES
+
+if TYPE_CHECKING:
+    from adapters.dialects import DialectRules
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _RANGE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
@@ -47,42 +56,6 @@ class PhysicalScan:
     superset: list[str] = field(default_factory=list)  # narrowed there, re-checked by the broker
     limit_pushed: bool = False
     dialect: str = "sqlite"
-
-
-@dataclass(frozen=True)
-class DialectRules:
-    """How a database's comparisons differ from the federation's (DuckDB's).
-
-    ``exact``: the physical comparison holds for exactly the same rows.
-    ``superset``: it holds for those rows and maybe more (a case-insensitive
-    collation matches 'a' for 'A'): still worth pushing to narrow the scan,
-    but the broker must re-check, and no LIMIT may be pushed with it.
-    """
-
-    name: str
-    text_equality: str = "exact"  # exact | superset
-    text_range: str = "exact"  # exact | collate_c (bytewise only under COLLATE "C") | none
-    like: str = "exact"  # exact | superset
-    like_backslash_escapes: bool = False  # LIKE treats '\\' as an escape by default
-    native_dates: bool = False  # unformatted DATE columns are real DATEs, not ISO text
-
-
-RULES: dict[str, DialectRules] = {
-    # case_sensitive_like is set on every SQLite connection; BINARY collation
-    "sqlite": DialectRules("sqlite"),
-    "postgres": DialectRules(
-        "postgres", text_range="collate_c", like_backslash_escapes=True, native_dates=True
-    ),
-    # MariaDB/MySQL with a case- and accent-insensitive collation
-    "mysql": DialectRules(
-        "mysql",
-        text_equality="superset",
-        text_range="none",
-        like="superset",
-        like_backslash_escapes=True,
-        native_dates=True,
-    ),
-}
 
 
 def plan_scan(

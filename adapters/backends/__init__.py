@@ -1,4 +1,7 @@
-"""Database backends behind one small interface (see ``base.Backend``)."""
+"""Database backends behind one small interface (see ``base.Backend``).
+
+Which backends exist, and what each one is, is ``registry.BACKENDS``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from accord.errors import ConfigError
 from adapters.backends.base import Backend
+from adapters.backends.registry import BACKENDS
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -15,20 +19,10 @@ if TYPE_CHECKING:
 
 def open_backend(source: Source, workdir: Path) -> Backend:
     """The backend named in a source's configuration."""
-    if source.backend.kind == "sqlite":
-        from adapters.backends.sqlite import SqliteBackend
-
-        assert source.backend.path is not None  # checked when the config was parsed
-        return SqliteBackend(source.code, workdir / source.backend.path)
-    if source.backend.kind == "postgresql":
-        from adapters.backends.postgres import PostgresBackend
-
-        return PostgresBackend(source.code, source.backend.resolve_dsn())
-    if source.backend.kind == "mysql":
-        from adapters.backends.mysql import MysqlBackend
-
-        return MysqlBackend(source.code, source.backend.resolve_dsn())
-    raise ConfigError(f"source {source.code}: unknown backend {source.backend.kind!r}")
+    backend_type = BACKENDS.get(source.backend.kind)
+    if backend_type is None:
+        raise ConfigError(f"source {source.code}: unknown backend {source.backend.kind!r}")
+    return backend_type.opener(source, workdir)
 
 
 __all__ = ["Backend", "open_backend"]

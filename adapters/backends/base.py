@@ -24,7 +24,7 @@ class Backend(ABC):
     refuses the start (a broker may cancel within the first milliseconds).
     """
 
-    #: sqlglot dialect the physical SQL is generated in (a key of translate.RULES).
+    #: sqlglot dialect the physical SQL is generated in (a key of dialects.RULES).
     dialect: str
 
     def __init__(self) -> None:

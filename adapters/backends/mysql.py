@@ -16,13 +16,14 @@ from __future__ import annotations
 import contextlib
 import queue
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import mysql.connector
 from mysql.connector import errorcode
 
 from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable
 from adapters.backends.base import Backend, rows_to_batch
+from adapters.backends.dsn import MYSQL_SCHEMES, mysql_connect_args
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -34,15 +35,22 @@ _INTERRUPTED = {errorcode.ER_QUERY_INTERRUPTED, 1969, 3024}  # killed; MariaDB/M
 
 
 def connection_config(dsn: str) -> dict[str, Any]:
-    """``mysql://user:password@host:port/database`` as driver arguments."""
+    """``mysql://user:password@host:port/database`` as driver arguments.
+
+    >>> c = connection_config("mysql://127.0.0.1/oms")
+    >>> c["user"], c["password"], c["port"], c["database"]
+    ('root', '', 3306, 'oms')
+    """
     url = urlsplit(dsn)
-    if url.scheme not in ("mysql", "mariadb") or not url.path.strip("/"):
+    if url.scheme not in MYSQL_SCHEMES or not url.path.strip("/"):
         raise ConfigError("a MariaDB/MySQL DSN looks like mysql://user@host:3306/database")
+    # the query part (driver options for the data loader) is not the adapter's
+    parsed = mysql_connect_args(url._replace(query="").geturl(), database=False)
     return {
-        "host": url.hostname or "127.0.0.1",
-        "port": url.port or 3306,
-        "user": unquote(url.username or "root"),
-        "password": unquote(url.password or ""),
+        "host": parsed["host"],
+        "port": parsed["port"],
+        "user": parsed.get("user", "root"),
+        "password": parsed.get("password", ""),
         "database": url.path.strip("/"),
         "connection_timeout": CONNECT_TIMEOUT_S,
         "charset": "utf8mb4",

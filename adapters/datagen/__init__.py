@@ -13,8 +13,10 @@ from __future__ import annotations
 
 from .common import REFERENCE_DATE
 from .logical import generate
-from .server_writer import load_target, write_mysql, write_postgres
-from .sqlite_writer import write_federation_data, write_sqlite
+from .mysql_writer import write_mysql
+from .postgres_writer import write_postgres
+from .sqlite_writer import write_sqlite
+from .targets import load_target, write_federation_data
 
 __all__ = [
     "REFERENCE_DATE",

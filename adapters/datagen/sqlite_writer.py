@@ -1,121 +1,25 @@
-"""Writing a source's physical database.
+"""Writing a source's physical database as an SQLite file.
 
-Logical values are written into each source's own physical schema: physical
-table and column names, codes and text date formats all come from the
-source's mapping in the federation file.
+The embedded target: one file per source, replaced atomically, in the
+physical schema ``physical`` derives from the source's mapping.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import secrets
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING
 
 from accord.errors import ConfigError
 
-from .common import EPOCH
-from .logical import generate
+from .physical import create_statements, physical_values, quote
 
 if TYPE_CHECKING:
-    from accord.federation import ColumnMapping, Federation, LogicalTable, Source, TableMapping
+    import pyarrow as pa
 
-
-_SQLITE_TYPES = {
-    "VARCHAR": "TEXT",
-    "DATE": "TEXT",
-    "BIGINT": "INTEGER",
-    "DOUBLE": "REAL",
-    "BOOLEAN": "INTEGER",
-}
-
-
-def quote(identifier: str) -> str:
-    return f'"{identifier}"'
-
-
-def physical_values(
-    column: pa.ChunkedArray, logical_type: str, held: ColumnMapping, where: str
-) -> list[Any]:
-    """One logical column converted to what the source system stores."""
-    if held.codes:
-        reverse = held.reverse_codes
-        values = column.to_pylist()
-        try:
-            return [None if v is None else reverse[v] for v in values]
-        except KeyError as exc:
-            raise ConfigError(
-                f"{where}: the mapping has no physical code for logical value {exc.args[0]!r}"
-            ) from None
-    if logical_type == "DATE":
-        fmt = held.date_format
-        cache: dict[int, str] = {}
-        out: list[str | None] = []
-        for day in column.cast(pa.int32()).to_pylist():
-            if day is None:
-                out.append(None)
-                continue
-            text = cache.get(day)
-            if text is None:
-                date = dt.date.fromordinal(day + EPOCH)
-                text = date.strftime(fmt) if fmt else date.isoformat()
-                cache[day] = text
-            out.append(text)
-        return out
-    if logical_type == "BOOLEAN":
-        return [None if v is None else int(v) for v in column.to_pylist()]
-    return list(column.to_pylist())
-
-
-def create_statements(
-    source: Source, logical: LogicalTable, mapping: TableMapping
-) -> tuple[list[str], list[str], list[str]]:
-    """(CREATE TABLE, index statements, physical column names) for one table."""
-    held = [c for c in logical.columns if c in mapping.columns]
-    physical = [mapping.columns[c].physical for c in held]
-    where = f"source {source.code}.{logical.name}"
-    if len({p.upper() for p in physical}) != len(physical):
-        raise ConfigError(f"{where}: two logical columns map to one physical column")
-    table = mapping.physical_table
-    person_id = mapping.columns.get("source_person_id")
-    is_person_table = logical.name == "offenders"
-    defs = []
-    for logical_name, column in zip(held, physical, strict=True):
-        sql_type = _SQLITE_TYPES[logical.columns[logical_name]]
-        extra = (
-            " NOT NULL PRIMARY KEY"
-            if is_person_table and logical_name == ("source_person_id")
-            else ""
-        )
-        defs.append(f"{quote(column)} {sql_type}{extra}")
-    create = f"CREATE TABLE {quote(table)} (\n  " + ",\n  ".join(defs) + "\n)"
-    indexes: list[str] = []
-
-    def index(suffix: str, columns: list[ColumnMapping | None]) -> None:
-        present = [c.physical for c in columns if c is not None]
-        if present and len(present) == len(columns):
-            indexes.append(
-                f"CREATE INDEX {quote(f'{table}_{suffix}_IX')} ON {quote(table)} "
-                f"({', '.join(quote(c) for c in present)})"
-            )
-
-    fps = mapping.columns.get(logical.person_key or "fps_number")
-    index("FPS", [fps])
-    for surname, given in (("surname", "given_names"), ("alias_surname", "alias_given_names")):
-        if surname in mapping.columns:
-            index(
-                "NAME",
-                [mapping.columns[surname], mapping.columns.get(given)]
-                if given in mapping.columns
-                else [mapping.columns[surname]],
-            )
-    if person_id is not None and not is_person_table:
-        index("PERSON", [person_id])
-    return [create], indexes, physical
+    from accord.federation import Federation
 
 
 def write_sqlite(
@@ -183,27 +87,4 @@ def write_sqlite(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return counts
-
-
-def write_federation_data(
-    federation: Federation, workdir: Path, *, seed: int = 7, scale: float = 0.01
-) -> dict[str, dict[str, int]]:
-    """Generates the data once and writes every source's database: SQLite
-    files at workdir / backend.path, server databases at the source's DSN
-    (created if missing). Returns source -> logical table -> rows."""
-    from adapters.datagen.server_writer import create_database, write_mysql, write_postgres
-
-    data = generate(federation, seed=seed, scale=scale)
-    counts: dict[str, dict[str, int]] = {}
-    for code, source in federation.sources.items():
-        if source.backend.kind == "sqlite" and source.backend.path:
-            path = Path(workdir) / source.backend.path
-            path.parent.mkdir(parents=True, exist_ok=True)
-            counts[code] = write_sqlite(federation, code, data[code], path)
-            continue
-        dsn = source.backend.resolve_dsn()
-        create_database(dsn)
-        write = write_postgres if source.backend.kind == "postgresql" else write_mysql
-        counts[code] = write(federation, code, data[code], dsn)
     return counts

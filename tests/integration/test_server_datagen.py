@@ -1,4 +1,4 @@
-"""Synthetic data in real PostgreSQL and MariaDB servers (``server_writer``).
+"""Synthetic data in real PostgreSQL and MariaDB servers (``postgres_writer``, ``mysql_writer``).
 
 Each test works in a database of its own, created for it and dropped after
 it. The servers are expected on 127.0.0.1 (PostgreSQL 5432 as postgres with

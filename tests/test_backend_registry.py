@@ -39,13 +39,21 @@ def test_each_kind_opens_a_backend_of_its_dialect(kind, tmp_path):
         backend.close()
 
 
+URLS = {
+    "postgres://h/db": "postgresql",
+    "postgresql://h/db": "postgresql",
+    "mysql://h/db": "mysql",
+    "mariadb://h/db": "mysql",
+    "sqlite:///x": None,
+}
+
+
 def test_urls_find_their_server_backend():
-    assert for_url("postgres://h/db").kind == "postgresql"
-    assert for_url("postgresql://h/db").kind == "postgresql"
-    assert for_url("mysql://h/db").kind == "mysql"
-    assert for_url("sqlite:///x") is None
+    kinds = {url: getattr(for_url(url), "kind", None) for url in URLS}
+    assert kinds == URLS
     assert server_schemes() == "postgresql:// or mysql://"
-    assert backend_type("postgresql").parse_dsn("postgresql://h/oms")["dbname"] == "oms"
+    parse = backend_type("postgresql").parse_dsn
+    assert parse is not None and parse("postgresql://h/oms")["dbname"] == "oms"
     with pytest.raises(ConfigError, match="unknown backend"):
         backend_type("oracle")
 

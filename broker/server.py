@@ -108,21 +108,21 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         query_id: str,
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         principal = await self._principal(context, "Query")
-        role = principal.partner.role
-        error: Exception | None = None
-        trailer: broker_pb2.QueryTrailer | None = None
         record = QueryRecord.open("query", query_id, principal, request, started)
-        if self.metrics is not None:
-            self.metrics.inflight.inc()
+        done = _QueryDone(self.metrics, principal.partner.role, started)
+        trailer: broker_pb2.QueryTrailer | None = None
         try:
             async for message in self.pipeline.answer(principal, request, record):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
-                    # Audited before the answer is complete: no record, no trailer.
+                    # Audited and counted before the answer is complete: no
+                    # record, no trailer; and a caller that has its answer
+                    # finds it in the metrics.
                     await self._record(record.as_dict(trailer, None))
+                    done(None, trailer)
                 yield message
         except Exception as exc:
-            error = exc
+            done(exc, trailer)  # before the caller learns of it
             if not isinstance(exc, AuditWriteError):
                 try:
                     await self._record(record.as_dict(trailer, exc))
@@ -130,15 +130,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                     exc = audit_error
             await _abort(context, exc)
         finally:
-            if self.metrics is not None:
-                self.metrics.inflight.dec()
-                self.metrics.query_done(
-                    role,
-                    error,
-                    started,
-                    trailer.rows if trailer is not None else 0,
-                    trailer.suppressed_groups if trailer is not None else 0,
-                )
+            done(None, trailer)  # the caller left mid-answer
 
     async def Explain(
         self,
@@ -189,6 +181,29 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 await _abort(context, exc)
                 raise
             return self.pipeline.catalog(principal)
+
+
+class _QueryDone:
+    """Counts one query in the metrics, once, however it ends."""
+
+    def __init__(self, metrics: BrokerMetrics | None, role: str, started: float) -> None:
+        self.metrics, self.role, self.started = metrics, role, started
+        self.counted = metrics is None
+        if metrics is not None:
+            metrics.inflight.inc()
+
+    def __call__(self, error: Exception | None, trailer: broker_pb2.QueryTrailer | None) -> None:
+        if self.counted or self.metrics is None:
+            return
+        self.counted = True
+        self.metrics.inflight.dec()
+        self.metrics.query_done(
+            self.role,
+            error,
+            self.started,
+            trailer.rows if trailer is not None else 0,
+            trailer.suppressed_groups if trailer is not None else 0,
+        )
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]

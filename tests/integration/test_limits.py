@@ -9,7 +9,7 @@ import datetime as dt
 import grpc
 import pytest
 
-from accord.errors import ResourceExhausted
+from accord.errors import ResourceExhausted, grpc_status
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients
 from broker.identity import Principal
@@ -41,9 +41,13 @@ def run_query(running, sql, **limits):
 
 
 def test_a_source_sending_too_many_rows_stops_the_query(running):
-    with pytest.raises(ResourceExhausted, match=r"more than 50 rows .*ACCORD_MAX_SOURCE_ROWS"):
+    with pytest.raises(
+        ResourceExhausted, match=r"more than 50 rows .*ACCORD_MAX_SOURCE_ROWS"
+    ) as caught:
         run_query(running, "SELECT surname FROM offenders", max_source_rows=50)
-    assert ResourceExhausted.status == grpc.StatusCode.RESOURCE_EXHAUSTED
+    # what the partner is answered: RESOURCE_EXHAUSTED, naming the limit
+    code, message = grpc_status(caught.value)
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "ACCORD_MAX_SOURCE_ROWS" in message
 
 
 def test_a_source_sending_too_many_bytes_stops_the_query(running):

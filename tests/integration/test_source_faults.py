@@ -8,7 +8,7 @@ import sqlite3
 import grpc
 import pytest
 
-from accord.errors import SourceUnavailable
+from accord.errors import SourceUnavailable, grpc_status
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2
 from accord.workdir import DEFAULT_FEDERATION
@@ -38,9 +38,11 @@ def run(backend, source="CA-CSC", request=REQUEST):
 def test_a_database_that_is_down_is_unavailable_naming_the_source(make):
     backend = make()
     try:
-        with pytest.raises(SourceUnavailable, match=r"source CA-CSC: .*unreachable"):
+        with pytest.raises(SourceUnavailable, match=r"source CA-CSC: .*unreachable") as caught:
             run(backend)
-        assert SourceUnavailable.status == grpc.StatusCode.UNAVAILABLE
+        # what a servicer answers for it: UNAVAILABLE, naming the source
+        code, message = grpc_status(caught.value)
+        assert code == grpc.StatusCode.UNAVAILABLE and "source CA-CSC" in message
     finally:
         backend.close()
 

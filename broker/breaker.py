@@ -4,6 +4,9 @@ After ``failure_threshold`` failures in a row a source's circuit opens: its
 scans fail at once, without waiting on a system that is down. After
 ``reset_timeout_s`` one probe scan is let through (half-open); its success
 closes the circuit, its failure opens it again.
+
+Time comes from ``clock`` (``time.monotonic`` unless given), so a test can
+advance it instead of waiting the reset period out.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ class CircuitBreaker:
     reset_timeout_s: float = 10.0
     #: Told of every change of state (health and metrics follow it).
     on_change: Callable[[CircuitState], None] | None = None
+    #: Seconds from an arbitrary start, never going back.
+    clock: Callable[[], float] = time.monotonic
     state: CircuitState = CircuitState.CLOSED
     failures: int = 0
     opened_at: float = 0.0
@@ -40,7 +45,7 @@ class CircuitBreaker:
 
     def allow(self, now: float | None = None) -> bool:
         """Whether a scan may go to the source now (may start the one probe)."""
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             before = self.state
             if self.state is CircuitState.OPEN and now - self.opened_at >= self.reset_timeout_s:
@@ -61,7 +66,7 @@ class CircuitBreaker:
         self._changed(before)
 
     def failed(self, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = self.clock() if now is None else now
         with self._lock:
             before = self.state
             self.failures += 1
@@ -84,6 +89,8 @@ class Breakers:
     reset_timeout_s: float = 10.0
     #: Told (source, new state) of every change.
     on_change: Callable[[str, CircuitState], None] | None = None
+    #: The clock of every breaker (see CircuitBreaker.clock).
+    clock: Callable[[], float] = time.monotonic
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def __getitem__(self, source: str) -> CircuitBreaker:
@@ -95,6 +102,7 @@ class Breakers:
                     self.failure_threshold,
                     self.reset_timeout_s,
                     lambda state: self._notify(source, state),
+                    self.clock,
                 ),
             )
         return breaker

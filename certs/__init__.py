@@ -10,9 +10,7 @@ from certs.ca import (
     PkiError,
     PkiLayout,
     certificate_info,
-    create_rogue_ca_client,
     init_pki,
-    issue_client_cert,
 )
 
 __all__ = [
@@ -23,7 +21,5 @@ __all__ = [
     "PkiError",
     "PkiLayout",
     "certificate_info",
-    "create_rogue_ca_client",
     "init_pki",
-    "issue_client_cert",
 ]

@@ -46,9 +46,7 @@ __all__ = [
     "PkiError",
     "PkiLayout",
     "certificate_info",
-    "create_rogue_ca_client",
     "init_pki",
-    "issue_client_cert",
 ]
 
 #: Subject of the federation CA.
@@ -160,76 +158,6 @@ def init_pki(
         _write_key(key_path, key)
         _write_cert(cert_path, cert)
     return layout
-
-
-def issue_client_cert(
-    layout: PkiLayout,
-    name: str,
-    organization: str,
-    *,
-    not_before: dt.datetime,
-    not_after: dt.datetime,
-    out: tuple[Path, Path] | None = None,
-) -> tuple[Path, Path]:
-    """Issue a partner client certificate with exactly the validity given.
-
-    Meant for tests that need an expired or not-yet-valid certificate; the
-    datetimes must be timezone-aware. Writes to ``layout.partner(name)`` unless
-    ``out`` (cert path, key path) is given, and returns the paths written.
-    """
-    checked_name(name, "partner name")
-    _checked_organization(organization)
-    if not_before.tzinfo is None or not_after.tzinfo is None:
-        raise ValueError("not_before and not_after must be timezone-aware datetimes")
-    if not_after <= not_before:
-        raise ValueError("not_after must be later than not_before")
-    ca_cert, ca_key = _load_ca(layout)
-    cert, key = _issue_leaf(
-        ca_cert,
-        ca_key,
-        _name(name, organization),
-        server=False,
-        not_before=not_before,
-        not_after=not_after,
-    )
-    cert_path, key_path = out if out is not None else layout.partner(name)
-    _write_key(key_path, key)
-    _write_cert(cert_path, cert)
-    return cert_path, key_path
-
-
-def create_rogue_ca_client(
-    directory: Path, name: str, organization: str
-) -> tuple[Path, Path, Path]:
-    """A stand-alone CA and a client certificate from it, for negative tests.
-
-    The rogue CA deliberately carries the *same* subject as the federation CA,
-    so only a real signature check (not a name comparison) rejects its
-    certificates. Writes ``rogue-ca.pem``, ``rogue-<name>.pem`` and
-    ``rogue-<name>.key`` in ``directory`` and returns (ca_pem, cert_pem, key_pem).
-    The rogue CA's key is not kept.
-    """
-    checked_name(name, "name")
-    _checked_organization(organization)
-    directory = Path(directory)
-    _make_private_dir(directory)
-    now = _now()
-    ca_cert, ca_key = _create_ca(_ca_name(), now=now, days=CA_VALIDITY_DAYS)
-    cert, key = _issue_leaf(
-        ca_cert,
-        ca_key,
-        _name(name, organization),
-        server=False,
-        not_before=now - _BACKDATE,
-        not_after=now + dt.timedelta(days=30),
-    )
-    ca_path = directory / "rogue-ca.pem"
-    cert_path = directory / f"rogue-{name}.pem"
-    key_path = directory / f"rogue-{name}.key"
-    _write_cert(ca_path, ca_cert)
-    _write_key(key_path, key)
-    _write_cert(cert_path, cert)
-    return ca_path, cert_path, key_path
 
 
 def certificate_info(pem: bytes) -> CertInfo:

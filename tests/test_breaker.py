@@ -62,3 +62,22 @@ def test_changes_of_state_are_reported_per_source():
         ("BC", CircuitState.HALF_OPEN),
         ("BC", CircuitState.CLOSED),
     ]
+
+
+def test_the_clock_decides_when_a_probe_may_go():
+    now = [100.0]
+    breakers = Breakers(failure_threshold=1, reset_timeout_s=10, clock=lambda: now[0])
+    breaker = breakers["BC"]
+    breaker.failed()
+    assert breaker.opened_at == 100.0
+    now[0] = 109.9
+    assert not breaker.allow() and breaker.state is CircuitState.OPEN
+    now[0] = 110.0
+    assert breaker.allow() and breaker.state is CircuitState.HALF_OPEN
+
+
+def test_the_default_clock_is_monotonic():
+    import time
+
+    assert CircuitBreaker().clock is time.monotonic
+    assert Breakers()["BC"].clock is time.monotonic

@@ -18,14 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.errors import ConfigError
-from certs import (
-    PkiError,
-    PkiLayout,
-    certificate_info,
-    create_rogue_ca_client,
-    init_pki,
-    issue_client_cert,
-)
+from certs import PkiError, PkiLayout, certificate_info, init_pki
+from tests.pki import create_rogue_ca_client, issue_client_cert
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -3,10 +3,14 @@ mutual TLS, with the adapter certificate of one source, that answers Scan
 wrongly on purpose.
 
     python -m tests.integration.fake_adapter --mode MODE --source CODE \
-        --workdir DIR --port-file FILE [--port N] [--federation FILE]
+        --workdir DIR --port-file FILE [--port N] [--federation FILE] [--scan-log FILE]
+
+With ``--scan-log``, every Scan that arrives appends a line (its table) to
+FILE before anything else happens, so a test can wait for "the scan is in
+flight" instead of sleeping and hoping.
 
 Modes:
-  hang              Scan sends nothing and sleeps until the call ends.
+  hang              Scan sends nothing and waits until the call ends.
   malformed         a valid header with the requested schema, then
                     ``arrow_batch=b"garbage"``.
   wrong_schema      a header whose Arrow schema differs from the requested one.
@@ -63,10 +67,20 @@ def sample_batch(schema: pa.Schema, rows: int) -> pa.RecordBatch:
 
 
 class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
-    def __init__(self, federation: Federation, source: str, mode: str) -> None:
+    def __init__(
+        self, federation: Federation, source: str, mode: str, scan_log: Path | None = None
+    ) -> None:
         self.federation = federation
         self.source = source
         self.mode = mode
+        self.scan_log = scan_log
+        self._log_lock = threading.Lock()
+
+    def _arrived(self, request) -> None:
+        if self.scan_log is None:
+            return
+        with self._log_lock, self.scan_log.open("a") as log:
+            log.write(f"{request.table}\n")
 
     def _header(self, schema: pa.Schema) -> adapter_pb2.ScanResponse:
         return adapter_pb2.ScanResponse(
@@ -81,10 +95,12 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
     def Scan(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
     ) -> Iterator[adapter_pb2.ScanResponse]:
+        self._arrived(request)
         schema = self.federation.tables[request.table].arrow_schema(list(request.columns))
         if self.mode == "hang":
-            while context.is_active():
-                time.sleep(0.05)
+            ended = threading.Event()
+            if context.add_callback(ended.set):  # False: the call has ended already
+                ended.wait()
             return
         if self.mode == "malformed":
             yield self._header(schema)
@@ -122,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--federation", type=Path, default=DEFAULT_FEDERATION)
+    parser.add_argument("--scan-log", type=Path, default=None)
     args = parser.parse_args(argv)
 
     workdir = Workdir(args.workdir)
@@ -129,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     cert, key = workdir.pki.adapter(args.source)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16), options=tls.SERVER_OPTIONS)
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        FakeAdapter(federation, args.source, args.mode), server
+        FakeAdapter(federation, args.source, args.mode, args.scan_log), server
     )
     port = server.add_secure_port(
         f"{args.host}:{args.port}", tls.server_credentials(workdir.pki.ca_cert(), cert, key)

@@ -112,6 +112,7 @@ class Faulty:
         self.kill_adapter(code)
         port_file = self.prepared.workdir.run / f"fake-{code}.addr"
         port_file.unlink(missing_ok=True)
+        self.scan_log(code).unlink(missing_ok=True)
         log = (self.prepared.workdir.logs / f"fake-{code.lower()}.log").open("ab")
         fake = subprocess.Popen(
             [
@@ -130,6 +131,8 @@ class Faulty:
                 port,
                 "--port-file",
                 str(port_file),
+                "--scan-log",
+                str(self.scan_log(code)),
             ],
             cwd=REPO,
             stdout=log,
@@ -145,6 +148,18 @@ class Faulty:
             time.sleep(0.05)
         assert port_file.read_text().strip().endswith(f":{port}")
         return fake
+
+    def scan_log(self, code: str = FAULTY) -> Path:
+        """Where the fake adapter of ``code`` notes each Scan as it arrives."""
+        return self.prepared.workdir.run / f"fake-{code.lower()}.scans"
+
+    def wait_for_scan(self, code: str = FAULTY, within_s: float = 15.0) -> None:
+        """Returns once a Scan has reached the fake adapter of ``code``."""
+        log = self.scan_log(code)
+        deadline = time.monotonic() + within_s
+        while not (log.is_file() and log.read_text().strip()):
+            assert time.monotonic() < deadline, f"no scan reached the fake {code} adapter"
+            time.sleep(0.02)
 
     def assert_broker_healthy(self) -> None:
         """A normal query (not touching BC) still gets a full, correct answer."""
@@ -249,6 +264,7 @@ def test_a_hanging_adapter_times_out_and_the_others_answer_in_time(faulty):
     elapsed = time.monotonic() - started
     print(f"\nTIME TO ANSWER with BC hanging: {elapsed:.2f} s (client timeout {deadline} s)")
     assert elapsed < deadline + 1.0
+    faulty.wait_for_scan(within_s=0)  # BC was asked, and hung
     assert_partial_without_bc(
         faulty, result, COUNT_SQL, broker_pb2.SOURCE_STATE_TIMED_OUT, "deadline"
     )
@@ -308,7 +324,7 @@ def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
 
     asking = threading.Thread(target=ask, daemon=True)
     asking.start()
-    time.sleep(1.0)  # the query is in flight, BC's scan hanging
+    faulty.wait_for_scan()  # the query is in flight, BC's scan hanging
     assert "ended" not in outcome
     broker = faulty.launcher.processes["broker"]
     stopped = time.monotonic()
@@ -323,6 +339,10 @@ def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
     assert broker.wait(timeout=SHUTDOWN_GRACE_S + 3) == 0
     if "error" in outcome:
         assert outcome["error"].code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    else:  # answered within the grace: without BC, whose scan never came back
+        result = outcome["result"]
+        statuses = {s.source: s.state for s in result.trailer.sources}
+        assert result.trailer.partial and statuses[FAULTY] != OK
 
 
 def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):

@@ -10,7 +10,7 @@ import pytest
 from accord import tls
 from accord.client import BrokerClient
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from certs import create_rogue_ca_client, issue_client_cert
+from tests.pki import create_rogue_ca_client, issue_client_cert
 
 pytestmark = pytest.mark.integration
 

@@ -122,9 +122,53 @@ def wait_for(check, within_s: float = 30.0, what: str = "") -> Any:
         time.sleep(0.25)
 
 
+def wait_for_scrapes(prometheus: str, count: int, expected: int) -> None:
+    """Returns once every one of the ``expected`` targets has been scraped
+    ``count`` more times, so each counter has a sample from now on."""
+    for _ in range(count):
+        since = time.time()
+
+        def scraped_since(since: float = since) -> bool:
+            stamps = api(prometheus, "query", query="timestamp(up)")["result"]
+            return len(stamps) == expected and all(float(s["value"][1]) > since for s in stamps)
+
+        wait_for(scraped_since, what=f"{expected} targets scraped")
+
+
+QUERIES_OK = 'accord_queries_total{role="crown_attorney",outcome="ok"}'
+DENIED = 'accord_policy_denials_total{role="crown_attorney",reason="column"}'
+SUPPRESSED = 'accord_suppressed_groups_total{role="statistics"}'
+BC_SCANS = 'accord_adapter_scans_total{source="BC",outcome="ok"}'
+#: The counters the traffic is measured by.
+SEEN = (QUERIES_OK, DENIED, SUPPRESSED, BC_SCANS)
+
+
+def total(prometheus: str, expr: str) -> float:
+    return sum(float(s["value"][1]) for s in api(prometheus, "query", query=expr)["result"])
+
+
+def send_traffic(running, rounds: int) -> None:
+    """Queries of every kind: answered, refused, suppressed."""
+    with running.client("crown_attorney", purpose="bail_hearing", case_ref="R-2026-0042") as crown:
+        for _ in range(rounds):
+            crown.query("SELECT source, count(*) AS n FROM offenders GROUP BY source")
+            crown.query("SELECT fps_number, surname FROM offenders WHERE source = 'BC'")
+            with pytest.raises(grpc.RpcError):
+                crown.query("SELECT address FROM offenders")  # a column the role may not see
+    with running.client("statistics", purpose="annual_statistics") as statistics:
+        result = statistics.query(
+            "SELECT gender, status, supervising_jurisdiction, security_level, count(*) AS n "
+            "FROM offenders GROUP BY gender, status, supervising_jurisdiction, security_level"
+        )
+        assert result.trailer.suppressed_groups > 0
+
+
 @pytest.fixture(scope="module")
 def traffic(running, prometheus):
-    """Every target up, then queries of every kind, then two scrapes more."""
+    """Every target up; one round of every kind of query, so every series
+    exists and has samples before the traffic (whatever ran before this
+    module); then the traffic, and two scrapes more. Returns Prometheus's
+    address and what the traffic added to each expression of SEEN."""
     expected = 1 + len(running.federation.sources)
 
     def all_up() -> bool:
@@ -132,30 +176,17 @@ def traffic(running, prometheus):
         return len(targets) == expected and all(t["health"] == "up" for t in targets)
 
     wait_for(all_up, what=f"{expected} targets up")
-    time.sleep(2 * SCRAPE_S)  # counters have a sample before the traffic
-    with running.client("crown_attorney", purpose="bail_hearing", case_ref="R-2026-0042") as crown:
-        for _ in range(3):
-            crown.query("SELECT source, count(*) AS n FROM offenders GROUP BY source")
-            crown.query("SELECT fps_number, surname FROM offenders WHERE source = 'BC'")
-        with pytest.raises(grpc.RpcError):
-            crown.query("SELECT address FROM offenders")  # a column the role may not see
-    with running.client("statistics", purpose="annual_statistics") as statistics:
-        result = statistics.query(
-            "SELECT gender, status, supervising_jurisdiction, security_level, count(*) AS n "
-            "FROM offenders GROUP BY gender, status, supervising_jurisdiction, security_level"
-        )
-        assert result.trailer.suppressed_groups > 0
+    send_traffic(running, rounds=1)
+    wait_for_scrapes(prometheus, 2, expected)  # counters have a sample before the traffic
+    before = {expr: total(prometheus, expr) for expr in SEEN}
+    send_traffic(running, rounds=3)
     wait_for(
-        lambda: (
-            float(
-                api(prometheus, "query", query="sum(accord_queries_total)")["result"][0]["value"][1]
-            )
-            >= 8
-        ),
+        lambda: total(prometheus, QUERIES_OK) >= before[QUERIES_OK] + 6,
         what="the queries in Prometheus",
     )
-    time.sleep(2 * SCRAPE_S)
-    return prometheus
+    wait_for_scrapes(prometheus, 2, expected)  # two samples after: rate() sees the traffic
+    added = {expr: total(prometheus, expr) - before[expr] for expr in SEEN}
+    return prometheus, added
 
 
 QUERIES = dashboard_queries(RATE_WINDOW)
@@ -163,28 +194,30 @@ QUERIES = dashboard_queries(RATE_WINDOW)
 
 @pytest.mark.parametrize(("title", "expr"), QUERIES, ids=[f"{t}: {e}" for t, e in QUERIES])
 def test_every_dashboard_query_returns_data(traffic, title, expr):
-    data = api(traffic, "query", query=expr)
+    prometheus, _ = traffic
+    data = api(prometheus, "query", query=expr)
     assert data["result"], f"panel {title!r}: no data for {expr}"
     values = [float(series["value"][1]) for series in data["result"]]
     assert any(math.isfinite(v) for v in values), f"panel {title!r}: only NaN for {expr}"
 
 
 def test_the_dashboard_sees_what_happened(traffic):
-    def value(expr: str) -> float:
-        return sum(float(s["value"][1]) for s in api(traffic, "query", query=expr)["result"])
-
-    assert value('accord_queries_total{role="crown_attorney",outcome="ok"}') >= 6
-    assert value('accord_policy_denials_total{role="crown_attorney",reason="column"}') >= 1
-    assert value('accord_suppressed_groups_total{role="statistics"}') >= 1
-    assert value('accord_adapter_scans_total{source="BC",outcome="ok"}') >= 3
-    assert value('up{job="accord-adapter"}') == 6
-    assert value('up{job="accord-adapter",adapter="CA-CSC"}') == 1  # alerts name the system
-    assert value('up{job="accord-broker"}') == 1
+    """What the traffic added, not the totals (other tests query the same broker)."""
+    prometheus, added = traffic
+    assert added[QUERIES_OK] == 6 and added[DENIED] == 3, added
+    assert added[SUPPRESSED] >= 1, added
+    assert added[BC_SCANS] >= 6, added  # two of the three queries of a round scan BC
+    assert total(prometheus, 'up{job="accord-adapter"}') == 6
+    # alerts name the system
+    assert total(prometheus, 'up{job="accord-adapter",adapter="CA-CSC"}') == 1
+    assert total(prometheus, 'up{job="accord-broker"}') == 1
 
 
 def test_every_alert_rule_evaluates_and_none_fires(traffic):
+    prometheus, _ = traffic
+
     def evaluated():
-        groups = api(traffic, "rules", type="alert")["groups"]
+        groups = api(prometheus, "rules", type="alert")["groups"]
         rules = [r for g in groups for r in g["rules"]]
         return (
             rules

@@ -14,7 +14,7 @@ LOCK := requirements/lock.txt
 LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11 \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test lint typecheck check lock protos bench clean
+.PHONY: demo test unit lint format typecheck check lock protos bench clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,18 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
 
+# Unit tests only (no processes, no databases): seconds.
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests --ignore=tests/integration -q
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -12,14 +12,30 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 from accord.errors import ConfigError
 from accord.pki import PkiLayout
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FEDERATION = ROOT / "deploy" / "federation.yaml"
-DEFAULT_POLICIES = ROOT / "policies"
+
+
+def shipped(name: str) -> Path:
+    """The repository's top-level folder ``name`` (``policies`` or ``deploy``).
+
+    An installed wheel carries a copy as package data, ``accord/_data/NAME``
+    (setup.py puts it there); a checkout, or an editable install of one, has
+    no copy and the folder is read in place.
+    """
+    data = resources.files("accord") / "_data" / name
+    if isinstance(data, Path) and data.is_dir():
+        return data
+    return ROOT / name
+
+
+DEFAULT_FEDERATION = shipped("deploy") / "federation.yaml"
+DEFAULT_POLICIES = shipped("policies")
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ unreachable server fails the run; elsewhere it skips with the reason.
 from __future__ import annotations
 
 import uuid
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
 import pyarrow as pa
@@ -27,6 +27,9 @@ from accord.workdir import DEFAULT_FEDERATION
 from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.server import scan
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+
+if TYPE_CHECKING:
+    from adapters.backends.base import Backend
 
 pytestmark = pytest.mark.integration
 
@@ -87,7 +90,9 @@ class BackendSuite:
     #: Whether a LIMIT over an equality on a coded text column reaches the database.
     limit_pushed: ClassVar[bool]
 
-    def run_scan(self, backend, table, columns, predicate, limit=0):
+    def run_scan(
+        self, backend: Backend, table: str, columns: list[str], predicate: str, limit: int = 0
+    ) -> tuple[adapter_pb2.ScanHeader, pa.Table]:
         request = adapter_pb2.ScanRequest(
             table=table, columns=columns, predicate=predicate, limit=limit, query_id="suite"
         )
@@ -98,7 +103,9 @@ class BackendSuite:
         batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:]]
         return header, pa.Table.from_batches(batches, schema=schema)
 
-    def broker_view(self, header, table, columns):
+    def broker_view(
+        self, header: adapter_pb2.ScanHeader, table: pa.Table, columns: list[str]
+    ) -> pa.Table:
         """What the broker keeps: residual and superset conjuncts applied."""
         recheck = [*header.residual_predicates, *header.superset_predicates]
         if not recheck:

@@ -17,6 +17,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import pytest
@@ -32,6 +33,9 @@ from app.launcher import LocalFederation
 from app.serve import SHUTDOWN_GRACE_S
 from broker.policy.store import PolicySet
 from tests.integration.conftest import Running, rows
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +67,7 @@ class Prepared:
     workdir: Workdir
     federation_path: Path
     federation: Federation
-    generated: dict
+    generated: dict[str, dict[str, pa.Table]]
     policy: PolicySet
 
 
@@ -89,7 +93,7 @@ def prepared(tmp_path_factory) -> Prepared:
 class Faulty:
     running: Running
     prepared: Prepared
-    fakes: list[subprocess.Popen] = field(default_factory=list)
+    fakes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
     def launcher(self) -> LocalFederation:
@@ -98,7 +102,7 @@ class Faulty:
     def client(self) -> BrokerClient:
         return self.running.client("crown_attorney", purpose="bail_hearing", case_ref="R-2026-0042")
 
-    def expected(self, sql: str) -> list[tuple]:
+    def expected(self, sql: str) -> list[tuple[Any, ...]]:
         return self.running.oracle().sql(healthy_only(sql)).fetchall()
 
     def kill_adapter(self, code: str = FAULTY) -> None:
@@ -106,7 +110,7 @@ class Faulty:
         process.kill()  # SIGKILL: no goodbye to anyone
         process.wait(timeout=5)
 
-    def replace_with_fake(self, mode: str, code: str = FAULTY) -> subprocess.Popen:
+    def replace_with_fake(self, mode: str, code: str = FAULTY) -> subprocess.Popen[bytes]:
         """SIGKILLs the real adapter, serves ``mode`` on the same port instead."""
         port = self.launcher.adapter_addresses[code].rsplit(":", 1)[1]
         self.kill_adapter(code)
@@ -223,7 +227,7 @@ def assert_only_bc_failed(exc: grpc.RpcError, error: str) -> None:
     """UNAVAILABLE naming BC, and only BC, with its reason: the sources the broker
     stopped because BC failed (fail fast) are not blamed."""
     assert exc.code() == grpc.StatusCode.UNAVAILABLE
-    details = exc.details()
+    details = exc.details() or ""
     named, _, rest = details.partition(": missing from the answer: ")
     assert named.removeprefix("source ").split(", ") == [FAULTY], details
     reasons = dict(re.findall(r"(BC|ON|QC) \((.*?)\)(?:; |\. Retry)", rest, re.DOTALL))
@@ -312,7 +316,7 @@ def test_a_crash_mid_stream_keeps_none_of_that_sources_rows(faulty):
 
 def test_a_stopped_broker_ends_an_in_flight_query_within_its_grace(faulty):
     faulty.replace_with_fake("hang")
-    outcome: dict = {}
+    outcome: dict[str, Any] = {}
 
     def ask() -> None:
         try:
@@ -369,7 +373,8 @@ def test_an_open_circuit_shows_in_health_and_answers_at_once(faulty):
 
         def status(code: str) -> int:
             request = health_pb2.HealthCheckRequest(service=source_health_name(code))
-            return health.Check(request, timeout=5).status
+            answer: int = health.Check(request, timeout=5).status
+            return answer
 
         assert status(FAULTY) == health_pb2.HealthCheckResponse.NOT_SERVING
         assert all(status(code) == health_pb2.HealthCheckResponse.SERVING for code in HEALTHY)
@@ -385,7 +390,7 @@ def test_a_crash_mid_stream_voids_a_streamed_answer(faulty):
     with pytest.raises(grpc.RpcError) as caught:
         timed_query(faulty, sql, allow_partial=True)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
-    assert "source BC: failed after part of its rows went out" in caught.value.details()
+    assert "source BC: failed after part of its rows went out" in (caught.value.details() or "")
     faulty.assert_broker_healthy()
 
 

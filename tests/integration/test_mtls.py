@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import grpc
 import pytest
@@ -12,13 +13,21 @@ from accord.client import BrokerClient
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from tests.pki import create_rogue_ca_client, issue_client_cert
 
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from accord.client import QueryResult
+    from tests.integration.conftest import Running
+
 pytestmark = pytest.mark.integration
 
 NOW = dt.datetime.now(dt.UTC)
 SQL = "SELECT count(*) FROM offenders"
 
 
-def certificate(running, tmp_path, name, organization, from_day, to_day):
+def certificate(
+    running: Running, tmp_path: Path, name: str, organization: str, from_day: int, to_day: int
+) -> tuple[Path, Path]:
     """A partner certificate from the federation CA, valid between two days from now."""
     return issue_client_cert(
         running.workdir.pki,
@@ -30,7 +39,7 @@ def certificate(running, tmp_path, name, organization, from_day, to_day):
     )
 
 
-def query_as(running, cert, key, ca=None):
+def query_as(running: Running, cert: Path, key: Path, ca: Path | None = None) -> QueryResult:
     ca = ca or running.workdir.pki.ca_cert()
     with BrokerClient(running.address, ca, cert, key) as client:
         return client.query(SQL, purpose="investigation", timeout=10)
@@ -46,7 +55,7 @@ def test_unregistered_certificate_from_the_federation_ca_is_refused(running, tmp
     with pytest.raises(grpc.RpcError) as caught:
         query_as(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "not a registered partner" in caught.value.details()
+    assert "not a registered partner" in (caught.value.details() or "")
 
 
 def test_registered_name_with_another_organization_is_refused(running, tmp_path):
@@ -54,7 +63,7 @@ def test_registered_name_with_another_organization_is_refused(running, tmp_path)
     with pytest.raises(grpc.RpcError) as caught:
         query_as(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "organization" in caught.value.details()
+    assert "organization" in (caught.value.details() or "")
 
 
 def test_expired_certificate_never_gets_through(running, tmp_path):
@@ -86,14 +95,15 @@ def test_no_client_certificate_never_gets_through(running):
         channel.close()
 
 
-def _adapter_call(running, cert, key):
+def _adapter_call(running: Running, cert: Path, key: Path) -> adapter_pb2.DescribeResponse:
     address = running.launcher.adapter_addresses["BC"]
     credentials = tls.channel_credentials(running.workdir.pki.ca_cert(), cert, key)
     channel = grpc.secure_channel(address, credentials)
     try:
-        return adapter_pb2_grpc.AdapterStub(channel).Describe(
+        response: adapter_pb2.DescribeResponse = adapter_pb2_grpc.AdapterStub(channel).Describe(
             adapter_pb2.DescribeRequest(), timeout=5
         )
+        return response
     finally:
         channel.close()
 
@@ -108,7 +118,7 @@ def test_adapter_refuses_a_partner_even_with_a_valid_certificate(running):
     with pytest.raises(grpc.RpcError) as caught:
         _adapter_call(running, cert, key)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
-    assert "only the Accord broker" in caught.value.details()
+    assert "only the Accord broker" in (caught.value.details() or "")
 
 
 def test_adapter_refuses_a_certificate_claiming_to_be_the_broker(running, tmp_path):

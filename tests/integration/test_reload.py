@@ -16,6 +16,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -67,7 +68,7 @@ def federation(started):
     return started
 
 
-def audit_events(workdir: Workdir, event: str) -> list[dict]:
+def audit_events(workdir: Workdir, event: str) -> list[dict[str, Any]]:
     return [
         record
         for path in sorted(workdir.audit_dir().glob("audit-*.jsonl"))
@@ -76,7 +77,9 @@ def audit_events(workdir: Workdir, event: str) -> list[dict]:
     ]
 
 
-def sighup_and_wait(launcher: LocalFederation, workdir: Workdir) -> tuple[dict, dict]:
+def sighup_and_wait(
+    launcher: LocalFederation, workdir: Workdir
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Sends SIGHUP; returns the new policy and certificate reload records."""
     before = len(audit_events(workdir, "certificate_reload"))
     launcher.processes["broker"].send_signal(signal.SIGHUP)
@@ -97,7 +100,8 @@ def policy_in_force(workdir: Workdir) -> str:
         for record in audit_events(workdir, "start") + audit_events(workdir, "policy_reload")
         if record.get("policy_sha256") and record.get("outcome", "OK") == "OK"
     ]
-    return max(loaded, key=lambda record: record["seq"])["policy_sha256"]
+    digest: str = max(loaded, key=lambda record: record["seq"])["policy_sha256"]
+    return digest
 
 
 def revoke_police(policies: Path) -> None:
@@ -107,7 +111,7 @@ def revoke_police(policies: Path) -> None:
     partners.write_text(text.replace(POLICE_ENTRY, ""))
 
 
-def reload_counts(launcher) -> dict[tuple[str, str], float]:
+def reload_counts(launcher: LocalFederation) -> dict[tuple[str, str], float]:
     """accord_reloads_total by (kind, outcome), from the broker's /metrics."""
     import urllib.request
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -11,6 +12,11 @@ from accord.errors import CircuitOpen, SourceUnavailable
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import MAX_ATTEMPTS, AdapterClients, run_scans
 from broker.planner import ScanSpec, TableReference
+
+if TYPE_CHECKING:
+    from accord.v1 import adapter_pb2_grpc
+    from broker.fanout import ScanResult
+    from tests.integration.conftest import Running
 
 pytestmark = pytest.mark.integration
 
@@ -22,11 +28,11 @@ MORE_DEAD = tuple(f"127.0.0.1:{port}" for port in range(1, MAX_ATTEMPTS + 3))
 class RecordingClients(AdapterClients):
     """Adapter clients that note the endpoint of every scan attempt."""
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.tried: list[str] = []
 
-    def stub(self, endpoint):
+    def stub(self, endpoint: str) -> adapter_pb2_grpc.AdapterStub:
         self.tried.append(endpoint)
         return super().stub(endpoint)
 
@@ -41,7 +47,13 @@ class FakeClock:
         return self.now
 
 
-def scan_bc(running, endpoints, breakers=None, timeout=10.0, tried=None):
+def scan_bc(
+    running: Running,
+    endpoints: tuple[str, ...],
+    breakers: Breakers | None = None,
+    timeout: float = 10.0,
+    tried: list[str] | None = None,
+) -> ScanResult:
     """One scan of BC's offenders through ``endpoints``; ``tried`` (a list) gets
     the endpoint of each attempt, in order."""
     federation = running.federation.with_endpoints({"BC": endpoints})
@@ -49,7 +61,7 @@ def scan_bc(running, endpoints, breakers=None, timeout=10.0, tried=None):
     spec = ScanSpec("BC", ["surname"], "", 0)
     ref = TableReference("ref1", "offenders", "offenders", ["surname"], ["BC"], scans=[spec])
 
-    async def go():
+    async def go() -> ScanResult:
         ca = running.workdir.pki.ca_cert()
         clients = RecordingClients(federation, ca, cert, key, breakers)
         try:

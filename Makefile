@@ -29,8 +29,14 @@ demo: $(STAMP)
 
 # The whole suite, with coverage of the production packages (pyproject.toml's
 # [tool.coverage]: it fails under the floor).
+# In a random order (pytest-randomly), whose seed is printed first:
+# `make test SEED=N` repeats that order.
+ifndef SEED
+SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
+endif
 test: $(STAMP)
-	$(BIN)/python -m pytest -q --cov --cov-report=term:skip-covered
+	@echo "tests in random order: make test SEED=$(SEED) repeats it"
+	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED) --cov --cov-report=term:skip-covered
 
 # Unit tests only (no processes, no databases): seconds.
 unit: $(STAMP)

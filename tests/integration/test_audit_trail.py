@@ -45,7 +45,27 @@ def test_answered_and_refused_queries_are_audited(running, crown):
     # What each source sent (hidden rows included) is the operators' to know.
     for source in answered["sources"]:
         assert source["outcome"] == "ok" and source["scans"] == 1
-        assert source["rows"] == 0 and source["bytes"] >= 0 and source["visible_rows"] == 0
+        assert source["rows"] == 0 and source["visible_rows"] == 0
+
+
+def test_each_source_sent_what_its_audit_entry_says(running, crown):
+    """The record's per-source counts agree with the answer: rows visible sum
+    to the rows returned, a source never shows more than it sent, and one
+    that sent rows sent bytes."""
+    result = crown.query("SELECT surname, source FROM offenders WHERE status = 'UAL'")
+    answered = next(r for r in records(running) if r.get("query_id") == result.query_id)
+    sources = {s["source"]: s for s in answered["sources"]}
+    trailer = {s.source: s.rows for s in result.trailer.sources}
+    assert {code: s["visible_rows"] for code, s in sources.items()} == trailer
+    assert sum(trailer.values()) == answered["rows_returned"] == result.table.num_rows > 0
+    per_source = result.table.group_by("source").aggregate([([], "count_all")])
+    counted = per_source.to_pydict()
+    assert dict(zip(counted["source"], counted["count_all"], strict=True)) == {
+        code: n for code, n in trailer.items() if n
+    }
+    for source in sources.values():
+        assert source["rows"] >= source["visible_rows"]
+        assert (source["bytes"] > 0) == (source["rows"] > 0)
 
 
 def test_explain_and_catalog_are_audited(running, crown):

@@ -22,8 +22,14 @@ logical table is a configuration change, not a code change::
               birth_date: {column: BIRTH_DT, date_format: "%d/%m/%Y"}
               status: {column: STAT_CD, codes: {CU: IN_CUSTODY, CO: SUPERVISED}}
 
-A logical column a source does not list is one that system does not hold: it
-reads as NULL from that source.
+A logical column a source does not list is stored under its own name (a
+table without ``physical_table`` likewise), so a source whose schema is the
+logical one lists only what differs; ``column: null`` says the system does
+not hold that column, which then reads as NULL from that source.
+
+Every source says what it shares in ``release:`` (``release: {}`` when it
+shares nothing): a source that maps tables but has no release agreement is
+refused, rather than silently serving nothing.
 """
 
 from __future__ import annotations
@@ -293,9 +299,14 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
         if table not in tables:
             raise ConfigError(f"{where}: table {table!r} is not in the logical model")
         mappings[table] = _parse_table_mapping(
-            tables[table], _mapping(tspec, f"{where}.{table}"), where
+            tables[table], _mapping({} if tspec is None else tspec, f"{where}.{table}"), where
         )
     endpoints = tuple(str(e) for e in spec.get("endpoints") or ())
+    if mappings and "release" not in spec:
+        raise ConfigError(
+            f"{where}: no release agreement, so it would serve nothing; say what it shares "
+            "(release: {TABLE: all, ...}), or release: {} to share nothing"
+        )
     release = {
         table: _parse_release(tables[table], rspec, f"{where}.release.{table}")
         for table, rspec in _mapping(spec.get("release") or {}, f"{where}.release").items()
@@ -344,12 +355,15 @@ def _parse_release(table: LogicalTable, spec: Any, where: str) -> Release:
 
 def _parse_table_mapping(table: LogicalTable, spec: dict[str, Any], where: str) -> TableMapping:
     where = f"{where}.{table.name}"
-    physical_table = str(spec.get("physical_table", ""))
+    physical_table = str(spec.get("physical_table", table.name))
     _identifier(physical_table, f"{where}.physical_table")
-    columns: dict[str, ColumnMapping] = {}
-    for logical, raw in _mapping(spec.get("columns"), f"{where}.columns").items():
+    listed = _mapping(spec.get("columns") or {}, f"{where}.columns")
+    for logical in listed:
         if logical not in table.columns:
             raise ConfigError(f"{where}: column {logical!r} is not in logical table {table.name}")
+    columns: dict[str, ColumnMapping] = {}
+    for logical in table.columns:
+        raw = listed.get(logical, logical)  # unlisted: stored under its own name
         if raw is None:
             continue  # explicitly not held by this system
         cspec = _mapping({"column": raw} if isinstance(raw, str) else raw, f"{where}.{logical}")

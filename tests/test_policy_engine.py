@@ -330,3 +330,27 @@ def test_fixture_policy_is_clean():
 
 def test_every_error_is_an_accord_error():
     assert issubclass(ConfigError, AccordError)
+
+
+def test_columns_all_grants_every_column_in_the_clear(policy_dir):
+    edit(
+        policy_dir / "roles" / "officer.yaml",
+        "    columns:\n      fps_number: clear\n      length_days: clear",
+        "    columns: all",
+    )
+    policy, problems = check_policies(policy_dir, FEDERATION)
+    assert problems == [] and policy is not None
+    grant = policy.roles["officer"].tables["sentences"]
+    assert grant.columns == dict.fromkeys(FEDERATION.tables["sentences"].columns)
+
+
+@pytest.mark.parametrize("value", ["everything", "[]", "{}", "ALL"])
+def test_a_grant_lists_its_columns_or_says_all(policy_dir, value):
+    edit(
+        policy_dir / "roles" / "officer.yaml",
+        "    columns:\n      fps_number: clear\n      length_days: clear",
+        f"    columns: {value}",
+    )
+    policy, problems = check_policies(policy_dir, FEDERATION)
+    assert policy is None
+    assert any("must list its columns, or say 'all'" in p for p in problems), problems

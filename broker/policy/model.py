@@ -12,9 +12,12 @@ A role file (``policies/roles/<role>.yaml``)::
           surname: clear
           birth_date: year_only
           address: {mask: partial, keep_last: 3}
+      sentences:
+        columns: all        # every column of the table, in the clear
 
 Deny by default: a table or column no rule grants does not exist for the
-role. Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``
+role, and ``columns: all`` is said per table (a list of columns names
+each one). Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``
 and, per table, the ``dimensions`` they may group and filter by.
 
 Every error names the file and line; a policy with any error is refused
@@ -142,9 +145,12 @@ def _load_grant(
     where = where.nested_in(spec)
     where.unknown_keys(spec, _TABLE_KEYS)
     columns_spec = spec.get("columns")
-    if not isinstance(columns_spec, LineDict) or not columns_spec:
-        where.fail("columns", f"the grant on {table} must list its columns")
     columns: dict[str, Mask | None] = {}
+    if columns_spec == "all":  # every column of the table, in the clear
+        columns_spec = LineDict()
+        columns = dict.fromkeys(logical.columns)
+    elif not isinstance(columns_spec, LineDict) or not columns_spec:
+        where.fail("columns", f"the grant on {table} must list its columns, or say 'all'")
     for column, mask_spec in columns_spec.items():
         if column not in logical.columns:
             where.at(columns_spec, column).fail(column, f"unknown column {column!r} of {table}")

@@ -92,11 +92,18 @@ def write_federation_data(
     """Generates the data once and writes every source's database: SQLite
     files at workdir / backend.path, server databases at the source's DSN
     (created if missing). Returns source -> logical table -> rows."""
-    data = generate(federation, seed=seed, scale=scale)
+    return write_sources(federation, generate(federation, seed=seed, scale=scale), workdir)
+
+
+def write_sources(
+    federation: Federation, data: dict[str, dict[str, pa.Table]], workdir: Path
+) -> dict[str, dict[str, int]]:
+    """Writes each source's logical tables (source code -> table -> rows, as
+    ``generate`` returns them) into its own database; source -> table -> rows."""
     counts: dict[str, dict[str, int]] = {}
     for code, source in federation.sources.items():
         writer = WRITERS[source.backend.kind]
-        counts[code] = writer.write_source(federation, source, data[code], workdir)
+        counts[code] = writer.write_source(federation, source, data.get(code, {}), workdir)
     return counts
 
 

@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="synthetic data scale (1 = full size; default 0.02)",
     )
     demo.add_argument("--seed", type=int, default=7)
+    _add_data_arguments(demo)
 
     serve = sub.add_parser("serve", parents=[common], help="run the broker or one adapter")
     serve.add_argument("role", choices=["broker", "adapter"])
@@ -162,6 +163,25 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         metavar="CODE",
         help="with --target: load this source (repeatable)",
     )
+    _add_data_arguments(datagen)
+
+
+def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """--data and --shards: a federation's own data instead of the synthetic one."""
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="DIR",
+        help="load DIR/<table>.parquet (e.g. tpchgen-cli parquet's output) into every "
+        "source instead of generating the synthetic justice data",
+    )
+    parser.add_argument(
+        "--shards",
+        type=Path,
+        metavar="FILE",
+        help="with --data: which rows of a table held by several sources each holds "
+        "(table: {SOURCE: predicate}; see app/dataload.py)",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -200,6 +220,8 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             scale=args.scale,
             seed=args.seed,
             serve=args.serve,
+            data=args.data,
+            shards=args.shards,
         )
     handlers = {
         "serve": commands.serve,

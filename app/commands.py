@@ -254,7 +254,13 @@ def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
     from adapters.datagen import load_target, write_federation_data
 
     federation = load_federation(args.federation)
-    if args.target:
+    if args.data:
+        from app.dataload import load_federation_files
+
+        if args.target:
+            raise ConfigError("--data loads every source into its own database; drop --target")
+        counts = load_federation_files(federation, args.data, workdir.path, args.shards)
+    elif args.target:
         counts = load_target(
             federation, args.target, seed=args.seed, scale=args.scale, sources=args.source
         )

@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 def read_logical(directory: Path, table: LogicalTable) -> pa.Table:
     """``directory/<table>.parquet`` with exactly the logical columns and types."""
     path = directory / f"{table.name}.parquet"
+    if not path.is_file():
+        raise ConfigError(f"no {path} for logical table {table.name}")
     try:
         raw = pq.read_table(path)
     except (OSError, pa.ArrowException) as exc:

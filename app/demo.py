@@ -83,13 +83,29 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def prepare(
-    workdir: Workdir, federation_path: Path, policies_dir: Path, *, scale: float, seed: int
+    workdir: Workdir,
+    federation_path: Path,
+    policies_dir: Path,
+    *,
+    scale: float,
+    seed: int,
+    data: Path | None = None,
+    shards: Path | None = None,
 ) -> None:
-    """Certificates and data in the work dir; data is regenerated when stale."""
+    """Certificates and data in the work dir; synthetic data is regenerated
+    when stale, data from files (``data``) loaded every time."""
     from accord.federation import load_federation
     from adapters.datagen import write_federation_data
 
     init_certs(workdir, federation_path, policies_dir)
+    if data is not None:
+        from app.dataload import load_federation_files
+
+        started = time.monotonic()
+        counts = load_federation_files(load_federation(federation_path), data, workdir.path, shards)
+        rows = sum(n for tables in counts.values() for n in tables.values())
+        print(f"{rows} rows from {data} loaded in {time.monotonic() - started:.1f} s")
+        return
     manifest = workdir.path / "data" / "manifest.json"
     wanted = {
         "scale": scale,
@@ -115,13 +131,19 @@ def run_demo(
     scale: float,
     seed: int,
     serve: bool,
+    data: Path | None = None,
+    shards: Path | None = None,
 ) -> int:
-    prepare(workdir, federation_path, policies_dir, scale=scale, seed=seed)
+    prepare(
+        workdir, federation_path, policies_dir, scale=scale, seed=seed, data=data, shards=shards
+    )
     with LocalFederation(workdir, federation_path, policies_dir) as federation:
         print(
             f"broker on {federation.broker_address}; adapters: "
             + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items())
         )
+        if data is not None:  # not the justice federation: its samples do not apply
+            return _serve(workdir, federation) if serve else 0
         with _session(workdir, federation.broker_address, DEMO_PARTNER) as client:
             for title, sql in SAMPLES:
                 result = client.query(sql)
@@ -141,30 +163,38 @@ def run_demo(
                     if result.trailer.suppressed_groups:
                         print(f"({result.trailer.suppressed_groups} small groups suppressed)")
         if serve:
-            wd = workdir.path
-            print("\nmetrics:")
-            for name, address in federation.metrics_addresses.items():
-                print(f"  {name:<15} http://{address}/metrics")
-            print(
-                f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
-                "(deploy/prometheus.yml)"
-            )
-            print(f"audit trail: {workdir.audit_dir()}")
-            print(
-                f"\nServing until Ctrl-C. In another shell:\n"
-                f'  accord query "SELECT source, count(*) FROM offenders GROUP BY source" '
-                f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
-                f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
-                f"--as police --purpose investigation --workdir {wd}"
-            )
-            sys.stdout.flush()
-            # SIGTERM stops the demo as cleanly as Ctrl-C does.
-            signal.signal(signal.SIGTERM, _raise_interrupt)
-            try:
-                while all(p.poll() is None for p in federation.processes.values()):
-                    time.sleep(0.5)
-                print("a federation process exited; stopping", file=sys.stderr)
-                return 1
-            except KeyboardInterrupt:
-                print("\nstopping")
+            return _serve(workdir, federation, justice=True)
+    return 0
+
+
+def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = False) -> int:
+    """Stays up until Ctrl-C or SIGTERM; 1 if a federation process exits."""
+    wd = workdir.path
+    print("\nmetrics:")
+    for name, address in federation.metrics_addresses.items():
+        print(f"  {name:<15} http://{address}/metrics")
+    print(
+        f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
+        "(deploy/prometheus.yml)"
+    )
+    print(f"audit trail: {workdir.audit_dir()}")
+    print("\nServing until Ctrl-C.")
+    if justice:
+        print(
+            f"In another shell:\n"
+            f'  accord query "SELECT source, count(*) FROM offenders GROUP BY source" '
+            f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
+            f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
+            f"--as police --purpose investigation --workdir {wd}"
+        )
+    sys.stdout.flush()
+    # SIGTERM stops the demo as cleanly as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        while all(p.poll() is None for p in federation.processes.values()):
+            time.sleep(0.5)
+        print("a federation process exited; stopping", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping")
     return 0

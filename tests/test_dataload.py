@@ -95,7 +95,7 @@ def test_files_are_cast_to_the_logical_types(tmp_path: Path):
     table = read_logical(tmp_path, FEDERATION.tables["orders"])
     assert table.schema == FEDERATION.tables["orders"].arrow_schema()
     assert table.to_pylist() == [{"o_orderkey": 7, "o_total": 1.0}]
-    with pytest.raises(ConfigError, match="no .*region.parquet for logical table region"):
+    with pytest.raises(ConfigError, match=r"no .*region\.parquet for logical table region"):
         read_logical(tmp_path, FEDERATION.tables["region"])
     pq.write_table(pa.table({"r_key": [1]}), tmp_path / "region.parquet")
     with pytest.raises(ConfigError, match=r"lacks the logical columns \['r_regionkey'\]"):

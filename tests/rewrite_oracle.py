@@ -24,6 +24,7 @@ import pyarrow as pa
 import yaml
 
 from accord.federation import Federation
+from tests import linkage_oracle
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIRS = (ROOT / "policies", ROOT / "tests" / "fixtures" / "policy")
@@ -236,6 +237,8 @@ def oracle_tables(
             if spec["mask"] == "expression"
         )
         row_filter = grant.get("row_filter")
+        if row_filter:
+            row_filter = linkage_oracle.expand(row_filter, name, name, federation)
         where = f" WHERE {substitute_principal(row_filter, partner)}" if row_filter else ""
         rows = con.sql(f"SELECT *{extra} FROM {name}{where}").fetchall()
         names = [d[0] for d in con.sql(f"SELECT *{extra} FROM {name} LIMIT 0").description]

@@ -17,8 +17,10 @@ A role file (``policies/roles/<role>.yaml``)::
 
 Deny by default: a table or column no rule grants does not exist for the
 role, and ``columns: all`` is said per table (a list of columns names
-each one). Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``
-and, per table, the ``dimensions`` they may group and filter by.
+each one). A row filter links a child table to people with ``person IN
+(SELECT person FROM offenders WHERE ...)`` (``broker/policy/linkage.py``).
+Aggregate-only roles add ``aggregate_only: true``, ``min_group_size`` and,
+per table, the ``dimensions`` they may group and filter by.
 
 Every error names the file and line; a policy with any error is refused
 whole (the broker does not start with part of a policy).
@@ -36,6 +38,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from accord.errors import PolicyFileError
 from accord.federation import LOGICAL_TYPES, Federation
+from broker.policy.linkage import check_linkage
 from broker.policy.masks import MASK_KINDS, Mask
 from broker.policy.yamlfile import LineDict, load_yaml
 
@@ -166,6 +169,8 @@ def _load_grant(
         if not isinstance(row_filter, str) or not row_filter.strip():
             where.fail("row_filter", "'row_filter' must be a SQL boolean expression")
         _check_sql(where, "row_filter", row_filter, federation)
+        for problem in check_linkage(_parse(where, "row_filter", row_filter), table, federation):
+            where.fail("row_filter", f"row_filter of {table}: {problem}")
     dimensions = spec.get("dimensions") or []
     if not isinstance(dimensions, list):
         where.fail("dimensions", "'dimensions' must be a list of columns")

@@ -30,6 +30,7 @@ from sqlglot.optimizer.scope import traverse_scope
 
 from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery, PolicyDenied
+from broker.policy.linkage import expand_linkage
 from broker.policy.masks import mask_expression
 
 if TYPE_CHECKING:
@@ -207,9 +208,10 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
         exp.Table(this=raw.copy(), alias=exp.TableAlias(this=raw.copy()))
     )
     if grant.row_filter:
-        select = select.where(
-            bind_principal(sqlglot.parse_one(grant.row_filter, read="duckdb"), view), copy=False
+        row_filter = expand_linkage(
+            sqlglot.parse_one(grant.row_filter, read="duckdb"), table, view.federation
         )
+        select = select.where(bind_principal(row_filter, view), copy=False)
     select = qualify(
         select,
         schema=catalog_schema(view.federation),

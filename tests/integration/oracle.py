@@ -6,7 +6,9 @@ DuckDB straight from the generated logical data, without the broker's code.
    from the federation config, not by the adapters).
 2. ``main.<table>``: the principal's entitled view: the role's row filter
    over raw rows (``principal.x`` replaced textually by the partner's
-   value), then each mask written out again here in plain SQL.
+   value; ``person IN``/``file IN`` linkage written out by
+   ``tests/linkage_oracle.py``), then each mask written out again here in
+   plain SQL.
 
 Running the caller's SQL on this connection gives the answer the broker
 must give, row for row.
@@ -23,6 +25,8 @@ import duckdb
 import pyarrow as pa
 import sqlglot
 from sqlglot import exp
+
+from tests import linkage_oracle
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -88,7 +92,8 @@ def entitled_connection(
         select.append("source")
         where = ""
         if grant.row_filter:
-            where = " WHERE " + _bind_text(_raw_tables(grant.row_filter), partner)
+            linked = linkage_oracle.expand(grant.row_filter, table, table, federation)
+            where = " WHERE " + _bind_text(_raw_tables(linked), partner)
         con.execute(
             f"CREATE VIEW main.{table} AS SELECT {', '.join(select)} "
             f"FROM raw.{table} AS {table}{where}"

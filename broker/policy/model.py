@@ -164,14 +164,28 @@ def _load_grant(
             mask_spec,
             set(logical.columns),
         )
-    row_filter = spec.get("row_filter")
-    if row_filter is not None:
-        if not isinstance(row_filter, str) or not row_filter.strip():
-            where.fail("row_filter", "'row_filter' must be a SQL boolean expression")
-        _check_sql(where, "row_filter", row_filter, federation)
-        for problem in check_linkage(_parse(where, "row_filter", row_filter), table, federation):
-            where.fail("row_filter", f"row_filter of {table}: {problem}")
-    dimensions = spec.get("dimensions") or []
+    row_filter = _load_row_filter(where, table, spec.get("row_filter"), federation)
+    dimensions = _load_dimensions(where, table, spec.get("dimensions"), columns, aggregate_only)
+    return TableGrant(table, columns, row_filter, frozenset(dimensions))
+
+
+def _load_row_filter(
+    where: _Where, table: str, row_filter: Any, federation: Federation
+) -> str | None:
+    if row_filter is None:
+        return None
+    if not isinstance(row_filter, str) or not row_filter.strip():
+        where.fail("row_filter", "'row_filter' must be a SQL boolean expression")
+    _check_sql(where, "row_filter", row_filter, federation)
+    for problem in check_linkage(_parse(where, "row_filter", row_filter), table, federation):
+        where.fail("row_filter", f"row_filter of {table}: {problem}")
+    return row_filter
+
+
+def _load_dimensions(
+    where: _Where, table: str, spec: Any, columns: dict[str, Mask | None], aggregate_only: bool
+) -> list[str]:
+    dimensions = spec or []
     if not isinstance(dimensions, list):
         where.fail("dimensions", "'dimensions' must be a list of columns")
     for column in dimensions:
@@ -179,7 +193,7 @@ def _load_grant(
             where.fail("dimensions", f"dimension {column!r} is not a granted column of {table}")
     if dimensions and not aggregate_only:
         where.fail("dimensions", "'dimensions' only apply to aggregate_only roles")
-    return TableGrant(table, columns, row_filter, frozenset(dimensions))
+    return dimensions
 
 
 def _load_mask(

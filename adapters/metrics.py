@@ -67,6 +67,13 @@ class AdapterMetrics(ProcessMetrics):
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
             metric.labels(source)
 
+    def expect_columns(self, columns: dict[str, list[str]]) -> None:
+        """Starts the bad-value series of every (table, column) the source
+        serves at zero, for the dashboard (a bounded set: the mapping's)."""
+        for table, names in columns.items():
+            for column in names:
+                self.bad_values.labels(self.source, table, column)
+
     def count_rows(self, table: str, rows: int) -> None:
         self.rows.labels(self.source, table).inc(rows)
 

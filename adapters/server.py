@@ -74,6 +74,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         self.backend = backend
         self.allowed = frozenset(allowed_fingerprints)
         self.metrics = metrics or AdapterMetrics(source.code)
+        self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
 
     def _authorize(self, context: grpc.ServicerContext) -> None:

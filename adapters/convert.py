@@ -1,21 +1,30 @@
 """Turns rows in a system's physical representation into logical Arrow batches.
 
 Each column is built as one Arrow array straight from the driver's values,
-then translated with Arrow compute kernels, never value by value in Python:
-codes map to the federation's values (an unmapped code passes through
-unchanged, so nothing is silently lost), text dates parse with the source's
-declared format. A value that does not fit its logical type is an error
-naming the source, table and column.
+then translated with Arrow compute kernels: codes map to the federation's
+values, text dates parse with the source's declared format, other values
+cast to their logical type.
+
+A stored value that does not fit the logical model (a code the mapping does
+not know, an impossible date such as 09/31 or 02/29 of a common year, a
+number out of range, text in a numeric column) becomes NULL and is counted
+as bad, per column: one bad row must neither take the whole source down nor
+travel anywhere as itself. Dates parse strictly: Arrow's ``strptime`` rolls
+09/31 over to 10/01, so a parsed date stands only when it prints back as the
+stored text, and any other stored text is judged by Python's
+``datetime.strptime``, which refuses impossible dates. Those slow paths run
+value by value, on the values that are not canonical only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from accord.errors import ConversionError
 from accord.federation import LOGICAL_TYPES
 
 if TYPE_CHECKING:
@@ -23,11 +32,28 @@ if TYPE_CHECKING:
 
     from accord.federation import ColumnMapping, LogicalTable, TableMapping
 
+_ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError)
+
+
+@dataclass
+class Converted:
+    """One batch in the logical schema, and where its stored values did not fit."""
+
+    batch: pa.RecordBatch
+    #: column -> boolean mask of the rows whose stored value became NULL
+    #: (only columns with at least one such value)
+    bad: dict[str, pa.Array] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        return {column: pc.sum(mask).as_py() for column, mask in self.bad.items()}
+
 
 def column_converters(
     table: LogicalTable, mapping: TableMapping, columns: Sequence[str]
 ) -> list[Callable[[pa.Array], pa.Array] | None]:
-    """One array-to-array converter per column (None: the values already fit)."""
+    """One array-to-array converter per column (None: the values already fit).
+
+    A converter never raises on a stored value: what does not fit is NULL."""
     return [_converter(table.columns[c], mapping.columns.get(c)) for c in columns]
 
 
@@ -41,9 +67,8 @@ def _converter(
         logical = pa.array(list(held.codes.values()), pa.string())
 
         def decode(array: pa.Array) -> pa.Array:
-            text = _as_text(array)
-            index = pc.index_in(text, value_set=physical)
-            return pc.if_else(pc.is_null(index), text, pc.take(logical, index))
+            index = pc.index_in(_as_text(array), value_set=physical)
+            return pc.take(logical, index)  # an unknown code: a null index, a NULL value
 
         return decode
     if logical_type == "DATE":
@@ -52,19 +77,47 @@ def _converter(
             return _iso_or_native_dates
 
         def parse(array: pa.Array) -> pa.Array:
-            stamps = pc.strptime(_as_text(array), format=fmt, unit="s")
-            return pc.cast(stamps, pa.date32())
+            return parse_dates(_as_text(array), fmt)
 
         return parse
     return None
 
 
 def _as_text(array: pa.Array) -> pa.Array:
-    return array if pa.types.is_string(array.type) else pc.cast(array, pa.string())
+    if pa.types.is_string(array.type):
+        return array
+    try:
+        return pc.cast(array, pa.string())
+    except _ARROW_ERRORS:  # e.g. binary that is not UTF-8: none of it is text
+        return pa.nulls(len(array), pa.string())
+
+
+def parse_dates(text: pa.Array, fmt: str) -> pa.Array:
+    """Text dates in ``fmt`` as date32, strictly: NULL where a value is no date."""
+    stamps = pc.strptime(text, format=fmt, unit="s", error_is_null=True)
+    canonical = pc.equal(pc.strftime(stamps, format=fmt), text)
+    dates = pc.cast(stamps, pa.date32())
+    odd = pc.and_kleene(pc.is_valid(text), pc.invert(pc.fill_null(canonical, False)))
+    if not pc.any(odd).as_py():
+        return dates
+    # Not as the format prints it (unpadded, rolled over, garbage): Python decides.
+    flags = odd.to_pylist()
+    values = text.to_pylist()
+    judged = [_strict_date(v, fmt) if flag else None for v, flag in zip(values, flags, strict=True)]
+    return pc.if_else(odd, pa.array(judged, pa.date32()), dates)
+
+
+def _strict_date(value: str, fmt: str) -> dt.date | None:
+    try:
+        return dt.datetime.strptime(value, fmt).date()
+    except ValueError:
+        return None
 
 
 def _iso_or_native_dates(array: pa.Array) -> pa.Array:
     """Dates stored as ISO text (SQLite) or as the database's own DATE type."""
+    if pa.types.is_string(array.type):
+        return parse_dates(array, "%Y-%m-%d")
     return pc.cast(array, pa.date32())
 
 
@@ -85,36 +138,51 @@ def physical_types(
     return types
 
 
-def _first_bad(
+def _fit(
     stored: pa.Array, target: pa.DataType, convert: Callable[[pa.Array], pa.Array] | None
-) -> Any:
-    """The first stored value that fails (the slow path, on errors only)."""
-    for value in stored.to_pylist():
-        if value is None:
-            continue
+) -> pa.Array:
+    """The stored values as ``target``; NULL for each one that does not fit."""
+    try:
+        array = convert(stored) if convert is not None else stored
+        return array if array.type == target else pc.cast(array, target)
+    except _ARROW_ERRORS:
+        pass
+    # The slow path, on a column that failed as a whole: one value at a time.
+    fitted = []
+    for i in range(len(stored)):
+        one = stored.slice(i, 1)
         try:
-            one = pa.array([value], stored.type)
-            pc.cast(convert(one) if convert is not None else one, target)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-            return value
-    return None
+            array = convert(one) if convert is not None else one
+            fitted.append(array if array.type == target else pc.cast(array, target))
+        except _ARROW_ERRORS:
+            fitted.append(pa.nulls(1, target))
+    return pa.concat_arrays(fitted) if fitted else pa.array([], target)
 
 
 def to_logical(
     batch: pa.RecordBatch,
     schema: pa.Schema,
     converters: Sequence[Callable[[pa.Array], pa.Array] | None],
-    where: str,
-) -> pa.RecordBatch:
-    """A batch of stored values as a batch of the logical schema."""
+) -> Converted:
+    """A batch of stored values as a batch of the logical schema, with the
+    values that did not fit as NULL and marked in ``bad``."""
     arrays = []
-    for stored, field, convert in zip(batch.columns, schema, converters, strict=True):
-        try:
-            array = convert(stored) if convert is not None else stored
-            arrays.append(array if array.type == field.type else pc.cast(array, field.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            bad = _first_bad(stored, field.type, convert)
-            raise ConversionError(
-                f"{where}.{field.name}: stored value {bad!r} does not fit {field.type}: {exc}"
-            ) from exc
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+    bad: dict[str, pa.Array] = {}
+    for stored, target, convert in zip(batch.columns, schema, converters, strict=True):
+        array = _fit(stored, target.type, convert)
+        lost = pc.and_(pc.is_valid(stored), pc.is_null(array))
+        if pc.any(lost).as_py():
+            bad[target.name] = lost
+        arrays.append(array)
+    return Converted(pa.RecordBatch.from_arrays(arrays, schema=schema), bad)
+
+
+def withheld(converted: Converted, guarded: Sequence[str]) -> pa.RecordBatch:
+    """The batch without the rows where a ``guarded`` column's value did not fit."""
+    masks = [converted.bad[c] for c in guarded if c in converted.bad]
+    if not masks:
+        return converted.batch
+    drop = masks[0]
+    for mask in masks[1:]:
+        drop = pc.or_(drop, mask)
+    return converted.batch.filter(pc.invert(drop))

@@ -1,8 +1,9 @@
 """Prometheus metrics of one adapter, on their own port.
 
 What the broker cannot see from outside: how long the database took, what
-the adapter refused, how much it read. Labels are the source, the logical
-table and an outcome; never SQL, a predicate or a query id.
+the adapter refused, how much it read, how many stored values did not fit.
+Labels are the source, the logical table (and column) and an outcome; never
+SQL, a predicate, a stored value or a query id.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ class AdapterMetrics(ProcessMetrics):
         self.inflight = Gauge(
             "accord_adapter_inflight_scans", "Scans being served now.", ["source"], registry=r
         )
+        self.bad_values = Counter(
+            "accord_adapter_bad_values",
+            "Stored values that did not fit the logical model (sent as NULL, or their "
+            "row withheld), by table and column.",
+            ["source", "table", "column"],
+            registry=r,
+        )
         self.refused_callers = Counter(
             "accord_adapter_refused_callers",
             "Calls refused for not coming from the broker.",
@@ -58,6 +66,13 @@ class AdapterMetrics(ProcessMetrics):
         # rate() and increase() cannot see a counter's first step otherwise.
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
             metric.labels(source)
+
+    def expect_columns(self, columns: dict[str, list[str]]) -> None:
+        """Starts the bad-value series of every (table, column) the source
+        serves at zero, for the dashboard (a bounded set: the mapping's)."""
+        for table, names in columns.items():
+            for column in names:
+                self.bad_values.labels(self.source, table, column)
 
     def count_rows(self, table: str, rows: int) -> None:
         self.rows.labels(self.source, table).inc(rows)
@@ -74,8 +89,12 @@ class AdapterMetrics(ProcessMetrics):
         self.inflight.labels(self.source).inc()
         try:
             for message in stream:
-                if message.WhichOneof("payload") == "arrow_batch":
+                kind = message.WhichOneof("payload")
+                if kind == "arrow_batch":
                     self.bytes.labels(self.source).inc(len(message.arrow_batch))
+                elif kind == "trailer":
+                    for column, n in message.trailer.bad_values.items():
+                        self.bad_values.labels(self.source, table, column).inc(n)
                 yield message
             outcome = "ok"
         except Exception as exc:

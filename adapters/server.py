@@ -15,6 +15,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from concurrent import futures
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,7 @@ from accord.errors import (
 from accord.logs import bind_query_id
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from adapters.convert import column_converters, physical_types, to_logical
+from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
@@ -73,6 +74,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         self.backend = backend
         self.allowed = frozenset(allowed_fingerprints)
         self.metrics = metrics or AdapterMetrics(source.code)
+        self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
 
     def _authorize(self, context: grpc.ServicerContext) -> None:
@@ -120,6 +122,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
 
         context.add_callback(ended)
         started, rows = time.monotonic(), 0
+        bad: dict[str, int] = {}
 
         def counted(n: int) -> None:
             nonlocal rows
@@ -127,7 +130,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             self.metrics.count_rows(request.table, n)
 
         try:
-            yield from scan(
+            for message in scan(
                 self.federation,
                 self.source,
                 self.backend,
@@ -135,7 +138,10 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 token,
                 timeout_s=context.time_remaining(),
                 on_rows=counted,
-            )
+            ):
+                if message.WhichOneof("payload") == "trailer":
+                    bad = dict(message.trailer.bad_values)
+                yield message
             finished.set()
         except AccordError as exc:
             finished.set()
@@ -148,6 +154,15 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             rows,
             (time.monotonic() - started) * 1000,
         )
+        if bad:
+            # Table, column and count only: the stored values stay in the database.
+            log.warning(
+                "scan of %s: %d stored values did not fit the logical model and were sent "
+                "as NULL (or withheld their row): %s",
+                request.table,
+                sum(bad.values()),
+                ", ".join(f"{column}={n}" for column, n in sorted(bad.items())),
+            )
 
 
 def describe(federation: Federation, source: Source) -> adapter_pb2.DescribeResponse:
@@ -174,7 +189,16 @@ def scan(
     timeout_s: float | None = None,
     on_rows: Callable[[int], None] | None = None,
 ) -> Iterator[adapter_pb2.ScanResponse]:
-    """The stream of one Scan: a header, then one message per Arrow batch."""
+    """The stream of one Scan: a header, one message per Arrow batch, a trailer.
+
+    A stored value that does not fit the logical model is sent as NULL and
+    counted in the trailer. The database applied the release filter to the
+    stored value, not to the NULL the broker sees; a row with such a value in
+    a column of the release filter is withheld (and counted), so a bad value
+    can never let a row through that the filter would have withheld. Pushed
+    predicates need no such care: the broker applies every one of them again
+    to the logical values.
+    """
     mapping = source.tables.get(request.table)
     release = source.release.get(request.table)
     if mapping is None or release is None:
@@ -184,10 +208,12 @@ def scan(
     table = federation.tables[request.table]
     columns = list(request.columns)
     check_released(source.code, table, release, columns, request.predicate)
+    guarded = _filter_columns(table, release.row_filter)
+    fetched = columns + [c for c in guarded if c not in columns]
     physical = plan_scan(
         table,
         mapping,
-        columns,
+        fetched,
         request.predicate,
         request.limit,
         backend.dialect,
@@ -208,9 +234,10 @@ def scan(
     )
     if request.explain_only:
         return
-    converters = column_converters(table, mapping, columns)
-    stored = physical_types(table, mapping, columns, RULES[backend.dialect].native_dates)
-    where = f"source {source.code} table {request.table}"
+    converters = column_converters(table, mapping, fetched)
+    stored = physical_types(table, mapping, fetched, RULES[backend.dialect].native_dates)
+    fetched_schema = table.arrow_schema(fetched)
+    bad: Counter[str] = Counter()
     batches = backend.execute(
         physical.sql,
         physical.params,
@@ -220,10 +247,20 @@ def scan(
         timeout_s=timeout_s,
     )
     for batch in prefetch(batches, name=f"read-{token}"):
-        logical = to_logical(batch, schema, converters, where)
+        converted = to_logical(batch, fetched_schema, converters)
+        bad.update(converted.counts())
+        logical = withheld(converted, guarded).select(range(len(columns)))
         if on_rows is not None:
             on_rows(logical.num_rows)
         yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(logical))
+    yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
+
+
+def _filter_columns(table: LogicalTable, row_filter: str | None) -> list[str]:
+    """The columns a release filter reads, in the table's order."""
+    tree = parse_predicate(row_filter or "", table)
+    named = {c.name for c in tree.find_all(exp.Column)} if tree is not None else set()
+    return [c for c in table.columns if c in named]
 
 
 def check_released(

@@ -12,8 +12,7 @@ import grpc
 from accord.client import BrokerClient
 from accord.errors import ConfigError
 from accord.federation import load_federation
-from accord.v1 import broker_pb2
-from app.render import render_result
+from app.render import render_result, render_warnings
 from broker.identity import PartnerRegistry
 
 if TYPE_CHECKING:
@@ -86,13 +85,8 @@ def query(args: argparse.Namespace, workdir: Workdir) -> int:
         except grpc.RpcError as exc:
             return _rpc_failed(exc)
     print(render_result(result, args.format))
-    missing = [s for s in result.trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
-    if missing:
-        print(
-            "WARNING: partial answer; missing sources: "
-            + "; ".join(f"{s.source} ({s.error})" for s in missing),
-            file=sys.stderr,
-        )
+    for warning in render_warnings(result):
+        print(warning, file=sys.stderr)
     return 0
 
 

@@ -50,6 +50,7 @@ def render_result(result: QueryResult, fmt: str) -> str:
                             "SOURCE_STATE_"
                         ),
                         "rows": s.rows,
+                        "bad_values": s.bad_values,
                         "error": s.error or None,
                     }
                     for s in result.trailer.sources
@@ -86,3 +87,24 @@ def render_sources(result: QueryResult) -> str:
 def _cell(value: Any) -> str:
     text = "NULL" if value is None else str(value)
     return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def render_warnings(result: QueryResult) -> list[str]:
+    """What the caller should know the answer lacks: sources missing from a
+    partial answer, stored values a source could not read (NULL in the answer)."""
+    warnings = []
+    missing = [s for s in result.trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
+    if missing:
+        warnings.append(
+            "WARNING: partial answer; missing sources: "
+            + "; ".join(f"{s.source} ({s.error})" for s in missing)
+        )
+    unread = [s for s in result.trailer.sources if s.bad_values]
+    if unread:
+        warnings.append(
+            "WARNING: stored values that do not fit the federation's model read as NULL: "
+            + "; ".join(
+                f"{s.source} {s.bad_values} value{'s' if s.bad_values != 1 else ''}" for s in unread
+            )
+        )
+    return warnings

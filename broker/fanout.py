@@ -80,6 +80,10 @@ class ScanResult:
     rows: int = 0
     bytes: int = 0
     elapsed_ms: float = 0.0
+    #: column -> stored values that did not fit and arrived as NULL (the scan's trailer)
+    bad_values: dict[str, int] = field(default_factory=dict)
+    trailer: bool = False
+    known: frozenset[str] = frozenset()  # the logical table's columns
     error: SourceError | None = None
     exhausted: ResourceExhausted | None = None  # a per-query limit: the query fails
 
@@ -195,7 +199,12 @@ async def _scan(
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
 ) -> ScanResult:
     source = spec.source
-    result = ScanResult(source=source, reference=ref, spec=spec)
+    result = ScanResult(
+        source=source,
+        reference=ref,
+        spec=spec,
+        known=frozenset(clients.federation.tables[ref.table].columns),
+    )
     started = time.monotonic()
     request = adapter_pb2.ScanRequest(
         table=ref.table,
@@ -245,6 +254,7 @@ async def _scan(
     result.elapsed_ms = (time.monotonic() - started) * 1000
     if clients.metrics is not None and not explain_only:
         clients.metrics.scan_done(source, result.error, result.elapsed_ms / 1000)
+        clients.metrics.bad_values_received(source, ref.table, result.bad_values)
     if result.error is None:
         breaker.succeeded()
     else:
@@ -308,6 +318,18 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
                 result.source, f"answered with schema {schema} instead of {expected}"
             )
         result.header = message.header
+    elif result.trailer:
+        raise SourceUnavailable(result.source, "sent more after its scan trailer")
+    elif kind == "trailer":
+        if result.header is None:
+            raise SourceUnavailable(result.source, "sent its scan trailer before its header")
+        # Columns of the table only (the adapter also counts those its release
+        # filter reads): the names become metric labels.
+        counts = dict(message.trailer.bad_values)
+        if not set(counts) <= set(result.known) or any(n < 0 for n in counts.values()):
+            raise SourceUnavailable(result.source, "sent a scan trailer it should not have")
+        result.bad_values = counts
+        result.trailer = True
     elif kind == "arrow_batch":
         if result.header is None:
             raise SourceUnavailable(result.source, "sent data before its scan header")

@@ -62,6 +62,12 @@ class BrokerMetrics(ProcessMetrics):
             ["role"],
             registry=r,
         )
+        self.bad_values = Counter(
+            "accord_source_bad_values",
+            "Stored values a source sent as NULL for not fitting the federation's model.",
+            ["source", "table", "column"],
+            registry=r,
+        )
         self.circuit_state = Gauge(
             "accord_circuit_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open.",
@@ -101,6 +107,10 @@ class BrokerMetrics(ProcessMetrics):
     def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
         self.source_requests.labels(source, scan_outcome(error)).inc()
         self.source_duration.labels(source).observe(elapsed_s)
+
+    def bad_values_received(self, source: str, table: str, counts: dict[str, int]) -> None:
+        for column, n in counts.items():
+            self.bad_values.labels(source, table, column).inc(n)
 
     def circuit_changed(self, source: str, state: CircuitState) -> None:
         self.circuit_state.labels(source).set(int(state))

@@ -11,7 +11,7 @@ failed after part of its rows went out voids the answer whatever
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from accord.errors import ScanCancelled, SourceError, SourceUnavailable, source_state
@@ -30,6 +30,8 @@ class SourceTotals:
     bytes: int = 0
     elapsed_ms: float = 0.0  # the slowest scan
     error: SourceError | None = None  # the first
+    #: "table.column" -> stored values sent as NULL for not fitting the model
+    bad_values: dict[str, int] = field(default_factory=dict)
 
 
 def totals_by_source(results: list[ScanResult]) -> dict[str, SourceTotals]:
@@ -41,6 +43,9 @@ def totals_by_source(results: list[ScanResult]) -> dict[str, SourceTotals]:
         t.bytes += r.bytes
         t.elapsed_ms = max(t.elapsed_ms, r.elapsed_ms)
         t.error = t.error or r.error
+        for column, n in r.bad_values.items():
+            key = f"{r.reference.table}.{column}"
+            t.bad_values[key] = t.bad_values.get(key, 0) + n
     return totals
 
 
@@ -84,7 +89,8 @@ def source_statuses(
     the raw rows fetched (those include rows the policy hides, and would
     tell how many). Aggregate-only callers get no counts at all
     (``visible`` is None): a source's count under their filter would give
-    away a group the answer suppressed.
+    away a group the answer suppressed. ``bad_values`` counts the stored
+    values that arrived as NULL for not fitting the model, never the values.
     """
     return [
         broker_pb2.SourceStatus(
@@ -94,6 +100,7 @@ def source_statuses(
             state=source_state(t.error),
             error=t.error.reason if t.error else "",
             rows=(visible or {}).get(source, 0),
+            bad_values=sum(t.bad_values.values()) if visible is not None else 0,
         )
         for source, t in sorted(totals_by_source(results).items())
     ]

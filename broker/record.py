@@ -127,6 +127,8 @@ class QueryRecord:
                     "bytes": t.bytes,
                     "elapsed_ms": round(t.elapsed_ms, 1),
                     "visible_rows": visible.get(code, 0),
+                    # stored values sent as NULL, by "table.column": counts only
+                    "bad_values": dict(sorted(t.bad_values.items())),
                 }
                 for code, t in sorted(self.sources.items())
             ],

@@ -42,13 +42,28 @@ class ScanHeader(_message.Message):
     superset_predicates: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class ScanTrailer(_message.Message):
+    __slots__ = ("bad_values",)
+    class BadValuesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BAD_VALUES_FIELD_NUMBER: _ClassVar[int]
+    bad_values: _containers.ScalarMap[str, int]
+    def __init__(self, bad_values: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
 class ScanResponse(_message.Message):
-    __slots__ = ("header", "arrow_batch")
+    __slots__ = ("header", "arrow_batch", "trailer")
     HEADER_FIELD_NUMBER: _ClassVar[int]
     ARROW_BATCH_FIELD_NUMBER: _ClassVar[int]
+    TRAILER_FIELD_NUMBER: _ClassVar[int]
     header: ScanHeader
     arrow_batch: bytes
-    def __init__(self, header: _Optional[_Union[ScanHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ...) -> None: ...
+    trailer: ScanTrailer
+    def __init__(self, header: _Optional[_Union[ScanHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ..., trailer: _Optional[_Union[ScanTrailer, _Mapping]] = ...) -> None: ...
 
 class DescribeRequest(_message.Message):
     __slots__ = ()

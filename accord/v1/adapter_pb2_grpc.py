@@ -53,7 +53,7 @@ class AdapterServicer:
 
     def Scan(self, request, context):
         """Streams one logical table's rows: first a ScanHeader, then Arrow IPC
-        record batches, in that order.
+        record batches, then a ScanTrailer, in that order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

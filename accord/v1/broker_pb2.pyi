@@ -47,7 +47,7 @@ class QueryHeader(_message.Message):
     def __init__(self, query_id: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ...) -> None: ...
 
 class SourceStatus(_message.Message):
-    __slots__ = ("source", "state", "rows", "bytes", "elapsed_ms", "error", "scans")
+    __slots__ = ("source", "state", "rows", "bytes", "elapsed_ms", "error", "scans", "bad_values")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,7 @@ class SourceStatus(_message.Message):
     ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SCANS_FIELD_NUMBER: _ClassVar[int]
+    BAD_VALUES_FIELD_NUMBER: _ClassVar[int]
     source: str
     state: SourceState
     rows: int
@@ -62,7 +63,8 @@ class SourceStatus(_message.Message):
     elapsed_ms: float
     error: str
     scans: int
-    def __init__(self, source: _Optional[str] = ..., state: _Optional[_Union[SourceState, str]] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., scans: _Optional[int] = ...) -> None: ...
+    bad_values: int
+    def __init__(self, source: _Optional[str] = ..., state: _Optional[_Union[SourceState, str]] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ..., elapsed_ms: _Optional[float] = ..., error: _Optional[str] = ..., scans: _Optional[int] = ..., bad_values: _Optional[int] = ...) -> None: ...
 
 class QueryTrailer(_message.Message):
     __slots__ = ("query_id", "sources", "rows", "elapsed_ms", "partial", "suppressed_groups")

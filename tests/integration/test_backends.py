@@ -100,7 +100,10 @@ class BackendSuite:
         messages = list(scan(FEDERATION, source, backend, request, "suite:1", timeout_s=30))
         header = messages[0].header
         schema = ipc.schema_from_bytes(header.arrow_schema)
-        batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:]]
+        # The trailer last: every generated value fits the logical model.
+        assert messages[-1].WhichOneof("payload") == "trailer"
+        assert dict(messages[-1].trailer.bad_values) == {}
+        batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:-1]]
         return header, pa.Table.from_batches(batches, schema=schema)
 
     def broker_view(

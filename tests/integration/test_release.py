@@ -32,7 +32,8 @@ def scan(
     finally:
         channel.close()
     header = messages[0].header
-    batches = [ipc.batch_from_bytes(m.arrow_batch) for m in messages[1:]]
+    assert messages[-1].WhichOneof("payload") == "trailer"
+    batches = [ipc.batch_from_bytes(m.arrow_batch) for m in messages[1:-1]]
     return header, batches
 
 

@@ -32,8 +32,8 @@ class DialectRules:
     like_backslash_escapes: bool = False  # LIKE treats '\\' as an escape by default
     native_dates: bool = False  # unformatted DATE columns are real DATEs, not ISO text
     #: How two stored texts are compared byte for byte (the release's person
-    #: link): plain ``=``, ``cast_binary`` (``CAST(.. AS BINARY)`` both sides),
-    #: or ``none`` known, so a person link cannot be enforced there.
+    #: link): plain ``=``, ``hex`` (``HEX()`` both sides: hex digits compare
+    #: alike under any collation), or ``none`` known, so no person link there.
     byte_equality: str = "none"
 
 
@@ -56,6 +56,6 @@ RULES: dict[str, DialectRules] = {
         like="superset",
         like_backslash_escapes=True,
         native_dates=True,
-        byte_equality="cast_binary",  # binary strings: no case folding, no PAD SPACE
+        byte_equality="hex",  # HEX(a) = HEX(b): hex digits, no case, no blanks
     ),
 }

@@ -8,14 +8,17 @@ person is the FPS number, else, on a row without one, the source's own
 person id matched among files without an FPS number (the broker's person
 identity, ``broker.policy.rewrite.person_identity``, inside one source)::
 
-    EXISTS (SELECT 1 FROM FILE AS f WHERE <file released> AND f.FPS = ROW.FPS)
-    OR (ROW.FPS IS NULL AND EXISTS (SELECT 1 FROM FILE AS f WHERE <file released>
-                                    AND f.FPS IS NULL AND f.ID = ROW.ID))
+    ROW.FPS IN (SELECT f.FPS FROM FILE AS f WHERE <file released> AND f.FPS IS NOT NULL)
+    OR (ROW.FPS IS NULL AND ROW.ID IN (SELECT f.ID FROM FILE AS f
+                                       WHERE <file released> AND f.FPS IS NULL ...))
 
-Two EXISTS rather than one OR inside, so each can use the index on its key.
-Text keys compare byte for byte (``DialectRules.byte_equality``): a
-case-insensitive collation would let a withheld person's rows through on a
-released person whose FPS number differs only in case or trailing blanks.
+Uncorrelated IN rather than a correlated EXISTS: each subquery runs once,
+and no database caches a correlated subquery's answer per outer value
+compared under the column's collation (MariaDB's subquery cache answers
+'x1' and 'X1 ' with the cached answer for 'X1'). Text keys compare byte for
+byte (``DialectRules.byte_equality``): a case-insensitive collation would
+otherwise let a withheld person's rows through on a released person whose
+FPS number differs only in case or trailing blanks.
 
 Every part runs in the database exactly, or the adapter refuses to start
 (``check_release``): nothing the agreement withholds ever reaches the broker.
@@ -122,29 +125,47 @@ def _person_link(
         held = file_mapping.columns.get(column)
         return _column(held.physical, FILE_ALIAS) if held else None
 
-    def released_file(*link: exp.Expr) -> exp.Expr:
-        """EXISTS a released file with ``link``; its parameters go in ``used``."""
+    def released(key: exp.Expr, *conditions: exp.Expr) -> exp.Select:
+        """``key`` of the released files (never NULL); its parameters go in ``used``."""
         used.extend(params)
-        return _exists(
-            file_mapping.physical_table, [*(_qualified(c, FILE_ALIAS) for c in filter_sql), *link]
+        found = [*(_qualified(c, FILE_ALIAS) for c in filter_sql), *conditions]
+        found.append(exp.not_(exp.Is(this=key.copy(), expression=exp.null())))
+        select = (
+            exp.select(_exact(key, rules))
+            .from_(
+                exp.Table(
+                    this=exp.to_identifier(file_mapping.physical_table, quoted=True),
+                    alias=exp.TableAlias(this=exp.to_identifier(FILE_ALIAS, quoted=True)),
+                )
+            )
+            .where(exp.and_(*found, copy=False), copy=False)
         )
+        return select
+
+    def in_released(row: exp.Expr, key: exp.Expr, *conditions: exp.Expr) -> exp.Expr:
+        subquery = exp.Subquery(this=released(key, *conditions))
+        return exp.In(this=_exact(row, rules), query=subquery)
 
     used: list[Any] = []
     branches: list[exp.Expr] = []
     row_key, f_key = own(own_key), in_file(file_key)
     if row_key is not None and f_key is not None:
-        branches.append(released_file(_equal(f_key, row_key, types[own_key], rules)))
+        _check_text(types[own_key], rules)
+        branches.append(in_released(row_key, f_key))
     row_id, f_id = own(own_id), in_file(file_id)
     if row_id is not None and f_id is not None:
         # a row without an FPS number: its person is a file without one, by id
-        inner: list[exp.Expr] = []
-        if file_key in file_mapping.columns:
-            inner.append(exp.Is(this=in_file(file_key), expression=exp.null()))
-        inner.append(_equal(f_id, row_id, types[own_id], rules))
-        keyless = released_file(*inner)
+        _check_text(types[own_id], rules)
+        keyless: list[exp.Expr] = []
         if own_key in own_mapping.columns:
-            keyless = exp.and_(exp.Is(this=own(own_key), expression=exp.null()), keyless)
-        branches.append(keyless)
+            keyless.append(exp.Is(this=own(own_key), expression=exp.null()))
+        without_key = (
+            [exp.Is(this=in_file(file_key), expression=exp.null())]
+            if file_key in file_mapping.columns
+            else []
+        )
+        keyless.append(in_released(row_id, f_id, *without_key))
+        branches.append(exp.and_(*keyless, copy=False) if len(keyless) > 1 else keyless[0])
     if not branches:
         raise ConfigError(f"no person column held in both {table} and {followed}")
     condition = branches[0] if len(branches) == 1 else exp.or_(*branches, copy=False)
@@ -163,32 +184,16 @@ def _qualified(condition: exp.Expr, alias: str) -> exp.Expr:
     return condition
 
 
-def _exists(physical_table: str, conditions: list[exp.Expr]) -> exp.Expr:
-    select = (
-        exp.select(exp.Literal.number(1))
-        .from_(
-            exp.Table(
-                this=exp.to_identifier(physical_table, quoted=True),
-                alias=exp.TableAlias(this=exp.to_identifier(FILE_ALIAS, quoted=True)),
-            )
+def _check_text(logical_type: str, rules: DialectRules) -> None:
+    if logical_type == "VARCHAR" and rules.byte_equality == "none":
+        raise ConfigError(
+            f"{rules.name} compares text under its collation and no byte-exact comparison is "
+            "known for it, so persons cannot be linked exactly"
         )
-        .where(exp.and_(*conditions, copy=False), copy=False)
-    )
-    return exp.Exists(this=select)
 
 
-def _equal(left: exp.Expr, right: exp.Expr, logical_type: str, rules: DialectRules) -> exp.Expr:
-    """``left = right`` holding exactly when the stored values are the same."""
-    plain = exp.EQ(this=left, expression=right)
-    if logical_type != "VARCHAR" or rules.byte_equality == "plain":
-        return plain
-    if rules.byte_equality == "cast_binary":
-        # the plain comparison first: a superset that can use the index
-        def binary(e: exp.Expr) -> exp.Expr:
-            return exp.Cast(this=e.copy(), to=exp.DataType.build("BINARY"))
-
-        return exp.and_(plain, exp.EQ(this=binary(left), expression=binary(right)), copy=False)
-    raise ConfigError(
-        f"{rules.name} compares text under its collation and no byte-exact comparison is "
-        "known for it, so persons cannot be linked exactly"
-    )
+def _exact(value: exp.Expr, rules: DialectRules) -> exp.Expr:
+    """``value`` in a form whose equality is byte for byte in this database."""
+    if rules.byte_equality == "hex":
+        return exp.Hex(this=value)
+    return value

@@ -69,7 +69,7 @@ def raw_connection(
     return con
 
 
-def _person(key: str) -> str:
+def person_of(key: str) -> str:
     """A person inside one source: the FPS number, else the source's own id."""
     return (
         f"CASE WHEN {key} IS NOT NULL THEN 'F' || {key} "
@@ -85,7 +85,7 @@ def _released_person(federation: Federation, code: str, table: str, followed: st
     own_key = federation.tables[table].person_key or "fps_number"
     where = f" WHERE {parent.row_filter}" if parent.row_filter else ""
     return (
-        f"{_person(own_key)} IN (SELECT {_person(key)} FROM "
+        f"{person_of(own_key)} IN (SELECT {person_of(key)} FROM "
         f"(SELECT * FROM person_file{where}) AS released)"
     )
 

@@ -27,9 +27,14 @@ table without ``physical_table`` likewise), so a source whose schema is the
 logical one lists only what differs; ``column: null`` says the system does
 not hold that column, which then reads as NULL from that source.
 
-Every source says what it shares in ``release:`` (``release: {}`` when it
-shares nothing): a source that maps tables but has no release agreement is
-refused, rather than silently serving nothing.
+Each source's ``release:`` section (required; ``{}`` shares nothing) is what
+the jurisdiction shares at all, per table: columns, a row filter over the
+logical columns, and ``follows: offenders`` to share only the rows of
+persons whose file it shares (``Release``)::
+
+    release:
+      offenders: {columns: all, row_filter: "status <> 'WARRANT_EXPIRED'"}
+      sentences: {columns: all, follows: offenders}
 """
 
 from __future__ import annotations
@@ -106,11 +111,20 @@ class TableMapping:
 
 @dataclass(frozen=True)
 class Release:
-    """What a jurisdiction shares of one table with the federation at all."""
+    """What a jurisdiction shares of one table with the federation at all.
+
+    ``follows`` names the table holding the person's file (``offenders``):
+    a row is then shared only when its person has a row there that the
+    source releases, so withholding a file withholds the person's records in
+    every table that follows it. A person is the FPS number, else the
+    source's own id (``source_person_id``) of a file without one, as in the
+    broker's person identity.
+    """
 
     table: str
     columns: frozenset[str]
     row_filter: str | None = None  # SQL over the logical columns
+    follows: str | None = None  # the person file's table; None: rows stand alone
 
 
 @dataclass(frozen=True)
@@ -268,11 +282,19 @@ def _parse_logical_table(name: str, spec: Any) -> LogicalTable:
     return LogicalTable(name, columns, person_key)
 
 
+_SOURCE_KEYS = frozenset(
+    {"code", "system", "jurisdiction", "description", "endpoints", "backend", "tables", "release"}
+)
+
+
 def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Source:
     code = str(spec.get("code", ""))
     if not _SOURCE_CODE.match(code):
         raise ConfigError(f"source code {code!r} must be upper case letters, digits and '-'")
     where = f"source {code}"
+    unknown = sorted(set(spec) - _SOURCE_KEYS)
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {unknown}")
     backend_spec = _mapping(spec.get("backend"), f"{where}.backend")
     kind = str(backend_spec.get("kind", ""))
     if kind not in BACKEND_KINDS:
@@ -302,16 +324,20 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
             tables[table], _mapping({} if tspec is None else tspec, f"{where}.{table}"), where
         )
     endpoints = tuple(str(e) for e in spec.get("endpoints") or ())
-    if mappings and "release" not in spec:
+    if "release" not in spec:
+        # Without an agreement a source shares nothing; say so rather than
+        # let a forgotten or misspelt section switch a source off unnoticed.
         raise ConfigError(
-            f"{where}: no release agreement, so it would serve nothing; say what it shares "
-            "(release: {TABLE: all, ...}), or release: {} to share nothing"
+            f"{where}: no release agreement (release section), so it would serve nothing; "
+            "list what it shares, or write 'release: {}' if it shares nothing yet"
         )
     release = {
         table: _parse_release(tables[table], rspec, f"{where}.release.{table}")
-        for table, rspec in _mapping(spec.get("release") or {}, f"{where}.release").items()
+        for table, rspec in _mapping(spec["release"] or {}, f"{where}.release").items()
         if _known_table(table, mappings, where)
     }
+    for agreement in release.values():
+        _check_follows(agreement, release, tables, mappings, f"{where}.release.{agreement.table}")
     return Source(
         code=code,
         system=str(spec.get("system", code)),
@@ -335,7 +361,7 @@ def _parse_release(table: LogicalTable, spec: Any, where: str) -> Release:
     if spec == "all":
         spec = {"columns": "all"}
     spec = _mapping(spec, where)
-    unknown = set(spec) - {"columns", "except", "row_filter"}
+    unknown = set(spec) - {"columns", "except", "row_filter", "follows"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     columns_spec = spec.get("columns", "all")
@@ -348,9 +374,72 @@ def _parse_release(table: LogicalTable, spec: Any, where: str) -> Release:
         if column not in table.columns:
             raise ConfigError(f"{where}: column {column!r} is not in logical table {table.name}")
     row_filter = spec.get("row_filter")
+    follows = spec.get("follows")
     return Release(
-        table.name, frozenset(columns - excluded), str(row_filter) if row_filter else None
+        table.name,
+        frozenset(columns - excluded),
+        str(row_filter) if row_filter else None,
+        str(follows) if follows is not None else None,
     )
+
+
+#: The columns that tell one person from another inside one source.
+SOURCE_PERSON_ID = "source_person_id"
+
+
+def person_columns(table: LogicalTable) -> tuple[str, str]:
+    """(person key, source's own person id): the broker's person identity."""
+    return table.person_key or "fps_number", SOURCE_PERSON_ID
+
+
+def _check_follows(
+    agreement: Release,
+    release: dict[str, Release],
+    tables: dict[str, LogicalTable],
+    mappings: dict[str, TableMapping],
+    where: str,
+) -> None:
+    """A table may follow the person file only where persons can be linked exactly."""
+    followed = agreement.follows
+    if followed is None:
+        return
+    if followed == agreement.table:
+        raise ConfigError(f"{where}: a table cannot follow itself")
+    if followed not in release:
+        raise ConfigError(f"{where}: follows {followed!r}, which this source does not release")
+    if release[followed].follows is not None:
+        raise ConfigError(
+            f"{where}: follows {followed!r}, which itself follows {release[followed].follows!r}; "
+            "follow the person file directly"
+        )
+    for table in (agreement.table, followed):
+        _check_person_columns(tables[table], mappings[table], where)
+    linked = False
+    own, other = (person_columns(tables[t]) for t in (agreement.table, followed))
+    for mine, theirs in zip(own, other, strict=True):
+        if tables[agreement.table].columns[mine] != tables[followed].columns[theirs]:
+            raise ConfigError(f"{where}: {mine} and {followed}.{theirs} differ in type")
+        if mine in mappings[agreement.table].columns and theirs in mappings[followed].columns:
+            linked = True
+    if not linked:
+        raise ConfigError(
+            f"{where}: this source holds no person column in both {agreement.table} and "
+            f"{followed}, so their persons cannot be linked"
+        )
+
+
+def _check_person_columns(logical: LogicalTable, mapping: TableMapping, where: str) -> None:
+    if logical.person_key is None:
+        raise ConfigError(f"{where}: logical table {logical.name} has no person_key to link by")
+    for column in person_columns(logical):
+        if column not in logical.columns:
+            raise ConfigError(f"{where}: logical table {logical.name} has no column {column!r}")
+        held = mapping.columns.get(column)
+        if held is not None and (held.codes or held.date_format):
+            raise ConfigError(
+                f"{where}: {logical.name}.{column} links persons, so it must be stored "
+                "as it is (no codes, no date_format)"
+            )
 
 
 def _parse_table_mapping(table: LogicalTable, spec: dict[str, Any], where: str) -> TableMapping:

@@ -31,13 +31,22 @@ class DialectRules:
     like: str = "exact"  # exact | superset
     like_backslash_escapes: bool = False  # LIKE treats '\\' as an escape by default
     native_dates: bool = False  # unformatted DATE columns are real DATEs, not ISO text
+    #: How two stored texts are compared byte for byte (the release's person
+    #: link): plain ``=``, ``hex`` (``HEX()`` both sides: hex digits compare
+    #: alike under any collation), or ``none`` known, so no person link there.
+    byte_equality: str = "none"
 
 
 RULES: dict[str, DialectRules] = {
     # case_sensitive_like is set on every SQLite connection; BINARY collation
-    "sqlite": DialectRules("sqlite"),
+    "sqlite": DialectRules("sqlite", byte_equality="plain"),
+    # deterministic collations (the default) compare equal only byte for byte
     "postgres": DialectRules(
-        "postgres", text_range="collate_c", like_backslash_escapes=True, native_dates=True
+        "postgres",
+        text_range="collate_c",
+        like_backslash_escapes=True,
+        native_dates=True,
+        byte_equality="plain",
     ),
     # MariaDB/MySQL with a case- and accent-insensitive collation
     "mysql": DialectRules(
@@ -47,5 +56,6 @@ RULES: dict[str, DialectRules] = {
         like="superset",
         like_backslash_escapes=True,
         native_dates=True,
+        byte_equality="hex",  # HEX(a) = HEX(b): hex digits, no case, no blanks
     ),
 }

@@ -1,8 +1,9 @@
 """The adapter: one gRPC server in front of one source system.
 
 It accepts only the broker's certificate (pinned by fingerprint), checks and
-translates each Scan (``adapters.translate``), runs it read-only on the
-backend and streams logical Arrow batches. The servicer is thin; the work is
+translates each Scan (``adapters.translate``) under the jurisdiction's
+release agreement (``adapters.release``), runs it read-only on the backend
+and streams logical Arrow batches. The servicer is thin; the work is
 in plain functions that tests call without gRPC.
 
 The server is synchronous on a thread pool: the database drivers block, and
@@ -41,6 +42,7 @@ from adapters.convert import column_converters, physical_types, to_logical, with
 from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
+from adapters.release import check_release, release_conditions
 from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
@@ -218,6 +220,7 @@ def scan(
         request.limit,
         backend.dialect,
         release.row_filter,
+        release_conditions(federation, source, request.table, backend.dialect),
     )
     schema = table.arrow_schema(columns)
     yield adapter_pb2.ScanResponse(
@@ -290,7 +293,11 @@ def create_server(
     max_workers: int = 16,
     metrics: AdapterMetrics | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Builds and starts an adapter server; returns it with its bound port."""
+    """Builds and starts an adapter server; returns it with its bound port.
+
+    An agreement the source's database cannot apply exactly stops it here
+    (ConfigError), before it listens: it never serves a relaxed one."""
+    check_release(federation, source, backend.dialect)
     allowed = [fingerprint(p.read_bytes()) for p in broker_certs]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scan"),

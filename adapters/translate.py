@@ -66,8 +66,13 @@ def plan_scan(
     limit: int,
     dialect: str,
     release_filter: str | None = None,
+    release_conditions: tuple[list[exp.Expr], list[Any]] | None = None,
 ) -> PhysicalScan:
     """Builds the physical SELECT for a logical scan.
+
+    ``release_conditions``: physical conditions (and their parameters) the
+    release agreement adds beyond the table's own filter, already
+    translated (``adapters.release``); they run in the database, always.
 
     >>> from accord.federation import ColumnMapping, LogicalTable, TableMapping
     >>> t = LogicalTable("offenders", {"fps_number": "VARCHAR", "status": "VARCHAR"})
@@ -85,30 +90,10 @@ def plan_scan(
             raise InvalidQuery(f"table {table.name} has no column {column!r}")
     rules = RULES[dialect]
     tree = parse_predicate(predicate, table)
-    params: list[Any] = []
-    pushed: list[exp.Expr] = []
-    # The jurisdiction's release filter is not negotiable: all of it runs in
-    # the database, exactly, or the scan is refused.
-    try:
-        release = parse_predicate(release_filter or "", table)
-    except InvalidQuery as exc:
-        raise ConfigError(f"release filter of {table.name}: {exc}") from exc
-    for conjunct in _conjuncts(release):
-        translator = _Translator(table, mapping, rules)
-        try:
-            physical = translator.translate(conjunct)
-        except Untranslatable as exc:
-            raise ConfigError(
-                f"release filter {conjunct.sql('duckdb')!r} of {table.name} cannot be "
-                f"applied faithfully by this source's database ({exc}); rewrite it"
-            ) from exc
-        if not translator.exact:
-            raise ConfigError(
-                f"release filter {conjunct.sql('duckdb')!r} of {table.name} would match more "
-                "rows in this source's database than it names (collation); rewrite it"
-            )
-        pushed.append(physical)
-        params.extend(translator.params)
+    pushed, params = translate_release_filter(table, mapping, release_filter, rules)
+    if release_conditions is not None:
+        pushed.extend(release_conditions[0])
+        params.extend(release_conditions[1])
     scan = PhysicalScan(sql="", params=params, columns=list(columns), dialect=dialect)
     for conjunct in _conjuncts(tree):
         translator = _Translator(table, mapping, rules)
@@ -133,6 +118,39 @@ def plan_scan(
         select = select.limit(limit, copy=False)
     scan.sql = select.sql(dialect=dialect)
     return scan
+
+
+def translate_release_filter(
+    table: LogicalTable, mapping: TableMapping, release_filter: str | None, rules: DialectRules
+) -> tuple[list[exp.Expr], list[Any]]:
+    """A release filter's physical conjuncts and their parameters.
+
+    The jurisdiction's release filter is not negotiable: all of it runs in
+    the database, exactly, or the scan is refused (ConfigError).
+    """
+    params: list[Any] = []
+    pushed: list[exp.Expr] = []
+    try:
+        release = parse_predicate(release_filter or "", table)
+    except InvalidQuery as exc:
+        raise ConfigError(f"release filter of {table.name}: {exc}") from exc
+    for conjunct in _conjuncts(release):
+        translator = _Translator(table, mapping, rules)
+        try:
+            physical = translator.translate(conjunct)
+        except Untranslatable as exc:
+            raise ConfigError(
+                f"release filter {conjunct.sql('duckdb')!r} of {table.name} cannot be "
+                f"applied faithfully by this source's database ({exc}); rewrite it"
+            ) from exc
+        if not translator.exact:
+            raise ConfigError(
+                f"release filter {conjunct.sql('duckdb')!r} of {table.name} would match more "
+                "rows in this source's database than it names (collation); rewrite it"
+            )
+        pushed.append(physical)
+        params.extend(translator.params)
+    return pushed, params
 
 
 def _quoted(name: str) -> str:

@@ -229,9 +229,15 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
 
 
 def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:
+    from adapters.release import check_federation
     from broker.policy.store import check_policies
 
-    policy, problems = check_policies(args.policies, load_federation(args.federation))
+    federation = load_federation(args.federation)
+    policy, problems = check_policies(args.policies, federation)
+    release_problems, warnings = check_federation(federation)
+    problems = [*problems, *(f"{args.federation}: {p}" for p in release_problems)]
+    for warning in warnings:
+        print(f"{args.federation}: warning: {warning}")
     for problem in problems:
         print(problem)
     if problems or policy is None:

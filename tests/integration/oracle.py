@@ -3,7 +3,11 @@ DuckDB straight from the generated logical data, without the broker's code.
 
 1. ``raw.<table>``: every source's generated rows, filtered and projected by
    the source's release agreement, with a ``source`` column (written here
-   from the federation config, not by the adapters).
+   from the federation config, not by the adapters). A table whose release
+   ``follows`` the person file keeps only the rows of persons with a
+   released row there, the person told apart by a tagged key (``F`` + FPS
+   number, else ``L`` + the source's own id) rather than the adapters'
+   physical semi-joins.
 2. ``main.<table>``: the principal's entitled view: the role's row filter
    over raw rows (``principal.x`` replaced textually by the partner's
    value; ``person IN``/``file IN`` linkage written out by
@@ -51,7 +55,11 @@ def raw_connection(
                 c if c in release.columns else f"NULL::{t} AS {c}"
                 for c, t in logical.columns.items()
             )
-            where = f" WHERE {release.row_filter}" if release.row_filter else ""
+            conditions = [f"({release.row_filter})"] if release.row_filter else []
+            if release.follows is not None:
+                con.register("person_file", tables[release.follows])
+                conditions.append(_released_person(federation, code, name, release.follows))
+            where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
             parts.append(
                 con.sql(
                     f"SELECT {select}, '{code}' AS source FROM incoming{where}"
@@ -63,6 +71,27 @@ def raw_connection(
             con.execute(f"CREATE TABLE raw.{name} AS SELECT * FROM _{name}")
             con.unregister(f"_{name}")
     return con
+
+
+def person_of(key: str) -> str:
+    """A person inside one source: the FPS number, else the source's own id."""
+    return (
+        f"CASE WHEN {key} IS NOT NULL THEN 'F' || {key} "
+        "WHEN source_person_id IS NOT NULL THEN 'L' || source_person_id END"
+    )
+
+
+def _released_person(federation: Federation, code: str, table: str, followed: str) -> str:
+    """The row's person has a row of ``followed`` (registered as ``person_file``)
+    that the source releases."""
+    parent = federation.sources[code].release[followed]
+    key = federation.tables[followed].person_key or "fps_number"
+    own_key = federation.tables[table].person_key or "fps_number"
+    where = f" WHERE {parent.row_filter}" if parent.row_filter else ""
+    return (
+        f"{person_of(own_key)} IN (SELECT {person_of(key)} FROM "
+        f"(SELECT * FROM person_file{where}) AS released)"
+    )
 
 
 def entitled_connection(

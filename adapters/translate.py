@@ -277,12 +277,11 @@ class _Translator:
             physical.extend(_preimage(held, value, self.rules))
         ref = exp.column(held.physical, quoted=True)
         if not physical:
-            # No stored value maps onto these: IN is FALSE (NULL for a NULL,
-            # which matters under a NOT), NOT IN is "not NULL".
+            # No stored value maps onto these: IN is FALSE and NOT IN TRUE,
+            # but both are NULL for a NULL (which a NOT around them keeps out).
             missing = exp.Is(this=ref, expression=exp.null())
-            if negate:
-                return exp.not_(missing)
-            return exp.Case(ifs=[exp.If(this=missing, true=exp.null())], default=exp.false())
+            answer = exp.true() if negate else exp.false()
+            return exp.Case(ifs=[exp.If(this=missing, true=exp.null())], default=answer)
         condition = exp.In(this=ref, expressions=[self._bind_raw(v) for v in physical])
         return exp.not_(condition) if negate else condition
 

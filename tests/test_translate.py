@@ -256,6 +256,8 @@ def test_negation_of_a_value_no_row_holds_keeps_nulls_out(bc):
     # 'CU' is a code, so no row reads as 'CU'; but NOT (NULL = 'CU') is NULL, not TRUE
     s = scan(bc, "NOT status = 'CU'")
     assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE FALSE END)')
+    s = scan(bc, "NOT status <> 'CU'")
+    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE TRUE END)')
 
 
 @pytest.mark.parametrize(

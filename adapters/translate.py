@@ -18,6 +18,7 @@ here but read from its ``adapters.dialects`` rules.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _RANGE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _BINARY = frozenset({"this", "expression"})
 #: For each node type the translator handles, the arguments it reads and so
 #: reproduces. A node of another type, or carrying any other argument (a flag
@@ -380,6 +382,11 @@ def _literal_value(node: exp.Expr, logical_type: str) -> Any:
 
 
 def _parse_date(text: str) -> dt.date:
+    """A date literal as DuckDB reads it; only the plain ``YYYY-MM-DD`` form,
+    since Python also accepts forms DuckDB reads otherwise or not at all
+    (``'18991231'``: a date to Python, NULL to DuckDB's TRY_CAST)."""
+    if not _ISO_DATE.fullmatch(text):
+        raise Untranslatable(f"date literal {text!r} is not YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:

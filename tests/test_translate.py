@@ -297,3 +297,9 @@ def test_a_flag_the_translator_does_not_reproduce_is_never_pushed(bc, node, flag
     table, mapping = bc
     with pytest.raises(Untranslatable, match=flag):
         _Translator(table, mapping, RULES["sqlite"]).translate(node)
+
+
+@pytest.mark.parametrize("literal", ["'18991231'", "TRY_CAST('18991231' AS DATE)", "'2001-W01-1'"])
+def test_date_literals_python_reads_otherwise_than_duckdb_stay_in_the_broker(bc, literal):
+    # Python's fromisoformat reads '18991231' as a date; DuckDB's TRY_CAST gives NULL
+    assert scan(bc, f"NOT birth_date = {literal}").residual

@@ -23,16 +23,18 @@ the adapter reads it through its read-only backend, as in production.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import uuid
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pytest
 import sqlglot
-from hypothesis import HealthCheck, given, reject, settings
+from sqlglot import exp
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from accord import ipc
@@ -54,9 +56,11 @@ from broker.planner import plan_query
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from adapters.backends.base import Backend
+
+    Database = tuple[Backend, Callable[[list[tuple[Any, ...]]], None]]
 
 pytestmark = pytest.mark.integration
 
@@ -317,6 +321,7 @@ def where(table: pa.Table, *conditions: str) -> list[tuple[Any, ...]]:
 def pushed_predicate(fed: Federation, predicate: str) -> str:
     """What the broker's planner sends this source for ``WHERE predicate``."""
     tree = sqlglot.parse_one(f"SELECT * FROM people WHERE {predicate}", read="duckdb")
+    assert isinstance(tree, exp.Select)
     plan = plan_query(tree, fed)
     return plan.references[0].scans[0].predicate
 
@@ -324,51 +329,56 @@ def pushed_predicate(fed: Federation, predicate: str) -> str:
 # --- the backends -------------------------------------------------------------
 
 
-class DifferentialSuite:
-    kind: ClassVar[str]
-    dialect: ClassVar[str]
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=physical_rows, predicate=predicates, limit=st.sampled_from([0, 0, 2]))
+def test_pushdown_keeps_exactly_the_rows_duckdb_keeps(database, rows, predicate, limit):
+    kind, backend, write = database
+    write(rows)
+    fed = federation(kind)
+    _, everything = run_scan(backend, fed)
+    sent = pushed_predicate(fed, predicate)
+    expected = where(everything, sent)
+    where(everything, predicate)  # a predicate DuckDB refuses is no case at all
+    header, got = run_scan(backend, fed, sent, limit)
+    kept = where(got, *header.residual_predicates, *header.superset_predicates)
+    for kind_of, conjuncts in [
+        ("pushed", header.pushed_predicates),
+        ("superset", header.superset_predicates),
+        ("residual", header.residual_predicates),
+    ]:
+        event(f"conjuncts {kind_of}: {min(len(conjuncts), 2)}{'+' if len(conjuncts) > 1 else ''}")
+    context = (sent, header.physical_sql, list(header.pushed_predicates))
+    if header.limit_pushed:
+        assert len(kept) == min(limit, len(expected)), context
+        assert set(kept) <= set(expected), context
+    else:
+        assert kept == expected, context
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-    @given(rows=physical_rows, predicate=predicates, limit=st.sampled_from([0, 0, 2]))
-    def test_pushdown_keeps_exactly_the_rows_duckdb_keeps(self, database, rows, predicate, limit):
-        backend, write = database
-        write(rows)
-        fed = federation(self.kind)
-        _, everything = run_scan(backend, fed)
-        sent = pushed_predicate(fed, predicate)
-        expected = where(everything, sent)
-        where(everything, predicate)  # a predicate DuckDB refuses is no case at all
-        header, got = run_scan(backend, fed, sent, limit)
-        kept = where(got, *header.residual_predicates, *header.superset_predicates)
-        context = (sent, header.physical_sql, list(header.pushed_predicates))
-        if header.limit_pushed:
-            assert len(kept) == min(limit, len(expected)), context
-            assert set(kept) <= set(expected), context
-        else:
-            assert kept == expected, context
 
-    @settings(
-        max_examples=EXAMPLES,
-        deadline=None,
-        derandomize=True,
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-    )
-    @given(rows=physical_rows, row_filter=predicates)
-    def test_release_filter_sends_exactly_the_rows_it_names(self, database, rows, row_filter):
-        backend, write = database
-        write(rows)
-        _, everything = run_scan(backend, federation(self.kind))
-        expected = where(everything, row_filter)
-        try:
-            header, got = run_scan(backend, federation(self.kind, row_filter))
-        except ConfigError:
-            return  # refused: this database cannot apply it exactly, so nothing is sent
-        assert where(got) == expected, header.physical_sql
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=physical_rows, row_filter=predicates)
+def test_release_filter_sends_exactly_the_rows_it_names(database, rows, row_filter):
+    kind, backend, write = database
+    write(rows)
+    _, everything = run_scan(backend, federation(kind))
+    expected = where(everything, row_filter)
+    try:
+        header, got = run_scan(backend, federation(kind, row_filter))
+    except ConfigError:
+        event("release filter refused")
+        return  # refused: this database cannot apply it exactly, so nothing is sent
+    event("release filter applied")
+    assert where(got) == expected, header.physical_sql
 
 
 def _create_table(kind: str, quote: Callable[[str], str], options: str = "") -> str:
@@ -380,105 +390,105 @@ def _sqlite_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
     return [(*r[:5], r[5] and r[5].isoformat(), *r[6:]) for r in rows]
 
 
-class TestSqlite(DifferentialSuite):
-    kind = "sqlite"
+@contextlib.contextmanager
+def sqlite_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    from adapters.backends.sqlite import SqliteBackend
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def database(cls, tmp_path_factory):
-        from adapters.backends.sqlite import SqliteBackend
+    path = tmp_path_factory.mktemp("differential") / "t.sqlite"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute(_create_table("sqlite", lambda n: f'"{n}"'))
+    marks = ", ".join("?" * len(PHYSICAL))
 
-        path = tmp_path_factory.mktemp("differential") / "t.sqlite"
-        writer = sqlite3.connect(path, isolation_level=None)
-        writer.execute(_create_table("sqlite", lambda n: f'"{n}"'))
-        marks = ", ".join("?" * len(PHYSICAL))
+    def write(rows: list[tuple[Any, ...]]) -> None:
+        writer.execute("BEGIN")
+        writer.execute('DELETE FROM "PRS_T"')
+        writer.executemany(f'INSERT INTO "PRS_T" VALUES ({marks})', _sqlite_rows(rows))
+        writer.execute("COMMIT")
+
+    backend = SqliteBackend("T", path)
+    yield backend, write
+    backend.close()
+    writer.close()
+
+
+@contextlib.contextmanager
+def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    import psycopg
+
+    from adapters.backends.postgres import PostgresBackend
+
+    name = f"accord_diff_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        unreachable("PostgreSQL", exc)
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        writer = psycopg.connect(f"{PG_SERVER}/{name}", autocommit=True)
+        writer.execute(_create_table("postgres", lambda n: f'"{n}"'))
+        marks = ", ".join(["%s"] * len(PHYSICAL))
 
         def write(rows: list[tuple[Any, ...]]) -> None:
-            writer.execute("BEGIN")
-            writer.execute('DELETE FROM "PRS_T"')
-            writer.executemany(f'INSERT INTO "PRS_T" VALUES ({marks})', _sqlite_rows(rows))
-            writer.execute("COMMIT")
+            with writer.transaction(), writer.cursor() as cur:
+                cur.execute('DELETE FROM "PRS_T"')
+                cur.executemany(f'INSERT INTO "PRS_T" VALUES ({marks})', rows)
 
-        backend = SqliteBackend("T", path)
+        backend = PostgresBackend("T", f"{PG_SERVER}/{name}")
         yield backend, write
         backend.close()
         writer.close()
+    finally:
+        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
 
 
-class TestPostgres(DifferentialSuite):
-    kind = "postgresql"
+@contextlib.contextmanager
+def mariadb_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    import mysql.connector
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def database(cls):
-        import psycopg
+    from adapters.backends.mysql import MysqlBackend
 
-        from adapters.backends.postgres import PostgresBackend
+    name = f"accord_diff_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = mysql.connector.connect(
+            host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
+        )
+    except mysql.connector.Error as exc:
+        unreachable("MariaDB", exc)
+    cursor = admin.cursor()
+    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    try:
+        writer = mysql.connector.connect(
+            host="127.0.0.1", port=3306, user="root", password="", database=name
+        )
+        wcur = writer.cursor()
+        # as the datagen writer does: the collation real systems use
+        options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
+        wcur.execute(_create_table("mysql", lambda n: f"`{n}`", options))
+        marks = ", ".join(["%s"] * len(PHYSICAL))
 
-        name = f"accord_diff_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            unreachable("PostgreSQL", exc)
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            writer = psycopg.connect(f"{PG_SERVER}/{name}", autocommit=True)
-            writer.execute(_create_table("postgres", lambda n: f'"{n}"'))
-            marks = ", ".join(["%s"] * len(PHYSICAL))
+        def write(rows: list[tuple[Any, ...]]) -> None:
+            wcur.execute("DELETE FROM `PRS_T`")
+            if rows:
+                wcur.executemany(f"INSERT INTO `PRS_T` VALUES ({marks})", rows)
+            writer.commit()
 
-            def write(rows: list[tuple[Any, ...]]) -> None:
-                with writer.transaction(), writer.cursor() as cur:
-                    cur.execute('DELETE FROM "PRS_T"')
-                    cur.executemany(f'INSERT INTO "PRS_T" VALUES ({marks})', rows)
-
-            backend = PostgresBackend("T", f"{PG_SERVER}/{name}")
-            yield backend, write
-            backend.close()
-            writer.close()
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            admin.close()
+        backend = MysqlBackend("T", f"{MARIADB_SERVER}/{name}")
+        yield backend, write
+        backend.close()
+        writer.close()
+    finally:
+        cursor.execute(f"DROP DATABASE `{name}`")
+        admin.close()
 
 
-class TestMariaDB(DifferentialSuite):
-    kind = "mysql"
+OPENERS = {"sqlite": sqlite_database, "postgresql": postgres_database, "mysql": mariadb_database}
 
-    @pytest.fixture(scope="class")
-    @classmethod
-    def database(cls):
-        import mysql.connector
 
-        from adapters.backends.mysql import MysqlBackend
-
-        name = f"accord_diff_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = mysql.connector.connect(
-                host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
-            )
-        except mysql.connector.Error as exc:
-            unreachable("MariaDB", exc)
-        cursor = admin.cursor()
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        try:
-            writer = mysql.connector.connect(
-                host="127.0.0.1", port=3306, user="root", password="", database=name
-            )
-            wcur = writer.cursor()
-            # as the datagen writer does: the collation real systems use
-            options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
-            wcur.execute(_create_table("mysql", lambda n: f"`{n}`", options))
-            marks = ", ".join(["%s"] * len(PHYSICAL))
-
-            def write(rows: list[tuple[Any, ...]]) -> None:
-                wcur.execute("DELETE FROM `PRS_T`")
-                if rows:
-                    wcur.executemany(f"INSERT INTO `PRS_T` VALUES ({marks})", rows)
-                writer.commit()
-
-            backend = MysqlBackend("T", f"{MARIADB_SERVER}/{name}")
-            yield backend, write
-            backend.close()
-            writer.close()
-        finally:
-            cursor.execute(f"DROP DATABASE `{name}`")
-            admin.close()
+@pytest.fixture(scope="module", params=list(OPENERS))
+def database(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Backend, Callable[[list[tuple[Any, ...]]], None]]]:
+    """(backend kind, the adapter's backend, a writer that replaces the table's rows)."""
+    with OPENERS[request.param](tmp_path_factory) as (backend, write):
+        yield request.param, backend, write

@@ -33,9 +33,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 import sqlglot
-from sqlglot import exp
 from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
+from sqlglot import exp
 
 from accord import ipc
 from accord.errors import ConfigError

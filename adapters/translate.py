@@ -18,6 +18,7 @@ here but read from its ``adapters.dialects`` rules.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,47 @@ if TYPE_CHECKING:
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
 _RANGE = (exp.GT, exp.GTE, exp.LT, exp.LTE, exp.Between)
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_BINARY = frozenset({"this", "expression"})
+#: For each node type the translator handles, the arguments it reads and so
+#: reproduces. A node of another type, or carrying any other argument (a flag
+#: such as ``negate``, ``symmetric`` or ``escape`` that a newer sqlglot may
+#: add), is never pushed: rebuilding it without that argument would change
+#: what it means. Subclasses (``TryCast`` aside) are other types.
+_UNDERSTOOD: dict[type[exp.Expr], frozenset[str]] = {
+    exp.And: _BINARY,
+    exp.Or: _BINARY,
+    exp.Not: frozenset({"this"}),
+    exp.Paren: frozenset({"this"}),
+    exp.Boolean: frozenset({"this"}),
+    exp.Null: frozenset(),
+    exp.Is: _BINARY,
+    **dict.fromkeys(_COMPARISONS, _BINARY),
+    exp.Like: _BINARY | {"negate"},
+    exp.In: frozenset({"this", "expressions"}),
+    exp.Between: frozenset({"this", "low", "high", "symmetric"}),
+    exp.Column: frozenset({"this"}),
+    exp.Identifier: frozenset({"this", "quoted"}),
+    exp.Literal: frozenset({"this", "is_string"}),
+    exp.Neg: frozenset({"this"}),
+    exp.Cast: frozenset({"this", "to"}),
+    exp.TryCast: frozenset({"this", "to", "safe"}),  # of a literal that parses: the same value
+    exp.DataType: frozenset({"this", "nested"}),
+}
+
+
+def _check_understood(tree: exp.Expr) -> None:
+    """Raises Untranslatable unless every node and argument is one we reproduce."""
+    for node in tree.walk():
+        understood = _UNDERSTOOD.get(type(node))
+        if understood is None:
+            raise Untranslatable(f"{node.key.upper()} is not translated")
+        unknown = sorted(
+            k for k, v in node.args.items() if k not in understood and v not in (None, False, [])
+        )
+        if unknown:
+            raise Untranslatable(f"{node.key.upper()} with {', '.join(unknown)} is not translated")
 
 
 class Untranslatable(Exception):
@@ -174,7 +216,11 @@ class _Translator:
         self.exact = True
 
     def translate(self, node: exp.Expr) -> exp.Expr:
-        node = node.unnest()
+        """The physical condition, equal to the logical one in three-valued
+        logic (TRUE, FALSE and NULL for the same rows) when ``exact`` stays
+        set, so that NOT of it is exact too."""
+        _check_understood(node)
+        node = _without_flags(node.unnest())
         if isinstance(node, (exp.And, exp.Or)):
             return node.__class__(
                 this=self.translate(node.this), expression=self.translate(node.expression)
@@ -251,8 +297,11 @@ class _Translator:
             physical.extend(_preimage(held, value, self.rules))
         ref = exp.column(held.physical, quoted=True)
         if not physical:
-            # No stored value maps onto these: IN is false, NOT IN is "not NULL".
-            return exp.not_(exp.Is(this=ref, expression=exp.null())) if negate else exp.false()
+            # No stored value maps onto these: IN is FALSE and NOT IN TRUE,
+            # but both are NULL for a NULL (which a NOT around them keeps out).
+            missing = exp.Is(this=ref, expression=exp.null())
+            answer = exp.true() if negate else exp.false()
+            return exp.Case(ifs=[exp.If(this=missing, true=exp.null())], default=answer)
         condition = exp.In(this=ref, expressions=[self._bind_raw(v) for v in physical])
         return exp.not_(condition) if negate else condition
 
@@ -296,6 +345,27 @@ class _Translator:
         return exp.Placeholder()
 
 
+def _without_flags(node: exp.Expr) -> exp.Expr:
+    """The node with its flags spelled out as plain nodes.
+
+    sqlglot keeps ``x NOT LIKE p`` one ``Like`` node with ``negate`` set, and
+    ``BETWEEN SYMMETRIC`` one ``Between`` with ``symmetric``: rebuilt without
+    the flag, either would mean something else.
+    """
+    if isinstance(node, exp.Like) and node.args.get("negate"):
+        positive = node.copy()
+        positive.set("negate", None)
+        return exp.Not(this=positive)
+    if isinstance(node, exp.Between) and node.args.get("symmetric"):
+        low, high = node.args["low"], node.args["high"]
+        return exp.or_(
+            exp.Between(this=node.this.copy(), low=low.copy(), high=high.copy()),
+            exp.Between(this=node.this.copy(), low=high.copy(), high=low.copy()),
+            copy=False,
+        )
+    return node
+
+
 def _preimage(held: ColumnMapping, value: Any, rules: DialectRules) -> list[Any]:
     """Physical values the adapter reads as ``value`` (unmapped codes pass through)."""
     if not held.codes:
@@ -330,6 +400,11 @@ def _literal_value(node: exp.Expr, logical_type: str) -> Any:
 
 
 def _parse_date(text: str) -> dt.date:
+    """A date literal as DuckDB reads it; only the plain ``YYYY-MM-DD`` form,
+    since Python also accepts forms DuckDB reads otherwise or not at all
+    (``'18991231'``: a date to Python, NULL to DuckDB's TRY_CAST)."""
+    if not _ISO_DATE.fullmatch(text):
+        raise Untranslatable(f"date literal {text!r} is not YYYY-MM-DD")
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:

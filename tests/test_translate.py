@@ -6,9 +6,11 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlglot import exp
 
 from accord.errors import InvalidQuery
-from adapters.translate import plan_scan
+from adapters.dialects import RULES
+from adapters.translate import Untranslatable, _Translator, plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -49,7 +51,9 @@ def test_unmapped_logical_value_matches_unmapped_physical_code(bc):
     # 'UAL' has no code in CORNET: an unmapped physical 'UAL' would read as 'UAL'.
     assert scan(bc, "status = 'UAL'").params == ["UAL"]
     # 'CU' is a physical code that reads as IN_CUSTODY, so nothing reads as 'CU'.
-    assert scan(bc, "status = 'CU'").sql.endswith("WHERE FALSE")
+    assert scan(bc, "status = 'CU'").sql.endswith(
+        'WHERE CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE FALSE END'
+    )
 
 
 def test_not_equal_on_codes_keeps_null_semantics(bc):
@@ -203,3 +207,99 @@ def test_release_filters_must_be_exact(bc):
         plan_scan(
             table, mapping, ["surname"], "", 0, "sqlite", release_filter="upper(surname) = 'X'"
         )
+
+
+# --- negation and flags: pushed exactly as written, or not at all -----------
+
+
+def test_not_like_is_pushed_negated(bc):
+    s = scan(bc, "surname NOT LIKE 'B%'")
+    assert s.sql == 'SELECT "FPS_NUM" FROM "CLIENT" WHERE NOT ("LAST_NM" LIKE ?)'
+    assert s.params == ["B%"] and s.pushed == ["surname NOT LIKE 'B%'"]
+
+
+def test_not_like_under_a_superset_collation_stays_in_the_broker(bc):
+    table, mapping = bc
+    s = plan_scan(table, mapping, ["surname"], "surname NOT LIKE 'B%'", 0, "mysql")
+    assert s.residual == ["surname NOT LIKE 'B%'"] and not s.pushed and not s.superset
+
+
+def test_not_like_release_filter_withholds_what_it_names(bc):
+    table, mapping = bc
+    s = plan_scan(
+        table, mapping, ["surname"], "", 0, "sqlite", release_filter="surname NOT LIKE 'X%'"
+    )
+    assert s.sql.endswith('WHERE NOT ("LAST_NM" LIKE ?)') and s.params == ["X%"]
+
+
+def test_between_symmetric_keeps_both_orders(bc):
+    table, mapping = bc
+    s = plan_scan(
+        table,
+        mapping,
+        ["surname"],
+        "",
+        0,
+        "sqlite",
+        release_filter="surname NOT BETWEEN SYMMETRIC 'N' AND 'M'",
+    )
+    assert s.sql.endswith('WHERE NOT ("LAST_NM" BETWEEN ? AND ? OR "LAST_NM" BETWEEN ? AND ?)')
+    assert s.params == ["N", "M", "M", "N"]
+
+
+def test_not_ilike_is_not_a_scan_predicate(bc):
+    with pytest.raises(InvalidQuery, match="ILIKE"):
+        scan(bc, "surname NOT ILIKE 'b%'")
+
+
+def test_negation_of_a_value_no_row_holds_keeps_nulls_out(bc):
+    # 'CU' is a code, so no row reads as 'CU'; but NOT (NULL = 'CU') is NULL, not TRUE
+    s = scan(bc, "NOT status = 'CU'")
+    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE FALSE END)')
+    s = scan(bc, "NOT status <> 'CU'")
+    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE TRUE END)')
+
+
+@pytest.mark.parametrize(
+    ("node", "flag"),
+    [
+        (
+            exp.In(
+                this=exp.column("surname"), expressions=[exp.Literal.string("a")], is_global=True
+            ),
+            "is_global",
+        ),
+        (exp.In(this=exp.column("surname"), field=exp.column("surname")), "field"),
+        (exp.Is(this=exp.column("surname"), expression=exp.null(), negate=True), "negate"),
+        (
+            exp.EQ(this=exp.column("surname"), expression=exp.Literal.string("a"), escape="!"),
+            "escape",
+        ),
+        (
+            exp.Like(this=exp.column("surname"), expression=exp.Literal.string("a"), flag=True),
+            "flag",
+        ),
+        (exp.Not(this=exp.column("surname"), extra=True), "extra"),
+        (
+            exp.EQ(
+                this=exp.column("birth_date"),
+                expression=exp.Cast(
+                    this=exp.Literal.string("2000-01-02"),
+                    to=exp.DataType.build("DATE"),
+                    format=exp.Literal.string("%Y"),
+                ),
+            ),
+            "format",
+        ),
+    ],
+)
+def test_a_flag_the_translator_does_not_reproduce_is_never_pushed(bc, node, flag):
+    table, mapping = bc
+    with pytest.raises(Untranslatable, match=flag):
+        _Translator(table, mapping, RULES["sqlite"]).translate(node)
+
+
+@pytest.mark.parametrize("literal", ["'18991231'", "TRY_CAST('18991231' AS DATE)", "'2001-W01-1'"])
+def test_date_literals_python_reads_otherwise_than_duckdb_stay_in_the_broker(bc, literal):
+    # Python's fromisoformat reads '18991231' as a date; DuckDB's TRY_CAST gives NULL
+    assert scan(bc, f"NOT birth_date = {literal}").residual

@@ -30,6 +30,8 @@ from sqlglot import exp
 from accord import ipc, tls
 from accord.errors import (
     AccordError,
+    ConfigError,
+    InvalidQuery,
     PolicyDenied,
     ScanCancelled,
     SourceUnavailable,
@@ -261,7 +263,10 @@ def scan(
 
 def _filter_columns(table: LogicalTable, row_filter: str | None) -> list[str]:
     """The columns a release filter reads, in the table's order."""
-    tree = parse_predicate(row_filter or "", table)
+    try:
+        tree = parse_predicate(row_filter or "", table)
+    except InvalidQuery as exc:  # the agreement is wrong, not the broker's scan
+        raise ConfigError(f"release filter of {table.name}: {exc}") from exc
     named = {c.name for c in tree.find_all(exp.Column)} if tree is not None else set()
     return [c for c in table.columns if c in named]
 

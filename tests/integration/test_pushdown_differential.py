@@ -297,7 +297,8 @@ def run_scan(
     messages = list(scan(fed, fed.sources["T"], backend, request, "diff:1", timeout_s=30))
     header = messages[0].header
     schema = ipc.schema_from_bytes(header.arrow_schema)
-    batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:]]
+    assert messages[-1].WhichOneof("payload") == "trailer"  # a scan ends with its trailer
+    batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:-1]]
     return header, pa.Table.from_batches(batches, schema=schema)
 
 

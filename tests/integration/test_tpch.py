@@ -55,10 +55,7 @@ REL_TOL = 1e-9
 
 #: Queries whose answer is wrong on this branch, and why (strict: a fix flips them).
 #: Q13's NOT LIKE is in a LEFT JOIN's ON clause, which is never pushed: it passes.
-WRONG: dict[int, str] = {
-    16: "p_type NOT LIKE is pushed to the source as LIKE (adapters/translate.py drops the "
-    "negation, fixed on another branch); the broker re-checks NOT LIKE, so no row is left",
-}
+WRONG: dict[int, str] = {}
 #: Queries whose answer names a column differently from DuckDB, and why.
 NAMES: dict[int, str] = {
     18: "the policy rewrite (sqlglot qualify in broker/policy/rewrite.py) names an unaliased "

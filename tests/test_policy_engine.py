@@ -8,12 +8,17 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
+from sqlglot import exp
 
 from accord.errors import AccordError, ConfigError, InvalidQuery, PolicyDenied
 from broker.identity import Principal
+from broker.policy.aggregate import suppress_small_groups
 from broker.policy.store import PolicySet, check_policies
 from broker.prepare import prepare_query
+from broker.stream import streamable
+from tests import inprocess
 from tests.conftest import POLICY_FIXTURES, make_small_federation
 
 if TYPE_CHECKING:
@@ -330,3 +335,83 @@ def test_fixture_policy_is_clean():
 
 def test_every_error_is_an_accord_error():
     assert issubclass(ConfigError, AccordError)
+
+
+# --- whole queries in process: prepare, scans on small data, merge ------------
+
+
+def test_group_by_all_is_a_grouping_by_the_dimensions_it_names():
+    prepared = prepare(
+        "SELECT status, gender, count(*) AS n FROM offenders GROUP BY ALL", "analyst"
+    )
+    assert prepared.plan.merge.named_selects[:3] == ["status", "gender", "n"]
+    with pytest.raises(PolicyDenied, match="may group by its dimension columns only"):
+        prepare("SELECT upper(status), count(*) FROM offenders GROUP BY ALL", "analyst")
+    grouped, _ = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders GROUP BY ALL ORDER BY ALL", "statistics"
+    )
+    named, _ = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders GROUP BY status ORDER BY ALL", "statistics"
+    )
+    assert grouped == named
+
+
+def test_small_group_suppression_of_an_empty_answer_is_empty():
+    empty = pa.table(
+        {"status": pa.array([], pa.string()), "__accord_persons_1": pa.array([], pa.int64())}
+    )
+    kept, dropped = suppress_small_groups(empty, 5)
+    assert (kept.num_rows, dropped, kept.column_names) == (0, 0, ["status"])
+    _, rows = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders WHERE status = 'NO_SUCH_STATUS' GROUP BY status",
+        "statistics",
+    )
+    assert rows == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT surname, jaro_winkler_similarity(surname, 'Smith') AS a, "
+        "jaro_similarity(surname, 'Smith') AS b, levenshtein(surname, 'Smith') AS c, "
+        "damerau_levenshtein(surname, 'Smith') AS d, jaccard(surname, 'Smith') AS e, "
+        "editdist3(surname, 'Smith') AS f FROM offenders",
+        "SELECT surname, hamming(surname, 'Smith') AS a, mismatches(surname, 'Smith') AS b "
+        "FROM offenders WHERE length(surname) = 5",
+        "SELECT status, any_value(status) AS s FROM offenders GROUP BY status",
+    ],
+)
+def test_string_similarity_and_any_value_answer_as_duckdb_does(sql):
+    got = inprocess.broker_answer(sql, "police")[1]
+    assert sorted(got, key=repr) == sorted(inprocess.oracle_answer(sql, "police")[1], key=repr)
+    assert got
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH offenders(a) AS (VALUES (1)) SELECT count(*) FROM aliases",
+        "WITH offenders AS (SELECT fps_number FROM aliases) SELECT count(*) FROM aliases",
+        "WITH offenders AS (SELECT * FROM offenders) SELECT surname FROM offenders",
+        "WITH o AS (SELECT 1 AS a), offenders AS (SELECT a FROM o) "
+        "SELECT offenders.a, count(*) AS n FROM offenders, releases GROUP BY offenders.a",
+    ],
+)
+def test_a_cte_named_like_a_table_never_captures_a_row_filter(sql):
+    """police's aliases and releases row filters read raw offenders."""
+    prepared = inprocess.prepare(sql, "police")
+    refs = {r.ref_id for r in prepared.plan.references}
+    for _, view in prepared.plan.views:
+        assert {t.name for t in view.find_all(exp.Table)} <= refs
+    got = inprocess.run_prepared(prepared, "police")[1]
+    assert sorted(got, key=repr) == sorted(inprocess.oracle_answer(sql, "police")[1], key=repr)
+
+
+def test_only_literal_limits_stream():
+    prepared = inprocess.prepare("SELECT surname FROM offenders LIMIT 5", "police")
+    assert streamable(prepared)
+    limit = prepared.plan.merge.args["limit"]
+    limit.set("expression", exp.Add(this=exp.Literal.number(2), expression=exp.Literal.number(3)))
+    assert not streamable(prepared)
+    answer = inprocess.prepare("SELECT (SELECT count(*) FROM offenders) AS n", "police")
+    assert not streamable(answer)

@@ -37,6 +37,8 @@ DATA = oracle.source_data(FEDERATION)
 RAW = oracle.raw_tables(FEDERATION, DATA)
 MERGER = Merger(FEDERATION)
 SECRET = b"in-process test secret"
+#: Each source's rows, as "<source>.<table>", for the scans to run on.
+_SOURCES = oracle.connect({f"{s}.{t}": rows for (s, t), rows in DATA.items()})
 
 Rows = list[tuple[Any, ...]]
 
@@ -72,15 +74,14 @@ def _scanned(ref: TableReference) -> pa.Table:
     schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
     parts = []
     for spec in ref.scans:
-        rows = DATA.get((spec.source, ref.table))
-        if rows is None:
+        if (spec.source, ref.table) not in DATA:
             continue
-        con = duckdb.connect()
-        con.register("t", rows)
         columns = ", ".join(f'"{c}"' for c in spec.columns)
         where = f" WHERE {spec.predicate}" if spec.predicate else ""
         limit = f" LIMIT {spec.limit}" if spec.limit else ""
-        sent = con.sql(f"SELECT {columns} FROM t{where}{limit}").to_arrow_table()
+        sent = _SOURCES.sql(
+            f'SELECT {columns} FROM "{spec.source}.{ref.table}"{where}{limit}'
+        ).to_arrow_table()
         parts.append(aligned(sent, spec.source, logical.arrow_schema(spec.columns), schema))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 

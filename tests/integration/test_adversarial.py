@@ -1490,7 +1490,7 @@ def _persons(running: Running, table: str, where: str = "TRUE") -> int:
         "SELECT length_days, count(*) FROM sentences GROUP BY length_days",
         "SELECT source, count(*) FROM offenders GROUP BY source",
         "SELECT upper(gender), count(*) FROM offenders GROUP BY upper(gender)",
-        "SELECT gender, count(*) FROM offenders GROUP BY ALL",
+        "SELECT upper(gender), count(*) FROM offenders GROUP BY ALL",
         "SELECT count(*) FROM sentences WHERE length_days > 1000",
         "SELECT count(*) FROM offenders WHERE source = 'BC'",
         "SELECT count(*) FROM offenders WHERE upper(gender) = 'F' AND source <> 'x'",

@@ -137,6 +137,8 @@ def aligned(table: pa.Table, source: str, received: pa.Schema, schema: pa.Schema
 def _merge_error(exc: duckdb.Error) -> AccordError:
     """DuckDB errors at run time are the query's fault (a bad cast, division...)."""
     message = str(exc).splitlines()[0]
+    if isinstance(exc, duckdb.ParserException):  # sqlglot wrote a form DuckDB does not read
+        return InvalidQuery(f"this form of query is not supported: {message}")
     if isinstance(exc, duckdb.OutOfMemoryException):
         return ResourceExhausted("the merge ran out of its memory limit; narrow the query")
     if isinstance(

@@ -133,7 +133,10 @@ def plan_query(
             raise InvalidQuery(_qualify_message(exc)) from exc
     # Drop derived-table columns nothing reads (a secure view projects every
     # granted column; only the ones the query uses should travel).
-    tree = pushdown_projections(tree)
+    try:
+        tree = pushdown_projections(tree)
+    except OptimizeError as exc:  # its text quotes the rewritten SQL: policy literals
+        raise InvalidQuery(_shape_message(exc)) from None
 
     references: list[TableReference] = []
     for scope in traverse_scope(tree):
@@ -194,6 +197,15 @@ def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp
             exp.Table(this=exp.to_identifier(name, quoted=True), alias=subquery.args.get("alias"))
         )
     return views
+
+
+def _shape_message(exc: OptimizeError) -> str:
+    if "set operation" in str(exc):
+        return (
+            "each side of a UNION, INTERSECT or EXCEPT must have the same number of "
+            "columns (BY NAME: the same names)"
+        )
+    return "the query's shape cannot be planned; see GetCatalog for what you may query"
 
 
 def _qualify_message(exc: OptimizeError) -> str:

@@ -55,8 +55,12 @@ def streamable(prepared: PreparedQuery) -> bool:
     tree = plan.merge
     if not isinstance(tree, exp.Select) or not plain_select(tree) or tree.args.get("offset"):
         return False
+    limit = tree.args.get("limit")
+    if limit is not None and _limit(plan) is None:
+        return False  # only a literal LIMIT can be applied batch by batch
     _, view = plan.views[0]
-    source = tree.args["from_"].this
+    from_ = tree.args.get("from_")
+    source = from_.this if from_ is not None else None
     return bool(
         isinstance(source, exp.Table)
         and source.name == plan.views[0][0]

@@ -9,12 +9,16 @@ validated tree; the caller's text is never executed as typed.
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
+import duckdb
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError, TokenError
+from sqlglot.errors import OptimizeError, ParseError, TokenError
 from sqlglot.optimizer.normalize_identifiers import normalize_identifiers
+from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.tokenizer_core import TokenType
 
 from accord.errors import InvalidQuery, PolicyDenied
 
@@ -95,6 +99,8 @@ _ALLOWED_NODES: frozenset[type[exp.Expr]] = frozenset(
         exp.Var,
         exp.Tuple,
         exp.Values,
+        exp.IgnoreNulls,  # any_value(x) and first_value(x IGNORE NULLS): a modifier
+        exp.RespectNulls,
     }
 )
 
@@ -149,7 +155,8 @@ _ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset(
         exp.StartsWith,
         exp.Contains,
         exp.RegexpLike,
-        exp.Levenshtein,
+        exp.Levenshtein,  # and editdist3, its DuckDB alias
+        exp.JarowinklerSimilarity,
         # numbers
         exp.Abs,
         exp.Round,
@@ -185,8 +192,12 @@ _ALLOWED_FUNCTIONS: frozenset[type[exp.Expr]] = frozenset(
 _ALLOWED_ANONYMOUS = frozenset(
     {
         "strip_accents",
-        "jaro_winkler_similarity",
+        # string similarity: deterministic, read only their two arguments
+        "jaro_similarity",
         "damerau_levenshtein",
+        "jaccard",
+        "hamming",
+        "mismatches",
         "date_part",
         "datepart",
         "age",
@@ -238,6 +249,7 @@ def parse_query(
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidQuery(f"the query is longer than {MAX_SQL_CHARS} characters")
     try:
+        _check_commas(sql)
         statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except (ParseError, TokenError) as exc:
         raise InvalidQuery(f"syntax error: {_parse_message(exc)}") from exc
@@ -252,8 +264,14 @@ def parse_query(
             f"not {_describe(tree)}"
         )
     tree = normalize_identifiers(tree, dialect="duckdb")
+    _check_shape(tree)
     _check_nodes(tree)
-    _check_tables(tree, frozenset(catalog_tables), frozenset(known_tables), role)
+    _check_scopes(tree)
+    tables = frozenset(catalog_tables)
+    _check_tables(tree, tables, frozenset(known_tables), role)
+    _rename_shadowing_ctes(tree, tables | frozenset(known_tables))
+    _check_duckdb_parses(sql)
+    _check_duckdb_parses(tree.sql(dialect="duckdb"))
     return tree
 
 
@@ -276,6 +294,116 @@ def _check_nodes(tree: exp.Expr) -> None:
                 )
         elif kind not in _ALLOWED_NODES:
             raise InvalidQuery(f"{_describe(node)} is not allowed in a query")
+
+
+#: Tokens a list item cannot end before: a comma there is a trailing one.
+_LIST_ENDS = frozenset(
+    {
+        TokenType.FROM,
+        TokenType.WHERE,
+        TokenType.GROUP_BY,
+        TokenType.HAVING,
+        TokenType.QUALIFY,
+        TokenType.WINDOW,
+        TokenType.ORDER_BY,
+        TokenType.LIMIT,
+        TokenType.OFFSET,
+        TokenType.UNION,
+        TokenType.INTERSECT,
+        TokenType.EXCEPT,
+        TokenType.R_PAREN,
+        TokenType.R_BRACKET,
+        TokenType.SEMICOLON,
+    }
+)
+
+
+def _check_commas(sql: str) -> None:
+    """A trailing comma (``SELECT a, FROM t``) or an empty item (``a,, b``).
+
+    sqlglot drops both silently, so the query that would run is not the one
+    written; DuckDB accepts the first. Refused: a list that ends early may be
+    a column the caller forgot, and what runs must be what the caller sent.
+    """
+    tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql)
+    for token, following in zip(tokens, [*tokens[1:], None], strict=False):
+        if token.token_type != TokenType.COMMA:
+            continue
+        where = f"(line {token.line}, column {token.col})"
+        if following is None or following.token_type in _LIST_ENDS:
+            after = "the end" if following is None else following.text.upper()
+            raise InvalidQuery(f"syntax error: a trailing comma before {after} {where}")
+        if following.token_type == TokenType.COMMA:
+            raise InvalidQuery(f"syntax error: an empty item between two commas {where}")
+
+
+def _whole_number(node: exp.Expr | None) -> bool:
+    return isinstance(node, exp.Literal) and node.is_int
+
+
+def _check_shape(tree: exp.Expr) -> None:
+    """Clauses sqlglot parses but leaves empty or open-ended."""
+    for select in tree.find_all(exp.Select):
+        if not select.expressions:
+            raise InvalidQuery(
+                "the SELECT has no output columns; name at least one column, or use *"
+            )
+    for node in tree.find_all(exp.Limit, exp.Offset):
+        clause = "LIMIT" if isinstance(node, exp.Limit) else "OFFSET"
+        extra = [k for k in ("offset", "limit_options", "expressions") if node.args.get(k)]
+        if isinstance(node, exp.Limit) and extra == ["offset"]:
+            extra = [] if _whole_number(node.args["offset"]) else extra  # LIMIT skip, count
+        if not _whole_number(node.expression) or extra:
+            raise InvalidQuery(
+                f"{clause} takes a whole number, not {node.sql(dialect='duckdb').strip()}"
+            )
+    for values in tree.find_all(exp.Values):
+        alias = values.args.get("alias")
+        names = alias.columns if isinstance(alias, exp.TableAlias) else []
+        widths = {len(row.expressions) if isinstance(row, exp.Tuple) else 1 for row in values}
+        if names and widths != {len(names)}:
+            raise InvalidQuery(
+                f"the VALUES rows have {', '.join(map(str, sorted(widths)))} columns "
+                f"but its alias names {len(names)}"
+            )
+
+
+def _check_scopes(tree: exp.Expr) -> None:
+    """Every query in the tree is one the scope analysis reaches.
+
+    The policy rewrite and the planner find table references through
+    sqlglot's scopes; a subquery that no scope holds (in the ORDER BY or
+    LIMIT of a set operation, for one) would keep its raw table names and
+    never get its secure view. It is refused here, before anything else.
+    """
+    try:
+        reached = {id(scope.expression) for scope in traverse_scope(tree)}
+    except OptimizeError as exc:
+        raise InvalidQuery(f"the query cannot be analysed: {str(exc).split('. ')[0]}") from exc
+    for query in tree.find_all(exp.Query):
+        if isinstance(query, exp.Subquery) or id(query) in reached:
+            continue
+        raise InvalidQuery(_unreached_message(query))
+
+
+_SET_OPERATIONS = {exp.Union: "a UNION", exp.Intersect: "an INTERSECT", exp.Except: "an EXCEPT"}
+_CLAUSES = {"order": "ORDER BY", "limit": "LIMIT", "offset": "OFFSET"}
+
+
+def _unreached_message(node: exp.Expr) -> str:
+    """Where a subquery the scopes miss sits, for the message refusing it."""
+    child, parent = node, node.parent
+    while parent is not None:
+        if isinstance(parent, exp.SetOperation) and child.arg_key in _CLAUSES:
+            clause = _CLAUSES[child.arg_key]
+            return (
+                f"a subquery in the {clause} of {_SET_OPERATIONS.get(type(parent), 'a set')} "
+                f"operation is not supported; wrap the set operation instead: "
+                f"SELECT * FROM (... {parent.key.upper()} ...) AS t {clause} ..."
+            )
+        child, parent = parent, parent.parent
+    where = node.parent.key.upper() if node.parent is not None else "the query"
+    return f"a subquery in this position ({where}) is not supported"
 
 
 def _check_tables(
@@ -301,7 +429,7 @@ def _check_tables(
                 f"table {table.sql('duckdb')!r} is qualified; name catalog tables alone, "
                 f"e.g. {table.name}"
             )
-        if table.name in _ctes_in_scope(table):
+        if table.name in ctes_in_scope(table):
             continue
         if table.name not in catalog and table.name in known:
             raise PolicyDenied(
@@ -313,7 +441,46 @@ def _check_tables(
             )
 
 
-def _ctes_in_scope(node: exp.Expr) -> set[str]:
+#: Prefix of a caller's CTE renamed because it shares a table's name.
+CTE_PREFIX = "__accord_cte_"
+
+
+def _rename_shadowing_ctes(tree: exp.Expr, tables: frozenset[str]) -> None:
+    """A CTE named like a table gets a name no caller can write.
+
+    A row filter's subquery (``fps_number IN (SELECT fps_number FROM
+    offenders ...)``) names raw tables; spliced into a query whose caller
+    defined ``WITH offenders AS (...)``, it would read the caller's rows in
+    place of the raw table. References to the CTE keep their old name as
+    their alias, so the caller's column references still resolve.
+    """
+    for table in list(tree.find_all(exp.Table)):
+        if table.name in tables and table.name in ctes_in_scope(table):
+            if not table.args.get("alias"):
+                table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+            table.set("this", exp.to_identifier(CTE_PREFIX + table.name))
+    for cte in tree.find_all(exp.CTE):
+        if cte.alias_or_name in tables:
+            cte.args["alias"].set("this", exp.to_identifier(CTE_PREFIX + cte.alias_or_name))
+
+
+_PARSER = duckdb.connect(":memory:")
+_PARSER_LOCK = threading.Lock()
+
+
+def _check_duckdb_parses(sql: str) -> None:
+    """DuckDB's own parser accepts ``sql``: sqlglot reads other dialects'
+    forms too (``GROUP BY ... WITH TOTALS``, ``GLOBAL JOIN``), which would
+    otherwise fail only in the merge, after every source was scanned."""
+    try:
+        with _PARSER_LOCK:
+            _PARSER.extract_statements(sql)
+    except duckdb.ParserException as exc:
+        message = str(exc).splitlines()[0].removeprefix("Parser Error: ")
+        raise InvalidQuery(f"syntax error: {message}") from exc
+
+
+def ctes_in_scope(node: exp.Expr) -> set[str]:
     """Names of CTEs visible at ``node``.
 
     In the body of a query: all of its WITH's CTEs. Inside a CTE's own

@@ -8,12 +8,20 @@ import shutil
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
+import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlglot import exp
 
 from accord.errors import AccordError, ConfigError, InvalidQuery, PolicyDenied
 from broker.identity import Principal
+from broker.policy.aggregate import suppress_small_groups
 from broker.policy.store import PolicySet, check_policies
 from broker.prepare import prepare_query
+from broker.stream import streamable
+from tests import inprocess
 from tests.conftest import POLICY_FIXTURES, make_small_federation
 
 if TYPE_CHECKING:
@@ -354,3 +362,257 @@ def test_a_grant_lists_its_columns_or_says_all(policy_dir, value):
     policy, problems = check_policies(policy_dir, FEDERATION)
     assert policy is None
     assert any("must list its columns, or say 'all'" in p for p in problems), problems
+
+
+# --- whole queries in process: prepare, scans on small data, merge ------------
+
+
+def test_group_by_all_is_a_grouping_by_the_dimensions_it_names():
+    prepared = prepare(
+        "SELECT status, gender, count(*) AS n FROM offenders GROUP BY ALL", "analyst"
+    )
+    assert prepared.plan.merge.named_selects[:3] == ["status", "gender", "n"]
+    with pytest.raises(PolicyDenied, match="may group by its dimension columns only"):
+        prepare("SELECT upper(status), count(*) FROM offenders GROUP BY ALL", "analyst")
+    grouped, _ = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders GROUP BY ALL ORDER BY ALL", "statistics"
+    )
+    named, _ = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders GROUP BY status ORDER BY ALL", "statistics"
+    )
+    assert grouped == named
+
+
+def test_small_group_suppression_of_an_empty_answer_is_empty():
+    empty = pa.table(
+        {"status": pa.array([], pa.string()), "__accord_persons_1": pa.array([], pa.int64())}
+    )
+    kept, dropped = suppress_small_groups(empty, 5)
+    assert (kept.num_rows, dropped, kept.column_names) == (0, 0, ["status"])
+    _, rows = inprocess.broker_answer(
+        "SELECT status, count(*) FROM offenders WHERE status = 'NO_SUCH_STATUS' GROUP BY status",
+        "statistics",
+    )
+    assert rows == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT surname, jaro_winkler_similarity(surname, 'Smith') AS a, "
+        "jaro_similarity(surname, 'Smith') AS b, levenshtein(surname, 'Smith') AS c, "
+        "damerau_levenshtein(surname, 'Smith') AS d, jaccard(surname, 'Smith') AS e, "
+        "editdist3(surname, 'Smith') AS f FROM offenders",
+        "SELECT surname, hamming(surname, 'Smith') AS a, mismatches(surname, 'Smith') AS b "
+        "FROM offenders WHERE length(surname) = 5",
+        "SELECT status, any_value(status) AS s FROM offenders GROUP BY status",
+    ],
+)
+def test_string_similarity_and_any_value_answer_as_duckdb_does(sql):
+    got = inprocess.broker_answer(sql, "police")[1]
+    assert sorted(got, key=repr) == sorted(inprocess.oracle_answer(sql, "police")[1], key=repr)
+    assert got
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH offenders(a) AS (VALUES (1)) SELECT count(*) FROM aliases",
+        "WITH offenders AS (SELECT fps_number FROM aliases) SELECT count(*) FROM aliases",
+        "WITH offenders AS (SELECT * FROM offenders) SELECT surname FROM offenders",
+        "WITH o AS (SELECT 1 AS a), offenders AS (SELECT a FROM o) "
+        "SELECT offenders.a, count(*) AS n FROM offenders, releases GROUP BY offenders.a",
+    ],
+)
+def test_a_cte_named_like_a_table_never_captures_a_row_filter(sql):
+    """police's aliases and releases row filters read raw offenders."""
+    prepared = inprocess.prepare(sql, "police")
+    refs = {r.ref_id for r in prepared.plan.references}
+    for _, view in prepared.plan.views:
+        assert {t.name for t in view.find_all(exp.Table)} <= refs
+    got = inprocess.run_prepared(prepared, "police")[1]
+    assert sorted(got, key=repr) == sorted(inprocess.oracle_answer(sql, "police")[1], key=repr)
+
+
+def test_only_literal_limits_stream():
+    prepared = inprocess.prepare("SELECT surname FROM offenders LIMIT 5", "police")
+    assert streamable(prepared)
+    limit = prepared.plan.merge.args["limit"]
+    limit.set("expression", exp.Add(this=exp.Literal.number(2), expression=exp.Literal.number(3)))
+    assert not streamable(prepared)
+    answer = inprocess.prepare("SELECT (SELECT count(*) FROM offenders) AS n", "police")
+    assert not streamable(answer)
+
+
+# --- every slot a subquery can sit in ----------------------------------------
+
+PROBE = "(SELECT count(*) FROM offenders)"  # police: offenders has a row filter
+SLOT_TEMPLATES = [
+    "SELECT surname FROM offenders WHERE status = 'UAL' ORDER BY surname LIMIT 5 OFFSET 1",
+    "SELECT status, count(*) AS n FROM offenders GROUP BY status HAVING count(*) > 0",
+    "SELECT surname, count(*) OVER (PARTITION BY status ORDER BY surname "
+    "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS r FROM offenders QUALIFY r > 0",
+    "SELECT 1 AS a UNION SELECT 2 ORDER BY a LIMIT 1 OFFSET 0",
+    "SELECT 1 AS a INTERSECT SELECT 1 ORDER BY a",
+    "SELECT 1 AS a EXCEPT SELECT 2 ORDER BY a",
+    "(SELECT 1 AS a UNION SELECT 2) EXCEPT SELECT 3 ORDER BY a LIMIT 2",
+    "WITH c AS (SELECT surname FROM aliases, offenders) SELECT * FROM c",
+    "SELECT * FROM (VALUES (1, 2)) AS v(a, b)",
+    "SELECT o.surname FROM offenders o JOIN aliases s ON s.fps_number = o.fps_number",
+    "SELECT coalesce(surname, 'x') AS s, substring(surname, 1, 2) AS p FROM offenders",
+    "SELECT surname FROM offenders o WHERE EXISTS "
+    "(SELECT 1 FROM aliases s WHERE s.fps_number = o.fps_number)",
+    "SELECT surname FROM offenders WHERE status IN (SELECT status FROM offenders)",
+    "SELECT * FROM aliases s, (SELECT count(*) AS n FROM offenders o "
+    "WHERE o.fps_number = s.fps_number)",
+]
+SLOT_HOSTS = (
+    exp.Select,
+    exp.SetOperation,
+    exp.Subquery,
+    exp.Window,
+    exp.WindowSpec,
+    exp.Limit,
+    exp.Offset,
+    exp.Order,
+    exp.Ordered,
+    exp.Where,
+    exp.Having,
+    exp.Qualify,
+    exp.Group,
+    exp.Join,
+    exp.CTE,
+    exp.With,
+    exp.Values,
+    exp.Tuple,
+    exp.From,
+    exp.Coalesce,
+    exp.Substring,
+)
+
+
+def probe_variants() -> list[str]:
+    """Each template with the probe put in each argument sqlglot declares
+    (``arg_types``) of each host node: appended to a list, else in place."""
+    found: dict[str, None] = {}
+    for template in SLOT_TEMPLATES:
+        tree = sqlglot.parse_one(template, read="duckdb")
+        for index, node in enumerate(tree.walk()):
+            if not isinstance(node, SLOT_HOSTS):
+                continue
+            for key in type(node).arg_types:
+                copy = tree.copy()
+                target = list(copy.walk())[index]
+                probe = sqlglot.parse_one(PROBE, read="duckdb")
+                current = target.args.get(key)
+                target.set(key, [*current, probe] if isinstance(current, list) else probe)
+                try:
+                    found[copy.sql(dialect="duckdb")] = None
+                except Exception:  # not every slot takes a query
+                    continue
+    return list(found)
+
+
+PROBE_VARIANTS = probe_variants()
+
+
+def test_the_slot_walk_covers_the_known_hiding_places():
+    assert len(PROBE_VARIANTS) > 300
+    for hidden in (
+        "UNION SELECT 2 ORDER BY (SELECT",
+        "LIMIT (SELECT",
+        "OFFSET (SELECT",
+        "PRECEDING AND (SELECT",
+        "QUALIFY (SELECT",
+        "HAVING (SELECT",
+        "VALUES (1, 2, (SELECT",
+    ):
+        assert any(hidden in v for v in PROBE_VARIANTS), hidden
+
+
+def test_a_subquery_in_any_slot_is_refused_or_gets_its_secure_view():
+    """Refused with a clear error, or every table left in the plan is a
+    secure view the broker computes (the merge) over scanned rows (the views),
+    and the answer is the oracle's."""
+    answered = 0
+    for sql in PROBE_VARIANTS:
+        try:
+            prepared = inprocess.prepare(sql, "police")
+        except (InvalidQuery, PolicyDenied) as exc:
+            assert str(exc), sql
+            continue
+        plan = prepared.plan
+        views = {name for name, _ in plan.views}
+        ctes = {c.alias_or_name for c in plan.merge.find_all(exp.CTE)}
+        refs = {r.ref_id for r in plan.references}
+        assert {t.name for t in plan.merge.find_all(exp.Table)} <= views | ctes, sql
+        for _, view in plan.views:
+            assert {t.name for t in view.find_all(exp.Table)} <= refs, sql
+        try:
+            got = inprocess.run_prepared(prepared, "police")[1]
+        except InvalidQuery:
+            continue
+        want = inprocess.oracle_answer(sql, "police")[1]
+        if " LIMIT " in sql or " OFFSET " in sql:
+            assert len(got) == len(want), sql
+        else:
+            assert sorted(got, key=repr) == sorted(want, key=repr), sql
+        answered += 1
+    assert answered > 50
+
+
+# --- near-valid SQL: answered or refused, never an internal error ---------------
+
+FUZZ_BASES = [
+    "SELECT surname, status FROM offenders WHERE status = 'UAL' ORDER BY surname LIMIT 3",
+    "SELECT o.surname, a.alias_surname FROM offenders o JOIN aliases a "
+    "ON a.fps_number = o.fps_number WHERE o.status IN ('UAL', 'SUPERVISED')",
+    "SELECT status, count(*) AS n FROM offenders GROUP BY status HAVING count(*) > 1 ORDER BY n",
+    "WITH c AS (SELECT fps_number FROM releases) SELECT count(*) FROM c",
+    "SELECT surname FROM offenders UNION SELECT alias_surname FROM aliases ORDER BY 1",
+    "SELECT surname, row_number() OVER (PARTITION BY status ORDER BY surname) AS r "
+    "FROM offenders QUALIFY r = 1",
+    "SELECT coalesce(surname, 'x'), (SELECT count(*) FROM aliases) FROM offenders "
+    "WHERE EXISTS (SELECT 1 FROM releases r WHERE r.fps_number = offenders.fps_number)",
+]
+_FUZZ_TOKENS = [
+    [b[t.start : t.end + 1] for t in sqlglot.Dialect.get_or_raise("duckdb").tokenize(b)]
+    for b in FUZZ_BASES
+]
+_CLAUSES = {"WHERE", "GROUP", "HAVING", "ORDER", "LIMIT", "ON", "QUALIFY", "SELECT", "FROM"}
+
+
+@st.composite
+def near_valid_sql(draw: st.DrawFn) -> str:
+    tokens = list(draw(st.sampled_from(_FUZZ_TOKENS)))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(tokens) - 1))
+        kind = draw(st.sampled_from(["drop", "duplicate", "comma", "empty", "swap"]))
+        if kind == "drop":
+            del tokens[at]
+        elif kind == "duplicate":
+            tokens.insert(at, tokens[at])
+        elif kind == "comma":
+            tokens.insert(at, ",")
+        elif kind == "swap" and at + 1 < len(tokens):
+            tokens[at], tokens[at + 1] = tokens[at + 1], tokens[at]
+        elif kind == "empty" and tokens[at].upper() in _CLAUSES:
+            end = at + 1
+            while end < len(tokens) and tokens[end].upper() not in _CLAUSES:
+                end += 1
+            del tokens[at + 1 : end]
+        if not tokens:
+            tokens = ["SELECT"]
+    return " ".join(tokens)
+
+
+FUZZ_EXAMPLES = 300
+
+
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, derandomize=True)
+@given(near_valid_sql())
+def test_near_valid_sql_is_answered_or_refused_never_an_internal_error(sql):
+    try:
+        inprocess.broker_answer(sql, "police")
+    except (InvalidQuery, PolicyDenied) as exc:
+        assert str(exc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlglot import exp
 
 from accord.errors import InvalidQuery
 from broker.validate import parse_query
@@ -95,3 +96,80 @@ def test_cte_names_resolve_before_the_catalog():
 def test_overlong_sql_is_refused():
     with pytest.raises(InvalidQuery, match="longer than"):
         parse_query("SELECT " + "1 + " * 40_000 + "1", CATALOG)
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("SELECT surname, FROM offenders", "trailing comma"),
+        ("SELECT surname,, status FROM offenders", "empty item"),
+        ("SELECT surname FROM offenders ORDER BY surname,", "trailing comma"),
+        ("SELECT count(surname,) FROM offenders", "trailing comma"),
+        ("SELECT status FROM offenders GROUP BY status, ORDER BY status", "trailing comma"),
+        ("SELECT FROM offenders", "no output columns"),
+        ("SELECT FROM offenders WHERE status = 'UAL'", "no output columns"),
+        ("SELECT 1 AS x LIMIT (SELECT count(*) FROM offenders)", "LIMIT takes a whole number"),
+        ("SELECT surname FROM offenders LIMIT 1 + 1", "LIMIT takes a whole number"),
+        ("SELECT surname FROM offenders LIMIT 10%", "LIMIT takes a whole number"),
+        ("SELECT surname FROM offenders OFFSET (SELECT 1)", "OFFSET takes a whole number"),
+        (
+            "SELECT 1 AS a UNION SELECT 2 ORDER BY (SELECT count(*) FROM offenders)",
+            "subquery in the ORDER BY of a UNION operation",
+        ),
+        (
+            "(SELECT 1 AS a EXCEPT SELECT 2 ORDER BY (SELECT count(*) FROM offenders)) "
+            "UNION SELECT 3",
+            "subquery in the ORDER BY of an EXCEPT operation",
+        ),
+    ],
+)
+def test_near_valid_sql_is_refused_with_a_message_naming_the_problem(sql, message):
+    with pytest.raises(InvalidQuery) as caught:
+        parse_query(sql, CATALOG)
+    assert message.lower() in str(caught.value).lower()
+
+
+SIMILARITY = (
+    "jaro_winkler_similarity",
+    "jaro_similarity",
+    "levenshtein",
+    "damerau_levenshtein",
+    "jaccard",
+    "hamming",
+    "mismatches",
+    "editdist3",
+)
+
+
+@pytest.mark.parametrize("function", SIMILARITY)
+def test_string_similarity_functions_are_allowed(function):
+    parse_query(f"SELECT {function}(surname, 'Smith') FROM offenders", CATALOG)
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT any_value(surname) FROM offenders",
+        "SELECT status, any_value(surname) FROM offenders GROUP BY status",
+        "SELECT first_value(surname IGNORE NULLS) OVER (ORDER BY surname) FROM offenders",
+        "SELECT surname, status FROM offenders LIMIT 5 OFFSET 2",
+        "SELECT 'a,' AS comma, surname FROM offenders",
+        "WITH offenders AS (SELECT 1 AS a) SELECT offenders.a FROM offenders",
+    ],
+)
+def test_safe_forms_are_accepted(sql):
+    parse_query(sql, CATALOG)
+
+
+def test_a_cte_named_like_a_table_is_renamed_so_nothing_else_binds_to_it():
+    """A row filter's subquery names raw tables; a caller's CTE of the same
+    name must not capture it, so the CTE gets a name callers cannot use."""
+    tree = parse_query(
+        "WITH offenders(a) AS (SELECT 1) SELECT offenders.a, o.a FROM offenders, offenders o",
+        CATALOG,
+        known_tables={"aliases"},
+    )
+    names = {t.name for t in tree.find_all(exp.Table)}
+    assert names == {"__accord_cte_offenders"}
+    assert [c.alias_or_name for c in tree.args["with_"].expressions] == ["__accord_cte_offenders"]
+    assert [t.alias_or_name for t in tree.find_all(exp.Table)] == ["offenders", "o"]

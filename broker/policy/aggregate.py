@@ -94,7 +94,7 @@ def _check_grouping(
 ) -> set[tuple[str, str]]:
     group = tree.args.get("group")
     grouped: set[tuple[str, str]] = set()
-    for expression in group.expressions if group else []:
+    for expression in _grouping_expressions(tree):
         if not isinstance(expression, exp.Column) or not dimension(expression):
             raise PolicyDenied(
                 f"role {role} may group by its dimension columns only, "
@@ -105,6 +105,17 @@ def _check_grouping(
     if not group and not tree.find(exp.AggFunc):
         raise PolicyDenied(f"role {role} may run aggregate queries only", reason="aggregate_only")
     return grouped
+
+
+def _grouping_expressions(tree: exp.Select) -> list[exp.Expr]:
+    """What the query groups by; ``GROUP BY ALL`` is, as DuckDB reads it,
+    every projection without an aggregate."""
+    group = tree.args.get("group")
+    if group is None:
+        return []
+    if group.args.get("all"):
+        return [p.unalias() for p in tree.expressions if not p.find(exp.AggFunc)]
+    return list(group.expressions)
 
 
 def _check_projections(tree: exp.Select, role: str, grouped: set[tuple[str, str]]) -> None:
@@ -184,7 +195,7 @@ def suppress_small_groups(table: pa.Table, k: int) -> tuple[pa.Table, int]:
     """Drops output groups where any table's persons number fewer than ``k``;
     returns (kept, dropped)."""
     counts = [name for name in table.column_names if name.startswith(PERSON_COUNT_PREFIX + "_")]
-    keep = pa.array([True] * table.num_rows)
+    keep = pa.array([True] * table.num_rows, pa.bool_())
     for name in counts:
         keep = pc.and_(keep, pc.greater_equal(table.column(name), k))
     kept = table.filter(keep).drop_columns(counts)

@@ -32,6 +32,7 @@ from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery, PolicyDenied
 from broker.policy.linkage import expand_linkage
 from broker.policy.masks import mask_expression
+from broker.validate import ctes_in_scope
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -167,7 +168,20 @@ def apply_secure_views(tree: exp.Query, view: RoleView) -> exp.Query:
             alias=exp.TableAlias(this=exp.to_identifier(alias, quoted=True)),
         )
         table.replace(subquery)
+    _check_every_table_rewritten(tree)
     return tree
+
+
+def _check_every_table_rewritten(tree: exp.Query) -> None:
+    """Fails closed where a table reference escaped the scopes above: every
+    table left is the policy's own (trusted) or one of the caller's CTEs.
+    ``broker.validate`` refuses the positions known to hide one."""
+    for table in tree.find_all(exp.Table):
+        if not table.meta.get(TRUSTED) and table.name not in ctes_in_scope(table):
+            raise InvalidQuery(
+                f"table {table.name} sits where the policy cannot be applied to it; "
+                "move the subquery into the FROM or WHERE of a SELECT"
+            )
 
 
 def secure_view(table: str, view: RoleView) -> exp.Select:

@@ -1490,7 +1490,7 @@ def _persons(running: Running, table: str, where: str = "TRUE") -> int:
         "SELECT length_days, count(*) FROM sentences GROUP BY length_days",
         "SELECT source, count(*) FROM offenders GROUP BY source",
         "SELECT upper(gender), count(*) FROM offenders GROUP BY upper(gender)",
-        "SELECT gender, count(*) FROM offenders GROUP BY ALL",
+        "SELECT upper(gender), count(*) FROM offenders GROUP BY ALL",
         "SELECT count(*) FROM sentences WHERE length_days > 1000",
         "SELECT count(*) FROM offenders WHERE source = 'BC'",
         "SELECT count(*) FROM offenders WHERE upper(gender) = 'F' AND source <> 'x'",
@@ -1690,3 +1690,46 @@ def test_statistics_trailer_does_not_reveal_a_suppressed_cell(attacker):
 
 def test_statistics_alias_named_like_the_hidden_count(attacker):
     refused_or_oracle(attacker, STATS, "SELECT count(*) AS __accord_persons FROM offenders")
+
+
+# ------------------------------------------------ answers or clear refusals, never INTERNAL
+
+
+@pytest.mark.parametrize(
+    ("partner", "sql", "refused"),
+    [
+        (
+            "statistics",
+            "SELECT status, count(*) FROM offenders WHERE status = 'NO_SUCH_STATUS' "
+            "GROUP BY status",
+            None,
+        ),
+        ("statistics", "SELECT status, count(*) FROM offenders GROUP BY ALL", None),
+        ("police", "WITH offenders(a) AS (VALUES (1)) SELECT count(*) FROM aliases", None),
+        ("police", "SELECT jaro_winkler_similarity(surname, 'Smith') FROM offenders", None),
+        ("police", "SELECT any_value(surname) FROM offenders", None),
+        ("police", "SELECT 1 AS x LIMIT (SELECT count(*) FROM offenders)", "LIMIT takes"),
+        (
+            "police",
+            "SELECT 1 AS a UNION SELECT 2 ORDER BY (SELECT count(*) FROM offenders)",
+            "subquery in the ORDER BY of a UNION",
+        ),
+        ("police", "SELECT surname, FROM offenders", "trailing comma"),
+        ("police", "SELECT FROM offenders", "no output columns"),
+    ],
+)
+def test_once_internal_now_answered_or_refused_clearly(attacker, partner, sql, refused):
+    _, error = attacker.ask(partner, sql)
+    if refused is None:
+        assert error is None, error.details() if error else ""
+    else:
+        assert error is not None and error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused in (error.details() or "")
+
+
+def test_a_cte_named_like_a_table_gets_the_oracles_count(attacker, running):
+    sql = "WITH offenders(a) AS (VALUES (1)) SELECT count(*) AS n FROM aliases"
+    result, error = attacker.ask("police", sql)
+    assert error is None and result is not None
+    want = running.oracle("police").sql("SELECT count(*) FROM aliases").fetchall()[0][0]
+    assert result.table.column("n").to_pylist() == [want]

@@ -90,7 +90,10 @@ def source_statuses(
     tell how many). Aggregate-only callers get no counts at all
     (``visible`` is None): a source's count under their filter would give
     away a group the answer suppressed. ``bad_values`` counts the stored
-    values that arrived as NULL for not fitting the model, never the values.
+    values that arrived as NULL for not fitting the model, never the values,
+    and only where the caller's views held every row the source sent: a
+    count that included rows the policy hides would say that such rows exist
+    (the operators see every count in the metrics and the audit record).
     """
     return [
         broker_pb2.SourceStatus(
@@ -100,7 +103,11 @@ def source_statuses(
             state=source_state(t.error),
             error=t.error.reason if t.error else "",
             rows=(visible or {}).get(source, 0),
-            bad_values=sum(t.bad_values.values()) if visible is not None else 0,
+            bad_values=(
+                sum(t.bad_values.values())
+                if visible is not None and visible.get(source, 0) == t.rows
+                else 0
+            ),
         )
         for source, t in sorted(totals_by_source(results).items())
     ]

@@ -102,14 +102,15 @@ LABELS = {"source": "CA-CSC", "table": "offenders", "column": "birth_date"}
 def test_a_bad_value_in_a_hidden_row_is_counted_and_leaks_nowhere(corrupted, order):
     # Before: the query failed, INTERNAL: "source CA-CSC table
     # offenders.birth_date: stored value '12/05/1993' does not fit ...".
+    # The operators count it; the partner, whose view hides the row, is not
+    # told that a hidden row exists (its trailer says 0).
     adapter = scrape(corrupted, "adapter-ca-csc", "accord_adapter_bad_values_total", **LABELS)
     broker = scrape(corrupted, "broker", "accord_source_bad_values_total", **LABELS)
     with corrupted.client("border_services", **BORDER) as client:
         result = client.query(f"SELECT surname, birth_date FROM offenders{order}")
     assert result.table.num_rows > 0
     assert MARKER not in result.table.column("surname").to_pylist()  # the row stays hidden
-    counts = bad_values(result)
-    assert counts["CA-CSC"] == 1 and sum(counts.values()) == 1
+    assert set(bad_values(result).values()) == {0}
     assert (
         scrape(corrupted, "adapter-ca-csc", "accord_adapter_bad_values_total", **LABELS)
         == adapter + 1
@@ -117,7 +118,7 @@ def test_a_bad_value_in_a_hidden_row_is_counted_and_leaks_nowhere(corrupted, ord
     assert scrape(corrupted, "broker", "accord_source_bad_values_total", **LABELS) == broker + 1
     entry = audit_entry(corrupted, result.query_id, "CA-CSC")
     assert entry["bad_values"] == {"offenders.birth_date": 1}
-    assert any("CA-CSC 1 value" in w for w in render_warnings(result))
+    assert not any("value" in w for w in render_warnings(result))
 
     # The value is nowhere: not in the trailer, the audit trail or any log.
     assert BAD not in str(result.trailer)

@@ -27,6 +27,7 @@ from accord.workdir import DEFAULT_FEDERATION
 from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.server import scan
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.scans import read_scan
 
 if TYPE_CHECKING:
     from adapters.backends.base import Backend
@@ -97,14 +98,10 @@ class BackendSuite:
             table=table, columns=columns, predicate=predicate, limit=limit, query_id="suite"
         )
         source = FEDERATION.sources[SOURCE]
-        messages = list(scan(FEDERATION, source, backend, request, "suite:1", timeout_s=30))
-        header = messages[0].header
-        schema = ipc.schema_from_bytes(header.arrow_schema)
-        # The trailer last: every generated value fits the logical model.
-        assert messages[-1].WhichOneof("payload") == "trailer"
-        assert dict(messages[-1].trailer.bad_values) == {}
-        batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:-1]]
-        return header, pa.Table.from_batches(batches, schema=schema)
+        answer = read_scan(scan(FEDERATION, source, backend, request, "suite:1", timeout_s=30))
+        # Every generated value fits the logical model.
+        assert dict(answer.trailer.bad_values) == {}
+        return answer.header, answer.table
 
     def broker_view(
         self, header: adapter_pb2.ScanHeader, table: pa.Table, columns: list[str]

@@ -37,7 +37,6 @@ from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from accord import ipc
 from accord.errors import ConfigError
 from accord.federation import (
     Backend as BackendSpec,
@@ -54,6 +53,7 @@ from accord.v1 import adapter_pb2
 from adapters.server import scan
 from broker.planner import plan_query
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.scans import read_scan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -294,12 +294,8 @@ def run_scan(
     request = adapter_pb2.ScanRequest(
         table="people", columns=EVERY_COLUMN, predicate=predicate, limit=limit, query_id="diff"
     )
-    messages = list(scan(fed, fed.sources["T"], backend, request, "diff:1", timeout_s=30))
-    header = messages[0].header
-    schema = ipc.schema_from_bytes(header.arrow_schema)
-    assert messages[-1].WhichOneof("payload") == "trailer"  # a scan ends with its trailer
-    batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:-1]]
-    return header, pa.Table.from_batches(batches, schema=schema)
+    answer = read_scan(scan(fed, fed.sources["T"], backend, request, "diff:1", timeout_s=30))
+    return answer.header, answer.table
 
 
 _DUCKDB = duckdb.connect()

@@ -27,7 +27,6 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from accord import ipc
 from accord.errors import ConfigError
 from accord.federation import Federation, parse_federation
 from accord.v1 import adapter_pb2
@@ -37,6 +36,7 @@ from adapters.release import release_problems
 from adapters.server import scan
 from tests.integration.oracle import person_of
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.scans import read_scan
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -149,12 +149,9 @@ def expected(con: duckdb.DuckDBPyConnection, table: str, row_filter: str) -> Cou
 
 def scanned(federation: Federation, backend: Backend, table: str) -> Counter[Any]:
     request = adapter_pb2.ScanRequest(table=table, columns=COLUMNS, query_id="release")
-    messages = list(
+    result = read_scan(
         scan(federation, federation.sources[SOURCE], backend, request, "release:1", timeout_s=30)
-    )
-    schema = ipc.schema_from_bytes(messages[0].header.arrow_schema)
-    batches = [ipc.batch_from_bytes(m.arrow_batch, schema) for m in messages[1:]]
-    result = pa.Table.from_batches(batches, schema=schema)
+    ).table
     return Counter(zip(*(c.to_pylist() for c in result.columns), strict=True))
 
 

@@ -177,7 +177,7 @@ def translate_release_filter(
     except InvalidQuery as exc:
         raise ConfigError(f"release filter of {table.name}: {exc}") from exc
     for conjunct in _conjuncts(release):
-        translator = _Translator(table, mapping, rules)
+        translator = _Translator(table, mapping, rules, bad_rows_withheld=True)
         try:
             physical = translator.translate(conjunct)
         except Untranslatable as exc:
@@ -208,10 +208,21 @@ def _conjuncts(tree: exp.Expr | None) -> list[exp.Expr]:
 class _Translator:
     """Translates one conjunct; collects its parameters and whether it is exact."""
 
-    def __init__(self, table: LogicalTable, mapping: TableMapping, rules: DialectRules) -> None:
+    def __init__(
+        self,
+        table: LogicalTable,
+        mapping: TableMapping,
+        rules: DialectRules,
+        *,
+        bad_rows_withheld: bool = False,
+    ) -> None:
         self.table = table
         self.mapping = mapping
         self.rules = rules
+        # A release filter's rows with a bad stored value in a column it reads
+        # are withheld by the adapter (adapters.convert.withheld): the stored
+        # value then decides alone, and text that is not a date needs no care.
+        self.bad_rows_withheld = bad_rows_withheld
         self.params: list[Any] = []
         self.exact = True
 
@@ -226,7 +237,9 @@ class _Translator:
                 this=self.translate(node.this), expression=self.translate(node.expression)
             )
         if isinstance(node, exp.Not):
-            inner = _Translator(self.table, self.mapping, self.rules)
+            inner = _Translator(
+                self.table, self.mapping, self.rules, bad_rows_withheld=self.bad_rows_withheld
+            )
             translated = inner.translate(node.this)
             if not inner.exact:
                 raise Untranslatable("the negation of a superset match is not a superset")
@@ -235,10 +248,38 @@ class _Translator:
         if isinstance(node, exp.Boolean):
             return node.copy()
         if isinstance(node, exp.Is) and isinstance(node.expression, exp.Null):
-            return exp.Is(this=self._column_ref(node.this), expression=exp.null())
+            return self._is_null(node)
         if isinstance(node, (*_COMPARISONS, exp.Like, exp.In, exp.Between)):
             return self._comparison(node)
         raise Untranslatable(node.sql())
+
+    def _is_null(self, node: exp.Is) -> exp.Expr:
+        """``x IS NULL``, where NULL is also what a stored value that does not
+        fit the logical model reads as (``adapters.convert``): an unknown code,
+        or text that is not a date."""
+        column = node.this
+        if not isinstance(column, exp.Column):
+            raise Untranslatable(node.sql())
+        held = self.mapping.columns.get(column.name)
+        if held is None:
+            return exp.Is(this=exp.null(), expression=exp.null())
+        ref = exp.column(held.physical, quoted=True)
+        missing = exp.Is(this=ref, expression=exp.null())
+        if held.codes:
+            if self.rules.text_equality != "exact":
+                raise Untranslatable("which stored codes are unknown depends on the collation")
+            known = exp.In(this=ref.copy(), expressions=[self._bind_raw(c) for c in held.codes])
+            return exp.paren(exp.or_(missing, exp.not_(known), copy=False), copy=False)
+        if self._text_dates(held, self.table.columns[column.name]):
+            raise Untranslatable("stored text that is not a date reads as NULL")
+        return missing
+
+    def _text_dates(self, held: ColumnMapping, logical_type: str) -> bool:
+        """Dates stored as text, which the adapter parses (and NULLs if bad),
+        where a bad one would be judged on its text."""
+        if self.bad_rows_withheld:
+            return False
+        return logical_type == "DATE" and bool(held.date_format or not self.rules.native_dates)
 
     def _comparison(self, node: exp.Expr) -> exp.Expr:
         column = node.this
@@ -273,10 +314,19 @@ class _Translator:
         elif isinstance(node, _RANGE):
             ref = self._ordered(held, logical_type)
         else:
-            if text:
-                self._text_match(self.rules.text_equality, negated=isinstance(node, exp.NEQ))
-            ref = exp.column(held.physical, quoted=True)
+            ref = self._equality(node, held, logical_type, text=bool(text))
         return node.__class__(this=ref, expression=self._bind(held, value))
+
+    def _equality(
+        self, node: exp.Expr, held: ColumnMapping, logical_type: str, *, text: bool
+    ) -> exp.Expr:
+        """The column for ``=`` or ``<>`` (no codes: those go through ``_in``)."""
+        negated = isinstance(node, exp.NEQ)
+        if text:
+            self._text_match(self.rules.text_equality, negated=negated)
+        if negated and self._text_dates(held, logical_type):
+            self.exact = False  # stored text that is not a date differs too, but reads NULL
+        return exp.column(held.physical, quoted=True)
 
     def _like(
         self, node: exp.Expr, held: ColumnMapping, logical_type: str, pattern: Any
@@ -296,14 +346,22 @@ class _Translator:
         for value in values:
             physical.extend(_preimage(held, value, self.rules))
         ref = exp.column(held.physical, quoted=True)
-        if not physical:
-            # No stored value maps onto these: IN is FALSE and NOT IN TRUE,
-            # but both are NULL for a NULL (which a NOT around them keeps out).
-            missing = exp.Is(this=ref, expression=exp.null())
+        # Placeholders are positional: bind in the order the SQL reads.
+        known: exp.Expr | None = None
+        if held.codes:
+            # A stored code the mapping does not know reads as NULL, so the
+            # comparison must be NULL there too, or a NOT around it would let
+            # the row through: CASE WHEN it is a known code THEN ... END.
+            known = exp.In(this=ref.copy(), expressions=[self._bind_raw(c) for c in held.codes])
+        answer: exp.Expr
+        if physical:
+            condition = exp.In(this=ref, expressions=[self._bind_raw(v) for v in physical])
+            answer = exp.not_(condition) if negate else condition
+        else:  # no stored value reads as these: IN is FALSE, NOT IN TRUE (NULL for a NULL)
             answer = exp.true() if negate else exp.false()
-            return exp.Case(ifs=[exp.If(this=missing, true=exp.null())], default=answer)
-        condition = exp.In(this=ref, expressions=[self._bind_raw(v) for v in physical])
-        return exp.not_(condition) if negate else condition
+        if known is None:
+            return answer
+        return exp.Case(ifs=[exp.If(this=known, true=answer)])
 
     def _text_match(self, how: str, *, negated: bool = False) -> None:
         if how == "superset":
@@ -324,6 +382,10 @@ class _Translator:
             *ORDER_PRESERVING_DATE_FORMATS,
         ):
             raise Untranslatable(f"dates stored as {held.date_format} do not sort as text")
+        if self._text_dates(held, logical_type):
+            # Stored text that is not a date may fall in the range, yet reads
+            # as NULL: the database narrows, the broker decides.
+            self.exact = False
         if stored_as_text:
             if self.rules.text_range == "none":
                 raise Untranslatable("text order differs under this collation")
@@ -367,19 +429,29 @@ def _without_flags(node: exp.Expr) -> exp.Expr:
 
 
 def _preimage(held: ColumnMapping, value: Any, rules: DialectRules) -> list[Any]:
-    """Physical values the adapter reads as ``value`` (unmapped codes pass through)."""
+    """Physical values the adapter reads as ``value`` (an unknown code reads
+    as NULL, so only the mapping's own codes)."""
     if not held.codes:
         return [_physical_value(held, value, rules)]
-    found = [code for code, logical in held.codes.items() if logical == value]
-    if value not in held.codes:
-        found.append(value)
-    return found
+    return [code for code, logical in held.codes.items() if logical == value]
+
+
+#: A BIGINT literal outside this range is not a BIGINT to the databases (their
+#: drivers refuse or overflow it); the broker compares it instead.
+_BIGINT = range(-(2**63), 2**63)
 
 
 def _literal_value(node: exp.Expr, logical_type: str) -> Any:
     """The Python value of a literal, only when its type matches the column's exactly."""
+    value = _literal(node, logical_type)
+    if isinstance(value, int) and value not in _BIGINT:
+        raise Untranslatable(f"{node.sql()} is outside the BIGINT range")
+    return value
+
+
+def _literal(node: exp.Expr, logical_type: str) -> Any:
     if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
-        return -_literal_value(node.this, logical_type)
+        return -_literal(node.this, logical_type)
     if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
         if node.to.is_type(exp.DataType.Type.DATE) and logical_type == "DATE":
             return _parse_date(node.this.this)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
@@ -42,24 +43,25 @@ def test_renames_and_quotes_physical_names(bc):
 
 def test_codes_translate_through_the_mapping(bc):
     s = scan(bc, "status = 'IN_CUSTODY'")
-    # CU reads as IN_CUSTODY; an unmapped stored 'IN_CUSTODY' passes through as itself.
-    assert s.sql.endswith('WHERE "STAT_CD" IN (?, ?)')
-    assert s.params == ["CU", "IN_CUSTODY"]
+    # CU reads as IN_CUSTODY; a code the mapping does not know reads as NULL
+    # (adapters.convert), so the comparison is NULL there too.
+    assert s.sql.endswith('WHERE CASE WHEN "STAT_CD" IN (?, ?) THEN "STAT_CD" IN (?) END')
+    assert s.params == ["CU", "CO", "CU"]
 
 
-def test_unmapped_logical_value_matches_unmapped_physical_code(bc):
-    # 'UAL' has no code in CORNET: an unmapped physical 'UAL' would read as 'UAL'.
-    assert scan(bc, "status = 'UAL'").params == ["UAL"]
-    # 'CU' is a physical code that reads as IN_CUSTODY, so nothing reads as 'CU'.
-    assert scan(bc, "status = 'CU'").sql.endswith(
-        'WHERE CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE FALSE END'
-    )
+def test_a_value_no_code_reads_as_matches_no_row(bc):
+    # 'UAL' has no code in CORNET, and an unknown stored code reads as NULL:
+    # no row reads as 'UAL'. 'CU' is a physical code that reads as IN_CUSTODY.
+    for value in ("UAL", "CU"):
+        assert scan(bc, f"status = '{value}'").sql.endswith(
+            'WHERE CASE WHEN "STAT_CD" IN (?, ?) THEN FALSE END'
+        )
 
 
 def test_not_equal_on_codes_keeps_null_semantics(bc):
     s = scan(bc, "status <> 'SUPERVISED'")
-    assert s.sql.endswith('WHERE NOT "STAT_CD" IN (?, ?)')
-    assert s.params == ["CO", "SUPERVISED"]
+    assert s.sql.endswith('WHERE CASE WHEN "STAT_CD" IN (?, ?) THEN NOT "STAT_CD" IN (?) END')
+    assert s.params == ["CU", "CO", "CO"]
 
 
 def test_range_on_codes_is_left_to_the_broker(bc):
@@ -255,9 +257,35 @@ def test_not_ilike_is_not_a_scan_predicate(bc):
 def test_negation_of_a_value_no_row_holds_keeps_nulls_out(bc):
     # 'CU' is a code, so no row reads as 'CU'; but NOT (NULL = 'CU') is NULL, not TRUE
     s = scan(bc, "NOT status = 'CU'")
-    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE FALSE END)')
+    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IN (?, ?) THEN FALSE END)')
     s = scan(bc, "NOT status <> 'CU'")
-    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IS NULL THEN NULL ELSE TRUE END)')
+    assert s.sql.endswith('WHERE NOT (CASE WHEN "STAT_CD" IN (?, ?) THEN TRUE END)')
+
+
+def test_is_null_on_codes_holds_for_unknown_codes_too(bc):
+    s = scan(bc, "status IS NULL")
+    assert s.sql.endswith('WHERE ("STAT_CD" IS NULL OR NOT "STAT_CD" IN (?, ?))')
+    assert s.params == ["CU", "CO"] and s.pushed == ["status IS NULL"]
+
+
+def test_is_null_on_dates_stored_as_text_stays_in_the_broker(bc):
+    # Stored text that is not a date reads as NULL; SQL cannot tell which.
+    assert scan(bc, "birth_date IS NULL").residual == ["birth_date IS NULL"]
+
+
+def test_ranges_on_dates_stored_as_text_only_narrow(small_federation):
+    """Stored text that is not a date can fall in a text range yet reads as
+    NULL: the database narrows the scan, the broker decides, no LIMIT goes."""
+    table = small_federation.tables["offenders"]
+    mapping = small_federation.sources["BC"].tables["offenders"]
+    held = mapping.columns["birth_date"]
+    sortable = replace(
+        mapping, columns={**mapping.columns, "birth_date": replace(held, date_format="%Y%m%d")}
+    )
+    s = plan_scan(table, sortable, ["fps_number"], "birth_date < DATE '1990-01-01'", 5, "sqlite")
+    assert s.superset == ["birth_date < CAST('1990-01-01' AS DATE)"] and not s.limit_pushed
+    s = plan_scan(table, sortable, ["fps_number"], "birth_date = DATE '1990-01-01'", 5, "sqlite")
+    assert s.pushed and s.limit_pushed  # a well-formed date never equals bad text
 
 
 @pytest.mark.parametrize(

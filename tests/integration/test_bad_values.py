@@ -163,3 +163,14 @@ def test_a_row_with_a_bad_value_is_answered_with_null_there(corrupted):
         )
     assert result.table.to_pylist() == [{"surname": MARKER, "birth_date": None}]
     assert bad_values(result)["CA-CSC"] == 1
+
+
+@pytest.mark.parametrize("order", ["", " ORDER BY surname"], ids=["streamed", "merged"])
+def test_a_bad_value_reads_as_null_in_a_filter_too(corrupted, order):
+    """IS NULL holds for a value that arrives as NULL, wherever it is judged:
+    pushed to the database (which sees the stored text) or in the broker."""
+    with corrupted.client("crown_attorney", **CROWN) as client:
+        result = client.query(
+            "SELECT surname FROM offenders WHERE source = 'CA-CSC' AND birth_date IS NULL" + order
+        )
+    assert MARKER in result.table.column("surname").to_pylist()

@@ -188,12 +188,22 @@ def _stored(date: dt.date | None, fmt: str) -> str | None:
 
 
 maybe_dates = st.none() | dates
-#: One row as the source system stores it (codes, date text), with NULLs.
+#: Stored text that is not a date in that format: the adapter reads it as NULL
+#: (and counts it), so a pushed predicate must judge it as NULL too.
+BAD_DATE_TEXT = ["19760931", "20230229", "1993-05-12", "12/05/1993", "abc", "", "2023130"]
+
+
+def _stored_or_bad(fmt: str, bad: list[str]) -> st.SearchStrategy[str | None]:
+    return st.one_of(maybe_dates.map(lambda d: _stored(d, fmt)), st.sampled_from(bad))
+
+
+#: One row as the source system stores it (codes, date text), with NULLs,
+#: unknown codes and bad date text.
 physical_row = st.tuples(
     st.none() | text_values,
     st.none() | statuses,
-    maybe_dates.map(lambda d: _stored(d, "%Y%m%d")),
-    maybe_dates.map(lambda d: _stored(d, "%d/%m/%Y")),
+    _stored_or_bad("%Y%m%d", BAD_DATE_TEXT),
+    _stored_or_bad("%d/%m/%Y", [*BAD_DATE_TEXT, "31/09/1976", "29/02/2023"]),
     maybe_dates,
     st.none() | floats,
     st.none() | ints,

@@ -122,8 +122,10 @@ def plan_scan(
     ...     "fps_number": ColumnMapping("fps_number", "FPS"),
     ...     "status": ColumnMapping("status", "STAT", {"C": "IN_CUSTODY"})})
     >>> s = plan_scan(t, m, ["fps_number"], "status = 'IN_CUSTODY'", 10, "sqlite")
-    >>> s.sql, s.params, s.limit_pushed
-    ('SELECT "FPS" FROM "CLIENT" WHERE "STAT" IN (?, ?) LIMIT 10', ['C', 'IN_CUSTODY'], True)
+    >>> s.sql
+    'SELECT "FPS" FROM "CLIENT" WHERE CASE WHEN "STAT" IN (?) THEN "STAT" IN (?) END LIMIT 10'
+    >>> s.params, s.limit_pushed
+    (['C', 'C'], True)
     """
     if not columns:
         raise InvalidQuery(f"a scan of {table.name} must ask for at least one column")

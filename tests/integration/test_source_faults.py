@@ -155,7 +155,10 @@ def test_a_bad_value_under_a_pushed_predicate_reaches_the_broker_as_null(tmp_pat
         query_id="f",
     )
     messages = run(backend, request=request)
-    assert list(messages[0].header.pushed_predicates) == ["birth_date < CAST('2006-01-01' AS DATE)"]
+    # stored text that is not a date may fall in a text range: it only narrows
+    assert list(messages[0].header.superset_predicates) == [
+        "birth_date < CAST('2006-01-01' AS DATE)"
+    ]
     rows, bad = answer(messages)
     assert [r["birth_date"] for r in rows] == [dt.date(1980, 1, 1), None]
     assert bad == {"birth_date": 1}

@@ -34,7 +34,7 @@ from broker.pipeline import QueryPipeline
 from broker.record import write_audit
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.settings import load_audit_settings
+from broker.settings import load_audit_settings, load_min_timeout_s
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -176,7 +176,7 @@ async def _serve_broker(
     credentials = ReloadableServerCredentials(workdir.pki.ca_cert(), server_cert, server_key)
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
     metrics.watch_certificates(certificates)
-    breakers = Breakers()
+    breakers = Breakers(min_timeout_s=load_min_timeout_s())
     clients = AdapterClients(
         federation, workdir.pki.ca_cert(), client_cert, client_key, breakers, metrics
     )

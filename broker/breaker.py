@@ -5,6 +5,13 @@ scans fail at once, without waiting on a system that is down. After
 ``reset_timeout_s`` one probe scan is let through (half-open); its success
 closes the circuit, its failure opens it again.
 
+Only the source's own failures count (:func:`counts_against_source`): any
+partner can cut a scan short (a tiny deadline, a cancel, a query over a
+limit or one the adapter refuses), and if that counted, one partner could
+open every circuit and keep the federation down for everyone else. A scan
+that tells nothing about its source leaves the count as it was, and a probe
+that ends so gives its place to the next scan.
+
 Time comes from ``clock`` (``time.monotonic`` unless given), so a test can
 advance it instead of waiting the reset period out.
 """
@@ -17,8 +24,35 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from accord.errors import CircuitOpen, SourceTimedOut, SourceUnavailable
+
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from accord.errors import SourceError
+
+#: A scan that timed out counts only if it had at least this long (seconds;
+#: ACCORD_SOURCE_MIN_TIMEOUT_S): a shorter deadline is the caller's budget.
+MIN_TIMEOUT_S = 1.0
+
+
+def counts_against_source(error: SourceError, budget_s: float, min_timeout_s: float) -> bool:
+    """Whether a scan that ended with ``error`` after it was given ``budget_s``
+    seconds tells of its source failing.
+
+    Unreachable, down, or sending unusable data: yes. Timed out: only within
+    a deadline of at least ``min_timeout_s``. Anything else (cancelled, over a
+    per-query limit, refused or found invalid by the adapter, not asked since
+    the circuit is open) is about the request or the caller, not the source.
+
+    >>> counts_against_source(SourceTimedOut("BC", "late"), 0.001, 1.0)
+    False
+    >>> counts_against_source(SourceTimedOut("BC", "late"), 30.0, 1.0)
+    True
+    """
+    if isinstance(error, SourceTimedOut):
+        return budget_s >= min_timeout_s
+    return isinstance(error, SourceUnavailable) and not isinstance(error, CircuitOpen)
 
 
 class CircuitState(enum.IntEnum):
@@ -37,6 +71,8 @@ class CircuitBreaker:
     on_change: Callable[[CircuitState], None] | None = None
     #: Seconds from an arbitrary start, never going back.
     clock: Callable[[], float] = time.monotonic
+    #: See counts_against_source.
+    min_timeout_s: float = MIN_TIMEOUT_S
     state: CircuitState = CircuitState.CLOSED
     failures: int = 0
     opened_at: float = 0.0
@@ -76,6 +112,21 @@ class CircuitBreaker:
                 self._probing = False
         self._changed(before)
 
+    def released(self) -> None:
+        """A scan ended telling nothing about the source: if it was the probe,
+        the next scan may probe instead."""
+        with self._lock:
+            self._probing = False
+
+    def ended(self, error: SourceError | None, budget_s: float) -> None:
+        """Records a scan that was allowed and had ``budget_s`` seconds."""
+        if error is None:
+            self.succeeded()
+        elif counts_against_source(error, budget_s, self.min_timeout_s):
+            self.failed()
+        else:
+            self.released()
+
     def _changed(self, before: CircuitState) -> None:
         if self.state is not before and self.on_change is not None:
             self.on_change(self.state)
@@ -91,6 +142,8 @@ class Breakers:
     on_change: Callable[[str, CircuitState], None] | None = None
     #: The clock of every breaker (see CircuitBreaker.clock).
     clock: Callable[[], float] = time.monotonic
+    #: See counts_against_source.
+    min_timeout_s: float = MIN_TIMEOUT_S
     _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
 
     def __getitem__(self, source: str) -> CircuitBreaker:
@@ -103,6 +156,7 @@ class Breakers:
                     self.reset_timeout_s,
                     lambda state: self._notify(source, state),
                     self.clock,
+                    self.min_timeout_s,
                 ),
             )
         return breaker

@@ -3,7 +3,8 @@
 Each (table reference, source) pair is one Scan. Every scan gets the time
 left before the query's deadline; a source that fails, times out or sends
 data that does not match what was asked is reported per source, never
-allowed to crash the broker or to slip wrong rows into the merge.
+allowed to crash the broker or to slip wrong rows into the merge. Only the
+source's own failures count against its circuit breaker (see broker.breaker).
 """
 
 from __future__ import annotations
@@ -255,14 +256,12 @@ async def _scan(
     if clients.metrics is not None and not explain_only:
         clients.metrics.scan_done(source, result.error, result.elapsed_ms / 1000)
         clients.metrics.bad_values_received(source, ref.table, result.bad_values)
-    if result.error is None:
-        breaker.succeeded()
-    else:
+    if result.error is not None:
         result.batches.clear()
-        if isinstance(result.error, (SourceUnavailable, SourceTimedOut)) and not isinstance(
-            result.error, CircuitOpen
-        ):
-            breaker.failed()
+    if not isinstance(result.error, CircuitOpen):  # else it was not asked
+        # What the scan had, not what the caller wanted: a deadline too short
+        # for the source to answer is no failure of the source.
+        breaker.ended(result.error, deadline - started)
     return result
 
 

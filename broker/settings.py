@@ -28,6 +28,11 @@ SETTINGS = (
     Setting("max_source_bytes", 2 * 1024**3, "Arrow bytes one source may send for one query"),
     Setting("max_result_rows", 2_000_000, "rows in one answer"),
     Setting("max_result_bytes", 1024**3, "Arrow bytes in one answer"),
+    Setting(
+        "source_min_timeout_s",
+        1.0,
+        "shortest scan deadline whose timeout counts against a source's circuit breaker",
+    ),
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
     Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
     Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
@@ -51,6 +56,11 @@ class AuditSettings:
     checkpoint_records: int
     checkpoint_s: float
     file_bytes: int
+
+
+def load_min_timeout_s(environ: dict[str, str] | None = None) -> float:
+    """The circuit breakers' ``min_timeout_s`` (see broker.breaker)."""
+    return _values(environ)["source_min_timeout_s"]
 
 
 def load_limits(environ: dict[str, str] | None = None) -> Limits:

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from broker.breaker import Breakers, CircuitBreaker, CircuitState
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accord.errors import (
+    CircuitOpen,
+    ScanCancelled,
+    SourceError,
+    SourceRefused,
+    SourceTimedOut,
+    SourceUnavailable,
+)
+from broker.breaker import Breakers, CircuitBreaker, CircuitState, counts_against_source
 
 
 def state_of(breaker: CircuitBreaker) -> CircuitState:
@@ -87,3 +98,46 @@ def test_the_default_clock_is_monotonic():
 
     assert CircuitBreaker().clock is time.monotonic
     assert Breakers()["BC"].clock is time.monotonic
+
+
+# What a scan can end with: (kind, seconds it had). Only "down" and a
+# "timeout" with at least MIN seconds are the source's own failures.
+MIN = 1.0
+OUTCOMES = st.tuples(
+    st.sampled_from(["ok", "down", "timeout", "cancelled", "refused", "invalid", "exhausted"]),
+    st.sampled_from([0.0, 0.001, 0.5, MIN, 30.0]),
+)
+
+
+def error_of(kind: str) -> SourceError | None:
+    return {
+        "ok": None,
+        "down": SourceUnavailable("BC", "down"),
+        "timeout": SourceTimedOut("BC", "late"),
+        "cancelled": ScanCancelled("BC", "cancelled"),
+        "refused": SourceRefused("BC", "refused"),
+        "invalid": SourceError("BC", "INVALID_ARGUMENT: bad"),
+        "exhausted": SourceError("BC", "stopped: a per-query limit was exceeded"),
+    }[kind]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(OUTCOMES, max_size=30), st.integers(1, 5))
+def test_only_the_sources_own_failures_move_the_breaker(outcomes, threshold):
+    """The breaker agrees with a count kept by hand: of the source's own
+    failures since the last success. Nothing else moves it."""
+    breaker = CircuitBreaker(failure_threshold=threshold, min_timeout_s=MIN)
+    own = 0
+    for kind, budget in outcomes:
+        breaker.ended(error_of(kind), budget)
+        if kind == "ok":
+            own = 0
+        elif kind == "down" or (kind == "timeout" and budget >= MIN):
+            own += 1
+        assert breaker.failures == own
+        expected = CircuitState.OPEN if own >= threshold else CircuitState.CLOSED
+        assert state_of(breaker) is expected
+
+
+def test_a_circuit_open_ending_is_not_a_failure():
+    assert not counts_against_source(CircuitOpen("BC", "open"), 30.0, MIN)

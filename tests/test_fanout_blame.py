@@ -37,6 +37,10 @@ REF = TableReference("ref1", "offenders", "offenders", ["surname"], ["BC"], scan
 SCHEMA = FEDERATION.tables["offenders"].arrow_schema(["surname"])
 
 
+def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
+
+
 class FakeCall:
     """One Scan call: what ``behaviour`` says the adapter does."""
 
@@ -62,10 +66,10 @@ class FakeCall:
             "cancelled": grpc.StatusCode.CANCELLED,
         }
         if self.behaviour in codes:
-            raise grpc.aio.AioRpcError(codes[self.behaviour], details=self.behaviour)
+            raise rpc_error(codes[self.behaviour], self.behaviour)
         if self.behaviour == "hang":  # gRPC ends the call at its deadline
             await asyncio.sleep(self.timeout)
-            raise grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED)
+            raise rpc_error(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline")
         yield header
         if self.behaviour == "big":  # more rows than the query's budget allows
             batch = pa.RecordBatch.from_pylist([{"surname": "X"}] * 3, schema=SCHEMA)

@@ -110,9 +110,9 @@ def test_one_partners_short_deadlines_and_cancels_open_no_circuit(own):
         for _ in range(6):
             other.query(SQL, allow_partial=True, timeout=10)
         result = other.query(SQL, allow_partial=True, timeout=10)
-    states = {s.source: s.state for s in result.trailer.sources}
-    assert states.pop("BC") == broker_pb2.SOURCE_STATE_CIRCUIT_OPEN
-    assert set(states.values()) == {broker_pb2.SOURCE_STATE_OK}
+    down = {s.source: s.state for s in result.trailer.sources}
+    assert down.pop("BC") == broker_pb2.SOURCE_STATE_CIRCUIT_OPEN
+    assert set(down.values()) == {broker_pb2.SOURCE_STATE_OK}
     statuses = health(own)
     assert statuses.pop("BC") == health_pb2.HealthCheckResponse.NOT_SERVING
     assert set(statuses.values()) == {health_pb2.HealthCheckResponse.SERVING}

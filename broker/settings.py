@@ -28,6 +28,7 @@ SETTINGS = (
     Setting("max_source_bytes", 2 * 1024**3, "Arrow bytes one source may send for one query"),
     Setting("max_result_rows", 2_000_000, "rows in one answer"),
     Setting("max_result_bytes", 1024**3, "Arrow bytes in one answer"),
+    Setting("max_sql_bytes", 100_000, "UTF-8 bytes of SQL in one request (refused beyond)"),
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
     Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
     Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
@@ -43,6 +44,7 @@ class Limits:
     max_source_bytes: int
     max_result_rows: int
     max_result_bytes: int
+    max_sql_bytes: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,7 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
         max_source_bytes=int(values["max_source_bytes"]),
         max_result_rows=int(values["max_result_rows"]),
         max_result_bytes=int(values["max_result_bytes"]),
+        max_sql_bytes=int(values["max_sql_bytes"]),
     )
 
 

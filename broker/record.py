@@ -7,7 +7,11 @@ that fails half-way is still recorded with everything it touched; the
 servicer closes it with the trailer or the error and writes it
 (:func:`write_audit`) before the answer completes: no record, no answer.
 
-A record holds who, why, what and how it went; never result data.
+A record holds who, why, what and how it went; never result data. Every
+text a caller sent is kept bounded (:func:`bounded`): a field longer than the
+broker admits (it was refused) is kept as a short prefix ending in
+``[truncated]``, and ``truncated`` maps the field to its original length in
+UTF-8 bytes, so a refused megabyte costs the trail a few hundred bytes.
 """
 
 from __future__ import annotations
@@ -35,6 +39,29 @@ if TYPE_CHECKING:
     from broker.readiness import Readiness
 
 
+#: What a record keeps of a field longer than its limit: this many characters.
+AUDIT_PREFIX = 200
+TRUNCATED = "…[truncated]"
+#: Limits of the fields a record keeps whole (admission refuses longer ones);
+#: sql's is the ``max_sql_bytes`` setting, passed to :meth:`QueryRecord.open`.
+FIELD_LIMITS = {"purpose": 64, "case_ref": 64, "end_user": 200, "error": 1000}
+
+
+def bounded(value: str, limit: int, truncated: dict[str, int], name: str) -> str:
+    """``value`` if its UTF-8 form fits in ``limit`` bytes, else a short prefix
+    with a marker (the original length noted in ``truncated[name]``).
+
+    >>> seen: dict[str, int] = {}
+    >>> bounded("x" * 1000, 64, seen, "sql")[-15:], seen
+    ('xxx…[truncated]', {'sql': 1000})
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size <= limit:
+        return value
+    truncated[name] = size
+    return value[: min(AUDIT_PREFIX, limit)] + TRUNCATED
+
+
 @dataclass(frozen=True)
 class Plan:
     """What the audit keeps of a planned query."""
@@ -56,6 +83,7 @@ class QueryRecord:
     started: float  # monotonic, when the call arrived
     plan: Plan | None = None  # None: refused before it was planned
     sources: dict[str, SourceTotals] = field(default_factory=dict)
+    truncated: dict[str, int] = field(default_factory=dict)  # field -> bytes sent
 
     @classmethod
     def open(
@@ -63,13 +91,30 @@ class QueryRecord:
         event: str,
         query_id: str,
         principal: Principal,
-        request: broker_pb2.QueryRequest,
+        request: broker_pb2.QueryRequest | None,
         started: float,
+        max_sql_bytes: int = 100_000,
     ) -> QueryRecord:
-        """A record for a call that arrived at ``started`` (monotonic)."""
-        return cls(
-            event, query_id, principal, request.purpose, request.case_ref, request.sql, started
+        """A record for a call that arrived at ``started`` (monotonic); its
+        fields bounded. ``request`` None: the call's body did not decode."""
+        cut: dict[str, int] = {}
+        purpose, case_ref, sql = (
+            (request.purpose, request.case_ref, request.sql) if request is not None else ("",) * 3
         )
+        return cls(
+            event,
+            query_id,
+            principal,
+            bounded(purpose, FIELD_LIMITS["purpose"], cut, "purpose"),
+            bounded(case_ref, FIELD_LIMITS["case_ref"], cut, "case_ref"),
+            bounded(sql, max_sql_bytes, cut, "sql"),
+            started,
+            truncated=cut,
+        )
+
+    def admitted(self, request: broker_pb2.QueryRequest) -> None:
+        """The fields as admitted (normalized, within their limits)."""
+        self.purpose, self.case_ref, self.sql = request.purpose, request.case_ref, request.sql
 
     def planned(self, prepared: PreparedQuery) -> None:
         touched: dict[str, set[str]] = {}
@@ -93,6 +138,9 @@ class QueryRecord:
         partner = self.principal.partner
         status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
         visible = {s.source: s.rows for s in trailer.sources} if trailer is not None else {}
+        cut = dict(self.truncated)
+        end_user = bounded(self.principal.end_user, FIELD_LIMITS["end_user"], cut, "end_user")
+        message = bounded(message, FIELD_LIMITS["error"], cut, "error")
         planned: dict[str, Any] = {}
         if self.plan is not None:
             planned = {
@@ -110,7 +158,7 @@ class QueryRecord:
             "role": partner.role,
             "certificate_sha256": self.principal.fingerprint,
             "certificate_serial": str(self.principal.serial),
-            "end_user": self.principal.end_user,
+            "end_user": end_user,
             "purpose": self.purpose,
             "case_ref": self.case_ref,
             "sql": self.sql,
@@ -138,6 +186,7 @@ class QueryRecord:
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "outcome": status.name,
             "error": message,
+            **({"truncated": cut} if cut else {}),
         }
 
 

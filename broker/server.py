@@ -1,31 +1,47 @@
-"""The broker's gRPC edge: authenticate, call the pipeline, encode, map errors.
+"""The broker's gRPC edge: authenticate, admit the request's fields, call the
+pipeline, encode, map errors.
 
 Every method first maps the TLS client certificate to a partner; a caller
-the registry does not know never reaches the pipeline. Errors are mapped to
-(status, public message) in one place (``accord.errors.grpc_status``).
+the registry does not know never reaches the pipeline. Then every field the
+caller sent is bounded and refused early, never echoed (:func:`admit_request`):
+the end user (metadata ``x-accord-end-user``, at most :data:`MAX_END_USER`
+printable ASCII characters), the SQL (``ACCORD_MAX_SQL_BYTES``), purpose and
+case reference (normalized and checked by ``broker.policy.admission``).
+A request body that does not decode (corrupt protobuf, a string field that
+is not UTF-8) would fail inside grpc before any servicer runs, and the caller
+would see UNKNOWN: the methods are registered here with a lenient
+deserializer (:func:`_lenient`) that hands the servicer an
+:class:`Undecodable` instead, which it refuses with INVALID_ARGUMENT (audited
+like any refusal). Errors are mapped to (status, public message) in one place
+(``accord.errors.grpc_status``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from accord import tls
-from accord.errors import AccordError, AuditWriteError, ConfigError, grpc_status
+from accord.errors import AccordError, AuditWriteError, ConfigError, InvalidQuery, grpc_status
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
+from broker.policy.admission import admitted_case_ref, admitted_purpose
 from broker.readiness import Readiness
-from broker.record import QueryRecord, write_audit
+from broker.record import QueryRecord, bounded, write_audit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Callable
+
+    from google.protobuf.message import Message
 
     from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
@@ -35,6 +51,64 @@ if TYPE_CHECKING:
 log = logging.getLogger("accord.broker")
 
 SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
+
+#: Longest end user: an account name or address, as the partner vouches for it.
+MAX_END_USER = 200
+#: Longest message a refusal carries (a caller's metadata limit is 16 KiB).
+MAX_PUBLIC_MESSAGE = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Undecodable:
+    """A request body that is not a valid message of its type."""
+
+    message_type: str
+
+
+def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """``message_type.FromString``, answering :class:`Undecodable` for a body
+    that does not parse (protobuf checks a string field is UTF-8 then too)."""
+    name = message_type.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Message | Undecodable:
+        try:
+            return message_type.FromString(data)
+        except DecodeError:
+            return Undecodable(name)
+
+    return decode
+
+
+def check_call(request: Message | Undecodable, principal: Principal) -> None:
+    """Refuses a body that did not decode, or an unusable end user."""
+    if isinstance(request, Undecodable):
+        raise InvalidQuery(
+            f"the request is not a valid {request.message_type} "
+            "(corrupt, or a text field that is not UTF-8)"
+        )
+    end_user = principal.end_user
+    if len(end_user) > MAX_END_USER or not all(" " <= c <= "~" for c in end_user):
+        raise InvalidQuery(
+            f"the end user ({END_USER_METADATA}) is up to {MAX_END_USER} characters "
+            "of printable ASCII"
+        )
+
+
+def admit_request(
+    request: broker_pb2.QueryRequest | Undecodable, principal: Principal, max_sql_bytes: int
+) -> broker_pb2.QueryRequest:
+    """The request with every field checked, purpose and case reference
+    normalized; or the refusal naming the first field out of bounds."""
+    check_call(request, principal)
+    assert isinstance(request, broker_pb2.QueryRequest)  # checked: it decoded
+    size = len(request.sql.encode())
+    if size > max_sql_bytes:
+        raise InvalidQuery(f"sql is {size} bytes; the limit is {max_sql_bytes} bytes")
+    admitted = broker_pb2.QueryRequest()
+    admitted.CopyFrom(request)
+    admitted.purpose = admitted_purpose(request.purpose)
+    admitted.case_ref = admitted_case_ref(request.case_ref)
+    return admitted
 
 
 class BrokerService(broker_pb2_grpc.BrokerServicer):
@@ -69,30 +143,35 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         metadata = dict(context.invocation_metadata() or ())
         end_user = str(metadata.get(END_USER_METADATA, ""))
         try:
-            return self.registry.authenticate(context.auth_context(), end_user)
+            principal = self.registry.authenticate(context.auth_context(), end_user)
         except AccordError as exc:
             status, message = grpc_status(exc)
             log.warning("refused caller: %s", message)
             peer = tls.peer_identity(context.auth_context())
+            cut: dict[str, int] = {}
             try:
                 await self._record(
                     {
                         "event": "refused",
                         "method": method,
                         "certificate_cn": peer[0] if peer else "",
-                        "end_user": end_user,
+                        "end_user": bounded(end_user, MAX_END_USER, cut, "end_user"),
                         "outcome": status.name,
                         "error": message,
+                        **({"truncated": cut} if cut else {}),
                     }
                 )
             except AccordError:
                 status, message = grpc.StatusCode.UNAVAILABLE, "the broker cannot audit now"
             await context.abort(status, message)
             raise  # abort raises; this line is for type checkers
+        # The end user as sent, so that check_call judges (and the record
+        # bounds) what the caller sent, not a cut of it.
+        return dataclasses.replace(principal, end_user=end_user)
 
     async def Query(
         self,
-        request: broker_pb2.QueryRequest,
+        request: broker_pb2.QueryRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         started = time.monotonic()
@@ -102,17 +181,19 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def _query(
         self,
-        request: broker_pb2.QueryRequest,
+        request: broker_pb2.QueryRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
         started: float,
         query_id: str,
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
         principal = await self._principal(context, "Query")
-        record = QueryRecord.open("query", query_id, principal, request, started)
+        record = self._open("query", query_id, principal, request, started)
         done = _QueryDone(self.metrics, principal.partner.role, started)
         trailer: broker_pb2.QueryTrailer | None = None
         try:
-            async for message in self.pipeline.answer(principal, request, record):
+            admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
+            record.admitted(admitted)
+            async for message in self.pipeline.answer(principal, admitted, record):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
                     # Audited and counted before the answer is complete: no
@@ -132,9 +213,21 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         finally:
             done(None, trailer)  # the caller left mid-answer
 
+    def _open(
+        self,
+        event: str,
+        query_id: str,
+        principal: Principal,
+        request: broker_pb2.QueryRequest | Undecodable,
+        started: float,
+    ) -> QueryRecord:
+        decoded = request if isinstance(request, broker_pb2.QueryRequest) else None
+        max_sql = self.pipeline.limits.max_sql_bytes
+        return QueryRecord.open(event, query_id, principal, decoded, started, max_sql)
+
     async def Explain(
         self,
-        request: broker_pb2.QueryRequest,
+        request: broker_pb2.QueryRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.ExplainResponse:
         """Audited like a query (it shows the policy applied, and contacts the
@@ -142,10 +235,12 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
             principal = await self._principal(context, "Explain")
-            record = QueryRecord.open("explain", query_id, principal, request, started)
+            record = self._open("explain", query_id, principal, request, started)
             error: Exception | None = None
             try:
-                plan = await self.pipeline.explain(principal, request, record)
+                admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
+                record.admitted(admitted)
+                plan = await self.pipeline.explain(principal, admitted, record)
             except Exception as exc:
                 error = exc
             try:
@@ -159,12 +254,19 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
     async def GetCatalog(
         self,
-        request: broker_pb2.CatalogRequest,
+        request: broker_pb2.CatalogRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.CatalogResponse:
         with bind_query_id(new_query_id()):
             principal = await self._principal(context, "GetCatalog")
             partner = principal.partner
+            refusal: AccordError | None = None
+            try:
+                check_call(request, principal)
+            except AccordError as exc:
+                refusal = exc
+            status, message = grpc_status(refusal) if refusal else (grpc.StatusCode.OK, "")
+            cut: dict[str, int] = {}
             try:
                 await self._record(
                     {
@@ -173,13 +275,18 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                         "organization": partner.organization,
                         "role": partner.role,
                         "certificate_sha256": principal.fingerprint,
-                        "end_user": principal.end_user,
-                        "outcome": "OK",
+                        "end_user": bounded(principal.end_user, MAX_END_USER, cut, "end_user"),
+                        "outcome": status.name,
+                        **({"error": message} if refusal else {}),
+                        **({"truncated": cut} if cut else {}),
                     }
                 )
             except AuditWriteError as exc:
                 await _abort(context, exc)
                 raise
+            if refusal is not None:
+                await _abort(context, refusal)
+                raise refusal
             return self.pipeline.catalog(principal)
 
 
@@ -208,11 +315,36 @@ class _QueryDone:
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]
     status, message = grpc_status(exc)
+    message = bounded(message, MAX_PUBLIC_MESSAGE, {}, "error")  # never a megabyte back
     if status == grpc.StatusCode.INTERNAL:
         log.error("internal error", exc_info=exc)
     else:
         log.info("query refused: %s: %s", status.name, message)
     await context.abort(status, message)
+
+
+def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:
+    """What ``broker_pb2_grpc.add_BrokerServicer_to_server`` does, with
+    :func:`_lenient` request deserializers (see the module docstring)."""
+    pb = broker_pb2
+    handlers = {
+        "Query": grpc.unary_stream_rpc_method_handler(
+            service.Query,
+            request_deserializer=_lenient(pb.QueryRequest),
+            response_serializer=pb.QueryResponse.SerializeToString,
+        ),
+        "Explain": grpc.unary_unary_rpc_method_handler(
+            service.Explain,
+            request_deserializer=_lenient(pb.QueryRequest),
+            response_serializer=pb.ExplainResponse.SerializeToString,
+        ),
+        "GetCatalog": grpc.unary_unary_rpc_method_handler(
+            service.GetCatalog,
+            request_deserializer=_lenient(pb.CatalogRequest),
+            response_serializer=pb.CatalogResponse.SerializeToString,
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
 
 
 async def create_server(
@@ -233,9 +365,7 @@ async def create_server(
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
-    broker_pb2_grpc.add_BrokerServicer_to_server(
-        BrokerService(pipeline, metrics, audit, readiness), server
-    )
+    add_broker_service(BrokerService(pipeline, metrics, audit, readiness), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -33,6 +33,7 @@ SETTINGS = (
         1.0,
         "shortest scan deadline whose timeout counts against a source's circuit breaker",
     ),
+    Setting("max_sql_bytes", 100_000, "UTF-8 bytes of SQL in one request (refused beyond)"),
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
     Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
     Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
@@ -48,6 +49,7 @@ class Limits:
     max_source_bytes: int
     max_result_rows: int
     max_result_bytes: int
+    max_sql_bytes: int = 100_000
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
         max_source_bytes=int(values["max_source_bytes"]),
         max_result_rows=int(values["max_result_rows"]),
         max_result_bytes=int(values["max_result_bytes"]),
+        max_sql_bytes=int(values["max_sql_bytes"]),
     )
 
 

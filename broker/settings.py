@@ -37,7 +37,7 @@ SETTINGS = (
     Setting("max_in_list", 1000, "values in one IN list"),
     Setting("max_set_arms", 32, "arms of a query's UNION, INTERSECT and EXCEPT, together"),
     Setting("max_joins", 16, "joins in one query"),
-    Setting("prepare_threads", 2, "threads that parse, check and plan queries, off the event loop"),
+    Setting("prepare_threads", 4, "threads that parse and plan queries (one partner: all but one)"),
 )
 
 
@@ -63,7 +63,7 @@ class Limits:
     max_result_rows: int
     max_result_bytes: int
     shape: QueryShape = QueryShape()
-    prepare_threads: int = 2
+    prepare_threads: int = 4
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,10 @@ def plan_scan(
         if column not in table.columns:
             raise InvalidQuery(f"table {table.name} has no column {column!r}")
     rules = RULES[dialect]
-    tree = parse_predicate(predicate, table)
+    try:
+        tree = parse_predicate(predicate, table)
+    except RecursionError:
+        raise InvalidQuery("scan predicate nests too deeply to be read") from None
     pushed, params = translate_release_filter(table, mapping, release_filter, rules)
     if release_conditions is not None:
         pushed.extend(release_conditions[0])
@@ -144,7 +147,7 @@ def plan_scan(
         text = conjunct.sql("duckdb")
         try:
             pushed.append(translator.translate(conjunct))
-        except Untranslatable:
+        except (Untranslatable, RecursionError):  # too deep: the broker applies it
             scan.residual.append(text)
             continue
         params.extend(translator.params)
@@ -235,9 +238,13 @@ class _Translator:
         _check_understood(node)
         node = _without_flags(node.unnest())
         if isinstance(node, (exp.And, exp.Or)):
-            return node.__class__(
-                this=self.translate(node.this), expression=self.translate(node.expression)
-            )
+            # a chain (a OR b OR c ...) one term at a time, not one recursion a term
+            kind = type(node)
+            terms = [self.translate(term) for term in node.flatten()]
+            chained = terms[0]
+            for term in terms[1:]:
+                chained = kind(this=chained, expression=term)
+            return chained
         if isinstance(node, exp.Not):
             inner = _Translator(
                 self.table, self.mapping, self.rules, bad_rows_withheld=self.bad_rows_withheld

@@ -9,8 +9,10 @@ the audit record the pipeline filled in (``broker.record``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -69,15 +71,29 @@ class QueryPipeline:
         self.mask_secret = mask_secret
         self.merger = Merger(federation)
         self.views: ViewCache = {}  # secure views built for this policy
+        # Parse, policy and planning run here, off the event loop and apart
+        # from the default executor (the audit writer's): a heavy query then
+        # stalls neither health checks nor other partners' queries.
+        # One partner holds all but one of them at most: its further queries
+        # wait their turn on the loop, so another partner's always has one.
+        self._preparing = ThreadPoolExecutor(
+            max_workers=self.limits.prepare_threads, thread_name_prefix="accord-prepare"
+        )
+        self._partner_share = max(self.limits.prepare_threads - 1, 1)
+        self._partner_slots: dict[str, asyncio.Semaphore] = {}
 
     def use_policies(self, policies: PolicySet) -> None:
         """Puts a reloaded policy in force; secure views are rebuilt from it."""
         self.policies, self.views = policies, {}
 
-    def prepare(
+    async def prepare(
         self, principal: Principal, request: broker_pb2.QueryRequest, query_id: str
     ) -> PreparedQuery:
-        return prepare_query(
+        """``prepare_query`` in the pipeline's own thread pool. The policy and
+        its views are read here, on the event loop where reloads happen, so
+        one query is prepared under one policy."""
+        work = functools.partial(
+            prepare_query,
             request.sql,
             principal,
             self.policies.role_for(principal),
@@ -86,7 +102,16 @@ class QueryPipeline:
             case_ref=request.case_ref,
             ref_prefix=f"q{query_id[:8]}_ref",
             cache=self.views,
+            shape=self.limits.shape,
         )
+        name = principal.partner.name
+        slots = self._partner_slots.setdefault(name, asyncio.Semaphore(self._partner_share))
+        async with slots:
+            return await asyncio.get_running_loop().run_in_executor(self._preparing, work)
+
+    def close(self) -> None:
+        """Stops the preparing threads (a query being prepared finishes)."""
+        self._preparing.shutdown(wait=False, cancel_futures=True)
 
     def deadline(self, request: broker_pb2.QueryRequest) -> tuple[float, float]:
         """(the query's deadline, the scans' deadline), as monotonic times.
@@ -115,7 +140,7 @@ class QueryPipeline:
         started = time.monotonic()
         query_id = record.query_id if record is not None else new_query_id()
         deadline, scans_deadline = self.deadline(request)
-        prepared = self.prepare(principal, request, query_id)
+        prepared = await self.prepare(principal, request, query_id)
         if record is not None:
             record.planned(prepared)
         if streamable(prepared):
@@ -137,7 +162,7 @@ class QueryPipeline:
         started = time.monotonic()
         query_id = new_query_id()
         deadline, scans_deadline = self.deadline(request)
-        prepared = self.prepare(principal, request, query_id)
+        prepared = await self.prepare(principal, request, query_id)
         return await self._merged(
             principal, request, prepared, query_id, started, deadline, scans_deadline
         )
@@ -213,7 +238,7 @@ class QueryPipeline:
     ) -> broker_pb2.ExplainResponse:
         query_id = record.query_id if record is not None else new_query_id()
         _, scans_deadline = self.deadline(request)
-        prepared = self.prepare(principal, request, query_id)
+        prepared = await self.prepare(principal, request, query_id)
         if record is not None:
             record.planned(prepared)
         plan = prepared.plan

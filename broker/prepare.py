@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
+from accord.errors import InvalidQuery
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
 from broker.policy.aggregate import add_person_count, check_aggregate_query
@@ -27,12 +28,13 @@ from broker.policy.rewrite import (
     bind_principal,
     qualify_for_role,
 )
-from broker.validate import parse_query
+from broker.validate import parse_query, too_deep_message
 
 if TYPE_CHECKING:
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.model import Role
+    from broker.settings import QueryShape
 
 
 @dataclass
@@ -59,11 +61,36 @@ def prepare_query(
     case_ref: str,
     ref_prefix: str = "ref",
     cache: ViewCache | None = None,
+    shape: QueryShape | None = None,
+) -> PreparedQuery:
+    """Every step; a RecursionError in any of them (the shape limits should
+    prevent one) is the caller's query nesting too deeply: INVALID_ARGUMENT,
+    with no traceback kept."""
+    try:
+        return _prepare(
+            sql, principal, role, federation, purpose, case_ref, ref_prefix, cache, shape
+        )
+    except RecursionError:
+        raise InvalidQuery(too_deep_message(shape)) from None
+
+
+def _prepare(
+    sql: str,
+    principal: Principal,
+    role: Role,
+    federation: Federation,
+    purpose: str,
+    case_ref: str,
+    ref_prefix: str,
+    cache: ViewCache | None,
+    shape: QueryShape | None,
 ) -> PreparedQuery:
     admit(role, purpose, case_ref)
     view = RoleView(role, principal, federation, cache)
     schema = view.schema()
-    tree = parse_query(sql, set(schema), known_tables=set(federation.tables), role=role.name)
+    tree = parse_query(
+        sql, set(schema), known_tables=set(federation.tables), role=role.name, shape=shape
+    )
     validated = tree.sql(dialect="duckdb")
     tree = qualify_for_role(tree, view)
     touched = _tables_touched(tree)

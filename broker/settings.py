@@ -38,7 +38,26 @@ SETTINGS = (
     Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
     Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
     Setting("audit_file_mb", 64, "size at which an audit file rotates (it also rotates daily)"),
+    Setting("max_query_depth", 24, "nesting of one query: parentheses, subqueries, CASE, NOT"),
+    Setting("max_query_nodes", 5000, "terms (syntax-tree nodes) in one query"),
+    Setting("max_in_list", 1000, "values in one IN list"),
+    Setting("max_set_arms", 32, "arms of a query's UNION, INTERSECT and EXCEPT, together"),
+    Setting("max_joins", 16, "joins in one query"),
+    Setting("prepare_threads", 4, "threads that parse and plan queries (one partner: all but one)"),
 )
+
+
+@dataclass(frozen=True)
+class QueryShape:
+    """How big a query may be before it is parsed further: the parser, the
+    policy rewrite and the planner cost more than the query's length, and
+    recurse, so a short pathological text could stall or crash them."""
+
+    max_depth: int = 24
+    max_nodes: int = 5000
+    max_in_list: int = 1000
+    max_set_arms: int = 32
+    max_joins: int = 16
 
 
 @dataclass(frozen=True)
@@ -50,6 +69,8 @@ class Limits:
     max_result_rows: int
     max_result_bytes: int
     max_sql_bytes: int = 100_000
+    shape: QueryShape = QueryShape()
+    prepare_threads: int = 4
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,14 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
         max_result_rows=int(values["max_result_rows"]),
         max_result_bytes=int(values["max_result_bytes"]),
         max_sql_bytes=int(values["max_sql_bytes"]),
+        shape=QueryShape(
+            max_depth=int(values["max_query_depth"]),
+            max_nodes=int(values["max_query_nodes"]),
+            max_in_list=int(values["max_in_list"]),
+            max_set_arms=int(values["max_set_arms"]),
+            max_joins=int(values["max_joins"]),
+        ),
+        prepare_threads=int(values["prepare_threads"]),
     )
 
 

@@ -21,9 +21,12 @@ from sqlglot.optimizer.scope import traverse_scope
 from sqlglot.tokenizer_core import TokenType
 
 from accord.errors import InvalidQuery, PolicyDenied
+from broker.settings import QueryShape
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Sequence
+
+    from sqlglot.tokenizer_core import Token
 
 #: Longest SQL text accepted, in characters.
 MAX_SQL_CHARS = 100_000
@@ -237,6 +240,7 @@ def parse_query(
     catalog_tables: Collection[str],
     known_tables: Collection[str] = (),
     role: str = "",
+    shape: QueryShape | None = None,
 ) -> exp.Query:
     """Parses ``sql`` and checks it is one read-only query over the catalog.
 
@@ -248,9 +252,13 @@ def parse_query(
     """
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidQuery(f"the query is longer than {MAX_SQL_CHARS} characters")
+    shape = shape or QueryShape()
+    dialect = sqlglot.Dialect.get_or_raise("duckdb")
     try:
-        _check_commas(sql)
-        statements = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+        tokens = dialect.tokenize(sql)
+        _check_commas(tokens)
+        check_tokens(tokens, shape)
+        statements = [s for s in dialect.parser().parse(tokens, sql) if s is not None]
     except (ParseError, TokenError) as exc:
         raise InvalidQuery(f"syntax error: {_parse_message(exc)}") from exc
     if not statements:
@@ -263,6 +271,7 @@ def parse_query(
             f"only read-only queries (SELECT, WITH, UNION/INTERSECT/EXCEPT) are accepted, "
             f"not {_describe(tree)}"
         )
+    check_size(tree, shape)
     tree = normalize_identifiers(tree, dialect="duckdb")
     _check_shape(tree)
     _check_nodes(tree)
@@ -318,14 +327,13 @@ _LIST_ENDS = frozenset(
 )
 
 
-def _check_commas(sql: str) -> None:
+def _check_commas(tokens: Sequence[Token]) -> None:
     """A trailing comma (``SELECT a, FROM t``) or an empty item (``a,, b``).
 
     sqlglot drops both silently, so the query that would run is not the one
     written; DuckDB accepts the first. Refused: a list that ends early may be
     a column the caller forgot, and what runs must be what the caller sent.
     """
-    tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql)
     for token, following in zip(tokens, [*tokens[1:], None], strict=False):
         if token.token_type != TokenType.COMMA:
             continue
@@ -335,6 +343,94 @@ def _check_commas(sql: str) -> None:
             raise InvalidQuery(f"syntax error: a trailing comma before {after} {where}")
         if following.token_type == TokenType.COMMA:
             raise InvalidQuery(f"syntax error: an empty item between two commas {where}")
+
+
+#: Tokens that open and close a nesting level the parser recurses into.
+_OPENERS = frozenset({TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE})
+_CLOSERS = frozenset({TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END})
+#: Prefix operators: each of a run is one more level (``NOT NOT NOT x``).
+_PREFIXES = frozenset({TokenType.NOT, TokenType.DASH, TokenType.PLUS, TokenType.TILDE})
+#: Tokens that make no node of their own.
+_PUNCTUATION = frozenset(
+    {*_OPENERS, *_CLOSERS, TokenType.COMMA, TokenType.DOT, TokenType.SEMICOLON} - {TokenType.CASE}
+)
+_SET_TOKENS = frozenset({TokenType.UNION, TokenType.INTERSECT, TokenType.EXCEPT})
+
+_NESTING = "parentheses, subqueries, CASE and NOT"
+
+
+def check_tokens(tokens: Sequence[Token], shape: QueryShape) -> None:
+    """Refuses a query too deep or too big before the parser sees it.
+
+    sqlglot's tokenizer is linear, its parser recursive (one level of Python
+    recursion or more per parenthesis, subquery, CASE or NOT) and the policy
+    rewrite costs more than the query's length: these bounds hold a text
+    within the length limit to what parses and rewrites in milliseconds.
+    """
+    depth = run = deepest = terms = 0
+    arms = 1
+    for token in tokens:
+        kind = token.token_type
+        run = run + 1 if kind in _PREFIXES else 0
+        if kind in _OPENERS:
+            depth += 1
+        elif kind in _CLOSERS:
+            depth = max(depth - 1, 0)
+        deepest = max(deepest, depth + run)
+        if deepest > shape.max_depth:
+            raise InvalidQuery(_too_deep(shape, token))
+        terms += kind not in _PUNCTUATION
+        arms += kind in _SET_TOKENS
+    if terms > shape.max_nodes:
+        raise InvalidQuery(
+            f"the query has {terms} terms, over the limit of {shape.max_nodes} "
+            "(ACCORD_MAX_QUERY_NODES); use IN lists or fewer conditions"
+        )
+    if arms > shape.max_set_arms:
+        raise InvalidQuery(
+            f"the query has {arms} arms of UNION/INTERSECT/EXCEPT, over the limit of "
+            f"{shape.max_set_arms} (ACCORD_MAX_SET_ARMS)"
+        )
+
+
+def _too_deep(shape: QueryShape, token: Token | None = None) -> str:
+    where = f" at line {token.line}, column {token.col}" if token is not None else ""
+    return (
+        f"the query nests deeper than {shape.max_depth} levels ({_NESTING}){where}, "
+        f"over the limit (ACCORD_MAX_QUERY_DEPTH); flatten it"
+    )
+
+
+def check_size(tree: exp.Expr, shape: QueryShape) -> None:
+    """The parsed tree's exact size: nodes, IN-list lengths, joins (one
+    iterative walk; what the token count could only estimate)."""
+    nodes = joins = 0
+    for node in tree.walk():
+        nodes += 1
+        if isinstance(node, exp.In) and len(node.expressions) > shape.max_in_list:
+            raise InvalidQuery(
+                f"an IN list has {len(node.expressions)} values, over the limit of "
+                f"{shape.max_in_list} (ACCORD_MAX_IN_LIST); split the query or narrow it"
+            )
+        joins += isinstance(node, exp.Join)
+    if nodes > shape.max_nodes:
+        raise InvalidQuery(
+            f"the query has {nodes} syntax nodes, over the limit of {shape.max_nodes} "
+            "(ACCORD_MAX_QUERY_NODES); use IN lists or fewer conditions"
+        )
+    if joins > shape.max_joins:
+        raise InvalidQuery(
+            f"the query has {joins} joins, over the limit of {shape.max_joins} (ACCORD_MAX_JOINS)"
+        )
+
+
+def too_deep_message(shape: QueryShape | None = None) -> str:
+    """What a caller is told when a step still recursed too deeply."""
+    shape = shape or QueryShape()
+    return (
+        f"the query nests too deeply for the broker to analyse ({_NESTING}; the limit is "
+        f"{shape.max_depth} levels, ACCORD_MAX_QUERY_DEPTH); flatten it"
+    )
 
 
 def _whole_number(node: exp.Expr | None) -> bool:

@@ -331,3 +331,22 @@ def test_a_flag_the_translator_does_not_reproduce_is_never_pushed(bc, node, flag
 def test_date_literals_python_reads_otherwise_than_duckdb_stay_in_the_broker(bc, literal):
     # Python's fromisoformat reads '18991231' as a date; DuckDB's TRY_CAST gives NULL
     assert scan(bc, f"NOT birth_date = {literal}").residual
+
+
+@pytest.mark.parametrize("op", ["OR", "AND"])
+def test_a_long_chain_translates_without_recursing(bc, op):
+    """A 1,000-term OR crashed the translation with a RecursionError."""
+    predicate = f" {op} ".join(f"surname = 's{i}'" for i in range(1000))
+    s = scan(bc, predicate)
+    assert len(s.params) == 1000 and not s.residual
+    assert s.sql.count(f" {op} ") >= 999
+
+
+def test_too_deep_a_conjunct_is_left_to_the_broker(bc):
+    """Nesting the translator would recurse too deeply into stays residual."""
+    predicate = "NOT (" * 400 + "surname = 'a'" + ")" * 400
+    try:
+        s = scan(bc, predicate)
+    except InvalidQuery:
+        return  # refused outright by the predicate parser: also not a crash
+    assert s.residual and not s.pushed

@@ -13,7 +13,6 @@ unreachable server fails the run; elsewhere it skips with the reason.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, ClassVar
 
 import duckdb
@@ -26,7 +25,10 @@ from accord.v1 import adapter_pb2
 from accord.workdir import DEFAULT_FEDERATION
 from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.server import scan
-from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.integration.servers import (
+    scratch_mariadb,
+    scratch_postgres,
+)
 from tests.scans import read_scan
 
 if TYPE_CHECKING:
@@ -189,24 +191,13 @@ class TestPostgres(BackendSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, generated):
-        import psycopg
-
         from adapters.backends.postgres import PostgresBackend
 
-        name = f"accord_suite_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            unreachable("PostgreSQL", exc)
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            write_postgres(FEDERATION, SOURCE, generated, f"{PG_SERVER}/{name}")
-            backend = PostgresBackend(SOURCE, f"{PG_SERVER}/{name}")
+        with scratch_postgres("accord_suite") as dsn:
+            write_postgres(FEDERATION, SOURCE, generated, dsn)
+            backend = PostgresBackend(SOURCE, dsn)
             yield backend
             backend.close()
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            admin.close()
 
 
 class TestMariaDB(BackendSuite):
@@ -216,24 +207,10 @@ class TestMariaDB(BackendSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, generated):
-        import mysql.connector
-
         from adapters.backends.mysql import MysqlBackend
 
-        name = f"accord_suite_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = mysql.connector.connect(
-                host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
-            )
-        except mysql.connector.Error as exc:
-            unreachable("MariaDB", exc)
-        cursor = admin.cursor()
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        try:
-            write_mysql(FEDERATION, SOURCE, generated, f"{MARIADB_SERVER}/{name}")
-            backend = MysqlBackend(SOURCE, f"{MARIADB_SERVER}/{name}")
+        with scratch_mariadb("accord_suite") as dsn:
+            write_mysql(FEDERATION, SOURCE, generated, dsn)
+            backend = MysqlBackend(SOURCE, dsn)
             yield backend
             backend.close()
-        finally:
-            cursor.execute(f"DROP DATABASE `{name}`")
-            admin.close()

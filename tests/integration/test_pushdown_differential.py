@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
-import uuid
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -52,7 +51,10 @@ from accord.federation import (
 from accord.v1 import adapter_pb2
 from adapters.server import scan
 from broker.planner import plan_query
-from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.integration.servers import (
+    scratch_mariadb,
+    scratch_postgres,
+)
 from tests.scans import read_scan
 
 if TYPE_CHECKING:
@@ -424,14 +426,8 @@ def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data
 
     from adapters.backends.postgres import PostgresBackend
 
-    name = f"accord_diff_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        unreachable("PostgreSQL", exc)
-    admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        writer = psycopg.connect(f"{PG_SERVER}/{name}", autocommit=True)
+    with scratch_postgres("accord_diff") as dsn:
+        writer = psycopg.connect(dsn, autocommit=True)
         writer.execute(_create_table("postgres", lambda n: f'"{n}"'))
         marks = ", ".join(["%s"] * len(PHYSICAL))
 
@@ -440,13 +436,10 @@ def postgres_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Data
                 cur.execute('DELETE FROM "PRS_T"')
                 cur.executemany(f'INSERT INTO "PRS_T" VALUES ({marks})', rows)
 
-        backend = PostgresBackend("T", f"{PG_SERVER}/{name}")
+        backend = PostgresBackend("T", dsn)
         yield backend, write
         backend.close()
         writer.close()
-    finally:
-        admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
 
 
 @contextlib.contextmanager
@@ -455,18 +448,9 @@ def mariadb_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datab
 
     from adapters.backends.mysql import MysqlBackend
 
-    name = f"accord_diff_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = mysql.connector.connect(
-            host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
-        )
-    except mysql.connector.Error as exc:
-        unreachable("MariaDB", exc)
-    cursor = admin.cursor()
-    cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-    try:
+    with scratch_mariadb("accord_diff") as dsn:
         writer = mysql.connector.connect(
-            host="127.0.0.1", port=3306, user="root", password="", database=name
+            host="127.0.0.1", port=3306, user="root", password="", database=dsn.rsplit("/", 1)[1]
         )
         wcur = writer.cursor()
         # as the datagen writer does: the collation real systems use
@@ -480,13 +464,10 @@ def mariadb_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Datab
                 wcur.executemany(f"INSERT INTO `PRS_T` VALUES ({marks})", rows)
             writer.commit()
 
-        backend = MysqlBackend("T", f"{MARIADB_SERVER}/{name}")
+        backend = MysqlBackend("T", dsn)
         yield backend, write
         backend.close()
         writer.close()
-    finally:
-        cursor.execute(f"DROP DATABASE `{name}`")
-        admin.close()
 
 
 OPENERS = {"sqlite": sqlite_database, "postgresql": postgres_database, "mysql": mariadb_database}

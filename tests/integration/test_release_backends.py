@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import random
-import uuid
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +34,10 @@ from adapters.datagen import generate, write_mysql, write_postgres, write_sqlite
 from adapters.release import release_problems
 from adapters.server import scan
 from tests.integration.oracle import person_of
-from tests.integration.servers import MARIADB_SERVER, PG_SERVER, unreachable
+from tests.integration.servers import (
+    scratch_mariadb,
+    scratch_postgres,
+)
 from tests.scans import read_scan
 
 if TYPE_CHECKING:
@@ -255,24 +257,13 @@ class TestPostgres(ReleaseSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, logical) -> Iterator[Backend]:
-        import psycopg
-
         from adapters.backends.postgres import PostgresBackend
 
-        name = f"accord_release_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True, connect_timeout=5)
-        except psycopg.OperationalError as exc:
-            unreachable("PostgreSQL", exc)
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            write_postgres(BASE, SOURCE, logical, f"{PG_SERVER}/{name}")
-            backend = PostgresBackend(SOURCE, f"{PG_SERVER}/{name}")
+        with scratch_postgres("accord_release") as dsn:
+            write_postgres(BASE, SOURCE, logical, dsn)
+            backend = PostgresBackend(SOURCE, dsn)
             yield backend
             backend.close()
-        finally:
-            admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-            admin.close()
 
 
 class TestMariaDB(ReleaseSuite):
@@ -281,24 +272,10 @@ class TestMariaDB(ReleaseSuite):
     @pytest.fixture(scope="class")
     @classmethod
     def backend(cls, logical) -> Iterator[Backend]:
-        import mysql.connector
-
         from adapters.backends.mysql import MysqlBackend
 
-        name = f"accord_release_{uuid.uuid4().hex[:8]}"
-        try:
-            admin = mysql.connector.connect(
-                host="127.0.0.1", port=3306, user="root", password="", connection_timeout=5
-            )
-        except mysql.connector.Error as exc:
-            unreachable("MariaDB", exc)
-        cursor = admin.cursor()
-        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
-        try:
-            write_mysql(BASE, SOURCE, logical, f"{MARIADB_SERVER}/{name}")
-            backend = MysqlBackend(SOURCE, f"{MARIADB_SERVER}/{name}")
+        with scratch_mariadb("accord_release") as dsn:
+            write_mysql(BASE, SOURCE, logical, dsn)
+            backend = MysqlBackend(SOURCE, dsn)
             yield backend
             backend.close()
-        finally:
-            cursor.execute(f"DROP DATABASE `{name}`")
-            admin.close()

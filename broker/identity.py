@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 #: Longest organization (O) an X.509 certificate subject may carry (RFC 5280).
 MAX_ORGANIZATION = 64
+#: Longest end user: an account name or address, as the partner vouches for it.
+MAX_END_USER = 200
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,7 @@ class PartnerRegistry:
             fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
             serial=cert.serial_number,
             not_after=cert.not_valid_after_utc,
-            end_user=end_user[:200],
+            end_user=end_user[:MAX_END_USER],
         )
 
 

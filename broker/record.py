@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from accord.errors import AuditWriteError, grpc_status, scan_outcome
+from broker.identity import MAX_END_USER
 from broker.outcome import SourceTotals, totals_by_source
+from broker.policy.admission import MAX_CASE_REF, MAX_PURPOSE
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -42,9 +44,17 @@ if TYPE_CHECKING:
 #: What a record keeps of a field longer than its limit: this many characters.
 AUDIT_PREFIX = 200
 TRUNCATED = "…[truncated]"
+#: Longest error message a refusal carries or a record keeps (a caller's
+#: metadata limit is 16 KiB).
+MAX_PUBLIC_MESSAGE = 1000
 #: Limits of the fields a record keeps whole (admission refuses longer ones);
 #: sql's is the ``max_sql_bytes`` setting, passed to :meth:`QueryRecord.open`.
-FIELD_LIMITS = {"purpose": 64, "case_ref": 64, "end_user": 200, "error": 1000}
+FIELD_LIMITS = {
+    "purpose": MAX_PURPOSE,
+    "case_ref": MAX_CASE_REF,
+    "end_user": MAX_END_USER,
+    "error": MAX_PUBLIC_MESSAGE,
+}
 
 
 def bounded(value: str, limit: int, truncated: dict[str, int], name: str) -> str:
@@ -93,7 +103,7 @@ class QueryRecord:
         principal: Principal,
         request: broker_pb2.QueryRequest | None,
         started: float,
-        max_sql_bytes: int = 100_000,
+        max_sql_bytes: int,
     ) -> QueryRecord:
         """A record for a call that arrived at ``started`` (monotonic); its
         fields bounded. ``request`` None: the call's body did not decode."""

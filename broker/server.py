@@ -34,9 +34,10 @@ from accord.errors import AccordError, AuditWriteError, ConfigError, InvalidQuer
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
+from broker.identity import MAX_END_USER
 from broker.policy.admission import admitted_case_ref, admitted_purpose
 from broker.readiness import Readiness
-from broker.record import QueryRecord, bounded, write_audit
+from broker.record import MAX_PUBLIC_MESSAGE, QueryRecord, bounded, write_audit
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -51,11 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("accord.broker")
 
 SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
-
-#: Longest end user: an account name or address, as the partner vouches for it.
-MAX_END_USER = 200
-#: Longest message a refusal carries (a caller's metadata limit is 16 KiB).
-MAX_PUBLIC_MESSAGE = 1000
 
 
 @dataclasses.dataclass(frozen=True)

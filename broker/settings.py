@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 from accord.errors import ConfigError
+from broker.breaker import MIN_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ SETTINGS = (
     Setting("max_result_bytes", 1024**3, "Arrow bytes in one answer"),
     Setting(
         "source_min_timeout_s",
-        1.0,
+        MIN_TIMEOUT_S,
         "shortest scan deadline whose timeout counts against a source's circuit breaker",
     ),
     Setting("max_sql_bytes", 100_000, "UTF-8 bytes of SQL in one request (refused beyond)"),

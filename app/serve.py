@@ -254,6 +254,7 @@ async def _serve_broker(
     pruning.cancel()
     await server.stop(SHUTDOWN_GRACE_S)
     await clients.close()
+    pipeline.close()
     await write_audit({"event": "stop"}, audit, metrics)
     audit.close()  # a last signed checkpoint
     log.info("broker stopped")

@@ -200,8 +200,9 @@ def scan(
     stored value, not to the NULL the broker sees; a row with such a value in
     a column of the release filter is withheld (and counted), so a bad value
     can never let a row through that the filter would have withheld. Pushed
-    predicates need no such care: the broker applies every one of them again
-    to the logical values.
+    predicates judge a bad value as the NULL it reads as where SQL can tell
+    (``adapters.translate``), only narrow the scan where it cannot, and the
+    broker applies every one of them again to the logical values.
     """
     mapping = source.tables.get(request.table)
     release = source.release.get(request.table)

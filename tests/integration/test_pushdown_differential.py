@@ -13,8 +13,9 @@ boundary dates and integers). On SQLite, PostgreSQL and MariaDB alike:
   (superset), are exactly the rows DuckDB keeps from the unfiltered scan;
 - a LIMIT the adapter pushes returns that many of those rows;
 - a release filter the adapter accepts sends exactly the rows DuckDB's
-  evaluation of the filter keeps (a filter it cannot apply exactly is
-  refused, which is safe).
+  evaluation of the filter keeps, less the rows with a bad stored value in a
+  column the filter reads (withheld); a filter it cannot apply exactly is
+  refused, which is safe.
 
 The table is purpose-built (its own physical names, codes and date
 formats), written afresh for every example through a writer connection;
@@ -32,7 +33,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 import sqlglot
-from hypothesis import HealthCheck, event, given, reject, settings
+from hypothesis import HealthCheck, event, example, given, reject, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
@@ -376,6 +377,19 @@ def test_pushdown_keeps_exactly_the_rows_duckdb_keeps(database, rows, predicate,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(rows=physical_rows, row_filter=predicates)
+# Found by CI: the filter keeps the row (name IS NULL), but the date it also
+# reads is bad, so the row is withheld.
+@example(
+    rows=[
+        (0, None, None, None, None, None, None, None),
+        (1, None, None, "19760931", None, None, None, None),
+    ],
+    row_filter="NOT (NOT ((name IS NULL) OR (born = DATE '1000-01-01')))",
+)
+@example(
+    rows=[(0, "a", "A", None, None, None, None, None), (1, "b", "Q", None, None, None, None, None)],
+    row_filter="status IS NULL OR name = 'b'",
+)
 def test_release_filter_sends_exactly_the_rows_it_names(database, rows, row_filter):
     kind, backend, write = database
     write(rows)
@@ -387,7 +401,34 @@ def test_release_filter_sends_exactly_the_rows_it_names(database, rows, row_filt
         event("release filter refused")
         return  # refused: this database cannot apply it exactly, so nothing is sent
     event("release filter applied")
-    assert where(got) == expected, header.physical_sql
+    held = _without_bad_values(expected, rows, row_filter)
+    if held != expected:
+        event("release filter withheld a row with a bad value")
+    assert where(got) == held, header.physical_sql
+
+
+def _without_bad_values(
+    kept: list[tuple[Any, ...]], stored: list[tuple[Any, ...]], row_filter: str
+) -> list[tuple[Any, ...]]:
+    """``kept`` less the rows where a column ``row_filter`` reads held a bad value.
+
+    The database judged the stored text, not the NULL the broker reads, so
+    the adapter withholds such a row whatever the filter said of it. A value
+    is bad when it was stored (not NULL) but reads as NULL.
+    """
+    read = {c.name for c in sqlglot.parse_one(row_filter, read="duckdb").find_all(exp.Column)}
+    by_pid = {row[0]: row for row in stored}
+    logical = list(TABLE.columns)
+
+    def bad(row: tuple[Any, ...]) -> bool:
+        physical = by_pid[row[0]]
+        for column in read & set(MAPPING.columns):
+            at = PHYSICAL.index(MAPPING.columns[column].physical)
+            if physical[at] is not None and row[logical.index(column)] is None:
+                return True
+        return False
+
+    return [row for row in kept if not bad(row)]
 
 
 def _create_table(kind: str, quote: Callable[[str], str], options: str = "") -> str:

@@ -104,6 +104,10 @@ class ResourceExhausted(AccordError):
     pass
 
 
+class ClientCancelled(AccordError):
+    """The client cancelled its call (or its deadline passed) mid-answer."""
+
+
 class AuditWriteError(AccordError):
     """The audit trail could not record durably: the query must not proceed."""
 
@@ -147,6 +151,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     ScanCancelled: ErrorKind(_S.UNAVAILABLE, "unavailable", "cancelled"),
     ResourceExhausted: ErrorKind(_S.RESOURCE_EXHAUSTED, "exhausted", "exhausted"),
     AuditWriteError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
+    ClientCancelled: ErrorKind(_S.CANCELLED, "cancelled", "cancelled"),
 }
 
 #: What a caller reads when the fault is the broker's own: the details stay

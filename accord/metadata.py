@@ -1,6 +1,10 @@
-"""gRPC metadata keys a partner's client sets on its calls to the broker."""
+"""gRPC metadata keys of calls to the broker."""
 
 from __future__ import annotations
 
 #: The person at the partner who asked (audited; the partner vouches for it).
 END_USER_METADATA = "x-accord-end-user"
+#: Sent by the broker as initial metadata of a query once it knows the
+#: caller, before any work: the id its audit records carry, so a client can
+#: quote it even for a query that fails or that it cancels.
+QUERY_ID_METADATA = "x-accord-query-id"

@@ -31,7 +31,7 @@ from broker.settings import Limits, load_limits
 from broker.stream import StreamedQuery, streamable
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncGenerator
 
     import pyarrow as pa
 
@@ -133,7 +133,7 @@ class QueryPipeline:
         principal: Principal,
         request: broker_pb2.QueryRequest,
         record: QueryRecord | None = None,
-    ) -> AsyncIterator[broker_pb2.QueryResponse]:
+    ) -> AsyncGenerator[broker_pb2.QueryResponse, None]:
         """The response stream of one query: streamed batch by batch where the
         query allows it (``broker.stream``), else merged whole. ``record``
         receives what the audit needs as soon as it is known."""

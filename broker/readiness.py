@@ -42,6 +42,7 @@ class Readiness:
         self.problem: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def audit_failed(self) -> None:
         """A record could not be written: probe now rather than at the next tick."""
@@ -65,16 +66,24 @@ class Readiness:
         self._task = asyncio.create_task(self._run(), name="readiness")
 
     async def stop(self) -> None:
+        """Stops the probing. Python 3.11's ``wait_for`` drops a cancel that
+        lands as the wake-up it waits for fires (a failed audit write just
+        before a stop), so the loop also checks a flag rather than rely on
+        the cancel alone."""
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.interval_s)
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.check()
             except Exception:  # a probe must never stop the probing

@@ -3,9 +3,19 @@
 The servicer opens a :class:`QueryRecord` when a call's caller is known; the
 pipeline fills in what it planned (:meth:`QueryRecord.planned`) and what each
 source did (:meth:`QueryRecord.fetched`) as soon as each is known, so a query
-that fails half-way is still recorded with everything it touched; the
-servicer closes it with the trailer or the error and writes it
-(:func:`write_audit`) before the answer completes: no record, no answer.
+that fails half-way is still recorded with everything it touched.
+
+A query is written (:func:`write_audit`) as one or two chained records:
+
+- refused, failed or cancelled before anything of its answer left: one
+  ``query`` record (:meth:`QueryRecord.as_dict`) with how it ended;
+- answered: a ``query`` record with outcome ``STARTED``
+  (:meth:`QueryRecord.access`), durable before the answer's first message
+  leaves (a query whose access cannot be recorded is not answered), then a
+  ``query_end`` record (:meth:`QueryRecord.completion`) with the rows that
+  left, what each source did and how it ended: ``OK`` before the trailer
+  leaves, or the error, or ``CANCELLED`` with ``cancelled_after_rows`` when
+  the client went away mid-answer.
 
 A record holds who, why, what and how it went; never result data. Every
 text a caller sent is kept bounded (:func:`bounded`): a field longer than the
@@ -24,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from accord.errors import AuditWriteError, grpc_status, scan_outcome
+from accord.errors import AuditWriteError, ClientCancelled, grpc_status, scan_outcome
 from broker.identity import MAX_END_USER
 from broker.outcome import SourceTotals, totals_by_source
 from broker.policy.admission import MAX_CASE_REF, MAX_PURPOSE
@@ -47,6 +57,9 @@ TRUNCATED = "…[truncated]"
 #: Longest error message a refusal carries or a record keeps (a caller's
 #: metadata limit is 16 KiB).
 MAX_PUBLIC_MESSAGE = 1000
+#: The outcome of a query's access record: its answer began; how it ended is
+#: in the ``query_end`` record of the same ``query_id``.
+STARTED = "STARTED"
 #: Limits of the fields a record keeps whole (admission refuses longer ones);
 #: sql's is the ``max_sql_bytes`` setting, passed to :meth:`QueryRecord.open`.
 FIELD_LIMITS = {
@@ -80,6 +93,7 @@ class Plan:
     tables: dict[str, list[str]]  # table -> columns read
     masks: list[str]
     row_filters: list[str]
+    sources: list[str]  # the sources it asks
 
 
 @dataclass
@@ -135,6 +149,7 @@ class QueryRecord:
             tables={table: sorted(columns) for table, columns in touched.items()},
             masks=list(prepared.masks),
             row_filters=list(prepared.row_filters),
+            sources=sorted({s.source for ref in prepared.plan.references for s in ref.scans}),
         )
 
     def fetched(self, results: list[ScanResult]) -> None:
@@ -143,35 +158,86 @@ class QueryRecord:
     def as_dict(
         self, trailer: broker_pb2.QueryTrailer | None, error: BaseException | None
     ) -> dict[str, Any]:
-        """The record as written, closed by the answer's trailer (None when the
-        query failed before it) or by the error it failed with."""
-        partner = self.principal.partner
-        status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
-        visible = {s.source: s.rows for s in trailer.sources} if trailer is not None else {}
+        """The one record of a query none of whose answer left (refused,
+        failed or cancelled first), or of an explain: who, what, how it ended."""
         cut = dict(self.truncated)
-        end_user = bounded(self.principal.end_user, FIELD_LIMITS["end_user"], cut, "end_user")
-        message = bounded(message, FIELD_LIMITS["error"], cut, "error")
-        planned: dict[str, Any] = {}
-        if self.plan is not None:
-            planned = {
-                "rewritten_sql_sha256": self.plan.rewritten_sql_sha256,
-                "tables": self.plan.tables,
-                "masks": self.plan.masks,
-                "row_filters": self.plan.row_filters,
-            }
         return {
             "event": self.event,
             "query_id": self.query_id,
-            **planned,
+            **self._planned(),
+            **self._caller(cut),
+            **self._request(),
+            **self._ending(trailer, error, trailer.rows if trailer is not None else 0, cut),
+            **({"truncated": cut} if cut else {}),
+        }
+
+    def access(self) -> dict[str, Any]:
+        """The record written before the answer's first message: who asked,
+        why, and what the answer reads (outcome :data:`STARTED`)."""
+        cut = dict(self.truncated)
+        return {
+            "event": self.event,
+            "query_id": self.query_id,
+            **self._planned(),
+            **self._caller(cut),
+            **self._request(),
+            "outcome": STARTED,
+            **({"truncated": cut} if cut else {}),
+        }
+
+    def completion(
+        self,
+        trailer: broker_pb2.QueryTrailer | None,
+        error: BaseException | None,
+        rows_sent: int,
+    ) -> dict[str, Any]:
+        """The ``query_end`` record of an answer whose access was recorded:
+        the rows that left (``rows_returned``), each source, how it ended."""
+        cut: dict[str, int] = {}
+        ended = {
+            "event": f"{self.event}_end",
+            "query_id": self.query_id,
+            **self._caller(cut),
+            **self._ending(trailer, error, rows_sent, cut),
+        }
+        if isinstance(error, ClientCancelled):
+            ended["cancelled_after_rows"] = rows_sent
+        return {**ended, **({"truncated": cut} if cut else {})}
+
+    def _planned(self) -> dict[str, Any]:
+        if self.plan is None:
+            return {}
+        return {
+            "rewritten_sql_sha256": self.plan.rewritten_sql_sha256,
+            "tables": self.plan.tables,
+            "masks": self.plan.masks,
+            "row_filters": self.plan.row_filters,
+        }
+
+    def _caller(self, cut: dict[str, int]) -> dict[str, Any]:
+        partner = self.principal.partner
+        return {
             "partner": partner.name,
             "organization": partner.organization,
             "role": partner.role,
             "certificate_sha256": self.principal.fingerprint,
             "certificate_serial": str(self.principal.serial),
-            "end_user": end_user,
-            "purpose": self.purpose,
-            "case_ref": self.case_ref,
-            "sql": self.sql,
+            "end_user": bounded(self.principal.end_user, FIELD_LIMITS["end_user"], cut, "end_user"),
+        }
+
+    def _request(self) -> dict[str, Any]:
+        return {"purpose": self.purpose, "case_ref": self.case_ref, "sql": self.sql}
+
+    def _ending(
+        self,
+        trailer: broker_pb2.QueryTrailer | None,
+        error: BaseException | None,
+        rows: int,
+        cut: dict[str, int],
+    ) -> dict[str, Any]:
+        status, message = grpc_status(error) if error is not None else (grpc.StatusCode.OK, "")
+        visible = {s.source: s.rows for s in trailer.sources} if trailer is not None else {}
+        return {
             # Each source contacted: how its scans ended, what it sent (hidden
             # rows included: the operators' business, never the caller's), and
             # how many of its rows the caller's views held.
@@ -190,13 +256,12 @@ class QueryRecord:
                 }
                 for code, t in sorted(self.sources.items())
             ],
-            "rows_returned": trailer.rows if trailer is not None else 0,
+            "rows_returned": rows,
             "groups_suppressed": trailer.suppressed_groups if trailer is not None else 0,
             "partial": trailer.partial if trailer is not None else False,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "outcome": status.name,
-            "error": message,
-            **({"truncated": cut} if cut else {}),
+            "error": bounded(message, FIELD_LIMITS["error"], cut, "error"),
         }
 
 
@@ -207,11 +272,15 @@ async def write_audit(
     readiness: Readiness | None = None,
 ) -> None:
     """Writes one audit record durably, counting it; or raises AuditWriteError,
-    counting the failure and making the broker probe its trail at once."""
+    counting the failure and making the broker probe its trail at once.
+
+    A write once begun is finished, even if the caller is cancelled while it
+    waits (a cancelled thread-pool job that had not started would otherwise
+    never run): the caller then has to take the record as written."""
     if audit is None:
         return
     try:
-        await asyncio.to_thread(audit.append, dict(record))
+        await asyncio.shield(asyncio.to_thread(audit.append, dict(record)))
     except AuditWriteError:
         if metrics is not None:
             metrics.audit_write_failures.inc()

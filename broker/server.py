@@ -18,6 +18,8 @@ like any refusal). Errors are mapped to (status, public message) in one place
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -29,10 +31,17 @@ from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from accord import tls
-from accord.errors import AccordError, AuditWriteError, ConfigError, InvalidQuery, grpc_status
+from accord import ipc, tls
+from accord.errors import (
+    AccordError,
+    AuditWriteError,
+    ClientCancelled,
+    ConfigError,
+    InvalidQuery,
+    grpc_status,
+)
 from accord.logs import bind_query_id, current_query_id, new_query_id
-from accord.metadata import END_USER_METADATA
+from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.identity import MAX_END_USER
 from broker.policy.admission import admitted_case_ref, admitted_purpose
@@ -40,8 +49,9 @@ from broker.readiness import Readiness
 from broker.record import MAX_PUBLIC_MESSAGE, QueryRecord, bounded, write_audit
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import Callable
 
+    import pyarrow as pa
     from google.protobuf.message import Message
 
     from broker.audit.log import AuditLog
@@ -169,11 +179,14 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self,
         request: broker_pb2.QueryRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    ) -> AsyncIterator[broker_pb2.QueryResponse]:
+    ) -> None:
+        """Writes the answer with ``context.write`` (not as a generator): a
+        client's cancel then raises here, at the write it interrupts, and the
+        record is closed at once, not whenever a suspended generator is
+        collected."""
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
-            async for message in self._query(request, context, started, query_id):
-                yield message
+            await self._query(request, context, started, query_id)
 
     async def _query(
         self,
@@ -181,33 +194,68 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
         started: float,
         query_id: str,
-    ) -> AsyncIterator[broker_pb2.QueryResponse]:
+    ) -> None:
         principal = await self._principal(context, "Query")
         record = self._open("query", query_id, principal, request, started)
         done = _QueryDone(self.metrics, principal.partner.role, started)
-        trailer: broker_pb2.QueryTrailer | None = None
+        answer = _Answer(record)
         try:
+            await context.send_initial_metadata(((QUERY_ID_METADATA, query_id),))
             admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
             record.admitted(admitted)
-            async for message in self.pipeline.answer(principal, admitted, record):
-                if message.WhichOneof("payload") == "trailer":
-                    trailer = message.trailer
-                    # Audited and counted before the answer is complete: no
-                    # record, no trailer; and a caller that has its answer
-                    # finds it in the metrics.
-                    await self._record(record.as_dict(trailer, None))
-                    done(None, trailer)
-                yield message
+            messages = self.pipeline.answer(principal, admitted, record)
+            async with contextlib.aclosing(messages):  # a cancel stops the scans too
+                async for message in messages:
+                    await self._send(context, answer, message, done)
+        except asyncio.CancelledError:
+            # The client cancelled, its deadline passed, or the server stops.
+            cancelled = ClientCancelled(f"the call was cancelled after {answer.rows} rows")
+            done(cancelled, answer.trailer)
+            if (closing := answer.closing(cancelled)) is not None:
+                with contextlib.suppress(AccordError):  # nobody is left to tell
+                    await asyncio.shield(self._record(closing))
+            raise
         except Exception as exc:
-            done(exc, trailer)  # before the caller learns of it
-            if not isinstance(exc, AuditWriteError):
+            done(exc, answer.trailer)  # before the caller learns of it
+            closing = answer.closing(exc)
+            if closing is not None and not isinstance(exc, AuditWriteError):
                 try:
-                    await self._record(record.as_dict(trailer, exc))
+                    await self._record(closing)
                 except AuditWriteError as audit_error:
                     exc = audit_error
             await _abort(context, exc)
         finally:
-            done(None, trailer)  # the caller left mid-answer
+            done(None, answer.trailer)
+
+    async def _send(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        answer: _Answer,
+        message: broker_pb2.QueryResponse,
+        done: _QueryDone,
+    ) -> None:
+        """Writes one message of the answer, recording first what must be
+        durable before it leaves: the access before the first message, the
+        completion before the trailer."""
+        payload = message.WhichOneof("payload")
+        # Each flag is set before its write is awaited: a cancel that
+        # interrupts the wait does not stop the write, so the record that
+        # closes the query must take it as written.
+        if not answer.started:
+            answer.started = True
+            await self._record(answer.record.access())
+        if payload == "trailer":
+            answer.trailer, answer.ended = message.trailer, True
+            await self._record(answer.record.completion(message.trailer, None, answer.rows))
+            done(None, message.trailer)  # a caller that has its answer finds it counted
+        elif payload == "header":
+            answer.schema = ipc.schema_from_bytes(message.header.arrow_schema)
+        elif payload == "arrow_batch":
+            # Counted as it is handed over: a cancel may cut the write short
+            # after the client got it, so the record never counts fewer rows
+            # than left.
+            answer.rows += ipc.batch_from_bytes(message.arrow_batch, answer.schema).num_rows
+        await context.write(message)
 
     def _open(
         self,
@@ -284,6 +332,30 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 await _abort(context, refusal)
                 raise refusal
             return self.pipeline.catalog(principal)
+
+
+@dataclasses.dataclass
+class _Answer:
+    """How far one query's answer got: whether its access record and its
+    completion record are written, the rows handed to the client, its trailer."""
+
+    record: QueryRecord
+    started: bool = False
+    ended: bool = False
+    rows: int = 0
+    schema: pa.Schema | None = None
+    trailer: broker_pb2.QueryTrailer | None = None
+
+    def closing(self, error: BaseException) -> dict[str, Any] | None:
+        """The record that closes a query ending with ``error``: its
+        ``query_end`` once the access is recorded, else its one record; None
+        once its completion is written."""
+        if self.ended:
+            return None
+        self.ended = True
+        if self.started:
+            return self.record.completion(self.trailer, error, self.rows)
+        return self.record.as_dict(self.trailer, error)
 
 
 class _QueryDone:

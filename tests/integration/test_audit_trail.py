@@ -1,5 +1,7 @@
-"""Every query, answered or refused, leaves one audit record before its answer
-completes; the trail verifies; tampering with it is caught by `accord audit verify`."""
+"""Every query is audited: an answered one by an access record durable before
+its first message leaves and a completion record before its trailer; a
+refused one by one record. The trail verifies; tampering with it is caught
+by `accord audit verify`."""
 
 from __future__ import annotations
 
@@ -23,22 +25,35 @@ def records(running: Running) -> list[dict[str, Any]]:
     return list(search(running.workdir.audit_dir()))
 
 
+def ended(running: Running, query_id: str) -> dict[str, Any]:
+    """The completion record of an answered query."""
+    return next(
+        r
+        for r in records(running)
+        if r.get("query_id") == query_id and r.get("event") == "query_end"
+    )
+
+
 def test_answered_and_refused_queries_are_audited(running, crown):
     before = len(records(running))
     result = crown.query("SELECT count(*) FROM offenders WHERE fps_number = '9999999Z'")
     with pytest.raises(grpc.RpcError):
         crown.query("SELECT address FROM offenders")
     new = records(running)[before:]
-    answered = next(r for r in new if r.get("query_id") == result.query_id)
-    assert answered["outcome"] == "OK" and answered["partner"] == "crown_attorney"
-    assert answered["purpose"] == "bail_hearing" and answered["case_ref"]
-    assert answered["end_user"] == "test-user"
-    assert answered["certificate_sha256"] and answered["rewritten_sql_sha256"]
+    access, answered = (r for r in new if r.get("query_id") == result.query_id)
+    assert access["event"] == "query" and access["outcome"] == "STARTED"
+    assert access["partner"] == "crown_attorney"
+    assert access["purpose"] == "bail_hearing" and access["case_ref"]
+    assert access["end_user"] == "test-user" == answered["end_user"]
+    assert access["certificate_sha256"] and access["rewritten_sql_sha256"]
+    assert "offenders" in access["tables"]
+    assert answered["event"] == "query_end" and answered["outcome"] == "OK"
+    assert answered["partner"] == "crown_attorney" and "sql" not in answered
     assert {s["source"] for s in answered["sources"]} == {"BC", "CA-CSC", "ON", "QC", "SK", "YT"}
-    assert answered["rows_returned"] == 1 and "offenders" in answered["tables"]
+    assert answered["rows_returned"] == 1
     refused = [r for r in new if r.get("outcome") == "PERMISSION_DENIED"]
     assert refused and "address" in refused[-1]["error"]
-    assert "9999999Z" in answered["sql"]  # the query text, never result data
+    assert "9999999Z" in access["sql"]  # the query text, never result data
     assert not any("rows" in r and "table" in r for r in new)
     found = list(search(running.workdir.audit_dir(), fps="9999999Z"))
     assert [r["query_id"] for r in found] == [result.query_id]
@@ -53,7 +68,7 @@ def test_each_source_sent_what_its_audit_entry_says(running, crown):
     to the rows returned, a source never shows more than it sent, and one
     that sent rows sent bytes."""
     result = crown.query("SELECT surname, source FROM offenders WHERE status = 'UAL'")
-    answered = next(r for r in records(running) if r.get("query_id") == result.query_id)
+    answered = ended(running, result.query_id)
     sources = {s["source"]: s for s in answered["sources"]}
     trailer = {s.source: s.rows for s in result.trailer.sources}
     assert {code: s["visible_rows"] for code, s in sources.items()} == trailer
@@ -227,6 +242,7 @@ def test_no_result_data_reaches_the_audit_trail_or_the_logs(running, crown):
         for line in p.read_text().splitlines()
         if result.query_id in line
     )
-    assert audit_text.count("\n") == 0 and log_text.count("\n") >= 1  # broker and BC
+    # access and completion records; broker and BC log lines
+    assert audit_text.count("\n") == 1 and log_text.count("\n") >= 1
     assert sorted(v for v in values if v in audit_text) == []
     assert sorted(v for v in values if v in log_text) == []

@@ -88,7 +88,11 @@ def bad_values(result: QueryResult) -> dict[str, int]:
 
 
 def audit_entry(running: Running, query_id: str, source: str) -> dict[str, Any]:
-    (record,) = [r for r in search(running.workdir.audit_dir()) if r.get("query_id") == query_id]
+    (record,) = [
+        r
+        for r in search(running.workdir.audit_dir())
+        if r.get("query_id") == query_id and r["event"] == "query_end"
+    ]
     entries: list[dict[str, Any]] = [s for s in record["sources"] if s["source"] == source]
     (entry,) = entries
     return entry

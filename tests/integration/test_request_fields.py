@@ -180,7 +180,9 @@ def test_a_purpose_is_normalized_and_a_lookalike_refused(running):
     with running.client("crown_attorney", end_user="fields", case_ref="R-1") as client:
         result = client.query(SQL, purpose="bail_hearing\n")
     (record,) = [
-        r for r in search(running.workdir.audit_dir()) if r.get("query_id") == result.query_id
+        r
+        for r in search(running.workdir.audit_dir())
+        if r.get("query_id") == result.query_id and r["event"] == "query"
     ]
     assert record["purpose"] == "bail_hearing"
     who = marker()

@@ -134,6 +134,13 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "verify", parents=[common], help="check the hash chain and the signed checkpoints"
     )
     verify.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the broker's audit public key (hex or PEM), kept apart from the trail "
+        "(default: the key pinned in WORKDIR/audit-key.pin)",
+    )
     search = audit_sub.add_parser("search", parents=[common], help="records for a review")
     search.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
     for name in ("since", "until", "partner", "purpose", "case-ref", "fps"):

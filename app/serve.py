@@ -25,7 +25,7 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit.keys import load_or_create_signing_key
+from broker.audit.keys import load_or_create_signing_key, pin_public_key
 from broker.audit.log import AuditLog
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
@@ -115,11 +115,14 @@ def broker_instance(host: str, port: int) -> str:
 
 
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
-    """The work dir's audit trail, with the ACCORD_AUDIT_* settings."""
+    """The work dir's audit trail, with the ACCORD_AUDIT_* settings; its key
+    pinned on first use (a key that differs from the pin: no start)."""
     kept = load_audit_settings()
+    key = load_or_create_signing_key(workdir.audit_key())
+    pin_public_key(workdir.audit_key_pin(), key.public_key())
     return AuditLog(
         workdir.audit_dir(),
-        load_or_create_signing_key(workdir.audit_key()),
+        key,
         instance=instance,
         retention_days=kept.retention_days,
         checkpoint_every=kept.checkpoint_records,

@@ -11,6 +11,7 @@ import pytest
 
 from app.cli import main
 from broker.audit.search import search
+from broker.audit.keys import load_public_key
 from broker.audit.verify import verify
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ def test_explain_and_catalog_are_audited(running, crown):
 
 def test_the_trail_verifies_and_tampering_is_caught(running, crown, tmp_path, capsys):
     crown.query("SELECT count(*) FROM offenders")
-    assert verify(running.workdir.audit_dir()).ok
+    assert verify(running.workdir.audit_dir(), load_public_key(running.workdir.audit_key_pin())).ok
     assert main(["audit", "verify", "--workdir", str(running.workdir.path)]) == 0
     copy = tmp_path / "audit"
     copy.mkdir()

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from accord.errors import AuditWriteError, grpc_status, scan_outcome
+from broker.audit.lookups import fps_numbers_in_sql
 from broker.identity import MAX_END_USER
 from broker.outcome import SourceTotals, totals_by_source
 from broker.policy.admission import MAX_CASE_REF, MAX_PURPOSE
@@ -80,6 +81,7 @@ class Plan:
     tables: dict[str, list[str]]  # table -> columns read
     masks: list[str]
     row_filters: list[str]
+    fps_numbers: list[str] = field(default_factory=list)  # looked up, after folding
 
 
 @dataclass
@@ -135,6 +137,7 @@ class QueryRecord:
             tables={table: sorted(columns) for table, columns in touched.items()},
             masks=list(prepared.masks),
             row_filters=list(prepared.row_filters),
+            fps_numbers=fps_numbers_in_sql(prepared.validated_sql),
         )
 
     def fetched(self, results: list[ScanResult]) -> None:
@@ -158,6 +161,7 @@ class QueryRecord:
                 "tables": self.plan.tables,
                 "masks": self.plan.masks,
                 "row_filters": self.plan.row_filters,
+                "fps_numbers": self.plan.fps_numbers,
             }
         return {
             "event": self.event,

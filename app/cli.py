@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord import logs
+from accord import corelog, logs
 from accord.errors import AccordError
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
@@ -199,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not serving
         else ("broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
     )
+    if serving and args.role == "broker":
+        # Before logging starts: gRPC core's lines (handshakes it refused
+        # among them) reach the broker through a pipe, not the JSON log.
+        corelog.exec_capturing(sys.argv[1:] if argv is None else list(argv))
+        corelog.adopt()
     logs.configure(
         service,
         args.log_format or ("json" if serving else "text"),

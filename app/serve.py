@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
+from accord import corelog
 from accord.errors import AuditWriteError
 from accord.federation import load_federation
 from accord.tls import ReloadableServerCredentials
@@ -32,9 +33,10 @@ from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
 from broker.record import write_audit
+from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.settings import load_audit_settings, load_min_timeout_s
+from broker.settings import load_audit_settings, load_handshake_window_s, load_min_timeout_s
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -144,6 +146,24 @@ async def prune_daily(audit: AuditLog) -> None:
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
+def watch_handshakes(metrics: BrokerMetrics, audit: AuditLog) -> HandshakeRefusals:
+    """Handshakes gRPC core refused (read from its log, ``accord.corelog``),
+    counted and audited until ``drain()``."""
+    loop = asyncio.get_running_loop()
+    refusals = HandshakeRefusals(
+        metrics,
+        lambda record: write_audit(record, audit, metrics),
+        window_s=load_handshake_window_s(),
+    )
+    core = corelog.adopted()  # None unless started as `accord serve broker`
+    if core is not None:
+        core.listen(lambda refusal: loop.call_soon_threadsafe(refusals.refused, refusal))
+    else:
+        log.warning("gRPC core's log is not captured: refused handshakes go unrecorded")
+    refusals.start()
+    return refusals
+
+
 def serve_broker(
     workdir: Workdir,
     federation_path: Path,
@@ -231,6 +251,7 @@ async def _serve_broker(
         metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
+    refusals = watch_handshakes(metrics, audit)
     pruning = asyncio.create_task(prune_daily(audit), name="audit-retention")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -256,7 +277,7 @@ async def _serve_broker(
     await readiness.stop()
     pruning.cancel()
     await server.stop(SHUTDOWN_GRACE_S)
-    await clients.close()
+    await asyncio.gather(clients.close(), refusals.drain())
     pipeline.close()
     await write_audit({"event": "stop"}, audit, metrics)
     audit.close()  # a last signed checkpoint

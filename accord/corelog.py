@@ -234,7 +234,11 @@ def exec_capturing(argv: Sequence[str]) -> None:
     tracers = [t for t in env.get("GRPC_TRACE", "").split(",") if t]
     env["GRPC_TRACE"] = ",".join([*tracers, TRACER] if TRACER not in tracers else tracers)
     sys.stdout.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "app.cli", *argv], env)  # noqa: S606
+    try:
+        os.execve(sys.executable, [sys.executable, "-m", "app.cli", *argv], env)  # noqa: S606
+    except OSError:
+        os.dup2(saved, 2)  # nobody would ever read the pipe
+        raise
 
 
 _adopted: CoreLogReader | None = None

@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from accord.errors import AuditWriteError, grpc_status, scan_outcome
-from broker.audit.lookups import fps_numbers_in_sql
 from broker.identity import MAX_END_USER
 from broker.outcome import SourceTotals, totals_by_source
 from broker.policy.admission import MAX_CASE_REF, MAX_PURPOSE
@@ -137,7 +136,7 @@ class QueryRecord:
             tables={table: sorted(columns) for table, columns in touched.items()},
             masks=list(prepared.masks),
             row_filters=list(prepared.row_filters),
-            fps_numbers=fps_numbers_in_sql(prepared.validated_sql),
+            fps_numbers=list(prepared.fps_numbers),
         )
 
     def fetched(self, results: list[ScanResult]) -> None:

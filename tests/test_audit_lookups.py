@@ -106,3 +106,9 @@ def test_a_look_alike_letter_is_another_case_reference(tmp_path):
 def test_search_by_purpose_normalizes_too(tmp_path):
     trail(tmp_path, [{"event": "query", "query_id": "q", "purpose": "bail_hearing"}])
     assert [r["query_id"] for r in search(tmp_path, purpose=" bail_hearing\n")] == ["q"]
+
+
+def test_a_long_concatenation_folds_without_recursion():
+    # Deeper than Python's recursion limit if folded recursively.
+    sql = "SELECT 1 FROM offenders WHERE fps_number = " + " || ".join(["'1'"] * 2000)
+    assert fps_numbers_in_sql(sql) == ["1" * 2000]

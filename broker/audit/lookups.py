@@ -5,9 +5,11 @@ spelled the number ``'1051' || '244T'``, ``CAST('1051244T' AS VARCHAR)``,
 ``UPPER('1051244t')``, in an IN list or in a VALUES list joined on
 ``fps_number``: searching the SQL text finds only the plain spelling.
 
-Constant string expressions are folded first: sqlglot's ``simplify`` folds
-``||`` and ``CONCAT`` of literals; this module also folds CAST to a text
-type, UPPER, LOWER and TRIM of a folded string. Then two nets are cast:
+Constant string expressions are folded (:func:`constant_string`): ``||``
+and ``CONCAT`` of literals, as sqlglot's ``simplify`` would, and also CAST
+to a text type, UPPER, LOWER and TRIM, which it leaves alone. Not with
+``simplify`` itself: it costs far more than the query (51 s for an allowed
+800-term OR), and this runs for every query. Then two nets are cast:
 
 - every folded string compared (``=``, ``<>``, ``IN``, ``LIKE`` without a
   wildcard) with an expression over an ``fps_number`` column;
@@ -15,7 +17,9 @@ type, UPPER, LOWER and TRIM of a folded string. Then two nets are cast:
   (seven digits and a letter), which catches a VALUES list, a CTE or a
   subquery the number reaches a comparison through.
 
-Search compares case-insensitively. A number built with functions this module
+``broker.prepare`` calls :func:`fps_numbers` on the validated tree, off the
+event loop (``PreparedQuery.fps_numbers``); ``QueryRecord.planned`` copies
+the list. Search compares case-insensitively. A number built with functions this module
 does not fold (SUBSTRING, REPLACE, ...) is missed: the allow-list of
 functions bounds what a caller can use, and the SQL text is kept as well.
 """
@@ -28,7 +32,6 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
-from sqlglot.optimizer.simplify import simplify
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -45,6 +48,9 @@ MAX_FPS_NUMBERS = 1000
 def fps_numbers(tree: exp.Expr) -> list[str]:
     """The FPS numbers ``tree`` (a validated query) compares or names, sorted.
 
+    One pass from the leaves up (a long ``||`` chain is deep: no recursion),
+    linear in the size of the tree.
+
     >>> import sqlglot
     >>> fps_numbers(sqlglot.parse_one(
     ...     "SELECT 1 FROM offenders WHERE fps_number = '1051' || '244T'"))
@@ -53,18 +59,23 @@ def fps_numbers(tree: exp.Expr) -> list[str]:
     ...     "SELECT 1 FROM offenders WHERE LOWER(fps_number) IN (LOWER('X'), 'y')"))
     ['x', 'y']
     """
-    try:
-        folded = simplify(tree.copy())
-    except (SqlglotError, RecursionError):  # the shape limits make this unlikely
-        folded = tree
+    folded: dict[int, str | None] = {}  # id(node) -> its constant string
+    reads: dict[int, bool] = {}  # id(node) -> whether it reads fps_number
     found: set[str] = set()
-    for node in folded.walk():
+    for node in reversed(list(tree.walk())):  # children before their parent
+        children = list(node.iter_expressions())
+        reads[id(node)] = (isinstance(node, exp.Column) and node.name == FPS_COLUMN) or any(
+            reads[id(c)] for c in children
+        )
+        folded[id(node)] = _fold(node, folded)
         if isinstance(node, exp.Predicate):
-            found.update(_compared_with_fps(node))
-        value = constant_string(node)
-        inside_constant = node.parent is not None and constant_string(node.parent) is not None
-        if value is not None and not inside_constant and FPS_SHAPE.fullmatch(value.strip()):
-            found.add(value.strip())  # whole constants only, not their parts
+            found.update(_compared_with_fps(node, folded, reads))
+    for node in tree.walk():
+        value = folded[id(node)]
+        if value is None or (node.parent is not None and folded.get(id(node.parent))):
+            continue  # whole constants only, not their parts
+        if FPS_SHAPE.fullmatch(value.strip()):
+            found.add(value.strip())
     return sorted(found)[:MAX_FPS_NUMBERS]
 
 
@@ -85,14 +96,22 @@ def constant_string(node: exp.Expr) -> str | None:
     >>> constant_string(sqlglot.parse_one("UPPER(CAST(TRIM(' ab ') AS VARCHAR))"))
     'AB'
     """
+    folded: dict[int, str | None] = {}
+    for each in reversed(list(node.walk())):
+        folded[id(each)] = _fold(each, folded)
+    return folded[id(node)]
+
+
+def _fold(node: exp.Expr, folded: dict[int, str | None]) -> str | None:
+    """``node``'s constant string, its operands' already in ``folded``."""
     if isinstance(node, exp.Literal):
         return node.this if node.is_string else None
     if isinstance(node, exp.DPipe | exp.Concat):
         parts = [node.this, node.expression] if isinstance(node, exp.DPipe) else node.expressions
-        values = [constant_string(p) for p in parts]
+        values = [folded.get(id(p)) if p is not None else None for p in parts]
         return None if any(v is None for v in values) else "".join(v or "" for v in values)
     fold = _string_function(node)
-    inner = constant_string(node.this) if fold is not None else None
+    inner = folded.get(id(node.this)) if fold is not None else None
     return fold(inner) if fold is not None and inner is not None else None
 
 
@@ -109,22 +128,19 @@ def _string_function(node: exp.Expr) -> Callable[[str], str] | None:
     return None
 
 
-def _compared_with_fps(node: exp.Predicate) -> list[str]:
+def _compared_with_fps(
+    node: exp.Predicate, folded: dict[int, str | None], reads: dict[int, bool]
+) -> list[str]:
     """The folded strings ``node`` compares with an expression over fps_number."""
     if isinstance(node, exp.In):
-        sides = [node.this]
-        others = list(node.expressions)
+        sides, others = [node.this], list(node.expressions)
     elif isinstance(node, exp.EQ | exp.NEQ | exp.Like | exp.ILike):
-        sides, others = [node.this, node.expression], [node.this, node.expression]
+        sides = others = [node.this, node.expression]
     else:
         return []
-    if not any(_reads_fps(side) for side in sides):
+    if not any(reads.get(id(side)) for side in sides):
         return []
-    values = [constant_string(other) for other in others if not _reads_fps(other)]
+    values = [folded.get(id(other)) for other in others if not reads.get(id(other))]
     if isinstance(node, exp.Like | exp.ILike):
         values = [v for v in values if v is not None and not set(v) & {"%", "_"}]
     return [v.strip() for v in values if v]
-
-
-def _reads_fps(node: exp.Expr) -> bool:
-    return any(col.name == FPS_COLUMN for col in node.find_all(exp.Column))

@@ -6,6 +6,8 @@
   run/        addresses of running servers (broker.addr, adapter-bc.addr)
   logs/       logs of processes started by `accord demo`
   audit/      the broker's audit trail (`accord audit verify`)
+  audit-key.pin  the public key the trail is verified against, pinned the
+              first time the broker signed with its key (outside audit/)
 """
 
 from __future__ import annotations
@@ -61,6 +63,11 @@ class Workdir:
     def audit_key(self) -> Path:
         """The broker's Ed25519 key for signing audit checkpoints."""
         return self.path / "certs" / "audit.key"
+
+    def audit_key_pin(self) -> Path:
+        """The audit signing key's public half, pinned at first use: what
+        ``accord audit verify`` trusts when no ``--public-key`` is given."""
+        return self.path / "audit-key.pin"
 
     def mask_secret_file(self) -> Path:
         """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""

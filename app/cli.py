@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord import logs
+from accord import corelog, logs
 from accord.errors import AccordError
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 
@@ -134,6 +134,13 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         "verify", parents=[common], help="check the hash chain and the signed checkpoints"
     )
     verify.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    verify.add_argument(
+        "--public-key",
+        type=Path,
+        metavar="FILE",
+        help="the broker's audit public key (hex or PEM), kept apart from the trail "
+        "(default: the key pinned in WORKDIR/audit-key.pin)",
+    )
     search = audit_sub.add_parser("search", parents=[common], help="records for a review")
     search.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
     for name in ("since", "until", "partner", "purpose", "case-ref", "fps"):
@@ -192,6 +199,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not serving
         else ("broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
     )
+    if serving and args.role == "broker":
+        # Before logging starts: gRPC core's lines (handshakes it refused
+        # among them) reach the broker through a pipe, not the JSON log.
+        corelog.exec_capturing(sys.argv[1:] if argv is None else list(argv))
+        corelog.adopt()
     logs.configure(
         service,
         args.log_format or ("json" if serving else "text"),

@@ -193,15 +193,23 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
     import datetime as dt
     import json
 
-    from broker.audit.keys import load_or_create_signing_key
+    from broker.audit.keys import load_public_key
     from broker.audit.search import search
     from broker.audit.verify import verify
 
     directory = args.path or workdir.audit_dir()
     if args.audit_command == "verify":
-        key = workdir.audit_key()
-        public = load_or_create_signing_key(key).public_key() if key.is_file() else None
-        report = verify(directory, public)
+        # Never the key file beside the trail, nor the keys its checkpoints
+        # embed: whoever rewrites the trail can replace those too.
+        trusted = args.public_key or workdir.audit_key_pin()
+        if not trusted.is_file():
+            print(
+                f"{directory}: cannot call the trail intact without a trusted key: give "
+                f"--public-key FILE (hex or PEM), or verify in the work dir whose broker "
+                f"pinned its key ({trusted} is missing)"
+            )
+            return 2
+        report = verify(directory, load_public_key(trusted))
         print(f"{directory}: {report.records} records, {report.checkpoints} signed checkpoints")
         if report.unverifiable_tail:
             print(
@@ -211,7 +219,7 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
         if not report.ok:
             print(f"TAMPERED: first bad record {report.first_bad}: {report.problem}")
             return 1
-        print("intact")
+        print(f"intact (signatures checked against {trusted})")
         return 0
     since = dt.datetime.fromisoformat(args.since) if args.since else None
     until = dt.datetime.fromisoformat(args.until) if args.until else None

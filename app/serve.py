@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
+from accord import corelog
 from accord.errors import AuditWriteError
 from accord.federation import load_federation
 from accord.tls import ReloadableServerCredentials
@@ -25,16 +26,17 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit.keys import load_or_create_signing_key
+from broker.audit.keys import load_or_create_signing_key, pin_public_key
 from broker.audit.log import AuditLog
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
 from broker.record import write_audit
+from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.settings import load_audit_settings, load_min_timeout_s
+from broker.settings import load_audit_settings, load_handshake_window_s, load_min_timeout_s
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -115,11 +117,14 @@ def broker_instance(host: str, port: int) -> str:
 
 
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
-    """The work dir's audit trail, with the ACCORD_AUDIT_* settings."""
+    """The work dir's audit trail, with the ACCORD_AUDIT_* settings; its key
+    pinned on first use (a key that differs from the pin: no start)."""
     kept = load_audit_settings()
+    key = load_or_create_signing_key(workdir.audit_key())
+    pin_public_key(workdir.audit_key_pin(), key.public_key())
     return AuditLog(
         workdir.audit_dir(),
-        load_or_create_signing_key(workdir.audit_key()),
+        key,
         instance=instance,
         retention_days=kept.retention_days,
         checkpoint_every=kept.checkpoint_records,
@@ -139,6 +144,24 @@ async def prune_daily(audit: AuditLog) -> None:
         except AuditWriteError as exc:
             log.error("audit retention: %s", exc)
         await asyncio.sleep(PRUNE_EVERY_S)
+
+
+def watch_handshakes(metrics: BrokerMetrics, audit: AuditLog) -> HandshakeRefusals:
+    """Handshakes gRPC core refused (read from its log, ``accord.corelog``),
+    counted and audited until ``drain()``."""
+    loop = asyncio.get_running_loop()
+    refusals = HandshakeRefusals(
+        metrics,
+        lambda record: write_audit(record, audit, metrics),
+        window_s=load_handshake_window_s(),
+    )
+    core = corelog.adopted()  # None unless started as `accord serve broker`
+    if core is not None:
+        core.listen(lambda refusal: loop.call_soon_threadsafe(refusals.refused, refusal))
+    else:
+        log.warning("gRPC core's log is not captured: refused handshakes go unrecorded")
+    refusals.start()
+    return refusals
 
 
 def serve_broker(
@@ -228,6 +251,7 @@ async def _serve_broker(
         metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
+    refusals = watch_handshakes(metrics, audit)
     pruning = asyncio.create_task(prune_daily(audit), name="audit-retention")
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -253,7 +277,7 @@ async def _serve_broker(
     await readiness.stop()
     pruning.cancel()
     await server.stop(SHUTDOWN_GRACE_S)
-    await clients.close()
+    await asyncio.gather(clients.close(), refusals.drain())
     pipeline.close()
     await write_audit({"event": "stop"}, audit, metrics)
     audit.close()  # a last signed checkpoint

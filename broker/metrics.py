@@ -86,6 +86,18 @@ class BrokerMetrics(ProcessMetrics):
             ["kind", "outcome"],
             registry=r,
         )
+        self.handshake_refusals = Counter(
+            "accord_handshake_refusals",
+            "TLS handshakes refused (no certificate, untrusted or expired, not TLS), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.malformed_requests = Counter(
+            "accord_malformed_requests",
+            "Calls refused before any query: a body that does not decode, an unknown caller.",
+            ["reason"],
+            registry=r,
+        )
         self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.", registry=r)
 
     def query_done(

@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 
 from accord.errors import InvalidQuery
+from broker.audit.lookups import fps_numbers
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
 from broker.policy.aggregate import add_person_count, check_aggregate_query
@@ -45,6 +46,7 @@ class PreparedQuery:
     plan: QueryPlan
     masks: list[str] = field(default_factory=list)
     row_filters: list[str] = field(default_factory=list)
+    fps_numbers: list[str] = field(default_factory=list)  # for the audit record
 
     @property
     def min_group_size(self) -> int:
@@ -92,6 +94,7 @@ def _prepare(
         sql, set(schema), known_tables=set(federation.tables), role=role.name, shape=shape
     )
     validated = tree.sql(dialect="duckdb")
+    looked_up = fps_numbers(tree)  # here, off the event loop, from the tree at hand
     tree = qualify_for_role(tree, view)
     touched = _tables_touched(tree)
     if role.aggregate_only:
@@ -102,7 +105,7 @@ def _prepare(
     rewritten = tree.sql(dialect="duckdb")
     plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
     masks, filters = describe_policy(view, touched)
-    return PreparedQuery(view, validated, rewritten, plan, masks, filters)
+    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up)
 
 
 def _tables_touched(tree: exp.Expr) -> list[str]:

@@ -94,6 +94,7 @@ class Plan:
     masks: list[str]
     row_filters: list[str]
     sources: list[str]  # the sources it asks
+    fps_numbers: list[str] = field(default_factory=list)  # looked up, after folding
 
 
 @dataclass
@@ -150,6 +151,7 @@ class QueryRecord:
             masks=list(prepared.masks),
             row_filters=list(prepared.row_filters),
             sources=sorted({s.source for ref in prepared.plan.references for s in ref.scans}),
+            fps_numbers=list(prepared.fps_numbers),
         )
 
     def fetched(self, results: list[ScanResult]) -> None:
@@ -212,6 +214,8 @@ class QueryRecord:
             "tables": self.plan.tables,
             "masks": self.plan.masks,
             "row_filters": self.plan.row_filters,
+            "fps_numbers": self.plan.fps_numbers,
+            "sources_asked": self.plan.sources,
         }
 
     def _caller(self, cut: dict[str, int]) -> dict[str, Any]:

@@ -71,15 +71,19 @@ class Undecodable:
     message_type: str
 
 
-def _lenient(message_type: type[Message]) -> Callable[[bytes], Message | Undecodable]:
-    """``message_type.FromString``, answering :class:`Undecodable` for a body
-    that does not parse (protobuf checks a string field is UTF-8 then too)."""
+def _lenient(
+    message_type: type[Message], metrics: BrokerMetrics | None = None
+) -> Callable[[bytes], Message | Undecodable]:
+    """``message_type.FromString``, answering (and counting) :class:`Undecodable`
+    for a body that does not parse (protobuf checks a string field is UTF-8 then too)."""
     name = message_type.DESCRIPTOR.full_name
 
     def decode(data: bytes) -> Message | Undecodable:
         try:
             return message_type.FromString(data)
         except DecodeError:
+            if metrics is not None:
+                metrics.malformed_requests.labels("undecodable").inc()
             return Undecodable(name)
 
     return decode
@@ -153,6 +157,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         except AccordError as exc:
             status, message = grpc_status(exc)
             log.warning("refused caller: %s", message)
+            if self.metrics is not None:
+                self.metrics.malformed_requests.labels("unknown_caller").inc()
             peer = tls.peer_identity(context.auth_context())
             cut: dict[str, int] = {}
             try:
@@ -394,21 +400,21 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:
     """What ``broker_pb2_grpc.add_BrokerServicer_to_server`` does, with
     :func:`_lenient` request deserializers (see the module docstring)."""
-    pb = broker_pb2
+    pb, m = broker_pb2, service.metrics
     handlers = {
         "Query": grpc.unary_stream_rpc_method_handler(
             service.Query,
-            request_deserializer=_lenient(pb.QueryRequest),
+            request_deserializer=_lenient(pb.QueryRequest, m),
             response_serializer=pb.QueryResponse.SerializeToString,
         ),
         "Explain": grpc.unary_unary_rpc_method_handler(
             service.Explain,
-            request_deserializer=_lenient(pb.QueryRequest),
+            request_deserializer=_lenient(pb.QueryRequest, m),
             response_serializer=pb.ExplainResponse.SerializeToString,
         ),
         "GetCatalog": grpc.unary_unary_rpc_method_handler(
             service.GetCatalog,
-            request_deserializer=_lenient(pb.CatalogRequest),
+            request_deserializer=_lenient(pb.CatalogRequest, m),
             response_serializer=pb.CatalogResponse.SerializeToString,
         ),
     }

@@ -38,6 +38,11 @@ SETTINGS = (
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
     Setting("audit_checkpoint_records", 100, "audit records between signed checkpoints"),
     Setting("audit_checkpoint_s", 60.0, "seconds between signed checkpoints"),
+    Setting(
+        "handshake_audit_window_s",
+        60.0,
+        "seconds between two audit records of TLS handshakes refused from one peer address",
+    ),
     Setting("audit_file_mb", 64, "size at which an audit file rotates (it also rotates daily)"),
     Setting("max_query_depth", 24, "nesting of one query: parentheses, subqueries, CASE, NOT"),
     Setting("max_query_nodes", 5000, "terms (syntax-tree nodes) in one query"),
@@ -85,6 +90,11 @@ class AuditSettings:
 def load_min_timeout_s(environ: dict[str, str] | None = None) -> float:
     """The circuit breakers' ``min_timeout_s`` (see broker.breaker)."""
     return _values(environ)["source_min_timeout_s"]
+
+
+def load_handshake_window_s(environ: dict[str, str] | None = None) -> float:
+    """How often the trail records refused handshakes per peer (broker.refusals)."""
+    return _values(environ)["handshake_audit_window_s"]
 
 
 def load_limits(environ: dict[str, str] | None = None) -> Limits:

@@ -297,14 +297,14 @@ def test_forged_checkpoint_detected(tmp_path: Path) -> None:
     seq = forge_last_checkpoint(tmp_path, swap_key=True)
     report = verify(tmp_path, PUB)
     assert not report.ok and report.first_bad == seq and "signature" in report.problem
-    report = verify(tmp_path)  # embedded keys only: must all be the same key
+    report = verify(tmp_path, None)  # embedded keys only: must all be the same key
     assert not report.ok and report.first_bad == seq and "different key" in report.problem
 
 
 def test_forged_checkpoint_keeping_key_detected(tmp_path: Path) -> None:
     make(tmp_path, 12)
     seq = forge_last_checkpoint(tmp_path, swap_key=False)
-    report = verify(tmp_path)
+    report = verify(tmp_path, None)
     assert not report.ok and report.first_bad == seq and "signature" in report.problem
 
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.fields import normalize
 from broker.audit.format import INTERNAL_TYPES, as_utc, audit_files, parse_line
 
 if TYPE_CHECKING:
@@ -31,12 +32,23 @@ def search(
 
     ``since`` is inclusive, ``until`` exclusive (naive datetimes are UTC).
     ``fps`` matches when that FPS number occurs as a whole token in ``sql``.
+    ``purpose`` and ``case_ref`` are normalized as admission normalizes them
+    (``accord.fields``) on both sides, so a search for what the user typed
+    (a trailing newline, a full-width letter) finds the record. ``fps`` also
+    matches a record whose ``fps_numbers`` (the numbers its predicates
+    resolve to after constant folding, ``broker.audit.lookups``) hold it,
+    compared case-insensitively.
     Search does not verify the chain: run ``verify`` for that.
     """
     lo = as_utc(since) if since is not None else None
     hi = as_utc(until) if until is not None else None
+    fps = normalize(fps) if fps else None
     fps_re = re.compile(rf"(?<![0-9A-Za-z]){re.escape(fps)}(?![0-9A-Za-z])") if fps else None
-    wanted = {"partner": partner, "purpose": purpose, "case_ref": case_ref}
+    wanted = {
+        "partner": partner,
+        "purpose": normalize(purpose) if purpose is not None else None,
+        "case_ref": normalize(case_ref) if case_ref is not None else None,
+    }
     wanted = {k: v for k, v in wanted.items() if v is not None}
     for path, _day, _index in audit_files(Path(directory)):
         with path.open("rb") as fh:
@@ -46,7 +58,7 @@ def search(
                 obj = parse_line(raw)
                 if obj is None or obj.get("type") in INTERNAL_TYPES:
                     continue
-                if any(obj.get(k) != v for k, v in wanted.items()):
+                if any(_normalized(obj.get(k)) != v for k, v in wanted.items()):
                     continue
                 if lo is not None or hi is not None:
                     ts = obj.get("ts")
@@ -58,8 +70,21 @@ def search(
                         continue
                     if (lo is not None and when < lo) or (hi is not None and when >= hi):
                         continue
-                if fps_re is not None:
-                    sql = obj.get("sql")
-                    if not isinstance(sql, str) or not fps_re.search(sql):
-                        continue
+                if fps is not None and fps_re is not None and not _looks_up(obj, fps, fps_re):
+                    continue
                 yield obj
+
+
+def _normalized(value: object) -> object:
+    return normalize(value) if isinstance(value, str) else value
+
+
+def _looks_up(obj: dict[str, Any], fps: str, fps_re: re.Pattern[str]) -> bool:
+    """Whether the record's query resolved to ``fps``, or names it in its SQL."""
+    resolved = obj.get("fps_numbers")
+    if isinstance(resolved, list) and fps.upper() in {
+        str(n).upper() for n in resolved if isinstance(n, str)
+    }:
+        return True
+    sql = obj.get("sql")
+    return isinstance(sql, str) and fps_re.search(sql) is not None

@@ -4,9 +4,11 @@ It exists apart from the writer because it must trust nothing on disk: it
 re-checks every hash, ``seq`` and ``prev`` link, every checkpoint signature,
 and that a log starting mid-chain is accounted for by a prune line.
 
-``verify(directory, public_key)`` should be given the broker's public key: a
-log verified only with the keys embedded in its checkpoints proves internal
-consistency, not who wrote it.
+``verify(directory, public_key)`` takes the broker's public key explicitly
+(``accord audit verify`` passes ``--public-key`` or the pin, see
+``broker.audit.keys``): with None it checks the keys embedded in the
+checkpoints, which proves internal consistency, not who wrote the trail, and
+is never what the command line calls intact.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class VerifyReport:
     location: str = ""
 
 
-def verify(directory: Path, public_key: Ed25519PublicKey | None = None) -> VerifyReport:
+def verify(directory: Path, public_key: Ed25519PublicKey | None) -> VerifyReport:
     """Check the whole chain in ``directory``; stop at the first problem."""
     directory = Path(directory)
     if not directory.is_dir():

@@ -1,8 +1,8 @@
 """Admission: a declared purpose of use the role holds, and a case reference
 where the role requires one. Both end up in the audit record.
 
-Both are normalized before they are judged (Unicode NFKC, surrounding
-whitespace trimmed), then must be written in a small ASCII alphabet: a
+Both are normalized before they are judged (``accord.fields.normalize``:
+Unicode NFKC, surrounding whitespace trimmed), then must be written in a small ASCII alphabet: a
 purpose is one of the policy's identifiers (snake_case), a case reference
 ASCII letters, digits and ``. / : # - _``. So a trailing newline or a
 full-width letter is admitted as its plain form, a look-alike letter from
@@ -14,10 +14,10 @@ and its rule, never the value sent.
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import TYPE_CHECKING
 
 from accord.errors import PolicyDenied
+from accord.fields import normalize
 
 if TYPE_CHECKING:
     from broker.policy.model import Role
@@ -28,15 +28,6 @@ MAX_PURPOSE = 64
 MAX_CASE_REF = 64
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]*")
 _CASE_REF = re.compile(r"[A-Za-z0-9./:#_-]+")
-
-
-def normalize(text: str) -> str:
-    """NFKC, surrounding whitespace trimmed.
-
-    >>> normalize(" R-2026-0042\\n"), normalize("\\uff32-1")
-    ('R-2026-0042', 'R-1')
-    """
-    return unicodedata.normalize("NFKC", text).strip()
 
 
 def admitted_purpose(purpose: str) -> str:

@@ -12,6 +12,7 @@ import grpc
 import pytest
 
 from app.cli import main
+from broker.audit.keys import load_public_key
 from broker.audit.search import search
 from broker.audit.verify import verify
 
@@ -100,7 +101,7 @@ def test_explain_and_catalog_are_audited(running, crown):
 
 def test_the_trail_verifies_and_tampering_is_caught(running, crown, tmp_path, capsys):
     crown.query("SELECT count(*) FROM offenders")
-    assert verify(running.workdir.audit_dir()).ok
+    assert verify(running.workdir.audit_dir(), load_public_key(running.workdir.audit_key_pin())).ok
     assert main(["audit", "verify", "--workdir", str(running.workdir.path)]) == 0
     copy = tmp_path / "audit"
     copy.mkdir()
@@ -246,3 +247,32 @@ def test_no_result_data_reaches_the_audit_trail_or_the_logs(running, crown):
     assert audit_text.count("\n") == 1 and log_text.count("\n") >= 1
     assert sorted(v for v in values if v in audit_text) == []
     assert sorted(v for v in values if v in log_text) == []
+
+
+def test_audit_search_finds_an_fps_number_however_it_was_written(running, crown, capsys):
+    written = crown.query(
+        "SELECT count(*) FROM offenders WHERE fps_number IN ('4051' || '244T', "
+        "UPPER(CAST('4051245t' AS VARCHAR)))"
+    )
+    capsys.readouterr()
+    workdir = str(running.workdir.path)
+    for fps in ("4051244T", "4051245T"):
+        assert main(["audit", "search", "--workdir", workdir, "--fps", fps]) == 0
+        found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [r["query_id"] for r in found] == [written.query_id]
+        assert found[0]["fps_numbers"] == ["4051244T", "4051245T"]
+
+
+def test_audit_search_by_case_ref_finds_what_the_user_typed(running, capsys):
+    with running.client(
+        "crown_attorney", purpose="bail_hearing", case_ref="R-2026-7777\n"
+    ) as client:
+        answered = client.query("SELECT count(*) FROM offenders")
+    capsys.readouterr()
+    typed = "R-2026-7777\n"  # as the user wrote it, newline and all
+    assert (
+        main(["audit", "search", "--workdir", str(running.workdir.path), "--case-ref", typed]) == 0
+    )
+    found = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["query_id"] for r in found] == [answered.query_id]
+    assert found[0]["case_ref"] == "R-2026-7777"

@@ -27,6 +27,7 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
+from broker.audit.keys import load_public_key
 from broker.audit.verify import verify
 from broker.reload import policy_digest
 from tests.integration.conftest import SCALE, SEED
@@ -241,5 +242,5 @@ def test_reloads_are_counted_and_the_trail_still_verifies(federation):
     expected[("policy", "ok")] = 1.0
     expected[("certificate", "failed")] = 1.0
     assert {k: after.get(k, 0.0) - before.get(k, 0.0) for k in expected} == expected
-    report = verify(Path(workdir.audit_dir()))
+    report = verify(Path(workdir.audit_dir()), load_public_key(workdir.audit_key_pin()))
     assert report.ok, report

@@ -18,36 +18,52 @@ like any refusal). Errors are mapped to (status, public message) in one place
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from accord import tls
-from accord.errors import AccordError, AuditWriteError, ConfigError, InvalidQuery, grpc_status
+from accord.errors import (
+    AccordError,
+    AuditWriteError,
+    ConfigError,
+    InvalidQuery,
+    OverQuota,
+    grpc_status,
+)
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.identity import MAX_END_USER
 from broker.policy.admission import admitted_case_ref, admitted_purpose
+from broker.quota import Admission
 from broker.readiness import Readiness
 from broker.record import MAX_PUBLIC_MESSAGE, QueryRecord, bounded, write_audit
+from broker.slow_reader import bounded_writes
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable
+    from collections.abc import AsyncIterator, Callable, Coroutine
 
     from google.protobuf.message import Message
 
+    from accord.errors import SlowReader
     from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline
+    from broker.quota import Ticket
 
 log = logging.getLogger("accord.broker")
 
@@ -119,6 +135,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self.metrics = metrics
         self.audit = audit
         self.readiness = readiness
+        # Per-partner load, kept apart from the policy so a reload changes
+        # the limits, never the counts (broker.quota).
+        self.admission = Admission()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def registry(self) -> PartnerRegistry:
@@ -186,10 +206,25 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         record = self._open("query", query_id, principal, request, started)
         done = _QueryDone(self.metrics, principal.partner.role, started)
         trailer: broker_pb2.QueryTrailer | None = None
+
+        def too_slow(error: SlowReader) -> None:
+            # Called while grpc holds this generator at a stalled write, so the
+            # record is written from a task of its own (broker.slow_reader).
+            done(error, None)
+            closing = {**record.as_dict(None, error), "rows_returned": error.rows}
+            self._spawn(self._record_later(closing))
+
+        ticket: Ticket | None = None
         try:
+            # Before any work: a partner over its quota costs the broker nothing more.
+            ticket = self.admission.admit(
+                principal.partner.name, self.pipeline.policies.quota_for(principal)
+            )
             admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
             record.admitted(admitted)
-            async for message in self.pipeline.answer(principal, admitted, record):
+            answer = self.pipeline.answer(principal, admitted, record)
+            bound_s = self.pipeline.limits.slow_reader_s
+            async for message in bounded_writes(answer, ticket, bound_s, too_slow):
                 if message.WhichOneof("payload") == "trailer":
                     trailer = message.trailer
                     # Audited and counted before the answer is complete: no
@@ -208,6 +243,20 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             await _abort(context, exc)
         finally:
             done(None, trailer)  # the caller left mid-answer
+            if ticket is not None:
+                ticket.close()
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)  # a task nobody holds may be collected unfinished
+        task.add_done_callback(self._background.discard)
+
+    async def _record_later(self, record: dict[str, Any]) -> None:
+        """``_record`` for a call that can no longer fail on it (given up already)."""
+        try:
+            await self._record(record)
+        except AuditWriteError as exc:
+            log.error("could not audit a cancelled answer: %s", exc)
 
     def _open(
         self,
@@ -316,7 +365,22 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
         log.error("internal error", exc_info=exc)
     else:
         log.info("query refused: %s: %s", status.name, message)
+    if isinstance(exc, OverQuota):
+        # (grpc-stubs lacks the aio method; grpc.aio has it since 1.38)
+        await context.abort_with_status(retry_status(message, exc.retry_after_s))  # type: ignore[attr-defined]
     await context.abort(status, message)
+
+
+def retry_status(message: str, retry_after_s: float) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo`` detail (in
+    ``grpc-status-details-bin``) saying how long to wait."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(max(1, math.ceil(retry_after_s * 1000)))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
+    )
 
 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:

@@ -50,6 +50,12 @@ def retry_after(error: grpc.RpcError) -> float | None:
     return None
 
 
+def retry_later(error: grpc.RpcError) -> RetryLater | None:
+    """``error`` as :class:`RetryLater` when the broker said when to retry."""
+    delay = retry_after(error)
+    return None if delay is None else RetryLater(error, delay)
+
+
 @dataclass
 class QueryResult:
     query_id: str
@@ -117,10 +123,10 @@ class BrokerClient:
                 elif kind == "trailer":
                     trailer = message.trailer
         except grpc.RpcError as exc:
-            delay = retry_after(exc)
-            if delay is None:
+            later = retry_later(exc)
+            if later is None:
                 raise
-            raise RetryLater(exc, delay) from exc
+            raise later from exc
         if schema is None or trailer is None:
             raise RuntimeError("the broker's answer was cut short (no header or trailer)")
         return QueryResult(query_id, pa.Table.from_batches(batches, schema=schema), trailer)
@@ -131,9 +137,15 @@ class BrokerClient:
         request = broker_pb2.QueryRequest(
             sql=sql, purpose=purpose or self.purpose, case_ref=case_ref or self.case_ref
         )
-        response: broker_pb2.ExplainResponse = self._stub.Explain(
-            request, timeout=timeout, metadata=self._metadata
-        )
+        try:
+            response: broker_pb2.ExplainResponse = self._stub.Explain(
+                request, timeout=timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            later = retry_later(exc)
+            if later is None:
+                raise
+            raise later from exc
         return response
 
     def catalog(self, timeout: float = 10.0) -> broker_pb2.CatalogResponse:

@@ -43,12 +43,14 @@ BUSY_RETRY_S = 1.0
 @dataclass(frozen=True)
 class Quota:
     """What one partner may have under way. The defaults apply to a role
-    whose policy says nothing."""
+    whose policy says nothing: concurrency is what protects the others (the
+    broker has few cores to share); the rate only stops floods of cheap
+    queries, and is high enough for a batch job that asks one after another."""
 
     concurrent_queries: int = 8
-    queries_per_second: float = 10.0
-    burst: int = 20
-    bytes_in_flight_mb: float = 256.0
+    queries_per_second: float = 100.0
+    burst: int = 200
+    bytes_in_flight_mb: float = 512.0
 
     @property
     def bytes_in_flight(self) -> int:

@@ -216,10 +216,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
 
         ticket: Ticket | None = None
         try:
-            # Before any work: a partner over its quota costs the broker nothing more.
-            ticket = self.admission.admit(
-                principal.partner.name, self.pipeline.policies.quota_for(principal)
-            )
+            ticket = self._admit(principal)
             admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
             record.admitted(admitted)
             answer = self.pipeline.answer(principal, admitted, record)
@@ -245,6 +242,11 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             done(None, trailer)  # the caller left mid-answer
             if ticket is not None:
                 ticket.close()
+
+    def _admit(self, principal: Principal) -> Ticket:
+        """Before any work: a partner over its quota costs the broker nothing more."""
+        quota = self.pipeline.policies.quota_for(principal)
+        return self.admission.admit(principal.partner.name, quota)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -283,9 +285,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             record = self._open("explain", query_id, principal, request, started)
             error: Exception | None = None
             try:
-                admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
-                record.admitted(admitted)
-                plan = await self.pipeline.explain(principal, admitted, record)
+                with self._admit(principal):  # it plans and contacts sources: same quota
+                    admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
+                    record.admitted(admitted)
+                    plan = await self.pipeline.explain(principal, admitted, record)
             except Exception as exc:
                 error = exc
             try:

@@ -29,9 +29,9 @@ key left out keeps its default, shown here; a partner in
 
     quota:
       concurrent_queries: 8     # queries being answered at once
-      queries_per_second: 10    # the token bucket's rate ...
-      burst: 20                 # ... and its size
-      bytes_in_flight_mb: 256   # answer bytes handed to gRPC, not yet written
+      queries_per_second: 100   # the token bucket's rate ...
+      burst: 200                # ... and its size
+      bytes_in_flight_mb: 512   # answer bytes handed to gRPC, not yet written
 
 Every error names the file and line; a policy with any error is refused
 whole (the broker does not start with part of a policy).

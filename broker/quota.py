@@ -43,11 +43,13 @@ BUSY_RETRY_S = 1.0
 @dataclass(frozen=True)
 class Quota:
     """What one partner may have under way. The defaults apply to a role
-    whose policy says nothing: concurrency is what protects the others (the
-    broker has few cores to share); the rate only stops floods of cheap
-    queries, and is high enough for a batch job that asks one after another."""
+    whose policy says nothing: concurrency is what protects the others (on
+    two cores, another partner's median under a flood of 50 at once: 4.5 s
+    unbounded, 0.45 s at 4, 2.1 s at 8; ``bench/partner_flood.py``); the rate
+    only stops floods of cheap queries, high enough for a batch job that
+    asks one query after another."""
 
-    concurrent_queries: int = 8
+    concurrent_queries: int = 4
     queries_per_second: float = 100.0
     burst: int = 200
     bytes_in_flight_mb: float = 512.0

@@ -28,7 +28,7 @@ key left out keeps its default, shown here; a partner in
 ``quota:``)::
 
     quota:
-      concurrent_queries: 8     # queries being answered at once
+      concurrent_queries: 4     # queries being answered at once
       queries_per_second: 100   # the token bucket's rate ...
       burst: 200                # ... and its size
       bytes_in_flight_mb: 512   # answer bytes handed to gRPC, not yet written

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pyarrow as pa
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from accord import ipc, tls
 from accord.metadata import END_USER_METADATA
@@ -14,6 +16,44 @@ from accord.v1 import broker_pb2, broker_pb2_grpc
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+
+class RetryLater(grpc.RpcError):
+    """The broker refused for now (RESOURCE_EXHAUSTED with a
+    ``google.rpc.RetryInfo``): the same call may succeed after
+    ``retry_after_s`` seconds. Still a ``grpc.RpcError``, with its code and
+    details, for callers that handle those."""
+
+    def __init__(self, error: grpc.RpcError, retry_after_s: float) -> None:
+        self.error, self.retry_after_s = error, retry_after_s
+        super().__init__(f"{self.details()} (retry after {retry_after_s:.3f} s)")
+
+    def code(self) -> grpc.StatusCode:
+        code: grpc.StatusCode = self.error.code()
+        return code
+
+    def details(self) -> str:
+        return self.error.details() or ""
+
+
+def retry_after(error: grpc.RpcError) -> float | None:
+    """The delay a ``google.rpc.RetryInfo`` detail of ``error`` asks for, if any."""
+    if not isinstance(error, grpc.Call):
+        return None
+    status = rpc_status.from_call(error)
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            delay: float = info.retry_delay.ToMilliseconds() / 1000
+            return delay
+    return None
+
+
+def retry_later(error: grpc.RpcError) -> RetryLater | None:
+    """``error`` as :class:`RetryLater` when the broker said when to retry."""
+    delay = retry_after(error)
+    return None if delay is None else RetryLater(error, delay)
 
 
 @dataclass
@@ -72,15 +112,21 @@ class BrokerClient:
         schema: pa.Schema | None = None
         batches: list[pa.RecordBatch] = []
         trailer: broker_pb2.QueryTrailer | None = None
-        for message in self._stub.Query(request, timeout=timeout + 5, metadata=self._metadata):
-            kind = message.WhichOneof("payload")
-            if kind == "header":
-                query_id = message.header.query_id
-                schema = ipc.schema_from_bytes(message.header.arrow_schema)
-            elif kind == "arrow_batch":
-                batches.append(ipc.batch_from_bytes(message.arrow_batch, schema))
-            elif kind == "trailer":
-                trailer = message.trailer
+        try:
+            for message in self._stub.Query(request, timeout=timeout + 5, metadata=self._metadata):
+                kind = message.WhichOneof("payload")
+                if kind == "header":
+                    query_id = message.header.query_id
+                    schema = ipc.schema_from_bytes(message.header.arrow_schema)
+                elif kind == "arrow_batch":
+                    batches.append(ipc.batch_from_bytes(message.arrow_batch, schema))
+                elif kind == "trailer":
+                    trailer = message.trailer
+        except grpc.RpcError as exc:
+            later = retry_later(exc)
+            if later is None:
+                raise
+            raise later from exc
         if schema is None or trailer is None:
             raise RuntimeError("the broker's answer was cut short (no header or trailer)")
         return QueryResult(query_id, pa.Table.from_batches(batches, schema=schema), trailer)
@@ -91,9 +137,15 @@ class BrokerClient:
         request = broker_pb2.QueryRequest(
             sql=sql, purpose=purpose or self.purpose, case_ref=case_ref or self.case_ref
         )
-        response: broker_pb2.ExplainResponse = self._stub.Explain(
-            request, timeout=timeout, metadata=self._metadata
-        )
+        try:
+            response: broker_pb2.ExplainResponse = self._stub.Explain(
+                request, timeout=timeout, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            later = retry_later(exc)
+            if later is None:
+                raise
+            raise later from exc
         return response
 
     def catalog(self, timeout: float = 10.0) -> broker_pb2.CatalogResponse:

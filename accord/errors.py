@@ -16,6 +16,8 @@
     │   ├── SourceRefused      the source's adapter refused the scan
     │   └── ScanCancelled      stopped by the broker (another source failed)
     ├── ResourceExhausted      a per-query limit was exceeded
+    │   ├── OverQuota          the partner is over its admission quota: retry later
+    │   └── SlowReader         the client stopped reading; its answer was cancelled
     ├── AuditWriteError        the audit trail cannot record: nothing is answered
     └── ConversionError        a stored value does not fit the logical model
 
@@ -108,6 +110,24 @@ class ClientCancelled(AccordError):
     """The client cancelled its call (or its deadline passed) mid-answer."""
 
 
+class OverQuota(ResourceExhausted):
+    """Refused before any work: ``limit`` names the quota (a metric label),
+    ``retry_after_s`` is when the same query could be admitted."""
+
+    def __init__(self, message: str, limit: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.retry_after_s = retry_after_s
+
+
+class SlowReader(ResourceExhausted):
+    """The client did not read its answer in time; ``rows`` had been sent."""
+
+    def __init__(self, message: str, rows: int) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
 class AuditWriteError(AccordError):
     """The audit trail could not record durably: the query must not proceed."""
 
@@ -150,6 +170,8 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     ),
     ScanCancelled: ErrorKind(_S.UNAVAILABLE, "unavailable", "cancelled"),
     ResourceExhausted: ErrorKind(_S.RESOURCE_EXHAUSTED, "exhausted", "exhausted"),
+    OverQuota: ErrorKind(_S.RESOURCE_EXHAUSTED, "over_quota", "exhausted"),
+    SlowReader: ErrorKind(_S.RESOURCE_EXHAUSTED, "slow_reader", "exhausted"),
     AuditWriteError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
     ClientCancelled: ErrorKind(_S.CANCELLED, "cancelled", "cancelled"),
 }

@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from accord.errors import AccordError, PolicyDenied, query_outcome, scan_outcome
+from accord.errors import (
+    AccordError,
+    OverQuota,
+    PolicyDenied,
+    SlowReader,
+    query_outcome,
+    scan_outcome,
+)
 from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
@@ -99,6 +106,18 @@ class BrokerMetrics(ProcessMetrics):
             registry=r,
         )
         self.inflight = Gauge("accord_inflight_queries", "Queries being answered now.", registry=r)
+        self.over_quota = Counter(
+            "accord_admission_refusals",
+            "Queries refused before any work for a partner over its quota, by limit.",
+            ["role", "limit"],
+            registry=r,
+        )
+        self.slow_readers = Counter(
+            "accord_slow_reader_cancels",
+            "Answers cancelled because the client stopped reading (ACCORD_SLOW_READER_S).",
+            ["role"],
+            registry=r,
+        )
 
     def query_done(
         self,
@@ -115,6 +134,10 @@ class BrokerMetrics(ProcessMetrics):
             self.suppressed_groups.labels(role).inc(suppressed)
         if isinstance(error, PolicyDenied):
             self.denials.labels(role, error.reason).inc()
+        if isinstance(error, OverQuota):
+            self.over_quota.labels(role, error.limit).inc()
+        if isinstance(error, SlowReader):
+            self.slow_readers.labels(role).inc()
 
     def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
         self.source_requests.labels(source, scan_outcome(error)).inc()

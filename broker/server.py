@@ -22,14 +22,18 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
+from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
 
 from accord import ipc, tls
 from accord.errors import (
@@ -38,6 +42,8 @@ from accord.errors import (
     ClientCancelled,
     ConfigError,
     InvalidQuery,
+    OverQuota,
+    SlowReader,
     grpc_status,
 )
 from accord.logs import bind_query_id, current_query_id, new_query_id
@@ -45,8 +51,10 @@ from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.identity import MAX_END_USER
 from broker.policy.admission import admitted_case_ref, admitted_purpose
+from broker.quota import Admission
 from broker.readiness import Readiness
 from broker.record import MAX_PUBLIC_MESSAGE, QueryRecord, bounded, write_audit
+from broker.slow_reader import write_bounded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -58,6 +66,7 @@ if TYPE_CHECKING:
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline
+    from broker.quota import Ticket
 
 log = logging.getLogger("accord.broker")
 
@@ -133,6 +142,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         self.metrics = metrics
         self.audit = audit
         self.readiness = readiness
+        # Per-partner load, kept apart from the policy so a reload changes
+        # the limits, never the counts (broker.quota).
+        self.admission = Admission()
 
     @property
     def registry(self) -> PartnerRegistry:
@@ -205,14 +217,16 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         record = self._open("query", query_id, principal, request, started)
         done = _QueryDone(self.metrics, principal.partner.role, started)
         answer = _Answer(record)
+        ticket: Ticket | None = None
         try:
             await context.send_initial_metadata(((QUERY_ID_METADATA, query_id),))
+            ticket = self._admit(principal)
             admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
             record.admitted(admitted)
             messages = self.pipeline.answer(principal, admitted, record)
             async with contextlib.aclosing(messages):  # a cancel stops the scans too
                 async for message in messages:
-                    await self._send(context, answer, message, done)
+                    await self._send(context, answer, message, done, ticket)
         except asyncio.CancelledError:
             # The client cancelled, its deadline passed, or the server stops.
             cancelled = ClientCancelled(f"the call was cancelled after {answer.rows} rows")
@@ -221,6 +235,15 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 with contextlib.suppress(AccordError):  # nobody is left to tell
                     await asyncio.shield(self._record(closing))
             raise
+        except SlowReader as exc:
+            # A write stalled past the bound: record it and end the call
+            # without a status, which grpc could not send past the stalled
+            # write anyway (broker.slow_reader).
+            done(exc, answer.trailer)
+            if (closing := answer.closing(exc)) is not None:
+                with contextlib.suppress(AccordError):
+                    await self._record(closing)
+            raise asyncio.CancelledError from None
         except Exception as exc:
             done(exc, answer.trailer)  # before the caller learns of it
             closing = answer.closing(exc)
@@ -232,6 +255,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             await _abort(context, exc)
         finally:
             done(None, answer.trailer)
+            if ticket is not None:
+                ticket.close()
 
     async def _send(
         self,
@@ -239,6 +264,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         answer: _Answer,
         message: broker_pb2.QueryResponse,
         done: _QueryDone,
+        ticket: Ticket,
     ) -> None:
         """Writes one message of the answer, recording first what must be
         durable before it leaves: the access before the first message, the
@@ -261,7 +287,14 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             # after the client got it, so the record never counts fewer rows
             # than left.
             answer.rows += ipc.batch_from_bytes(message.arrow_batch, answer.schema).num_rows
-        await context.write(message)
+        await write_bounded(
+            context, message, ticket, self.pipeline.limits.slow_reader_s, answer.rows
+        )
+
+    def _admit(self, principal: Principal) -> Ticket:
+        """Before any work: a partner over its quota costs the broker nothing more."""
+        quota = self.pipeline.policies.quota_for(principal)
+        return self.admission.admit(principal.partner.name, quota)
 
     def _open(
         self,
@@ -288,9 +321,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             record = self._open("explain", query_id, principal, request, started)
             error: Exception | None = None
             try:
-                admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
-                record.admitted(admitted)
-                plan = await self.pipeline.explain(principal, admitted, record)
+                with self._admit(principal):  # it plans and contacts sources: same quota
+                    admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
+                    record.admitted(admitted)
+                    plan = await self.pipeline.explain(principal, admitted, record)
             except Exception as exc:
                 error = exc
             try:
@@ -394,7 +428,22 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
         log.error("internal error", exc_info=exc)
     else:
         log.info("query refused: %s: %s", status.name, message)
+    if isinstance(exc, OverQuota):
+        # (grpc-stubs lacks the aio method; grpc.aio has it since 1.38)
+        await context.abort_with_status(retry_status(message, exc.retry_after_s))  # type: ignore[attr-defined]
     await context.abort(status, message)
+
+
+def retry_status(message: str, retry_after_s: float) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo`` detail (in
+    ``grpc-status-details-bin``) saying how long to wait."""
+    retry = error_details_pb2.RetryInfo()
+    retry.retry_delay.FromMilliseconds(max(1, math.ceil(retry_after_s * 1000)))
+    detail = any_pb2.Any()
+    detail.Pack(retry)
+    return rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
+    )
 
 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:

@@ -50,6 +50,11 @@ SETTINGS = (
     Setting("max_set_arms", 32, "arms of a query's UNION, INTERSECT and EXCEPT, together"),
     Setting("max_joins", 16, "joins in one query"),
     Setting("prepare_threads", 4, "threads that parse and plan queries (one partner: all but one)"),
+    Setting(
+        "slow_reader_s",
+        10.0,
+        "longest wait for one write of an answer to a client before the answer is cancelled",
+    ),
 )
 
 
@@ -77,6 +82,7 @@ class Limits:
     max_sql_bytes: int = 100_000
     shape: QueryShape = QueryShape()
     prepare_threads: int = 4
+    slow_reader_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -115,6 +121,7 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
             max_joins=int(values["max_joins"]),
         ),
         prepare_threads=int(values["prepare_threads"]),
+        slow_reader_s=values["slow_reader_s"],
     )
 
 

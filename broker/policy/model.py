@@ -22,6 +22,17 @@ each one). A row filter links a child table to people with ``person IN
 Aggregate-only roles add ``aggregate_only: true``, ``min_group_size`` and,
 per table, the ``dimensions`` they may group and filter by.
 
+What one partner of the role may have under way (``broker/quota.py``; a
+key left out keeps its default, shown here; a partner in
+``policies/partners.yaml`` may override any of them with its own
+``quota:``)::
+
+    quota:
+      concurrent_queries: 4     # queries being answered at once
+      queries_per_second: 100   # the token bucket's rate ...
+      burst: 200                # ... and its size
+      bytes_in_flight_mb: 512   # answer bytes handed to gRPC, not yet written
+
 Every error names the file and line; a policy with any error is refused
 whole (the broker does not start with part of a policy).
 """
@@ -41,6 +52,7 @@ from accord.federation import LOGICAL_TYPES, Federation
 from broker.policy.linkage import check_linkage
 from broker.policy.masks import MASK_KINDS, Mask
 from broker.policy.yamlfile import LineDict, load_yaml
+from broker.quota import Quota, QuotaValueError, quota_from
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -58,6 +70,7 @@ _ROLE_KEYS = {
     "aggregate_only",
     "min_group_size",
     "tables",
+    "quota",
 }
 _TABLE_KEYS = {"columns", "row_filter", "dimensions"}
 _MASK_KEYS = {"mask", "value", "keep_first", "keep_last", "expression", "type"}
@@ -81,6 +94,7 @@ class Role:
     aggregate_only: bool = False
     min_group_size: int = 5
     path: str = ""
+    quota: Quota = field(default_factory=Quota)
 
     def principal_attributes(self) -> set[str]:
         """Attributes of ``principal.*`` the role's filters and masks use."""
@@ -123,6 +137,7 @@ def load_role(path: Path, federation: Federation) -> Role:
         )
         for table, spec in tables_spec.items()
     }
+    quota = load_quota(where, doc.get("quota"), Quota())
     return Role(
         name=name,
         description=str(doc.get("description", "")),
@@ -132,7 +147,28 @@ def load_role(path: Path, federation: Federation) -> Role:
         aggregate_only=aggregate_only,
         min_group_size=min_group_size,
         path=str(path),
+        quota=quota,
     )
+
+
+def partner_quota(path: Path, partner: Any, base: Quota) -> Quota:
+    """A partner's quota in the registry (``path``): its role's, ``base``,
+    with the keys of the partner's own ``quota:``."""
+    if not isinstance(partner, LineDict):
+        return base  # the registry itself reports a partner that is no mapping
+    return load_quota(_Where(path, partner), partner.get("quota"), base)
+
+
+def load_quota(where: _Where, spec: Any, base: Quota) -> Quota:
+    """``base`` with a ``quota:`` mapping's keys; an error names its line."""
+    if spec is None:
+        return base
+    if not isinstance(spec, LineDict):
+        where.fail("quota", "'quota' must be a mapping of limits (see broker/quota.py)")
+    try:
+        return quota_from(spec, base)
+    except QuotaValueError as exc:
+        where.at(spec, exc.key or "").fail(exc.key, str(exc))
 
 
 def _load_grant(

@@ -8,7 +8,7 @@ so the broker never starts with part of one.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,9 +20,10 @@ from accord.catalog import catalog_schema
 from accord.errors import AccordError, ConfigError, PolicyDenied, PolicyFileError
 from broker.identity import PartnerRegistry, Principal
 from broker.policy.masks import bind_keyed_hash
-from broker.policy.model import BUILTIN_ATTRIBUTES, Role, load_role
+from broker.policy.model import BUILTIN_ATTRIBUTES, Role, load_role, partner_quota
 from broker.policy.rewrite import RoleView, secure_view
 from broker.policy.yamlfile import LineDict, load_yaml
+from broker.quota import Quota
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -33,6 +34,7 @@ class PolicySet:
     registry: PartnerRegistry
     roles: dict[str, Role]
     purposes: dict[str, str]
+    quotas: dict[str, Quota] = field(default_factory=dict)  # partner -> its quota
 
     @classmethod
     def load(cls, directory: Path, federation: Federation) -> PolicySet:
@@ -49,6 +51,14 @@ class PolicySet:
         if role is None:  # check_policies makes this impossible; deny all the same
             raise PolicyDenied(f"role {principal.partner.role} has no policy", reason="other")
         return role
+
+    def quota_for(self, principal: Principal) -> Quota:
+        """The partner's quota: its own, else its role's, else the default."""
+        name = principal.partner.name
+        if name in self.quotas:
+            return self.quotas[name]
+        role = self.roles.get(principal.partner.role)
+        return role.quota if role is not None else Quota()
 
 
 def check_policies(directory: Path, federation: Federation) -> tuple[PolicySet | None, list[str]]:
@@ -70,9 +80,10 @@ def check_policies(directory: Path, federation: Federation) -> tuple[PolicySet |
     except ConfigError as exc:
         return None, [*problems, str(exc)]
     _check_partners(directory / "partners.yaml", registry, roles, problems)
+    quotas = _partner_quotas(directory / "partners.yaml", registry, roles, problems)
     for role in roles.values():
         problems += type_check(role, registry, federation)
-    policy = PolicySet(registry, roles, purposes)
+    policy = PolicySet(registry, roles, purposes, quotas)
     return (None if problems else policy), problems
 
 
@@ -113,6 +124,27 @@ def _check_partners(
                     f"{path}: partner {partner.name!r} lacks attribute {attribute!r}, "
                     f"which role {role.name}'s policy uses (principal.{attribute})"
                 )
+
+
+def _partner_quotas(
+    path: Path, registry: PartnerRegistry, roles: dict[str, Role], problems: list[str]
+) -> dict[str, Quota]:
+    """Each partner's quota: its role's, with the partner's own ``quota:`` keys."""
+    try:
+        doc = load_yaml(path)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return {}
+    specs = doc.get("partners") if isinstance(doc, LineDict) else None
+    quotas: dict[str, Quota] = {}
+    for name, partner in registry.partners.items():
+        role = roles.get(partner.role)
+        base = role.quota if role is not None else Quota()
+        try:
+            quotas[name] = partner_quota(path, (specs or {}).get(name), base)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    return quotas
 
 
 def type_check(role: Role, registry: PartnerRegistry, federation: Federation) -> list[str]:

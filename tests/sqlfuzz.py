@@ -7,6 +7,8 @@ and the functions of ``broker.validate``'s allow-lists:
   joins, subqueries, set operations, CASE, casts, allowed and forbidden
   functions, literals of every type, real and unknown identifiers); most
   parse, many are refused by policy, some answer.
+- ``plain_sql``: what a partner would write over what it may see (most
+  of these answer, so the merge and the adapters are reached).
 - ``aggregate_sql``: the shapes an aggregate-only role may send (a grouped
   count over its dimensions), and near misses of them.
 - ``mutated_sql``: a grammar query with tokens inserted, deleted, swapped or
@@ -386,6 +388,33 @@ AGGREGATE_MEASURES = ["count(*)", "count(DISTINCT {})", "sum({})", "avg({})", "m
 
 
 @st.composite
+def plain_sql(draw: st.DrawFn, catalog: Catalog | None = None) -> str:
+    """A query a partner would write, over columns it may see: a selection,
+    a join on the FPS number, or a count by group; most of these answer."""
+    catalog = catalog or MODEL
+    table = draw(st.sampled_from(sorted(catalog)))
+    columns = catalog[table] or ["source"]
+    picked = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=3, unique=True))
+    scope = Scope.of(catalog).reading([(table, table)])
+    where = f" WHERE {draw(predicates(scope, 0))}" if draw(st.booleans()) else ""
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        key = picked[0]
+        return f"SELECT {key}, count(*) AS n FROM {table}{where} GROUP BY {key} ORDER BY n DESC"
+    others = [t for t in sorted(catalog) if t != table and "fps_number" in catalog[t]]
+    if kind == 1 and others and "fps_number" in columns:
+        other = draw(st.sampled_from(others))
+        column = draw(st.sampled_from(catalog[other]))
+        return (
+            f"SELECT {table}.{picked[0]}, b.{column} FROM {table} "
+            f"{draw(st.sampled_from(['JOIN', 'LEFT JOIN']))} {other} AS b "
+            f"ON b.fps_number = {table}.fps_number{where} LIMIT 50"
+        )
+    limit = draw(st.sampled_from(["", " LIMIT 5", " LIMIT 100"]))
+    return f"SELECT {', '.join(picked)} FROM {table}{where}{limit}"
+
+
+@st.composite
 def aggregate_sql(draw: st.DrawFn, dimensions: dict[str, list[str]]) -> str:
     """A grouped aggregate over an aggregate-only role's dimensions (or a
     near miss: a column that is no dimension, an aggregate it may not use)."""
@@ -434,7 +463,7 @@ def mutated_sql(draw: st.DrawFn, bases: Sequence[str] = (), catalog: Catalog | N
     if bases and draw(st.booleans()):
         base = draw(st.sampled_from(bases))
     else:
-        base = draw(grammar_sql(catalog))
+        base = draw(st.one_of(grammar_sql(catalog), plain_sql(catalog)))
     tokens = tokens_of(base) or [""]
     for _ in range(draw(st.integers(1, 4))):
         at = draw(st.integers(0, len(tokens) - 1))
@@ -465,8 +494,8 @@ def random_text() -> st.SearchStrategy[str]:
 
 def any_sql(bases: Sequence[str] = (), catalog: Catalog | None = None) -> st.SearchStrategy[str]:
     """Grammar, mutated and random text, weighted towards what parses."""
-    grammar = grammar_sql(catalog)
-    return st.one_of(grammar, grammar, mutated_sql(bases, catalog), random_text())
+    grammar, plain = grammar_sql(catalog), plain_sql(catalog)
+    return st.one_of(grammar, plain, plain, mutated_sql(bases, catalog), random_text())
 
 
 # --- the other request fields ------------------------------------------------

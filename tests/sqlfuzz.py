@@ -57,7 +57,8 @@ UNKNOWN_COLUMNS = ["nope", "rowid", "__accord_persons_1", "accord_x", '"Surname"
 
 
 def _names(kinds: frozenset[type[exp.Expr]]) -> list[str]:
-    names = {n.lower() for kind in kinds for n in kind.sql_names()}
+    functions = [k for k in kinds if issubclass(k, exp.Func)]
+    names = {n.lower() for kind in functions for n in kind.sql_names()}
     return sorted(n for n in names if re.fullmatch(r"[a-z_][a-z0-9_]*", n))
 
 
@@ -460,8 +461,10 @@ def tokens_of(sql: str) -> list[str]:
 @st.composite
 def mutated_sql(draw: st.DrawFn, bases: Sequence[str] = (), catalog: Catalog | None = None) -> str:
     """A grammar query (or one of ``bases``) with one to four tokens mutated."""
-    if bases and draw(st.booleans()):
-        base = draw(st.sampled_from(bases))
+    base: str
+    use_base: bool = draw(st.booleans())
+    if bases and use_base:
+        base = draw(st.sampled_from(list(bases)))
     else:
         base = draw(st.one_of(grammar_sql(catalog), plain_sql(catalog)))
     tokens = tokens_of(base) or [""]

@@ -66,7 +66,7 @@ class Federation:
         self.offsets: dict[Path, int] = {}
         self.new_log_text()  # start reading the logs from here
 
-    def call(self, partner: str) -> grpc.UnaryStreamMultiCallable:
+    def call(self, partner: str) -> grpc.UnaryStreamMultiCallable[bytes, broker_pb2.QueryResponse]:
         if partner not in self.channels:
             ca, cert, key = self.workdir.partner_credentials(partner)
             self.channels[partner] = grpc.secure_channel(
@@ -171,8 +171,8 @@ def check_call(live: Federation, partner: str, body: bytes, fields: dict[str, An
         for _ in live.call(partner)(body, timeout=LONGEST_S + 30, metadata=metadata):
             pass
     except grpc.RpcError as exc:
-        code = exc.code()  # type: ignore[attr-defined]  # a grpc.Call too
-        details = exc.details() or ""  # type: ignore[attr-defined]
+        code = exc.code()
+        details = exc.details() or ""
         assert code not in NEVER, (code, details[:300])
         assert "Traceback" not in details
         outcome = code.name

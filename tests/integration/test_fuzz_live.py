@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 pytestmark = [pytest.mark.integration, pytest.mark.fuzz]
 
-EXAMPLES = max(int(os.environ.get("ACCORD_FUZZ_EXAMPLES", "100")) * 2 // 5, 1)
+EXAMPLES = int(os.environ.get("ACCORD_FUZZ_EXAMPLES", "100"))
 DERANDOMIZE = not os.environ.get("ACCORD_FUZZ_RANDOM")
 SOURCES = ("CA-CSC", "BC")
 #: The broker's default and longest deadline here (seconds).

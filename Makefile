@@ -14,7 +14,7 @@ LOCK := requirements/lock.txt
 LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11 \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test unit lint format typecheck check lock protos bench clean
+.PHONY: demo test unit fuzz lint format typecheck check lock protos bench clean
 
 $(STAMP): $(LOCK) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,13 @@ test: $(STAMP)
 # Unit tests only (no processes, no databases): seconds.
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests --ignore=tests/integration -q
+
+# The fuzz suite alone (part of `make test` too, bounded there). A longer hunt,
+# with random rather than the fixed CI inputs: ACCORD_FUZZ_EXAMPLES=20000 make fuzz
+FUZZ_EXAMPLES ?= $(ACCORD_FUZZ_EXAMPLES)
+fuzz: $(STAMP)
+	ACCORD_FUZZ_EXAMPLES=$(or $(FUZZ_EXAMPLES),1000) ACCORD_FUZZ_RANDOM=1 \
+		$(BIN)/python -m pytest -q -m fuzz -p no:randomly --timeout=0 --hypothesis-show-statistics
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -252,6 +252,13 @@ def parse_query(
     """
     if len(sql) > MAX_SQL_CHARS:
         raise InvalidQuery(f"the query is longer than {MAX_SQL_CHARS} characters")
+    if not sql.isascii():
+        try:
+            sql.encode("utf-8")
+        except UnicodeEncodeError as exc:  # a lone surrogate: no text DuckDB can read
+            raise InvalidQuery(
+                f"the query is not valid Unicode text (character {exc.start + 1})"
+            ) from None
     shape = shape or QueryShape()
     dialect = sqlglot.Dialect.get_or_raise("duckdb")
     try:

@@ -101,6 +101,7 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
     so by name (the logical model is public, the data is not).
     """
     schema = view.schema()
+    _alias_subquery_outputs(tree)
     try:
         tree = qualify(
             tree,
@@ -122,6 +123,18 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
         raise InvalidQuery(f"{text}; see GetCatalog for what you may query") from exc
     _check_bound_columns(tree, view, schema)
     return tree
+
+
+def _alias_subquery_outputs(tree: exp.Query) -> None:
+    """Names each unnamed scalar subquery in a select list ``_col_<i>``, as
+    ``qualify`` would, but as an ``Alias`` node: ``qualify`` names it inside
+    the subquery instead, and then fails on ``GROUP BY <position>`` (an
+    assertion of sqlglot's, not a refusal)."""
+    for select in tree.find_all(exp.Select):
+        for i, projection in enumerate(select.expressions):
+            if isinstance(projection, exp.Subquery) and not projection.alias:
+                name = exp.to_identifier(f"_col_{i}")
+                projection.replace(exp.Alias(this=projection.copy(), alias=name))
 
 
 def _check_bound_columns(

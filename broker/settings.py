@@ -45,6 +45,8 @@ SETTINGS = (
     Setting("max_set_arms", 32, "arms of a query's UNION, INTERSECT and EXCEPT, together"),
     Setting("max_joins", 16, "joins in one query"),
     Setting("prepare_threads", 4, "threads that parse and plan queries (one partner: all but one)"),
+    Setting("merge_threads", 4, "threads that merge answers in DuckDB, apart from the audit's"),
+    Setting("merge_memory_mb", 512, "DuckDB memory of one merge (each merge thread has its own)"),
 )
 
 
@@ -72,6 +74,8 @@ class Limits:
     max_sql_bytes: int = 100_000
     shape: QueryShape = QueryShape()
     prepare_threads: int = 4
+    merge_threads: int = 4
+    merge_memory_mb: int = 512
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
             max_joins=int(values["max_joins"]),
         ),
         prepare_threads=int(values["prepare_threads"]),
+        merge_threads=int(values["merge_threads"]),
+        merge_memory_mb=int(values["merge_memory_mb"]),
     )
 
 

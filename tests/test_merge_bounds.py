@@ -69,7 +69,7 @@ def test_a_merge_past_its_deadline_is_interrupted_and_its_thread_is_free():
     finally:
         m.close()
     assert n == ROWS
-    assert 0.9 < timed_out < 1.5, timed_out
+    assert 0.9 < timed_out < 2.0, timed_out
     # Before, the heavy merge kept its thread for minutes after its deadline.
     assert free_after < 4.0, free_after
 
@@ -96,9 +96,10 @@ def test_a_merge_waiting_for_a_thread_still_honours_its_deadline():
         waiting, running, next_one = asyncio.run(scenario())
     finally:
         m.close()
-    assert waiting < 1.0, waiting  # it did not wait for the thread to be free
-    assert 1.9 < running < 2.6, running
-    assert next_one < 4.0, next_one  # the waiting one never started
+    # Bounds loose for a loaded CI box; the heavy merge alone runs for minutes.
+    assert waiting < 1.5, waiting  # it did not wait for the thread to be free (2 s)
+    assert 1.9 < running < 3.5, running
+    assert next_one < 5.0, next_one  # the waiting one never started
 
 
 def test_heavy_merges_never_take_the_default_executors_threads():

@@ -18,6 +18,7 @@
     ├── ResourceExhausted      a per-query limit was exceeded
     │   ├── OverQuota          the partner is over its admission quota: retry later
     │   └── SlowReader         the client stopped reading; its answer was cancelled
+    ├── QueryTimedOut          the query's own work ran past its deadline
     ├── AuditWriteError        the audit trail cannot record: nothing is answered
     └── ConversionError        a stored value does not fit the logical model
 
@@ -27,11 +28,15 @@ metrics, and the state a source failing so has in a trailer.
 :func:`describe` looks an error up (the most specific class wins).
 
 Messages are written for the caller: they say what was wrong and what to do
-next, and never carry internals such as stack traces or file paths.
+next, and never carry internals such as stack traces or file paths. A
+database's own error text may quote the stored value it choked on (DuckDB's
+``Could not convert string 'Smith1980-01-01' to INT32``): it reaches a
+message, a record or a log line only through :func:`scrubbed`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -128,6 +133,10 @@ class SlowReader(ResourceExhausted):
         self.rows = rows
 
 
+class QueryTimedOut(AccordError):
+    """The broker's own part of a query (the merge) ran past its deadline."""
+
+
 class AuditWriteError(AccordError):
     """The audit trail could not record durably: the query must not proceed."""
 
@@ -172,6 +181,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     ResourceExhausted: ErrorKind(_S.RESOURCE_EXHAUSTED, "exhausted", "exhausted"),
     OverQuota: ErrorKind(_S.RESOURCE_EXHAUSTED, "over_quota", "exhausted"),
     SlowReader: ErrorKind(_S.RESOURCE_EXHAUSTED, "slow_reader", "exhausted"),
+    QueryTimedOut: ErrorKind(_S.DEADLINE_EXCEEDED, "timeout", "timeout"),
     AuditWriteError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
     ClientCancelled: ErrorKind(_S.CANCELLED, "cancelled", "cancelled"),
 }
@@ -217,3 +227,57 @@ def query_outcome(error: BaseException | None) -> str:
 def source_state(error: BaseException | None) -> broker_pb2.SourceState:
     """The trailer's state of a source whose scans ended with ``error``."""
     return broker_pb2.SOURCE_STATE_OK if error is None else describe(error).source_state
+
+
+#: DuckDB's kind of error, which leads its message: ``Conversion Error: ``.
+_KIND = re.compile(r"^(?:[A-Z][A-Za-z]*(?: [A-Za-z]+)* Error: )?")
+#: A number, a date, a time: anything that starts with a digit.
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\w.:/+-]*")
+#: Where a quoted literal opens: a quote not inside a word (``can't`` is no quote).
+_OPENING = re.compile(r"(?<!\w)['\"`]")
+ELIDED = "…"
+#: The longest scrubbed message kept.
+MAX_SCRUBBED = 300
+
+
+def scrubbed(message: str) -> str:
+    """A database's error message with nothing in it that could be a stored
+    value: its first line; after its kind, the text up to the first ``": "``
+    (what follows names the offending value); every quoted literal and every
+    number replaced by ``…``. A literal runs from its opening quote to the
+    last such quote on the line, so a value with quotes of its own cannot
+    close it early and show the rest.
+
+    >>> scrubbed("Conversion Error: Could not convert string 'Smith1980-01-01' to INT32")
+    "Conversion Error: Could not convert string '…' to INT32"
+    >>> scrubbed("Conversion Error: Date out of range: 41-41-41")
+    'Conversion Error: Date out of range: …'
+    >>> scrubbed("Out of Range Error: Overflow in multiplication of INT32 (6 * 2000000000)!")
+    'Out of Range Error: Overflow in multiplication of INT32 (… * …)!'
+    >>> scrubbed("Could not convert string 'A' Smith 'B' to INT32")
+    "Could not convert string '…' to INT32"
+    >>> scrubbed('invalid input syntax for type integer: "Smith"')
+    'invalid input syntax for type integer: …'
+    """
+    lines = message.strip().splitlines()
+    line = lines[0] if lines else ""
+    kind = _KIND.match(line)
+    head = kind.group(0) if kind else ""
+    text = line[len(head) :]
+    if ": " in text:
+        text = text.split(": ", 1)[0] + ": " + ELIDED
+    text = _without_literals(text)
+    return (head + _NUMBER.sub(ELIDED, text))[:MAX_SCRUBBED]
+
+
+def _without_literals(text: str) -> str:
+    out, rest = "", text
+    while (opening := _OPENING.search(rest)) is not None:
+        quote = opening.group(0)
+        closing = rest.rfind(quote)
+        out += rest[: opening.start()] + quote + ELIDED
+        if closing <= opening.start():
+            return out  # never closed: the rest is the literal
+        out += quote
+        rest = rest[closing + 1 :]
+    return out + rest

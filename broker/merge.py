@@ -1,58 +1,119 @@
 """Merge: run the rewritten query over the sources' Arrow data in DuckDB.
 
-One in-memory DuckDB database per broker, locked down before any query runs:
-no extension is installed or loaded, nothing outside the process can be
-read or written, and the configuration cannot be changed afterwards. Each
-query gets its own cursor and registers its Arrow tables under names unique
-to the query, so concurrent queries never see each other's data.
+Merges run on the merger's own threads (``ACCORD_MERGE_THREADS``), never on
+the default executor, whose threads the audit writer needs: a flood of heavy
+merges waits for a merge thread and cannot starve the trail. Each merge
+thread has its own in-memory DuckDB database, locked down before any query
+runs (no extension installed or loaded, nothing outside the process read or
+written, no temporary directory to spill into, the configuration locked),
+with its own ``memory_limit`` (``ACCORD_MERGE_MEMORY_MB``). DuckDB's limit
+is per database and each database runs one merge at a time, so the limit
+bounds one query. Each merge gets a fresh cursor and registers its Arrow
+tables on it, so no merge sees another's data.
+
+A merge is bounded while it runs, never after:
+
+- in time: at the query's deadline its cursor is interrupted (``wait_for``
+  alone stops waiting, not computing) and its thread is free again; a merge
+  still waiting for a thread then never starts;
+- in size: the answer is read as a stream of record batches and stopped as
+  soon as it passes ``ACCORD_MAX_RESULT_ROWS`` or ``ACCORD_MAX_RESULT_BYTES``;
+  a SELECT without a LIMIT gets one a row past the bound, so an ORDER BY
+  keeps only that many rows (a top-N) instead of sorting everything;
+- in memory: the database's limit; a join, sort or aggregate past it is
+  RESOURCE_EXHAUSTED.
+
+DuckDB's error messages may quote the stored value they failed on. Each is
+mapped by its kind to an :class:`~accord.errors.AccordError` whose message is
+scrubbed (:func:`accord.errors.scrubbed`), and the original is not chained,
+so no caller, audit record or logged traceback carries it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
+import functools
 import logging
 import threading
-from typing import TYPE_CHECKING
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
+from accord import ipc
 from accord.catalog import SOURCE_COLUMN
-from accord.errors import AccordError, InvalidQuery, ResourceExhausted
+from accord.errors import (
+    AccordError,
+    InvalidQuery,
+    QueryTimedOut,
+    ResourceExhausted,
+    scrubbed,
+)
 from broker.policy.masks import bind_keyed_hash
+from broker.settings import load_limits
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from accord.federation import Federation
     from broker.fanout import ScanResult
     from broker.planner import QueryPlan
+    from broker.settings import Limits
 
 log = logging.getLogger("accord.merge")
 
+#: DuckDB threads of one merge database (each merge thread has its own).
+DATABASE_THREADS = 2
+#: How often a merge past its deadline is interrupted again until it stops:
+#: an interrupt that lands between two of its statements is lost.
+REINTERRUPT_S = 0.05
+TIMED_OUT = "the query ran past its deadline while merging; narrow it or allow more time"
 
-def locked_down_duckdb(threads: int = 2, memory_limit: str = "2GB") -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that can only compute over what is registered in it."""
+
+def locked_down_duckdb(
+    threads: int = DATABASE_THREADS, memory_mb: int = 2048
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that can only compute over what is registered in
+    it, in at most ``memory_mb`` of memory (it never spills to disk)."""
     con = duckdb.connect(
         ":memory:",
         config={
             # The wheels default both to on; off first, before anything can load.
             "autoinstall_known_extensions": False,
             "autoload_known_extensions": False,
+            # No spilling: past its memory limit a merge fails, it does not
+            # fill the disk (and after the lockdown this could not be set).
+            "temp_directory": "",
         },
     )
     con.execute("SET enable_external_access = false")  # no files, no network, no ATTACH
     con.execute(f"SET threads = {int(threads)}")
-    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute(f"SET memory_limit = '{int(memory_mb)}MB'")
     con.execute("SET lock_configuration = true")  # last: nothing can undo the above
     return con
 
 
 class Merger:
-    """Runs merge queries; one shared locked-down database, a cursor per query."""
+    """Runs merge queries on its own bounded threads (see the module docstring)."""
 
-    def __init__(self, federation: Federation) -> None:
+    def __init__(self, federation: Federation, limits: Limits | None = None) -> None:
         self.federation = federation
-        self._db = locked_down_duckdb()
-        self._lock = threading.Lock()  # cursor() on the shared connection is not thread-safe
+        self.limits = limits or load_limits()
+        self._databases = threading.local()  # one locked-down database per thread
+        self._threads = ThreadPoolExecutor(
+            max_workers=self.limits.merge_threads, thread_name_prefix="accord-merge"
+        )
+        self._stopping: set[asyncio.Task[None]] = set()  # merges being interrupted
+
+    def close(self) -> None:
+        """Stops the merge threads (a merge running finishes or is interrupted)."""
+        self._threads.shutdown(wait=False, cancel_futures=True)
 
     def arrow_tables(self, plan: QueryPlan, results: list[ScanResult]) -> dict[str, pa.Table]:
         """Per table reference: the union over sources, with a ``source`` column."""
@@ -73,53 +134,194 @@ class Merger:
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
         return tables
 
+    async def merge(
+        self,
+        plan: QueryPlan,
+        tables: dict[str, pa.Table],
+        keyed_hash_key: bytes,
+        deadline: float,
+    ) -> tuple[pa.Table, dict[str, int]]:
+        """:meth:`run` on a merge thread, stopped at ``deadline`` (monotonic):
+        QueryTimedOut then, and the merge is interrupted, not left running."""
+        job = _Job(functools.partial(self._run_on, plan, tables, keyed_hash_key))
+        context = contextvars.copy_context()  # the query id, for the merge's log lines
+        future = asyncio.get_running_loop().run_in_executor(
+            self._threads, context.run, job, self._database
+        )
+        try:
+            return await asyncio.wait_for(
+                asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001)
+            )
+        except TimeoutError:
+            raise QueryTimedOut(TIMED_OUT) from None
+        finally:
+            if not future.done():  # past the deadline, or the caller left
+                self._stop(job, future)
+
     def run(
         self, plan: QueryPlan, tables: dict[str, pa.Table], keyed_hash_key: bytes = b""
     ) -> tuple[pa.Table, dict[str, int]]:
         """Registers the tables on a fresh cursor, materializes the secure views,
         runs the merge SQL; returns the answer and the visible rows per source.
+        Runs in the calling thread, on that thread's database.
 
         ``keyed_hash_key`` is the caller's key for ``keyed_hash`` masks; it is
         bound into the SQL only here, so no plan or Explain ever shows it.
         """
-        sql = bind_keyed_hash(plan.merge.copy(), keyed_hash_key).sql(dialect="duckdb")
-        with self._lock:
-            cursor = self._db.cursor()
+        cursor = self._database().cursor()
         try:
-            for name, table in tables.items():
-                cursor.register(name, table)
-            visible = self._materialize(cursor, plan, keyed_hash_key)
-            try:
-                return cursor.sql(sql).to_arrow_table(), visible
-            except duckdb.Error as exc:
-                raise _merge_error(exc) from exc
+            return self._run_on(plan, tables, keyed_hash_key, cursor)
         finally:
             cursor.close()
+
+    def _database(self) -> duckdb.DuckDBPyConnection:
+        db: duckdb.DuckDBPyConnection | None = getattr(self._databases, "db", None)
+        if db is None:
+            db = self._databases.db = locked_down_duckdb(memory_mb=self.limits.merge_memory_mb)
+        return db
+
+    def _stop(self, job: _Job, future: asyncio.Future[Any]) -> None:
+        """Interrupts ``job`` until its thread is free; nobody awaits its result."""
+        job.stop()
+        future.add_done_callback(_discard_result)
+
+        async def until_done() -> None:
+            while not future.done():
+                await asyncio.wait({future}, timeout=REINTERRUPT_S)
+                job.stop()
+
+        task = asyncio.get_running_loop().create_task(until_done())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
+
+    def _run_on(
+        self,
+        plan: QueryPlan,
+        tables: dict[str, pa.Table],
+        key: bytes,
+        cursor: duckdb.DuckDBPyConnection,
+    ) -> tuple[pa.Table, dict[str, int]]:
+        for name, table in tables.items():
+            cursor.register(name, table)
+        visible = self._materialize(cursor, plan, key)
+        tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
+        return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
+
+    def _read(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
+        """The answer, batch by batch, stopped as soon as it passes a limit."""
+        max_rows, max_bytes = self.limits.max_result_rows, self.limits.max_result_bytes
+        batches: list[pa.RecordBatch] = []
+        rows = size = 0
+        try:
+            reader = cursor.sql(sql).to_arrow_reader(ipc.BATCH_ROWS)
+            for batch in reader:
+                rows, size = rows + batch.num_rows, size + batch.nbytes
+                if rows > max_rows:
+                    raise ResourceExhausted(
+                        f"the answer has more than {max_rows} rows (ACCORD_MAX_RESULT_ROWS); "
+                        "add a LIMIT or narrow the query"
+                    )
+                if size > max_bytes:
+                    raise ResourceExhausted(
+                        f"the answer has more than {max_bytes} bytes (ACCORD_MAX_RESULT_BYTES); "
+                        "add a LIMIT or narrow the query"
+                    )
+                batches.append(batch)
+            schema = reader.schema
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            raise self._merge_error(exc) from None  # its text may quote a stored value
+        return pa.Table.from_batches(batches, schema=schema)
 
     def _materialize(
         self, cursor: duckdb.DuckDBPyConnection, plan: QueryPlan, key: bytes
     ) -> dict[str, int]:
         """Computes each secure view, registers it, counts its rows per source.
 
-        A failure here is the policy's (a mask over stored data), and its
-        message could quote raw values: the caller gets a generic error.
+        A failure here (other than the deadline or the memory limit) is the
+        policy's, a mask over stored data: the caller gets a generic error.
         """
         visible: dict[str, int] = {}
         for name, view in plan.views:
             sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
             try:
                 table = cursor.sql(sql).to_arrow_table()
-            except duckdb.Error as exc:
-                log.error("secure view %s failed: %s", name, exc)
-                raise AccordError(
-                    "the policy view of a table could not be computed; "
-                    "the operators have the details"
-                ) from exc
+            except (duckdb.Error, pa.ArrowException, OSError) as exc:
+                error = self._merge_error(exc)
+                if isinstance(error, InvalidQuery):
+                    log.error("secure view %s failed: %s", name, error)
+                    error = AccordError(
+                        "the policy view of a table could not be computed; "
+                        "the operators have the details"
+                    )
+                raise error from None
             cursor.register(name, table)
             if table.num_rows:
                 for entry in pc.value_counts(table.column(SOURCE_COLUMN)).to_pylist():
                     visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
         return visible
+
+    def _merge_error(self, exc: Exception) -> AccordError:
+        """DuckDB's failure as the caller may read it: its kind and a scrubbed
+        message. Mid-stream, DuckDB's errors surface as Arrow errors whose
+        text starts with the same kind (``Conversion Error: ...``)."""
+        message = scrubbed(str(exc))
+        kind = type(exc).__name__ if isinstance(exc, duckdb.Error) else _kind_of(message)
+        log.info("merge failed: %s: %s", kind, message)
+        if kind in {"InterruptException", "INTERRUPT"}:
+            return QueryTimedOut(TIMED_OUT)
+        if kind in {"OutOfMemoryException", "Out of Memory"}:
+            return ResourceExhausted(
+                f"the merge needed more than its {self.limits.merge_memory_mb} MB of memory "
+                "(ACCORD_MERGE_MEMORY_MB); narrow the query"
+            )
+        if kind in {"ParserException", "Parser"}:  # sqlglot wrote a form DuckDB does not read
+            return InvalidQuery(f"this form of query is not supported: {message}")
+        if kind in {"InternalException", "FatalException", "INTERNAL", "FATAL"}:
+            return AccordError(f"the merge failed ({kind}); the operators have the details")
+        return InvalidQuery(f"the query failed while merging ({kind}): {message}")
+
+
+class _Job:
+    """One merge on a merge thread, with its cursor, stoppable from another thread."""
+
+    def __init__(self, work: Callable[[duckdb.DuckDBPyConnection], Any]) -> None:
+        self._work = work
+        self._lock = threading.Lock()
+        self._cursor: duckdb.DuckDBPyConnection | None = None
+        self._stopped = False
+
+    def __call__(self, database: Callable[[], duckdb.DuckDBPyConnection]) -> Any:
+        with self._lock:
+            if self._stopped:  # its deadline passed while it waited for a thread
+                raise QueryTimedOut(TIMED_OUT)
+            cursor = self._cursor = database().cursor()
+        try:
+            return self._work(cursor)
+        finally:
+            with self._lock:
+                self._cursor = None
+            cursor.close()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._cursor is not None:
+                self._cursor.interrupt()
+
+
+def bounded(tree: exp.Query, max_rows: int) -> exp.Query:
+    """``tree`` with ``LIMIT max_rows + 1`` when it is a SELECT without one:
+    one row past the bound is enough to know the answer is over it.
+
+    >>> import sqlglot
+    >>> bounded(sqlglot.parse_one("SELECT a FROM t ORDER BY a"), 10).sql()
+    'SELECT a FROM t ORDER BY a LIMIT 11'
+    >>> bounded(sqlglot.parse_one("SELECT a FROM t LIMIT 3"), 10).sql()
+    'SELECT a FROM t LIMIT 3'
+    """
+    if isinstance(tree, exp.Select) and tree.args.get("limit") is None:
+        return tree.limit(max_rows + 1, copy=False)
+    return tree
 
 
 def aligned(table: pa.Table, source: str, received: pa.Schema, schema: pa.Schema) -> pa.Table:
@@ -134,21 +336,14 @@ def aligned(table: pa.Table, source: str, received: pa.Schema, schema: pa.Schema
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _merge_error(exc: duckdb.Error) -> AccordError:
-    """DuckDB errors at run time are the query's fault (a bad cast, division...)."""
-    message = str(exc).splitlines()[0]
-    if isinstance(exc, duckdb.ParserException):  # sqlglot wrote a form DuckDB does not read
-        return InvalidQuery(f"this form of query is not supported: {message}")
-    if isinstance(exc, duckdb.OutOfMemoryException):
-        return ResourceExhausted("the merge ran out of its memory limit; narrow the query")
-    if isinstance(
-        exc,
-        (
-            duckdb.ConversionException,
-            duckdb.BinderException,
-            duckdb.InvalidInputException,
-            duckdb.OutOfRangeException,
-        ),
-    ):
-        return InvalidQuery(f"the query failed while merging: {message}")
-    return AccordError(f"the merge failed: {message}")
+def _kind_of(message: str) -> str:
+    """``Conversion`` of ``Conversion Error: ...``; ``unknown`` without one."""
+    head, sep, _ = message.partition(" Error: ")
+    return head if sep and head.replace(" ", "").isalpha() else "unknown"
+
+
+def _discard_result(future: asyncio.Future[Any]) -> None:
+    """Reads the result of a merge nobody awaits (it was stopped), so asyncio
+    does not report it as never retrieved."""
+    with contextlib.suppress(BaseException):
+        future.result()

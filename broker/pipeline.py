@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from accord import ipc
-from accord.errors import InvalidQuery, ResourceExhausted, SourceTimedOut
+from accord.errors import InvalidQuery
 from accord.logs import new_query_id
 from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
@@ -69,7 +69,7 @@ class QueryPipeline:
         self.clients = clients
         self.policies = policies
         self.mask_secret = mask_secret
-        self.merger = Merger(federation)
+        self.merger = Merger(federation, self.limits)
         self.views: ViewCache = {}  # secure views built for this policy
         # Parse, policy and planning run here, off the event loop and apart
         # from the default executor (the audit writer's): a heavy query then
@@ -110,8 +110,10 @@ class QueryPipeline:
             return await asyncio.get_running_loop().run_in_executor(self._preparing, work)
 
     def close(self) -> None:
-        """Stops the preparing threads (a query being prepared finishes)."""
+        """Stops the preparing and merging threads (a query being prepared
+        or merged finishes)."""
         self._preparing.shutdown(wait=False, cancel_futures=True)
+        self.merger.close()
 
     def deadline(self, request: broker_pb2.QueryRequest) -> tuple[float, float]:
         """(the query's deadline, the scans' deadline), as monotonic times.
@@ -147,7 +149,7 @@ class QueryPipeline:
             stream = StreamedQuery(self.federation, self.clients, self.merger, self.limits, record)
             key = partner_key(self.mask_secret, principal.partner.name)
             async for message in stream.answer(
-                prepared, request, query_id, scans_deadline, key, started
+                prepared, request, query_id, (deadline, scans_deadline), key, started
             ):
                 yield message
             return
@@ -192,24 +194,9 @@ class QueryPipeline:
             record.fetched(results)
         failed = check_outcome(results, request.allow_partial)
         tables = self.merger.arrow_tables(plan, results)
-        remaining = deadline - time.monotonic()
         key = partner_key(self.mask_secret, principal.partner.name)
-        try:
-            table, visible = await asyncio.wait_for(
-                asyncio.to_thread(self.merger.run, plan, tables, key),
-                timeout=max(remaining, 0.001),
-            )
-        except TimeoutError:
-            raise SourceTimedOut("merge", "the query ran past its deadline while merging") from None
-        if (
-            table.num_rows > self.limits.max_result_rows
-            or table.nbytes > self.limits.max_result_bytes
-        ):
-            raise ResourceExhausted(
-                f"the answer has {table.num_rows} rows ({table.nbytes} bytes), over the limit "
-                f"of {self.limits.max_result_rows} rows / {self.limits.max_result_bytes} bytes "
-                "(ACCORD_MAX_RESULT_ROWS, ACCORD_MAX_RESULT_BYTES); add a LIMIT or narrow it"
-            )
+        # Bounded while it runs (time, rows, bytes, memory): broker.merge.
+        table, visible = await self.merger.merge(plan, tables, key, deadline)
         suppressed = 0
         if prepared.min_group_size:
             table, suppressed = suppress_small_groups(table, prepared.min_group_size)

@@ -55,6 +55,8 @@ SETTINGS = (
         10.0,
         "longest wait for one write of an answer to a client before the answer is cancelled",
     ),
+    Setting("merge_threads", 4, "threads that merge answers in DuckDB, apart from the audit's"),
+    Setting("merge_memory_mb", 512, "DuckDB memory of one merge (each merge thread has its own)"),
 )
 
 
@@ -83,6 +85,8 @@ class Limits:
     shape: QueryShape = QueryShape()
     prepare_threads: int = 4
     slow_reader_s: float = 10.0
+    merge_threads: int = 4
+    merge_memory_mb: int = 512
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,8 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
         ),
         prepare_threads=int(values["prepare_threads"]),
         slow_reader_s=values["slow_reader_s"],
+        merge_threads=int(values["merge_threads"]),
+        merge_memory_mb=int(values["merge_memory_mb"]),
     )
 
 

@@ -92,19 +92,19 @@ class StreamedQuery:
         prepared: PreparedQuery,
         request: broker_pb2.QueryRequest,
         query_id: str,
-        scans_deadline: float,
+        deadlines: tuple[float, float],
         key: bytes,
         started: float,
     ) -> AsyncIterator[broker_pb2.QueryResponse]:
-        """Header, batches as they come, trailer."""
+        """Header, batches as they come, trailer. ``deadlines``: the query's
+        (each batch's merge stops there) and the scans'."""
+        deadline, scans_deadline = deadlines
         plan = prepared.plan
         ref = plan.references[0]
         logical = self.federation.tables[ref.table]
         schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
         merger = self.merger
-        empty, _ = await asyncio.to_thread(
-            merger.run, plan, {ref.ref_id: schema.empty_table()}, key
-        )
+        empty, _ = await merger.merge(plan, {ref.ref_id: schema.empty_table()}, key, deadline)
         yield broker_pb2.QueryResponse(
             header=broker_pb2.QueryHeader(
                 query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)
@@ -142,7 +142,7 @@ class StreamedQuery:
                     logical.arrow_schema(result.spec.columns),
                     schema,
                 )
-                answer, seen = await asyncio.to_thread(merger.run, plan, {ref.ref_id: table}, key)
+                answer, seen = await merger.merge(plan, {ref.ref_id: table}, key, deadline)
                 for source, count in seen.items():
                     visible[source] = visible.get(source, 0) + count
                 if limit is not None:

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import mysql.connector
 from mysql.connector import errorcode
 
-from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable
+from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable, scrubbed
 from adapters.backends.base import Backend, rows_to_batch
 from adapters.backends.dsn import MYSQL_SCHEMES, mysql_connect_args
 
@@ -77,7 +77,9 @@ class MysqlBackend(Backend):
         try:
             conn = mysql.connector.connect(**self._config)
         except mysql.connector.Error as exc:
-            raise SourceUnavailable(self.source, f"its database is unreachable: {exc.msg}") from exc
+            raise SourceUnavailable(
+                self.source, f"its database is unreachable: {scrubbed(exc.msg or '')}"
+            ) from exc
         if self._mariadb is None:
             self._mariadb = "mariadb" in str(conn.server_info).lower()
         return conn
@@ -125,8 +127,10 @@ class MysqlBackend(Backend):
                     self.source, "the statement was cancelled or timed out"
                 ) from exc
             if isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError)):
-                raise SourceUnavailable(self.source, f"database: {exc.msg}") from exc
-            raise SourceError(self.source, f"database error: {exc.msg}") from exc
+                raise SourceUnavailable(
+                    self.source, f"database: {scrubbed(exc.msg or '')}"
+                ) from exc
+            raise SourceError(self.source, f"database error: {scrubbed(exc.msg or '')}") from exc
         finally:
             self._finished(token)
             self._release(conn, healthy)

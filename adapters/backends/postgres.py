@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 from psycopg import errors as pg_errors
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from accord.errors import SourceError, SourceTimedOut, SourceUnavailable
+from accord.errors import SourceError, SourceTimedOut, SourceUnavailable, scrubbed
 from adapters.backends.base import Backend
 
 if TYPE_CHECKING:
@@ -166,4 +166,6 @@ class _ChunkReader(io.RawIOBase):
 
 
 def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    """The error's first line, scrubbed: PostgreSQL quotes the value it
+    failed on (``invalid input syntax for type integer: "..."``)."""
+    return scrubbed(str(exc)) if str(exc).strip() else type(exc).__name__

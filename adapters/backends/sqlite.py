@@ -6,7 +6,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from accord.errors import SourceError, SourceTimedOut, SourceUnavailable
+from accord.errors import SourceError, SourceTimedOut, SourceUnavailable, scrubbed
 from adapters.backends.base import Backend, rows_to_batch
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class SqliteBackend(Backend):
         except sqlite3.Error as exc:
             if deadline is not None and time.monotonic() > deadline:
                 raise SourceTimedOut(self.source, "the statement ran past its deadline") from exc
-            raise SourceError(self.source, f"database error: {exc}") from exc
+            raise SourceError(self.source, f"database error: {scrubbed(str(exc))}") from exc
         finally:
             self._finished(token)
             conn.close()

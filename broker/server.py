@@ -230,19 +230,13 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         except asyncio.CancelledError:
             # The client cancelled, its deadline passed, or the server stops.
             cancelled = ClientCancelled(f"the call was cancelled after {answer.rows} rows")
-            done(cancelled, answer.trailer)
-            if (closing := answer.closing(cancelled)) is not None:
-                with contextlib.suppress(AccordError):  # nobody is left to tell
-                    await asyncio.shield(self._record(closing))
+            await self._close_unanswerable(answer, cancelled, done)
             raise
         except SlowReader as exc:
             # A write stalled past the bound: record it and end the call
             # without a status, which grpc could not send past the stalled
             # write anyway (broker.slow_reader).
-            done(exc, answer.trailer)
-            if (closing := answer.closing(exc)) is not None:
-                with contextlib.suppress(AccordError):
-                    await self._record(closing)
+            await self._close_unanswerable(answer, exc, done)
             raise asyncio.CancelledError from None
         except Exception as exc:
             done(exc, answer.trailer)  # before the caller learns of it
@@ -257,6 +251,16 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             done(None, answer.trailer)
             if ticket is not None:
                 ticket.close()
+
+    async def _close_unanswerable(
+        self, answer: _Answer, error: AccordError, done: _QueryDone
+    ) -> None:
+        """Counts and records the end of a call nobody can be told about
+        (``write_audit`` finishes a write even if this task is cancelled again)."""
+        done(error, answer.trailer)
+        if (closing := answer.closing(error)) is not None:
+            with contextlib.suppress(AccordError):  # nobody is left to tell
+                await self._record(closing)
 
     async def _send(
         self,

@@ -4,6 +4,7 @@ real gRPC over real mutual TLS, real SQLite files in each system's schema.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -24,10 +25,13 @@ from tests.integration.oracle import entitled_connection
 from tests.integration.servers import MARIADB_SERVER, PG_SERVER, require_servers
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import AsyncIterator, Iterator
 
     import duckdb
     import pyarrow as pa
+
+    from broker.audit.log import AuditLog
+    from broker.readiness import Readiness
 
 SEED = 11
 SCALE = 0.005
@@ -60,6 +64,37 @@ class Running:
                 self.federation, self.generated, self.policy.roles[p.role], p, key
             )
         return self._oracles[partner]
+
+
+@contextlib.asynccontextmanager
+async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[int, Readiness]]:
+    """A broker of this test's own, in process, over ``running``'s adapters and
+    writing to ``audit``; yields its port and its readiness (probed only when
+    a write fails)."""
+    from accord import tls
+    from broker.fanout import AdapterClients
+    from broker.pipeline import QueryPipeline
+    from broker.server import create_server
+
+    federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
+    pki = running.workdir.pki
+    ca, (cert, key) = pki.ca_cert(), pki.broker_client()
+    clients = AdapterClients(federation, ca, cert, key)
+    pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
+    server_cert, server_key = pki.broker_server()
+    server, port, readiness = await create_server(
+        pipeline,
+        tls.server_credentials(ca, server_cert, server_key),
+        audit=audit,
+        readiness_interval_s=30,
+    )
+    try:
+        yield port, readiness
+    finally:
+        await readiness.stop()
+        await server.stop(None)
+        await clients.close()
+        pipeline.close()
 
 
 def start(workdir: Workdir, federation_path: Path) -> Iterator[Running]:

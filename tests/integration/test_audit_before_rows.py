@@ -23,6 +23,7 @@ from accord import ipc, tls
 from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from broker.audit.search import search
+from tests.integration.conftest import broker_over
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Running
@@ -144,9 +145,6 @@ def test_an_answer_whose_access_cannot_be_recorded_is_not_sent(running, tmp_path
     from accord.errors import AuditWriteError
     from broker.audit.keys import load_or_create_signing_key
     from broker.audit.log import AuditLog
-    from broker.fanout import AdapterClients
-    from broker.pipeline import QueryPipeline
-    from broker.server import create_server
 
     class FailingAt(AuditLog):
         """Refuses the first record whose event is ``fail_event``."""
@@ -159,9 +157,6 @@ def test_an_answer_whose_access_cannot_be_recorded_is_not_sent(running, tmp_path
                 raise AuditWriteError("the audit trail cannot be written")
             return super().append(record)
 
-    federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
-    pki = running.workdir.pki
-    ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     audit = FailingAt(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
     partner_ca, partner_cert, partner_key = running.workdir.partner_credentials("crown_attorney")
     seen: dict[str, Any] = {}
@@ -186,23 +181,11 @@ def test_an_answer_whose_access_cannot_be_recorded_is_not_sent(running, tmp_path
         return kinds, None
 
     async def scenario() -> None:
-        clients = AdapterClients(federation, ca, cert, key)
-        pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
-        server_cert, server_key = pki.broker_server()
-        server, port, readiness = await create_server(
-            pipeline,
-            tls.server_credentials(ca, server_cert, server_key),
-            audit=audit,
-            readiness_interval_s=30,
-        )
-        audit.fail_event = "query"
-        seen["access"] = await asyncio.to_thread(ask, port)
-        audit.fail_event = "query_end"
-        seen["completion"] = await asyncio.to_thread(ask, port)
-        await readiness.stop()
-        await server.stop(None)
-        await clients.close()
-        pipeline.close()
+        async with broker_over(running, audit) as (port, _):
+            audit.fail_event = "query"
+            seen["access"] = await asyncio.to_thread(ask, port)
+            audit.fail_event = "query_end"
+            seen["completion"] = await asyncio.to_thread(ask, port)
 
     asyncio.run(scenario())
     assert seen["access"] == ([], grpc.StatusCode.UNAVAILABLE)

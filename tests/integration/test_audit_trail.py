@@ -15,6 +15,7 @@ from app.cli import main
 from broker.audit.keys import load_public_key
 from broker.audit.search import search
 from broker.audit.verify import verify
+from tests.integration.conftest import broker_over
 
 if TYPE_CHECKING:
     from tests.integration.conftest import Running
@@ -133,9 +134,6 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     from accord.errors import AccordError, AuditWriteError
     from broker.audit.keys import load_or_create_signing_key
     from broker.audit.log import AuditLog
-    from broker.fanout import AdapterClients
-    from broker.pipeline import QueryPipeline
-    from broker.server import create_server
 
     class BrokenDisk(AuditLog):
         broken = False
@@ -148,9 +146,6 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
         def probe(self, min_free_bytes=0):
             return "disk full" if self.broken else super().probe(min_free_bytes)
 
-    federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
-    pki = running.workdir.pki
-    ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     audit = BrokenDisk(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
     partner = running.workdir.partner_credentials("crown_attorney")
     partner_ca, partner_cert, partner_key = partner
@@ -184,26 +179,15 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
                 time.sleep(0.05)
 
     async def scenario() -> None:
-        clients = AdapterClients(federation, ca, cert, key)
-        pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
-        server_cert, server_key = pki.broker_server()
-        server, port, readiness = await create_server(
-            pipeline,
-            tls.server_credentials(ca, server_cert, server_key),
-            audit=audit,
-            readiness_interval_s=30,
-        )  # only a failed write makes it probe
-        seen["healthy"] = await asyncio.to_thread(health_until, port, SERVING)
-        audit.broken = True
-        seen["refused"] = await asyncio.to_thread(ask, port)
-        seen["after_failure"] = await asyncio.to_thread(health_until, port, NOT_SERVING)
-        audit.broken = False
-        readiness.audit_failed()  # stands in for the next periodic probe
-        seen["repaired"] = await asyncio.to_thread(health_until, port, SERVING)
-        seen["answer"] = await asyncio.to_thread(ask, port)
-        await readiness.stop()
-        await server.stop(None)
-        await clients.close()
+        async with broker_over(running, audit) as (port, readiness):
+            seen["healthy"] = await asyncio.to_thread(health_until, port, SERVING)
+            audit.broken = True
+            seen["refused"] = await asyncio.to_thread(ask, port)
+            seen["after_failure"] = await asyncio.to_thread(health_until, port, NOT_SERVING)
+            audit.broken = False
+            readiness.audit_failed()  # stands in for the next periodic probe
+            seen["repaired"] = await asyncio.to_thread(health_until, port, SERVING)
+            seen["answer"] = await asyncio.to_thread(ask, port)
 
     SERVING = health_pb2.HealthCheckResponse.SERVING
     NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -50,6 +50,7 @@ import pyarrow as pa
 import yaml
 
 from accord.errors import ConfigError
+from accord.pki import BROKER_COMMON_NAME, adapter_identity, checked_name
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -168,6 +169,14 @@ class Source:
     backend: Backend
     tables: dict[str, TableMapping]
     release: dict[str, Release] = field(default_factory=dict)  # absent table = not shared
+    #: The name its adapter's certificate must carry (DNS SAN): the broker
+    #: dials the source under it, so another source's certificate is refused
+    #: in the handshake, before a scan is sent.
+    identity: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.identity:
+            object.__setattr__(self, "identity", adapter_identity(self.code))
 
     def released_columns(self, table: str) -> frozenset[str]:
         agreement = self.release.get(table)
@@ -180,6 +189,9 @@ class Federation:
     tables: dict[str, LogicalTable]
     sources: dict[str, Source]
     path: Path | None = None
+    #: Client certificate CNs (organization: the federation's own) an adapter
+    #: serves: the broker's. More than one during a migration to a new name.
+    broker_identities: tuple[str, ...] = (BROKER_COMMON_NAME,)
 
     def source(self, code: str) -> Source:
         try:
@@ -207,7 +219,7 @@ class Federation:
         for code, address in endpoints.items():
             replicas = (address,) if isinstance(address, str) else tuple(address)
             sources[code] = replace(self.source(code), endpoints=replicas)
-        return Federation(self.name, self.tables, sources, self.path)
+        return replace(self, sources=sources)
 
 
 def load_federation(path: str | Path) -> Federation:
@@ -259,7 +271,17 @@ def parse_federation(raw: Any, path: Path | None = None) -> Federation:
         sources[source.code] = source
     if not sources:
         raise ConfigError("the federation lists no sources")
-    return Federation(str(doc.get("federation", "accord")), tables, sources, path)
+    identities = tuple(
+        checked_name(str(name), "broker identity")
+        for name in _sequence(
+            doc.get("broker_identities", [BROKER_COMMON_NAME]), "broker_identities"
+        )
+    )
+    if not identities:
+        raise ConfigError("broker_identities is empty: no adapter would serve the broker")
+    return Federation(
+        str(doc.get("federation", "accord")), tables, sources, path, broker_identities=identities
+    )
 
 
 def _parse_logical_table(name: str, spec: Any) -> LogicalTable:
@@ -283,7 +305,17 @@ def _parse_logical_table(name: str, spec: Any) -> LogicalTable:
 
 
 _SOURCE_KEYS = frozenset(
-    {"code", "system", "jurisdiction", "description", "endpoints", "backend", "tables", "release"}
+    {
+        "code",
+        "system",
+        "jurisdiction",
+        "description",
+        "endpoints",
+        "backend",
+        "tables",
+        "release",
+        "identity",
+    }
 )
 
 
@@ -347,6 +379,7 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
         backend=backend,
         tables=mappings,
         release=release,
+        identity=checked_name(str(spec.get("identity") or adapter_identity(code)), "identity"),
     )
 
 

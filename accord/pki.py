@@ -20,6 +20,22 @@ from accord.errors import ConfigError
 if TYPE_CHECKING:
     from pathlib import Path
 
+#: Organization (O) of every certificate the federation itself runs (CA, broker,
+#: adapters, operator); the CA never issues it to a partner.
+FEDERATION_ORGANIZATION = "Accord Federation"
+#: CN of both of the broker's certificates (server and client).
+BROKER_COMMON_NAME = "accord-broker"
+#: CN of the operator's client certificate (health and reflection at adapters).
+OPERATOR_COMMON_NAME = "accord-operator"
+
+
+def adapter_identity(source_code: str) -> str:
+    """The name an adapter's certificate carries (CN and DNS SAN) unless the
+    federation file names another: ``adapter-ca-csc`` for ``CA-CSC``. The broker
+    dials each source under this name, so only that source's certificate passes."""
+    return f"adapter-{checked_name(source_code, 'source code').lower()}"
+
+
 #: Names that become part of a file name: no separators, no leading dot.
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -45,10 +61,18 @@ class PkiLayout:
 
     def adapter(self, source_code: str) -> tuple[Path, Path]:
         """An adapter's server certificate, e.g. ``adapter-ca-csc.pem`` for ``CA-CSC``."""
-        return self._pair(f"adapter-{checked_name(source_code, 'source code').lower()}")
+        return self._pair(adapter_identity(source_code))
 
     def partner(self, name: str) -> tuple[Path, Path]:
         return self._pair(f"partner-{checked_name(name, 'partner name')}")
+
+    def operator(self) -> tuple[Path, Path]:
+        """The operator's client certificate (``accord-operator``)."""
+        return self._pair("operator")
+
+    def crl(self) -> Path:
+        """The federation's certificate revocation list, signed by the CA."""
+        return self.directory / "crl.pem"
 
     def _pair(self, stem: str) -> tuple[Path, Path]:
         return self.directory / f"{stem}.pem", self.directory / f"{stem}.key"

@@ -68,26 +68,33 @@ class ReloadableServerCredentials:
         """Refuses (ValueError) a certificate that is not valid now or does not
         match its key, rather than have every handshake fail afterwards."""
         cert_pem, key_pem, ca_pem = _read(self.cert), _read(self.key), _read(self.ca)
-        cert = x509.load_pem_x509_certificate(cert_pem)
-        key = serialization.load_pem_private_key(key_pem, password=None)
         x509.load_pem_x509_certificates(ca_pem)  # the CA file parses
-        now = datetime.now(UTC)
-        if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
-            raise ValueError(
-                f"{self.cert} is not valid now (valid "
-                f"{cert.not_valid_before_utc:%Y-%m-%d} to "
-                f"{cert.not_valid_after_utc:%Y-%m-%d})"
-            )
-        public = serialization.PublicFormat.SubjectPublicKeyInfo
-        encoding = serialization.Encoding.DER
-        if cert.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(
-            encoding, public
-        ):
-            raise ValueError(f"{self.key} is not the key of {self.cert}")
+        cert = check_key_pair(self.cert, self.key)
         configuration = grpc.ssl_server_certificate_configuration(
             [(key_pem, cert_pem)], root_certificates=ca_pem
         )
         return configuration, cert
+
+
+def check_key_pair(cert_path: Path, key_path: Path) -> x509.Certificate:
+    """The certificate, once it is valid now and ``key_path`` holds its key
+    (else ValueError): a pair to switch to before any handshake uses it."""
+    cert = x509.load_pem_x509_certificate(_read(cert_path))
+    key = serialization.load_pem_private_key(_read(key_path), password=None)
+    now = datetime.now(UTC)
+    if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
+        raise ValueError(
+            f"{cert_path} is not valid now (valid "
+            f"{cert.not_valid_before_utc:%Y-%m-%d} to "
+            f"{cert.not_valid_after_utc:%Y-%m-%d})"
+        )
+    public = serialization.PublicFormat.SubjectPublicKeyInfo
+    encoding = serialization.Encoding.DER
+    if cert.public_key().public_bytes(encoding, public) != key.public_key().public_bytes(
+        encoding, public
+    ):
+        raise ValueError(f"{key_path} is not the key of {cert_path}")
+    return cert
 
 
 def channel_credentials(ca: Path, cert: Path, key: Path) -> grpc.ChannelCredentials:

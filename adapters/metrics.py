@@ -62,6 +62,12 @@ class AdapterMetrics(ProcessMetrics):
             ["source"],
             registry=r,
         )
+        self.reloads = Counter(
+            "accord_adapter_reloads",
+            "Reloads on SIGHUP (certificate, broker identities, revocation list), by outcome.",
+            ["source", "kind", "outcome"],
+            registry=r,
+        )
         # Series a dashboard or an alert reads exist from the start, at zero:
         # rate() and increase() cannot see a counter's first step otherwise.
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):

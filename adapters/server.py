@@ -1,6 +1,6 @@
 """The adapter: one gRPC server in front of one source system.
 
-It accepts only the broker's certificate (pinned by fingerprint), checks and
+It accepts only the broker's certificate (``adapters.callers``), checks and
 translates each Scan (``adapters.translate``) under the jurisdiction's
 release agreement (``adapters.release``), runs it read-only on the backend
 and streams logical Arrow batches. The servicer is thin; the work is
@@ -18,11 +18,10 @@ import threading
 import time
 from collections import Counter
 from concurrent import futures
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
@@ -40,6 +39,7 @@ from accord.errors import (
 from accord.logs import bind_query_id
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from adapters.callers import CallerGate
 from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
@@ -48,20 +48,16 @@ from adapters.release import check_release, release_conditions
 from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
+    from adapters.callers import Revocations
 
 log = logging.getLogger("accord.adapter")
 
 SERVICE_NAME = adapter_pb2.DESCRIPTOR.services_by_name["Adapter"].full_name
-
-
-def fingerprint(pem: bytes) -> str:
-    """SHA-256 fingerprint (hex) of a PEM certificate."""
-    return x509.load_pem_x509_certificate(pem).fingerprint(hashes.SHA256()).hex()
 
 
 class AdapterService(adapter_pb2_grpc.AdapterServicer):
@@ -70,38 +66,23 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         federation: Federation,
         source: Source,
         backend: Backend,
-        allowed_fingerprints: Iterable[str],
         metrics: AdapterMetrics | None = None,
     ) -> None:
         self.federation = federation
         self.source = source
         self.backend = backend
-        self.allowed = frozenset(allowed_fingerprints)
         self.metrics = metrics or AdapterMetrics(source.code)
         self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
 
-    def _authorize(self, context: grpc.ServicerContext) -> None:
-        peer = tls.peer_identity(context.auth_context())
-        if peer is None or fingerprint(peer[1]) not in self.allowed:
-            who = peer[0] if peer else "a caller without a certificate"
-            log.warning("refused %s: only the broker may call this adapter", who)
-            self.metrics.refused_callers.labels(self.source.code).inc()
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"adapter {self.source.code} accepts only the Accord broker",
-            )
-
     def Describe(
         self, request: adapter_pb2.DescribeRequest, context: grpc.ServicerContext
     ) -> adapter_pb2.DescribeResponse:
-        self._authorize(context)
         return describe(self.federation, self.source)
 
     def Scan(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
     ) -> Iterator[adapter_pb2.ScanResponse]:
-        self._authorize(context)
         with bind_query_id(request.query_id):
             try:
                 yield from self.metrics.observe(request.table, self._scan(request, context))
@@ -286,6 +267,17 @@ def check_released(
             )
 
 
+@dataclass
+class RunningAdapter:
+    """A started adapter server and what ``accord serve adapter`` reloads on SIGHUP."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    credentials: tls.ReloadableServerCredentials
+    gate: CallerGate
+
+
 def create_server(
     federation: Federation,
     source: Source,
@@ -294,33 +286,37 @@ def create_server(
     ca: Path,
     cert: Path,
     key: Path,
-    broker_certs: Iterable[Path],
+    revocations: Revocations | None = None,
     address: str = "127.0.0.1:0",
     max_workers: int = 16,
     metrics: AdapterMetrics | None = None,
-) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """Builds and starts an adapter server; returns it with its bound port.
+) -> RunningAdapter:
+    """Builds and starts an adapter server that serves only the federation's
+    ``broker_identities`` (and health to the operator), checked per call.
 
     An agreement the source's database cannot apply exactly stops it here
     (ConfigError), before it listens: it never serves a relaxed one."""
     check_release(federation, source, backend.dialect)
-    allowed = [fingerprint(p.read_bytes()) for p in broker_certs]
+    metrics = metrics or AdapterMetrics(source.code)
+    credentials = tls.ReloadableServerCredentials(ca, cert, key)
+    gate = CallerGate(source.code, SERVICE_NAME, federation.broker_identities, revocations, metrics)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scan"),
         options=tls.SERVER_OPTIONS,
+        interceptors=[gate],
     )
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        AdapterService(federation, source, backend, allowed, metrics), server
+        AdapterService(federation, source, backend, metrics), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_secure_port(address, tls.server_credentials(ca, cert, key))
+    port = server.add_secure_port(address, credentials.credentials)
     if port == 0:
         raise SourceUnavailable(source.code, f"cannot listen on {address}")
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return server, port, health_servicer
+    return RunningAdapter(server, port, health_servicer, credentials, gate)

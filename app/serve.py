@@ -14,17 +14,19 @@ import os
 import signal
 import socket
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health_pb2
 
 from accord import corelog
 from accord.errors import AuditWriteError
 from accord.federation import load_federation
+from accord.revocation import RevocationList
 from accord.tls import ReloadableServerCredentials
 from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
+from adapters.reload import reload_adapter
 from adapters.server import create_server as create_adapter_server
 from broker.audit.keys import load_or_create_signing_key, pin_public_key
 from broker.audit.log import AuditLog
@@ -39,9 +41,11 @@ from broker.server import create_server as create_broker_server
 from broker.settings import load_audit_settings, load_handshake_window_s, load_min_timeout_s
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from accord.workdir import Workdir
+    from adapters.server import RunningAdapter
 
 log = logging.getLogger("accord.serve")
 
@@ -76,22 +80,32 @@ def serve_adapter(
     cert, key = workdir.pki.adapter(source.code)
     metrics = AdapterMetrics(source.code)
     metrics.watch_certificates([workdir.pki.ca_cert(), cert])
-    server, bound, health = create_adapter_server(
+    revocations = open_revocations(workdir)
+    running = create_adapter_server(
         federation,
         source,
         backend,
         ca=workdir.pki.ca_cert(),
         cert=cert,
         key=key,
-        broker_certs=[workdir.pki.broker_client()[0]],
+        revocations=revocations,
         address=f"{host}:{port}",
         metrics=metrics,
     )
+    server, bound, health = running.server, running.port, running.health
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reloads = threading.Event()
+    signal.signal(signal.SIGHUP, lambda *_: reloads.set())
+    threading.Thread(
+        target=_reload_on_signal,
+        args=(reloads, stop, running, federation_path, revocations, metrics),
+        name="reload",
+        daemon=True,
+    ).start()
     write_address(port_file, host, bound)
     log.info(
         "adapter %s (%s) serving on %s:%d; metrics on http://%s:%d/metrics",
@@ -107,6 +121,26 @@ def serve_adapter(
     backend_done = server.stop(SHUTDOWN_GRACE_S)
     backend_done.wait()
     log.info("adapter %s stopped", source.code)
+
+
+def open_revocations(workdir: Workdir) -> RevocationList:
+    """The federation's revocation list; a missing or unsigned one: no start."""
+    return RevocationList(workdir.pki.crl(), workdir.pki.ca_cert())
+
+
+def _reload_on_signal(
+    reloads: threading.Event,
+    stop: threading.Event,
+    running: RunningAdapter,
+    federation_path: Path,
+    revocations: RevocationList,
+    metrics: AdapterMetrics,
+) -> None:
+    # Off the signal handler: a reload reads files and may log at length.
+    while not stop.is_set():
+        if reloads.wait(timeout=1.0):
+            reloads.clear()
+            reload_adapter(running, federation_path, revocations, metrics)
 
 
 def broker_instance(host: str, port: int) -> str:
@@ -164,6 +198,34 @@ def watch_handshakes(metrics: BrokerMetrics, audit: AuditLog) -> HandshakeRefusa
     return refusals
 
 
+async def follow_circuits(
+    health: Any,
+    breakers: Breakers,
+    sources: Iterable[str],
+    metrics: BrokerMetrics,
+    updates: set[asyncio.Task[None]],
+) -> None:
+    """Each source has a health entry that follows its circuit breaker:
+    NOT_SERVING while its circuit is open."""
+    for code in sources:
+        await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
+        metrics.circuit_changed(code, CircuitState.CLOSED)
+    loop = asyncio.get_running_loop()
+
+    def follow(source: str, state: CircuitState) -> None:
+        status = (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+            if state is CircuitState.OPEN
+            else health_pb2.HealthCheckResponse.SERVING
+        )
+        task = loop.create_task(health.set(source_health_name(source), status))
+        updates.add(task)
+        task.add_done_callback(updates.discard)
+        metrics.circuit_changed(source, state)
+
+    breakers.on_change = follow
+
+
 def serve_broker(
     workdir: Workdir,
     federation_path: Path,
@@ -200,8 +262,15 @@ async def _serve_broker(
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
     metrics.watch_certificates(certificates)
     breakers = Breakers(min_timeout_s=load_min_timeout_s())
+    revocations = open_revocations(workdir)
     clients = AdapterClients(
-        federation, workdir.pki.ca_cert(), client_cert, client_key, breakers, metrics
+        federation,
+        workdir.pki.ca_cert(),
+        client_cert,
+        client_key,
+        breakers,
+        metrics,
+        revocations=revocations,
     )
     pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
     audit = open_audit(workdir, broker_instance(host, port))
@@ -224,33 +293,26 @@ async def _serve_broker(
         address=f"{host}:{port}",
         metrics=metrics,
         audit=audit,
+        revocations=revocations,
     )
     health = readiness.health
     reloader = Reloader(
-        policies_dir, federation, pipeline, credentials, certificates, audit, metrics, readiness
+        policies_dir,
+        federation,
+        pipeline,
+        credentials,
+        certificates,
+        audit,
+        metrics,
+        readiness,
+        client_certificate=(client_cert, client_key),
+        revocations=revocations,
     )
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file("broker"), host, metrics_port)
-    # Each source has a health entry that follows its circuit breaker:
-    # NOT_SERVING while its circuit is open.
-    for code in federation.sources:
-        await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
-        metrics.circuit_changed(code, CircuitState.CLOSED)
     loop = asyncio.get_running_loop()
     updates: set[asyncio.Task[None]] = set()
-
-    def follow(source: str, state: CircuitState) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.NOT_SERVING
-            if state is CircuitState.OPEN
-            else health_pb2.HealthCheckResponse.SERVING
-        )
-        task = loop.create_task(health.set(source_health_name(source), status))
-        updates.add(task)
-        task.add_done_callback(updates.discard)
-        metrics.circuit_changed(source, state)
-
-    breakers.on_change = follow
+    await follow_circuits(health, breakers, federation.sources, metrics, updates)
     refusals = watch_handshakes(metrics, audit)
     pruning = asyncio.create_task(prune_daily(audit), name="audit-retention")
     stop = asyncio.Event()

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from accord import ipc, tls
 from accord.federation import load_federation
+from accord.revocation import RevocationList
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from accord.workdir import DEFAULT_FEDERATION
 from adapters.backends.postgres import PostgresBackend
@@ -91,15 +92,16 @@ def over_grpc(dsn: str, columns: list[str]) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         pki = init_pki(Path(tmp), partners={}, adapters=[SOURCE])
         cert, key = pki.adapter(SOURCE)
-        server, port, _ = create_server(
+        running = create_server(
             federation,
             federation.sources[SOURCE],
             backend,
             ca=pki.ca_cert(),
             cert=cert,
             key=key,
-            broker_certs=[pki.broker_client()[0]],
+            revocations=RevocationList(pki.crl(), pki.ca_cert()),
         )
+        server, port = running.server, running.port
         client_cert, client_key = pki.broker_client()
         channel = tls.channel_credentials(pki.ca_cert(), client_cert, client_key)
         import grpc

@@ -35,6 +35,7 @@ from accord.errors import (
     SourceUnavailable,
 )
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.federation import Federation
+    from broker.adapter_identity import Revocations
     from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
 
@@ -93,9 +95,28 @@ class ScanResult:
 MAX_ATTEMPTS = 3
 
 
+@dataclass
+class _Channel:
+    """One source endpoint's channel, and whether the adapter behind it has
+    been verified since the channel last (re)connected
+    (``broker.adapter_identity``)."""
+
+    channel: grpc.aio.Channel
+    stub: adapter_pb2_grpc.AdapterStub
+    crl_number: int  # of the revocation list in force when it was opened
+    connections: int = 0  # times it became READY
+    verified: int | None = None  # ``connections`` when last verified
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    watcher: asyncio.Task[None] | None = None
+
+
 class AdapterClients:
-    """One long-lived mTLS channel per adapter endpoint, shared by all queries,
-    and one circuit breaker per source."""
+    """One long-lived mTLS channel per source endpoint, shared by all queries,
+    and one circuit breaker per source.
+
+    Each channel dials its source under the source's identity, so the
+    handshake refuses any other certificate; no scan goes out on a channel
+    until the adapter behind it has been verified (revocation included)."""
 
     def __init__(
         self,
@@ -105,12 +126,17 @@ class AdapterClients:
         key: Path,
         breakers: Breakers | None = None,
         metrics: BrokerMetrics | None = None,
+        revocations: Revocations | None = None,
     ) -> None:
         self.federation = federation
         self.breakers = breakers or Breakers()
         self.metrics = metrics
+        self.ca = ca
+        self.revocations = revocations
         self._credentials = tls.channel_credentials(ca, cert, key)
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._verifier = AdapterVerifier(ca, cert, key, revocations)
+        self._channels: dict[tuple[str, str], _Channel] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
 
     def endpoints(self, source: str) -> tuple[str, ...]:
         endpoints = self.federation.source(source).endpoints
@@ -118,19 +144,100 @@ class AdapterClients:
             raise SourceUnavailable(source, "no adapter endpoint is configured")
         return endpoints
 
-    def stub(self, endpoint: str) -> adapter_pb2_grpc.AdapterStub:
-        channel = self._channels.get(endpoint)
-        if channel is None:
-            channel = grpc.aio.secure_channel(
-                endpoint, self._credentials, options=tls.CHANNEL_OPTIONS
-            )
-            self._channels[endpoint] = channel
-        return adapter_pb2_grpc.AdapterStub(channel)
+    async def stub(
+        self, source: str, endpoint: str, deadline: float
+    ) -> adapter_pb2_grpc.AdapterStub:
+        """The stub for one source endpoint, once its adapter is verified."""
+        entry = self._channel(source, endpoint)
+        if self._trusted(entry):
+            return entry.stub
+        async with entry.lock:  # one probe for all the scans waiting on it
+            if not self._trusted(entry):
+                token = self._token(entry)
+                await self._verifier.verify(
+                    self.federation.source(source), endpoint, deadline - time.monotonic()
+                )
+                entry.verified = token
+        return entry.stub
+
+    def use_certificate(self, cert: Path, key: Path) -> None:
+        """Present a new client certificate to adapters from the next scan on
+        (a rotation): it is checked first (any error: the old one stays), new
+        channels carry it, and scans in flight finish on the old channels."""
+        credentials = tls.channel_credentials(self.ca, cert, key)
+        verifier = AdapterVerifier(self.ca, cert, key, self.revocations)
+        self._credentials, self._verifier = credentials, verifier
+        old, self._channels = self._channels, {}
+        for entry in old.values():
+            self._retire(entry, grace=RETIRE_GRACE_S)
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close(grace=None)
+        for entry in self._channels.values():
+            self._retire(entry, grace=None)
         self._channels.clear()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    def _channel(self, source: str, endpoint: str) -> _Channel:
+        entry = self._channels.get((source, endpoint))
+        number = self._crl_number()
+        if entry is not None and entry.crl_number != number:
+            # A new revocation list: new connections, so no scan rides on a
+            # handshake made with a certificate revoked since.
+            self._retire(entry, grace=RETIRE_GRACE_S)
+            entry = None
+        if entry is None:
+            identity = self.federation.source(source).identity
+            channel = grpc.aio.secure_channel(
+                endpoint,
+                self._credentials,
+                options=[
+                    *tls.CHANNEL_OPTIONS,
+                    ("grpc.ssl_target_name_override", identity),
+                    # Its own connections: a replacement channel must not
+                    # share the one it replaces from gRPC's global pool.
+                    ("grpc.use_local_subchannel_pool", 1),
+                ],
+            )
+            entry = _Channel(channel, adapter_pb2_grpc.AdapterStub(channel), number)
+            entry.watcher = asyncio.get_running_loop().create_task(
+                _count_connections(entry), name=f"watch-{source}"
+            )
+            self._channels[(source, endpoint)] = entry
+        return entry
+
+    def _crl_number(self) -> int:
+        # Its number grows with each publication (and noticing a new file is a stat).
+        number = self.revocations.number if self.revocations is not None else None
+        return number or 0
+
+    @staticmethod
+    def _trusted(entry: _Channel) -> bool:
+        return (
+            entry.verified == entry.connections
+            and entry.channel.get_state() is grpc.ChannelConnectivity.READY
+        )
+
+    def _retire(self, entry: _Channel, grace: float | None) -> None:
+        if entry.watcher is not None:
+            entry.watcher.cancel()
+        task = asyncio.get_running_loop().create_task(entry.channel.close(grace=grace))
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+
+#: Seconds scans in flight on a channel replaced by a rotation may still run.
+RETIRE_GRACE_S = 60.0
+
+
+async def _count_connections(entry: _Channel) -> None:
+    """Counts each time the channel becomes READY: a reconnection may reach
+    another server, so the adapter is verified again."""
+    state = entry.channel.get_state()
+    while True:
+        await entry.channel.wait_for_state_change(state)
+        state = entry.channel.get_state()
+        if state is grpc.ChannelConnectivity.READY:
+            entry.connections += 1
 
 
 async def run_scans(
@@ -236,9 +343,11 @@ async def _scan(
             with attempt:
                 number = attempt.retry_state.attempt_number
                 endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
-                await _attempt(
-                    clients.stub(endpoint), request, result, expected, deadline, budget, sink
-                )
+                try:
+                    stub = await clients.stub(source, endpoint, deadline)
+                except SourceUnavailable as exc:  # before any scan went out: try a replica
+                    raise _Retryable(exc) from exc
+                await _attempt(stub, request, result, expected, deadline, budget, sink)
     except asyncio.CancelledError:
         result.error = ScanCancelled(source, "cancelled: another source failed first")
     except ResourceExhausted as exc:

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
     from pathlib import Path
 
+    from accord.revocation import RevocationList
+
 #: Longest organization (O) an X.509 certificate subject may carry (RFC 5280).
 MAX_ORGANIZATION = 64
 #: Longest end user: an account name or address, as the partner vouches for it.
@@ -87,8 +89,13 @@ class PartnerRegistry:
         auth_context: Mapping[str, Iterable[bytes]],
         end_user: str = "",
         now: dt.datetime | None = None,
+        revocations: RevocationList | None = None,
     ) -> Principal:
-        """Maps the TLS peer to a registered partner, or refuses with the reason."""
+        """Maps the TLS peer to a registered partner, or refuses with the reason.
+
+        With ``revocations``, a revoked certificate is refused, and so is
+        every partner while the list is stale (fail closed: the list can no
+        longer say who was revoked since; see ``accord.revocation``)."""
         peer = tls.peer_identity(auth_context)
         if peer is None:
             raise Unauthenticated("a client certificate issued by the federation CA is required")
@@ -100,6 +107,8 @@ class PartnerRegistry:
                 f"{cert.not_valid_before_utc:%Y-%m-%d} to {cert.not_valid_after_utc:%Y-%m-%d}); "
                 "ask the federation for a new one"
             )
+        if revocations is not None:
+            revocations.check(cert)
         name = _attribute(cert.subject, NameOID.COMMON_NAME)
         partner = self.partners.get(name)
         if partner is None:

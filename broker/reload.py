@@ -1,8 +1,13 @@
-"""Reloading the policy and the broker's certificate without a restart.
+"""Reloading the policy, the broker's certificates and the revocation list
+without a restart.
 
-``accord serve broker`` reloads on SIGHUP. Each part is all or nothing: a
-policy with any problem, or a certificate that is expired or does not match
-its key, is refused and the one in force stays. Either way the attempt is an
+``accord serve broker`` reloads on SIGHUP: the policy, the server
+certificate partners see, the client certificate adapters see, and the
+revocation list. Each part is all or nothing: a policy with any problem, a
+certificate that is expired or does not match its key, or a list the CA did
+not sign is refused and the one in force stays. A rotation overlaps: the
+old certificates stay valid (adapters accept the broker by name) until they
+expire or are revoked, so nothing in flight fails. Either way the attempt is an
 audit record (an administrative event) and a count in /metrics, so a change
 of who may see what is as accountable as a query.
 """
@@ -12,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import ssl
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives import hashes
 
+from accord import tls
 from accord.errors import AccordError
 from broker.policy.store import PolicySet
 from broker.record import write_audit
@@ -27,6 +34,7 @@ if TYPE_CHECKING:
     from cryptography import x509
 
     from accord.federation import Federation
+    from accord.revocation import RevocationList
     from accord.tls import ReloadableServerCredentials
     from broker.audit.log import AuditLog
     from broker.metrics import BrokerMetrics
@@ -76,13 +84,18 @@ class Reloader:
     audit: AuditLog
     metrics: BrokerMetrics
     readiness: Readiness | None = None
+    #: (certificate, key) the broker presents to adapters; None: not reloaded
+    client_certificate: tuple[Path, Path] | None = None
+    revocations: RevocationList | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def reload(self) -> None:
-        """Policy, then certificate; one audit record for each attempt."""
+        """Policy, certificates, revocation list; one audit record for each attempt."""
         async with self._lock:  # two SIGHUPs in a row reload one after the other
             await self._reload_policy()
             await self._reload_certificate()
+            await self._reload_client_certificate()
+            await self._reload_revocations()
 
     async def _reload_policy(self) -> None:
         record: dict[str, Any] = {"event": "policy_reload"}
@@ -101,7 +114,7 @@ class Reloader:
                 roles=len(policy.roles),
                 partners=len(policy.registry.partners),
             )
-            log.warning(
+            log.info(
                 "policy reloaded: %d roles, %d partners, sha256 %s",
                 len(policy.roles),
                 len(policy.registry.partners),
@@ -122,12 +135,52 @@ class Reloader:
         else:
             self.metrics.watch_certificates(self.certificates)
             record.update(outcome="OK", **certificate_details(cert))
-            log.warning(
+            log.info(
                 "certificate reloaded: serial %s, valid to %s",
                 cert.serial_number,
                 cert.not_valid_after_utc.date(),
             )
         await self._finish("certificate", record)
+
+    async def _reload_client_certificate(self) -> None:
+        if self.client_certificate is None:
+            return
+        cert_path, key_path = self.client_certificate
+        record: dict[str, Any] = {
+            "event": "client_certificate_reload",
+            "certificate": str(cert_path),
+        }
+        try:
+            cert = await asyncio.to_thread(tls.check_key_pair, cert_path, key_path)
+            self.pipeline.clients.use_certificate(cert_path, key_path)
+        except (ValueError, OSError, ssl.SSLError) as exc:
+            record.update(outcome="FAILED", error=str(exc))
+            log.error("client certificate reload refused; the one in use stays: %s", exc)
+        else:
+            self.metrics.watch_certificates(self.certificates)
+            record.update(outcome="OK", **certificate_details(cert))
+            log.info("client certificate reloaded: serial %s", cert.serial_number)
+        await self._finish("client_certificate", record)
+
+    async def _reload_revocations(self) -> None:
+        if self.revocations is None:
+            return
+        record: dict[str, Any] = {"event": "revocation_list_reload"}
+        try:
+            changed = await asyncio.to_thread(self.revocations.reload)
+        except AccordError as exc:
+            record.update(outcome="FAILED", error=str(exc))
+            log.error("revocation list reload refused; the list in force stays: %s", exc)
+        else:
+            record.update(
+                outcome="OK",
+                changed=changed,
+                crl_number=self.revocations.number,
+                next_update=self.revocations.next_update.isoformat(),
+                revoked=len(self.revocations.revoked_serials),
+            )
+            log.info("revocation list: number %s", self.revocations.number)
+        await self._finish("revocation_list", record)
 
     async def _finish(self, kind: str, record: dict[str, Any]) -> None:
         self.metrics.reloads.labels(kind, record["outcome"].lower()).inc()

@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from google.protobuf.message import Message
 
+    from accord.revocation import RevocationList
     from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
@@ -137,11 +138,13 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         metrics: BrokerMetrics | None = None,
         audit: AuditLog | None = None,
         readiness: Readiness | None = None,
+        revocations: RevocationList | None = None,
     ) -> None:
         self.pipeline = pipeline
         self.metrics = metrics
         self.audit = audit
         self.readiness = readiness
+        self.revocations = revocations
         # Per-partner load, kept apart from the policy so a reload changes
         # the limits, never the counts (broker.quota).
         self.admission = Admission()
@@ -165,7 +168,9 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         metadata = dict(context.invocation_metadata() or ())
         end_user = str(metadata.get(END_USER_METADATA, ""))
         try:
-            principal = self.registry.authenticate(context.auth_context(), end_user)
+            principal = self.registry.authenticate(
+                context.auth_context(), end_user, revocations=self.revocations
+            )
         except AccordError as exc:
             status, message = grpc_status(exc)
             log.warning("refused caller: %s", message)
@@ -482,6 +487,7 @@ async def create_server(
     metrics: BrokerMetrics | None = None,
     audit: AuditLog | None = None,
     readiness_interval_s: float = 2.0,
+    revocations: RevocationList | None = None,
 ) -> tuple[grpc.aio.Server, int, Readiness]:
     """Builds and starts the broker's server; returns it with its bound port
     and its readiness, whose ``health`` servicer also serves per-source health.
@@ -492,7 +498,7 @@ async def create_server(
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
-    add_broker_service(BrokerService(pipeline, metrics, audit, readiness), server)
+    add_broker_service(BrokerService(pipeline, metrics, audit, readiness, revocations), server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -33,7 +33,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from accord.errors import PkiError
-from accord.pki import PkiLayout, checked_name
+from accord.pki import (
+    BROKER_COMMON_NAME,
+    FEDERATION_ORGANIZATION,
+    PkiLayout,
+    adapter_identity,
+    checked_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -51,10 +57,6 @@ __all__ = [
 
 #: Subject of the federation CA.
 CA_COMMON_NAME = "Accord Federation CA"
-#: Organization of every certificate the federation itself runs (CA, broker, adapters).
-FEDERATION_ORGANIZATION = "Accord Federation"
-#: CN of both of the broker's certificates (server and client).
-BROKER_COMMON_NAME = "accord-broker"
 
 #: The CA outlives the leaves: it is kept across runs while leaves are added.
 CA_VALIDITY_DAYS = 3650
@@ -140,7 +142,8 @@ def init_pki(
         (layout.broker_client(), _name(BROKER_COMMON_NAME, fed_org), False),
     ]
     wanted += [
-        (layout.adapter(code), _name(f"adapter-{code}", fed_org), True) for code in adapter_codes
+        (layout.adapter(code), _name(adapter_identity(code), fed_org), True)
+        for code in adapter_codes
     ]
     wanted += [(layout.partner(name), _name(name, org), False) for name, org in partner_items]
 
@@ -280,9 +283,17 @@ def _issue_leaf(
     )
     if server:
         builder = builder.add_extension(
-            x509.SubjectAlternativeName(list(_SERVER_SANS)), critical=False
+            x509.SubjectAlternativeName(_server_sans(subject)), critical=False
         )
     return builder.sign(ca_key, hashes.SHA256()), key
+
+
+def _server_sans(subject: x509.Name) -> list[x509.GeneralName]:
+    """The server's own name (its CN: what a client that pins it dials, e.g.
+    ``adapter-ca-csc``) and the loopback names an operator's tools use."""
+    common_name = _attribute(subject, NameOID.COMMON_NAME)
+    own = [x509.DNSName(common_name)] if common_name else []
+    return [*own, *_SERVER_SANS]
 
 
 # --------------------------------------------------------------------------- reading
@@ -328,12 +339,22 @@ def _leaf_is_current(
     except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
         return False
     wanted = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    if server and not _has_sans(cert, _server_sans(subject)):
+        return False  # issued before servers carried their own name
     return (
         cert.subject == subject
         and wanted in usage
         and key.public_key() == cert.public_key()
         and cert.not_valid_after_utc > _now()
     )
+
+
+def _has_sans(cert: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
+    try:
+        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return all(name in sans for name in wanted)
 
 
 def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:

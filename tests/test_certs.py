@@ -155,7 +155,8 @@ def test_server_certs_have_server_auth_and_sans(pki):
         assert cn(cert) == expected_cn
         assert eku(cert) == [ExtendedKeyUsageOID.SERVER_AUTH]
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        assert san.get_values_for_type(x509.DNSName) == ["localhost"]
+        # Its own name first: what the broker dials it under (Source.identity).
+        assert san.get_values_for_type(x509.DNSName) == [expected_cn, "localhost"]
         assert set(san.get_values_for_type(x509.IPAddress)) == {
             ipaddress.ip_address("127.0.0.1"),
             ipaddress.ip_address("::1"),

@@ -97,7 +97,7 @@ class FakeClients(AdapterClients):
         self.behaviour = behaviour
         self.calls = 0
 
-    def stub(self, endpoint: str) -> Any:
+    async def stub(self, source: str, endpoint: str, deadline: float) -> Any:
         return FakeStub(self)
 
 

@@ -32,9 +32,11 @@ class RecordingClients(AdapterClients):
         super().__init__(*args, **kwargs)
         self.tried: list[str] = []
 
-    def stub(self, endpoint: str) -> adapter_pb2_grpc.AdapterStub:
+    async def stub(
+        self, source: str, endpoint: str, deadline: float
+    ) -> adapter_pb2_grpc.AdapterStub:
         self.tried.append(endpoint)
-        return super().stub(endpoint)
+        return await super().stub(source, endpoint, deadline)
 
 
 class FakeClock:

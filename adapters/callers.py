@@ -1,0 +1,184 @@
+"""Who may call an adapter, checked on every call of every service.
+
+The TLS handshake has already checked that the client certificate chains to
+the federation CA. On top of that, each call's certificate must be one of the
+federation's own (organization ``Accord Federation``, client usage) with a
+name the adapter accepts for that service, and not be revoked:
+
+* ``Scan`` and ``Describe``: the broker's identities only (the federation
+  file's ``broker_identities``). Accepting a name rather than one pinned
+  fingerprint is what lets the broker rotate its certificate without a
+  restart of every adapter: the old and the new certificate both work until
+  the old one expires or is revoked.
+* health and reflection: the broker and the operator (``accord-operator``).
+  A partner's certificate, valid at the broker, opens nothing here.
+
+It is checked per call, not per connection, so a certificate revoked while a
+channel is open is refused on its next call. A stale revocation list still
+refuses what it names and does not stop the federation's own hop (the
+broker's, to its sources); see ``accord.revocation``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from accord import tls
+from accord.errors import AccordError
+from accord.pki import FEDERATION_ORGANIZATION, OPERATOR_COMMON_NAME
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from adapters.metrics import AdapterMetrics
+
+log = logging.getLogger("accord.adapter")
+
+
+class Revocations(Protocol):
+    def check(self, cert: x509.Certificate, *, allow_stale: bool = False) -> None: ...
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The parts of a client certificate the gate decides on."""
+
+    common_name: str
+    organization: str
+    client_usage: bool
+    fingerprint: str
+    serial: int
+    cert: x509.Certificate
+
+
+@functools.lru_cache(maxsize=256)
+def caller_of(pem: bytes) -> Caller:
+    """Parsed once per certificate, not once per call."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        client_usage = ExtendedKeyUsageOID.CLIENT_AUTH in usage
+    except x509.ExtensionNotFound:
+        client_usage = False
+    return Caller(
+        common_name=_attribute(cert.subject, NameOID.COMMON_NAME),
+        organization=_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
+        client_usage=client_usage,
+        fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
+        serial=cert.serial_number,
+        cert=cert,
+    )
+
+
+class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
+    """Authorizes every call before its handler runs (see the module doc)."""
+
+    def __init__(
+        self,
+        source_code: str,
+        adapter_service: str,
+        broker_identities: Iterable[str],
+        revocations: Revocations | None,
+        metrics: AdapterMetrics,
+    ) -> None:
+        self.source_code = source_code
+        self.adapter_service = adapter_service
+        self.revocations = revocations
+        self.metrics = metrics
+        self.use_broker_identities(broker_identities)
+
+    def use_broker_identities(self, names: Iterable[str]) -> None:
+        """Replaces the broker names accepted from the next call on (SIGHUP)."""
+        self.broker_identities = frozenset(names)
+
+    def authorize(self, method: str, context: grpc.ServicerContext) -> Caller:
+        """The caller, or the call is aborted with the reason."""
+        peer = tls.peer_identity(context.auth_context())
+        if peer is None:
+            self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, "a caller without a certificate")
+        caller = caller_of(peer[1])  # type: ignore[index]
+        allowed = set(self.broker_identities)
+        if not method.startswith(f"/{self.adapter_service}/"):
+            allowed.add(OPERATOR_COMMON_NAME)
+        if not (
+            caller.organization == FEDERATION_ORGANIZATION
+            and caller.client_usage
+            and caller.common_name in allowed
+        ):
+            self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, repr(caller.common_name))
+        if self.revocations is not None:
+            try:
+                self.revocations.check(caller.cert, allow_stale=True)
+            except AccordError as exc:
+                log.warning("refused %r: %s", caller.common_name, exc)
+                self.metrics.refused_callers.labels(self.source_code).inc()
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        return caller
+
+    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, who: str) -> None:
+        log.warning("refused %s: only the broker may call this adapter", who)
+        self.metrics.refused_callers.labels(self.source_code).inc()
+        context.abort(code, f"adapter {self.source_code} accepts only the Accord broker")
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        return _guarded(handler, lambda context: self.authorize(method, context))
+
+
+def _guarded(
+    handler: grpc.RpcMethodHandler[Any, Any], authorize: Callable[[grpc.ServicerContext], Caller]
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same handler, with ``authorize`` run before its behaviour."""
+    if handler.unary_unary is not None:
+        unary = handler.unary_unary
+
+        def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
+            authorize(context)
+            return unary(request, context)
+
+        return handler._replace(unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
+    if handler.unary_stream is not None:
+        streaming = handler.unary_stream
+
+        def unary_stream(request: Any, context: grpc.ServicerContext) -> Any:
+            authorize(context)
+            yield from streaming(request, context)
+
+        return handler._replace(unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
+    if handler.stream_unary is not None:
+        collecting = handler.stream_unary
+
+        def stream_unary(requests: Any, context: grpc.ServicerContext) -> Any:
+            authorize(context)
+            return collecting(requests, context)
+
+        return handler._replace(stream_unary=stream_unary)  # type: ignore[attr-defined,no-any-return]
+    both = handler.stream_stream
+    assert both is not None  # a handler has exactly one behaviour
+
+    def stream_stream(requests: Any, context: grpc.ServicerContext) -> Any:
+        authorize(context)
+        yield from both(requests, context)
+
+    return handler._replace(stream_stream=stream_stream)  # type: ignore[attr-defined,no-any-return]
+
+
+def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    value = values[0].value if values else ""
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -9,6 +9,8 @@
     ├── PolicyDenied           the caller may not do this (refused by rule;
     │                          ``reason`` says which rule, for metrics)
     ├── Unauthenticated        no usable client certificate / unknown partner
+    │   ├── CertificateRevoked the certificate is on the federation's revocation list
+    │   └── RevocationStale    the revocation list is past its next-update time
     ├── SourceError            one source system failed a scan
     │   ├── SourceUnavailable  the source could not be reached or is down
     │   │   └── CircuitOpen    failed repeatedly of late: not asked for now
@@ -38,11 +40,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import grpc
 
 from accord.v1 import broker_pb2
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 #: Which rule refused a query (the ``reason`` label of policy-denial metrics).
 DenialReason = Literal[
@@ -78,6 +83,33 @@ class PolicyDenied(AccordError):
 
 class Unauthenticated(AccordError):
     pass
+
+
+class CertificateRevoked(Unauthenticated):
+    """The caller's certificate is on the federation's revocation list."""
+
+    def __init__(self, serial: int, revoked_at: dt.datetime, reason: str | None) -> None:
+        why = f" ({reason.replace('_', ' ')})" if reason else ""
+        super().__init__(
+            f"certificate {serial:x} was revoked on {revoked_at:%Y-%m-%d %H:%M} UTC{why}: "
+            "ask the federation for a new certificate"
+        )
+        self.serial = serial
+        self.revoked_at = revoked_at
+        self.revocation_reason = reason
+
+
+class RevocationStale(Unauthenticated):
+    """The revocation list in force is past its next-update time, so it can no
+    longer say whether a certificate was revoked since."""
+
+    def __init__(self, next_update: dt.datetime) -> None:
+        super().__init__(
+            "the federation's revocation list is out of date (it was due for renewal at "
+            f"{next_update:%Y-%m-%d %H:%M} UTC): the operator must publish a new one with "
+            "`accord certs crl`"
+        )
+        self.next_update = next_update
 
 
 class SourceError(AccordError):

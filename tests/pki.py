@@ -22,12 +22,10 @@ from certs.ca import (
     _create_ca,
     _issue_leaf,
     _load_ca,
-    _make_private_dir,
     _name,
     _now,
-    _write_cert,
-    _write_key,
 )
+from certs.files import _make_private_dir, _write_cert, _write_key
 
 __all__ = ["create_rogue_ca_client", "issue_client_cert"]
 

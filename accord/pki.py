@@ -6,7 +6,11 @@ command line read them)::
     <dir>/broker-server.pem, .key             the broker's server cert
     <dir>/broker-client.pem, .key             the broker's client cert (to call adapters)
     <dir>/adapter-<code>.pem, .key            one server cert per adapter (code lowercased)
-    <dir>/partner-<name>.pem, .key            one client cert per partner (CN = partner name)
+    <dir>/partner-<name>.pem, .key            one client cert per partner (CN = partner name;
+                                              no .key when the partner sent a CSR)
+    <dir>/operator.pem, .key                  the operator's client cert (CN accord-operator)
+    <dir>/crl.pem                             the revocation list (accord.revocation)
+    <dir>/index.json                          every certificate the CA issued (certs.registry)
 """
 
 from __future__ import annotations
@@ -73,6 +77,14 @@ class PkiLayout:
     def crl(self) -> Path:
         """The federation's certificate revocation list, signed by the CA."""
         return self.directory / "crl.pem"
+
+    def registry(self) -> Path:
+        """The record of every certificate the CA issued, and the last CRL number."""
+        return self.directory / "index.json"
+
+    def lock(self) -> Path:
+        """Held while the CA changes anything, so two runs cannot interleave."""
+        return self.directory / ".lock"
 
     def _pair(self, stem: str) -> tuple[Path, Path]:
         return self.directory / f"{stem}.pem", self.directory / f"{stem}.key"

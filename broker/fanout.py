@@ -153,11 +153,11 @@ class AdapterClients:
             return entry.stub
         async with entry.lock:  # one probe for all the scans waiting on it
             if not self._trusted(entry):
-                token = self._token(entry)
+                connections = entry.connections
                 await self._verifier.verify(
                     self.federation.source(source), endpoint, deadline - time.monotonic()
                 )
-                entry.verified = token
+                entry.verified = connections
         return entry.stub
 
     def use_certificate(self, cert: Path, key: Path) -> None:

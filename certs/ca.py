@@ -1,33 +1,31 @@
-"""The federation's PKI: one private CA, and the certificates every mTLS hop uses.
+"""The federation CA, and what each kind of certificate it issues is.
 
 Every hop in Accord is mutual TLS, and every certificate is issued by one
-federation CA (EC P-256, ECDSA with SHA-256)::
+federation CA (EC P-256, ECDSA with SHA-256; path length 0). A leaf is one of
+these kinds (:func:`leaf_profile`)::
 
-    <dir>/ca.pem, ca.key                      the federation CA (path length 0)
-    <dir>/broker-server.pem, .key             the broker's server cert
-    <dir>/broker-client.pem, .key             the broker's client cert (to call adapters)
-    <dir>/adapter-<code>.pem, .key            one server cert per adapter (code lowercased)
-    <dir>/partner-<name>.pem, .key            one client cert per partner (CN = partner name)
+    kind           CN                  O                  usage   files
+    broker-server  accord-broker       Accord Federation  server  broker-server.pem, .key
+    broker-client  accord-broker       Accord Federation  client  broker-client.pem, .key
+    adapter        adapter-<code>      Accord Federation  server  adapter-<code>.pem, .key
+    partner        <partner name>      <its organization> client  partner-<name>.pem, .key
+    operator       accord-operator     Accord Federation  client  operator.pem, .key
 
-:func:`init_pki` is idempotent: run again on a complete directory it keeps
-everything, and it adds any partner or adapter certificate that is missing
-without touching the CA, so a partner can be on-boarded later. Private keys are
-PEM PKCS#8, unencrypted, and are created with mode 0600 from the start (never
-written first and narrowed afterwards); the directory is created 0700.
+Server certificates name ``localhost``, 127.0.0.1 and ::1; an adapter's also
+names ``adapter-<code>`` (``adapter-ca-csc``), the name the broker pins each
+source's channel to, so one adapter's certificate cannot answer for another.
+The names of the federation's own certificates, and its organization, are
+reserved: no partner may carry them (:func:`check_partner_subject`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
-import os
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, get_args
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -36,27 +34,40 @@ from accord.errors import PkiError
 from accord.pki import (
     BROKER_COMMON_NAME,
     FEDERATION_ORGANIZATION,
+    OPERATOR_COMMON_NAME,
     PkiLayout,
     adapter_identity,
     checked_name,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from pathlib import Path
+
+    from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 __all__ = [
     "BROKER_COMMON_NAME",
     "CA_COMMON_NAME",
     "FEDERATION_ORGANIZATION",
+    "KINDS",
+    "LEAF_KINDS",
+    "OPERATOR_COMMON_NAME",
     "CertInfo",
+    "Kind",
+    "LeafProfile",
     "PkiError",
     "PkiLayout",
     "certificate_info",
-    "init_pki",
+    "check_partner_subject",
+    "leaf_profile",
 ]
 
 #: Subject of the federation CA.
 CA_COMMON_NAME = "Accord Federation CA"
+
+Kind = Literal["ca", "broker-server", "broker-client", "adapter", "partner", "operator"]
+KINDS: tuple[Kind, ...] = get_args(Kind)
+LEAF_KINDS: tuple[Kind, ...] = tuple(k for k in KINDS if k != "ca")
 
 #: The CA outlives the leaves: it is kept across runs while leaves are added.
 CA_VALIDITY_DAYS = 3650
@@ -68,6 +79,82 @@ _SERVER_SANS: tuple[x509.GeneralName, ...] = (
     x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
     x509.IPAddress(ipaddress.ip_address("::1")),
 )
+
+
+@dataclass(frozen=True)
+class LeafProfile:
+    """What one certificate must be: its subject, usage, names and files."""
+
+    kind: Kind
+    common_name: str
+    organization: str
+    server: bool
+    sans: tuple[x509.GeneralName, ...]
+    cert_path: Path
+    key_path: Path
+
+    @property
+    def subject(self) -> x509.Name:
+        return _name(self.common_name, self.organization)
+
+
+def leaf_profile(
+    layout: PkiLayout, kind: str, name: str | None = None, organization: str | None = None
+) -> LeafProfile:
+    """The profile of a ``kind`` certificate for ``name``.
+
+    ``name`` is the partner's name for ``partner`` (which also needs its
+    ``organization``), the source code for ``adapter`` (``CA-CSC``), and may be
+    left out (or be the fixed CN) for the broker's and the operator's.
+    """
+    if kind not in LEAF_KINDS:
+        raise PkiError(f"unknown certificate kind {kind!r}: use one of {', '.join(LEAF_KINDS)}")
+    leaf_kind: Kind = kind
+    fed = FEDERATION_ORGANIZATION
+    if leaf_kind in ("broker-server", "broker-client", "operator"):
+        cn = OPERATOR_COMMON_NAME if kind == "operator" else BROKER_COMMON_NAME
+        if name not in (None, "", cn):
+            raise PkiError(f"a {kind} certificate is always issued to {cn}, not {name!r}")
+        server = kind == "broker-server"
+        cert_path, key_path = {
+            "broker-server": layout.broker_server,
+            "broker-client": layout.broker_client,
+            "operator": layout.operator,
+        }[kind]()
+        sans = _SERVER_SANS if server else ()
+        return LeafProfile(leaf_kind, cn, fed, server, sans, cert_path, key_path)
+    if kind == "adapter":
+        if not name:
+            raise PkiError("an adapter certificate needs the source code (--name CA-CSC)")
+        cn = adapter_identity(name)
+        sans = (*_SERVER_SANS, x509.DNSName(cn))
+        return LeafProfile("adapter", cn, fed, True, sans, *layout.adapter(name))
+    if not name:
+        raise PkiError("a partner certificate needs the partner's name (--name)")
+    if organization is None:
+        raise PkiError(f"a certificate for partner {name!r} needs its organization (--org)")
+    check_partner_subject(checked_name(name, "partner name"), organization)
+    return LeafProfile(
+        "partner", name, _checked_organization(organization), False, (), *layout.partner(name)
+    )
+
+
+def check_partner_subject(name: str, organization: str) -> None:
+    """Refuse a partner that would carry a name the federation's own hops use:
+    an adapter trusts the broker by its CN, so a partner called
+    ``accord-broker`` must never exist."""
+    folded = name.casefold()
+    reserved = {BROKER_COMMON_NAME, OPERATOR_COMMON_NAME, CA_COMMON_NAME.casefold()}
+    if folded in reserved or folded.startswith("adapter-"):
+        raise PkiError(
+            f"the name {name!r} is reserved for the federation's own certificates; "
+            "choose another partner name"
+        )
+    if " ".join(organization.split()).casefold() == FEDERATION_ORGANIZATION.casefold():
+        raise PkiError(
+            f"the organization {organization!r} is reserved for the federation itself; "
+            "give the partner's own organization"
+        )
 
 
 @dataclass(frozen=True)
@@ -88,79 +175,6 @@ class CertInfo:
 
 
 # --------------------------------------------------------------------------- public API
-
-
-def init_pki(
-    directory: Path,
-    *,
-    partners: Mapping[str, str],
-    adapters: Iterable[str],
-    days: int = 397,
-    force: bool = False,
-) -> PkiLayout:
-    """Create, or complete, a federation PKI directory and return its layout.
-
-    * No CA yet (or ``force``): a new CA is created, and with it every leaf.
-    * A CA already there: it is kept. Each leaf is kept if its certificate and
-      key are both present, match each other, carry the expected subject and
-      usage, have not expired and were issued by this CA; anything else is
-      (re)issued. So adding a partner
-      or an adapter later just adds its files.
-
-    ``partners`` maps a partner's name (its certificate CN) to its organization
-    (O). ``adapters`` are source codes (``CA-CSC`` -> ``adapter-ca-csc``). Leaves
-    are valid for ``days`` (capped at the CA's own expiry). A half-present CA
-    (certificate without key, or the reverse) raises :class:`PkiError` unless
-    ``force`` is given, because replacing a CA invalidates every certificate
-    already handed out.
-    """
-    if days < 1:
-        raise PkiError(f"days must be at least 1, got {days}")
-    partner_items = [
-        (checked_name(name, "partner name"), _checked_organization(org))
-        for name, org in partners.items()
-    ]
-    adapter_codes = sorted({checked_name(code, "source code").lower() for code in adapters})
-
-    layout = PkiLayout(Path(directory))
-    _make_private_dir(layout.directory)
-
-    now = _now()
-    if force or not (layout.ca_cert().exists() or layout.ca_key().exists()):
-        ca_cert, ca_key = _create_ca(_ca_name(), now=now, days=max(days, CA_VALIDITY_DAYS))
-        _write_key(layout.ca_key(), ca_key)
-        _write_cert(layout.ca_cert(), ca_cert)
-    else:
-        ca_cert, ca_key = _load_ca(layout)
-
-    not_before = now - _BACKDATE
-    not_after = min(now + dt.timedelta(days=days), ca_cert.not_valid_after_utc)
-    fed_org = FEDERATION_ORGANIZATION
-
-    wanted: list[tuple[tuple[Path, Path], x509.Name, bool]] = [
-        (layout.broker_server(), _name(BROKER_COMMON_NAME, fed_org), True),
-        (layout.broker_client(), _name(BROKER_COMMON_NAME, fed_org), False),
-    ]
-    wanted += [
-        (layout.adapter(code), _name(adapter_identity(code), fed_org), True)
-        for code in adapter_codes
-    ]
-    wanted += [(layout.partner(name), _name(name, org), False) for name, org in partner_items]
-
-    for (cert_path, key_path), subject, server in wanted:
-        if _leaf_is_current(cert_path, key_path, subject, ca_cert, server=server):
-            continue
-        cert, key = _issue_leaf(
-            ca_cert,
-            ca_key,
-            subject,
-            server=server,
-            not_before=not_before,
-            not_after=not_after,
-        )
-        _write_key(key_path, key)
-        _write_cert(cert_path, cert)
-    return layout
 
 
 def certificate_info(pem: bytes) -> CertInfo:
@@ -245,9 +259,36 @@ def _issue_leaf(
     server: bool,
     not_before: dt.datetime,
     not_after: dt.datetime,
+    sans: tuple[x509.GeneralName, ...] | None = None,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A new key and its certificate (server certificates name ``sans``,
+    by default the loopback names)."""
     key = _new_key()
-    public = key.public_key()
+    cert = _sign_leaf(
+        ca_cert,
+        ca_key,
+        key.public_key(),
+        subject,
+        server=server,
+        sans=(_SERVER_SANS if server else ()) if sans is None else sans,
+        not_before=not_before,
+        not_after=not_after,
+    )
+    return cert, key
+
+
+def _sign_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    public: CertificatePublicKeyTypes,
+    subject: x509.Name,
+    *,
+    server: bool,
+    sans: tuple[x509.GeneralName, ...],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> x509.Certificate:
+    """A certificate for ``public`` (whoever holds its private key)."""
     try:
         ca_ski = ca_cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
         aki = x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski)
@@ -281,19 +322,9 @@ def _issue_leaf(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
         .add_extension(aki, critical=False)
     )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(_server_sans(subject)), critical=False
-        )
-    return builder.sign(ca_key, hashes.SHA256()), key
-
-
-def _server_sans(subject: x509.Name) -> list[x509.GeneralName]:
-    """The server's own name (its CN: what a client that pins it dials, e.g.
-    ``adapter-ca-csc``) and the loopback names an operator's tools use."""
-    common_name = _attribute(subject, NameOID.COMMON_NAME)
-    own = [x509.DNSName(common_name)] if common_name else []
-    return [*own, *_SERVER_SANS]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(list(sans)), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
 
 
 # --------------------------------------------------------------------------- reading
@@ -320,43 +351,6 @@ def _load_ca(layout: PkiLayout) -> tuple[x509.Certificate, ec.EllipticCurvePriva
     return cert, key
 
 
-def _leaf_is_current(
-    cert_path: Path,
-    key_path: Path,
-    subject: x509.Name,
-    ca_cert: x509.Certificate,
-    *,
-    server: bool,
-) -> bool:
-    """True if the pair on disk can be kept as it is."""
-    if not (cert_path.is_file() and key_path.is_file()):
-        return False
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        cert.verify_directly_issued_by(ca_cert)
-        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    except (ValueError, TypeError, InvalidSignature, x509.ExtensionNotFound):
-        return False
-    wanted = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    if server and not _has_sans(cert, _server_sans(subject)):
-        return False  # issued before servers carried their own name
-    return (
-        cert.subject == subject
-        and wanted in usage
-        and key.public_key() == cert.public_key()
-        and cert.not_valid_after_utc > _now()
-    )
-
-
-def _has_sans(cert: x509.Certificate, wanted: list[x509.GeneralName]) -> bool:
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return False
-    return all(name in sans for name in wanted)
-
-
 def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     attributes = name.get_attributes_for_oid(oid)
     if not attributes:
@@ -365,54 +359,10 @@ def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str | None:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-# --------------------------------------------------------------------------- writing
+# --------------------------------------------------------------------------- checking
 
 
 def _checked_organization(value: str) -> str:
     if not value.strip() or len(value) > 64:
         raise PkiError(f"invalid organization {value!r}: must be 1-64 characters")
     return value
-
-
-def _make_private_dir(directory: Path) -> None:
-    if directory.is_dir():
-        return
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    directory.mkdir(mode=0o700)
-    # mkdir's mode is filtered by the umask; a private directory must not be wider.
-    os.chmod(directory, 0o700)
-
-
-def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
-    data = key.private_bytes(
-        encoding=serialization.Encoding.PEM,
-        format=serialization.PrivateFormat.PKCS8,
-        encryption_algorithm=serialization.NoEncryption(),
-    )
-    _write_atomic(path, data, mode=0o600)
-
-
-def _write_cert(path: Path, cert: x509.Certificate) -> None:
-    _write_atomic(path, cert.public_bytes(serialization.Encoding.PEM), mode=0o644)
-
-
-def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    """Write ``data`` to ``path`` via a fresh temporary file created with ``mode``.
-
-    The temporary file is created with its final permissions (O_EXCL, so never
-    an existing file with wider ones) and then renamed over ``path``; a reader
-    never sees a half-written file and a key is never readable by others.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(tmp, flags, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise

@@ -22,12 +22,10 @@ from certs.ca import (
     _create_ca,
     _issue_leaf,
     _load_ca,
-    _make_private_dir,
     _name,
     _now,
-    _write_cert,
-    _write_key,
 )
+from certs.files import _make_private_dir, _write_cert, _write_key
 
 __all__ = ["create_rogue_ca_client", "issue_client_cert"]
 
@@ -100,3 +98,40 @@ def create_rogue_ca_client(
     _write_key(key_path, key)
     _write_cert(cert_path, cert)
     return ca_path, cert_path, key_path
+
+
+def issue_extra(
+    layout: PkiLayout, kind: str, name: str, organization: str, directory: Path
+) -> tuple[Path, Path]:
+    """A second certificate of ``kind`` for ``name``, recorded by the CA like
+    any other (so it can be revoked by serial) but written to ``directory``:
+    the federation's own files, which other tests use, stay as they are.
+    ``name`` is the CN for the federation's kinds (``adapter-ca-csc``)."""
+    from dataclasses import replace
+
+    from certs.ca import leaf_profile
+    from certs.files import locked
+    from certs.lifecycle import _issue, _registry
+
+    code = name.removeprefix("adapter-").upper() if kind == "adapter" else name
+    profile = leaf_profile(layout, kind, code, organization if kind == "partner" else None)
+    profile = replace(
+        profile,
+        cert_path=directory / f"extra-{kind}-{name}.pem",
+        key_path=directory / f"extra-{kind}-{name}.key",
+    )
+    with locked(layout):
+        ca_cert, ca_key = _load_ca(layout)
+        issued = _issue(
+            layout, _registry(layout, ca_cert), ca_cert, ca_key, profile, csr_pem=None, days=30
+        )
+    assert issued.key_path is not None
+    return issued.cert_path, issued.key_path
+
+
+def revoke(layout: PkiLayout, serial: int) -> None:
+    """Revokes one certificate by serial and publishes the list, as
+    ``accord certs revoke`` does."""
+    from certs.lifecycle import revoke as revoke_certificate
+
+    revoke_certificate(layout, f"0x{serial:x}", "key_compromise")

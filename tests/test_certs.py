@@ -53,7 +53,7 @@ def eku(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
 
 
 def all_leaves(layout: PkiLayout) -> list[tuple[Path, Path]]:
-    pairs = [layout.broker_server(), layout.broker_client()]
+    pairs = [layout.broker_server(), layout.broker_client(), layout.operator()]
     pairs += [layout.adapter(code) for code in ADAPTERS]
     pairs += [layout.partner(name) for name in PARTNERS]
     return pairs
@@ -94,6 +94,7 @@ def test_init_writes_every_file(pki):
     expected |= {"broker-client.pem", "broker-client.key"}
     expected |= {"adapter-ca-csc.pem", "adapter-ca-csc.key", "adapter-bc.pem", "adapter-bc.key"}
     expected |= {f"partner-{n}.{ext}" for n in PARTNERS for ext in ("pem", "key")}
+    expected |= {"operator.pem", "operator.key", "crl.pem", "index.json", ".lock"}
     assert {p.name for p in pki.directory.iterdir()} == expected
 
 
@@ -155,8 +156,9 @@ def test_server_certs_have_server_auth_and_sans(pki):
         assert cn(cert) == expected_cn
         assert eku(cert) == [ExtendedKeyUsageOID.SERVER_AUTH]
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        # Its own name first: what the broker dials it under (Source.identity).
-        assert san.get_values_for_type(x509.DNSName) == [expected_cn, "localhost"]
+        # An adapter also answers to its own name, which the broker pins its channel to.
+        own = [] if expected_cn == "accord-broker" else [expected_cn]
+        assert san.get_values_for_type(x509.DNSName) == ["localhost", *own]
         assert set(san.get_values_for_type(x509.IPAddress)) == {
             ipaddress.ip_address("127.0.0.1"),
             ipaddress.ip_address("::1"),
@@ -167,6 +169,9 @@ def test_client_certs_have_client_auth(pki):
     broker = load(pki.broker_client()[0])
     assert (cn(broker), org(broker)) == ("accord-broker", "Accord Federation")
     assert eku(broker) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    operator = load(pki.operator()[0])
+    assert (cn(operator), org(operator)) == ("accord-operator", "Accord Federation")
+    assert eku(operator) == [ExtendedKeyUsageOID.CLIENT_AUTH]
     for name, organization in PARTNERS.items():
         cert = load(pki.partner(name)[0])
         assert (cn(cert), org(cert)) == (name, organization)

@@ -65,9 +65,10 @@ def adapter_channel(
 
 
 def describe(channel: grpc.Channel) -> adapter_pb2.DescribeResponse:
-    return adapter_pb2_grpc.AdapterStub(channel).Describe(
+    answer: adapter_pb2.DescribeResponse = adapter_pb2_grpc.AdapterStub(channel).Describe(
         adapter_pb2.DescribeRequest(), timeout=10
     )
+    return answer
 
 
 def scan(channel: grpc.Channel) -> list[adapter_pb2.ScanResponse]:

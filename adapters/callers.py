@@ -5,11 +5,14 @@ the federation CA. On top of that, each call's certificate must be one of the
 federation's own (organization ``Accord Federation``, client usage) with a
 name the adapter accepts for that service, and not be revoked:
 
-* ``Scan`` and ``Describe``: the broker's identities only (the federation
-  file's ``broker_identities``). Accepting a name rather than one pinned
-  fingerprint is what lets the broker rotate its certificate without a
-  restart of every adapter: the old and the new certificate both work until
-  the old one expires or is revoked.
+* ``Scan`` and ``Describe``: the broker only. Its certificate must carry one
+  of the federation file's ``broker_identities`` *and* be pinned: its
+  fingerprint is one the adapter read from the broker's client certificate
+  file. The pin keeps a CA that is misused (or a certificate issued to the
+  broker's name by mistake) from opening the sources. A rotation adds a pin
+  without removing the old one (SIGHUP, :meth:`CallerGate.pin`): old and new
+  certificates both work until the old one expires or is revoked, so the
+  adapters take the new pin first, then the broker switches.
 * health and reflection: the broker and the operator (``accord-operator``).
   A partner's certificate, valid at the broker, opens nothing here.
 
@@ -21,6 +24,7 @@ broker's, to its sources); see ``accord.revocation``.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from accord.pki import FEDERATION_ORGANIZATION, OPERATOR_COMMON_NAME
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from pathlib import Path
 
     from adapters.metrics import AdapterMetrics
 
@@ -57,6 +62,11 @@ class Caller:
     fingerprint: str
     serial: int
     cert: x509.Certificate
+
+
+def read_certificates(paths: Iterable[Path]) -> list[x509.Certificate]:
+    """The certificates in the given PEM files (a file may hold several)."""
+    return [cert for path in paths for cert in x509.load_pem_x509_certificates(path.read_bytes())]
 
 
 @functools.lru_cache(maxsize=256)
@@ -86,6 +96,7 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         source_code: str,
         adapter_service: str,
         broker_identities: Iterable[str],
+        broker_certificates: Iterable[x509.Certificate],
         revocations: Revocations | None,
         metrics: AdapterMetrics,
     ) -> None:
@@ -93,11 +104,27 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self.adapter_service = adapter_service
         self.revocations = revocations
         self.metrics = metrics
+        self.pins: dict[str, x509.Certificate] = {}
         self.use_broker_identities(broker_identities)
+        self.pin(broker_certificates)
 
     def use_broker_identities(self, names: Iterable[str]) -> None:
         """Replaces the broker names accepted from the next call on (SIGHUP)."""
         self.broker_identities = frozenset(names)
+
+    def pin(self, certificates: Iterable[x509.Certificate]) -> list[str]:
+        """Adds the broker certificates given to those served, and drops the
+        pins of certificates expired since; returns the fingerprints added."""
+        now = dt.datetime.now(dt.UTC)
+        pins = {fp: c for fp, c in self.pins.items() if c.not_valid_after_utc > now}
+        added = []
+        for cert in certificates:
+            fingerprint = cert.fingerprint(hashes.SHA256()).hex()
+            if fingerprint not in pins:
+                added.append(fingerprint)
+            pins[fingerprint] = cert
+        self.pins = pins  # one assignment: a call sees the old set or the new
+        return added
 
     def authorize(self, method: str, context: grpc.ServicerContext) -> Caller:
         """The caller, or the call is aborted with the reason."""
@@ -105,13 +132,13 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if peer is None:
             self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, "a caller without a certificate")
         caller = caller_of(peer[1])  # type: ignore[index]
-        allowed = set(self.broker_identities)
-        if not method.startswith(f"/{self.adapter_service}/"):
-            allowed.add(OPERATOR_COMMON_NAME)
+        brokers_only = method.startswith(f"/{self.adapter_service}/")
+        broker = caller.common_name in self.broker_identities and caller.fingerprint in self.pins
+        operator = not brokers_only and caller.common_name == OPERATOR_COMMON_NAME
         if not (
             caller.organization == FEDERATION_ORGANIZATION
             and caller.client_usage
-            and caller.common_name in allowed
+            and (broker or operator)
         ):
             self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, repr(caller.common_name))
         if self.revocations is not None:

@@ -1,5 +1,7 @@
 """What an adapter takes again on SIGHUP, without a restart: its certificate,
-the broker identities it serves and the revocation list.
+the broker identities it serves (names, and the pin of the broker's
+certificate: a new one is added, the old kept until it expires or is
+revoked) and the revocation list.
 
 Each part is all or nothing: a certificate that is not valid now or does not
 match its key, a federation file that does not load, or a revocation list
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from accord.errors import AccordError
 from accord.federation import load_federation
+from adapters.callers import read_certificates
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,13 +32,18 @@ log = logging.getLogger("accord.adapter.reload")
 def reload_adapter(
     running: RunningAdapter,
     federation_path: Path,
+    broker_certs: list[Path],
     revocations: RevocationList,
     metrics: AdapterMetrics,
 ) -> list[dict[str, Any]]:
     """Reloads each part; one record per part, with its outcome."""
     return [
         _attempt("certificate", metrics, lambda: _certificate(running)),
-        _attempt("broker_identities", metrics, lambda: _identities(running, federation_path)),
+        _attempt(
+            "broker_identities",
+            metrics,
+            lambda: _identities(running, federation_path, broker_certs),
+        ),
         _attempt("revocation_list", metrics, lambda: _revocations(revocations)),
     ]
 
@@ -48,10 +56,20 @@ def _certificate(running: RunningAdapter) -> dict[str, Any]:
     }
 
 
-def _identities(running: RunningAdapter, federation_path: Path) -> dict[str, Any]:
+def _identities(
+    running: RunningAdapter, federation_path: Path, broker_certs: list[Path]
+) -> dict[str, Any]:
+    """The names from the federation file and the pins from the broker's
+    certificate file, both read before either is used: all or nothing."""
     names = load_federation(federation_path).broker_identities
+    certificates = read_certificates(broker_certs)
     running.gate.use_broker_identities(names)
-    return {"broker_identities": list(names)}
+    added = running.gate.pin(certificates)
+    return {
+        "broker_identities": list(names),
+        "pins_added": added,
+        "pins": sorted(running.gate.pins),
+    }
 
 
 def _revocations(revocations: RevocationList) -> dict[str, Any]:

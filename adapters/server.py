@@ -39,7 +39,7 @@ from accord.errors import (
 from accord.logs import bind_query_id
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from adapters.callers import CallerGate
+from adapters.callers import CallerGate, read_certificates
 from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
@@ -48,7 +48,7 @@ from adapters.release import check_release, release_conditions
 from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
     from accord.federation import Federation, LogicalTable, Release, Source
@@ -286,20 +286,29 @@ def create_server(
     ca: Path,
     cert: Path,
     key: Path,
+    broker_certs: Iterable[Path],
     revocations: Revocations | None = None,
     address: str = "127.0.0.1:0",
     max_workers: int = 16,
     metrics: AdapterMetrics | None = None,
 ) -> RunningAdapter:
-    """Builds and starts an adapter server that serves only the federation's
-    ``broker_identities`` (and health to the operator), checked per call.
+    """Builds and starts an adapter server that serves only the broker: its
+    ``broker_identities``, pinned to the certificates in ``broker_certs``
+    (and health to the operator), checked per call (``adapters.callers``).
 
     An agreement the source's database cannot apply exactly stops it here
     (ConfigError), before it listens: it never serves a relaxed one."""
     check_release(federation, source, backend.dialect)
     metrics = metrics or AdapterMetrics(source.code)
     credentials = tls.ReloadableServerCredentials(ca, cert, key)
-    gate = CallerGate(source.code, SERVICE_NAME, federation.broker_identities, revocations, metrics)
+    gate = CallerGate(
+        source.code,
+        SERVICE_NAME,
+        federation.broker_identities,
+        read_certificates(broker_certs),
+        revocations,
+        metrics,
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scan"),
         options=tls.SERVER_OPTIONS,

@@ -81,6 +81,7 @@ def serve_adapter(
     metrics = AdapterMetrics(source.code)
     metrics.watch_certificates([workdir.pki.ca_cert(), cert])
     revocations = open_revocations(workdir)
+    broker_certs = [workdir.pki.broker_client()[0]]
     running = create_adapter_server(
         federation,
         source,
@@ -88,6 +89,7 @@ def serve_adapter(
         ca=workdir.pki.ca_cert(),
         cert=cert,
         key=key,
+        broker_certs=broker_certs,
         revocations=revocations,
         address=f"{host}:{port}",
         metrics=metrics,
@@ -102,7 +104,7 @@ def serve_adapter(
     signal.signal(signal.SIGHUP, lambda *_: reloads.set())
     threading.Thread(
         target=_reload_on_signal,
-        args=(reloads, stop, running, federation_path, revocations, metrics),
+        args=(reloads, stop, running, federation_path, broker_certs, revocations, metrics),
         name="reload",
         daemon=True,
     ).start()
@@ -133,6 +135,7 @@ def _reload_on_signal(
     stop: threading.Event,
     running: RunningAdapter,
     federation_path: Path,
+    broker_certs: list[Path],
     revocations: RevocationList,
     metrics: AdapterMetrics,
 ) -> None:
@@ -140,7 +143,7 @@ def _reload_on_signal(
     while not stop.is_set():
         if reloads.wait(timeout=1.0):
             reloads.clear()
-            reload_adapter(running, federation_path, revocations, metrics)
+            reload_adapter(running, federation_path, broker_certs, revocations, metrics)
 
 
 def broker_instance(host: str, port: int) -> str:

@@ -99,6 +99,7 @@ def over_grpc(dsn: str, columns: list[str]) -> tuple[int, float]:
             ca=pki.ca_cert(),
             cert=cert,
             key=key,
+            broker_certs=[pki.broker_client()[0]],
             revocations=RevocationList(pki.crl(), pki.ca_cert()),
         )
         server, port = running.server, running.port

@@ -236,6 +236,7 @@ def test_an_agreement_the_database_cannot_apply_stops_the_adapter(tmp_path: Path
             ca=missing,
             cert=missing,
             key=missing,
+            broker_certs=[missing],
         )
     message = str(caught.value)
     assert message.startswith("source YT release of offenders: release filter")

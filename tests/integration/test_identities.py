@@ -186,8 +186,7 @@ def test_an_adapter_with_another_certificate_receives_no_scan(
         with grpc.secure_channel(address, credentials, options=options) as channel:
             error = refused(scan, channel)
     assert message == (
-        "source CA-CSC: unavailable: its adapter did not present the certificate of "
-        "adapter-ca-csc"
+        "source CA-CSC: unavailable: its adapter did not present the certificate of adapter-ca-csc"
     )
     assert error.code() == grpc.StatusCode.UNAVAILABLE
     assert not log.exists() or log.read_text() == "", "a scan reached the impostor"
@@ -220,21 +219,85 @@ def test_a_revoked_partner_is_refused_on_its_next_call_on_an_open_channel(
         assert client.query("SELECT count(*) AS n FROM offenders", timeout=20).table.num_rows == 1
 
 
+@contextlib.contextmanager
+def own_adapter(
+    running: Running, code: str, cert: Path, key: Path, broker_cert: Path
+) -> Iterator[str]:
+    """A real adapter of ``code`` in process, over that source's data, with
+    the given certificate, pinning ``broker_cert``; yields its address."""
+    pki = running.workdir.pki
+    source = running.federation.source(code)
+    adapter = create_server(
+        running.federation,
+        source,
+        open_backend(source, running.workdir.path),
+        ca=pki.ca_cert(),
+        cert=cert,
+        key=key,
+        broker_certs=[broker_cert],
+        revocations=RevocationList(pki.crl(), pki.ca_cert()),
+    )
+    try:
+        yield f"127.0.0.1:{adapter.port}"
+    finally:
+        adapter.server.stop(None)
+
+
 def test_a_revoked_broker_client_certificate_is_refused_at_the_adapter(
     running: Running, tmp_path: Path
 ) -> None:
+    """An adapter pinning a broker certificate of this test's own: served on
+    an open channel until that certificate is revoked, then refused on it."""
     pki = running.workdir.pki
     cert, key = issue_extra(
         pki, "broker-client", BROKER_COMMON_NAME, FEDERATION_ORGANIZATION, tmp_path
     )
     serial = certificate_info(cert.read_bytes()).serial
-    with adapter_channel(running, "SK", cert, key) as channel:
-        assert describe(channel).source == "SK"  # a second broker certificate: served
+    credentials = tls.channel_credentials(pki.ca_cert(), cert, key)
+    options = [*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "adapter-sk")]
+    with (
+        own_adapter(running, "SK", *pki.adapter("SK"), broker_cert=cert) as address,
+        grpc.secure_channel(address, credentials, options=options) as channel,
+    ):
+        assert describe(channel).source == "SK"
         revoke(pki, serial)
         error = refused(describe, channel)
         assert error.code() == grpc.StatusCode.UNAUTHENTICATED
         assert "revoked" in (error.details() or "")
         assert refused(scan, channel).code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_a_broker_named_certificate_that_is_not_pinned_is_refused(
+    running: Running, tmp_path: Path
+) -> None:
+    """Issued by the federation CA to the broker's name, valid, not revoked:
+    still not the broker an adapter pinned."""
+    pki = running.workdir.pki
+    cert, key = issue_extra(
+        pki, "broker-client", BROKER_COMMON_NAME, FEDERATION_ORGANIZATION, tmp_path
+    )
+    with adapter_channel(running, "SK", cert, key) as channel:
+        for name, call in CALLS.items():
+            assert refused(call, channel).code() == grpc.StatusCode.PERMISSION_DENIED, name
+
+
+async def scan_then_revoke(
+    federation: Any, address: str, revocations: RevocationList, serial: int, pki: Any
+) -> tuple[int, str]:
+    """One scan through a verified channel; then, once the adapter's
+    certificate is revoked, the next stub is refused."""
+    cert, key = pki.broker_client()
+    clients = AdapterClients(federation, pki.ca_cert(), cert, key, revocations=revocations)
+    try:
+        stub = await clients.stub("CA-CSC", address, time.monotonic() + 10)
+        request = adapter_pb2.ScanRequest(table="offenders", columns=["fps_number"])
+        answered = [m async for m in stub.Scan(request, timeout=10)]
+        revoke(pki, serial)
+        with pytest.raises(SourceUnavailable) as caught:
+            await clients.stub("CA-CSC", address, time.monotonic() + 10)
+        return len(answered), str(caught.value)
+    finally:
+        await clients.close()
 
 
 def test_a_revoked_adapter_certificate_is_refused_by_the_broker(
@@ -246,33 +309,11 @@ def test_a_revoked_adapter_certificate_is_refused_by_the_broker(
     identity = running.federation.source("CA-CSC").identity
     cert, key = issue_extra(pki, "adapter", identity, FEDERATION_ORGANIZATION, tmp_path)
     serial = certificate_info(cert.read_bytes()).serial
-    source = running.federation.source("CA-CSC")
-    backend = open_backend(source, running.workdir.path)
     revocations = RevocationList(pki.crl(), pki.ca_cert())
-    adapter = create_server(
-        running.federation, source, backend, ca=pki.ca_cert(), cert=cert, key=key
-    )
-    address = f"127.0.0.1:{adapter.port}"
-    federation = running.federation.with_endpoints({"CA-CSC": address})
-
-    async def attempt() -> tuple[int, str]:
-        clients = AdapterClients(
-            federation, pki.ca_cert(), *pki.broker_client(), revocations=revocations
+    with own_adapter(running, "CA-CSC", cert, key, pki.broker_client()[0]) as address:
+        federation = running.federation.with_endpoints({"CA-CSC": address})
+        answered, message = asyncio.run(
+            scan_then_revoke(federation, address, revocations, serial, pki)
         )
-        try:
-            stub = await clients.stub("CA-CSC", address, time.monotonic() + 10)
-            request = adapter_pb2.ScanRequest(table="offenders", columns=["fps_number"])
-            answered = [m async for m in stub.Scan(request, timeout=10)]
-            revoke(pki, serial)
-            with pytest.raises(SourceUnavailable) as caught:
-                await clients.stub("CA-CSC", address, time.monotonic() + 10)
-            return len(answered), str(caught.value)
-        finally:
-            await clients.close()
-
-    try:
-        answered, message = asyncio.run(attempt())
-    finally:
-        adapter.server.stop(None)
     assert answered >= 2  # a header and a trailer at least
     assert message == "source CA-CSC: unavailable: its adapter presented a revoked certificate"

@@ -126,7 +126,9 @@ def wait_until(condition: Callable[[], bool], what: str, within_s: float = RELOA
 
 
 def reloaded(log: Path) -> bool:
-    return "certificate reloaded" in log.read_text()
+    """The adapter took its new certificate and the broker's new pin (its last step)."""
+    text = log.read_text()
+    return "certificate reloaded" in text and "broker_identities reloaded" in text
 
 
 def serial(path: Path) -> int:
@@ -153,9 +155,14 @@ def test_every_certificate_rotates_under_load_with_no_failed_query(rotating: Run
         reloads_before = len(
             [r for r in audit_events(rotating) if "reload" in str(r.get("event", ""))]
         )
-        for name, process in processes.items():
-            assert process.poll() is None, f"{name} is not running"
-            process.send_signal(signal.SIGHUP)
+        # The adapters first: they pin the broker's new certificate beside
+        # the old one; only then does the broker present it.
+        for code in sources:
+            processes[f"adapter-{code.lower()}"].send_signal(signal.SIGHUP)
+        for code in sources:
+            log = rotating.workdir.logs / f"adapter-{code.lower()}.log"
+            wait_until(partial(reloaded, log), f"adapter {code}'s reload")
+        processes["broker"].send_signal(signal.SIGHUP)
 
         def broker_reloaded() -> bool:
             events = [r for r in audit_events(rotating) if "reload" in str(r.get("event", ""))]

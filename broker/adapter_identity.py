@@ -34,6 +34,7 @@ from cryptography import x509
 from accord.errors import AccordError, SourceTimedOut, SourceUnavailable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from accord.federation import Source
@@ -66,8 +67,16 @@ class AdapterVerifier:
     (the TLS library checks chain and name) and, if a list is given, that it
     is not revoked."""
 
-    def __init__(self, ca: Path, cert: Path, key: Path, revocations: Revocations | None) -> None:
+    def __init__(
+        self,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        revocations: Revocations | None,
+        on_refused: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.revocations = revocations
+        self.on_refused = on_refused or (lambda source, reason: None)
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(ca))
         context.load_cert_chain(str(cert), str(key))
         context.set_alpn_protocols(_ALPN)
@@ -86,6 +95,7 @@ class AdapterVerifier:
                 )
                 der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         except ssl.SSLCertVerificationError as exc:
+            self.on_refused(source.code, "certificate")
             log.error(
                 "source %s: the adapter at %s is not %s: %s",
                 source.code,
@@ -115,6 +125,7 @@ class AdapterVerifier:
                 # not stop the federation's own hops (see accord.revocation).
                 self.revocations.check(cert, allow_stale=True)
             except AccordError as exc:
+                self.on_refused(source.code, "revoked")
                 log.error("source %s: adapter certificate refused: %s", source.code, exc)
                 raise SourceUnavailable(
                     source.code, "unavailable: its adapter presented a revoked certificate"

@@ -134,7 +134,7 @@ class AdapterClients:
         self.ca = ca
         self.revocations = revocations
         self._credentials = tls.channel_credentials(ca, cert, key)
-        self._verifier = AdapterVerifier(ca, cert, key, revocations)
+        self._verifier = AdapterVerifier(ca, cert, key, revocations, self._refused)
         self._channels: dict[tuple[str, str], _Channel] = {}
         self._retiring: set[asyncio.Task[None]] = set()
 
@@ -165,7 +165,7 @@ class AdapterClients:
         (a rotation): it is checked first (any error: the old one stays), new
         channels carry it, and scans in flight finish on the old channels."""
         credentials = tls.channel_credentials(self.ca, cert, key)
-        verifier = AdapterVerifier(self.ca, cert, key, self.revocations)
+        verifier = AdapterVerifier(self.ca, cert, key, self.revocations, self._refused)
         self._credentials, self._verifier = credentials, verifier
         old, self._channels = self._channels, {}
         for entry in old.values():
@@ -204,6 +204,10 @@ class AdapterClients:
             )
             self._channels[(source, endpoint)] = entry
         return entry
+
+    def _refused(self, source: str, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.adapter_refusals.labels(source, reason).inc()
 
     def _crl_number(self) -> int:
         # Its number grows with each publication (and noticing a new file is a stat).

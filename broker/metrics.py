@@ -93,6 +93,12 @@ class BrokerMetrics(ProcessMetrics):
             ["kind", "outcome"],
             registry=r,
         )
+        self.adapter_refusals = Counter(
+            "accord_adapter_identity_refusals",
+            "Adapters the broker refused before a scan: wrong certificate or revoked.",
+            ["source", "reason"],
+            registry=r,
+        )
         self.handshake_refusals = Counter(
             "accord_handshake_refusals",
             "TLS handshakes refused (no certificate, untrusted or expired, not TLS), by reason.",

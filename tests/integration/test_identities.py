@@ -34,6 +34,7 @@ from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.backends import open_backend
 from adapters.server import create_server
 from broker.fanout import AdapterClients
+from broker.metrics import BrokerMetrics
 from certs.ca import certificate_info
 from tests.integration.fake_adapter import FakeAdapter
 from tests.pki import issue_extra, revoke
@@ -170,8 +171,11 @@ def test_an_adapter_with_another_certificate_receives_no_scan(
     with fake_at(running, "CA-CSC", cert, key, log) as address:
         federation = running.federation.with_endpoints({"CA-CSC": address})
 
+        metrics = BrokerMetrics()
+
         async def attempt() -> str:
-            clients = AdapterClients(federation, pki.ca_cert(), *pki.broker_client())
+            cert, key = pki.broker_client()
+            clients = AdapterClients(federation, pki.ca_cert(), cert, key, metrics=metrics)
             try:
                 with pytest.raises(SourceUnavailable) as caught:
                     await clients.stub("CA-CSC", address, time.monotonic() + 10)
@@ -180,6 +184,7 @@ def test_an_adapter_with_another_certificate_receives_no_scan(
                 await clients.close()
 
         message = asyncio.run(attempt())
+        refusals = metrics.adapter_refusals.labels("CA-CSC", "certificate")._value.get()
         # And the channel itself, dialling CA-CSC's name: the handshake fails.
         credentials = tls.channel_credentials(pki.ca_cert(), *pki.broker_client())
         options = [*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "adapter-ca-csc")]
@@ -189,6 +194,7 @@ def test_an_adapter_with_another_certificate_receives_no_scan(
         "source CA-CSC: unavailable: its adapter did not present the certificate of adapter-ca-csc"
     )
     assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert refusals == 1
     assert not log.exists() or log.read_text() == "", "a scan reached the impostor"
 
 

@@ -193,9 +193,9 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
     import datetime as dt
     import json
 
-    from broker.audit.keys import load_public_key
-    from broker.audit.search import search
-    from broker.audit.verify import verify
+    from accord.audit.keys import load_public_key
+    from accord.audit.search import search
+    from accord.audit.verify import verify
 
     directory = args.path or workdir.audit_dir()
     if args.audit_command == "verify":

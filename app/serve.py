@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from grpc_health.v1 import health_pb2
 
 from accord import corelog
+from accord.audit.keys import load_or_create_signing_key, pin_public_key
+from accord.audit.log import AuditLog
 from accord.errors import AuditWriteError
 from accord.federation import load_federation
 from accord.tls import ReloadableServerCredentials
@@ -26,8 +28,6 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
-from broker.audit.keys import load_or_create_signing_key, pin_public_key
-from broker.audit.log import AuditLog
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.audit.format import INTERNAL_TYPES, as_utc, audit_files, parse_line
 from accord.fields import normalize
-from broker.audit.format import INTERNAL_TYPES, as_utc, audit_files, parse_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -36,7 +36,7 @@ def search(
     (``accord.fields``) on both sides, so a search for what the user typed
     (a trailing newline, a full-width letter) finds the record. ``fps`` also
     matches a record whose ``fps_numbers`` (the numbers its predicates
-    resolve to after constant folding, ``broker.audit.lookups``) hold it,
+    resolve to after constant folding, ``accord.audit.lookups``) hold it,
     compared case-insensitively.
     Search does not verify the chain: run ``verify`` for that.
     """

@@ -19,5 +19,5 @@ One module per idea; arrows point at what a module imports::
 
 ``format`` and ``keys`` import nothing from the package; ``log``, ``verify``
 and ``search`` never import one another.  The format itself (what a line,
-a checkpoint and a prune line hold) is described in ``broker.audit.format``.
+a checkpoint and a prune line hold) is described in ``accord.audit.format``.
 """

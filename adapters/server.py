@@ -12,6 +12,7 @@ a thread per scan keeps cancellation simple (``Backend.cancel``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
 
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
+    from adapters.trace import ScanTrace, TracedScan
 
 log = logging.getLogger("accord.adapter")
 
@@ -72,8 +74,10 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         backend: Backend,
         allowed_fingerprints: Iterable[str],
         metrics: AdapterMetrics | None = None,
+        trace: ScanTrace | None = None,
     ) -> None:
         self.federation = federation
+        self.trace = trace
         self.source = source
         self.backend = backend
         self.allowed = frozenset(allowed_fingerprints)
@@ -101,10 +105,18 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
     def Scan(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
     ) -> Iterator[adapter_pb2.ScanResponse]:
-        self._authorize(context)
+        try:
+            self._authorize(context)
+        except BaseException:  # refused: context.abort raised
+            if self.trace is not None:
+                self.trace.refused(request, context)
+            raise
         with bind_query_id(request.query_id):
             try:
-                yield from self.metrics.observe(request.table, self._scan(request, context))
+                # The access record is durable before the header leaves.
+                with self._traced(request, context) as traced:
+                    scanned = self._scan(request, context, traced.count if traced else None)
+                    yield from self.metrics.observe(request.table, scanned)
             except ScanCancelled:
                 return  # the broker cancelled: the database statement was cancelled too
             except AccordError as exc:
@@ -112,8 +124,18 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 log.warning("scan of %s failed: %s", request.table, message)
                 context.abort(status, message)
 
-    def _scan(
+    def _traced(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
+    ) -> contextlib.AbstractContextManager[TracedScan | None]:
+        if self.trace is None:
+            return contextlib.nullcontext()
+        return self.trace.scan(request, context)
+
+    def _scan(
+        self,
+        request: adapter_pb2.ScanRequest,
+        context: grpc.ServicerContext,
+        on_rows: Callable[[int], None] | None = None,
     ) -> Iterator[adapter_pb2.ScanResponse]:
         token = f"{request.query_id}:{next(self._tokens)}"
         finished = threading.Event()
@@ -132,6 +154,8 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             nonlocal rows
             rows += n
             self.metrics.count_rows(request.table, n)
+            if on_rows is not None:
+                on_rows(n)
 
         try:
             for message in scan(
@@ -298,6 +322,7 @@ def create_server(
     address: str = "127.0.0.1:0",
     max_workers: int = 16,
     metrics: AdapterMetrics | None = None,
+    trace: ScanTrace | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """Builds and starts an adapter server; returns it with its bound port.
 
@@ -310,7 +335,7 @@ def create_server(
         options=tls.SERVER_OPTIONS,
     )
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        AdapterService(federation, source, backend, allowed, metrics), server
+        AdapterService(federation, source, backend, allowed, metrics, trace), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -28,6 +28,7 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.server import create_server as create_adapter_server
+from adapters.trace import ScanTrace
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
@@ -76,6 +77,10 @@ def serve_adapter(
     cert, key = workdir.pki.adapter(source.code)
     metrics = AdapterMetrics(source.code)
     metrics.watch_certificates([workdir.pki.ca_cert(), cert])
+    audit = open_adapter_audit(
+        workdir, source.code, instance_name(f"adapter-{source.code}", host, port)
+    )
+    prune_once(audit)
     server, bound, health = create_adapter_server(
         federation,
         source,
@@ -86,6 +91,7 @@ def serve_adapter(
         broker_certs=[workdir.pki.broker_client()[0]],
         address=f"{host}:{port}",
         metrics=metrics,
+        trace=ScanTrace(audit, source.code),
     )
     metrics_port = metrics.serve(host, metrics_port)
     write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
@@ -102,28 +108,53 @@ def serve_adapter(
         host,
         metrics_port,
     )
-    stop.wait()
+    # Idle, the trail's last records are signed when a checkpoint falls due.
+    while not stop.wait(load_audit_settings().checkpoint_s):
+        problem = audit.probe()
+        if problem:
+            log.error("adapter audit trail: %s", problem)
     health.enter_graceful_shutdown()
     backend_done = server.stop(SHUTDOWN_GRACE_S)
     backend_done.wait()
+    audit.close()  # a last signed checkpoint
     log.info("adapter %s stopped", source.code)
 
 
 def broker_instance(host: str, port: int) -> str:
     """The audit records' ``instance``: host and port, or, for a port picked
     at random, the process."""
+    return instance_name("broker", host, port)
+
+
+def instance_name(component: str, host: str, port: int) -> str:
+    """``component@hostname/host:port`` (or ``/pid-N`` for a port picked at random)."""
     where = f"{host}:{port}" if port else f"pid-{os.getpid()}"
-    return f"broker@{socket.gethostname()}/{where}"
+    return f"{component}@{socket.gethostname()}/{where}"
 
 
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
     """The work dir's audit trail, with the ACCORD_AUDIT_* settings; its key
     pinned on first use (a key that differs from the pin: no start)."""
+    return _open_trail(workdir.audit_dir(), workdir.audit_key(), workdir.audit_key_pin(), instance)
+
+
+def open_adapter_audit(workdir: Workdir, source: str, instance: str) -> AuditLog:
+    """Adapter ``source``'s own trail of the scans it serves
+    (``adapters.trace``): its own key and pin, the same settings."""
+    return _open_trail(
+        workdir.adapter_audit_dir(source),
+        workdir.adapter_audit_key(source),
+        workdir.adapter_audit_key_pin(source),
+        instance,
+    )
+
+
+def _open_trail(directory: Path, key_path: Path, pin: Path, instance: str) -> AuditLog:
     kept = load_audit_settings()
-    key = load_or_create_signing_key(workdir.audit_key())
-    pin_public_key(workdir.audit_key_pin(), key.public_key())
+    key = load_or_create_signing_key(key_path)
+    pin_public_key(pin, key.public_key())
     return AuditLog(
-        workdir.audit_dir(),
+        directory,
         key,
         instance=instance,
         retention_days=kept.retention_days,
@@ -131,6 +162,17 @@ def open_audit(workdir: Workdir, instance: str) -> AuditLog:
         checkpoint_seconds=kept.checkpoint_s,
         max_file_bytes=kept.file_bytes,
     )
+
+
+def prune_once(audit: AuditLog) -> None:
+    """Drops audit files past retention (an adapter prunes when it starts)."""
+    try:
+        removed = audit.prune()
+    except AuditWriteError as exc:
+        log.error("audit retention: %s", exc)
+        return
+    if removed:
+        log.info("audit retention: removed %s", ", ".join(p.name for p in removed))
 
 
 async def prune_daily(audit: AuditLog) -> None:

@@ -117,7 +117,7 @@ def render_reconciliation(found: Reconciliation) -> str:
     what is only informational."""
     lines = [
         f"{found.scans} scans, {found.matched} matched to a broker query, "
-        f"{len(found.unmatched)} UNMATCHED; {found.broker_queries} broker queries"
+        f"{len(found.unmatched)} unmatched; {found.broker_queries} broker queries"
     ]
     for scan in found.unmatched:
         rows = "?" if scan.rows is None else str(scan.rows)

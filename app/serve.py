@@ -141,6 +141,8 @@ def open_audit(workdir: Workdir, instance: str) -> AuditLog:
 def open_adapter_audit(workdir: Workdir, source: str, instance: str) -> AuditLog:
     """Adapter ``source``'s own trail of the scans it serves
     (``adapters.trace``): its own key and pin, the same settings."""
+    # Its parent is the broker's trail directory: private, as the broker makes it.
+    workdir.audit_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     return _open_trail(
         workdir.adapter_audit_dir(source),
         workdir.adapter_audit_key(source),

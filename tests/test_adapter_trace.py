@@ -230,3 +230,8 @@ def test_the_trail_verifies_against_its_pin_and_a_new_key_is_refused(pki, data, 
     workdir.adapter_audit_key("BC").unlink()  # a replaced key must not sign this trail
     with pytest.raises(ConfigError, match="pinned"):
         open_adapter_audit(workdir, "BC", "adapter-BC@test")
+
+
+def test_an_adapter_that_starts_first_leaves_the_trail_directory_private(workdir, audit):
+    assert workdir.audit_dir().stat().st_mode & 0o777 == 0o700
+    assert workdir.adapter_audit_dir("BC").stat().st_mode & 0o777 == 0o700

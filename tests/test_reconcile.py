@@ -217,6 +217,13 @@ def test_reconcile_exits_1_and_names_each_unmatched_scan(workdir, capsys):
     assert report["unmatched"][0]["rows"] == 12 and report["matched"] == 1
 
 
+def test_search_finds_an_fps_number_in_an_adapters_predicate(workdir, capsys):
+    looked_up = {**scan("q1", "BC"), "predicate": "fps_number = '1234567A'"}
+    trails(workdir, [], BC=[scan("q0", "BC"), looked_up])
+    status, out = run(workdir, capsys, "search", "--trail", "adapter:BC", "--fps", "1234567A")
+    assert status == 0 and [json.loads(line)["query_id"] for line in out.splitlines()] == ["q1"]
+
+
 def test_a_trail_that_does_not_verify_stops_reconcile_with_2(workdir, capsys):
     trails(workdir, [query("q1", ["BC"])], BC=[scan("q1", "BC"), ended(1, 3)])
     (path,) = workdir.adapter_audit_dir("BC").glob("audit-*.jsonl")
@@ -234,6 +241,8 @@ def test_verify_and_search_take_an_adapters_trail(workdir, capsys):
     assert status == 0 and "intact" in out and "audit-key-adapter-bc.pin" in out
     status, out = run(workdir, capsys, "search", "--trail", "adapter:bc", "--partner", "police")
     assert status == 0 and [json.loads(line)["event"] for line in out.splitlines()] == ["scan"]
+    status, out = run(workdir, capsys, "search", "--trail", "adapter:BC", "--fps", "1234567A")
+    assert status == 0 and out == ""
     status, out = run(workdir, capsys, "search")  # the broker's, by default
     assert [json.loads(line)["event"] for line in out.splitlines()] == ["query"]
 

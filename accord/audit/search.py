@@ -31,7 +31,8 @@ def search(
     """Records (not checkpoints or prune lines) matching every filter given.
 
     ``since`` is inclusive, ``until`` exclusive (naive datetimes are UTC).
-    ``fps`` matches when that FPS number occurs as a whole token in ``sql``.
+    ``fps`` matches when that FPS number occurs as a whole token in ``sql``
+    (or, in an adapter's trail, ``predicate``).
     ``purpose`` and ``case_ref`` are normalized as admission normalizes them
     (``accord.fields``) on both sides, so a search for what the user typed
     (a trailing newline, a full-width letter) finds the record. ``fps`` also
@@ -86,5 +87,6 @@ def _looks_up(obj: dict[str, Any], fps: str, fps_re: re.Pattern[str]) -> bool:
         str(n).upper() for n in resolved if isinstance(n, str)
     }:
         return True
-    sql = obj.get("sql")
-    return isinstance(sql, str) and fps_re.search(sql) is not None
+    # The broker's records keep the query's SQL, an adapter's the scan's predicate.
+    texts = (obj.get("sql"), obj.get("predicate"))
+    return any(isinstance(text, str) and fps_re.search(text) is not None for text in texts)

@@ -77,11 +77,11 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         trace: ScanTrace | None = None,
     ) -> None:
         self.federation = federation
-        self.trace = trace
         self.source = source
         self.backend = backend
         self.allowed = frozenset(allowed_fingerprints)
         self.metrics = metrics or AdapterMetrics(source.code)
+        self.trace = trace  # None: no trail (tests and benchmarks only)
         self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
 

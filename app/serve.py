@@ -27,6 +27,7 @@ from accord.tls import ReloadableServerCredentials
 from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
+from adapters.server import SERVICE_NAME as ADAPTER_SERVICE
 from adapters.server import create_server as create_adapter_server
 from adapters.trace import ScanTrace
 from broker.breaker import Breakers, CircuitState
@@ -50,6 +51,9 @@ log = logging.getLogger("accord.serve")
 SHUTDOWN_GRACE_S = 5.0
 #: Seconds between two passes of audit retention.
 PRUNE_EVERY_S = 24 * 3600.0
+#: Seconds between two probes of an adapter's trail.
+ADAPTER_PROBE_S = 2.0
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def source_health_name(code: str) -> str:
@@ -108,11 +112,19 @@ def serve_adapter(
         host,
         metrics_port,
     )
-    # Idle, the trail's last records are signed when a checkpoint falls due.
-    while not stop.wait(load_audit_settings().checkpoint_s):
+    # Probed like the broker's: NOT_SERVING while the trail cannot take a
+    # record (every scan would be refused), and an idle trail's last records
+    # are signed once a checkpoint falls due.
+    serving = True
+    while not stop.wait(ADAPTER_PROBE_S):
         problem = audit.probe()
-        if problem:
+        if problem and serving:
             log.error("adapter audit trail: %s", problem)
+        if (problem is None) != serving:
+            serving = problem is None
+            status = health_pb2.HealthCheckResponse.SERVING if serving else NOT_SERVING
+            for name in ("", ADAPTER_SERVICE):
+                health.set(name, status)
     health.enter_graceful_shutdown()
     backend_done = server.stop(SHUTDOWN_GRACE_S)
     backend_done.wait()

@@ -91,6 +91,15 @@ def test_a_partner_query_leaves_matching_records_at_both_ends(running, crown, ca
     assert report["matched"] >= len(access["sources_asked"])
 
 
+def test_an_explain_is_traced_as_explain_only_and_matched(running, crown, capsys):
+    plan = crown.explain("SELECT surname FROM offenders WHERE status = 'UAL'")
+    (scan,) = eventually(lambda: scans_of(running, "BC", plan.query_id), "explain scan")
+    assert scan["explain_only"] is True and scan["end"]["rows"] == 0
+    assert scan["partner"] == "crown_attorney"
+    _status, report = reconciled(running.workdir.path, capsys)
+    assert plan.query_id not in {u["query_id"] for u in report["unmatched"]}
+
+
 def direct_scan(running: Running, request: adapter_pb2.ScanRequest, source: str = "BC") -> Any:
     """``request`` sent straight to an adapter with the broker's client key."""
     ca = running.workdir.pki.ca_cert()
@@ -165,8 +174,9 @@ def test_a_refused_caller_is_recorded_at_the_adapter(running):
 
 
 def test_the_adapter_trail_verifies_and_a_flipped_byte_fails(running, crown, tmp_path, capsys):
-    result = crown.query("SELECT count(*) FROM offenders")
-    eventually(lambda: scans_of(running, "CA-CSC", result.query_id), "CA-CSC scan")
+    result = crown.query("SELECT count(*) FROM offenders")  # merged whole, not streamed
+    (scan,) = eventually(lambda: scans_of(running, "CA-CSC", result.query_id), "CA-CSC scan")
+    assert scan["partner"] == "crown_attorney" and scan["end"]["outcome"] == "OK"
     workdir = running.workdir
     assert (
         main(["audit", "verify", "--trail", "adapter:CA-CSC", "--workdir", str(workdir.path)]) == 0

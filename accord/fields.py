@@ -2,7 +2,7 @@
 recorded or searched for: Unicode NFKC, surrounding whitespace trimmed.
 
 It exists apart from admission (``broker.policy.admission``) because the
-audit search (``broker.audit.search``) must normalize what an operator types
+audit search (``accord.audit.search``) must normalize what an operator types
 the same way admission normalized what the caller sent, and the audit
 package never imports a stage of the query path.
 """

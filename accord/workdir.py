@@ -6,8 +6,10 @@
   run/        addresses of running servers (broker.addr, adapter-bc.addr)
   logs/       logs of processes started by `accord demo`
   audit/      the broker's audit trail (`accord audit verify`)
+    adapter-CODE/  each adapter's own trail of the scans it served
   audit-key.pin  the public key the trail is verified against, pinned the
               first time the broker signed with its key (outside audit/)
+  audit-key-adapter-CODE.pin  the same, for each adapter's trail
 """
 
 from __future__ import annotations
@@ -68,6 +70,26 @@ class Workdir:
         """The audit signing key's public half, pinned at first use: what
         ``accord audit verify`` trusts when no ``--public-key`` is given."""
         return self.path / "audit-key.pin"
+
+    def adapter_audit_dir(self, source: str) -> Path:
+        """The trail adapter ``source`` keeps of the scans it served."""
+        return self.audit_dir() / f"adapter-{source.lower()}"
+
+    def adapter_audit_key(self, source: str) -> Path:
+        """The Ed25519 key that signs adapter ``source``'s checkpoints."""
+        return self.path / "certs" / f"audit-adapter-{source.lower()}.key"
+
+    def adapter_audit_key_pin(self, source: str) -> Path:
+        """Adapter ``source``'s audit public key, pinned at first use."""
+        return self.path / f"audit-key-adapter-{source.lower()}.pin"
+
+    def adapter_audit_sources(self) -> list[str]:
+        """The (lower-case) codes of the adapters that keep a trail here."""
+        try:
+            names = sorted(p.name for p in self.audit_dir().iterdir() if p.is_dir())
+        except FileNotFoundError:
+            return []
+        return [n.removeprefix("adapter-") for n in names if n.startswith("adapter-")]
 
     def mask_secret_file(self) -> Path:
         """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""

@@ -64,6 +64,11 @@ class Caller:
     cert: x509.Certificate
 
 
+def fingerprint(pem: bytes) -> str:
+    """SHA-256 fingerprint (hex) of a PEM certificate."""
+    return caller_of(pem).fingerprint
+
+
 def read_certificates(paths: Iterable[Path]) -> list[x509.Certificate]:
     """The certificates in the given PEM files (a file may hold several)."""
     return [cert for path in paths for cert in x509.load_pem_x509_certificates(path.read_bytes())]
@@ -99,8 +104,12 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         broker_certificates: Iterable[x509.Certificate],
         revocations: Revocations | None,
         metrics: AdapterMetrics,
+        on_refused: Callable[[str, Any, grpc.ServicerContext, grpc.StatusCode], None] | None = None,
     ) -> None:
         self.source_code = source_code
+        #: Called with (method, request, context, status) before a refusal
+        #: (the adapter's trail records refused data calls).
+        self.on_refused = on_refused
         self.adapter_service = adapter_service
         self.revocations = revocations
         self.metrics = metrics
@@ -126,11 +135,14 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         self.pins = pins  # one assignment: a call sees the old set or the new
         return added
 
-    def authorize(self, method: str, context: grpc.ServicerContext) -> Caller:
-        """The caller, or the call is aborted with the reason."""
+    def authorize(self, method: str, request: Any, context: grpc.ServicerContext) -> Caller:
+        """The caller, or the call is aborted with the reason (``request`` is
+        None for a streamed request)."""
         peer = tls.peer_identity(context.auth_context())
         if peer is None:
-            self._refuse(context, grpc.StatusCode.UNAUTHENTICATED, "a caller without a certificate")
+            self._refuse(
+                method, request, context, grpc.StatusCode.UNAUTHENTICATED, "no certificate"
+            )
         caller = caller_of(peer[1])  # type: ignore[index]
         brokers_only = method.startswith(f"/{self.adapter_service}/")
         broker = caller.common_name in self.broker_identities and caller.fingerprint in self.pins
@@ -140,20 +152,37 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
             and caller.client_usage
             and (broker or operator)
         ):
-            self._refuse(context, grpc.StatusCode.PERMISSION_DENIED, repr(caller.common_name))
+            self._refuse(
+                method, request, context, grpc.StatusCode.PERMISSION_DENIED, caller.common_name
+            )
         if self.revocations is not None:
             try:
                 self.revocations.check(caller.cert, allow_stale=True)
             except AccordError as exc:
                 log.warning("refused %r: %s", caller.common_name, exc)
                 self.metrics.refused_callers.labels(self.source_code).inc()
+                self._note(method, request, context, grpc.StatusCode.UNAUTHENTICATED)
                 context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
         return caller
 
-    def _refuse(self, context: grpc.ServicerContext, code: grpc.StatusCode, who: str) -> None:
-        log.warning("refused %s: only the broker may call this adapter", who)
+    def _refuse(
+        self,
+        method: str,
+        request: Any,
+        context: grpc.ServicerContext,
+        code: grpc.StatusCode,
+        who: str,
+    ) -> None:
+        log.warning("refused %r on %s: only the broker may call this adapter", who, method)
         self.metrics.refused_callers.labels(self.source_code).inc()
+        self._note(method, request, context, code)
         context.abort(code, f"adapter {self.source_code} accepts only the Accord broker")
+
+    def _note(
+        self, method: str, request: Any, context: grpc.ServicerContext, code: grpc.StatusCode
+    ) -> None:
+        if self.on_refused is not None and method.startswith(f"/{self.adapter_service}/"):
+            self.on_refused(method, request, context, code)
 
     def intercept_service(
         self,
@@ -164,18 +193,19 @@ class CallerGate(grpc.ServerInterceptor):  # type: ignore[type-arg]
         if handler is None:
             return None
         method = handler_call_details.method
-        return _guarded(handler, lambda context: self.authorize(method, context))
+        return _guarded(handler, lambda request, context: self.authorize(method, request, context))
 
 
 def _guarded(
-    handler: grpc.RpcMethodHandler[Any, Any], authorize: Callable[[grpc.ServicerContext], Caller]
+    handler: grpc.RpcMethodHandler[Any, Any],
+    authorize: Callable[[Any, grpc.ServicerContext], Caller],
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """The same handler, with ``authorize`` run before its behaviour."""
     if handler.unary_unary is not None:
         unary = handler.unary_unary
 
         def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-            authorize(context)
+            authorize(request, context)
             return unary(request, context)
 
         return handler._replace(unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
@@ -183,7 +213,7 @@ def _guarded(
         streaming = handler.unary_stream
 
         def unary_stream(request: Any, context: grpc.ServicerContext) -> Any:
-            authorize(context)
+            authorize(request, context)
             yield from streaming(request, context)
 
         return handler._replace(unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
@@ -191,7 +221,7 @@ def _guarded(
         collecting = handler.stream_unary
 
         def stream_unary(requests: Any, context: grpc.ServicerContext) -> Any:
-            authorize(context)
+            authorize(None, context)
             return collecting(requests, context)
 
         return handler._replace(stream_unary=stream_unary)  # type: ignore[attr-defined,no-any-return]
@@ -199,7 +229,7 @@ def _guarded(
     assert both is not None  # a handler has exactly one behaviour
 
     def stream_stream(requests: Any, context: grpc.ServicerContext) -> Any:
-        authorize(context)
+        authorize(None, context)
         yield from both(requests, context)
 
     return handler._replace(stream_stream=stream_stream)  # type: ignore[attr-defined,no-any-return]

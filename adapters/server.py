@@ -12,6 +12,7 @@ a thread per scan keeps cancellation simple (``Backend.cancel``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -19,7 +20,7 @@ import time
 from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
     from adapters.callers import Revocations
+    from adapters.trace import ScanTrace, TracedScan
 
 log = logging.getLogger("accord.adapter")
 
@@ -67,11 +69,13 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         source: Source,
         backend: Backend,
         metrics: AdapterMetrics | None = None,
+        trace: ScanTrace | None = None,
     ) -> None:
         self.federation = federation
         self.source = source
         self.backend = backend
         self.metrics = metrics or AdapterMetrics(source.code)
+        self.trace = trace  # None: no trail (tests and benchmarks only)
         self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
 
@@ -85,7 +89,10 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
     ) -> Iterator[adapter_pb2.ScanResponse]:
         with bind_query_id(request.query_id):
             try:
-                yield from self.metrics.observe(request.table, self._scan(request, context))
+                # The access record is durable before the header leaves.
+                with self._traced(request, context) as traced:
+                    scanned = self._scan(request, context, traced.count if traced else None)
+                    yield from self.metrics.observe(request.table, scanned)
             except ScanCancelled:
                 return  # the broker cancelled: the database statement was cancelled too
             except AccordError as exc:
@@ -93,8 +100,18 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 log.warning("scan of %s failed: %s", request.table, message)
                 context.abort(status, message)
 
-    def _scan(
+    def _traced(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
+    ) -> contextlib.AbstractContextManager[TracedScan | None]:
+        if self.trace is None:
+            return contextlib.nullcontext()
+        return self.trace.scan(request, context)
+
+    def _scan(
+        self,
+        request: adapter_pb2.ScanRequest,
+        context: grpc.ServicerContext,
+        on_rows: Callable[[int], None] | None = None,
     ) -> Iterator[adapter_pb2.ScanResponse]:
         token = f"{request.query_id}:{next(self._tokens)}"
         finished = threading.Event()
@@ -113,6 +130,8 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             nonlocal rows
             rows += n
             self.metrics.count_rows(request.table, n)
+            if on_rows is not None:
+                on_rows(n)
 
         try:
             for message in scan(
@@ -267,6 +286,18 @@ def check_released(
             )
 
 
+def refusal_recorder(
+    trace: ScanTrace,
+) -> Callable[[str, Any, grpc.ServicerContext, grpc.StatusCode], None]:
+    """Records a refused Scan or Describe in the adapter's trail."""
+
+    def record(method: str, request: Any, context: grpc.ServicerContext, code: Any) -> None:
+        scan = request if isinstance(request, adapter_pb2.ScanRequest) else None
+        trace.refused(scan or adapter_pb2.ScanRequest(), context, outcome=code.name)
+
+    return record
+
+
 @dataclass
 class RunningAdapter:
     """A started adapter server and what ``accord serve adapter`` reloads on SIGHUP."""
@@ -291,10 +322,12 @@ def create_server(
     address: str = "127.0.0.1:0",
     max_workers: int = 16,
     metrics: AdapterMetrics | None = None,
+    trace: ScanTrace | None = None,
 ) -> RunningAdapter:
     """Builds and starts an adapter server that serves only the broker: its
     ``broker_identities``, pinned to the certificates in ``broker_certs``
-    (and health to the operator), checked per call (``adapters.callers``).
+    (and health to the operator), checked per call (``adapters.callers``);
+    a refused Scan is a record in ``trace``.
 
     An agreement the source's database cannot apply exactly stops it here
     (ConfigError), before it listens: it never serves a relaxed one."""
@@ -308,6 +341,7 @@ def create_server(
         read_certificates(broker_certs),
         revocations,
         metrics,
+        on_refused=None if trace is None else refusal_recorder(trace),
     )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="scan"),
@@ -315,7 +349,7 @@ def create_server(
         interceptors=[gate],
     )
     adapter_pb2_grpc.add_AdapterServicer_to_server(
-        AdapterService(federation, source, backend, metrics), server
+        AdapterService(federation, source, backend, metrics, trace), server
     )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

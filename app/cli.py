@@ -128,23 +128,41 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
 
-    audit = sub.add_parser("audit", parents=[common], help="the broker's audit trail")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser(
-        "verify", parents=[common], help="check the hash chain and the signed checkpoints"
+    audit = sub.add_parser(
+        "audit", parents=[common], help="the audit trails of the broker and of each adapter"
     )
-    verify.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    trail = argparse.ArgumentParser(add_help=False)
+    trail.add_argument(
+        "--trail",
+        default="broker",
+        metavar="broker|adapter:CODE",
+        help="whose trail: the broker's (default, WORKDIR/audit) or one adapter's "
+        "(WORKDIR/audit/adapter-CODE, its key pinned in WORKDIR/audit-key-adapter-CODE.pin)",
+    )
+    verify = audit_sub.add_parser(
+        "verify", parents=[common, trail], help="check the hash chain and the signed checkpoints"
+    )
+    verify.add_argument("path", nargs="?", type=Path, help="audit dir (default: the trail's)")
     verify.add_argument(
         "--public-key",
         type=Path,
         metavar="FILE",
-        help="the broker's audit public key (hex or PEM), kept apart from the trail "
-        "(default: the key pinned in WORKDIR/audit-key.pin)",
+        help="the trail's audit public key (hex or PEM), kept apart from the trail "
+        "(default: the key pinned in WORKDIR/audit-key.pin, or the adapter's pin)",
     )
-    search = audit_sub.add_parser("search", parents=[common], help="records for a review")
-    search.add_argument("path", nargs="?", type=Path, help="audit dir (default WORKDIR/audit)")
+    search = audit_sub.add_parser("search", parents=[common, trail], help="records for a review")
+    search.add_argument("path", nargs="?", type=Path, help="audit dir (default: the trail's)")
     for name in ("since", "until", "partner", "purpose", "case-ref", "fps"):
         search.add_argument(f"--{name}")
+    reconcile = audit_sub.add_parser(
+        "reconcile",
+        parents=[common],
+        help="match every adapter's scans against the broker's queries; exit 1 on a scan "
+        "no broker record accounts for, 2 if a trail does not verify",
+    )
+    reconcile.add_argument("--since", help="report from this time on (ISO 8601; naive is UTC)")
+    reconcile.add_argument("--format", choices=["text", "json"], default="text")
 
     policy = sub.add_parser("policy", parents=[common], help="need-to-know policy files")
     policy_sub = policy.add_subparsers(dest="policy_command", required=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import sys
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ import grpc
 from accord.client import BrokerClient
 from accord.errors import ConfigError
 from accord.federation import load_federation
-from app.render import render_result, render_warnings
+from app.render import render_reconciliation, render_result, render_warnings
 from broker.identity import PartnerRegistry
 
 if TYPE_CHECKING:
@@ -189,24 +190,28 @@ def init_certs(
 
 
 def audit(args: argparse.Namespace, workdir: Workdir) -> int:
-    """``accord audit verify|search``: the exit status says whether the trail is intact."""
+    """``accord audit verify|search|reconcile``: the exit status says whether
+    the trail is intact (and, for reconcile, whether every scan is accounted for)."""
     import datetime as dt
     import json
 
-    from broker.audit.keys import load_public_key
-    from broker.audit.search import search
-    from broker.audit.verify import verify
+    from accord.audit.keys import load_public_key
+    from accord.audit.search import search
+    from accord.audit.verify import verify
 
-    directory = args.path or workdir.audit_dir()
+    if args.audit_command == "reconcile":
+        return reconcile_trails(workdir, args.since, args.format)
+    directory, pin = trail_location(workdir, args.trail)
+    directory = args.path or directory
     if args.audit_command == "verify":
         # Never the key file beside the trail, nor the keys its checkpoints
         # embed: whoever rewrites the trail can replace those too.
-        trusted = args.public_key or workdir.audit_key_pin()
+        trusted = args.public_key or pin
         if not trusted.is_file():
             print(
                 f"{directory}: cannot call the trail intact without a trusted key: give "
-                f"--public-key FILE (hex or PEM), or verify in the work dir whose broker "
-                f"pinned its key ({trusted} is missing)"
+                f"--public-key FILE (hex or PEM), or verify in the work dir whose "
+                f"{args.trail} pinned its key ({trusted} is missing)"
             )
             return 2
         report = verify(directory, load_public_key(trusted))
@@ -234,6 +239,65 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
     ):
         print(json.dumps(record, ensure_ascii=False))
     return 0
+
+
+_ADAPTER_TRAIL = re.compile(r"^adapter:([A-Za-z0-9][A-Za-z0-9_-]{0,63})$")
+
+
+def trail_location(workdir: Workdir, trail: str) -> tuple[Path, Path]:
+    """(directory, pin) of ``broker`` or ``adapter:CODE``."""
+    if trail == "broker":
+        return workdir.audit_dir(), workdir.audit_key_pin()
+    match = _ADAPTER_TRAIL.match(trail)
+    if match is None:
+        raise ConfigError(f"--trail {trail!r}: use broker or adapter:CODE (e.g. adapter:BC)")
+    code = match.group(1)
+    return workdir.adapter_audit_dir(code), workdir.adapter_audit_key_pin(code)
+
+
+def reconcile_trails(workdir: Workdir, since: str | None, output: str) -> int:
+    """``accord audit reconcile``: 2 if a trail does not verify against its
+    pin, 1 if a scan has no broker record, else 0."""
+    import datetime as dt
+    import json
+
+    from accord.audit.keys import load_public_key
+    from accord.audit.reconcile import reconcile
+    from accord.audit.search import search
+    from accord.audit.verify import verify
+
+    trails = {"broker": (workdir.audit_dir(), workdir.audit_key_pin())}
+    for code in workdir.adapter_audit_sources():
+        trails[f"adapter:{code.upper()}"] = trail_location(workdir, f"adapter:{code}")
+    problems = {}
+    for name, (directory, pin) in trails.items():
+        if not pin.is_file():
+            problems[name] = f"no pinned key ({pin} is missing)"
+            continue
+        report = verify(directory, load_public_key(pin))
+        if not report.ok:
+            problems[name] = f"first bad record {report.first_bad}: {report.problem}"
+    if problems:
+        for name, problem in problems.items():
+            print(f"{name} trail ({trails[name][0]}) does not verify: {problem}", file=sys.stderr)
+        if output == "json":
+            print(json.dumps({"tampered": problems}, ensure_ascii=False))
+        return 2
+    moment = dt.datetime.fromisoformat(since) if since else None
+    found = reconcile(
+        search(workdir.audit_dir()),
+        {
+            name.removeprefix("adapter:"): search(d)
+            for name, (d, _) in trails.items()
+            if name != "broker"
+        },
+        since=moment,
+    )
+    if output == "json":
+        print(json.dumps(found.as_dict(), ensure_ascii=False))
+    else:
+        print(render_reconciliation(found))
+    return 1 if found.unmatched else 0
 
 
 def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:

@@ -1,4 +1,5 @@
-"""Printing query results: an aligned text table, one JSON document, or CSV."""
+"""Printing query results (an aligned text table, one JSON document, or CSV),
+and the report of ``accord audit reconcile``."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from accord.v1 import broker_pb2
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from accord.audit.reconcile import Reconciliation
     from accord.client import QueryResult
 
 #: Widest a text-table cell is printed; longer values are cut with an ellipsis.
@@ -108,3 +110,33 @@ def render_warnings(result: QueryResult) -> list[str]:
             )
         )
     return warnings
+
+
+def render_reconciliation(found: Reconciliation) -> str:
+    """``accord audit reconcile``'s report: each unmatched scan in full, then
+    what is only informational."""
+    lines = [
+        f"{found.scans} scans, {found.matched} matched to a broker query, "
+        f"{len(found.unmatched)} unmatched; {found.broker_queries} broker queries"
+    ]
+    for scan in found.unmatched:
+        rows = "?" if scan.rows is None else str(scan.rows)
+        lines.append(
+            f"UNMATCHED {scan.ts} {scan.source} query {scan.query_id or '-'} "
+            f"(partner {scan.partner or '-'}): {scan.reason}\n"
+            f"  caller   {scan.caller_cn} sha256 {scan.caller_sha256}\n"
+            f"  scan     {scan.table} ({', '.join(scan.columns)}) "
+            f"WHERE {scan.predicate or '(all rows)'}\n"
+            f"  ended    {scan.outcome}, {rows} rows"
+        )
+    for missing in found.missing:
+        lines.append(
+            f"no scan recorded: {missing.ts} query {missing.query_id} (partner "
+            f"{missing.partner}) asked {missing.source} (adapter down, or its trail lost?)"
+        )
+    for refused in found.refused:
+        lines.append(
+            f"refused caller: {refused.get('ts', '')} {refused.get('source', '')} "
+            f"{refused.get('caller_cn', '')} sha256 {refused.get('caller_sha256', '')}"
+        )
+    return "\n".join(lines)

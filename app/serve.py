@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 from grpc_health.v1 import health_pb2
 
 from accord import corelog
+from accord.audit.keys import load_or_create_signing_key, pin_public_key
+from accord.audit.log import AuditLog
 from accord.errors import AuditWriteError
 from accord.federation import load_federation
 from accord.revocation import RevocationList
@@ -27,9 +29,9 @@ from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
 from adapters.metrics import AdapterMetrics
 from adapters.reload import reload_adapter
+from adapters.server import SERVICE_NAME as ADAPTER_SERVICE
 from adapters.server import create_server as create_adapter_server
-from broker.audit.keys import load_or_create_signing_key, pin_public_key
-from broker.audit.log import AuditLog
+from adapters.trace import ScanTrace
 from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
@@ -53,6 +55,9 @@ log = logging.getLogger("accord.serve")
 SHUTDOWN_GRACE_S = 5.0
 #: Seconds between two passes of audit retention.
 PRUNE_EVERY_S = 24 * 3600.0
+#: Seconds between two probes of an adapter's trail.
+ADAPTER_PROBE_S = 2.0
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def source_health_name(code: str) -> str:
@@ -82,6 +87,10 @@ def serve_adapter(
     metrics.watch_certificates([workdir.pki.ca_cert(), cert])
     revocations = open_revocations(workdir)
     broker_certs = [workdir.pki.broker_client()[0]]
+    audit = open_adapter_audit(
+        workdir, source.code, instance_name(f"adapter-{source.code}", host, port)
+    )
+    prune_once(audit)
     running = create_adapter_server(
         federation,
         source,
@@ -93,6 +102,7 @@ def serve_adapter(
         revocations=revocations,
         address=f"{host}:{port}",
         metrics=metrics,
+        trace=ScanTrace(audit, source.code),
     )
     server, bound, health = running.server, running.port, running.health
     metrics_port = metrics.serve(host, metrics_port)
@@ -104,7 +114,7 @@ def serve_adapter(
     signal.signal(signal.SIGHUP, lambda *_: reloads.set())
     threading.Thread(
         target=_reload_on_signal,
-        args=(reloads, stop, running, federation_path, broker_certs, revocations, metrics),
+        args=(reloads, stop, running, federation_path, broker_certs, revocations, metrics, audit),
         name="reload",
         daemon=True,
     ).start()
@@ -118,10 +128,23 @@ def serve_adapter(
         host,
         metrics_port,
     )
-    stop.wait()
+    # Probed like the broker's: NOT_SERVING while the trail cannot take a
+    # record (every scan would be refused), and an idle trail's last records
+    # are signed once a checkpoint falls due.
+    serving = True
+    while not stop.wait(ADAPTER_PROBE_S):
+        problem = audit.probe()
+        if problem and serving:
+            log.error("adapter audit trail: %s", problem)
+        if (problem is None) != serving:
+            serving = problem is None
+            status = health_pb2.HealthCheckResponse.SERVING if serving else NOT_SERVING
+            for name in ("", ADAPTER_SERVICE):
+                health.set(name, status)
     health.enter_graceful_shutdown()
     backend_done = server.stop(SHUTDOWN_GRACE_S)
     backend_done.wait()
+    audit.close()  # a last signed checkpoint
     log.info("adapter %s stopped", source.code)
 
 
@@ -138,29 +161,58 @@ def _reload_on_signal(
     broker_certs: list[Path],
     revocations: RevocationList,
     metrics: AdapterMetrics,
+    audit: AuditLog,
 ) -> None:
     # Off the signal handler: a reload reads files and may log at length.
     while not stop.is_set():
         if reloads.wait(timeout=1.0):
             reloads.clear()
-            reload_adapter(running, federation_path, broker_certs, revocations, metrics)
+            for record in reload_adapter(
+                running, federation_path, broker_certs, revocations, metrics
+            ):
+                try:  # the reload stands; a failure to record it is logged and in health
+                    audit.append(record)
+                except AuditWriteError as exc:
+                    log.error("could not audit the %s: %s", record["event"], exc)
 
 
 def broker_instance(host: str, port: int) -> str:
     """The audit records' ``instance``: host and port, or, for a port picked
     at random, the process."""
+    return instance_name("broker", host, port)
+
+
+def instance_name(component: str, host: str, port: int) -> str:
+    """``component@hostname/host:port`` (or ``/pid-N`` for a port picked at random)."""
     where = f"{host}:{port}" if port else f"pid-{os.getpid()}"
-    return f"broker@{socket.gethostname()}/{where}"
+    return f"{component}@{socket.gethostname()}/{where}"
 
 
 def open_audit(workdir: Workdir, instance: str) -> AuditLog:
     """The work dir's audit trail, with the ACCORD_AUDIT_* settings; its key
     pinned on first use (a key that differs from the pin: no start)."""
+    return _open_trail(workdir.audit_dir(), workdir.audit_key(), workdir.audit_key_pin(), instance)
+
+
+def open_adapter_audit(workdir: Workdir, source: str, instance: str) -> AuditLog:
+    """Adapter ``source``'s own trail of the scans it serves
+    (``adapters.trace``): its own key and pin, the same settings."""
+    # Its parent is the broker's trail directory: private, as the broker makes it.
+    workdir.audit_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
+    return _open_trail(
+        workdir.adapter_audit_dir(source),
+        workdir.adapter_audit_key(source),
+        workdir.adapter_audit_key_pin(source),
+        instance,
+    )
+
+
+def _open_trail(directory: Path, key_path: Path, pin: Path, instance: str) -> AuditLog:
     kept = load_audit_settings()
-    key = load_or_create_signing_key(workdir.audit_key())
-    pin_public_key(workdir.audit_key_pin(), key.public_key())
+    key = load_or_create_signing_key(key_path)
+    pin_public_key(pin, key.public_key())
     return AuditLog(
-        workdir.audit_dir(),
+        directory,
         key,
         instance=instance,
         retention_days=kept.retention_days,
@@ -168,6 +220,17 @@ def open_audit(workdir: Workdir, instance: str) -> AuditLog:
         checkpoint_seconds=kept.checkpoint_s,
         max_file_bytes=kept.file_bytes,
     )
+
+
+def prune_once(audit: AuditLog) -> None:
+    """Drops audit files past retention (an adapter prunes when it starts)."""
+    try:
+        removed = audit.prune()
+    except AuditWriteError as exc:
+        log.error("audit retention: %s", exc)
+        return
+    if removed:
+        log.info("audit retention: removed %s", ", ".join(p.name for p in removed))
 
 
 async def prune_daily(audit: AuditLog) -> None:

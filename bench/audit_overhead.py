@@ -19,14 +19,14 @@ import time
 from pathlib import Path
 
 from accord import tls
+from accord.audit.keys import load_or_create_signing_key
+from accord.audit.log import AuditLog
 from accord.client import BrokerClient
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from broker.audit.keys import load_or_create_signing_key
-from broker.audit.log import AuditLog
 from broker.fanout import AdapterClients
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet

@@ -35,6 +35,7 @@ from typing import Any
 import grpc
 
 from accord import tls
+from accord.audit.search import search
 from accord.client import BrokerClient, retry_after
 from accord.federation import load_federation
 from accord.v1 import broker_pb2, broker_pb2_grpc
@@ -42,7 +43,6 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from broker.audit.search import search
 
 OTHER_SQL = "SELECT source, count(*) AS n FROM offenders GROUP BY source"
 #: What the flood sends: the other partner's kind of query, or a join that

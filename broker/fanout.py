@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 
     from accord.federation import Federation
     from broker.adapter_identity import Revocations
+    from broker.identity import Principal
     from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
 
@@ -254,8 +255,12 @@ async def run_scans(
     fail_fast: bool = False,
     budget: Budget | None = None,
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
+    principal: Principal | None = None,
 ) -> list[ScanResult]:
     """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time.
+
+    Each scan names ``principal`` (partner, end user), on whose behalf it
+    runs, for the adapter's own audit trail.
 
     With ``fail_fast`` (the query does not accept a partial answer) the first
     failed scan cancels the others: their gRPC calls end, and each adapter
@@ -275,6 +280,7 @@ async def run_scans(
                 explain_only,
                 budget or Budget(2**62, 2**62),
                 sink,
+                principal,
             )
         )
         for ref, spec in specs
@@ -309,6 +315,7 @@ async def _scan(
     explain_only: bool,
     budget: Budget,
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
+    principal: Principal | None = None,
 ) -> ScanResult:
     source = spec.source
     result = ScanResult(
@@ -325,6 +332,8 @@ async def _scan(
         limit=spec.limit,
         explain_only=explain_only,
         query_id=query_id,
+        partner=principal.partner.name if principal is not None else "",
+        end_user=principal.end_user if principal is not None else "",
     )
     expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
     breaker = clients.breakers[source]

@@ -189,6 +189,7 @@ class QueryPipeline:
             scans_deadline,
             fail_fast=not request.allow_partial,
             budget=budget,
+            principal=principal,
         )
         if record is not None:
             record.fetched(results)
@@ -230,7 +231,12 @@ class QueryPipeline:
             record.planned(prepared)
         plan = prepared.plan
         results = await run_scans(
-            self.clients, plan.references, query_id, scans_deadline, explain_only=True
+            self.clients,
+            plan.references,
+            query_id,
+            scans_deadline,
+            explain_only=True,
+            principal=principal,
         )
         redact = principal_redactor(prepared.view)
         scans = []

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import sqlglot
 from sqlglot import exp
 
+from accord.audit.lookups import fps_numbers
 from accord.errors import InvalidQuery
-from broker.audit.lookups import fps_numbers
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
 from broker.policy.aggregate import add_person_count, check_aggregate_query

@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2
 if TYPE_CHECKING:
     from grpc_health.v1 import _async as health_aio
 
-    from broker.audit.log import AuditLog
+    from accord.audit.log import AuditLog
 
 log = logging.getLogger("accord.readiness")
 

@@ -42,8 +42,8 @@ from broker.policy.admission import MAX_CASE_REF, MAX_PURPOSE
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from accord.audit.log import AuditLog
     from accord.v1 import broker_pb2
-    from broker.audit.log import AuditLog
     from broker.fanout import ScanResult
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics

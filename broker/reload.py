@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 
     from cryptography import x509
 
+    from accord.audit.log import AuditLog
     from accord.federation import Federation
     from accord.revocation import RevocationList
     from accord.tls import ReloadableServerCredentials
-    from broker.audit.log import AuditLog
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline
     from broker.readiness import Readiness

@@ -62,8 +62,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from google.protobuf.message import Message
 
+    from accord.audit.log import AuditLog
     from accord.revocation import RevocationList
-    from broker.audit.log import AuditLog
     from broker.identity import PartnerRegistry, Principal
     from broker.metrics import BrokerMetrics
     from broker.pipeline import QueryPipeline

@@ -125,6 +125,7 @@ class StreamedQuery:
                     fail_fast=not request.allow_partial,
                     budget=budget,
                     sink=queue,  # type: ignore[arg-type]
+                    principal=prepared.view.principal,
                 )
             finally:
                 with contextlib.suppress(asyncio.QueueFull):  # nobody reads a full queue now

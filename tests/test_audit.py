@@ -16,12 +16,12 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from accord.audit.format import checkpoint_message, line_hash
+from accord.audit.keys import load_or_create_signing_key
+from accord.audit.log import AuditLog
+from accord.audit.search import search
+from accord.audit.verify import verify
 from accord.errors import AccordError, AuditWriteError, grpc_status
-from broker.audit.format import checkpoint_message, line_hash
-from broker.audit.keys import load_or_create_signing_key
-from broker.audit.log import AuditLog
-from broker.audit.search import search
-from broker.audit.verify import verify
 
 KEY = Ed25519PrivateKey.generate()
 PUB = KEY.public_key()

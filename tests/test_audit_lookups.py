@@ -11,9 +11,9 @@ import pytest
 import sqlglot
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from broker.audit.log import AuditLog
-from broker.audit.lookups import fps_numbers, fps_numbers_in_sql
-from broker.audit.search import search
+from accord.audit.log import AuditLog
+from accord.audit.lookups import fps_numbers, fps_numbers_in_sql
+from accord.audit.search import search
 
 FPS = "1051244T"
 SPELLINGS = [

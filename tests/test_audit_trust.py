@@ -10,12 +10,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from accord.audit.keys import load_public_key, pin_public_key, public_hex
+from accord.audit.log import AuditLog
 from accord.errors import ConfigError
 from accord.workdir import Workdir
 from app.cli import main
 from app.serve import open_audit
-from broker.audit.keys import load_public_key, pin_public_key, public_hex
-from broker.audit.log import AuditLog
 
 
 def write_trail(directory: Path, key: Ed25519PrivateKey, partner: str) -> None:

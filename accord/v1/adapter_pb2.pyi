@@ -7,20 +7,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScanRequest(_message.Message):
-    __slots__ = ("table", "columns", "predicate", "limit", "explain_only", "query_id")
+    __slots__ = ("table", "columns", "predicate", "limit", "explain_only", "query_id", "partner", "end_user")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_ONLY_FIELD_NUMBER: _ClassVar[int]
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTNER_FIELD_NUMBER: _ClassVar[int]
+    END_USER_FIELD_NUMBER: _ClassVar[int]
     table: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     predicate: str
     limit: int
     explain_only: bool
     query_id: str
-    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ...) -> None: ...
+    partner: str
+    end_user: str
+    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ..., partner: _Optional[str] = ..., end_user: _Optional[str] = ...) -> None: ...
 
 class ScanHeader(_message.Message):
     __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect", "superset_predicates")

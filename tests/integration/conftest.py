@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow as pa
 
-    from broker.audit.log import AuditLog
+    from accord.audit.log import AuditLog
     from broker.readiness import Readiness
 
 SEED = 11

@@ -21,6 +21,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from accord import tls
+from accord.audit.search import search
 from accord.client import RetryLater
 from accord.federation import load_federation
 from accord.v1 import broker_pb2, broker_pb2_grpc
@@ -28,7 +29,6 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from broker.audit.search import search
 from broker.policy.store import PolicySet
 from tests.integration.conftest import SCALE, SEED, Running
 from tests.integration.test_metrics import scrape, value

@@ -20,9 +20,9 @@ import grpc
 import pytest
 
 from accord import ipc, tls
+from accord.audit.search import search
 from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
-from broker.audit.search import search
 from tests.integration.conftest import broker_over
 
 if TYPE_CHECKING:
@@ -142,9 +142,9 @@ def test_an_answer_whose_access_cannot_be_recorded_is_not_sent(running, tmp_path
     """The trail refuses the access record: the client gets no message at
     all; it refuses the completion record: the client has the rows but no
     trailer, and an error instead of a whole answer."""
+    from accord.audit.keys import load_or_create_signing_key
+    from accord.audit.log import AuditLog
     from accord.errors import AuditWriteError
-    from broker.audit.keys import load_or_create_signing_key
-    from broker.audit.log import AuditLog
 
     class FailingAt(AuditLog):
         """Refuses the first record whose event is ``fail_event``."""

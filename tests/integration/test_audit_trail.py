@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 
+from accord.audit.keys import load_public_key
+from accord.audit.search import search
+from accord.audit.verify import verify
 from app.cli import main
-from broker.audit.keys import load_public_key
-from broker.audit.search import search
-from broker.audit.verify import verify
 from tests.integration.conftest import broker_over
 
 if TYPE_CHECKING:
@@ -130,10 +130,10 @@ def test_a_query_that_cannot_be_audited_is_not_answered(running, tmp_path):
     from grpc_health.v1 import health_pb2, health_pb2_grpc
 
     from accord import tls
+    from accord.audit.keys import load_or_create_signing_key
+    from accord.audit.log import AuditLog
     from accord.client import BrokerClient
     from accord.errors import AccordError, AuditWriteError
-    from broker.audit.keys import load_or_create_signing_key
-    from broker.audit.log import AuditLog
 
     class BrokenDisk(AuditLog):
         broken = False

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from accord.audit.search import search
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
 from app.render import render_warnings
-from broker.audit.search import search
 from broker.policy.store import PolicySet
 from tests.integration.conftest import SCALE, SEED, Running
 

@@ -22,10 +22,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
 from accord import tls
+from accord.audit.search import search
 from accord.v1 import broker_pb2, broker_pb2_grpc
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from app.commands import init_certs
-from broker.audit.search import search
 from tests.pki import create_rogue_ca_client, issue_client_cert
 
 if TYPE_CHECKING:

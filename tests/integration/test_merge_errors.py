@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
-from broker.audit.search import search
+from accord.audit.search import search
 
 if TYPE_CHECKING:
     from pathlib import Path

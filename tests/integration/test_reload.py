@@ -22,13 +22,13 @@ import grpc
 import pytest
 from cryptography import x509
 
+from accord.audit.keys import load_public_key
+from accord.audit.verify import verify
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from broker.audit.keys import load_public_key
-from broker.audit.verify import verify
 from broker.reload import policy_digest
 from tests.integration.conftest import SCALE, SEED
 

@@ -15,8 +15,8 @@ import grpc
 import pytest
 
 from accord import tls
+from accord.audit.search import search
 from app.cli import main
-from broker.audit.search import search
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from accord.audit.search import search
 from accord.client import BrokerClient
 from accord.workdir import DEFAULT_FEDERATION, Workdir
 from certs.ca import certificate_info
@@ -187,6 +188,14 @@ def test_every_certificate_rotates_under_load_with_no_failed_query(rotating: Run
         "client_certificate_reload": "OK",
         "revocation_list_reload": "OK",
     }
+    for code in sources:  # each adapter's own trail has its reloads, the new pin added
+        trail = {
+            r["event"]: r
+            for r in search(rotating.workdir.adapter_audit_dir(code))
+            if str(r.get("event", "")).endswith("_reload")
+        }
+        assert trail["certificate_reload"]["outcome"] == "OK", code
+        assert len(trail["broker_identities_reload"]["pins_added"]) == 1, code
     # After the old ones were revoked, a new partner client (new certificate) answers.
     with rotating.client(PARTNER, purpose="bail_hearing", case_ref="R-2026-0042") as client:
         assert client.query(SQL, timeout=30).table.num_rows == len(sources)

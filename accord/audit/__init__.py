@@ -1,5 +1,8 @@
 """Tamper-evident audit trail: a hash-chained, signed, append-only JSON log.
 
+The broker keeps one of the queries it answers (``broker.record``), each
+adapter one of the scans it serves (``adapters.trace``); so it is shared.
+
 One module per idea; arrows point at what a module imports::
 
     log (AuditLog) --------------------+---> format
@@ -14,10 +17,15 @@ One module per idea; arrows point at what a module imports::
     search (search) -------------------+
       ``accord audit search`` filters
 
+    reconcile (reconcile) ---> format
+      ``accord audit reconcile``: each adapter's scans matched against the
+      broker's queries; the adapter trail's record vocabulary
+
     log, verify ---> keys (load_or_create_signing_key)
                        the Ed25519 signing key; public key as hex
 
-``format`` and ``keys`` import nothing from the package; ``log``, ``verify``
-and ``search`` never import one another.  The format itself (what a line,
-a checkpoint and a prune line hold) is described in ``broker.audit.format``.
+``format`` and ``keys`` import nothing from the package; ``log``,
+``verify``, ``search`` and ``reconcile`` never import one another.  The
+format itself (what a line, a checkpoint and a prune line hold) is described
+in ``accord.audit.format``.
 """

@@ -11,8 +11,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from accord.audit.format import INTERNAL_TYPES, as_utc, audit_files, parse_line
 from accord.fields import normalize
-from broker.audit.format import INTERNAL_TYPES, as_utc, audit_files, parse_line
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -31,12 +31,13 @@ def search(
     """Records (not checkpoints or prune lines) matching every filter given.
 
     ``since`` is inclusive, ``until`` exclusive (naive datetimes are UTC).
-    ``fps`` matches when that FPS number occurs as a whole token in ``sql``.
+    ``fps`` matches when that FPS number occurs as a whole token in ``sql``
+    (or, in an adapter's trail, ``predicate``).
     ``purpose`` and ``case_ref`` are normalized as admission normalizes them
     (``accord.fields``) on both sides, so a search for what the user typed
     (a trailing newline, a full-width letter) finds the record. ``fps`` also
     matches a record whose ``fps_numbers`` (the numbers its predicates
-    resolve to after constant folding, ``broker.audit.lookups``) hold it,
+    resolve to after constant folding, ``accord.audit.lookups``) hold it,
     compared case-insensitively.
     Search does not verify the chain: run ``verify`` for that.
     """
@@ -86,5 +87,6 @@ def _looks_up(obj: dict[str, Any], fps: str, fps_re: re.Pattern[str]) -> bool:
         str(n).upper() for n in resolved if isinstance(n, str)
     }:
         return True
-    sql = obj.get("sql")
-    return isinstance(sql, str) and fps_re.search(sql) is not None
+    # The broker's records keep the query's SQL, an adapter's the scan's predicate.
+    texts = (obj.get("sql"), obj.get("predicate"))
+    return any(isinstance(text, str) and fps_re.search(text) is not None for text in texts)

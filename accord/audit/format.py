@@ -23,7 +23,7 @@ followed by ``\\n``, and carries these fields besides the caller's own:
 
 ``seq``       1, 2, 3, ... over all lines of all files (checkpoints included)
 ``ts``        UTC time, ISO 8601 to the millisecond, e.g. 2025-01-31T12:00:00.123Z
-``instance``  the broker instance that wrote the line
+``instance``  the broker (or adapter) instance that wrote the line
 ``prev``      the ``hash`` of the previous line ("0" * 64 for the very first)
 ``hash``      hex SHA-256 of the canonical JSON of the line without ``hash``
 

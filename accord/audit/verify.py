@@ -6,7 +6,7 @@ and that a log starting mid-chain is accounted for by a prune line.
 
 ``verify(directory, public_key)`` takes the broker's public key explicitly
 (``accord audit verify`` passes ``--public-key`` or the pin, see
-``broker.audit.keys``): with None it checks the keys embedded in the
+``accord.audit.keys``): with None it checks the keys embedded in the
 checkpoints, which proves internal consistency, not who wrote the trail, and
 is never what the command line calls intact.
 """
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.exceptions import InvalidSignature
 
-from broker.audit.format import (
+from accord.audit.format import (
     CHECKPOINT,
     PRUNE,
     ZERO_HASH,
@@ -29,7 +29,7 @@ from broker.audit.format import (
     line_hash,
     parse_line,
 )
-from broker.audit.keys import public_hex, public_key_from_hex
+from accord.audit.keys import public_hex, public_key_from_hex
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey

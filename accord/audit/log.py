@@ -9,7 +9,7 @@ is not answered.  On start it resumes the chain from the last line on disk,
 dropping an incomplete last line (a write never acknowledged).
 
 When it checkpoints, rotates and prunes, and what those lines look like, is
-described in ``broker.audit.format``.
+described in ``accord.audit.format``.
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from accord.errors import AuditWriteError
-from broker.audit.format import (
+from accord.audit.format import (
     CHECKPOINT,
     INTERNAL_TYPES,
     RESERVED_KEYS,
@@ -39,14 +38,15 @@ from broker.audit.format import (
     parse_line,
     prune_line,
 )
-from broker.audit.keys import public_hex
+from accord.audit.keys import public_hex
+from accord.errors import AuditWriteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-# The name the trail has always logged under (it was one module, broker.audit).
+# The name the trail has always logged under (it began as broker.audit).
 log = logging.getLogger("broker.audit")
 
 

@@ -7,8 +7,10 @@ import datetime as dt
 import json
 import os
 import threading
+from concurrent import futures
 from typing import TYPE_CHECKING
 
+import grpc
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -17,8 +19,9 @@ from cryptography.x509.oid import NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from accord.errors import CertificateRevoked, PkiError
+from accord.errors import CertificateRevoked, PkiError, grpc_status
 from accord.revocation import RevocationList
+from accord.tls import peer_identity
 from app.cli import main
 from certs import (
     CRL_DAYS,
@@ -698,3 +701,90 @@ def test_cli_os_errors_are_a_sentence(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "certs", "csr", "--name", "x", "--org", "X", "--out", str(tmp_path))
     assert code == 2
     assert err.strip() == f"accord: {tmp_path / 'x.key'}: Permission denied"
+
+
+# --------------------------------------------------------------------------- over real mTLS
+
+
+class _Server:
+    """A gRPC server over mTLS whose one method checks the caller against a
+    RevocationList, as a hop does: the certificate from the TLS session,
+    every call."""
+
+    def __init__(self, layout: PkiLayout, pair: tuple[Path, Path]) -> None:
+        cert, key = pair
+        self.revocations = RevocationList(layout.crl(), layout.ca_cert())
+
+        def whoami(request: bytes, context: grpc.ServicerContext) -> bytes:
+            identity = peer_identity(context.auth_context())
+            assert identity is not None
+            try:
+                self.revocations.check(x509.load_pem_x509_certificate(identity[1]))
+            except CertificateRevoked as exc:
+                context.abort(*grpc_status(exc))
+            return identity[0].encode()
+
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        handler = grpc.method_handlers_generic_handler(
+            "test.Echo", {"WhoAmI": grpc.unary_unary_rpc_method_handler(whoami)}
+        )
+        self.server.add_generic_rpc_handlers((handler,))
+        credentials = grpc.ssl_server_credentials(
+            [(key.read_bytes(), cert.read_bytes())],
+            root_certificates=layout.ca_cert().read_bytes(),
+            require_client_auth=True,
+        )
+        self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
+        self.server.start()
+
+    def stop(self) -> None:
+        self.server.stop(None).wait()
+
+
+def _channel(layout: PkiLayout, pair: tuple[Path, Path], port: int, name: str):
+    cert, key = pair
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=layout.ca_cert().read_bytes(),
+        private_key=key.read_bytes(),
+        certificate_chain=cert.read_bytes(),
+    )
+    # The name the server's certificate must carry (as the broker pins each source).
+    options = [("grpc.ssl_target_name_override", name)]
+    return grpc.secure_channel(f"127.0.0.1:{port}", credentials, options=options)
+
+
+def test_a_revoked_partner_is_refused_on_its_open_channel(layout):
+    server = _Server(layout, layout.broker_server())
+    try:
+        with _channel(layout, layout.partner("rcmp"), server.port, "localhost") as channel:
+            who = channel.unary_unary("/test.Echo/WhoAmI")
+            assert who(b"", timeout=10) == b"rcmp"
+            revoke(layout, "rcmp", "key_compromise")
+            bump_mtime(layout.crl())
+            with pytest.raises(grpc.RpcError) as caught:
+                who(b"", timeout=10)  # the same channel, the same TLS session
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        details = caught.value.details() or ""
+        assert "was revoked" in details and "key compromise" in details
+        assert str(layout.directory) not in details
+        with _channel(layout, layout.operator(), server.port, "localhost") as channel:
+            assert channel.unary_unary("/test.Echo/WhoAmI")(b"", timeout=10) == b"accord-operator"
+    finally:
+        server.stop()
+
+
+def test_a_channel_pinned_to_an_adapter_accepts_only_that_adapter(tmp_path):
+    layout = init_pki(tmp_path / "pki", partners={}, adapters=["BC", "CA-CSC"])
+    server = _Server(layout, layout.adapter("BC"))
+    try:
+        client = layout.broker_client()
+        with _channel(layout, client, server.port, "adapter-bc") as channel:
+            assert channel.unary_unary("/test.Echo/WhoAmI")(b"", timeout=10) == b"accord-broker"
+        with (
+            _channel(layout, client, server.port, "adapter-ca-csc") as channel,
+            pytest.raises(grpc.RpcError) as caught,
+        ):
+            channel.unary_unary("/test.Echo/WhoAmI")(b"", timeout=10)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # the name does not match
+    finally:
+        server.stop()

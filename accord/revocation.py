@@ -275,7 +275,11 @@ def _read_list(crl_path: Path, ca_path: Path) -> _Snapshot:
             signature = _stat_signature(os.fstat(handle.fileno()))
             data = handle.read(MAX_CRL_BYTES + 1)
     except OSError as exc:
-        raise _BadList(f"cannot read the revocation list {crl_path}: {exc.strerror}", None) from exc
+        raise _BadList(
+            f"cannot read the revocation list {crl_path}: {exc.strerror} "
+            "(`accord certs crl` publishes one)",
+            None,
+        ) from exc
     if len(data) > MAX_CRL_BYTES:
         raise _BadList(f"{crl_path} is larger than {MAX_CRL_BYTES} bytes", signature)
     try:

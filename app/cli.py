@@ -16,35 +16,53 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. Only the
+    top level's copy has defaults: a subcommand's default would otherwise
+    silently replace a value given before the subcommand's name (with
+    ``accord --workdir X certs revoke ...`` acting on ./.accord)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--workdir",
         type=Path,
-        default=Path(".accord"),
+        default=default(Path(".accord")),
         help="certificates, data and run files (default: ./.accord)",
     )
     common.add_argument(
         "--federation",
         type=Path,
-        default=DEFAULT_FEDERATION,
+        default=default(DEFAULT_FEDERATION),
         help="federation config: sources, endpoints, mappings",
     )
     common.add_argument(
         "--policies",
         type=Path,
-        default=DEFAULT_POLICIES,
+        default=default(DEFAULT_POLICIES),
         help="partner registry, roles and purposes (default: ./policies)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log at DEBUG level"
+    )
     common.add_argument(
         "--log-format",
         choices=["json", "text"],
+        default=default(None),
         help="json: one object per line with the query id (default for "
         "`serve`); text: for people (default otherwise)",
     )
+    return common
 
-    parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "", parents=[common])
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
+
+    parser = argparse.ArgumentParser(
+        prog="accord", description=__doc__ or "", parents=[_common_options(defaults=True)]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(

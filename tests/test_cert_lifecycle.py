@@ -788,3 +788,22 @@ def test_a_channel_pinned_to_an_adapter_accepts_only_that_adapter(tmp_path):
         assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # the name does not match
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--workdir", "X", "certs", "list"],
+        ["certs", "--workdir", "X", "list"],
+        ["certs", "list", "--workdir", "X"],
+    ],
+)
+def test_the_work_dir_is_taken_wherever_it_is_given(argv):
+    from pathlib import Path
+
+    from app.cli import build_parser
+
+    # Before the fix, a subcommand's own default replaced a --workdir given
+    # before its name: `accord --workdir X certs revoke ...` acted on ./.accord.
+    assert build_parser().parse_args(argv).workdir == Path("X")
+    assert build_parser().parse_args(["certs", "list"]).workdir == Path(".accord")

@@ -18,8 +18,8 @@ mtime tick at the same size is not noticed.
 What is refused, and what then stays in force. A list is taken only if it
 parses, is signed by the CA in ``ca_path`` (read again with each list), has
 a next-update time after its this-update time, is a full list (not a delta)
-and is not older than the list in force (a lower CRL number from the same
-CA: replaying an old list must not un-revoke anyone). At start a bad file is
+and is newer than the list in force (a higher CRL number, when both come
+from the same CA: replaying an old list must not un-revoke anyone). At start a bad file is
 a :class:`~accord.errors.ConfigError` (the server does not start). Later, a
 bad or missing file leaves the list in force untouched: the problem is
 logged once per bad file, appended to :attr:`RevocationList.problems` and
@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from accord.errors import CertificateRevoked, ConfigError, RevocationStale
@@ -62,6 +63,9 @@ log = logging.getLogger(__name__)
 #: What identifies one version of a file without reading it:
 #: (device, inode, size, mtime in ns); None when the file cannot be stat'ed.
 _Signature = tuple[int, int, int, int] | None
+#: Larger than any list a federation publishes (a million entries is ~40 MB):
+#: a file past it is refused unread rather than read into memory.
+MAX_CRL_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,8 @@ class RevocationList:
         self._lock = threading.Lock()
         #: One sentence per bad file met after start (the list in force stayed).
         self.problems: list[str] = []
-        self._rejected: set[_Signature] = set()
+        # Replaced whole, never changed in place: the hot path reads it unlocked.
+        self._rejected: frozenset[_Signature] = frozenset()
         self._snapshot = _read_list(self.crl_path, self.ca_path)
 
     # ------------------------------------------------------------------ checking
@@ -222,7 +227,7 @@ class RevocationList:
                 new.signature,
             )
         self._snapshot = new
-        self._rejected.clear()
+        self._rejected = frozenset()
         log.info(
             "revocation list %s taken: number %s, %d revoked, next update %s",
             self.crl_path,
@@ -236,7 +241,7 @@ class RevocationList:
         """Remember a bad file (under the lock); its problem the first time only."""
         if bad.signature in self._rejected:
             return None
-        self._rejected.add(bad.signature)
+        self._rejected = self._rejected | {bad.signature}
         problem = f"{bad}; the revocation list in force stays (number {self._snapshot.number})"
         self.problems.append(problem)
         log.warning("%s", problem)
@@ -268,18 +273,30 @@ def _read_list(crl_path: Path, ca_path: Path) -> _Snapshot:
         # The signature of the bytes read, not of whatever the path names later.
         with open(crl_path, "rb") as handle:
             signature = _stat_signature(os.fstat(handle.fileno()))
-            data = handle.read()
+            data = handle.read(MAX_CRL_BYTES + 1)
     except OSError as exc:
-        raise _BadList(f"cannot read the revocation list {crl_path}: {exc.strerror}", None) from exc
-    try:
-        if data.lstrip().startswith(b"-----BEGIN"):
-            crl = x509.load_pem_x509_crl(data)
-        else:
-            crl = x509.load_der_x509_crl(data)
-    except ValueError as exc:
         raise _BadList(
-            f"{crl_path} is not an X.509 revocation list (PEM or DER)", signature
+            f"cannot read the revocation list {crl_path}: {exc.strerror} "
+            "(`accord certs crl` publishes one)",
+            None,
         ) from exc
+    if len(data) > MAX_CRL_BYTES:
+        raise _BadList(f"{crl_path} is larger than {MAX_CRL_BYTES} bytes", signature)
+    try:
+        return _verified(data, crl_path, ca_path, signature)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        # cryptography parses extensions and entries lazily: a malformed one
+        # surfaces here, and must not reach a caller of check().
+        raise _BadList(
+            f"{crl_path} is not an X.509 revocation list (PEM or DER) it can read", signature
+        ) from exc
+
+
+def _verified(data: bytes, crl_path: Path, ca_path: Path, signature: _Signature) -> _Snapshot:
+    if data.lstrip().startswith(b"-----BEGIN"):
+        crl = x509.load_pem_x509_crl(data)
+    else:
+        crl = x509.load_der_x509_crl(data)
     ca = _signing_ca(crl, ca_path, crl_path, signature)
     next_update = crl.next_update_utc
     if next_update is None or next_update <= crl.last_update_utc:
@@ -324,7 +341,7 @@ def _signing_ca(
 def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
     try:
         return crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # a key type a CRL cannot be signed with
+    except (TypeError, ValueError, UnsupportedAlgorithm):  # a key no CRL is signed with
         return False
 
 

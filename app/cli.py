@@ -16,35 +16,53 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common_options(*, defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes, before or after its name. Only the
+    top level's copy has defaults: a subcommand's default would otherwise
+    silently replace a value given before the subcommand's name (with
+    ``accord --workdir X certs revoke ...`` acting on ./.accord)."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--workdir",
         type=Path,
-        default=Path(".accord"),
+        default=default(Path(".accord")),
         help="certificates, data and run files (default: ./.accord)",
     )
     common.add_argument(
         "--federation",
         type=Path,
-        default=DEFAULT_FEDERATION,
+        default=default(DEFAULT_FEDERATION),
         help="federation config: sources, endpoints, mappings",
     )
     common.add_argument(
         "--policies",
         type=Path,
-        default=DEFAULT_POLICIES,
+        default=default(DEFAULT_POLICIES),
         help="partner registry, roles and purposes (default: ./policies)",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log at DEBUG level"
+    )
     common.add_argument(
         "--log-format",
         choices=["json", "text"],
+        default=default(None),
         help="json: one object per line with the query id (default for "
         "`serve`); text: for people (default otherwise)",
     )
+    return common
 
-    parser = argparse.ArgumentParser(prog="accord", description=__doc__ or "", parents=[common])
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common_options(defaults=False)
+
+    parser = argparse.ArgumentParser(
+        prog="accord", description=__doc__ or "", parents=[_common_options(defaults=True)]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser(
@@ -127,6 +145,7 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     init.add_argument("--dir", type=Path, help="output directory (default: WORKDIR/certs)")
     init.add_argument("--force", action="store_true", help="replace an existing CA")
+    _add_lifecycle_commands(certs_sub, common)
 
     audit = sub.add_parser(
         "audit", parents=[common], help="the audit trails of the broker and of each adapter"
@@ -189,6 +208,87 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         help="with --target: load this source (repeatable)",
     )
     _add_data_arguments(datagen)
+
+
+def _add_lifecycle_commands(certs_sub: Any, common: argparse.ArgumentParser) -> None:
+    """certs issue, renew, revoke, crl, list and csr."""
+    from certs import CRL_DAYS, LEAF_DAYS, LEAF_KINDS, REVOCATION_REASONS
+
+    pki = argparse.ArgumentParser(add_help=False)
+    pki.add_argument("--dir", type=Path, help="the PKI directory (default: WORKDIR/certs)")
+
+    def leaf_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--kind", required=True, choices=LEAF_KINDS)
+        parser.add_argument(
+            "--name",
+            help="partner: its name (the CN); adapter: the source code, e.g. CA-CSC; "
+            "not needed for the broker's and the operator's",
+        )
+        parser.add_argument(
+            "--csr",
+            type=Path,
+            metavar="FILE",
+            help="sign this CSR's public key (the holder keeps its private key; "
+            "only the certificate is written)",
+        )
+        parser.add_argument(
+            "--days", type=int, default=LEAF_DAYS, help=f"validity (default {LEAF_DAYS})"
+        )
+
+    issue = certs_sub.add_parser(
+        "issue", parents=[common, pki], help="issue one certificate (or sign a CSR)"
+    )
+    leaf_arguments(issue)
+    issue.add_argument(
+        "--org", help="partner: its organization (default: that of its last certificate)"
+    )
+    renew = certs_sub.add_parser(
+        "renew",
+        parents=[common, pki],
+        help="new key and certificate for the same subject; the old one is superseded",
+    )
+    leaf_arguments(renew)
+
+    revoke = certs_sub.add_parser(
+        "revoke", parents=[common, pki], help="revoke certificates and publish the CRL"
+    )
+    revoke.add_argument(
+        "target",
+        metavar="SERIAL_OR_NAME",
+        help="a serial (hex as `certs list` shows it, 0x-hex or decimal), or a CN: "
+        "every still usable certificate of that subject",
+    )
+    revoke.add_argument("--reason", choices=REVOCATION_REASONS, default="unspecified")
+    revoke.add_argument("--kind", choices=LEAF_KINDS, help="with a CN: only this kind")
+    revoke.add_argument(
+        "--crl-days",
+        type=int,
+        default=CRL_DAYS,
+        help=f"days to the CRL's next update (default {CRL_DAYS})",
+    )
+
+    crl = certs_sub.add_parser(
+        "crl", parents=[common, pki], help="publish the revocation list again (at least weekly)"
+    )
+    crl.add_argument(
+        "--days",
+        type=int,
+        default=CRL_DAYS,
+        help=f"days to its next update, after which partners are refused (default {CRL_DAYS})",
+    )
+
+    certs_sub.add_parser(
+        "list", parents=[common, pki], help="every certificate the CA issued, and its status"
+    )
+
+    csr = certs_sub.add_parser(
+        "csr", parents=[common], help="partner side: a private key and a CSR to send the CA"
+    )
+    csr.add_argument("--name", required=True, help="the partner's name (its certificate's CN)")
+    csr.add_argument("--org", required=True, help="the partner's organization")
+    csr.add_argument(
+        "--out", type=Path, required=True, metavar="DIR", help="writes NAME.key (0600), NAME.csr"
+    )
 
 
 def _add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -258,7 +358,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
         "query": commands.query,
         "explain": commands.explain,
         "catalog": commands.catalog,
-        "certs": commands.certs_init,
+        "certs": commands.certs,
         "datagen": commands.datagen,
         "policy": commands.policy_check,
         "audit": commands.audit,

@@ -157,10 +157,15 @@ def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
     return 0
 
 
-def certs_init(args: argparse.Namespace, workdir: Workdir) -> int:
-    layout = init_certs(workdir, args.federation, args.policies, args.dir, force=args.force)
-    print(f"federation certificates in {layout.directory}")
-    return 0
+def certs(args: argparse.Namespace, workdir: Workdir) -> int:
+    """``accord certs init|issue|renew|revoke|crl|list|csr``."""
+    if args.certs_command == "init":
+        layout = init_certs(workdir, args.federation, args.policies, args.dir, force=args.force)
+        print(f"federation certificates in {layout.directory}")
+        return 0
+    from app import certs_commands
+
+    return certs_commands.run(args, workdir)
 
 
 def init_certs(

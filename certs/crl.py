@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
+from accord.errors import PkiError
 from certs.ca import _now
 from certs.files import _write_atomic
 
@@ -58,7 +59,7 @@ def _publish(
     fails, the next publication simply skips a number.
     """
     if days < 1:
-        raise ValueError(f"a revocation list must be valid for at least 1 day, got {days}")
+        raise PkiError(f"a revocation list must be valid for at least 1 day, got {days}")
     now = _now()
     previous = _published(layout, ca_cert)
     number = max(registry.crl_number, previous.number if previous else 0) + 1

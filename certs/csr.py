@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
@@ -69,13 +70,14 @@ def csr_public_key(pem: bytes, profile: LeafProfile) -> CertificatePublicKeyType
     :class:`PkiError` if the CSR is not one to sign."""
     try:
         csr = x509.load_pem_x509_csr(pem)
-    except ValueError as exc:
-        raise PkiError("the file is not a PEM certificate signing request") from exc
-    if not csr.is_signature_valid:
+        signed = csr.is_signature_valid
+        key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise PkiError("the file is not a PEM certificate signing request the CA can read") from exc
+    if not signed:
         raise PkiError(
             "the CSR's signature does not verify: it was not signed with the key it carries"
         )
-    key = csr.public_key()
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, _CURVES):
             raise PkiError(f"the CSR's key is on curve {key.curve.name}: use P-256 or P-384")

@@ -378,8 +378,6 @@ def _resolve(
 
 def publish_crl(layout: PkiLayout, days: int = CRL_DAYS) -> CrlInfo:
     """Sign and write a new CRL (next update ``days`` from now)."""
-    if days < 1:
-        raise PkiError(f"the CRL must be valid for at least 1 day, got {days}")
     with locked(layout):
         ca_cert, ca_key = _load_ca(layout)
         return _publish(layout, _registry(layout, ca_cert), ca_cert, ca_key, days=days)

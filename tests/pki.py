@@ -4,8 +4,8 @@ window (expired, not yet valid), and a client certificate from a rogue CA.
 They are issued exactly as certs.ca issues a partner's (same key type,
 extensions and signature), so a test that is refused is refused for the one
 thing it changed. Built on certs.ca's private issuing functions on purpose:
-the production module keeps them private and offers no way to issue a
-certificate outside init_pki.
+the production modules keep them private and issue only current
+certificates, each one recorded in the registry (these are not).
 """
 
 from __future__ import annotations

@@ -409,3 +409,42 @@ def test_the_checker_agrees_with_the_crl_itself(ca, crl_path, revoked, probes):
     for serial in [*revoked, *probes]:
         expected = crl.get_revoked_certificate_by_serial_number(serial) is not None
         assert revocations.is_revoked(serial) is expected
+
+
+def test_a_list_with_a_malformed_extension_is_refused_not_raised_from_check(ca, crl_path):
+    # cryptography parses extensions lazily: a bad one must be met at load,
+    # not as a ValueError out of check().
+    garbage_reason = x509.UnrecognizedExtension(x509.oid.CRLEntryExtensionOID.CRL_REASON, b"\x01")
+    entry = (
+        x509.RevokedCertificateBuilder()
+        .serial_number(5)
+        .revocation_date(T0)
+        .add_extension(garbage_reason, critical=False)
+        .build()
+    )
+    bad = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(T0)
+        .next_update(T0 + DAY)
+        .add_revoked_certificate(entry)
+        .sign(ca.key, hashes.SHA256())
+    )
+    publish(crl_path, bad)
+    with pytest.raises(ConfigError, match="revocation list"):
+        RevocationList(crl_path, ca.path)
+    publish(crl_path, build_crl(ca, [5]))
+    revocations = RevocationList(crl_path, ca.path, clock=Clock())
+    publish(crl_path, bad)
+    with pytest.raises(CertificateRevoked):
+        revocations.check_serial(5)
+    assert len(revocations.problems) == 1
+
+
+def test_an_oversized_file_is_refused_unread(ca, crl_path, monkeypatch):
+    import accord.revocation
+
+    publish(crl_path, build_crl(ca, [5]))
+    monkeypatch.setattr(accord.revocation, "MAX_CRL_BYTES", crl_path.stat().st_size - 1)
+    with pytest.raises(ConfigError, match="larger than"):
+        RevocationList(crl_path, ca.path)

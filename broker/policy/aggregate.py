@@ -69,9 +69,14 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> list[Output]:
         grant = view.role.tables.get(tables.get(column.table, ""))
         return grant.measures.get(column.name) if grant is not None else None
 
+    schema = view.schema()
+
+    def type_of(column: exp.Column) -> str:
+        return schema.get(tables.get(column.table, ""), {}).get(column.name, "")
+
     grouped = _check_grouping(tree, role, dimension)
     outputs = _check_projections(tree, view, grouped, measure_base)
-    _check_filters(tree, role, dimension)
+    _check_filters(tree, role, dimension, type_of)
     _check_ordering(tree, role, grouped)
     return outputs
 
@@ -173,8 +178,14 @@ def _output(
     return Output("sum" if isinstance(aggregate, exp.Sum) else "avg", base)
 
 
-def _check_filters(tree: exp.Select, role: str, dimension: Callable[[exp.Column], bool]) -> None:
-    """WHERE on dimensions only; joins on column equality; HAVING on aggregates."""
+def _check_filters(
+    tree: exp.Select,
+    role: str,
+    dimension: Callable[[exp.Column], bool],
+    type_of: Callable[[exp.Column], str],
+) -> None:
+    """WHERE on dimensions only, in tests that cannot fail; joins on equality
+    of columns of one type; no HAVING."""
     for join in tree.args.get("joins") or []:
         on = join.args.get("on")
         equalities = list(on.find_all(exp.EQ)) if on is not None else []
@@ -189,12 +200,14 @@ def _check_filters(tree: exp.Select, role: str, dimension: Callable[[exp.Column]
                 isinstance(eq.this, exp.Column)
                 and isinstance(eq.expression, exp.Column)
                 and eq.this.table != eq.expression.table
+                and type_of(eq.this) == type_of(eq.expression)  # no cast to fail
                 for eq in equalities
             )
         )
         if not plain or not equalities:
             raise PolicyDenied(
-                f"role {role} may join on column equality between two tables only (ON a.x = b.y)",
+                f"role {role} may join on column equality between two tables only "
+                "(ON a.x = b.y, both of one type)",
                 reason="aggregate_only",
             )
     where = tree.args.get("where")
@@ -204,10 +217,74 @@ def _check_filters(tree: exp.Select, role: str, dimension: Callable[[exp.Column]
                 f"role {role} may filter on its dimension columns only, not {column.name}",
                 reason="aggregate_only",
             )
+    if where is not None:
+        _check_condition(where.this, role, type_of)
     if tree.args.get("having"):
         raise PolicyDenied(
             f"role {role} may not use HAVING: it would test exact values before they are "
             "rounded; filter the released answer instead",
+            reason="aggregate_only",
+        )
+
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_NUMERIC = {"BIGINT", "DOUBLE"}
+
+
+def _check_condition(node: exp.Expr, role: str, type_of: Callable[[exp.Column], str]) -> None:
+    """AND, OR and NOT of tests of a dimension against literals of its type
+    (or a column of its type): =, <>, <, >, IN, BETWEEN, IS NULL. Nothing in
+    such a test can fail on a stored value, so no error can tell a cell that
+    holds someone from an empty one (a CAST or a text compared with a number
+    fails only when a row reaches it)."""
+
+    def operand(expression: exp.Expr) -> str:
+        """The type of a column (or COALESCE(column, literal)) operand, else ''."""
+        if isinstance(expression, exp.Column):
+            return type_of(expression)
+        if isinstance(expression, exp.Coalesce) and len(expression.expressions) == 1:
+            kind = operand(expression.this)
+            return kind if fits(expression.expressions[0], kind) else ""
+        return ""
+
+    def fits(expression: exp.Expr, kind: str) -> bool:
+        if isinstance(expression, exp.Neg):
+            expression = expression.this
+        if isinstance(expression, exp.Null):
+            return True
+        if isinstance(expression, exp.Boolean):
+            return kind == "BOOLEAN"
+        if isinstance(expression, exp.Literal):
+            return kind == "VARCHAR" if expression.is_string else kind in _NUMERIC
+        return bool(kind) and operand(expression) == kind
+
+    if isinstance(node, exp.Paren):
+        _check_condition(node.this, role, type_of)
+        return
+    if isinstance(node, (exp.And, exp.Or)):
+        _check_condition(node.this, role, type_of)
+        _check_condition(node.expression, role, type_of)
+        return
+    if isinstance(node, exp.Not):
+        _check_condition(node.this, role, type_of)
+        return
+    safe = isinstance(node, exp.Boolean)
+    if isinstance(node, _COMPARISONS):
+        left, right = node.this, node.expression
+        safe = fits(right, operand(left)) or fits(left, operand(right))
+    elif isinstance(node, exp.In):
+        kind = operand(node.this)
+        safe = not node.args.get("query") and all(fits(e, kind) for e in node.expressions)
+        safe = safe and bool(node.expressions)
+    elif isinstance(node, exp.Between):
+        kind = operand(node.this)
+        safe = fits(node.args["low"], kind) and fits(node.args["high"], kind)
+    elif isinstance(node, exp.Is):
+        safe = bool(operand(node.this)) and isinstance(node.expression, exp.Null)
+    if not safe:
+        raise PolicyDenied(
+            f"role {role}: WHERE tests dimension columns against literals of their type "
+            f"(=, <>, <, >, IN, BETWEEN, IS NULL, AND, OR, NOT), not {node.sql('duckdb')}",
             reason="aggregate_only",
         )
 

@@ -376,3 +376,34 @@ def test_overlapping_filters_never_recover_a_withheld_cell(running, clients, par
         assert (a - b) % base == 0 and abs((a - b) - cell) <= 2 * (base - 1), (pair, a - b, cell)
 
     check()
+
+
+RISKY = [
+    "CAST({d} AS INTEGER) = 1",
+    "{d} = 1",
+    "{d} > DATE '2000-01-01'",
+    "length({d}) / 0 = 1",
+    "CAST({d} AS DATE) IS NOT NULL",
+]
+
+
+@pytest.mark.parametrize("risky", RISKY)
+@pytest.mark.parametrize("partner", PARTNERS)
+def test_an_error_does_not_tell_a_small_cell_from_an_empty_one(running, clients, partner, risky):
+    """A predicate that fails on a stored value fails (or not) the same way
+    whether the cell it narrows holds one person or none."""
+    role, client = role_of(running, partner), clients[partner]
+    for table in tables_with_two_dimensions(role):
+        d1, v1, d2, v2 = lone_person_cell(running, partner, table)
+        outcomes = []
+        for value in (v2, "NO SUCH VALUE"):
+            sql = (
+                f"SELECT count(*) FROM {table} WHERE {d1} = {text(v1)} AND {d2} = {text(value)} "
+                f"AND {risky.format(d=d2)}"
+            )
+            try:
+                outcomes.append(("answer", repr(public(client.query(sql)))))
+            except grpc.RpcError as error:
+                assert error.code() in REFUSALS, (sql, error.code(), error.details())
+                outcomes.append((error.code().name, error.details()))
+        assert outcomes[0] == outcomes[1], outcomes

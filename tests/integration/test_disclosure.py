@@ -220,7 +220,7 @@ def test_having_probes_are_refused_alike_for_every_n(running, clients, partner):
             )
             with pytest.raises(grpc.RpcError) as caught:
                 client.query(sql)
-            seen.add((caught.value.code(), caught.value.details()))
+            seen.add((caught.value.code(), caught.value.details() or ""))
         assert len(seen) == 1, seen
         ((code, details),) = seen
         assert code in REFUSALS and "HAVING" in details
@@ -405,5 +405,5 @@ def test_an_error_does_not_tell_a_small_cell_from_an_empty_one(running, clients,
                 outcomes.append(("answer", repr(public(client.query(sql)))))
             except grpc.RpcError as error:
                 assert error.code() in REFUSALS, (sql, error.code(), error.details())
-                outcomes.append((error.code().name, error.details()))
+                outcomes.append((error.code().name, error.details() or ""))
         assert outcomes[0] == outcomes[1], outcomes

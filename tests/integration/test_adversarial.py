@@ -1593,7 +1593,7 @@ def test_statistics_whole_table_and_dimension_filters_match_the_oracle(attacker)
     released count."""
     role = role_of(attacker.running, STATS)
     days = role.tables["sentences"].measures["length_days"]
-    for sql, bases in [
+    cases: list[tuple[str, list[int | None]]] = [
         ("SELECT count(*) FROM offenders", [role.rounding_base]),
         ("SELECT gender, count(*) FROM offenders GROUP BY gender", [None, role.rounding_base]),
         (
@@ -1609,7 +1609,8 @@ def test_statistics_whole_table_and_dimension_filters_match_the_oracle(attacker)
             "SELECT count(*) FROM offenders WHERE birth_date BETWEEN 1970 AND 1979",
             [role.rounding_base],
         ),
-    ]:
+    ]
+    for sql, bases in cases:
         result, error = attacker.ask(STATS, sql)
         assert error is None, error.details()
         got = sorted(rows(result.table), key=repr)

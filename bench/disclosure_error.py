@@ -122,12 +122,12 @@ def main() -> None:
         }
         absolute: list[float] = []
         relative: list[float] = []
-        withheld, kept = 0, set()
+        withheld, kept = 0, set[tuple[Any, ...]]()
         for _ in range(args.keys):
             key = release_key(os.urandom(32), role.name)
             released, dropped = release(exact, prepared.release, key)
-            withheld = dropped
-            kept = set()
+            withheld = dropped  # the same for every secret: it depends on persons only
+            kept.clear()
             for row in zip(*(c.to_pylist() for c in released.columns), strict=True):
                 cell, value = tuple(row[:value_at]), row[value_at]
                 kept.add(cell)

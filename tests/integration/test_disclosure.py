@@ -12,6 +12,7 @@ empty one.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -407,3 +408,29 @@ def test_an_error_does_not_tell_a_small_cell_from_an_empty_one(running, clients,
                 assert error.code() in REFUSALS, (sql, error.code(), error.details())
                 outcomes.append((error.code().name, error.details() or ""))
         assert outcomes[0] == outcomes[1], outcomes
+
+
+@pytest.mark.parametrize("partner", PARTNERS)
+def test_the_audit_keeps_what_the_partner_is_not_told(running, clients, partner):
+    """The query_end record holds the exact number of groups withheld and
+    how the answer was released; the trailer says 0."""
+    role, client = role_of(running, partner), clients[partner]
+    table = tables_with_two_dimensions(role)[0]
+    d1, d2 = clear_dimensions(role, table)[:2]
+    result = client.query(f"SELECT {d1}, {d2}, count(*) FROM {table} GROUP BY {d1}, {d2}")
+    ((small,),) = truth(
+        running,
+        partner,
+        f"SELECT count(*) FROM (SELECT {d1}, {d2} FROM raw.{table} GROUP BY ALL "
+        f"HAVING count(DISTINCT {PERSON}) < {role.min_group_size})",
+    )
+    records = [
+        json.loads(line)
+        for path in sorted(running.workdir.audit_dir().glob("audit-*.jsonl"))
+        for line in path.read_text().splitlines()
+        if result.query_id in line
+    ]
+    (end,) = [r for r in records if r.get("event") == "query_end"]
+    assert small > 0 and end["groups_suppressed"] == small
+    assert f"counts rounded to base {role.rounding_base}" in end["disclosure"]
+    assert result.trailer.suppressed_groups == 0

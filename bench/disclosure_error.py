@@ -10,7 +10,13 @@ The merged table before the release holds the exact values, so each
 released cell is compared with its own truth. Prints, per table: cells,
 cells withheld (and the share of the table's total they hold), then for released cells
 the mean absolute error, the mean relative error (|error| / true value)
-and the largest error. Not a timed test.
+and the largest error.
+
+Then the limit the module documents: an attacker who finds m *distinct*
+pairs of released cells that each differ by the same withheld count c
+(1..k-1) and averages their differences. Simulated with the module's own
+draws (a distinct set of persons, a distinct digest): how often the
+rounded mean is c, for growing m. Not a timed test.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
+import random
 import statistics
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -31,7 +38,7 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 from adapters.datagen import generate
 from broker.identity import Principal
 from broker.merge import Merger, aligned
-from broker.policy.disclosure import release, release_key
+from broker.policy.disclosure import draw, release, release_key, rounded
 from broker.policy.store import PolicySet
 from broker.prepare import prepare_query
 
@@ -145,6 +152,31 @@ def main() -> None:
             f"{max(absolute or [0]):>6.0f}"
         )
     merger.close()
+    averaging(role.rounding_base, role.min_group_size, args.seed)
+
+
+def averaging(base: int, k: int, seed: int, trials: int = 400) -> None:
+    """How many distinct differencing pairs recover a withheld count."""
+    rng = random.Random(seed)
+    print(f"averaging m distinct pairs (released A_i - released A_i minus a cell of 1..{k - 1}):")
+    for m in (1, 5, 20, 50, 100, 200):
+        hits, errors = 0, []
+        for _ in range(trials):
+            key, c = release_key(rng.randbytes(32), "statistics"), rng.randrange(1, k)
+            total = 0
+            for _ in range(m):
+                a = rng.randrange(100, 10_000)
+                cell_a, cell_b = [rng.getrandbits(64)], [rng.getrandbits(64)]
+                released_a = rounded(a, base, draw(key, cell_a, "count", base, a))
+                released_b = rounded(a - c, base, draw(key, cell_b, "count", base, a - c))
+                total += released_a - released_b
+            estimate = total / m
+            hits += round(estimate) == c
+            errors.append(abs(estimate - c))
+        print(
+            f"  m = {m:>3}: {2 * m:>3} queries, rounded mean is the cell in {hits / trials:5.1%} "
+            f"of trials (a guess: {1 / (k - 1):.0%}), mean error {statistics.fmean(errors):.2f}"
+        )
 
 
 if __name__ == "__main__":

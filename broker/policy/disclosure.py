@@ -29,8 +29,10 @@ within b-1 of the truth; a difference of two released values within
 recovers of a withheld cell; a cell of fewer than k persons not shown.
 What it does not promise: many *different* cells that each differ by the
 same withheld cell give independent draws, and averaging many such
-differences narrows the withheld value. That needs a privacy budget
-(differential privacy), which this module does not keep.
+differences narrows the withheld value (``bench/disclosure_error.py``
+measures it: about 100 distinct pairs recover a count of 1..4 nine times in
+ten). Bounding that needs a privacy budget (differential privacy), which
+this module does not keep.
 
 The broker adds the hidden columns at plan time (:func:`add_hidden_columns`)
 and releases the merged answer (:func:`release`); both follow one

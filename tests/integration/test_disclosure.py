@@ -434,3 +434,39 @@ def test_the_audit_keeps_what_the_partner_is_not_told(running, clients, partner)
     assert small > 0 and end["groups_suppressed"] == small
     assert f"counts rounded to base {role.rounding_base}" in end["disclosure"]
     assert result.trailer.suppressed_groups == 0
+
+
+ODD_SHAPES = [
+    "SELECT count(*) AS count_all FROM offenders WHERE gender = 'NO SUCH' LIMIT 0",
+    "SELECT avg(length_days) AS avg_days, sum(length_days) AS sum_days, "
+    "count(length_days) AS count_days FROM sentences WHERE offence_code = 'NO SUCH'",
+    "SELECT gender, avg(length_days) AS avg_days FROM offenders o JOIN sentences s "
+    "ON o.birth_date = s.sentence_date WHERE o.gender = 'NO SUCH' GROUP BY gender",
+    "SELECT o.gender, count(*) AS count_all, count(DISTINCT s.offence_code) AS count_codes "
+    "FROM offenders o JOIN sentences s ON o.birth_date = s.sentence_date GROUP BY o.gender",
+    "SELECT sentence_type, avg(DISTINCT length_days) AS avg_days, "
+    "sum(DISTINCT length_days) AS sum_days FROM sentences GROUP BY sentence_type "
+    "ORDER BY sentence_type DESC NULLS FIRST LIMIT 2 OFFSET 1",
+    "SELECT count(*) AS count_all FROM offenders "
+    "WHERE birth_date BETWEEN -5 AND 99999999999999999999",
+    "SELECT count(*) AS count_all FROM offenders WHERE gender IN ('M', NULL) OR NOT status IS NULL",
+]
+
+
+@pytest.mark.parametrize("sql", ODD_SHAPES)
+def test_odd_shapes_are_answered_or_refused_clearly(running, clients, sql):
+    """Empty joins, averages of nothing, DISTINCT sums, LIMIT 0: an answer
+    whose statistics are rounded, or a clear refusal; never INTERNAL."""
+    client = clients["statistics"]
+    role = role_of(running, "statistics")
+    base = {"count": role.rounding_base, "sum": role.tables["sentences"].measures["length_days"]}
+    try:
+        result = client.query(sql)
+    except grpc.RpcError as error:
+        assert error.code() in REFUSALS, (error.code(), error.details())
+        return
+    assert result.trailer.suppressed_groups == 0
+    for field, column in zip(result.table.schema, result.table.columns, strict=True):
+        kind = field.name.split("_")[0]
+        if kind in base:
+            assert all(v % base[kind] == 0 for v in column.to_pylist() if v is not None), field

@@ -160,8 +160,6 @@ def run_demo(
                         print(f"refused: {exc.code().name}: {exc.details()}")
                         continue
                     print(render_result(result, "table"))
-                    if result.trailer.suppressed_groups:
-                        print(f"({result.trailer.suppressed_groups} small groups suppressed)")
         if serve:
             return _serve(workdir, federation, justice=True)
     return 0

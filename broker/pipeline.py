@@ -1,7 +1,7 @@
 """The path of one query, as plain functions: prepare (admit, validate,
 rewrite, plan: ``broker.prepare``), fan out (``broker.fanout``), judge the
 scans (``broker.outcome``), merge (``broker.merge``) or stream
-(``broker.stream``), suppress small groups. The gRPC servicer
+(``broker.stream``), release (aggregate-only: ``broker.policy.disclosure``). The gRPC servicer
 (``broker.server``) only decodes requests, encodes these results and writes
 the audit record the pipeline filled in (``broker.record``).
 """
@@ -23,7 +23,7 @@ from accord.v1 import broker_pb2
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
 from broker.outcome import check_outcome, source_statuses
-from broker.policy.aggregate import suppress_small_groups
+from broker.policy.disclosure import release, release_key
 from broker.policy.masks import partner_key
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
 from broker.prepare import PreparedQuery, prepare_query
@@ -71,7 +71,7 @@ class QueryPipeline:
         self.mask_secret = mask_secret
         self.merger = Merger(federation, self.limits)
         self.views: ViewCache = {}  # secure views built for this policy
-        # Parse, policy and planning run here, off the event loop and apart
+        # Parse, policy, planning and releases run here, off the event loop and apart
         # from the default executor (the audit writer's): a heavy query then
         # stalls neither health checks nor other partners' queries.
         # One partner holds all but one of them at most: its further queries
@@ -198,16 +198,26 @@ class QueryPipeline:
         key = partner_key(self.mask_secret, principal.partner.name)
         # Bounded while it runs (time, rows, bytes, memory): broker.merge.
         table, visible = await self.merger.merge(plan, tables, key, deadline)
-        suppressed = 0
-        if prepared.min_group_size:
-            table, suppressed = suppress_small_groups(table, prepared.min_group_size)
+        if prepared.release is not None:
+            role = prepared.view.role.name
+            work = functools.partial(
+                release, table, prepared.release, release_key(self.mask_secret, role)
+            )
+            # A few microseconds a group, up to the result limit: off the
+            # loop, on the threads of the other policy work.
+            table, withheld = await asyncio.get_running_loop().run_in_executor(
+                self._preparing, work
+            )
+            if record is not None:
+                record.released(withheld, prepared.release.describe())
+        # suppressed_groups stays 0 for an aggregate-only answer: a count of
+        # the groups withheld would tell an empty cell from a small one.
         trailer = broker_pb2.QueryTrailer(
             query_id=query_id,
             sources=source_statuses(results, None if prepared.min_group_size else visible),
             rows=table.num_rows,
             elapsed_ms=(time.monotonic() - started) * 1000,
             partial=bool(failed),
-            suppressed_groups=suppressed,
         )
         log.info(
             "answered %s: %d rows from %d scans in %.1f ms",

@@ -4,9 +4,10 @@ caller's SQL to the plan of its scans, with the role's policy applied.
 admit (purpose, case reference; ``broker.policy.admission``) -> parse and
 validate against the role's catalog (``broker.validate``) -> qualify, so a
 denied column does not exist (``broker.policy.rewrite``) -> aggregate-only
-checks (``broker.policy.aggregate``) -> secure views -> hidden person count
-(aggregate-only) -> plan (``broker.planner``). Each step is its own module;
-this one only calls them in order.
+checks (``broker.policy.aggregate``) -> secure views -> hidden columns the
+release needs (aggregate-only: ``broker.policy.disclosure``) -> plan
+(``broker.planner``). Each step is its own module; this one only calls them
+in order.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from accord.audit.lookups import fps_numbers
 from accord.errors import InvalidQuery
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
-from broker.policy.aggregate import add_person_count, check_aggregate_query
+from broker.policy.aggregate import check_aggregate_query
+from broker.policy.disclosure import ReleaseSpec, add_hidden_columns
 from broker.policy.rewrite import (
     RoleView,
     ViewCache,
@@ -47,6 +49,7 @@ class PreparedQuery:
     masks: list[str] = field(default_factory=list)
     row_filters: list[str] = field(default_factory=list)
     fps_numbers: list[str] = field(default_factory=list)  # for the audit record
+    release: ReleaseSpec | None = None  # aggregate-only: how the answer is released
 
     @property
     def min_group_size(self) -> int:
@@ -97,15 +100,20 @@ def _prepare(
     looked_up = fps_numbers(tree)  # here, off the event loop, from the tree at hand
     tree = qualify_for_role(tree, view)
     touched = _tables_touched(tree)
-    if role.aggregate_only:
-        check_aggregate_query(tree, view)
+    outputs = check_aggregate_query(tree, view) if role.aggregate_only else None
     tree = apply_secure_views(tree, view)
-    if role.aggregate_only:
-        add_person_count(tree)  # type: ignore[arg-type]  # checked: a plain SELECT
+    release = None
+    if outputs is not None:
+        release = add_hidden_columns(
+            tree,  # type: ignore[arg-type]  # checked: a plain SELECT
+            outputs,
+            role.min_group_size,
+            role.rounding_base,
+        )
     rewritten = tree.sql(dialect="duckdb")
     plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
     masks, filters = describe_policy(view, touched)
-    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up)
+    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up, release)
 
 
 def _tables_touched(tree: exp.Expr) -> list[str]:

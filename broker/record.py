@@ -109,6 +109,10 @@ class QueryRecord:
     plan: Plan | None = None  # None: refused before it was planned
     sources: dict[str, SourceTotals] = field(default_factory=dict)
     truncated: dict[str, int] = field(default_factory=dict)  # field -> bytes sent
+    # aggregate-only: the groups the release withheld (never told to the
+    # caller) and how the answer was released
+    groups_suppressed: int = 0
+    disclosure: str = ""
 
     @classmethod
     def open(
@@ -156,6 +160,9 @@ class QueryRecord:
 
     def fetched(self, results: list[ScanResult]) -> None:
         self.sources = totals_by_source(results)
+
+    def released(self, withheld: int, method: str) -> None:
+        self.groups_suppressed, self.disclosure = withheld, method
 
     def as_dict(
         self, trailer: broker_pb2.QueryTrailer | None, error: BaseException | None
@@ -261,7 +268,8 @@ class QueryRecord:
                 for code, t in sorted(self.sources.items())
             ],
             "rows_returned": rows,
-            "groups_suppressed": trailer.suppressed_groups if trailer is not None else 0,
+            "groups_suppressed": self.groups_suppressed,
+            **({"disclosure": self.disclosure} if self.disclosure else {}),
             "partial": trailer.partial if trailer is not None else False,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "outcome": status.name,

@@ -220,7 +220,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
     ) -> None:
         principal = await self._principal(context, "Query")
         record = self._open("query", query_id, principal, request, started)
-        done = _QueryDone(self.metrics, principal.partner.role, started)
+        done = _QueryDone(self.metrics, principal.partner.role, started, record)
         answer = _Answer(record)
         ticket: Ticket | None = None
         try:
@@ -410,8 +410,10 @@ class _Answer:
 class _QueryDone:
     """Counts one query in the metrics, once, however it ends."""
 
-    def __init__(self, metrics: BrokerMetrics | None, role: str, started: float) -> None:
-        self.metrics, self.role, self.started = metrics, role, started
+    def __init__(
+        self, metrics: BrokerMetrics | None, role: str, started: float, record: QueryRecord
+    ) -> None:
+        self.metrics, self.role, self.started, self.record = metrics, role, started, record
         self.counted = metrics is None
         if metrics is not None:
             metrics.inflight.inc()
@@ -426,7 +428,7 @@ class _QueryDone:
             error,
             self.started,
             trailer.rows if trailer is not None else 0,
-            trailer.suppressed_groups if trailer is not None else 0,
+            self.record.groups_suppressed,  # the trailer does not say (broker.policy.disclosure)
         )
 
 

@@ -1,7 +1,8 @@
 """One query's whole path in the test process, without gRPC or adapters:
 ``prepare_query``, each planned scan run on small generated source rows
 (``tests/rewrite_oracle.py``) with its pushed predicate and limit, the
-broker's own merge (``broker.merge.Merger``) and small-group suppression.
+broker's own merge (``broker.merge.Merger``) and, for aggregate-only roles,
+the release (``broker.policy.disclosure``).
 
 ``oracle_answer`` gives what the caller's SQL gives over the role's view
 built without ``broker.policy``, so the two can be compared.
@@ -20,7 +21,7 @@ from accord.catalog import SOURCE_COLUMN
 from accord.federation import load_federation
 from broker.identity import Principal
 from broker.merge import Merger, aligned
-from broker.policy.aggregate import suppress_small_groups
+from broker.policy.disclosure import release, release_key
 from broker.policy.masks import partner_key
 from broker.policy.store import PolicySet, default_policies_dir
 from broker.prepare import prepare_query
@@ -90,8 +91,9 @@ def run_prepared(prepared: PreparedQuery, partner: str) -> tuple[list[str], Rows
     plan = prepared.plan
     tables = {ref.ref_id: _scanned(ref) for ref in plan.references}
     table, _ = MERGER.run(plan, tables, partner_key(SECRET, partner))
-    if prepared.min_group_size:
-        table, _ = suppress_small_groups(table, prepared.min_group_size)
+    if prepared.release is not None:
+        key = release_key(SECRET, prepared.view.role.name)
+        table, _ = release(table, prepared.release, key)
     columns = [c.to_pylist() for c in table.columns]
     return table.column_names, [tuple(_value(v) for v in r) for r in zip(*columns, strict=True)]
 

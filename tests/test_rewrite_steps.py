@@ -5,7 +5,7 @@ Fixtures: ``tests/fixtures/rewrite/<step>.sql`` for the steps
 - ``secure_views``: parse, qualify for the role, ``apply_secure_views``;
 - ``principal_binding``: ``bind_principal`` over a policy expression (a
   query over the raw tables naming ``principal.*``);
-- ``aggregate_rules``: qualify, ``check_aggregate_query``, ``add_person_count``
+- ``aggregate_rules``: qualify, ``check_aggregate_query``, ``add_hidden_columns``
   (the secure views are left out of the text, and put back to execute it);
 - ``pushdown``: ``plan_query``, shown as one statement per scan
   (``SELECT <columns> FROM "<source>"."<table>" AS "<ref>" WHERE <pushed> LIMIT
@@ -58,7 +58,8 @@ from accord.errors import AccordError
 from accord.federation import load_federation
 from broker.identity import Principal
 from broker.planner import QueryPlan, plan_query
-from broker.policy.aggregate import add_person_count, check_aggregate_query
+from broker.policy.aggregate import check_aggregate_query
+from broker.policy.disclosure import add_hidden_columns
 from broker.policy.masks import bind_keyed_hash, partner_key
 from broker.policy.rewrite import RoleView, apply_secure_views, bind_principal, qualify_for_role
 from broker.policy.store import PolicySet, default_policies_dir
@@ -150,8 +151,10 @@ def run_step(case: Case) -> list[str]:
     tree = qualified(case, view)
     if case.step == "secure_views":
         return [pretty(apply_secure_views(tree, view))]
-    check_aggregate_query(tree, view)
-    return [pretty(add_person_count(tree))]  # type: ignore[arg-type]  # checked: a SELECT
+    outputs = check_aggregate_query(tree, view)
+    role = view.role
+    add_hidden_columns(tree, outputs, role.min_group_size, role.rounding_base)  # type: ignore[arg-type]
+    return [pretty(tree)]
 
 
 def plan_of(case: Case) -> QueryPlan:
@@ -246,11 +249,26 @@ def oracle_view(case: Case, key: bytes) -> dict[str, pa.Table]:
 
 
 def with_person_counts(tree: exp.Select) -> exp.Select:
-    """The aggregate-only oracle: one distinct-person count per table read."""
+    """The aggregate-only oracle: per table read, its distinct-person count and
+    the digest of its persons; per average, its sum and count."""
     tables = [tree.args["from_"].this, *(j.this for j in tree.args.get("joins") or [])]
+    averages = [
+        (i, p.unalias()) for i, p in enumerate(tree.expressions) if isinstance(p.unalias(), exp.Avg)
+    ]
     for number, table in enumerate(tables, start=1):
-        count = f'count(DISTINCT "{table.alias_or_name}"."{oracle.PERSON}")'
-        tree = tree.select(f'{count} AS "__accord_persons_{number}"', dialect="duckdb")
+        person = f'"{table.alias_or_name}"."{oracle.PERSON}"'
+        tree = tree.select(
+            f'count(DISTINCT {person}) AS "__accord_persons_{number}"', dialect="duckdb"
+        )
+        digest = f"bit_xor(DISTINCT (md5_number({person}) >> 64)::UBIGINT)"
+        tree = tree.select(f'{digest} AS "__accord_cell_{number}"', dialect="duckdb")
+    for i, average in averages:
+        column = average.this.sql(dialect="duckdb")
+        tree = tree.select(
+            f'sum({column}) AS "__accord_avg_sum_{i}"',
+            f'count({column}) AS "__accord_avg_count_{i}"',
+            dialect="duckdb",
+        )
     return tree
 
 

@@ -19,8 +19,20 @@ Deny by default: a table or column no rule grants does not exist for the
 role, and ``columns: all`` is said per table (a list of columns names
 each one). A row filter links a child table to people with ``person IN
 (SELECT person FROM offenders WHERE ...)`` (``broker/policy/linkage.py``).
-Aggregate-only roles add ``aggregate_only: true``, ``min_group_size`` and,
-per table, the ``dimensions`` they may group and filter by.
+Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``,
+``rounding_base`` (counts are randomly rounded to a multiple of it) and, per
+table, the ``dimensions`` they may group and filter by and the ``measures``
+they may sum or average, each with the base its sums are rounded to
+(``broker/policy/disclosure.py``)::
+
+    aggregate_only: true
+    min_group_size: 5
+    rounding_base: 5
+    tables:
+      sentences:
+        columns: {offence_code: clear, length_days: clear}
+        dimensions: [offence_code]
+        measures: {length_days: 365}
 
 What one partner of the role may have under way (``broker/quota.py``; a
 key left out keeps its default, shown here; a partner in
@@ -69,10 +81,11 @@ _ROLE_KEYS = {
     "case_reference_required",
     "aggregate_only",
     "min_group_size",
+    "rounding_base",
     "tables",
     "quota",
 }
-_TABLE_KEYS = {"columns", "row_filter", "dimensions"}
+_TABLE_KEYS = {"columns", "row_filter", "dimensions", "measures"}
 _MASK_KEYS = {"mask", "value", "keep_first", "keep_last", "expression", "type"}
 
 
@@ -82,6 +95,8 @@ class TableGrant:
     columns: dict[str, Mask | None]  # granted column -> mask (None: clear)
     row_filter: str | None = None
     dimensions: frozenset[str] = frozenset()
+    #: aggregate-only: column -> the base its sums are rounded to
+    measures: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,6 +108,7 @@ class Role:
     tables: dict[str, TableGrant]
     aggregate_only: bool = False
     min_group_size: int = 5
+    rounding_base: int = 5
     path: str = ""
     quota: Quota = field(default_factory=Quota)
 
@@ -128,6 +144,11 @@ def load_role(path: Path, federation: Federation) -> Role:
     min_group_size = doc.get("min_group_size", 5)
     if not isinstance(min_group_size, int) or min_group_size < 2:
         where.fail("min_group_size", "'min_group_size' must be an integer of at least 2")
+    rounding_base = doc.get("rounding_base", 5)
+    if not isinstance(rounding_base, int) or isinstance(rounding_base, bool) or rounding_base < 1:
+        where.fail("rounding_base", "'rounding_base' must be a positive integer (1: no rounding)")
+    if "rounding_base" in doc and not aggregate_only:
+        where.fail("rounding_base", "'rounding_base' only applies to aggregate_only roles")
     tables_spec = doc.get("tables") or LineDict()
     if not isinstance(tables_spec, LineDict):
         where.fail("tables", "'tables' must map table names to grants")
@@ -146,6 +167,7 @@ def load_role(path: Path, federation: Federation) -> Role:
         tables=tables,
         aggregate_only=aggregate_only,
         min_group_size=min_group_size,
+        rounding_base=rounding_base,
         path=str(path),
         quota=quota,
     )
@@ -202,7 +224,8 @@ def _load_grant(
         )
     row_filter = _load_row_filter(where, table, spec.get("row_filter"), federation)
     dimensions = _load_dimensions(where, table, spec.get("dimensions"), columns, aggregate_only)
-    return TableGrant(table, columns, row_filter, frozenset(dimensions))
+    measures = _load_measures(where, table, spec.get("measures"), columns, aggregate_only)
+    return TableGrant(table, columns, row_filter, frozenset(dimensions), measures)
 
 
 def _load_row_filter(
@@ -230,6 +253,27 @@ def _load_dimensions(
     if dimensions and not aggregate_only:
         where.fail("dimensions", "'dimensions' only apply to aggregate_only roles")
     return dimensions
+
+
+def _load_measures(
+    where: _Where, table: str, spec: Any, columns: dict[str, Mask | None], aggregate_only: bool
+) -> dict[str, int]:
+    """``measures``: granted columns an aggregate-only role may SUM or AVG,
+    each with the positive base its sums are randomly rounded to."""
+    if spec is None:
+        return {}
+    if not isinstance(spec, LineDict):
+        where.fail("measures", "'measures' maps columns to the base their sums are rounded to")
+    if not aggregate_only:
+        where.fail("measures", "'measures' only apply to aggregate_only roles")
+    for column, base in spec.items():
+        if column not in columns:
+            where.fail("measures", f"measure {column!r} is not a granted column of {table}")
+        if not isinstance(base, int) or isinstance(base, bool) or base < 1:
+            where.fail(
+                "measures", f"measure {column!r}: the rounding base must be a positive integer"
+            )
+    return {str(column): int(base) for column, base in spec.items()}
 
 
 def _load_mask(

@@ -151,10 +151,15 @@ def test_no_row_of_a_withheld_yukon_person_reaches_any_partner(running):
                     c for c in running.federation.released_columns(table) if c in grant.columns
                 ]
                 if role.aggregate_only:
-                    # no source dimension: the count over every source
+                    # no source dimension: the count over every source,
+                    # released rounded (broker.policy.disclosure)
                     sql = f"SELECT count(*) FROM {table}"
                     answer = rows(client.query(sql).table)
                     expected = oracle.sql(sql).fetchall()
+                    if len(answer) == len(expected) == 1:
+                        ((got,), (true,)) = answer[0], expected[0]
+                        if got % role.rounding_base == 0 and abs(got - true) < role.rounding_base:
+                            answer = expected
                 else:
                     sql = f"SELECT {', '.join(visible)} FROM {table} WHERE source = 'YT'"
                     answer = rows(client.query(sql).table)

@@ -252,8 +252,9 @@ def _read_with_extends(path: Path, depth: int = 0) -> Any:
     base["sources"] = [
         {**s, **_mapping(overrides.get(str(s.get("code")), {}), "override")} for s in sources
     ]
-    if "federation" in raw:
-        base["federation"] = raw["federation"]
+    for key in ("federation", "broker_identities"):  # the deployment's own, not the base's
+        if key in raw:
+            base[key] = raw[key]
     return base
 
 

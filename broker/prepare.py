@@ -52,6 +52,17 @@ class PreparedQuery:
     def min_group_size(self) -> int:
         return self.view.role.min_group_size if self.view.role.aggregate_only else 0
 
+    @property
+    def counts_by_source(self) -> bool:
+        """Whether the trailer may say how many visible rows each source gave:
+        not to aggregate-only roles (a count would undo suppression), and not
+        where the role is denied ``source`` on a table the query reads (the
+        counts would say which systems hold the rows, as ``source`` does)."""
+        view = self.view
+        return not view.role.aggregate_only and all(
+            view.sees_source(ref.table) for ref in self.plan.references
+        )
+
 
 def prepare_query(
     sql: str,

@@ -227,7 +227,8 @@ def oracle_tables(
     for name, grant in (role.get("tables") or {}).items():
         released = set(federation.released_columns(name))
         logical = federation.tables[name]
-        columns = [c for c in logical.columns if c in grant["columns"] and c in released]
+        granted = logical.columns if grant["columns"] == "all" else grant["columns"]
+        columns = [c for c in logical.columns if c in granted and c in released]
         if not columns:
             continue
         specs = {c: _mask_spec(grant["columns"][c]) for c in columns}
@@ -249,8 +250,9 @@ def oracle_tables(
             fields.append(pa.field(column, ARROW[out_type]))
             index = names.index(f"__expr_{column}" if spec["mask"] == "expression" else column)
             values.append([_mask(spec, r[index], key) for r in rows])
-        fields.append(pa.field("source", pa.string()))
-        values.append([r[names.index("source")] for r in rows])
+        if grant["columns"] == "all" or "source" in grant["columns"]:
+            fields.append(pa.field("source", pa.string()))
+            values.append([r[names.index("source")] for r in rows])
         if role.get("aggregate_only"):
             person, local = logical.person_key or "fps_number", names.index("source_person_id")
             fields.append(pa.field(PERSON, pa.string()))

@@ -110,7 +110,7 @@ def test_policy_check_refuses_hand_written_linkage(policy_dir, row_filter, messa
     path.write_text(text.replace(LINK, row_filter.replace('"', '\\"')))
     policy, problems = check_policies(policy_dir, FEDERATION)
     assert policy is None
-    assert any(message in p and "officer.yaml:17:" in p for p in problems), problems
+    assert any(message in p and "officer.yaml:18:" in p for p in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -199,7 +199,8 @@ def _tables(rows: dict[str, list[dict[str, object]]]) -> duckdb.DuckDBPyConnecti
 
 
 def _view_sql(row_filter: str) -> str:
-    grant = TableGrant("sentences", {"fps_number": None, "source_person_id": None}, row_filter)
+    columns = {"fps_number": None, "source_person_id": None, "source": None}
+    grant = TableGrant("sentences", columns, row_filter)
     role = Role("linker", "", frozenset({"supervision"}), False, {"sentences": grant})
     partner = POLICY.registry.partners["officer_bc"]
     view = RoleView(role, Principal(partner, "", 0, dt.datetime.now(dt.UTC)), DEFAULT)

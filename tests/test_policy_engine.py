@@ -250,7 +250,7 @@ def edit(path: Path, old: str, new: str) -> None:
             "roles/officer.yaml",
             "  sentences:",
             "  sentencez:",
-            "officer.yaml:16: unknown table 'sentencez'",
+            "officer.yaml:17: unknown table 'sentencez'",
         ),
         (
             "roles/officer.yaml",
@@ -343,20 +343,20 @@ def test_every_error_is_an_accord_error():
 def test_columns_all_grants_every_column_in_the_clear(policy_dir):
     edit(
         policy_dir / "roles" / "officer.yaml",
-        "    columns:\n      fps_number: clear\n      length_days: clear",
+        "    columns:\n      fps_number: clear\n      length_days: clear\n      source: clear",
         "    columns: all",
     )
     policy, problems = check_policies(policy_dir, FEDERATION)
     assert problems == [] and policy is not None
     grant = policy.roles["officer"].tables["sentences"]
-    assert grant.columns == dict.fromkeys(FEDERATION.tables["sentences"].columns)
+    assert grant.columns == dict.fromkeys([*FEDERATION.tables["sentences"].columns, "source"])
 
 
 @pytest.mark.parametrize("value", ["everything", "[]", "{}", "ALL"])
 def test_a_grant_lists_its_columns_or_says_all(policy_dir, value):
     edit(
         policy_dir / "roles" / "officer.yaml",
-        "    columns:\n      fps_number: clear\n      length_days: clear",
+        "    columns:\n      fps_number: clear\n      length_days: clear\n      source: clear",
         f"    columns: {value}",
     )
     policy, problems = check_policies(policy_dir, FEDERATION)

@@ -118,7 +118,8 @@ def entitled_connection(
             continue
         types = federation.tables[table].columns
         select = [f"{_mask_sql(grant.columns[c], c, types[c], key)} AS {c}" for c in columns]
-        select.append("source")
+        if "source" in grant.columns:  # granted like any column, else absent
+            select.append("source")
         where = ""
         if grant.row_filter:
             linked = linkage_oracle.expand(grant.row_filter, table, table, federation)

@@ -27,7 +27,7 @@ from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION
 from broker.identity import Principal
 from broker.policy.linkage import check_linkage
-from broker.policy.masks import bind_keyed_hash
+from broker.policy.masks import Mask, bind_keyed_hash
 from broker.policy.model import Role, TableGrant
 from broker.policy.rewrite import RoleView, secure_view
 from broker.policy.store import PolicySet, check_policies
@@ -199,7 +199,7 @@ def _tables(rows: dict[str, list[dict[str, object]]]) -> duckdb.DuckDBPyConnecti
 
 
 def _view_sql(row_filter: str) -> str:
-    columns = {"fps_number": None, "source_person_id": None, "source": None}
+    columns: dict[str, Mask | None] = dict.fromkeys(["fps_number", "source_person_id", "source"])
     grant = TableGrant("sentences", columns, row_filter)
     role = Role("linker", "", frozenset({"supervision"}), False, {"sentences": grant})
     partner = POLICY.registry.partners["officer_bc"]

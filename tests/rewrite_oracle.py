@@ -282,9 +282,33 @@ def _masked_type(spec: dict[str, Any], kind: str) -> str:
     mask = spec["mask"]
     if mask == "year_only":
         return "BIGINT"
-    if mask in ("keyed_hash", "partial"):
+    if mask in ("keyed_hash", "partial", "city"):
         return "VARCHAR"
     return str(spec.get("type", kind))
+
+
+_POSTAL = re.compile(r"[A-Z]\d[A-Z]")
+_POSTAL_TAIL = re.compile(r"\d[A-Z]\d")
+
+
+def city_of(address: str) -> str | None:
+    """``..., <city> <XX> <A1A> <1A1>`` -> ``<city> <XX>``; any other shape None.
+    Written with string methods, apart from the broker's regular expression."""
+    _, comma, tail = address.rpartition(",")
+    words = tail.split()
+    if not comma or len(words) < 4:
+        return None
+    *place, province, fsa, ldu = words
+    if not (
+        len(province) == 2
+        and province.isascii()
+        and province.isupper()
+        and province.isalpha()
+        and _POSTAL.fullmatch(fsa)
+        and _POSTAL_TAIL.fullmatch(ldu)
+    ):
+        return None
+    return " ".join([*place, province])
 
 
 def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:
@@ -299,6 +323,8 @@ def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:
         return value.year
     if mask == "keyed_hash":
         return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+    if mask == "city":
+        return city_of(str(value))
     if mask == "partial":
         first, last = spec.get("keep_first", 0), spec.get("keep_last", 0)
         text = str(value)

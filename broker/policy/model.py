@@ -289,6 +289,8 @@ def _check_mask(
         where.fail(column, f"column {column}: partial keeps keep_first/keep_last characters")
     if kind == "partial" and logical_type != "VARCHAR":
         where.fail(column, f"column {column}: partial applies to text columns only")
+    if kind == "city" and logical_type != "VARCHAR":
+        where.fail(column, f"column {column}: city applies to text (address) columns only")
     if kind == "year_only" and logical_type != "DATE":
         where.fail(column, f"column {column}: year_only applies to DATE columns only")
     if (

@@ -31,6 +31,7 @@ import sqlglot
 from sqlglot import exp
 
 from tests import linkage_oracle
+from tests.rewrite_oracle import city_of
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -103,6 +104,7 @@ def entitled_connection(
 ) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
+    con.create_function("oracle_city", _city, ["VARCHAR"], "VARCHAR")  # type: ignore[arg-type]
     raw_tables = {
         r[0]
         for r in con.sql(
@@ -185,9 +187,15 @@ def _mask_sql(mask: Mask | None, column: str, logical_type: str, key: bytes) -> 
         )
     if mask.kind == "keyed_hash":
         return f"oracle_hmac(CAST({column} AS VARCHAR))"
+    if mask.kind == "city":
+        return f"oracle_city({column})"
     if mask.kind == "expression":
         return f"({mask.expression})"
     raise AssertionError(mask.kind)
+
+
+def _city(address: str | None) -> str | None:
+    return None if address is None else city_of(address)
 
 
 def register_hmac(con: duckdb.DuckDBPyConnection, key: bytes) -> None:

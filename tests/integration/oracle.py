@@ -104,7 +104,7 @@ def entitled_connection(
 ) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
-    con.create_function("oracle_city", _city, ["VARCHAR"], "VARCHAR")  # type: ignore[arg-type]
+    con.create_function("oracle_city", _city, ["VARCHAR"], "VARCHAR")
     raw_tables = {
         r[0]
         for r in con.sql(

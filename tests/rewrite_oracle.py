@@ -95,7 +95,7 @@ def source_data(federation: Federation, seed: int = 47) -> dict[tuple[str, str],
     data = {}
     for code, source in federation.sources.items():
         for name in source.tables:
-            if name not in source.release:
+            if name not in source.release or name == "victim_cases":
                 continue
             logical = federation.tables[name]
             held = set(source.tables[name].columns) & source.released_columns(name)
@@ -105,7 +105,28 @@ def source_data(federation: Federation, seed: int = 47) -> dict[tuple[str, str],
                 rows.append({c: (v if c in held else None) for c, v in row.items()})
             table = pa.Table.from_pylist(rows, schema=logical.arrow_schema())
             data[(code, name)] = _release_filter(table, source.release[name].row_filter)
+        if "victim_cases" in source.release and (code, "sentences") in data:
+            data[(code, "victim_cases")] = _victim_cases(federation, data[(code, "sentences")])
     return data
+
+
+def _victim_cases(federation: Federation, sentences: pa.Table) -> pa.Table:
+    """Every other sentence of the source concerns a registered victim
+    (``VR-00001`` the first two, ``VR-00002`` the next), so the victim's
+    offender also has sentences that do not. Drawn apart from the seeded
+    stream, which the other tables' rows keep as they were."""
+    rows = [
+        {
+            "source_person_id": s["source_person_id"],
+            "fps_number": s["fps_number"],
+            "victim_registration": f"VR-{1 + i // 4:05d}",
+            "offence_code": s["offence_code"],
+            "sentence_date": s["sentence_date"],
+        }
+        for i, s in enumerate(sentences.to_pylist())
+        if i % 2 == 0
+    ]
+    return pa.Table.from_pylist(rows, schema=federation.tables["victim_cases"].arrow_schema())
 
 
 def _row(rng: random.Random, table: str, columns: dict[str, str], i: int) -> dict[str, Any]:

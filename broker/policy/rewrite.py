@@ -315,12 +315,12 @@ def bind_principal(tree: exp.Expr, view: RoleView) -> exp.Expr:
 
 
 def principal_redactor(view: RoleView) -> Callable[[str], str]:
-    """Hides the values of the partner's own attributes (linked offenders,
+    """Hides the values of the partner's own attributes (victim registration,
     approved cases, assigned facility, ...) in text shown to the caller.
 
-    The policy binds them into row filters as literals; a victim may see
-    its offender's FPS number only as a keyed hash, so Explain must show
-    ``<principal.linked_offenders>`` where the filter holds the raw value.
+    The policy binds them into row filters as literals; a contract agency
+    may not read its assigned FPS numbers back from a plan, so Explain shows
+    ``<principal.assigned_offenders>`` where the filter holds the raw value.
     """
     partner = view.principal.partner
     replacements: list[tuple[str, str]] = []

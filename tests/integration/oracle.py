@@ -104,7 +104,7 @@ def entitled_connection(
 ) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
-    con.create_function("oracle_city", _city, ["VARCHAR"], "VARCHAR")
+    register_cities(con, role)
     raw_tables = {
         r[0]
         for r in con.sql(
@@ -188,14 +188,27 @@ def _mask_sql(mask: Mask | None, column: str, logical_type: str, key: bytes) -> 
     if mask.kind == "keyed_hash":
         return f"oracle_hmac(CAST({column} AS VARCHAR))"
     if mask.kind == "city":
-        return f"oracle_city({column})"
+        return f"(SELECT city FROM oracle_city WHERE oracle_city.address = {column})"
     if mask.kind == "expression":
         return f"({mask.expression})"
     raise AssertionError(mask.kind)
 
 
-def _city(address: str | None) -> str | None:
-    return None if address is None else city_of(address)
+def register_cities(con: duckdb.DuckDBPyConnection, role: Role) -> None:
+    """``oracle_city(address, city)``: each raw value of a column the role
+    masks with ``city``, and its city as ``tests.rewrite_oracle.city_of``
+    (string methods, not the broker's regular expression) reads it."""
+    values: set[str] = set()
+    for table, grant in role.tables.items():
+        for column, mask in grant.columns.items():
+            if mask is not None and mask.kind == "city":
+                found = con.sql(f"SELECT DISTINCT {column} FROM raw.{table}").fetchall()
+                values |= {str(r[0]) for r in found if r[0] is not None}
+    pairs = [{"address": v, "city": city_of(v)} for v in sorted(values)]
+    schema = pa.schema([("address", pa.string()), ("city", pa.string())])
+    con.register("_cities", pa.Table.from_pylist(pairs, schema=schema))
+    con.execute("CREATE TABLE oracle_city AS SELECT * FROM _cities")
+    con.unregister("_cities")
 
 
 def register_hmac(con: duckdb.DuckDBPyConnection, key: bytes) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -18,7 +19,6 @@ from broker.identity import PartnerRegistry
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable
-    from pathlib import Path
 
     from accord.pki import PkiLayout
     from accord.workdir import Workdir
@@ -233,6 +233,39 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
         fps=args.fps,
     ):
         print(json.dumps(record, ensure_ascii=False))
+    return 0
+
+
+def policy(args: argparse.Namespace, workdir: Workdir) -> int:
+    handlers = {"check": policy_check, "explain": policy_explain, "diff": policy_diff}
+    return handlers[args.policy_command](args, workdir)
+
+
+def policy_explain(args: argparse.Namespace, workdir: Workdir) -> int:
+    from broker.policy.review import explain_role
+    from broker.policy.store import PolicySet
+
+    federation = load_federation(args.federation)
+    policy = PolicySet.load(args.policies, federation)
+    if args.role not in policy.roles:
+        raise ConfigError(f"no role {args.role!r}; the roles are {', '.join(sorted(policy.roles))}")
+    print("\n".join(explain_role(policy, args.role, federation).lines()))
+    return 0
+
+
+def policy_diff(args: argparse.Namespace, workdir: Workdir) -> int:
+    import tempfile
+
+    from app.policyref import policies_at
+    from broker.policy.review import diff_policies
+    from broker.policy.store import PolicySet
+
+    federation = load_federation(args.federation)
+    new = PolicySet.load(args.policies, federation)
+    with tempfile.TemporaryDirectory(prefix="accord-policy-") as scratch:
+        old = PolicySet.load(policies_at(args.against, args.policies, Path(scratch)), federation)
+    changes = diff_policies(old, new, federation)
+    print("\n".join(changes) if changes else f"no change against {args.against}")
     return 0
 
 

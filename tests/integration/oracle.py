@@ -188,14 +188,14 @@ def _mask_sql(mask: Mask | None, column: str, logical_type: str, key: bytes) -> 
     if mask.kind == "keyed_hash":
         return f"oracle_hmac(CAST({column} AS VARCHAR))"
     if mask.kind == "city":
-        return f"(SELECT city FROM oracle_city WHERE oracle_city.address = {column})"
+        return f"(SELECT __city FROM oracle_city WHERE __stored = {column})"
     if mask.kind == "expression":
         return f"({mask.expression})"
     raise AssertionError(mask.kind)
 
 
 def register_cities(con: duckdb.DuckDBPyConnection, role: Role) -> None:
-    """``oracle_city(address, city)``: each raw value of a column the role
+    """``oracle_city(__stored, __city)``: each raw value of a column the role
     masks with ``city``, and its city as ``tests.rewrite_oracle.city_of``
     (string methods, not the broker's regular expression) reads it."""
     values: set[str] = set()
@@ -204,8 +204,8 @@ def register_cities(con: duckdb.DuckDBPyConnection, role: Role) -> None:
             if mask is not None and mask.kind == "city":
                 found = con.sql(f"SELECT DISTINCT {column} FROM raw.{table}").fetchall()
                 values |= {str(r[0]) for r in found if r[0] is not None}
-    pairs = [{"address": v, "city": city_of(v)} for v in sorted(values)]
-    schema = pa.schema([("address", pa.string()), ("city", pa.string())])
+    pairs = [{"__stored": v, "__city": city_of(v)} for v in sorted(values)]
+    schema = pa.schema([("__stored", pa.string()), ("__city", pa.string())])
     con.register("_cities", pa.Table.from_pylist(pairs, schema=schema))
     con.execute("CREATE TABLE oracle_city AS SELECT * FROM _cities")
     con.unregister("_cities")

@@ -748,7 +748,7 @@ def test_keyed_hash_joins_within_one_partner_but_not_across_partners(attacker):
         "ORDER BY ALL",
     ],
 )
-def test_police_partial_address_shows_only_the_kept_characters(attacker, sql):
+def test_police_address_mask_shows_only_the_city(attacker, sql):
     answered_as_oracle(attacker, "police", sql, ordered="ORDER BY" in sql)
 
 
@@ -1089,11 +1089,14 @@ def test_window_over_the_whole_table_counts_visible_rows(attacker, partner):
     visible = running.oracle(partner).sql("SELECT count(*) FROM offenders").fetchall()[0][0]
     got = answered_as_oracle(attacker, partner, "SELECT DISTINCT count(*) OVER () FROM offenders")
     assert got in ([(visible,)], [])
+    key = (
+        "source" if "source" in role_of(running, partner).tables["offenders"].columns else "surname"
+    )
     answered_as_oracle(
         attacker,
         partner,
-        "SELECT source, count(*) OVER (PARTITION BY source), "
-        "percent_rank() OVER (ORDER BY source) FROM offenders ORDER BY ALL",
+        f"SELECT {key}, count(*) OVER (PARTITION BY {key}), "
+        f"percent_rank() OVER (ORDER BY {key}) FROM offenders ORDER BY ALL",
         ordered=True,
     )
 

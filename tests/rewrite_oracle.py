@@ -308,28 +308,38 @@ def _masked_type(spec: dict[str, Any], kind: str) -> str:
     return str(spec.get("type", kind))
 
 
-_POSTAL = re.compile(r"[A-Z]\d[A-Z]")
-_POSTAL_TAIL = re.compile(r"\d[A-Z]\d")
+#: What the broker's regular expression calls whitespace (RE2's ``\\s``).
+_WS = " \t\n\f\r"
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGIT = frozenset("0123456789")
 
 
 def city_of(address: str) -> str | None:
     """``..., <city> <XX> <A1A> <1A1>`` -> ``<city> <XX>``; any other shape None.
     Written with string methods, apart from the broker's regular expression."""
-    _, comma, tail = address.rpartition(",")
-    words = tail.split()
-    if not comma or len(words) < 4:
+    head, comma, tail = address.rpartition(",")
+    if not comma or "\n" in head:  # the pattern's ``.*`` stops at a line break
         return None
-    *place, province, fsa, ldu = words
+    text = tail.rstrip(_WS)
+    for kinds in ((_DIGIT, _UPPER, _DIGIT), (_UPPER, _DIGIT, _UPPER)):  # 1A1, then A1A
+        cut = max(text.rfind(c) for c in _WS)
+        token, text = text[cut + 1 :], text[:cut].rstrip(_WS)
+        if (
+            cut < 0
+            or len(token) != 3
+            or not all(ch in k for ch, k in zip(token, kinds, strict=True))
+        ):
+            return None
+    place = text.lstrip(_WS)
+    province, before = place[-2:], place[:-2]
     if not (
         len(province) == 2
-        and province.isascii()
-        and province.isupper()
-        and province.isalpha()
-        and _POSTAL.fullmatch(fsa)
-        and _POSTAL_TAIL.fullmatch(ldu)
+        and set(province) <= _UPPER
+        and before[-1:] in tuple(_WS)
+        and before.rstrip(_WS)
     ):
         return None
-    return " ".join([*place, province])
+    return place
 
 
 def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:

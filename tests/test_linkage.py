@@ -91,6 +91,10 @@ def test_fixture_links_through_the_construct():
             "the subquery must select person",
         ),
         ("file IN (SELECT person FROM offenders)", "the subquery must select file"),
+        (
+            "sentence IN (SELECT sentence FROM offenders)",
+            "sentence cannot link table offenders: it has no offence_code, sentence_date",
+        ),
         (f"{LINK} OR person = 'x'", "person is the linkage key; use it only as"),
         ("person IN ('4D')", "person is the linkage key; use it only as"),
         (

@@ -272,6 +272,18 @@ def edit(path: Path, old: str, new: str) -> None:
         ),
         (
             "roles/officer.yaml",
+            "birth_date: year_only",
+            "birth_date: city",
+            "column birth_date: city applies to text (address) columns only",
+        ),
+        (
+            "roles/officer.yaml",
+            "      source: clear\n  sentences:",
+            "      source: keyed_hash\n  sentences:",
+            "officer.yaml:16: column source of offenders is granted 'clear' or not listed",
+        ),
+        (
+            "roles/officer.yaml",
             'THEN gender END"}',
             'THEN gender END", type: DATE}',
             "offenders.gender: the mask gives VARCHAR, but the column is DATE",

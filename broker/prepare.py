@@ -47,6 +47,7 @@ class PreparedQuery:
     masks: list[str] = field(default_factory=list)
     row_filters: list[str] = field(default_factory=list)
     fps_numbers: list[str] = field(default_factory=list)  # for the audit record
+    tables: list[str] = field(default_factory=list)  # the catalog tables the caller's SQL names
 
     @property
     def min_group_size(self) -> int:
@@ -59,9 +60,7 @@ class PreparedQuery:
         where the role is denied ``source`` on a table the query reads (the
         counts would say which systems hold the rows, as ``source`` does)."""
         view = self.view
-        return not view.role.aggregate_only and all(
-            view.sees_source(ref.table) for ref in self.plan.references
-        )
+        return not view.role.aggregate_only and all(view.sees_source(t) for t in self.tables)
 
 
 def prepare_query(
@@ -116,7 +115,7 @@ def _prepare(
     rewritten = tree.sql(dialect="duckdb")
     plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
     masks, filters = describe_policy(view, touched)
-    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up)
+    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up, touched)
 
 
 def _tables_touched(tree: exp.Expr) -> list[str]:

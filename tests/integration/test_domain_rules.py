@@ -126,6 +126,16 @@ def test_corrections_keep_the_system_of_each_row(running):
     )
     expected = raw(running, "SELECT source, count(*) FROM raw.sentences GROUP BY 1")
     assert sorted(got) == sorted(expected) and len(expected) > 1
+    # A role granted `source` is told the rows each system gave, even where its
+    # row filter reads a table it is not granted (border services: alerts).
+    for partner, table in (
+        ("provincial_corrections", "sentences"),
+        ("border_services", "offenders"),
+    ):
+        with client(running, partner) as c:
+            result = c.query(f"SELECT * FROM {table}")
+        assert result.table.num_rows > 0
+        assert sum(s.rows for s in result.trailer.sources) == result.table.num_rows, partner
 
 
 # -- revenue agencies: currently incarcerated, custody dates -------------------------------------

@@ -156,7 +156,9 @@ def test_no_row_of_a_withheld_yukon_person_reaches_any_partner(running):
                     answer = rows(client.query(sql).table)
                     expected = oracle.sql(sql).fetchall()
                 else:
-                    sql = f"SELECT {', '.join(visible)} FROM {table} WHERE source = 'YT'"
+                    # a role denied `source` cannot ask for Yukon's rows: all of them, then
+                    yukon = " WHERE source = 'YT'" if "source" in grant.columns else ""
+                    sql = f"SELECT {', '.join(visible)} FROM {table}{yukon}"
                     answer = rows(client.query(sql).table)
                     expected = oracle.sql(sql).fetchall()
                 if sorted(map(repr, answer)) != sorted(map(repr, expected)):

@@ -188,6 +188,24 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     policy_sub.add_parser(
         "check", parents=[common], help="lint every policy file: tables, columns, masks, attributes"
     )
+    explain = policy_sub.add_parser(
+        "explain",
+        parents=[common],
+        help="what a role sees, table by table, in words to review against the law",
+    )
+    explain.add_argument("role", help="the role (policies/roles/ROLE.yaml)")
+    diff = policy_sub.add_parser(
+        "diff",
+        parents=[common],
+        help="what a partner would see differently: the policy against another version",
+    )
+    diff.add_argument(
+        "--against",
+        default="HEAD",
+        metavar="DIR|GIT-REF",
+        help="the other policy: a policies directory, or a git ref of this repository "
+        "(default HEAD: the uncommitted changes)",
+    )
 
     datagen = sub.add_parser(
         "datagen", parents=[common], help="synthetic data in every source's own schema"
@@ -360,7 +378,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
         "catalog": commands.catalog,
         "certs": commands.certs,
         "datagen": commands.datagen,
-        "policy": commands.policy_check,
+        "policy": commands.policy,
         "audit": commands.audit,
     }
     return handlers[args.command](args, workdir)

@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import grpc
@@ -19,7 +20,6 @@ from broker.identity import PartnerRegistry
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterable
-    from pathlib import Path
 
     from accord.pki import PkiLayout
     from accord.workdir import Workdir
@@ -303,6 +303,39 @@ def reconcile_trails(workdir: Workdir, since: str | None, output: str) -> int:
     else:
         print(render_reconciliation(found))
     return 1 if found.unmatched else 0
+
+
+def policy(args: argparse.Namespace, workdir: Workdir) -> int:
+    handlers = {"check": policy_check, "explain": policy_explain, "diff": policy_diff}
+    return handlers[args.policy_command](args, workdir)
+
+
+def policy_explain(args: argparse.Namespace, workdir: Workdir) -> int:
+    from broker.policy.review import explain_role
+    from broker.policy.store import PolicySet
+
+    federation = load_federation(args.federation)
+    policy = PolicySet.load(args.policies, federation)
+    if args.role not in policy.roles:
+        raise ConfigError(f"no role {args.role!r}; the roles are {', '.join(sorted(policy.roles))}")
+    print("\n".join(explain_role(policy, args.role, federation).lines()))
+    return 0
+
+
+def policy_diff(args: argparse.Namespace, workdir: Workdir) -> int:
+    import tempfile
+
+    from app.policyref import policies_at
+    from broker.policy.review import diff_policies
+    from broker.policy.store import PolicySet
+
+    federation = load_federation(args.federation)
+    new = PolicySet.load(args.policies, federation)
+    with tempfile.TemporaryDirectory(prefix="accord-policy-") as scratch:
+        old = PolicySet.load(policies_at(args.against, args.policies, Path(scratch)), federation)
+    changes = diff_policies(old, new, federation)
+    print("\n".join(changes) if changes else f"no change against {args.against}")
+    return 0
 
 
 def policy_check(args: argparse.Namespace, workdir: Workdir) -> int:

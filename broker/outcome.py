@@ -89,7 +89,8 @@ def source_statuses(
     the raw rows fetched (those include rows the policy hides, and would
     tell how many). Aggregate-only callers get no counts at all
     (``visible`` is None): a source's count under their filter would give
-    away a group the answer suppressed. ``bad_values`` counts the stored
+    away a group the answer suppressed; nor do callers denied ``source``
+    (the count would say which systems hold the rows). ``bad_values`` counts the stored
     values that arrived as NULL for not fitting the model, never the values,
     and only where the caller's views held every row the source sent: a
     count that included rows the policy hides would say that such rows exist

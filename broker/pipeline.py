@@ -214,7 +214,7 @@ class QueryPipeline:
         # the groups withheld would tell an empty cell from a small one.
         trailer = broker_pb2.QueryTrailer(
             query_id=query_id,
-            sources=source_statuses(results, None if prepared.min_group_size else visible),
+            sources=source_statuses(results, visible if prepared.counts_by_source else None),
             rows=table.num_rows,
             elapsed_ms=(time.monotonic() - started) * 1000,
             partial=bool(failed),

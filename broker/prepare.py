@@ -50,10 +50,20 @@ class PreparedQuery:
     row_filters: list[str] = field(default_factory=list)
     fps_numbers: list[str] = field(default_factory=list)  # for the audit record
     release: ReleaseSpec | None = None  # aggregate-only: how the answer is released
+    tables: list[str] = field(default_factory=list)  # the catalog tables the caller's SQL names
 
     @property
     def min_group_size(self) -> int:
         return self.view.role.min_group_size if self.view.role.aggregate_only else 0
+
+    @property
+    def counts_by_source(self) -> bool:
+        """Whether the trailer may say how many visible rows each source gave:
+        not to aggregate-only roles (a count would undo suppression), and not
+        where the role is denied ``source`` on a table the query reads (the
+        counts would say which systems hold the rows, as ``source`` does)."""
+        view = self.view
+        return not view.role.aggregate_only and all(view.sees_source(t) for t in self.tables)
 
 
 def prepare_query(
@@ -113,7 +123,17 @@ def _prepare(
     rewritten = tree.sql(dialect="duckdb")
     plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
     masks, filters = describe_policy(view, touched)
-    return PreparedQuery(view, validated, rewritten, plan, masks, filters, looked_up, release)
+    return PreparedQuery(
+        view,
+        validated,
+        rewritten,
+        plan,
+        masks,
+        filters,
+        looked_up,
+        release=release,
+        tables=touched,
+    )
 
 
 def _tables_touched(tree: exp.Expr) -> list[str]:

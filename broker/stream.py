@@ -171,7 +171,7 @@ class StreamedQuery:
         yield broker_pb2.QueryResponse(
             trailer=broker_pb2.QueryTrailer(
                 query_id=query_id,
-                sources=source_statuses(results, visible),
+                sources=source_statuses(results, visible if prepared.counts_by_source else None),
                 rows=sent,
                 elapsed_ms=(time.monotonic() - started) * 1000,
                 partial=bool(failed),

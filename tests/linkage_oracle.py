@@ -3,7 +3,8 @@
 ``person IN (SELECT person FROM t WHERE c)`` keeps a row when some row of
 ``t`` passing ``c`` has the same FPS number (non-null, any system) or is the
 same file (same source, same non-null ``source_person_id``); ``file IN``
-keeps the same file only. Written here as a correlated ``EXISTS`` with an
+keeps the same file only; ``sentence IN`` the same file's sentence of the
+same ``offence_code`` and ``sentence_date``. Written here as a correlated ``EXISTS`` with an
 ``OR`` (the broker writes two uncorrelated semi-joins instead), without
 importing ``broker``: the two must agree on any data.
 """
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
     from accord.federation import Federation
 
-KEYS = ("person", "file")
+KEYS = ("person", "file", "sentence")
 
 
 def expand(sql: str, table: str, outer_alias: str, federation: Federation) -> str:
@@ -67,6 +68,11 @@ def _expand(
             f"AND {alias}.source_person_id = {outer}.source_person_id)"
         )
         link = same_file
+        if key == "sentence":
+            link = (
+                f"({same_file} AND {alias}.offence_code = {outer}.offence_code "
+                f"AND {alias}.sentence_date = {outer}.sentence_date)"
+            )
         if key == "person":
             mine = federation.tables[table].person_key or "fps_number"
             theirs = federation.tables[inner.name].person_key or "fps_number"

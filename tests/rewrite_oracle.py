@@ -95,7 +95,7 @@ def source_data(federation: Federation, seed: int = 47) -> dict[tuple[str, str],
     data = {}
     for code, source in federation.sources.items():
         for name in source.tables:
-            if name not in source.release:
+            if name not in source.release or name == "victim_cases":
                 continue
             logical = federation.tables[name]
             held = set(source.tables[name].columns) & source.released_columns(name)
@@ -105,7 +105,28 @@ def source_data(federation: Federation, seed: int = 47) -> dict[tuple[str, str],
                 rows.append({c: (v if c in held else None) for c, v in row.items()})
             table = pa.Table.from_pylist(rows, schema=logical.arrow_schema())
             data[(code, name)] = _release_filter(table, source.release[name].row_filter)
+        if "victim_cases" in source.release and (code, "sentences") in data:
+            data[(code, "victim_cases")] = _victim_cases(federation, data[(code, "sentences")])
     return data
+
+
+def _victim_cases(federation: Federation, sentences: pa.Table) -> pa.Table:
+    """Every other sentence of the source concerns a registered victim
+    (``VR-00001`` the first two, ``VR-00002`` the next), so the victim's
+    offender also has sentences that do not. Drawn apart from the seeded
+    stream, which the other tables' rows keep as they were."""
+    rows = [
+        {
+            "source_person_id": s["source_person_id"],
+            "fps_number": s["fps_number"],
+            "victim_registration": f"VR-{1 + i // 4:05d}",
+            "offence_code": s["offence_code"],
+            "sentence_date": s["sentence_date"],
+        }
+        for i, s in enumerate(sentences.to_pylist())
+        if i % 2 == 0
+    ]
+    return pa.Table.from_pylist(rows, schema=federation.tables["victim_cases"].arrow_schema())
 
 
 def _row(rng: random.Random, table: str, columns: dict[str, str], i: int) -> dict[str, Any]:
@@ -227,7 +248,8 @@ def oracle_tables(
     for name, grant in (role.get("tables") or {}).items():
         released = set(federation.released_columns(name))
         logical = federation.tables[name]
-        columns = [c for c in logical.columns if c in grant["columns"] and c in released]
+        granted = logical.columns if grant["columns"] == "all" else grant["columns"]
+        columns = [c for c in logical.columns if c in granted and c in released]
         if not columns:
             continue
         specs = {c: _mask_spec(grant["columns"][c]) for c in columns}
@@ -249,8 +271,9 @@ def oracle_tables(
             fields.append(pa.field(column, ARROW[out_type]))
             index = names.index(f"__expr_{column}" if spec["mask"] == "expression" else column)
             values.append([_mask(spec, r[index], key) for r in rows])
-        fields.append(pa.field("source", pa.string()))
-        values.append([r[names.index("source")] for r in rows])
+        if grant["columns"] == "all" or "source" in grant["columns"]:
+            fields.append(pa.field("source", pa.string()))
+            values.append([r[names.index("source")] for r in rows])
         if role.get("aggregate_only"):
             person, local = logical.person_key or "fps_number", names.index("source_person_id")
             fields.append(pa.field(PERSON, pa.string()))
@@ -280,9 +303,43 @@ def _masked_type(spec: dict[str, Any], kind: str) -> str:
     mask = spec["mask"]
     if mask == "year_only":
         return "BIGINT"
-    if mask in ("keyed_hash", "partial"):
+    if mask in ("keyed_hash", "partial", "city"):
         return "VARCHAR"
     return str(spec.get("type", kind))
+
+
+#: What the broker's regular expression calls whitespace (RE2's ``\\s``).
+_WS = " \t\n\f\r"
+_UPPER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DIGIT = frozenset("0123456789")
+
+
+def city_of(address: str) -> str | None:
+    """``..., <city> <XX> <A1A> <1A1>`` -> ``<city> <XX>``; any other shape None.
+    Written with string methods, apart from the broker's regular expression."""
+    head, comma, tail = address.rpartition(",")
+    if not comma or "\n" in head:  # the pattern's ``.*`` stops at a line break
+        return None
+    text = tail.rstrip(_WS)
+    for kinds in ((_DIGIT, _UPPER, _DIGIT), (_UPPER, _DIGIT, _UPPER)):  # 1A1, then A1A
+        cut = max(text.rfind(c) for c in _WS)
+        token, text = text[cut + 1 :], text[:cut].rstrip(_WS)
+        if (
+            cut < 0
+            or len(token) != 3
+            or not all(ch in k for ch, k in zip(token, kinds, strict=True))
+        ):
+            return None
+    place = text.lstrip(_WS)
+    province, before = place[-2:], place[:-2]
+    if not (
+        len(province) == 2
+        and set(province) <= _UPPER
+        and before[-1:] in tuple(_WS)
+        and before.rstrip(_WS)
+    ):
+        return None
+    return place
 
 
 def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:
@@ -297,6 +354,8 @@ def _mask(spec: dict[str, Any], value: Any, key: bytes) -> Any:
         return value.year
     if mask == "keyed_hash":
         return hmac.new(key, str(value).encode(), hashlib.sha256).hexdigest()
+    if mask == "city":
+        return city_of(str(value))
     if mask == "partial":
         first, last = spec.get("keep_first", 0), spec.get("keep_last", 0)
         text = str(value)

@@ -241,11 +241,18 @@ def test_every_nullable_column_holds_a_null(federation, data):
         ("offenders", "source_person_id"),
         ("offenders", "surname"),
         ("offenders", "status"),
+        # a victim case names its registration and a sentence; the FPS number
+        # is the sentence's, and few drawn cases may all carry one
+        ("victim_cases", "victim_registration"),
+        ("victim_cases", "offence_code"),
+        ("victim_cases", "sentence_date"),
     }
     for code, tables in data.items():
         source = federation.sources[code]
         for name, table in tables.items():
             for column in source.tables[name].columns:
+                if (name, column) == ("victim_cases", "fps_number"):
+                    continue
                 if (name, column) in required or column == "source_person_id":
                     assert table.column(column).null_count == 0, (code, name, column)
                 else:

@@ -27,7 +27,7 @@ from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION
 from broker.identity import Principal
 from broker.policy.linkage import check_linkage
-from broker.policy.masks import bind_keyed_hash
+from broker.policy.masks import Mask, bind_keyed_hash
 from broker.policy.model import Role, TableGrant
 from broker.policy.rewrite import RoleView, secure_view
 from broker.policy.store import PolicySet, check_policies
@@ -91,6 +91,10 @@ def test_fixture_links_through_the_construct():
             "the subquery must select person",
         ),
         ("file IN (SELECT person FROM offenders)", "the subquery must select file"),
+        (
+            "sentence IN (SELECT sentence FROM offenders)",
+            "sentence cannot link table offenders: it has no offence_code, sentence_date",
+        ),
         (f"{LINK} OR person = 'x'", "person is the linkage key; use it only as"),
         ("person IN ('4D')", "person is the linkage key; use it only as"),
         (
@@ -110,7 +114,7 @@ def test_policy_check_refuses_hand_written_linkage(policy_dir, row_filter, messa
     path.write_text(text.replace(LINK, row_filter.replace('"', '\\"')))
     policy, problems = check_policies(policy_dir, FEDERATION)
     assert policy is None
-    assert any(message in p and "officer.yaml:17:" in p for p in problems), problems
+    assert any(message in p and "officer.yaml:18:" in p for p in problems), problems
 
 
 @pytest.mark.parametrize(
@@ -199,7 +203,8 @@ def _tables(rows: dict[str, list[dict[str, object]]]) -> duckdb.DuckDBPyConnecti
 
 
 def _view_sql(row_filter: str) -> str:
-    grant = TableGrant("sentences", {"fps_number": None, "source_person_id": None}, row_filter)
+    columns: dict[str, Mask | None] = dict.fromkeys(["fps_number", "source_person_id", "source"])
+    grant = TableGrant("sentences", columns, row_filter)
     role = Role("linker", "", frozenset({"supervision"}), False, {"sentences": grant})
     partner = POLICY.registry.partners["officer_bc"]
     view = RoleView(role, Principal(partner, "", 0, dt.datetime.now(dt.UTC)), DEFAULT)

@@ -270,7 +270,7 @@ def edit(path: Path, old: str, new: str) -> None:
             "roles/officer.yaml",
             "  sentences:",
             "  sentencez:",
-            "officer.yaml:16: unknown table 'sentencez'",
+            "officer.yaml:17: unknown table 'sentencez'",
         ),
         (
             "roles/officer.yaml",
@@ -289,6 +289,18 @@ def edit(path: Path, old: str, new: str) -> None:
             "birth_date: year_only",
             "birth_date: {mask: partial, keep_first: 1}",
             "column birth_date: partial applies to text columns only",
+        ),
+        (
+            "roles/officer.yaml",
+            "birth_date: year_only",
+            "birth_date: city",
+            "column birth_date: city applies to text (address) columns only",
+        ),
+        (
+            "roles/officer.yaml",
+            "      source: clear\n  sentences:",
+            "      source: keyed_hash\n  sentences:",
+            "officer.yaml:16: column source of offenders is granted 'clear' or not listed",
         ),
         (
             "roles/officer.yaml",
@@ -363,20 +375,20 @@ def test_every_error_is_an_accord_error():
 def test_columns_all_grants_every_column_in_the_clear(policy_dir):
     edit(
         policy_dir / "roles" / "officer.yaml",
-        "    columns:\n      fps_number: clear\n      length_days: clear",
+        "    columns:\n      fps_number: clear\n      length_days: clear\n      source: clear",
         "    columns: all",
     )
     policy, problems = check_policies(policy_dir, FEDERATION)
     assert problems == [] and policy is not None
     grant = policy.roles["officer"].tables["sentences"]
-    assert grant.columns == dict.fromkeys(FEDERATION.tables["sentences"].columns)
+    assert grant.columns == dict.fromkeys([*FEDERATION.tables["sentences"].columns, "source"])
 
 
 @pytest.mark.parametrize("value", ["everything", "[]", "{}", "ALL"])
 def test_a_grant_lists_its_columns_or_says_all(policy_dir, value):
     edit(
         policy_dir / "roles" / "officer.yaml",
-        "    columns:\n      fps_number: clear\n      length_days: clear",
+        "    columns:\n      fps_number: clear\n      length_days: clear\n      source: clear",
         f"    columns: {value}",
     )
     policy, problems = check_policies(policy_dir, FEDERATION)

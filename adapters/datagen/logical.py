@@ -12,6 +12,7 @@ from accord.federation import LOGICAL_TYPES
 from .common import EPOCH
 from .people import Person, files_per_source
 from .records import COLUMNS, SourceBuilder
+from .victims import victim_cases
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -45,6 +46,9 @@ def generate(
         builder.add_minimal(
             Person("", "Ouellet", None, None, None, "X", source.jurisdiction, False)
         )
+        if "victim_cases" in builder.rows and "sentences" in builder.rows:
+            victims = random.Random(f"{seed}/{source.code}/victims")  # noqa: S311 (synthetic)
+            builder.rows["victim_cases"] = victim_cases(builder.rows["sentences"], victims)
         result[source.code] = {
             table: _to_arrow(
                 builder.rows[table], table, federation.tables[table], source.tables[table]

@@ -105,6 +105,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     "alerts": ("source_person_id", "fps_number", "alert_type", "raised_on", "notes"),
     "health_notes": ("source_person_id", "fps_number", "noted_on", "note"),
+    "victim_cases": (
+        "source_person_id",
+        "fps_number",
+        "victim_registration",
+        "offence_code",
+        "sentence_date",
+    ),
 }
 
 

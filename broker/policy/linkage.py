@@ -7,11 +7,15 @@ policy language says it once::
 
     person IN (SELECT person FROM offenders WHERE status = 'UAL')
     file IN (SELECT file FROM offenders WHERE status = 'IN_CUSTODY')
+    sentence IN (SELECT sentence FROM victim_cases WHERE victim_registration = ...)
 
 ``person`` links two rows when they carry the same FPS number (the
 table's ``person_key``), in any system, or belong to the same file: the
 same source and the same ``source_person_id`` (a system's own ids mean
-nothing in another system). ``file`` links the same file only. Both are
+nothing in another system). ``file`` links the same file only; ``sentence``
+one sentence of it: the same file, ``offence_code`` and ``sentence_date``
+(a file's sentences differ in these, as no system gives sentences a number
+of their own). Both are
 evaluated on the raw rows, as every policy subquery is, and are two-valued
 (``NOT person IN (...)`` keeps exactly the rows not linked).
 
@@ -44,9 +48,12 @@ if TYPE_CHECKING:
 #: The linkage keys a row filter may name, and what they link.
 PERSON = "person"
 FILE = "file"
-LINK_KEYS = (PERSON, FILE)
+SENTENCE = "sentence"
+LINK_KEYS = (PERSON, FILE, SENTENCE)
 #: Each system's own person identifier (a logical column of every person table).
 LOCAL_ID = "source_person_id"
+#: What tells one sentence of a file from the others, beside the file itself.
+SENTENCE_KEY = ("offence_code", "sentence_date")
 
 _ADVICE = (
     "say `person IN (SELECT person FROM <table> WHERE ...)` (the same FPS number "
@@ -165,7 +172,11 @@ def _check_link(node: exp.In, outer: str, federation: Federation) -> list[str]:
     for name in (inner.name, outer):
         if name not in federation.tables:
             continue
-        needed = [LOCAL_ID] if key == FILE else [national_key(name, federation), LOCAL_ID]
+        needed = {
+            FILE: [LOCAL_ID],
+            SENTENCE: [LOCAL_ID, *SENTENCE_KEY],
+            PERSON: [national_key(name, federation), LOCAL_ID],
+        }[key]
         missing = [c for c in needed if c not in federation.tables[name].columns]
         if missing:
             problems.append(f"{key} cannot link table {name}: it has no {', '.join(missing)}")
@@ -194,6 +205,9 @@ def _expand(node: exp.In, key: str, outer_of: tuple[str, str], federation: Feder
             expressions=[exp.false()],
         )
 
+    if key == SENTENCE:
+        columns = [SOURCE_COLUMN, LOCAL_ID, *SENTENCE_KEY]
+        return exp.Paren(this=semi_join(columns, columns, LOCAL_ID))
     same_file = semi_join([SOURCE_COLUMN, LOCAL_ID], [SOURCE_COLUMN, LOCAL_ID], LOCAL_ID)
     if key == FILE:
         return exp.Paren(this=same_file)

@@ -20,7 +20,12 @@ from dataclasses import dataclass
 import sqlglot
 from sqlglot import exp
 
-MASK_KINDS = ("null", "redact", "partial", "year_only", "keyed_hash", "expression")
+MASK_KINDS = ("null", "redact", "partial", "year_only", "keyed_hash", "city", "expression")
+
+#: ``city``: a Canadian address ends ``..., <city> <province> <postal code>``;
+#: the mask keeps ``<city> <province>`` (street, number and postal code gone).
+#: An address of any other shape gives NULL: nothing of it is shown.
+CITY_PATTERN = r"^.*,\s*([^,]*[^,\s]\s+[A-Z]{2})\s+[A-Z][0-9][A-Z]\s+[0-9][A-Z][0-9]\s*$"
 
 #: Placeholder function name in the rewritten tree; replaced at merge time.
 KEYED_HASH_FUNCTION = "accord_keyed_hash"
@@ -40,7 +45,7 @@ class Mask:
     def output_type(self, input_type: str) -> str:
         if self.kind == "year_only":
             return "BIGINT"
-        if self.kind in ("keyed_hash", "partial"):
+        if self.kind in ("keyed_hash", "partial", "city"):
             return "VARCHAR"
         if self.kind == "redact" and self.type is None:
             return "VARCHAR" if input_type == "VARCHAR" else input_type
@@ -68,14 +73,8 @@ def mask_expression(mask: Mask, column: exp.Column, input_type: str) -> exp.Expr
             true=exp.cast(exp.null(), out_type),
             false=value,
         )
-    if mask.kind == "year_only":
-        return exp.Year(this=column.copy())
-    if mask.kind == "partial":
-        return _partial(column, mask.keep_first, mask.keep_last)
-    if mask.kind == "keyed_hash":
-        return exp.Anonymous(
-            this=KEYED_HASH_FUNCTION, expressions=[exp.cast(column.copy(), "VARCHAR")]
-        )
+    if mask.kind in ("year_only", "partial", "city", "keyed_hash"):
+        return _of_column(mask, column)
     if mask.kind != "expression" or mask.expression is None:
         raise ValueError(f"unknown mask kind {mask.kind!r}")
     tree = sqlglot.parse_one(mask.expression, read="duckdb")
@@ -85,6 +84,34 @@ def mask_expression(mask: Mask, column: exp.Column, input_type: str) -> exp.Expr
             exp.column(n.name, table=column.table, quoted=True) if isinstance(n, exp.Column) else n
         )
     )
+
+
+def _of_column(mask: Mask, column: exp.Column) -> exp.Expr:
+    """The masks that are a function of the column alone."""
+    if mask.kind == "year_only":
+        return exp.Year(this=column.copy())
+    if mask.kind == "partial":
+        return _partial(column, mask.keep_first, mask.keep_last)
+    if mask.kind == "city":
+        return city_of(column)
+    return exp.Anonymous(this=KEYED_HASH_FUNCTION, expressions=[exp.cast(column.copy(), "VARCHAR")])
+
+
+def city_of(column: exp.Column) -> exp.Expr:
+    """The city and province of an address, else NULL (``CITY_PATTERN``).
+
+    >>> import duckdb
+    >>> sql = city_of(exp.column("a")).sql("duckdb")
+    >>> duckdb.sql(f"SELECT {sql} FROM (VALUES ('9 Rue X, Trois-Rivières QC H3A 6V1'), "
+    ...            f"('Box 5'), ('1 Bay St, Toronto ON')) t(a)").fetchall()
+    [('Trois-Rivières QC',), (None,), (None,)]
+    """
+    found = exp.RegexpExtract(
+        this=exp.cast(column.copy(), "VARCHAR"),
+        expression=exp.Literal.string(CITY_PATTERN),
+        group=exp.Literal.number(1),
+    )
+    return exp.Nullif(this=found, expression=exp.Literal.string(""))
 
 
 def _partial(column: exp.Column, first: int, last: int) -> exp.Expr:

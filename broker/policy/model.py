@@ -17,8 +17,12 @@ A role file (``policies/roles/<role>.yaml``)::
 
 Deny by default: a table or column no rule grants does not exist for the
 role, and ``columns: all`` is said per table (a list of columns names
-each one). A row filter links a child table to people with ``person IN
-(SELECT person FROM offenders WHERE ...)`` (``broker/policy/linkage.py``).
+each one). ``source``, the system a row came from (``CA-CSC`` says a
+federal sentence), is a column like the others: granted only in the clear
+(``source: clear``) and absent where not listed; ``columns: all`` grants it.
+A row filter may test ``source`` whether or not the role sees it.
+A row filter links a child table to people with ``person IN (SELECT
+person FROM offenders WHERE ...)`` (``broker/policy/linkage.py``).
 Aggregate-only roles add ``aggregate_only: true``, ``min_group_size``,
 ``rounding_base`` (counts are randomly rounded to a multiple of it) and, per
 table, the ``dimensions`` they may group and filter by and the ``measures``
@@ -59,6 +63,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from accord.catalog import SOURCE_COLUMN
 from accord.errors import PolicyFileError
 from accord.federation import LOGICAL_TYPES, Federation
 from broker.policy.linkage import check_linkage
@@ -209,10 +214,17 @@ def _load_grant(
     columns: dict[str, Mask | None] = {}
     if columns_spec == "all":  # every column of the table, in the clear
         columns_spec = LineDict()
-        columns = dict.fromkeys(logical.columns)
+        columns = dict.fromkeys([*logical.columns, SOURCE_COLUMN])
     elif not isinstance(columns_spec, LineDict) or not columns_spec:
         where.fail("columns", f"the grant on {table} must list its columns, or say 'all'")
     for column, mask_spec in columns_spec.items():
+        if column == SOURCE_COLUMN:  # the broker's column: seen in the clear or not at all
+            if mask_spec not in ("clear", None):
+                where.at(columns_spec, column).fail(
+                    column, f"column {SOURCE_COLUMN} of {table} is granted 'clear' or not listed"
+                )
+            columns[column] = None
+            continue
         if column not in logical.columns:
             where.at(columns_spec, column).fail(column, f"unknown column {column!r} of {table}")
         columns[column] = _load_mask(
@@ -321,6 +333,8 @@ def _check_mask(
         where.fail(column, f"column {column}: partial keeps keep_first/keep_last characters")
     if kind == "partial" and logical_type != "VARCHAR":
         where.fail(column, f"column {column}: partial applies to text columns only")
+    if kind == "city" and logical_type != "VARCHAR":
+        where.fail(column, f"column {column}: city applies to text (address) columns only")
     if kind == "year_only" and logical_type != "DATE":
         where.fail(column, f"column {column}: year_only applies to DATE columns only")
     if (

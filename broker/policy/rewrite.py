@@ -65,11 +65,19 @@ class RoleView:
     cache: ViewCache | None = field(default=None, compare=False)
 
     def columns(self, table: str) -> list[str]:
+        """The columns of ``table`` the role sees, ``source`` last if granted."""
         grant = self.role.tables.get(table)
         if grant is None:
             return []
         released = self.federation.released_columns(table)
-        return [c for c in released if c in grant.columns]
+        visible = [c for c in released if c in grant.columns]
+        if visible and SOURCE_COLUMN in grant.columns:
+            visible.append(SOURCE_COLUMN)
+        return visible
+
+    def sees_source(self, table: str) -> bool:
+        """Whether the role may see which system each row of ``table`` came from."""
+        return SOURCE_COLUMN in self.columns(table)
 
     def schema(self) -> dict[str, dict[str, str]]:
         """Table -> column -> type as the role sees it (masked types)."""
@@ -78,7 +86,7 @@ class RoleView:
             columns = self.columns(table)
             if not columns:
                 continue
-            types = self.federation.tables[table].columns
+            types = {**self.federation.tables[table].columns, SOURCE_COLUMN: "VARCHAR"}
             schema[table] = {
                 c: (
                     grant.columns[c].output_type(types[c])  # type: ignore[union-attr]
@@ -87,7 +95,6 @@ class RoleView:
                 )
                 for c in columns
             }
-            schema[table][SOURCE_COLUMN] = "VARCHAR"
         return schema
 
     def mask_of(self, table: str, column: str) -> Mask | None:
@@ -116,7 +123,7 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
         match = re.search(r"Column '(\w+)' could not be resolved|Unknown column: (\w+)", text)
         if match:
             name = match.group(1) or match.group(2)
-            if any(name in t.columns for t in view.federation.tables.values()):
+            if _is_catalog_column(name, view):
                 raise PolicyDenied(
                     f"column {name} is not available to role {view.role.name}", reason="column"
                 ) from exc
@@ -155,11 +162,17 @@ def _check_bound_columns(
         if not column.table and column.name not in outputs:
             unbound.append(column)
     for column in unbound:
-        if any(column.name in t.columns for t in view.federation.tables.values()):
+        if _is_catalog_column(column.name, view):
             raise PolicyDenied(
                 f"column {column.name} is not available to role {view.role.name}", reason="column"
             )
         raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what you may query")
+
+
+def _is_catalog_column(name: str, view: RoleView) -> bool:
+    """A column of the public logical model (or ``source``): naming one the
+    role lacks is a refusal, not a typo."""
+    return name == SOURCE_COLUMN or any(name in t.columns for t in view.federation.tables.values())
 
 
 def denied_table_message(table: str, view: RoleView) -> str:
@@ -224,11 +237,8 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
             ref if mask is None else bind_principal(mask_expression(mask, ref, types[column]), view)
         )
         projections.append(exp.alias_(value, column, quoted=True))
-    projections.append(
-        exp.alias_(
-            exp.column(SOURCE_COLUMN, table=raw.copy(), quoted=True), SOURCE_COLUMN, quoted=True
-        )
-    )
+    # Without `source` granted the view has no such column: the planner adds
+    # it to the materialized view (rows per source), out of the caller's reach.
     if view.role.aggregate_only:
         projections.append(exp.alias_(person_identity(table, view), PERSON_ID_COLUMN, quoted=True))
     select = exp.select(*projections).from_(
@@ -305,12 +315,12 @@ def bind_principal(tree: exp.Expr, view: RoleView) -> exp.Expr:
 
 
 def principal_redactor(view: RoleView) -> Callable[[str], str]:
-    """Hides the values of the partner's own attributes (linked offenders,
+    """Hides the values of the partner's own attributes (victim registration,
     approved cases, assigned facility, ...) in text shown to the caller.
 
-    The policy binds them into row filters as literals; a victim may see
-    its offender's FPS number only as a keyed hash, so Explain must show
-    ``<principal.linked_offenders>`` where the filter holds the raw value.
+    The policy binds them into row filters as literals; a contract agency
+    may not read its assigned FPS numbers back from a plan, so Explain shows
+    ``<principal.assigned_offenders>`` where the filter holds the raw value.
     """
     partner = view.principal.partner
     replacements: list[tuple[str, str]] = []

@@ -31,6 +31,7 @@ import sqlglot
 from sqlglot import exp
 
 from tests import linkage_oracle
+from tests.rewrite_oracle import city_of
 
 if TYPE_CHECKING:
     from accord.federation import Federation
@@ -103,6 +104,7 @@ def entitled_connection(
 ) -> duckdb.DuckDBPyConnection:
     con = raw_connection(federation, generated)
     register_hmac(con, key)
+    register_cities(con, role)
     raw_tables = {
         r[0]
         for r in con.sql(
@@ -118,7 +120,8 @@ def entitled_connection(
             continue
         types = federation.tables[table].columns
         select = [f"{_mask_sql(grant.columns[c], c, types[c], key)} AS {c}" for c in columns]
-        select.append("source")
+        if "source" in grant.columns:  # granted like any column, else absent
+            select.append("source")
         where = ""
         if grant.row_filter:
             linked = linkage_oracle.expand(grant.row_filter, table, table, federation)
@@ -184,9 +187,28 @@ def _mask_sql(mask: Mask | None, column: str, logical_type: str, key: bytes) -> 
         )
     if mask.kind == "keyed_hash":
         return f"oracle_hmac(CAST({column} AS VARCHAR))"
+    if mask.kind == "city":
+        return f"(SELECT __city FROM oracle_city WHERE __stored = {column})"
     if mask.kind == "expression":
         return f"({mask.expression})"
     raise AssertionError(mask.kind)
+
+
+def register_cities(con: duckdb.DuckDBPyConnection, role: Role) -> None:
+    """``oracle_city(__stored, __city)``: each raw value of a column the role
+    masks with ``city``, and its city as ``tests.rewrite_oracle.city_of``
+    (string methods, not the broker's regular expression) reads it."""
+    values: set[str] = set()
+    for table, grant in role.tables.items():
+        for column, mask in grant.columns.items():
+            if mask is not None and mask.kind == "city":
+                found = con.sql(f"SELECT DISTINCT {column} FROM raw.{table}").fetchall()
+                values |= {str(r[0]) for r in found if r[0] is not None}
+    pairs = [{"__stored": v, "__city": city_of(v)} for v in sorted(values)]
+    schema = pa.schema([("__stored", pa.string()), ("__city", pa.string())])
+    con.register("_cities", pa.Table.from_pylist(pairs, schema=schema))
+    con.execute("CREATE TABLE oracle_city AS SELECT * FROM _cities")
+    con.unregister("_cities")
 
 
 def register_hmac(con: duckdb.DuckDBPyConnection, key: bytes) -> None:

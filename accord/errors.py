@@ -295,6 +295,19 @@ def with_query_id(message: str, query_id: str) -> str:
     return f"{message} (query id {query_id})" if query_id else message
 
 
+_QUERY_ID_SUFFIX = re.compile(r" \(query id [0-9a-f]+\)$")
+
+
+def without_query_id(message: str) -> str:
+    """``message`` without the query id :func:`with_query_id` added: what two
+    refusals of different queries have in common.
+
+    >>> without_query_id("unknown column 'x' (query id ab12)")
+    "unknown column 'x'"
+    """
+    return _QUERY_ID_SUFFIX.sub("", message)
+
+
 @dataclass(frozen=True)
 class RichStatus(grpc.Status):
     """What ``context.abort_with_status`` takes: code, details, and trailing

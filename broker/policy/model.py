@@ -39,6 +39,7 @@ whole (the broker does not start with part of a policy).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -192,7 +193,11 @@ def _load_grant(
         where.fail("columns", f"the grant on {table} must list its columns, or say 'all'")
     for column, mask_spec in columns_spec.items():
         if column not in logical.columns:
-            where.at(columns_spec, column).fail(column, f"unknown column {column!r} of {table}")
+            close = difflib.get_close_matches(str(column), list(logical.columns), n=1)
+            guess = f" (did you mean {close[0]}?)" if close else ""
+            where.at(columns_spec, column).fail(
+                column, f"unknown column {column!r} of {table}{guess}"
+            )
         columns[column] = _load_mask(
             where.at(columns_spec, column),
             column,

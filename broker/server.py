@@ -327,6 +327,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         sources), with ``event: explain``; no record, no plan."""
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
+            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "Explain")
             record = self._open("explain", query_id, principal, request, started)
             error: Exception | None = None
@@ -351,7 +352,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         request: broker_pb2.CatalogRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.CatalogResponse:
-        with bind_query_id(new_query_id()):
+        with bind_query_id(new_query_id()) as query_id:
+            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "GetCatalog")
             partner = principal.partner
             refusal: AccordError | None = None

@@ -348,7 +348,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     workdir = Workdir(args.workdir)
     try:
-        return _dispatch(args, workdir)
+        code = _dispatch(args, workdir)
+        sys.stdout.flush()  # here, where a reader gone away is caught
+        return code
     except AccordError as exc:
         print(in_our_words(f"accord: {exc}"), file=sys.stderr)
         return EXIT_USAGE

@@ -64,8 +64,8 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
 
 
 def _client(args: argparse.Namespace, workdir: Workdir) -> BrokerClient:
+    ca, cert, key = workdir.partner_credentials(args.partner)  # first: without them, no call
     address = args.broker or workdir.broker_address()
-    ca, cert, key = workdir.partner_credentials(args.partner)
     return BrokerClient(address, ca, cert, key, end_user=getattr(args, "end_user", ""))
 
 

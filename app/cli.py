@@ -191,6 +191,7 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
         )
     for name in ("partner", "purpose", "case-ref", "fps"):
         search.add_argument(f"--{name}")
+    search.add_argument("--query-id", help="the records of one query (errors end with its id)")
     reconcile = audit_sub.add_parser(
         "reconcile",
         parents=[common],

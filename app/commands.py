@@ -219,6 +219,7 @@ def audit(args: argparse.Namespace, workdir: Workdir) -> int:
         purpose=args.purpose,
         case_ref=args.case_ref,
         fps=args.fps,
+        query_id=args.query_id,
     ):
         print(json.dumps(record, ensure_ascii=False))
     return EXIT_OK

@@ -25,6 +25,8 @@ import pytest
 from app.advice import EXIT_BROKEN_PIPE, EXIT_FAILED, EXIT_PARTIAL, EXIT_USAGE
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from tests.integration.conftest import Running
 
 ACCORD = Path(sys.executable).parent / "accord"
@@ -419,3 +421,79 @@ def test_json_output_carries_partial_and_duckdb_names(running: Running):
     answer = json.loads(result.stdout)
     assert answer["partial"] is False
     assert answer["columns"] == ["source", "count_star()"]
+
+
+def test_a_failing_demo_sample_is_reported_not_a_traceback(running: Running, monkeypatch, capsys):
+    """`accord demo` whose sample fails: the failure with its query id and
+    advice, the other samples still run, and the demo exits 1 saying how
+    many failed."""
+    import contextlib
+
+    from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
+    from app import demo
+
+    @contextlib.contextmanager
+    def the_running_federation(*_: object) -> Iterator[object]:
+        yield running.launcher
+
+    monkeypatch.setattr(demo, "prepare", lambda *_, **__: None)
+    monkeypatch.setattr(demo, "LocalFederation", the_running_federation)
+    monkeypatch.setattr(demo, "SAME_QUERIES", [])
+    monkeypatch.setattr(
+        demo,
+        "SAMPLES",
+        [("A sample that fails", "SELECT nosuch FROM offenders"), ("One that works", COUNT)],
+    )
+    status = demo.run_demo(
+        running.workdir, DEFAULT_FEDERATION, DEFAULT_POLICIES, scale=0.005, seed=11, serve=False
+    )
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert "accord: INVALID_ARGUMENT: unknown column 'nosuch'" in out
+    assert QUERY_ID.search(out)
+    assert "what to do: fix the SQL" in out
+    assert "count_star()" in out  # the next sample ran
+    assert "1 of 2 sample queries failed" in err
+    assert "Traceback" not in out + err
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "field", "reason"),
+    [
+        (
+            {"sql": "SELECT 1", "purpose": "investigation", "timeout_ms": -1},
+            "timeout_ms",
+            "INVALID_QUERY",
+        ),
+        ({"sql": "SELECT", "purpose": "investigation"}, "sql", "INVALID_QUERY"),
+        ({"sql": COUNT, "purpose": "Investigation!"}, "purpose", "POLICY_DENIED"),
+        (
+            {"sql": COUNT, "purpose": "investigation", "case_ref": "no spaces"},
+            "case_ref",
+            "POLICY_DENIED",
+        ),
+    ],
+    ids=["timeout_ms", "sql", "purpose", "case_ref"],
+)
+def test_a_bad_field_is_named_for_programs(running: Running, request_fields, field, reason):
+    """The field at fault in a google.rpc.BadRequest, the kind in ErrorInfo,
+    the query id in the trailing metadata and at the end of the message."""
+    import grpc
+
+    from accord import tls
+    from accord.client import bad_fields, error_info, query_id_of
+    from accord.v1 import broker_pb2, broker_pb2_grpc
+
+    ca, cert, key = running.workdir.partner_credentials("police")
+    with grpc.secure_channel(
+        running.address, tls.channel_credentials(ca, cert, key), options=tls.CHANNEL_OPTIONS
+    ) as channel:
+        stub = broker_pb2_grpc.BrokerStub(channel)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(stub.Query(broker_pb2.QueryRequest(**request_fields), timeout=30))
+    error = caught.value
+    info = error_info(error)
+    assert info is not None and info.reason == reason
+    assert bad_fields(error) == [field]
+    assert query_id_of(error) and info.metadata["query_id"] == query_id_of(error)
+    assert (error.details() or "").endswith(f"(query id {query_id_of(error)})")

@@ -13,7 +13,10 @@ would see UNKNOWN: the methods are registered here with a lenient
 deserializer (:func:`_lenient`) that hands the servicer an
 :class:`Undecodable` instead, which it refuses with INVALID_ARGUMENT (audited
 like any refusal). Errors are mapped to (status, public message) in one place
-(``accord.errors.grpc_status``).
+(``accord.errors.grpc_status``), and every failed call ends with
+``accord.errors.rich_status``: the message with the query id, and the
+``ErrorInfo``/``BadRequest``/``RetryInfo`` details programs read. Every call
+carries its query id in the trailing metadata (``x-accord-query-id``).
 """
 
 from __future__ import annotations

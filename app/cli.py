@@ -70,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options(defaults=False)
 
     parser = argparse.ArgumentParser(
-        prog="accord", description=__doc__ or "", parents=[_common_options(defaults=True)]
+        prog="accord",
+        description=__doc__ or "",
+        parents=[_common_options(defaults=True)],
+        epilog="exit status: 0 done; 1 the broker refused or failed the call; 2 a usage or "
+        "configuration mistake; 3 a partial answer (query --allow-partial); 130 Ctrl-C; "
+        "141 the output's reader went away (docs/OPERATIONS.md)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -16,9 +16,13 @@ LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11 \
 
 .PHONY: demo test unit fuzz lint format typecheck check lock protos bench clean
 
+# Each step says what it does: the first install takes about 30 s, and pip
+# (not --quiet) shows each package as it collects and installs it.
 $(STAMP): $(LOCK) pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing $$(grep -c '^[a-z0-9]' $(LOCK)) locked packages into $(VENV) (about 30 s the first time)"
+	$(BIN)/python -m pip install --require-hashes -r $(LOCK)
+	@echo "installing accord itself (editable)"
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@# A dependency added to pyproject.toml but not locked fails here: run `make lock`.
 	$(BIN)/python -m pip check

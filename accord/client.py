@@ -11,11 +11,13 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from accord import ipc, tls
-from accord.metadata import END_USER_METADATA
+from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from google.protobuf import any_pb2
 
 
 class RetryLater(grpc.RpcError):
@@ -48,6 +50,47 @@ def retry_after(error: grpc.RpcError) -> float | None:
             delay: float = info.retry_delay.ToMilliseconds() / 1000
             return delay
     return None
+
+
+def _details(error: grpc.RpcError) -> list[any_pb2.Any]:
+    if not isinstance(error, grpc.Call):
+        return []
+    status = rpc_status.from_call(error)
+    return list(status.details) if status is not None else []
+
+
+def error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ``google.rpc.ErrorInfo`` the broker put in ``error``'s details:
+    None for an error that did not come from the broker (no connection, a
+    handshake refused)."""
+    for detail in _details(error):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            return info
+    return None
+
+
+def bad_fields(error: grpc.RpcError) -> list[str]:
+    """The request fields a ``google.rpc.BadRequest`` detail of ``error`` names."""
+    fields: list[str] = []
+    for detail in _details(error):
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            request = error_details_pb2.BadRequest()
+            detail.Unpack(request)
+            fields += [v.field for v in request.field_violations]
+    return fields
+
+
+def query_id_of(error: grpc.RpcError) -> str:
+    """The query id of a failed call: from its trailing or initial metadata."""
+    if not isinstance(error, grpc.Call):
+        return ""
+    for metadata in (error.trailing_metadata(), error.initial_metadata()):
+        for key, value in metadata or ():
+            if key == QUERY_ID_METADATA:
+                return str(value)
+    return ""
 
 
 def retry_later(error: grpc.RpcError) -> RetryLater | None:

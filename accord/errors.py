@@ -38,12 +38,16 @@ message, a record or a log line only through :func:`scrubbed`.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 
+from accord.metadata import QUERY_ID_METADATA
 from accord.v1 import broker_pb2
 
 if TYPE_CHECKING:
@@ -72,7 +76,12 @@ class PkiError(ConfigError):
 
 
 class InvalidQuery(AccordError):
-    pass
+    """``field`` names the request field at fault (a ``BadRequest`` field
+    violation): ``sql`` unless said otherwise."""
+
+    def __init__(self, message: str, field: str = "sql") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PolicyDenied(AccordError):
@@ -137,6 +146,16 @@ class SourceRefused(SourceError):
 
 class ScanCancelled(SourceError):
     """Not the source's fault: the broker stopped the scan."""
+
+
+class SourcesMissing(SourceUnavailable):
+    """Sources failed and the caller did not allow a partial answer.
+    ``states`` maps each failed source to how it failed (``timed_out``,
+    ``unavailable``, ...), for the ``ErrorInfo`` of the refusal."""
+
+    def __init__(self, sources: str, message: str, states: dict[str, str]) -> None:
+        super().__init__(sources, message)
+        self.states = states
 
 
 class ResourceExhausted(AccordError):
@@ -244,6 +263,120 @@ def grpc_status(error: BaseException) -> tuple[grpc.StatusCode, str]:
     if isinstance(error, AccordError):
         return status, str(error)
     return status, INTERNAL_MESSAGE
+
+
+#: The ``domain`` of every ``google.rpc.ErrorInfo`` the broker sends.
+ERROR_DOMAIN = "accord.v1.Broker"
+#: Request fields a refusal by rule (``PolicyDenied.reason``) is about.
+_DENIED_FIELDS = {"purpose": "purpose", "case_ref": "case_ref"}
+
+
+def error_reason(error: BaseException) -> str:
+    """The ``ErrorInfo.reason`` of ``error``: its class name in UPPER_SNAKE_CASE
+    (``SourceTimedOut`` is ``SOURCE_TIMED_OUT``); ``INTERNAL`` for a fault
+    that is not an :class:`AccordError`.
+
+    >>> error_reason(SourcesMissing("BC", "down", {"BC": "unavailable"}))
+    'SOURCES_MISSING'
+    >>> error_reason(KeyError("x"))
+    'INTERNAL'
+    """
+    if not isinstance(error, AccordError):
+        return "INTERNAL"
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
+
+
+def with_query_id(message: str, query_id: str) -> str:
+    """``message`` ending with the query id a person quotes to the operators.
+
+    >>> with_query_id("unknown column 'x'", "ab12")
+    "unknown column 'x' (query id ab12)"
+    """
+    return f"{message} (query id {query_id})" if query_id else message
+
+
+_QUERY_ID_SUFFIX = re.compile(r" \(query id [0-9a-f]+\)$")
+
+
+def without_query_id(message: str) -> str:
+    """``message`` without the query id :func:`with_query_id` added: what two
+    refusals of different queries have in common.
+
+    >>> without_query_id("unknown column 'x' (query id ab12)")
+    "unknown column 'x'"
+    """
+    return _QUERY_ID_SUFFIX.sub("", message)
+
+
+@dataclass(frozen=True)
+class RichStatus(grpc.Status):
+    """What ``context.abort_with_status`` takes: code, details, and trailing
+    metadata carrying the query id and ``grpc-status-details-bin``."""
+
+    code: grpc.StatusCode
+    details: str
+    trailing_metadata: tuple[tuple[str, str | bytes], ...]
+
+
+def rich_status(
+    error: BaseException, query_id: str, message: str | None = None, retry_after_s: float = 0
+) -> RichStatus:
+    """The status a servicer ends a failed call with: the public message
+    (``message`` if given, else :func:`grpc_status`'s) followed by the query
+    id, and as details a ``google.rpc.ErrorInfo`` (reason, domain, metadata
+    with ``query_id`` and what else a program needs), a ``BadRequest`` naming
+    the request field at fault, a ``RetryInfo`` when a retry after
+    ``retry_after_s`` could succeed. The query id is in the trailing metadata
+    too (``x-accord-query-id``)."""
+    code, public = grpc_status(error)
+    text = with_query_id(public if message is None else message, query_id)
+    details = [_error_info(error, query_id)]
+    field = _field_at_fault(error)
+    if field:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=field, description=text)
+        details.append(error_details_pb2.BadRequest(field_violations=[violation]))
+    if retry_after_s > 0:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromMilliseconds(max(1, math.ceil(retry_after_s * 1000)))
+        details.append(retry)
+    packed = []
+    for detail in details:
+        item = any_pb2.Any()
+        item.Pack(detail)
+        packed.append(item)
+    status = status_pb2.Status(code=code.value[0], message=text, details=packed)
+    trailing: tuple[tuple[str, str | bytes], ...] = (
+        (QUERY_ID_METADATA, query_id),
+        (STATUS_DETAILS_KEY, status.SerializeToString()),
+    )
+    return RichStatus(code, text, trailing if query_id else trailing[1:])
+
+
+#: The trailing metadata key of a ``google.rpc.Status`` (as grpcio-status reads it).
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+
+def _error_info(error: BaseException, query_id: str) -> error_details_pb2.ErrorInfo:
+    metadata = {"query_id": query_id} if query_id else {}
+    if isinstance(error, SourceError):
+        metadata["sources"] = error.source
+    if isinstance(error, SourcesMissing):
+        metadata.update({f"source.{s}": state for s, state in sorted(error.states.items())})
+    if isinstance(error, PolicyDenied):
+        metadata["rule"] = error.reason
+    if isinstance(error, OverQuota):
+        metadata["limit"] = error.limit
+    return error_details_pb2.ErrorInfo(
+        reason=error_reason(error), domain=ERROR_DOMAIN, metadata=metadata
+    )
+
+
+def _field_at_fault(error: BaseException) -> str:
+    if isinstance(error, InvalidQuery):
+        return error.field
+    if isinstance(error, PolicyDenied):
+        return _DENIED_FIELDS.get(error.reason, "")
+    return ""
 
 
 def scan_outcome(error: BaseException | None) -> str:

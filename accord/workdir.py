@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 from dataclasses import dataclass
 from importlib import resources
@@ -131,15 +132,35 @@ class Workdir:
             )
         return path.read_text().strip()
 
+    def partners(self) -> list[str]:
+        """The partners whose certificate and key are in this work dir."""
+        directory = self.pki.directory
+        if not directory.is_dir():
+            return []
+        stems = (p.stem.removeprefix("partner-") for p in directory.glob("partner-*.pem"))
+        return sorted(s for s in stems if (directory / f"partner-{s}.key").is_file())
+
     def partner_credentials(self, name: str) -> tuple[Path, Path, Path]:
-        """(CA, certificate, key) for acting as partner ``name``."""
+        """(CA, certificate, key) for acting as partner ``name``; a name that
+        has none is refused naming those that do, and the closest."""
         cert, key = self.pki.partner(name)
-        if not cert.is_file() or not key.is_file():
+        if cert.is_file() and key.is_file():
+            return self.pki.ca_cert(), cert, key
+        known = self.partners()
+        if not known:
             raise ConfigError(
-                f"no certificate for partner {name!r} in {self.pki.directory}; "
-                "run `accord certs init` (partners come from policies/partners.yaml)"
+                f"no partner certificates in {self.pki.directory}: create them with "
+                "`accord certs init` (partners come from policies/partners.yaml), "
+                "or give --workdir the work dir that has them"
             )
-        return self.pki.ca_cert(), cert, key
+        close = difflib.get_close_matches(name, known, n=1)
+        guess = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(
+            f"no certificate for partner {name!r} in {self.pki.directory}; {guess}"
+            f"known partners: {', '.join(known)}. A new partner is added to "
+            "policies/partners.yaml and given a certificate with "
+            f"`accord certs issue --kind partner --name {name}`"
+        )
 
 
 def write_text_atomically(path: Path, text: str) -> None:

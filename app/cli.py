@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,14 @@ from typing import TYPE_CHECKING, Any
 from accord import corelog, logs
 from accord.errors import AccordError
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from app.advice import (
+    EXIT_BROKEN_PIPE,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    in_our_words,
+    moment,
+    positive_seconds,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -61,7 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options(defaults=False)
 
     parser = argparse.ArgumentParser(
-        prog="accord", description=__doc__ or "", parents=[_common_options(defaults=True)]
+        prog="accord",
+        description=__doc__ or "",
+        parents=[_common_options(defaults=True)],
+        epilog="exit status: 0 done; 1 the broker refused or failed the call; 2 a usage or "
+        "configuration mistake; 3 a partial answer (query --allow-partial); 130 Ctrl-C; "
+        "141 the output's reader went away (docs/OPERATIONS.md)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -121,11 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--case-ref", default="", help="case reference, where required")
         cmd.add_argument("--end-user", default="", help="the person at the partner asking")
         cmd.add_argument("--broker", help="broker address (default: from the work dir)")
-        cmd.add_argument("--timeout", type=float, default=60.0, help="seconds")
+        cmd.add_argument(
+            "--timeout", type=positive_seconds, default=60.0, help="seconds (default 60)"
+        )
         if name == "query":
             cmd.add_argument("--format", choices=["table", "json", "csv"], default="table")
             cmd.add_argument(
-                "--allow-partial", action="store_true", help="answer from the sources that answered"
+                "--allow-partial",
+                action="store_true",
+                help="answer from the sources that answered (exit status 3 when some did not)",
             )
 
     _add_admin_commands(sub, common)
@@ -172,15 +190,22 @@ def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     search = audit_sub.add_parser("search", parents=[common, trail], help="records for a review")
     search.add_argument("path", nargs="?", type=Path, help="audit dir (default: the trail's)")
-    for name in ("since", "until", "partner", "purpose", "case-ref", "fps"):
+    for name in ("since", "until"):
+        search.add_argument(
+            f"--{name}", type=moment, help="ISO 8601 date or time (naive is UTC), e.g. 2026-11-01"
+        )
+    for name in ("partner", "purpose", "case-ref", "fps"):
         search.add_argument(f"--{name}")
+    search.add_argument("--query-id", help="the records of one query (errors end with its id)")
     reconcile = audit_sub.add_parser(
         "reconcile",
         parents=[common],
         help="match every adapter's scans against the broker's queries; exit 1 on a scan "
         "no broker record accounts for, 2 if a trail does not verify",
     )
-    reconcile.add_argument("--since", help="report from this time on (ISO 8601; naive is UTC)")
+    reconcile.add_argument(
+        "--since", type=moment, help="report from this time on (ISO 8601; naive is UTC)"
+    )
     reconcile.add_argument("--format", choices=["text", "json"], default="text")
 
     policy = sub.add_parser("policy", parents=[common], help="need-to-know policy files")
@@ -347,12 +372,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     workdir = Workdir(args.workdir)
     try:
-        return _dispatch(args, workdir)
+        code = _dispatch(args, workdir)
+        sys.stdout.flush()  # here, where a reader gone away is caught
+        return code
     except AccordError as exc:
-        print(f"accord: {exc}", file=sys.stderr)
-        return 2
+        print(in_our_words(f"accord: {exc}"), file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`accord audit search | head`): stop quietly,
+        # and keep the interpreter from complaining when it flushes stdout.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
 
 
 def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:

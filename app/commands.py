@@ -6,6 +6,7 @@ import os
 import re
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,11 +15,13 @@ import grpc
 from accord.client import BrokerClient
 from accord.errors import ConfigError
 from accord.federation import load_federation
+from app.advice import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, in_our_words, rpc_failure
 from app.render import render_reconciliation, render_result, render_warnings
 from broker.identity import PartnerRegistry
 
 if TYPE_CHECKING:
     import argparse
+    import datetime as dt
     from collections.abc import Iterable
 
     from accord.pki import PkiLayout
@@ -61,16 +64,14 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
 
 
 def _client(args: argparse.Namespace, workdir: Workdir) -> BrokerClient:
+    ca, cert, key = workdir.partner_credentials(args.partner)  # first: without them, no call
     address = args.broker or workdir.broker_address()
-    ca, cert, key = workdir.partner_credentials(args.partner)
     return BrokerClient(address, ca, cert, key, end_user=getattr(args, "end_user", ""))
 
 
-def _rpc_failed(exc: grpc.RpcError) -> int:
-    code = exc.code() if hasattr(exc, "code") else None
-    details = exc.details() if hasattr(exc, "details") else str(exc)
-    print(f"accord: {code.name if code else 'ERROR'}: {details}", file=sys.stderr)
-    return 1
+def _rpc_failed(exc: grpc.RpcError, args: argparse.Namespace, workdir: Workdir) -> int:
+    print(rpc_failure(exc, args, workdir), file=sys.stderr)
+    return EXIT_FAILED
 
 
 def query(args: argparse.Namespace, workdir: Workdir) -> int:
@@ -84,11 +85,11 @@ def query(args: argparse.Namespace, workdir: Workdir) -> int:
                 timeout=args.timeout,
             )
         except grpc.RpcError as exc:
-            return _rpc_failed(exc)
+            return _rpc_failed(exc, args, workdir)
     print(render_result(result, args.format))
     for warning in render_warnings(result):
-        print(warning, file=sys.stderr)
-    return 0
+        print(in_our_words(warning), file=sys.stderr)
+    return EXIT_PARTIAL if result.trailer.partial else EXIT_OK
 
 
 def explain(args: argparse.Namespace, workdir: Workdir) -> int:
@@ -98,7 +99,7 @@ def explain(args: argparse.Namespace, workdir: Workdir) -> int:
                 args.sql, purpose=args.purpose, case_ref=args.case_ref, timeout=args.timeout
             )
         except grpc.RpcError as exc:
-            return _rpc_failed(exc)
+            return _rpc_failed(exc, args, workdir)
     print(f"query id:  {plan.query_id}")
     print(f"role:      {plan.role} (purpose {plan.purpose or '-'})")
     print(f"validated: {plan.validated_sql}")
@@ -142,7 +143,7 @@ def catalog(args: argparse.Namespace, workdir: Workdir) -> int:
         try:
             response = client.catalog()
         except grpc.RpcError as exc:
-            return _rpc_failed(exc)
+            return _rpc_failed(exc, args, workdir)
     print(
         f"partner {response.partner} (role {response.role}); purposes: "
         f"{', '.join(response.purposes) or 'none'}"
@@ -197,53 +198,67 @@ def init_certs(
 def audit(args: argparse.Namespace, workdir: Workdir) -> int:
     """``accord audit verify|search|reconcile``: the exit status says whether
     the trail is intact (and, for reconcile, whether every scan is accounted for)."""
-    import datetime as dt
     import json
 
-    from accord.audit.keys import load_public_key
     from accord.audit.search import search
-    from accord.audit.verify import verify
 
     if args.audit_command == "reconcile":
         return reconcile_trails(workdir, args.since, args.format)
     directory, pin = trail_location(workdir, args.trail)
     directory = args.path or directory
     if args.audit_command == "verify":
-        # Never the key file beside the trail, nor the keys its checkpoints
-        # embed: whoever rewrites the trail can replace those too.
-        trusted = args.public_key or pin
-        if not trusted.is_file():
-            print(
-                f"{directory}: cannot call the trail intact without a trusted key: give "
-                f"--public-key FILE (hex or PEM), or verify in the work dir whose "
-                f"{args.trail} pinned its key ({trusted} is missing)"
-            )
-            return 2
-        report = verify(directory, load_public_key(trusted))
-        print(f"{directory}: {report.records} records, {report.checkpoints} signed checkpoints")
-        if report.unverifiable_tail:
-            print(
-                f"{report.unverifiable_tail} records after the last checkpoint: unverifiable "
-                "tail (intact chain, not yet signed)"
-            )
-        if not report.ok:
-            print(f"TAMPERED: first bad record {report.first_bad}: {report.problem}")
-            return 1
-        print(f"intact (signatures checked against {trusted})")
-        return 0
-    since = dt.datetime.fromisoformat(args.since) if args.since else None
-    until = dt.datetime.fromisoformat(args.until) if args.until else None
+        return verify_trail(directory, args.public_key or pin, args.trail)
+    if not directory.is_dir():
+        print(f"{directory}: no audit trail here; give its directory or --workdir", file=sys.stderr)
+        return EXIT_USAGE
     for record in search(
         directory,
-        since=since,
-        until=until,
+        since=args.since,
+        until=args.until,
         partner=args.partner,
         purpose=args.purpose,
         case_ref=args.case_ref,
         fps=args.fps,
+        query_id=args.query_id,
     ):
         print(json.dumps(record, ensure_ascii=False))
-    return 0
+    return EXIT_OK
+
+
+def verify_trail(directory: Path, trusted: Path, trail: str) -> int:
+    """``accord audit verify``: 0 intact, 1 tampered, 2 nothing to verify with."""
+    from accord.audit.keys import load_public_key
+    from accord.audit.verify import verify
+
+    if not directory.is_dir():
+        print(
+            f"{directory}: no audit trail here. The broker writes it in WORKDIR/audit "
+            "once it serves (adapters in WORKDIR/audit/adapter-CODE): give the trail's "
+            "directory, or the --workdir it was written in",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    # Never the key file beside the trail, nor the keys its checkpoints
+    # embed: whoever rewrites the trail can replace those too.
+    if not trusted.is_file():
+        print(
+            f"{directory}: cannot call the trail intact without a trusted key: give "
+            f"--public-key FILE (hex or PEM), or verify in the work dir whose "
+            f"{trail} pinned its key ({trusted} is missing)"
+        )
+        return EXIT_USAGE
+    report = verify(directory, load_public_key(trusted))
+    print(f"{directory}: {report.records} records, {report.checkpoints} signed checkpoints")
+    if report.unverifiable_tail:
+        print(
+            f"{report.unverifiable_tail} records after the last checkpoint: unverifiable "
+            "tail (intact chain, not yet signed)"
+        )
+    if not report.ok:
+        print(f"TAMPERED: first bad record {report.first_bad}: {report.problem}")
+        return 1
+    print(f"intact (signatures checked against {trusted})")
+    return EXIT_OK
 
 
 _ADAPTER_TRAIL = re.compile(r"^adapter:([A-Za-z0-9][A-Za-z0-9_-]{0,63})$")
@@ -260,10 +275,9 @@ def trail_location(workdir: Workdir, trail: str) -> tuple[Path, Path]:
     return workdir.adapter_audit_dir(code), workdir.adapter_audit_key_pin(code)
 
 
-def reconcile_trails(workdir: Workdir, since: str | None, output: str) -> int:
+def reconcile_trails(workdir: Workdir, since: dt.datetime | None, output: str) -> int:
     """``accord audit reconcile``: 2 if a trail does not verify against its
     pin, 1 if a scan has no broker record, else 0."""
-    import datetime as dt
     import json
 
     from accord.audit.keys import load_public_key
@@ -288,7 +302,6 @@ def reconcile_trails(workdir: Workdir, since: str | None, output: str) -> int:
         if output == "json":
             print(json.dumps({"tampered": problems}, ensure_ascii=False))
         return 2
-    moment = dt.datetime.fromisoformat(since) if since else None
     found = reconcile(
         search(workdir.audit_dir()),
         {
@@ -296,7 +309,7 @@ def reconcile_trails(workdir: Workdir, since: str | None, output: str) -> int:
             for name, (d, _) in trails.items()
             if name != "broker"
         },
-        since=moment,
+        since=since,
     )
     if output == "json":
         print(json.dumps(found.as_dict(), ensure_ascii=False))
@@ -364,6 +377,7 @@ def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
     from adapters.datagen import load_target, write_federation_data
 
     federation = load_federation(args.federation)
+    started = time.monotonic()
     if args.data:
         from app.dataload import load_federation_files
 
@@ -379,4 +393,9 @@ def datagen(args: argparse.Namespace, workdir: Workdir) -> int:
     for source, tables in counts.items():
         summary = ", ".join(f"{t} {n}" for t, n in tables.items())
         print(f"{source}: {summary}")
-    return 0
+    rows = sum(n for tables in counts.values() for n in tables.values())
+    print(
+        f"total: {rows} rows in {len(counts)} sources, written in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return EXIT_OK

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 import grpc
 
 from accord.client import BrokerClient
+from app.advice import program, rpc_failure
 from app.commands import init_certs
 from app.launcher import LocalFederation
 from app.render import render_result
@@ -144,10 +146,16 @@ def run_demo(
         )
         if data is not None:  # not the justice federation: its samples do not apply
             return _serve(workdir, federation) if serve else 0
+        failed = 0
         with _session(workdir, federation.broker_address, DEMO_PARTNER) as client:
             for title, sql in SAMPLES:
-                result = client.query(sql)
                 print(f"\n== {title} (as {DEMO_PARTNER})\n{sql}\n")
+                try:
+                    result = client.query(sql)
+                except grpc.RpcError as exc:
+                    failed += 1
+                    print(_failure(exc, workdir, DEMO_PARTNER))
+                    continue
                 print(render_result(result, "table"))
         for title, sql in SAME_QUERIES:
             print(f"\n== Same query, four partners: {title}\n{sql}")
@@ -156,13 +164,25 @@ def run_demo(
                     print(f"\n-- as {partner}")
                     try:
                         result = client.query(sql)
-                    except grpc.RpcError as exc:
+                    except grpc.RpcError as exc:  # a refusal is part of the show
                         print(f"refused: {exc.code().name}: {exc.details()}")
                         continue
                     print(render_result(result, "table"))
+        if failed:
+            print(
+                f"\n{failed} of {len(SAMPLES)} sample queries failed (above, with their query "
+                f"ids); the logs of every process are in {workdir.logs}",
+                file=sys.stderr,
+            )
         if serve:
             return _serve(workdir, federation, justice=True)
-    return 0
+    return 1 if failed else 0
+
+
+def _failure(error: grpc.RpcError, workdir: Workdir, partner: str) -> str:
+    """A failed sample, as ``accord query`` would report it."""
+    args = argparse.Namespace(command="query", partner=partner, timeout=60.0, broker=None)
+    return rpc_failure(error, args, workdir)
 
 
 def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = False) -> int:
@@ -178,11 +198,12 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
     print(f"audit trail: {workdir.audit_dir()}")
     print("\nServing until Ctrl-C.")
     if justice:
+        accord = program()
         print(
             f"In another shell:\n"
-            f'  accord query "SELECT source, count(*) FROM offenders GROUP BY source" '
+            f'  {accord} query "SELECT source, count(*) FROM offenders GROUP BY source" '
             f"--as {DEMO_PARTNER} --purpose bail_hearing --case-ref R-1 --workdir {wd}\n"
-            f"  accord explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
+            f"  {accord} explain \"SELECT surname FROM offenders WHERE status = 'UAL'\" "
             f"--as police --purpose investigation --workdir {wd}"
         )
     sys.stdout.flush()

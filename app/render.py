@@ -43,6 +43,8 @@ def render_result(result: QueryResult, fmt: str) -> str:
         return json.dumps(
             {
                 "query_id": result.query_id,
+                # True when some source is missing from the rows (see "sources")
+                "partial": result.trailer.partial,
                 "columns": columns,
                 "rows": rows,
                 "sources": [

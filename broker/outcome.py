@@ -14,7 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from accord.errors import ScanCancelled, SourceError, SourceUnavailable, source_state
+from accord.errors import (
+    ScanCancelled,
+    SourceError,
+    SourcesMissing,
+    SourceUnavailable,
+    scan_outcome,
+    source_state,
+)
 from accord.v1 import broker_pb2
 
 if TYPE_CHECKING:
@@ -69,14 +76,24 @@ def check_outcome(
     return failed
 
 
-def missing_sources_error(failed: list[ScanResult]) -> SourceUnavailable:
-    """Names the sources that failed, not those the broker stopped because of them."""
+def missing_sources_error(failed: list[ScanResult]) -> SourcesMissing:
+    """Names the sources that failed, not those the broker stopped because of
+    them, and says what would help: more time when they ran out of it, else
+    a later retry; a partial answer either way."""
     culprits = [r for r in failed if not isinstance(r.error, ScanCancelled)] or failed
     reasons = sorted({f"{r.source} ({r.error.reason})" for r in culprits if r.error})
-    return SourceUnavailable(
-        ", ".join(sorted({r.source for r in culprits})),
-        f"missing from the answer: {'; '.join(reasons)}. Retry later, or set "
+    states = {r.source: scan_outcome(r.error) for r in culprits}
+    if all(state == "timeout" for state in states.values()):
+        remedy = "Give the query a longer deadline (timeout_ms)"
+    elif any(state == "timeout" for state in states.values()):
+        remedy = "Retry later, with a longer deadline (timeout_ms)"
+    else:
+        remedy = "Retry later"
+    return SourcesMissing(
+        ", ".join(sorted(states)),
+        f"missing from the answer: {'; '.join(reasons)}. {remedy}, or set "
         "allow_partial to accept an answer without them",
+        states,
     )
 
 

@@ -123,7 +123,9 @@ class QueryPipeline:
         deadline: a fifth of the budget, at most one second, is kept back.
         """
         if request.timeout_ms < 0:
-            raise InvalidQuery("timeout_ms must not be negative")
+            raise InvalidQuery(
+                "timeout_ms must not be negative (0 is the broker's default)", "timeout_ms"
+            )
         timeout = min(
             request.timeout_ms / 1000 or self.limits.default_timeout_s, self.limits.max_timeout_s
         )

@@ -205,12 +205,15 @@ def _shape_message(exc: OptimizeError) -> str:
             "each side of a UNION, INTERSECT or EXCEPT must have the same number of "
             "columns (BY NAME: the same names)"
         )
-    return "the query's shape cannot be planned; see GetCatalog for what you may query"
+    return (
+        "the query's shape cannot be planned; the catalog (GetCatalog) lists the tables "
+        "and columns you may query"
+    )
 
 
 def _qualify_message(exc: OptimizeError) -> str:
     text = str(exc).split(". Line:")[0]
-    return f"{text}; see GetCatalog for the tables and columns you may query"
+    return f"{text}; the catalog (GetCatalog) lists the tables and columns you may query"
 
 
 def _null_supplying(scope: Scope) -> set[str]:

@@ -20,6 +20,7 @@ from sqlglot import exp
 
 from accord.audit.lookups import fps_numbers
 from accord.errors import InvalidQuery
+from broker.naming import name_outputs
 from broker.planner import QueryPlan, plan_query
 from broker.policy.admission import admit
 from broker.policy.aggregate import check_aggregate_query
@@ -108,6 +109,7 @@ def _prepare(
     )
     validated = tree.sql(dialect="duckdb")
     looked_up = fps_numbers(tree)  # here, off the event loop, from the tree at hand
+    name_outputs(tree, sql)  # count(*) is count_star(), as DuckDB names it
     tree = qualify_for_role(tree, view)
     touched = _tables_touched(tree)
     outputs = check_aggregate_query(tree, view) if role.aggregate_only else None

@@ -13,7 +13,10 @@ would see UNKNOWN: the methods are registered here with a lenient
 deserializer (:func:`_lenient`) that hands the servicer an
 :class:`Undecodable` instead, which it refuses with INVALID_ARGUMENT (audited
 like any refusal). Errors are mapped to (status, public message) in one place
-(``accord.errors.grpc_status``).
+(``accord.errors.grpc_status``), and every failed call ends with
+``accord.errors.rich_status``: the message with the query id, and the
+``ErrorInfo``/``BadRequest``/``RetryInfo`` details programs read. Every call
+carries its query id in the trailing metadata (``x-accord-query-id``).
 """
 
 from __future__ import annotations
@@ -22,18 +25,14 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-import math
 import time
 from typing import TYPE_CHECKING, Any
 
 import grpc
-from google.protobuf import any_pb2
 from google.protobuf.message import DecodeError
-from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import _async as health_aio  # the asyncio health servicer
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from grpc_status import rpc_status
 
 from accord import ipc, tls
 from accord.errors import (
@@ -45,6 +44,7 @@ from accord.errors import (
     OverQuota,
     SlowReader,
     grpc_status,
+    rich_status,
 )
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
@@ -104,13 +104,15 @@ def check_call(request: Message | Undecodable, principal: Principal) -> None:
     if isinstance(request, Undecodable):
         raise InvalidQuery(
             f"the request is not a valid {request.message_type} "
-            "(corrupt, or a text field that is not UTF-8)"
+            "(corrupt, or a text field that is not UTF-8)",
+            field="",
         )
     end_user = principal.end_user
     if len(end_user) > MAX_END_USER or not all(" " <= c <= "~" for c in end_user):
         raise InvalidQuery(
             f"the end user ({END_USER_METADATA}) is up to {MAX_END_USER} characters "
-            "of printable ASCII"
+            "of printable ASCII",
+            field=END_USER_METADATA,
         )
 
 
@@ -190,9 +192,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                         **({"truncated": cut} if cut else {}),
                     }
                 )
-            except AccordError:
-                status, message = grpc.StatusCode.UNAVAILABLE, "the broker cannot audit now"
-            await context.abort(status, message)
+            except AccordError as audit_error:
+                await _abort(context, audit_error)
+                raise
+            await _abort(context, exc)
             raise  # abort raises; this line is for type checkers
         # The end user as sent, so that check_call judges (and the record
         # bounds) what the caller sent, not a cut of it.
@@ -225,6 +228,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         ticket: Ticket | None = None
         try:
             await context.send_initial_metadata(((QUERY_ID_METADATA, query_id),))
+            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             ticket = self._admit(principal)
             admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
             record.admitted(admitted)
@@ -326,6 +330,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         sources), with ``event: explain``; no record, no plan."""
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
+            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "Explain")
             record = self._open("explain", query_id, principal, request, started)
             error: Exception | None = None
@@ -350,7 +355,8 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         request: broker_pb2.CatalogRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> broker_pb2.CatalogResponse:
-        with bind_query_id(new_query_id()):
+        with bind_query_id(new_query_id()) as query_id:
+            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "GetCatalog")
             partner = principal.partner
             refusal: AccordError | None = None
@@ -433,28 +439,18 @@ class _QueryDone:
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]
+    """Ends the call with ``exc``'s status: its public message (bounded, with
+    the query id) and the structured details of :func:`accord.errors.rich_status`."""
     status, message = grpc_status(exc)
     message = bounded(message, MAX_PUBLIC_MESSAGE, {}, "error")  # never a megabyte back
     if status == grpc.StatusCode.INTERNAL:
         log.error("internal error", exc_info=exc)
     else:
         log.info("query refused: %s: %s", status.name, message)
-    if isinstance(exc, OverQuota):
-        # (grpc-stubs lacks the aio method; grpc.aio has it since 1.38)
-        await context.abort_with_status(retry_status(message, exc.retry_after_s))  # type: ignore[attr-defined]
-    await context.abort(status, message)
-
-
-def retry_status(message: str, retry_after_s: float) -> grpc.Status:
-    """RESOURCE_EXHAUSTED with a ``google.rpc.RetryInfo`` detail (in
-    ``grpc-status-details-bin``) saying how long to wait."""
-    retry = error_details_pb2.RetryInfo()
-    retry.retry_delay.FromMilliseconds(max(1, math.ceil(retry_after_s * 1000)))
-    detail = any_pb2.Any()
-    detail.Pack(retry)
-    return rpc_status.to_status(
-        status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message, details=[detail])
-    )
+    retry_after_s = exc.retry_after_s if isinstance(exc, OverQuota) else 0.0
+    rich = rich_status(exc, current_query_id(), message, retry_after_s)
+    # (grpc-stubs lacks the aio method; grpc.aio has it since 1.38)
+    await context.abort_with_status(rich)  # type: ignore[attr-defined]
 
 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:

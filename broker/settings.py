@@ -1,6 +1,7 @@
 """The broker's settings: declared once as (name, default, help), read from
-the environment as ``ACCORD_<NAME>``. README.md lists every one (a test
-checks it)."""
+the environment as ``ACCORD_<NAME>``. README.md and docs/CONFIGURATION.md
+hold the table :func:`markdown_table` makes of them (a test checks they
+are equal); ``python -m broker.settings`` prints it."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ SETTINGS = (
     Setting(
         "source_min_timeout_s",
         MIN_TIMEOUT_S,
-        "shortest scan deadline whose timeout counts against a source's circuit breaker",
+        "shortest scan deadline whose timeout counts against a source's circuit breaker (a "
+        "client's shorter deadline is its own budget, not the source failing)",
     ),
     Setting("max_sql_bytes", 100_000, "UTF-8 bytes of SQL in one request (refused beyond)"),
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
@@ -41,7 +43,8 @@ SETTINGS = (
     Setting(
         "handshake_audit_window_s",
         60.0,
-        "seconds between two audit records of TLS handshakes refused from one peer address",
+        "seconds between two audit records of TLS handshakes refused from one peer address "
+        "(the first is recorded at once, the rest summarised with a count)",
     ),
     Setting("audit_file_mb", 64, "size at which an audit file rotates (it also rotates daily)"),
     Setting("max_query_depth", 24, "nesting of one query: parentheses, subqueries, CASE, NOT"),
@@ -53,11 +56,47 @@ SETTINGS = (
     Setting(
         "slow_reader_s",
         10.0,
-        "longest wait for one write of an answer to a client before the answer is cancelled",
+        "longest wait for one write of an answer to a client before the answer is cancelled "
+        "and audited as too slow (`broker/slow_reader.py`)",
     ),
-    Setting("merge_threads", 4, "threads that merge answers in DuckDB, apart from the audit's"),
-    Setting("merge_memory_mb", 512, "DuckDB memory of one merge (each merge thread has its own)"),
+    Setting(
+        "merge_threads",
+        4,
+        "threads that merge answers in DuckDB, apart from the audit writer's; a merge past "
+        "its deadline is interrupted",
+    ),
+    Setting(
+        "merge_memory_mb",
+        512,
+        "DuckDB memory of one merge (each merge thread has its own database); over it, "
+        "RESOURCE_EXHAUSTED",
+    ),
 )
+
+
+def shown(setting: Setting) -> str:
+    """A default as a person reads it.
+
+    >>> shown(Setting("max_source_bytes", 2 * 1024**3, ""))
+    '2 GiB'
+    >>> shown(Setting("max_result_rows", 2_000_000, ""))
+    '2,000,000'
+    >>> shown(Setting("slow_reader_s", 10.0, ""))
+    '10'
+    """
+    value = setting.default
+    if setting.name.endswith("_bytes") and value >= 1024**3 and value % 1024**3 == 0:
+        return f"{value / 1024**3:g} GiB"
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return f"{value:g}"
+
+
+def markdown_table() -> str:
+    """Every setting as a Markdown table: variable, default, what it bounds."""
+    lines = ["| variable | default | what it bounds |", "|---|---|---|"]
+    lines += [f"| `{s.env}` | {shown(s)} | {s.help} |" for s in SETTINGS]
+    return "\n".join(lines)
 
 
 @dataclass(frozen=True)
@@ -153,3 +192,7 @@ def _values(environ: dict[str, str] | None) -> dict[str, float]:
         if values[setting.name] <= 0:
             raise ConfigError(f"{setting.env} must be positive")
     return values
+
+
+if __name__ == "__main__":
+    print(markdown_table())

@@ -9,6 +9,7 @@ validated tree; the caller's text is never executed as typed.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import TYPE_CHECKING
 
@@ -623,8 +624,63 @@ def _function_name(node: exp.Func) -> str:
     return node.sql_name() if hasattr(node, "sql_name") else node.key
 
 
+#: sqlglot's words for a clause or an operator left without an operand.
+_MISSING = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*?(\w+)'>")
+_INCOMPLETE = {
+    "Where": "the WHERE clause is incomplete: write a condition after WHERE",
+    "Having": "the HAVING clause is incomplete: write a condition after HAVING",
+    "Order": "the ORDER BY clause is incomplete: name what to order by",
+    "Group": "the GROUP BY clause is incomplete: name what to group by",
+    "Limit": "the LIMIT clause is incomplete: give a number of rows",
+    "Offset": "the OFFSET clause is incomplete: give a number of rows",
+}
+_OPERATORS = {
+    "EQ": "=", "NEQ": "<>", "GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=",
+    "And": "AND", "Or": "OR", "Add": "+", "Sub": "-", "Mul": "*", "Div": "/",
+    "Mod": "%", "DPipe": "||", "Like": "LIKE", "ILike": "ILIKE", "Is": "IS",
+    "In": "IN", "Between": "BETWEEN", "Not": "NOT",
+}  # fmt: skip
+#: A token as sqlglot prints it: ``<Token token_type: TokenType.X, text: Y, ...>``.
+_TOKEN = re.compile(r"<Token token_type: TokenType\.(\w+), text: ([^,]*),[^>]*>")
+
+
 def _parse_message(exc: ParseError | TokenError) -> str:
+    """sqlglot's message in SQL's words, never its class names.
+
+    >>> import sqlglot
+    >>> try:
+    ...     sqlglot.parse_one("SELECT * FROM t WHERE", read="duckdb")
+    ... except ParseError as exc:
+    ...     print(_parse_message(exc))
+    the WHERE clause is incomplete: write a condition after WHERE (line 1, column 21)
+    >>> try:
+    ...     sqlglot.parse_one("SELECT * FROM t WHERE x =", read="duckdb")
+    ... except ParseError as exc:
+    ...     print(_parse_message(exc))
+    the query ends before the right side of = (line 1, column 25)
+    """
     if isinstance(exc, ParseError) and exc.errors:
         first = exc.errors[0]
-        return f"{first.get('description')} (line {first.get('line')}, column {first.get('col')})"
+        text = str(first.get("description"))
+        where = f" (line {first.get('line')}, column {first.get('col')})"
+        missing = _MISSING.search(text)
+        if missing:
+            return _incomplete(missing.group(1)) + where
+        text = _TOKEN.sub(
+            lambda m: "the end of the query" if m.group(1) == "SENTINEL" else repr(m.group(2)), text
+        )
+        return text + where
     return str(exc).splitlines()[0]
+
+
+def _token_words(token: re.Match[str]) -> str:
+    return "the end of the query" if token.group(1) == "SENTINEL" else repr(token.group(2))
+
+
+def _incomplete(kind: str) -> str:
+    if kind in _INCOMPLETE:
+        return _INCOMPLETE[kind]
+    operator = _OPERATORS.get(kind)
+    if operator:
+        return f"the query ends before the right side of {operator}"
+    return f"the query is incomplete: a {kind.upper()} lacks an operand"

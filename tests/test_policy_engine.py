@@ -318,7 +318,7 @@ def edit(path: Path, old: str, new: str) -> None:
             "roles/officer.yaml",
             "principal.caseload",
             "principal.case_list",
-            "partner 'officer_bc' lacks attribute 'case_list'",
+            "principal.case_list, which partner officer_bc (partners.yaml) lacks",
         ),
         (
             "roles/officer.yaml",

@@ -27,6 +27,7 @@ def search(
     purpose: str | None = None,
     case_ref: str | None = None,
     fps: str | None = None,
+    query_id: str | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Records (not checkpoints or prune lines) matching every filter given.
 
@@ -39,6 +40,7 @@ def search(
     matches a record whose ``fps_numbers`` (the numbers its predicates
     resolve to after constant folding, ``accord.audit.lookups``) hold it,
     compared case-insensitively.
+    ``query_id`` finds the records of one query (the id every error ends with).
     Search does not verify the chain: run ``verify`` for that.
     """
     lo = as_utc(since) if since is not None else None
@@ -49,6 +51,7 @@ def search(
         "partner": partner,
         "purpose": normalize(purpose) if purpose is not None else None,
         "case_ref": normalize(case_ref) if case_ref is not None else None,
+        "query_id": query_id.strip().lower() if query_id is not None else None,
     }
     wanted = {k: v for k, v in wanted.items() if v is not None}
     for path, _day, _index in audit_files(Path(directory)):

@@ -24,37 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x63ord/v1/broker.proto\x12\taccord.v1\"i\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61se_ref\x18\x03 \x01(\t\x12\x15\n\rallow_partial\x18\x04 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x03\"5\n\x0bQueryHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"\xa8\x01\n\x0cSourceStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.accord.v1.SourceState\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\r\n\x05\x62ytes\x18\x04 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\r\n\x05scans\x18\x07 \x01(\x05\x12\x12\n\nbad_values\x18\x08 \x01(\x03\"\x98\x01\n\x0cQueryTrailer\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12(\n\x07sources\x18\x02 \x03(\x0b\x32\x17.accord.v1.SourceStatus\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x19\n\x11suppressed_groups\x18\x06 \x01(\x03\"\x87\x01\n\rQueryResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.accord.v1.QueryHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12*\n\x07trailer\x18\x03 \x01(\x0b\x32\x17.accord.v1.QueryTrailerH\x00\x42\t\n\x07payload\"\xa3\x02\n\nSourceScan\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tpredicate\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x14\n\x0cphysical_sql\x18\x08 \x01(\t\x12\x19\n\x11pushed_predicates\x18\t \x03(\t\x12\x1b\n\x13residual_predicates\x18\n \x03(\t\x12\x14\n\x0climit_pushed\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x1b\n\x13superset_predicates\x18\r \x03(\t\x12\x0f\n\x07\x63ircuit\x18\x0e \x01(\t\"\xe5\x01\n\x0f\x45xplainResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x15\n\rvalidated_sql\x18\x02 \x01(\t\x12\x11\n\tmerge_sql\x18\x03 \x01(\t\x12$\n\x05scans\x18\x04 \x03(\x0b\x32\x15.accord.v1.SourceScan\x12\x15\n\rrewritten_sql\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\r\n\x05masks\x18\x08 \x03(\t\x12\x13\n\x0brow_filters\x18\t \x03(\t\x12\x16\n\x0emin_group_size\x18\n \x01(\x05\"\x10\n\x0e\x43\x61talogRequest\"9\n\rCatalogColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04mask\x18\x03 \x01(\t\"X\n\x0c\x43\x61talogTable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x18.accord.v1.CatalogColumn\x12\x0f\n\x07sources\x18\x03 \x03(\t\"\xa4\x01\n\x0f\x43\x61talogResponse\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\'\n\x06tables\x18\x03 \x03(\x0b\x32\x17.accord.v1.CatalogTable\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1f\n\x17\x63\x61se_reference_required\x18\x05 \x01(\x08\x12\x16\n\x0e\x61ggregate_only\x18\x06 \x01(\x08*\xcb\x01\n\x0bSourceState\x12\x1c\n\x18SOURCE_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_STATE_OK\x10\x01\x12\x1a\n\x16SOURCE_STATE_TIMED_OUT\x10\x02\x12\x1c\n\x18SOURCE_STATE_UNAVAILABLE\x10\x03\x12\x18\n\x14SOURCE_STATE_REFUSED\x10\x04\x12\x16\n\x12SOURCE_STATE_ERROR\x10\x05\x12\x1d\n\x19SOURCE_STATE_CIRCUIT_OPEN\x10\x06\x32\xcb\x01\n\x06\x42roker\x12<\n\x05Query\x12\x17.accord.v1.QueryRequest\x1a\x18.accord.v1.QueryResponse0\x01\x12>\n\x07\x45xplain\x12\x17.accord.v1.QueryRequest\x1a\x1a.accord.v1.ExplainResponse\x12\x43\n\nGetCatalog\x12\x19.accord.v1.CatalogRequest\x1a\x1a.accord.v1.CatalogResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61\x63\x63ord/v1/broker.proto\x12\taccord.v1\"i\n\x0cQueryRequest\x12\x0b\n\x03sql\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61se_ref\x18\x03 \x01(\t\x12\x15\n\rallow_partial\x18\x04 \x01(\x08\x12\x12\n\ntimeout_ms\x18\x05 \x01(\x03\"5\n\x0bQueryHeader\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"\xac\x01\n\x0cSourceStatus\x12\x0e\n\x06source\x18\x01 \x01(\t\x12%\n\x05state\x18\x02 \x01(\x0e\x32\x16.accord.v1.SourceState\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\x11\n\x05\x62ytes\x18\x04 \x01(\x03\x42\x02\x18\x01\x12\x12\n\nelapsed_ms\x18\x05 \x01(\x01\x12\r\n\x05\x65rror\x18\x06 \x01(\t\x12\r\n\x05scans\x18\x07 \x01(\x05\x12\x12\n\nbad_values\x18\x08 \x01(\x03\"\x98\x01\n\x0cQueryTrailer\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12(\n\x07sources\x18\x02 \x03(\x0b\x32\x17.accord.v1.SourceStatus\x12\x0c\n\x04rows\x18\x03 \x01(\x03\x12\x12\n\nelapsed_ms\x18\x04 \x01(\x01\x12\x0f\n\x07partial\x18\x05 \x01(\x08\x12\x19\n\x11suppressed_groups\x18\x06 \x01(\x03\"\x87\x01\n\rQueryResponse\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x16.accord.v1.QueryHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12*\n\x07trailer\x18\x03 \x01(\x0b\x32\x17.accord.v1.QueryTrailerH\x00\x42\t\n\x07payload\"\xa3\x02\n\nSourceScan\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\r\n\x05table\x18\x02 \x01(\t\x12\x11\n\treference\x18\x03 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x04 \x03(\t\x12\x11\n\tpredicate\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\x03\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x14\n\x0cphysical_sql\x18\x08 \x01(\t\x12\x19\n\x11pushed_predicates\x18\t \x03(\t\x12\x1b\n\x13residual_predicates\x18\n \x03(\t\x12\x14\n\x0climit_pushed\x18\x0b \x01(\x08\x12\r\n\x05\x65rror\x18\x0c \x01(\t\x12\x1b\n\x13superset_predicates\x18\r \x03(\t\x12\x0f\n\x07\x63ircuit\x18\x0e \x01(\t\"\xe5\x01\n\x0f\x45xplainResponse\x12\x10\n\x08query_id\x18\x01 \x01(\t\x12\x15\n\rvalidated_sql\x18\x02 \x01(\t\x12\x11\n\tmerge_sql\x18\x03 \x01(\t\x12$\n\x05scans\x18\x04 \x03(\x0b\x32\x15.accord.v1.SourceScan\x12\x15\n\rrewritten_sql\x18\x05 \x01(\t\x12\x0c\n\x04role\x18\x06 \x01(\t\x12\x0f\n\x07purpose\x18\x07 \x01(\t\x12\r\n\x05masks\x18\x08 \x03(\t\x12\x13\n\x0brow_filters\x18\t \x03(\t\x12\x16\n\x0emin_group_size\x18\n \x01(\x05\"\x10\n\x0e\x43\x61talogRequest\"9\n\rCatalogColumn\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0c\n\x04mask\x18\x03 \x01(\t\"X\n\x0c\x43\x61talogTable\x12\x0c\n\x04name\x18\x01 \x01(\t\x12)\n\x07\x63olumns\x18\x02 \x03(\x0b\x32\x18.accord.v1.CatalogColumn\x12\x0f\n\x07sources\x18\x03 \x03(\t\"\xa4\x01\n\x0f\x43\x61talogResponse\x12\x0f\n\x07partner\x18\x01 \x01(\t\x12\x0c\n\x04role\x18\x02 \x01(\t\x12\'\n\x06tables\x18\x03 \x03(\x0b\x32\x17.accord.v1.CatalogTable\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x1f\n\x17\x63\x61se_reference_required\x18\x05 \x01(\x08\x12\x16\n\x0e\x61ggregate_only\x18\x06 \x01(\x08*\xcb\x01\n\x0bSourceState\x12\x1c\n\x18SOURCE_STATE_UNSPECIFIED\x10\x00\x12\x13\n\x0fSOURCE_STATE_OK\x10\x01\x12\x1a\n\x16SOURCE_STATE_TIMED_OUT\x10\x02\x12\x1c\n\x18SOURCE_STATE_UNAVAILABLE\x10\x03\x12\x18\n\x14SOURCE_STATE_REFUSED\x10\x04\x12\x16\n\x12SOURCE_STATE_ERROR\x10\x05\x12\x1d\n\x19SOURCE_STATE_CIRCUIT_OPEN\x10\x06\x32\xcb\x01\n\x06\x42roker\x12<\n\x05Query\x12\x17.accord.v1.QueryRequest\x1a\x18.accord.v1.QueryResponse0\x01\x12>\n\x07\x45xplain\x12\x17.accord.v1.QueryRequest\x1a\x1a.accord.v1.ExplainResponse\x12\x43\n\nGetCatalog\x12\x19.accord.v1.CatalogRequest\x1a\x1a.accord.v1.CatalogResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'accord.v1.broker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SOURCESTATE']._serialized_start=1524
-  _globals['_SOURCESTATE']._serialized_end=1727
+  _globals['_SOURCESTATUS'].fields_by_name['bytes']._loaded_options = None
+  _globals['_SOURCESTATUS'].fields_by_name['bytes']._serialized_options = b'\030\001'
+  _globals['_SOURCESTATE']._serialized_start=1528
+  _globals['_SOURCESTATE']._serialized_end=1731
   _globals['_QUERYREQUEST']._serialized_start=37
   _globals['_QUERYREQUEST']._serialized_end=142
   _globals['_QUERYHEADER']._serialized_start=144
   _globals['_QUERYHEADER']._serialized_end=197
   _globals['_SOURCESTATUS']._serialized_start=200
-  _globals['_SOURCESTATUS']._serialized_end=368
-  _globals['_QUERYTRAILER']._serialized_start=371
-  _globals['_QUERYTRAILER']._serialized_end=523
-  _globals['_QUERYRESPONSE']._serialized_start=526
-  _globals['_QUERYRESPONSE']._serialized_end=661
-  _globals['_SOURCESCAN']._serialized_start=664
-  _globals['_SOURCESCAN']._serialized_end=955
-  _globals['_EXPLAINRESPONSE']._serialized_start=958
-  _globals['_EXPLAINRESPONSE']._serialized_end=1187
-  _globals['_CATALOGREQUEST']._serialized_start=1189
-  _globals['_CATALOGREQUEST']._serialized_end=1205
-  _globals['_CATALOGCOLUMN']._serialized_start=1207
-  _globals['_CATALOGCOLUMN']._serialized_end=1264
-  _globals['_CATALOGTABLE']._serialized_start=1266
-  _globals['_CATALOGTABLE']._serialized_end=1354
-  _globals['_CATALOGRESPONSE']._serialized_start=1357
-  _globals['_CATALOGRESPONSE']._serialized_end=1521
-  _globals['_BROKER']._serialized_start=1730
-  _globals['_BROKER']._serialized_end=1933
+  _globals['_SOURCESTATUS']._serialized_end=372
+  _globals['_QUERYTRAILER']._serialized_start=375
+  _globals['_QUERYTRAILER']._serialized_end=527
+  _globals['_QUERYRESPONSE']._serialized_start=530
+  _globals['_QUERYRESPONSE']._serialized_end=665
+  _globals['_SOURCESCAN']._serialized_start=668
+  _globals['_SOURCESCAN']._serialized_end=959
+  _globals['_EXPLAINRESPONSE']._serialized_start=962
+  _globals['_EXPLAINRESPONSE']._serialized_end=1191
+  _globals['_CATALOGREQUEST']._serialized_start=1193
+  _globals['_CATALOGREQUEST']._serialized_end=1209
+  _globals['_CATALOGCOLUMN']._serialized_start=1211
+  _globals['_CATALOGCOLUMN']._serialized_end=1268
+  _globals['_CATALOGTABLE']._serialized_start=1270
+  _globals['_CATALOGTABLE']._serialized_end=1358
+  _globals['_CATALOGRESPONSE']._serialized_start=1361
+  _globals['_CATALOGRESPONSE']._serialized_end=1525
+  _globals['_BROKER']._serialized_start=1734
+  _globals['_BROKER']._serialized_end=1937
 # @@protoc_insertion_point(module_scope)

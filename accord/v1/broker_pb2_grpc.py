@@ -56,7 +56,11 @@ class BrokerServicer:
 
     def Query(self, request, context):
         """Runs one read-only SQL query over the federation: a QueryHeader, then
-        Arrow IPC record batches, then a QueryTrailer.
+        Arrow IPC record batches, then a QueryTrailer. Audited before the first
+        message and after the last. Statuses: OK, INVALID_ARGUMENT,
+        PERMISSION_DENIED, UNAUTHENTICATED, RESOURCE_EXHAUSTED, UNAVAILABLE,
+        DEADLINE_EXCEEDED, INTERNAL (see ERRORS above). A partial answer
+        (allow_partial) is OK with QueryTrailer.partial set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,14 +68,19 @@ class BrokerServicer:
 
     def Explain(self, request, context):
         """Shows how a query would run: the rewritten SQL and, per source, the SQL
-        sent in that source's dialect. Nothing is fetched.
+        sent in that source's dialect. No rows are fetched, but the sources are
+        asked to translate their scans. Audited like a query; refuses what Query
+        refuses, with the same status and message. Statuses: as Query.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCatalog(self, request, context):
-        """The logical tables and columns this caller may query.
+        """The logical tables and columns this caller may query, and the purposes
+        it may declare. Audited. Statuses: OK, INVALID_ARGUMENT (the end-user
+        metadata, an undecodable body), UNAUTHENTICATED, UNAVAILABLE (the
+        audit trail cannot record).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -55,6 +55,7 @@ whole (the broker does not start with part of a policy).
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -226,7 +227,11 @@ def _load_grant(
             columns[column] = None
             continue
         if column not in logical.columns:
-            where.at(columns_spec, column).fail(column, f"unknown column {column!r} of {table}")
+            close = difflib.get_close_matches(str(column), list(logical.columns), n=1)
+            guess = f" (did you mean {close[0]}?)" if close else ""
+            where.at(columns_spec, column).fail(
+                column, f"unknown column {column!r} of {table}{guess}"
+            )
         columns[column] = _load_mask(
             where.at(columns_spec, column),
             column,

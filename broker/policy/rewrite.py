@@ -18,6 +18,7 @@ subquery in the row filter) are marked trusted and never rewritten again.
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -127,7 +128,8 @@ def qualify_for_role(tree: exp.Query, view: RoleView) -> exp.Query:
                 raise PolicyDenied(
                     f"column {name} is not available to role {view.role.name}", reason="column"
                 ) from exc
-        raise InvalidQuery(f"{text}; see GetCatalog for what you may query") from exc
+            raise unknown_column(name, schema) from exc
+        raise InvalidQuery(f"{text}; {CATALOG_HINT}") from exc
     _check_bound_columns(tree, view, schema)
     return tree
 
@@ -166,7 +168,23 @@ def _check_bound_columns(
             raise PolicyDenied(
                 f"column {column.name} is not available to role {view.role.name}", reason="column"
             )
-        raise InvalidQuery(f"unknown column {column.name!r}; see GetCatalog for what you may query")
+        raise unknown_column(column.name, schema)
+
+
+#: Where a caller finds what it may query (the CLI says `accord catalog`).
+CATALOG_HINT = "the catalog (GetCatalog) lists the tables and columns you may query"
+
+
+def unknown_column(name: str, schema: dict[str, dict[str, str]]) -> InvalidQuery:
+    """The refusal of a column nobody has, with the closest the caller may see.
+
+    >>> str(unknown_column("surnme", {"offenders": {"surname": "VARCHAR"}}))
+    "unknown column 'surnme' (did you mean surname?); the catalog (GetCatalog) lists ..."
+    """
+    visible = sorted({c for columns in schema.values() for c in columns})
+    close = difflib.get_close_matches(name.lower(), visible, n=1)
+    guess = f" (did you mean {close[0]}?)" if close else ""
+    return InvalidQuery(f"unknown column {name!r}{guess}; {CATALOG_HINT}")
 
 
 def _is_catalog_column(name: str, view: RoleView) -> bool:

@@ -8,6 +8,7 @@ so the broker never starts with part of one.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,29 +66,37 @@ def check_policies(directory: Path, federation: Federation) -> tuple[PolicySet |
     """Loads everything under ``directory`` and returns (policy, problems)."""
     problems: list[str] = []
     roles: dict[str, Role] = {}
+    # A role file that does not load is one problem, reported once: what
+    # would follow from its absence (its purposes unused, its partners
+    # without a role) is not checked, as it may well be false.
+    broken: set[str] = set()
     for path in sorted((directory / "roles").glob("*.yaml")):
         try:
             role = load_role(path, federation)
         except ConfigError as exc:
             problems.append(str(exc))
+            broken.add(path.stem)
             continue
         roles[role.name] = role
-    if not roles:
+    if not roles and not broken:
         problems.append(f"{directory / 'roles'}: no role files")
-    purposes = _load_purposes(directory / "purposes.yaml", roles, problems)
+    purposes = _load_purposes(directory / "purposes.yaml", roles, problems, judge_unused=not broken)
     try:
         registry = PartnerRegistry.load(directory / "partners.yaml")
     except ConfigError as exc:
         return None, [*problems, str(exc)]
-    _check_partners(directory / "partners.yaml", registry, roles, problems)
+    lacking = _check_partners(directory / "partners.yaml", registry, roles, broken, problems)
     quotas = _partner_quotas(directory / "partners.yaml", registry, roles, problems)
     for role in roles.values():
-        problems += type_check(role, registry, federation)
+        if role.name not in lacking:  # its views cannot bind: reported above
+            problems += type_check(role, registry, federation)
     policy = PolicySet(registry, roles, purposes, quotas)
     return (None if problems else policy), problems
 
 
-def _load_purposes(path: Path, roles: dict[str, Role], problems: list[str]) -> dict[str, str]:
+def _load_purposes(
+    path: Path, roles: dict[str, Role], problems: list[str], *, judge_unused: bool = True
+) -> dict[str, str]:
     try:
         doc = load_yaml(path)
     except ConfigError as exc:
@@ -98,7 +107,7 @@ def _load_purposes(path: Path, roles: dict[str, Role], problems: list[str]) -> d
         problems.append(f"{path}:1: expected 'purposes: {{name: description}}'")
         return {}
     used = {p for role in roles.values() for p in role.purposes}
-    for name in purposes:
+    for name in purposes if judge_unused else ():
         if name not in used:
             problems.append(f"{path}:{purposes.line_of(name)}: purpose {name!r} is used by no role")
     for role in roles.values():
@@ -108,22 +117,41 @@ def _load_purposes(path: Path, roles: dict[str, Role], problems: list[str]) -> d
 
 
 def _check_partners(
-    path: Path, registry: PartnerRegistry, roles: dict[str, Role], problems: list[str]
-) -> None:
+    path: Path,
+    registry: PartnerRegistry,
+    roles: dict[str, Role],
+    broken: set[str],
+    problems: list[str],
+) -> set[str]:
+    """Every partner has a role with a policy, and the attributes that policy
+    uses: one problem per missing attribute of a role, naming its partners
+    and the closest attribute they have (a typo in the policy is one typo).
+    Returns the roles whose partners lack an attribute."""
+    lacking: dict[tuple[str, str], list[str]] = {}
     for partner in registry.partners.values():
         role = roles.get(partner.role)
         if role is None:
-            problems.append(
-                f"{path}: partner {partner.name!r} has role {partner.role!r}, "
-                "which has no policy file"
-            )
+            if partner.role not in broken:  # a broken file is reported already
+                problems.append(
+                    f"{path}: partner {partner.name!r} has role {partner.role!r}, "
+                    "which has no policy file"
+                )
             continue
         for attribute in sorted(role.principal_attributes() - BUILTIN_ATTRIBUTES):
             if attribute not in partner.attributes:
-                problems.append(
-                    f"{path}: partner {partner.name!r} lacks attribute {attribute!r}, "
-                    f"which role {role.name}'s policy uses (principal.{attribute})"
-                )
+                lacking.setdefault((role.name, attribute), []).append(partner.name)
+    for (role_name, attribute), partners in sorted(lacking.items()):
+        given = sorted(
+            BUILTIN_ATTRIBUTES | {a for p in partners for a in registry.partners[p].attributes}
+        )
+        close = difflib.get_close_matches(attribute, sorted(given), n=1)
+        guess = f"; did you mean principal.{close[0]}?" if close else ""
+        problems.append(
+            f"{roles[role_name].path}: the policy uses principal.{attribute}, which "
+            f"partner{'s' if len(partners) > 1 else ''} {', '.join(partners)} "
+            f"({path.name}) lack{'' if len(partners) > 1 else 's'}{guess}"
+        )
+    return {role_name for role_name, _ in lacking}
 
 
 def _partner_quotas(

@@ -67,16 +67,20 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[int, Readiness]]:
-    """A broker of this test's own, in process, over ``running``'s adapters and
-    writing to ``audit``; yields its port and its readiness (probed only when
-    a write fails)."""
+async def broker_over(
+    running: Running, audit: AuditLog, endpoints: dict[str, str] | None = None
+) -> AsyncIterator[tuple[int, Readiness]]:
+    """A broker of this test's own, in process, over ``running``'s adapters
+    (or, for a source in ``endpoints``, that address) and writing to
+    ``audit``; yields its port and its readiness (probed only when a write
+    fails)."""
     from accord import tls
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
     from broker.server import create_server
 
-    federation = running.federation.with_endpoints(running.launcher.adapter_addresses)
+    addresses = {**running.launcher.adapter_addresses, **(endpoints or {})}
+    federation = running.federation.with_endpoints(addresses)
     pki = running.workdir.pki
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     clients = AdapterClients(federation, ca, cert, key)

@@ -16,6 +16,7 @@ import grpc
 import pytest
 
 from accord.audit.search import search
+from accord.errors import without_query_id
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,7 +73,9 @@ def test_a_merge_error_carries_no_stored_value(
     records = [r for r in search(running.workdir.audit_dir()) if r.get("query_id") == query_id]
     assert len(records) in (1, 2)
     record = records[-1]
-    assert record["outcome"] == "INVALID_ARGUMENT" and record["error"] == message
+    assert record["outcome"] == "INVALID_ARGUMENT"
+    assert record["error"] == without_query_id(message)  # the caller's text, less its id
+    assert message.endswith(f"(query id {query_id})")
     log_lines = lines_about(sorted(running.workdir.logs.glob("*.log")), query_id)
     assert any("merge failed: Conversion" in line for line in log_lines), log_lines
     audit_lines = lines_about(sorted(running.workdir.audit_dir().glob("audit-*.jsonl")), query_id)

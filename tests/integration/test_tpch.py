@@ -57,10 +57,7 @@ REL_TOL = 1e-9
 #: Q13's NOT LIKE is in a LEFT JOIN's ON clause, which is never pushed: it passes.
 WRONG: dict[int, str] = {}
 #: Queries whose answer names a column differently from DuckDB, and why.
-NAMES: dict[int, str] = {
-    18: "the policy rewrite (sqlglot qualify in broker/policy/rewrite.py) names an unaliased "
-    "output column _col_5; DuckDB names it sum(l_quantity)",
-}
+NAMES: dict[int, str] = {}
 
 
 def load_queries(path: Path = QUERIES) -> dict[int, str]:

@@ -240,7 +240,9 @@ class _Translator:
         if isinstance(node, (exp.And, exp.Or)):
             # a chain (a OR b OR c ...) one term at a time, not one recursion a term
             kind = type(node)
-            terms = [self.translate(term) for term in node.flatten()]
+            # A translated term lost its parentheses (unnest above): an OR
+            # inside an AND must get them back, or AND's precedence regroups it.
+            terms = [_grouped(self.translate(term)) for term in node.flatten()]
             chained = terms[0]
             for term in terms[1:]:
                 chained = kind(this=chained, expression=term)
@@ -414,6 +416,11 @@ class _Translator:
     def _bind_raw(self, value: Any) -> exp.Expr:
         self.params.append(value)
         return exp.Placeholder()
+
+
+def _grouped(term: exp.Expr) -> exp.Expr:
+    """``term`` in parentheses if it is itself an AND or OR chain."""
+    return exp.paren(term, copy=False) if isinstance(term, exp.Connector) else term
 
 
 def _without_flags(node: exp.Expr) -> exp.Expr:

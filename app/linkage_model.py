@@ -147,13 +147,10 @@ def estimate(seed: int, scale: float) -> dict[str, Any]:
     groups = Counter(r["fps_number"] for r in with_fps)
     labelled = sum(n * (n - 1) // 2 for n in groups.values())
     smooth_unseen_levels(model, labelled)
-    model["accord"] = {
-        "estimated_on": dt.date.today().isoformat(),
-        "command": f"python -m app.linkage_model --seed {seed} --scale {scale}",
-        "records": len(records),
-        "persons": len(set(persons.values())),
-        "labelled_pairs": labelled,
-    }
+    print(
+        f"estimated on {len(records)} files of {len(set(persons.values()))} persons, "
+        f"{labelled} pairs labelled by the FPS number"
+    )
     return model
 
 
@@ -181,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     model = estimate(args.seed, args.scale)
     args.out.write_text(json.dumps(model, indent=2, sort_keys=True) + "\n")
-    print(f"wrote {args.out} ({model['accord']['records']} files)")
+    print(f"wrote {args.out}")
     return 0
 
 

@@ -16,16 +16,15 @@ and scores with it (``broker.history.linkage``); the thresholds are in
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION
 from adapters.datagen import generate, person_truth
-from pathlib import Path
 from broker.history.linkage import DEFAULT_CONFIG, features
 
 if TYPE_CHECKING:
@@ -91,6 +90,7 @@ def comparisons() -> list[Any]:
 
 def settings() -> Any:
     from splink import SettingsCreator, block_on
+    from splink.blocking_rule_library import CustomRule
 
     return SettingsCreator(
         link_type="dedupe_only",
@@ -98,7 +98,7 @@ def settings() -> Any:
         # What the broker fetches to compare: the same birth date, or its swap.
         blocking_rules_to_generate_predictions=[
             block_on("birth_date"),
-            "l.birth_date = r.birth_date_swapped",
+            CustomRule("l.birth_date = r.birth_date_swapped"),
         ],
         retain_intermediate_calculation_columns=False,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -97,7 +98,7 @@ PLACES = st.sampled_from(["Québec, QC", "Quebec QC", "Regina, SK", None])
 
 
 @pytest.fixture(scope="module")
-def splink_linker():  # type: ignore[no-untyped-def]
+def splink_linker() -> Any:
     from splink import Linker
     from splink.backends.duckdb import DuckDBAPI
 
@@ -114,7 +115,9 @@ def splink_linker():  # type: ignore[no-untyped-def]
     st.lists(st.tuples(NAMES, GIVEN, DATES, PLACES), min_size=1, max_size=4),
     st.lists(st.tuples(NAMES, GIVEN, DATES, PLACES), min_size=1, max_size=4),
 )
-def test_the_broker_scores_as_splink_does(splink_linker, left, right) -> None:  # type: ignore[no-untyped-def]
+def test_the_broker_scores_as_splink_does(
+    splink_linker: Any, left: list[Any], right: list[Any]
+) -> None:
     """Two computations of one model: Splink's own scoring and the broker's SQL."""
     lefts = [features(f"l{i}", *r) for i, r in enumerate(left)]
     rights = [features(f"r{i}", *r) for i, r in enumerate(right)]

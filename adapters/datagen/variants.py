@@ -17,10 +17,13 @@ column holds is the same with or without it.
 from __future__ import annotations
 
 import datetime as dt
-import random
 import string
+from typing import TYPE_CHECKING
 
 from .common import strip_accents
+
+if TYPE_CHECKING:
+    import random
 
 #: Share of provincial files written with at least one variant.
 VARIANT_SHARE = 0.3

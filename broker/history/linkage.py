@@ -30,8 +30,7 @@ import re
 import threading
 import unicodedata
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -39,6 +38,9 @@ import yaml
 
 from accord.errors import ConfigError
 from accord.workdir import shipped
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 #: Where the configuration lives: thresholds here, the model beside it.
 DEFAULT_CONFIG = shipped("deploy") / "linkage.yaml"
@@ -224,7 +226,7 @@ def probability(match_weight: float) -> float:
     if match_weight > 60:
         return 1.0
     odds = 2.0**match_weight
-    return odds / (1 + odds)
+    return float(odds / (1 + odds))
 
 
 def _comparison(spec: dict[str, Any]) -> Comparison:

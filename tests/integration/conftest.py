@@ -67,10 +67,12 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[int, Readiness]]:
+async def broker_over(
+    running: Running, audit: AuditLog, policy: PolicySet | None = None
+) -> AsyncIterator[tuple[int, Readiness]]:
     """A broker of this test's own, in process, over ``running``'s adapters and
-    writing to ``audit``; yields its port and its readiness (probed only when
-    a write fails)."""
+    writing to ``audit`` (under ``policy``, by default the running one); yields
+    its port and its readiness (probed only when a write fails)."""
     from accord import tls
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
@@ -80,7 +82,9 @@ async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[
     pki = running.workdir.pki
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     clients = AdapterClients(federation, ca, cert, key)
-    pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
+    pipeline = QueryPipeline(
+        federation, clients, policy or running.policy, running.workdir.mask_secret()
+    )
     server_cert, server_key = pki.broker_server()
     server, port, readiness = await create_server(
         pipeline,

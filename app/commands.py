@@ -91,6 +91,18 @@ def query(args: argparse.Namespace, workdir: Workdir) -> int:
     return 0
 
 
+def history(args: argparse.Namespace, workdir: Workdir) -> int:
+    from app import history_view
+
+    with _client(args, workdir) as client:
+        try:
+            found = history_view.fetch(client, args)
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc)
+    print(history_view.as_json(found) if args.format == "json" else history_view.as_tables(found))
+    return 0
+
+
 def explain(args: argparse.Namespace, workdir: Workdir) -> int:
     with _client(args, workdir) as client:
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import shutil
 from typing import TYPE_CHECKING, Any
 
@@ -297,3 +298,20 @@ def test_a_role_seeing_names_masked_links_on_the_fps_number_only(running, files,
     assert not history.possible_matches
     assert any("FPS number only" in n for n in history.notes)
     assert seen["by_name"].code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_the_cli_prints_tables_and_json(running, files, capsys):
+    from app.cli import main
+
+    fps = next(f for f, rows in files.items() if rows[0]["given_names"] == "Seán Patrick")
+    common = ["--as", "crown_attorney", "--purpose", "bail_hearing", "--case-ref", "R-7"]
+    common += ["--workdir", str(running.workdir.path)]
+    assert main(["history", "--fps", fps, *common]) == 0
+    text = capsys.readouterr().out
+    assert "Timeline" in text and "O'Brien" in text and "not visible to role" in text
+    assert main(["history", "--fps", fps, "--format", "json", *common]) == 0
+    parsed = json.loads(capsys.readouterr().out)
+    assert parsed["identity"]["fps_number"] == fps and parsed["found"] is True
+    assert {f["source"] for f in parsed["files"]} == ALL_SOURCES
+    assert main(["history", "--fps", "12", *common]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err

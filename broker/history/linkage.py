@@ -176,12 +176,10 @@ class LinkageModel:
             raise ConfigError(f"{config}: need 0 < possible_probability < link_probability < 1")
         return cls(model, thresholds)
 
-    def _scoring_sql(self) -> str:
-        columns = FEATURE_SCHEMA.names
-        pairs = ", ".join(
-            [f'l."{c}" AS "{c}_l"' for c in columns] + [f'r."{c}" AS "{c}_r"' for c in columns]
-        )
-        weights = [str(self.prior_weight)]
+    def weight_sql(self) -> str:
+        """The match weight of a pair as one SQL expression over the two
+        records' features, named ``<feature>_l`` and ``<feature>_r``."""
+        weights = [repr(self.prior_weight)]
         for comparison in self.comparisons:
             cases = " ".join(
                 f"WHEN {level.sql_condition} THEN {math.log2(level.bayes_factor)!r}"
@@ -190,15 +188,22 @@ class LinkageModel:
             )
             otherwise = next(
                 (
-                    math.log2(lv.bayes_factor)
-                    for lv in comparison.levels
-                    if lv.sql_condition.upper() == "ELSE"
+                    math.log2(level.bayes_factor)
+                    for level in comparison.levels
+                    if level.sql_condition.upper() == "ELSE"
                 ),
                 0.0,
             )
             weights.append(f"(CASE {cases} ELSE {otherwise!r} END)")
+        return " + ".join(weights)
+
+    def _scoring_sql(self) -> str:
+        columns = FEATURE_SCHEMA.names
+        pairs = ", ".join(
+            [f'l."{c}" AS "{c}_l"' for c in columns] + [f'r."{c}" AS "{c}_r"' for c in columns]
+        )
         return (
-            f"SELECT unique_id_l, unique_id_r, {' + '.join(weights)} AS match_weight "
+            f"SELECT unique_id_l, unique_id_r, {self.weight_sql()} AS match_weight "
             f"FROM (SELECT {pairs} FROM left_records l CROSS JOIN right_records r)"
         )
 

@@ -298,18 +298,20 @@ class HistoryCandidate(_message.Message):
     def __init__(self, fps_number: _Optional[str] = ..., surname: _Optional[str] = ..., given_names: _Optional[str] = ..., birth_date: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., match_probability: _Optional[float] = ...) -> None: ...
 
 class HistoryPart(_message.Message):
-    __slots__ = ("query_id", "table", "rewritten_sql_sha256", "rows", "sources")
+    __slots__ = ("query_id", "table", "rewritten_sql_sha256", "rows", "sources", "elapsed_ms")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     REWRITTEN_SQL_SHA256_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     table: str
     rewritten_sql_sha256: str
     rows: int
     sources: _containers.RepeatedCompositeFieldContainer[SourceStatus]
-    def __init__(self, query_id: _Optional[str] = ..., table: _Optional[str] = ..., rewritten_sql_sha256: _Optional[str] = ..., rows: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ...) -> None: ...
+    elapsed_ms: float
+    def __init__(self, query_id: _Optional[str] = ..., table: _Optional[str] = ..., rewritten_sql_sha256: _Optional[str] = ..., rows: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
 
 class HistoryResponse(_message.Message):
     __slots__ = ("history_id", "role", "purpose", "found", "identity", "files", "possible_matches", "aliases", "timeline", "candidates", "tables_absent", "notes", "parts", "partial", "elapsed_ms")

@@ -250,6 +250,7 @@ class History:
                         else "",
                         rows=part.outcome.trailer.rows,
                         sources=part.outcome.trailer.sources,
+                        elapsed_ms=part.outcome.trailer.elapsed_ms,
                     )
                 )
         return response

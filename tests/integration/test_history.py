@@ -315,3 +315,38 @@ def test_the_cli_prints_tables_and_json(running, files, capsys):
     assert {f["source"] for f in parsed["files"]} == ALL_SOURCES
     assert main(["history", "--fps", "12", *common]) == 1
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
+def test_a_history_that_cannot_be_audited_is_not_answered(running, files, tmp_path):
+    from accord.audit.keys import load_or_create_signing_key
+    from accord.audit.log import AuditLog
+    from accord.errors import AuditWriteError
+
+    class RefusesHistories(AuditLog):
+        def append(self, record: dict[str, Any]) -> Any:
+            if record.get("event") == "history":
+                raise AuditWriteError("the audit trail cannot be written")
+            return super().append(record)
+
+    fps = next(f for f, rows in files.items() if rows[0]["given_names"] == "Seán Patrick")
+    audit = RefusesHistories(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
+    ca, cert, key = running.workdir.partner_credentials("crown_attorney")
+    seen: dict[str, Any] = {}
+
+    def ask(port: int) -> None:
+        with BrokerClient(
+            f"localhost:{port}", ca, cert, key, purpose="bail_hearing", case_ref="R-1"
+        ) as client:
+            try:
+                seen["answer"] = client.history(fps_number=fps)
+            except grpc.RpcError as exc:
+                seen["refused"] = exc
+
+    async def scenario() -> None:
+        async with broker_over(running, audit) as (port, _):
+            await asyncio.to_thread(ask, port)
+
+    asyncio.run(scenario())
+    assert "answer" not in seen
+    assert seen["refused"].code() == grpc.StatusCode.UNAVAILABLE
+    assert fps not in (seen["refused"].details() or "")

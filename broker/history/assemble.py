@@ -270,7 +270,8 @@ class History:
         try:
             rows = await anchors_task if anchors_task is not None else []
             anchors = [File(_uid(r, f"a{i}"), r) for i, r in enumerate(rows)]
-            linked, possible = await self.loose_files(anchors)
+            aliases = await child_tasks["aliases"] if "aliases" in child_tasks else []
+            linked, possible = await self.loose_files(anchors, self.alias_names(anchors, aliases))
             children = {t: await task for t, task in child_tasks.items()}
         except BaseException:
             for task in (anchors_task, *child_tasks.values()):
@@ -285,7 +286,36 @@ class History:
             return broker_pb2.HistoryResponse(found=False)
         return self.response(files, possible, children)
 
-    async def loose_files(self, anchors: list[File]) -> tuple[list[File], list[File]]:
+    def alias_names(self, anchors: list[File], aliases: list[dict[str, Any]]) -> list[File]:
+        """Each alias the role sees in clear, as another name of its file's
+        person: the alias's names with that file's birth date and place."""
+        clear = self.clear("aliases")
+        if not {"alias_surname", "alias_given_names"} <= clear or not anchors:
+            return []
+        owners: dict[tuple[Any, Any], File] = {}
+        for f in anchors:
+            owners[(f.source, f.pid)] = owners[(f.source, f.row.get("fps_number"))] = f
+        names = []
+        for i, alias in enumerate(aliases):
+            if alias.get("alias_surname") is None:
+                continue
+            source = alias[SOURCE_COLUMN]
+            owner = (
+                owners.get((source, alias.get("source_person_id")))
+                or owners.get((source, alias.get("fps_number")))
+                or anchors[0]  # known to another system: the person's first file
+            )
+            row = {
+                **owner.row,
+                "surname": alias["alias_surname"],
+                "given_names": alias.get("alias_given_names"),
+            }
+            names.append(File(f"alias/{i}", row))
+        return names
+
+    async def loose_files(
+        self, anchors: list[File], aliases: list[File] | None = None
+    ) -> tuple[list[File], list[File]]:
         """Files without an FPS number that score as the person's (linked) or
         close to it (possible), born on one of the anchors' birth dates or its swap."""
         if not self.linking or not anchors:
@@ -300,7 +330,8 @@ class History:
         if not dates:
             return [], []
         rows = [r for r in await self.block(dates) if r.get("fps_number") is None]
-        scores = self.best_scores(anchors, rows)
+        # Compared with each file's name and each alias (a file may use an alias).
+        scores = self.best_scores(anchors + (aliases or []), rows)
         linked: list[File] = []
         possible: list[File] = []
         thresholds = self.model.thresholds

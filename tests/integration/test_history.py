@@ -350,3 +350,24 @@ def test_a_history_that_cannot_be_audited_is_not_answered(running, files, tmp_pa
     assert "answer" not in seen
     assert seen["refused"].code() == grpc.StatusCode.UNAVAILABLE
     assert fps not in (seen["refused"].details() or "")
+
+
+def test_every_role_gets_a_history_or_a_clear_refusal(running, files):
+    """No role's history ends in INTERNAL or UNKNOWN: each answers, or is
+    refused with PERMISSION_DENIED (aggregate-only roles, a role that sees the
+    FPS number only hashed)."""
+    fps = next(f for f, rows in files.items() if rows[0]["given_names"] == "Seán Patrick")
+    outcomes = {}
+    for name, partner in sorted(running.policy.registry.partners.items()):
+        role = running.policy.roles[partner.role]
+        if not role.purposes:
+            continue
+        purpose = sorted(role.purposes)[0]
+        with running.client(name, purpose=purpose, case_ref="R-2026-0042") as client:
+            try:
+                history = client.history(fps_number=fps)
+                outcomes[name] = "found" if history.found else "empty"
+            except grpc.RpcError as exc:
+                outcomes[name] = exc.code().name
+    assert set(outcomes.values()) <= {"found", "empty", "PERMISSION_DENIED"}, outcomes
+    assert outcomes["crown_attorney"] == "found" and outcomes["statistics"] == "PERMISSION_DENIED"

@@ -563,6 +563,7 @@ async def create_server(
     audit: AuditLog | None = None,
     readiness_interval_s: float = 2.0,
     revocations: RevocationList | None = None,
+    linkage: LinkageModel | None = None,
 ) -> tuple[grpc.aio.Server, int, Readiness]:
     """Builds and starts the broker's server; returns it with its bound port
     and its readiness, whose ``health`` servicer also serves per-source health.
@@ -573,7 +574,8 @@ async def create_server(
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
-    add_broker_service(BrokerService(pipeline, metrics, audit, readiness, revocations), server)
+    service = BrokerService(pipeline, metrics, audit, readiness, revocations, linkage)
+    add_broker_service(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.audit.log import AuditLog
+    from broker.history.linkage import LinkageModel
     from broker.readiness import Readiness
 
 SEED = 11
@@ -68,11 +69,15 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def broker_over(
-    running: Running, audit: AuditLog, policy: PolicySet | None = None
+    running: Running,
+    audit: AuditLog,
+    policy: PolicySet | None = None,
+    linkage: LinkageModel | None = None,
 ) -> AsyncIterator[tuple[int, Readiness]]:
     """A broker of this test's own, in process, over ``running``'s adapters and
-    writing to ``audit`` (under ``policy``, by default the running one); yields
-    its port and its readiness (probed only when a write fails)."""
+    writing to ``audit`` (under ``policy`` and ``linkage``, by default the
+    running ones); yields its port and its readiness (probed only when a
+    write fails)."""
     from accord import tls
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
@@ -91,6 +96,7 @@ async def broker_over(
         tls.server_credentials(ca, server_cert, server_key),
         audit=audit,
         readiness_interval_s=30,
+        linkage=linkage,
     )
     try:
         yield port, readiness

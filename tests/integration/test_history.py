@@ -371,3 +371,43 @@ def test_every_role_gets_a_history_or_a_clear_refusal(running, files):
                 outcomes[name] = exc.code().name
     assert set(outcomes.values()) <= {"found", "empty", "PERMISSION_DENIED"}, outcomes
     assert outcomes["crown_attorney"] == "found" and outcomes["statistics"] == "PERMISSION_DENIED"
+
+
+def test_a_weak_link_is_a_possible_match_never_merged(running, files, tmp_path):
+    """With the link threshold above the file's probability, the file that
+    linked before is listed as a possible match, with its probability, and
+    neither it nor its records are in the history."""
+    import json as json_module
+
+    from accord.audit.keys import load_or_create_signing_key
+    from accord.audit.log import AuditLog
+    from broker.history.linkage import DEFAULT_CONFIG, Thresholds
+
+    fps, loose = easy_loose_person(files)
+    key = (loose["source"], loose["source_person_id"])
+    model_file = DEFAULT_CONFIG.parent / "linkage-model.json"
+    strict = LinkageModel(
+        json_module.loads(model_file.read_text()), Thresholds(link=1 - 1e-12, possible=0.5)
+    )
+    audit = AuditLog(tmp_path / "audit", load_or_create_signing_key(tmp_path / "k.pem"))
+    ca, cert, pem = running.workdir.partner_credentials("crown_attorney")
+    seen: dict[str, Any] = {}
+
+    def ask(port: int) -> None:
+        with BrokerClient(
+            f"localhost:{port}", ca, cert, pem, purpose="bail_hearing", case_ref="R-1"
+        ) as client:
+            seen["history"] = client.history(fps_number=fps)
+
+    async def scenario() -> None:
+        async with broker_over(running, audit, linkage=strict) as (port, _):
+            await asyncio.to_thread(ask, port)
+
+    asyncio.run(scenario())
+    history = seen["history"]
+    possible = {(f.source, f.source_person_id): f for f in history.possible_matches}
+    assert key in possible and key not in {(f.source, f.source_person_id) for f in history.files}
+    assert possible[key].link == broker_pb2.LINK_METHOD_POSSIBLE
+    assert 0.5 <= possible[key].match_probability < 1 - 1e-12
+    assert key not in {(e.source, e.source_person_id) for e in history.timeline}
+    assert all(f.link == FPS for f in history.files)

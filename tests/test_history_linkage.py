@@ -130,3 +130,27 @@ def test_the_broker_scores_as_splink_does(
     for row in theirs:
         pair = (row["unique_id_l"], row["unique_id_r"])
         assert ours[pair] == pytest.approx(row["match_weight"], abs=1e-6), pair
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from(["Côté", "Roy", "Tremblay", "O'Brien", "Gagnon", "Lévesque"]),
+        min_size=1,
+        max_size=2,
+    ),
+    st.sampled_from([str.upper, str.lower, str.title, lambda s: s]),
+    st.sampled_from(["-", " "]),
+)
+def test_features_ignore_case_accents_and_hyphens(parts, case, joiner) -> None:
+    """One name written in capitals, without accents, hyphenated or spaced has
+    the same surname features (and so the same score against anyone)."""
+    from adapters.datagen.common import strip_accents
+
+    written = joiner.join(parts)
+    variants = {case(written), strip_accents(written), "-".join(parts), " ".join(parts).upper()}
+    keys = {
+        (f["surname_key"], tuple(f["surname_tokens"]))
+        for f in (features("x", v, "Jean", BORN) for v in variants)
+    }
+    assert len(keys) == 1

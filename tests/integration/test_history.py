@@ -411,3 +411,34 @@ def test_a_weak_link_is_a_possible_match_never_merged(running, files, tmp_path):
     assert 0.5 <= possible[key].match_probability < 1 - 1e-12
     assert key not in {(e.source, e.source_person_id) for e in history.timeline}
     assert all(f.link == FPS for f in history.files)
+
+
+def test_a_corrupt_or_oversized_request_is_refused_and_audited_bounded(running):
+    import uuid
+
+    from accord import tls
+
+    who = f"history-{uuid.uuid4().hex[:12]}"
+    ca, cert, key = running.workdir.partner_credentials("crown_attorney")
+    path = "/accord.v1.Broker/GetOffenderHistory"
+    with (
+        grpc.secure_channel(
+            running.address, tls.channel_credentials(ca, cert, key), options=tls.CHANNEL_OPTIONS
+        ) as channel,
+        pytest.raises(grpc.RpcError) as caught,
+    ):
+        # field 1 (fps_number) holding bytes that are not UTF-8
+        channel.unary_unary(path)(
+            b"\x0a\x02\xff\xfe", timeout=10, metadata=(("x-accord-end-user", who),)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "HistoryRequest" in (caught.value.details() or "")
+    with running.client("crown_attorney", end_user=who, purpose="bail_hearing") as client:
+        with pytest.raises(grpc.RpcError) as oversized:
+            client.history(surname="X" * 50_000, given_names="Luc", birth_date="1979-04-07")
+    assert oversized.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    mine = [r for r in search(running.workdir.audit_dir()) if r.get("end_user") == who]
+    assert [r["event"] for r in mine] == ["history", "history"]
+    assert {r["outcome"] for r in mine} == {"INVALID_ARGUMENT"}
+    assert mine[1]["truncated"] == {"surname": 50_000}
+    assert len(json.dumps(mine[1])) < 4000 and not mine[1]["parts"]

@@ -433,9 +433,11 @@ def test_a_corrupt_or_oversized_request_is_refused_and_audited_bounded(running):
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "HistoryRequest" in (caught.value.details() or "")
-    with running.client("crown_attorney", end_user=who, purpose="bail_hearing") as client:
-        with pytest.raises(grpc.RpcError) as oversized:
-            client.history(surname="X" * 50_000, given_names="Luc", birth_date="1979-04-07")
+    with (
+        running.client("crown_attorney", end_user=who, purpose="bail_hearing") as client,
+        pytest.raises(grpc.RpcError) as oversized,
+    ):
+        client.history(surname="X" * 50_000, given_names="Luc", birth_date="1979-04-07")
     assert oversized.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     mine = [r for r in search(running.workdir.audit_dir()) if r.get("end_user") == who]
     assert [r["event"] for r in mine] == ["history", "history"]

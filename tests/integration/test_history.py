@@ -428,7 +428,7 @@ def test_a_corrupt_or_oversized_request_is_refused_and_audited_bounded(running):
         pytest.raises(grpc.RpcError) as caught,
     ):
         # field 1 (fps_number) holding bytes that are not UTF-8
-        channel.unary_unary(path)(
+        channel.unary_unary(path, request_serializer=None, response_deserializer=None)(
             b"\x0a\x02\xff\xfe", timeout=10, metadata=(("x-accord-end-user", who),)
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

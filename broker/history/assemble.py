@@ -449,26 +449,49 @@ class History:
             else:
                 loose.append(file)
         people = list(by_fps.values())
-        alone: list[Person] = []
+        unowned = loose
         if people and loose:
             anchors = [f for p in people for f in p.files]
             owner = [p for p in people for _ in p.files]
-            left = feature_table([self.features(f.uid, f.row) for f in anchors])
-            right = feature_table([self.features(f.uid, f.row) for f in loose])
-            found = self.model.probabilities(left, right)
-            index = {f.uid: n for n, f in enumerate(anchors)}
+            found = self.pair_probabilities(anchors, loose)
+            unowned = []
             for file in loose:
-                best = max(
-                    ((found.get((a.uid, file.uid), 0.0), index[a.uid]) for a in anchors),
-                    default=(0.0, -1),
-                )
-                if best[0] >= self.model.thresholds.link:
-                    owner[best[1]].files.append(file)
+                best, n = max((found.get((a.uid, file.uid), 0.0), n) for n, a in enumerate(anchors))
+                if best >= self.model.thresholds.link:
+                    owner[n].files.append(file)
                 else:
-                    alone.append(Person(None, [file]))
-        else:
-            alone = [Person(None, [f]) for f in loose]
-        return people + alone
+                    unowned.append(file)
+        return people + self.clustered(unowned)
+
+    def pair_probabilities(
+        self, left: list[File], right: list[File]
+    ) -> dict[tuple[str, str], float]:
+        return self.model.probabilities(
+            feature_table([self.features(f.uid, f.row) for f in left]),
+            feature_table([self.features(f.uid, f.row) for f in right]),
+        )
+
+    def clustered(self, files: list[File]) -> list[Person]:
+        """Files without an FPS number, one person per group that links
+        together (a role that sees no FPS number in clear still finds one
+        person in several systems)."""
+        group = list(range(len(files)))
+
+        def root(i: int) -> int:
+            while group[i] != i:
+                group[i] = group[group[i]]
+                i = group[i]
+            return i
+
+        found = self.pair_probabilities(files, files)
+        for i, a in enumerate(files):
+            for j in range(i + 1, len(files)):
+                if found.get((a.uid, files[j].uid), 0.0) >= self.model.thresholds.link:
+                    group[root(j)] = root(i)
+        people: dict[int, Person] = {}
+        for i, file in enumerate(files):
+            people.setdefault(root(i), Person(None)).files.append(file)
+        return list(people.values())
 
     # -- the answer -----------------------------------------------------------
 

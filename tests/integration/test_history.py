@@ -249,19 +249,78 @@ def test_the_history_is_one_audit_record_listing_its_parts(running, crown, files
     assert not [r for r in search(running.workdir.audit_dir()) if r.get("query_id") in parts]
 
 
-def masked_policy(running: Running, tmp: Path) -> PolicySet:
-    """The Crown's role with names hashed and the birth date cut to its year."""
+def masked_policy(running: Running, tmp: Path, masks: dict[str, str] | None = None) -> PolicySet:
+    """The Crown's role with person-file columns masked (by default: names
+    hashed, the birth date cut to its year)."""
     shutil.copytree(DEFAULT_POLICIES, tmp / "policies")
     role = tmp / "policies" / "roles" / "crown_attorney.yaml"
     text = role.read_text()
-    for column, mask in (
-        ("surname", "keyed_hash"),
-        ("given_names", "keyed_hash"),
-        ("birth_date", "year_only"),
-    ):
+    masks = masks or {
+        "surname": "keyed_hash",
+        "given_names": "keyed_hash",
+        "birth_date": "year_only",
+    }
+    for column, mask in masks.items():
         text = text.replace(f"      {column}: clear\n", f"      {column}: {mask}\n", 1)
     role.write_text(text)
     return PolicySet.load(tmp / "policies", running.federation)
+
+
+def ask_own_broker(
+    running: Running, tmp: Path, policy: PolicySet, **search: str
+) -> broker_pb2.HistoryResponse | grpc.RpcError:
+    """One history from a broker of the test's own under ``policy``."""
+    from accord.audit.keys import load_or_create_signing_key
+    from accord.audit.log import AuditLog
+
+    audit = AuditLog(tmp / "audit", load_or_create_signing_key(tmp / "k.pem"))
+    ca, cert, key = running.workdir.partner_credentials("crown_attorney")
+    seen: list[broker_pb2.HistoryResponse | grpc.RpcError] = []
+
+    def ask(port: int) -> None:
+        with BrokerClient(
+            f"localhost:{port}", ca, cert, key, purpose="bail_hearing", case_ref="R-1"
+        ) as client:
+            try:
+                seen.append(
+                    client.history(
+                        fps_number=search.get("fps_number", ""),
+                        surname=search.get("surname", ""),
+                        given_names=search.get("given_names", ""),
+                        birth_date=search.get("birth_date", ""),
+                    )
+                )
+            except grpc.RpcError as exc:
+                seen.append(exc)
+
+    async def scenario() -> None:
+        async with broker_over(running, audit, policy) as (port, _):
+            await asyncio.to_thread(ask, port)
+
+    asyncio.run(scenario())
+    return seen[0]
+
+
+def test_without_the_fps_number_in_clear_a_name_search_links_the_files(running, files, tmp_path):
+    """The FPS number hashed: a name search still finds Seán Patrick O'Brien as
+    one person, his files linked to each other by name and birth date."""
+    fps = next(f for f, rows in files.items() if rows[0]["given_names"] == "Seán Patrick")
+    policy = masked_policy(running, tmp_path, {"fps_number": "keyed_hash"})
+    history = ask_own_broker(
+        running,
+        tmp_path,
+        policy,
+        surname="OBRIEN",
+        given_names="Patrick Sean",
+        birth_date="1971-03-17",
+    )
+    assert isinstance(history, broker_pb2.HistoryResponse)
+    assert history.found, list(history.notes)
+    assert {(f.source, f.source_person_id) for f in history.files} == {
+        (r["source"], r["source_person_id"]) for r in files[fps]
+    }
+    assert all(f.link == PROBABILISTIC for f in history.files)
+    assert history.identity["fps_number"] != fps  # what the role sees: a hash
 
 
 def test_a_role_seeing_names_masked_links_on_the_fps_number_only(running, files, tmp_path):

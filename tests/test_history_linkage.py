@@ -154,3 +154,18 @@ def test_features_ignore_case_accents_and_hyphens(parts, case, joiner) -> None:
         for f in (features("x", v, "Jean", BORN) for v in variants)
     }
     assert len(keys) == 1
+
+
+def test_the_model_re_estimates_from_the_synthetic_data(tmp_path) -> None:
+    """`python -m app.linkage_model` on a small federation writes a model the
+    broker loads, and it tells a variant of one person from a stranger."""
+    from app.linkage_model import main
+
+    out = tmp_path / "model.json"
+    assert main(["--scale", "0.004", "--seed", "5", "--out", str(out)]) == 0
+    model = LinkageModel(json.loads(out.read_text()), MODEL.thresholds)
+    anchor = feature_table([person("a", "Côté", "Jean Marc")])
+    variant = feature_table([person("b", "COTE", "Marc Jean")])
+    stranger = feature_table([person("c", "Tremblay", "Luc")])
+    assert model.probabilities(anchor, variant)[("a", "b")] >= MODEL.thresholds.link
+    assert model.probabilities(anchor, stranger)[("a", "c")] < MODEL.thresholds.possible

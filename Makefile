@@ -14,7 +14,7 @@ LOCK := requirements/lock.txt
 LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11 \
 	--custom-compile-command 'make lock'
 
-.PHONY: demo test unit fuzz lint format typecheck check lock protos bench clean
+.PHONY: demo test unit fuzz lint format typecheck check lock protos linkage-model bench clean
 
 # Each step says what it does: the first install takes about 30 s, and pip
 # (not --quiet) shows each package as it collects and installs it.
@@ -75,6 +75,11 @@ lock:
 
 protos: $(STAMP)
 	$(BIN)/python -m accord.protogen
+
+# The history's linkage model (docs/history.md), estimated with Splink on the
+# synthetic data; the thresholds are in deploy/linkage.yaml.
+linkage-model: $(STAMP)
+	$(BIN)/python -m app.linkage_model
 
 clean:
 	rm -rf .accord .pytest_cache .mypy_cache .ruff_cache .coverage

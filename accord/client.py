@@ -191,6 +191,40 @@ class BrokerClient:
             raise later from exc
         return response
 
+    def history(
+        self,
+        *,
+        fps_number: str = "",
+        surname: str = "",
+        given_names: str = "",
+        birth_date: str = "",
+        birth_place: str = "",
+        purpose: str = "",
+        case_ref: str = "",
+        timeout: float = 30.0,
+    ) -> broker_pb2.HistoryResponse:
+        """One person's history, by FPS number or by name and birth date (YYYY-MM-DD)."""
+        request = broker_pb2.HistoryRequest(
+            fps_number=fps_number,
+            surname=surname,
+            given_names=given_names,
+            birth_date=birth_date,
+            birth_place=birth_place,
+            purpose=purpose or self.purpose,
+            case_ref=case_ref or self.case_ref,
+            timeout_ms=int(timeout * 1000),
+        )
+        try:
+            response: broker_pb2.HistoryResponse = self._stub.GetOffenderHistory(
+                request, timeout=timeout + 5, metadata=self._metadata
+            )
+        except grpc.RpcError as exc:
+            later = retry_later(exc)
+            if later is None:
+                raise
+            raise later from exc
+        return response
+
     def catalog(self, timeout: float = 10.0) -> broker_pb2.CatalogResponse:
         response: broker_pb2.CatalogResponse = self._stub.GetCatalog(
             broker_pb2.CatalogRequest(), timeout=timeout, metadata=self._metadata

@@ -146,8 +146,29 @@ def build_parser() -> argparse.ArgumentParser:
                 help="answer from the sources that answered (exit status 3 when some did not)",
             )
 
+    _add_history_command(sub, common)
     _add_admin_commands(sub, common)
     return parser
+
+
+def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    history = sub.add_parser(
+        "history",
+        parents=[common],
+        help="one person's history across every system, by FPS number or by name",
+    )
+    history.add_argument("--fps", help="FPS number, e.g. 1234567K")
+    history.add_argument("--surname")
+    history.add_argument("--given-names")
+    history.add_argument("--birth-date", help="YYYY-MM-DD")
+    history.add_argument("--birth-place", help="optional, with a name search")
+    history.add_argument("--as", dest="partner", required=True, help="act as this partner")
+    history.add_argument("--purpose", default="", help="declared purpose of use")
+    history.add_argument("--case-ref", default="", help="case reference, where required")
+    history.add_argument("--end-user", default="", help="the person at the partner asking")
+    history.add_argument("--broker", help="broker address (default: from the work dir)")
+    history.add_argument("--timeout", type=float, default=30.0, help="seconds")
+    history.add_argument("--format", choices=["table", "json"], default="table")
 
 
 def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -408,6 +429,7 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
         "serve": commands.serve,
         "query": commands.query,
         "explain": commands.explain,
+        "history": commands.history,
         "catalog": commands.catalog,
         "certs": commands.certs,
         "datagen": commands.datagen,

@@ -92,6 +92,18 @@ def query(args: argparse.Namespace, workdir: Workdir) -> int:
     return EXIT_PARTIAL if result.trailer.partial else EXIT_OK
 
 
+def history(args: argparse.Namespace, workdir: Workdir) -> int:
+    from app import history_view
+
+    with _client(args, workdir) as client:
+        try:
+            found = history_view.fetch(client, args)
+        except grpc.RpcError as exc:
+            return _rpc_failed(exc, args, workdir)
+    print(history_view.as_json(found) if args.format == "json" else history_view.as_tables(found))
+    return 0
+
+
 def explain(args: argparse.Namespace, workdir: Workdir) -> int:
     with _client(args, workdir) as client:
         try:

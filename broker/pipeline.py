@@ -161,14 +161,22 @@ class QueryPipeline:
         for message in encode_answer(outcome):
             yield message
 
-    async def run(self, principal: Principal, request: broker_pb2.QueryRequest) -> QueryOutcome:
-        """One query merged whole (what ``answer`` does for non-streamable ones)."""
+    async def run(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        record: QueryRecord | None = None,
+    ) -> QueryOutcome:
+        """One query merged whole (what ``answer`` does for non-streamable ones);
+        ``record``, when given, receives the plan and each source's totals."""
         started = time.monotonic()
-        query_id = new_query_id()
+        query_id = record.query_id if record is not None else new_query_id()
         deadline, scans_deadline = self.deadline(request)
         prepared = await self.prepare(principal, request, query_id)
+        if record is not None:
+            record.planned(prepared)
         return await self._merged(
-            principal, request, prepared, query_id, started, deadline, scans_deadline
+            principal, request, prepared, query_id, started, deadline, scans_deadline, record
         )
 
     async def _merged(

@@ -49,6 +49,10 @@ from accord.errors import (
 from accord.logs import bind_query_id, current_query_id, new_query_id
 from accord.metadata import END_USER_METADATA, QUERY_ID_METADATA
 from accord.v1 import broker_pb2, broker_pb2_grpc
+from broker.history.assemble import History
+from broker.history.audit import history_record
+from broker.history.linkage import LinkageModel
+from broker.history.request import admit_history
 from broker.identity import MAX_END_USER
 from broker.policy.admission import admitted_case_ref, admitted_purpose
 from broker.quota import Admission
@@ -141,8 +145,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         audit: AuditLog | None = None,
         readiness: Readiness | None = None,
         revocations: RevocationList | None = None,
+        linkage: LinkageModel | None = None,
     ) -> None:
         self.pipeline = pipeline
+        self.linkage = linkage or LinkageModel.load()
         self.metrics = metrics
         self.audit = audit
         self.readiness = readiness
@@ -350,6 +356,70 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
                 raise error
             return plan
 
+    async def GetOffenderHistory(
+        self,
+        request: broker_pb2.HistoryRequest | Undecodable,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+    ) -> broker_pb2.HistoryResponse:
+        """Audited as one ``history`` record listing its parts
+        (``broker.history.audit``), written before the answer leaves: no
+        record, no answer. A refusal or failure is recorded the same way."""
+        started = time.monotonic()
+        with bind_query_id(new_query_id()) as history_id:
+            principal = await self._principal(context, "GetOffenderHistory")
+            decoded = request if isinstance(request, broker_pb2.HistoryRequest) else None
+            history: History | None = None
+            response: broker_pb2.HistoryResponse | None = None
+            error: Exception | None = None
+
+            async def record() -> None:
+                await self._record(
+                    history_record(
+                        history_id, principal, decoded, history, response, error, started
+                    )
+                )
+
+            try:
+                with self._admit(principal):  # one history costs one query's admission
+                    check_call(request, principal)
+                    assert decoded is not None  # checked: it decoded
+                    query = admit_history(
+                        decoded.fps_number,
+                        decoded.surname,
+                        decoded.given_names,
+                        decoded.birth_date,
+                        decoded.birth_place,
+                        decoded.purpose,
+                        decoded.case_ref,
+                        decoded.timeout_ms,
+                    )
+                    limits = self.pipeline.limits
+                    timeout = min(
+                        query.timeout_ms / 1000 or limits.default_timeout_s, limits.max_timeout_s
+                    )
+                    history = History(
+                        self.pipeline, self.linkage, principal, query, started + timeout
+                    )
+                    response = await history.assemble()
+                    response.history_id = history_id
+                    response.elapsed_ms = (time.monotonic() - started) * 1000
+            except asyncio.CancelledError:
+                error = ClientCancelled("the history was cancelled")
+                with contextlib.suppress(AccordError):  # nobody is left to tell
+                    await record()
+                raise
+            except Exception as exc:
+                error, response = exc, None
+            try:
+                await record()
+            except AuditWriteError as audit_error:
+                error, response = audit_error, None
+            if error is not None or response is None:
+                failure = error or AuditWriteError("the history has no answer")
+                await _abort(context, failure)
+                raise failure
+            return response
+
     async def GetCatalog(
         self,
         request: broker_pb2.CatalogRequest | Undecodable,
@@ -468,6 +538,11 @@ def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:
             request_deserializer=_lenient(pb.QueryRequest, m),
             response_serializer=pb.ExplainResponse.SerializeToString,
         ),
+        "GetOffenderHistory": grpc.unary_unary_rpc_method_handler(
+            service.GetOffenderHistory,
+            request_deserializer=_lenient(pb.HistoryRequest, m),
+            response_serializer=pb.HistoryResponse.SerializeToString,
+        ),
         "GetCatalog": grpc.unary_unary_rpc_method_handler(
             service.GetCatalog,
             request_deserializer=_lenient(pb.CatalogRequest, m),
@@ -486,6 +561,7 @@ async def create_server(
     audit: AuditLog | None = None,
     readiness_interval_s: float = 2.0,
     revocations: RevocationList | None = None,
+    linkage: LinkageModel | None = None,
 ) -> tuple[grpc.aio.Server, int, Readiness]:
     """Builds and starts the broker's server; returns it with its bound port
     and its readiness, whose ``health`` servicer also serves per-source health.
@@ -496,7 +572,8 @@ async def create_server(
     server = grpc.aio.server(options=tls.SERVER_OPTIONS)
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
-    add_broker_service(BrokerService(pipeline, metrics, audit, readiness, revocations), server)
+    service = BrokerService(pipeline, metrics, audit, readiness, revocations, linkage)
+    add_broker_service(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server

@@ -85,6 +85,23 @@ def test_the_scans_of_a_broker_query_are_matched():
     assert found.broker_queries == 1
 
 
+def test_the_scans_of_a_history_part_are_matched_by_the_history_record():
+    """A history's parts are queries with no record of their own: the one
+    ``history`` record lists them, and reconcile matches their scans through it."""
+    part = {k: v for k, v in query("p1", ["BC"], tables=("sentences",)).items() if k != "partner"}
+    history = {
+        "event": "history",
+        "query_id": "h1",
+        "partner": "crown",
+        "parts": [part],
+        "ts": "2026-11-02T10:00:00.000Z",
+    }
+    matched = reconcile([history], {"bc": [scan("p1", "BC", table="sentences", partner="crown")]})
+    assert (matched.matched, matched.unmatched, matched.broker_queries) == (1, [], 1)
+    other = reconcile([history], {"bc": [scan("p1", "BC", table="sentences", partner="police")]})
+    assert other.unmatched[0].reason == "the broker's query was for another partner"
+
+
 @pytest.mark.parametrize(
     ("broker", "reason"),
     [

@@ -5,7 +5,7 @@ It exists because a trail at one end cannot show what bypassed that end: a
 scan made with the broker's client key by someone other than the broker
 leaves no broker record, but the adapter's own trail (``adapters.trace``)
 has it. A scan is *matched* when the broker's trail holds a ``query`` or
-``explain`` record of its ``query_id`` that asked its source
+``explain`` record (or a part of a ``history`` record) of its ``query_id`` that asked its source
 (``sources_asked``), read its table (``tables``) and, if the scan names a
 partner, names the same one. Every other scan is *unmatched*.
 
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from accord.audit.format import as_utc
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Iterable, Iterator, Mapping
 
 #: An adapter's access record of one scan, written before its header leaves.
 SCAN = "scan"
@@ -36,6 +36,8 @@ SCAN_END = "scan_end"
 SCAN_REFUSED = "scan_refused"
 #: The broker's records that name the sources a query asked.
 BROKER_EVENTS = frozenset({"query", "explain"})
+#: The broker's record of one person's history: its ``parts`` are queries.
+HISTORY = "history"
 #: A source the broker did not contact (its circuit was open): no scan expected.
 NOT_CONTACTED = frozenset({"circuit_open"})
 
@@ -148,7 +150,7 @@ def _index_broker(
     the (query id, source) pairs it never contacted."""
     asked: dict[str, list[Mapping[str, Any]]] = {}
     not_contacted: set[tuple[str, str]] = set()
-    for record in broker:
+    for record in _with_history_parts(broker):
         query_id = record.get("query_id")
         if not isinstance(query_id, str) or not query_id:
             continue
@@ -158,6 +160,26 @@ def _index_broker(
             if isinstance(each, dict) and each.get("outcome") in NOT_CONTACTED:
                 not_contacted.add((query_id, _code(each.get("source"))))
     return asked, not_contacted
+
+
+def _with_history_parts(
+    broker: Iterable[Mapping[str, Any]],
+) -> Iterator[Mapping[str, Any]]:
+    """The broker's records, each part of a ``history`` record among them as
+    a query of its own (its query id, partner, tables, sources asked), timed
+    as the history."""
+    for record in broker:
+        yield record
+        if record.get("event") != HISTORY:
+            continue
+        for part in record.get("parts") or ():
+            if isinstance(part, dict):
+                yield {
+                    **part,
+                    "event": "query",
+                    "ts": record.get("ts"),
+                    "partner": record.get("partner"),
+                }
 
 
 def _split(

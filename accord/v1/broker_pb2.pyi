@@ -16,6 +16,13 @@ class SourceState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SOURCE_STATE_REFUSED: _ClassVar[SourceState]
     SOURCE_STATE_ERROR: _ClassVar[SourceState]
     SOURCE_STATE_CIRCUIT_OPEN: _ClassVar[SourceState]
+
+class LinkMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LINK_METHOD_UNSPECIFIED: _ClassVar[LinkMethod]
+    LINK_METHOD_FPS: _ClassVar[LinkMethod]
+    LINK_METHOD_PROBABILISTIC: _ClassVar[LinkMethod]
+    LINK_METHOD_POSSIBLE: _ClassVar[LinkMethod]
 SOURCE_STATE_UNSPECIFIED: SourceState
 SOURCE_STATE_OK: SourceState
 SOURCE_STATE_TIMED_OUT: SourceState
@@ -23,6 +30,10 @@ SOURCE_STATE_UNAVAILABLE: SourceState
 SOURCE_STATE_REFUSED: SourceState
 SOURCE_STATE_ERROR: SourceState
 SOURCE_STATE_CIRCUIT_OPEN: SourceState
+LINK_METHOD_UNSPECIFIED: LinkMethod
+LINK_METHOD_FPS: LinkMethod
+LINK_METHOD_PROBABILISTIC: LinkMethod
+LINK_METHOD_POSSIBLE: LinkMethod
 
 class QueryRequest(_message.Message):
     __slots__ = ("sql", "purpose", "case_ref", "allow_partial", "timeout_ms")
@@ -187,3 +198,158 @@ class CatalogResponse(_message.Message):
     case_reference_required: bool
     aggregate_only: bool
     def __init__(self, partner: _Optional[str] = ..., role: _Optional[str] = ..., tables: _Optional[_Iterable[_Union[CatalogTable, _Mapping]]] = ..., purposes: _Optional[_Iterable[str]] = ..., case_reference_required: _Optional[bool] = ..., aggregate_only: _Optional[bool] = ...) -> None: ...
+
+class HistoryRequest(_message.Message):
+    __slots__ = ("fps_number", "surname", "given_names", "birth_date", "birth_place", "purpose", "case_ref", "timeout_ms")
+    FPS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SURNAME_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_NAMES_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_PLACE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CASE_REF_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_MS_FIELD_NUMBER: _ClassVar[int]
+    fps_number: str
+    surname: str
+    given_names: str
+    birth_date: str
+    birth_place: str
+    purpose: str
+    case_ref: str
+    timeout_ms: int
+    def __init__(self, fps_number: _Optional[str] = ..., surname: _Optional[str] = ..., given_names: _Optional[str] = ..., birth_date: _Optional[str] = ..., birth_place: _Optional[str] = ..., purpose: _Optional[str] = ..., case_ref: _Optional[str] = ..., timeout_ms: _Optional[int] = ...) -> None: ...
+
+class HistoryFile(_message.Message):
+    __slots__ = ("source", "source_person_id", "link", "match_probability", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    source_person_id: str
+    link: LinkMethod
+    match_probability: float
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, source: _Optional[str] = ..., source_person_id: _Optional[str] = ..., link: _Optional[_Union[LinkMethod, str]] = ..., match_probability: _Optional[float] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class HistoryAlias(_message.Message):
+    __slots__ = ("source", "source_person_id", "surname", "given_names")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    SURNAME_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_NAMES_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    source_person_id: str
+    surname: str
+    given_names: str
+    def __init__(self, source: _Optional[str] = ..., source_person_id: _Optional[str] = ..., surname: _Optional[str] = ..., given_names: _Optional[str] = ...) -> None: ...
+
+class TimelineEntry(_message.Message):
+    __slots__ = ("date", "kind", "table", "source", "source_person_id", "summary", "fields", "link", "match_probability")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    DATE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PERSON_ID_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    LINK_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    date: str
+    kind: str
+    table: str
+    source: str
+    source_person_id: str
+    summary: str
+    fields: _containers.ScalarMap[str, str]
+    link: LinkMethod
+    match_probability: float
+    def __init__(self, date: _Optional[str] = ..., kind: _Optional[str] = ..., table: _Optional[str] = ..., source: _Optional[str] = ..., source_person_id: _Optional[str] = ..., summary: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., link: _Optional[_Union[LinkMethod, str]] = ..., match_probability: _Optional[float] = ...) -> None: ...
+
+class HistoryCandidate(_message.Message):
+    __slots__ = ("fps_number", "surname", "given_names", "birth_date", "files", "match_probability")
+    FPS_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SURNAME_FIELD_NUMBER: _ClassVar[int]
+    GIVEN_NAMES_FIELD_NUMBER: _ClassVar[int]
+    BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    MATCH_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
+    fps_number: str
+    surname: str
+    given_names: str
+    birth_date: str
+    files: _containers.RepeatedScalarFieldContainer[str]
+    match_probability: float
+    def __init__(self, fps_number: _Optional[str] = ..., surname: _Optional[str] = ..., given_names: _Optional[str] = ..., birth_date: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ..., match_probability: _Optional[float] = ...) -> None: ...
+
+class HistoryPart(_message.Message):
+    __slots__ = ("query_id", "table", "rewritten_sql_sha256", "rows", "sources", "elapsed_ms")
+    QUERY_ID_FIELD_NUMBER: _ClassVar[int]
+    TABLE_FIELD_NUMBER: _ClassVar[int]
+    REWRITTEN_SQL_SHA256_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    query_id: str
+    table: str
+    rewritten_sql_sha256: str
+    rows: int
+    sources: _containers.RepeatedCompositeFieldContainer[SourceStatus]
+    elapsed_ms: float
+    def __init__(self, query_id: _Optional[str] = ..., table: _Optional[str] = ..., rewritten_sql_sha256: _Optional[str] = ..., rows: _Optional[int] = ..., sources: _Optional[_Iterable[_Union[SourceStatus, _Mapping]]] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...
+
+class HistoryResponse(_message.Message):
+    __slots__ = ("history_id", "role", "purpose", "found", "identity", "files", "possible_matches", "aliases", "timeline", "candidates", "tables_absent", "notes", "parts", "partial", "elapsed_ms")
+    class IdentityEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    HISTORY_ID_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    FOUND_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    POSSIBLE_MATCHES_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    TIMELINE_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    TABLES_ABSENT_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_FIELD_NUMBER: _ClassVar[int]
+    ELAPSED_MS_FIELD_NUMBER: _ClassVar[int]
+    history_id: str
+    role: str
+    purpose: str
+    found: bool
+    identity: _containers.ScalarMap[str, str]
+    files: _containers.RepeatedCompositeFieldContainer[HistoryFile]
+    possible_matches: _containers.RepeatedCompositeFieldContainer[HistoryFile]
+    aliases: _containers.RepeatedCompositeFieldContainer[HistoryAlias]
+    timeline: _containers.RepeatedCompositeFieldContainer[TimelineEntry]
+    candidates: _containers.RepeatedCompositeFieldContainer[HistoryCandidate]
+    tables_absent: _containers.RepeatedScalarFieldContainer[str]
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    parts: _containers.RepeatedCompositeFieldContainer[HistoryPart]
+    partial: bool
+    elapsed_ms: float
+    def __init__(self, history_id: _Optional[str] = ..., role: _Optional[str] = ..., purpose: _Optional[str] = ..., found: _Optional[bool] = ..., identity: _Optional[_Mapping[str, str]] = ..., files: _Optional[_Iterable[_Union[HistoryFile, _Mapping]]] = ..., possible_matches: _Optional[_Iterable[_Union[HistoryFile, _Mapping]]] = ..., aliases: _Optional[_Iterable[_Union[HistoryAlias, _Mapping]]] = ..., timeline: _Optional[_Iterable[_Union[TimelineEntry, _Mapping]]] = ..., candidates: _Optional[_Iterable[_Union[HistoryCandidate, _Mapping]]] = ..., tables_absent: _Optional[_Iterable[str]] = ..., notes: _Optional[_Iterable[str]] = ..., parts: _Optional[_Iterable[_Union[HistoryPart, _Mapping]]] = ..., partial: _Optional[bool] = ..., elapsed_ms: _Optional[float] = ...) -> None: ...

@@ -49,6 +49,11 @@ class BrokerStub:
                 request_serializer=accord_dot_v1_dot_broker__pb2.CatalogRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_broker__pb2.CatalogResponse.FromString,
                 _registered_method=True)
+        self.GetOffenderHistory = channel.unary_unary(
+                '/accord.v1.Broker/GetOffenderHistory',
+                request_serializer=accord_dot_v1_dot_broker__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_broker__pb2.HistoryResponse.FromString,
+                _registered_method=True)
 
 
 class BrokerServicer:
@@ -86,6 +91,19 @@ class BrokerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetOffenderHistory(self, request, context):
+        """One person's history across every system: identity, aliases, each
+        system's file, and one timeline of sentences, custody, releases,
+        incidents and alerts, each entry labelled with its source and file.
+        Assembled from ordinary policy-checked queries under the caller's role,
+        purpose and case reference, audited as one `history` record listing them.
+        Unary: linking needs every system's files before anything can be said,
+        and one person's history is small enough to send whole.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BrokerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -103,6 +121,11 @@ def add_BrokerServicer_to_server(servicer, server):
                     servicer.GetCatalog,
                     request_deserializer=accord_dot_v1_dot_broker__pb2.CatalogRequest.FromString,
                     response_serializer=accord_dot_v1_dot_broker__pb2.CatalogResponse.SerializeToString,
+            ),
+            'GetOffenderHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOffenderHistory,
+                    request_deserializer=accord_dot_v1_dot_broker__pb2.HistoryRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_broker__pb2.HistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -186,6 +209,33 @@ class Broker:
             '/accord.v1.Broker/GetCatalog',
             accord_dot_v1_dot_broker__pb2.CatalogRequest.SerializeToString,
             accord_dot_v1_dot_broker__pb2.CatalogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOffenderHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/accord.v1.Broker/GetOffenderHistory',
+            accord_dot_v1_dot_broker__pb2.HistoryRequest.SerializeToString,
+            accord_dot_v1_dot_broker__pb2.HistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -12,7 +12,7 @@ the same data. The command line is ``accord datagen``.
 from __future__ import annotations
 
 from .common import REFERENCE_DATE
-from .logical import generate
+from .logical import generate, person_truth
 from .mysql_writer import write_mysql
 from .postgres_writer import write_postgres
 from .sqlite_writer import write_sqlite
@@ -22,6 +22,7 @@ __all__ = [
     "REFERENCE_DATE",
     "generate",
     "load_target",
+    "person_truth",
     "write_federation_data",
     "write_mysql",
     "write_postgres",

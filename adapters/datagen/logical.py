@@ -15,9 +15,9 @@ from .records import COLUMNS, SourceBuilder
 from .victims import victim_cases
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
 
-    from accord.federation import Federation, LogicalTable, TableMapping
+    from accord.federation import Federation, LogicalTable, Source, TableMapping
 
     from .records import Row
 
@@ -33,10 +33,38 @@ def generate(
     the source does not serve are absent. The same seed and scale give the
     same tables.
     """
+    result: dict[str, dict[str, pa.Table]] = {}
+    for source, builder in _built(federation, seed, scale):
+        result[source.code] = {
+            table: _to_arrow(
+                builder.rows[table], table, federation.tables[table], source.tables[table]
+            )
+            for table in federation.tables
+            if table in source.tables
+        }
+    return result
+
+
+def person_truth(
+    federation: Federation, *, seed: int = 7, scale: float = 0.01
+) -> dict[tuple[str, str], str]:
+    """Which files are one person, for ``generate`` with the same arguments:
+    (source code, source_person_id) -> the person's FPS number, whether or
+    not the file carries it (the minimal file of no one is absent)."""
+    return {
+        (source.code, pid): fps
+        for source, builder in _built(federation, seed, scale)
+        for pid, fps in builder.truth.items()
+        if fps
+    }
+
+
+def _built(
+    federation: Federation, seed: int, scale: float
+) -> Iterator[tuple[Source, SourceBuilder]]:
     if not scale > 0:
         raise ValueError(f"scale must be positive, got {scale}")
     files = files_per_source(federation, seed, scale)
-    result: dict[str, dict[str, pa.Table]] = {}
     for source in federation.sources.values():
         entries = files[source.code]
         rng = random.Random(f"{seed}/{source.code}")  # noqa: S311 (synthetic data)
@@ -49,14 +77,7 @@ def generate(
         if "victim_cases" in builder.rows and "sentences" in builder.rows:
             victims = random.Random(f"{seed}/{source.code}/victims")  # noqa: S311 (synthetic)
             builder.rows["victim_cases"] = victim_cases(builder.rows["sentences"], victims)
-        result[source.code] = {
-            table: _to_arrow(
-                builder.rows[table], table, federation.tables[table], source.tables[table]
-            )
-            for table in federation.tables
-            if table in source.tables
-        }
-    return result
+        yield source, builder
 
 
 def _to_arrow(

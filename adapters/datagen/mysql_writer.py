@@ -122,7 +122,7 @@ def write_mysql(
     and text dates, TEXT for free text, DATE for dates the system stores
     natively, BIGINT for BIGINT; primary key on the person file). The rows
     are then inserted in multi-row INSERTs and committed once, and the
-    indexes built (FPS number, surname and given names, person id of child
+    indexes built (FPS number, surname and given names, birth date, person id of child
     tables). A value too long for its column raises ValueError before
     anything is dropped. MariaDB commits DDL implicitly, so a failed load
     leaves empty tables. Returns rows per logical table.

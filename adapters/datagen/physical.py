@@ -124,6 +124,10 @@ def create_statements(
             )
     if person_id is not None and not is_person_table:
         index("PERSON", [person_id])
+    if is_person_table and "birth_date" in mapping.columns:
+        # A history's name search and its links without the FPS number look
+        # files up by birth date.
+        index("BIRTH", [mapping.columns["birth_date"]])
     return [create], indexes, physical
 
 

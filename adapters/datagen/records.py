@@ -6,12 +6,14 @@ each drawn to fit the file's status and history."""
 from __future__ import annotations
 
 import datetime as dt
+import random
 from typing import TYPE_CHECKING, Any
 
 from .common import D1990, REF, REFERENCE_DATE, between, decreasing, strip_accents
 from .people import name_variant
 from .profiles import is_federal, profile
 from .sentences import Sentencing
+from .variants import vary
 from .vocabulary import (
     ACTIVE,
     ALERT_TEXT,
@@ -40,7 +42,6 @@ from .vocabulary import (
 )
 
 if TYPE_CHECKING:
-    import random
     from collections.abc import Iterator
 
     from accord.federation import Source
@@ -128,6 +129,8 @@ class SourceBuilder:
         self.lang = self.profile.language
         self.sentencing = Sentencing(rng, self.jur, federal=self.federal, lang=self.lang)
         self.rows: dict[str, list[Row]] = {t: [] for t in source.tables}
+        #: file number -> the person's FPS number, whether or not the file carries it
+        self.truth: dict[str, str] = {}
         self.serves = frozenset(source.tables)
         digits = self.profile.id_digits
         numbers = rng.sample(range(10 ** (digits - 1), 10**digits), n_files)
@@ -261,6 +264,11 @@ class SourceBuilder:
                 fps = None
             if r() < self.profile.name_variant:
                 surname, given = name_variant(rng, surname, given)
+        birth = person.birth
+        if not exact and not self.federal:
+            # Its own generator: the file's other columns stay as they were.
+            own = random.Random(f"{self.source.code}/{pid}/{person.fps}")  # noqa: S311
+            surname, given, birth = vary(own, surname, given, birth)
         active = status in ACTIVE
         facility, sup_jur, level, planned = self._placement(person, status, h)
         address = None
@@ -269,13 +277,14 @@ class SourceBuilder:
         photo = None
         if r() < (0.95 if active else 0.55):
             photo = self.profile.photo_format.format(id=pid)
+        self.truth[pid] = person.fps
         self.rows["offenders"].append(
             (
                 pid,
                 fps,
                 surname,
                 given,
-                person.birth,
+                birth,
                 person.birth_place,
                 person.gender,
                 address,

@@ -29,7 +29,7 @@ def write_sqlite(
 
     Creates each served table under its physical name with its physical
     columns (TEXT for strings, codes and dates; INTEGER for BIGINT) and the
-    indexes the system would have (FPS number, surname and given names,
+    indexes the system would have (FPS number, surname and given names, birth date,
     person id of child tables); converts logical values back to the
     system's codes and date formats; loads each table in one transaction.
     An existing file is replaced atomically. Returns rows per logical table.

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.audit.log import AuditLog
+    from broker.history.linkage import LinkageModel
     from broker.readiness import Readiness
 
 SEED = 11
@@ -68,11 +69,16 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def broker_over(
-    running: Running, audit: AuditLog, endpoints: dict[str, str] | None = None
+    running: Running,
+    audit: AuditLog,
+    endpoints: dict[str, str] | None = None,
+    policy: PolicySet | None = None,
+    linkage: LinkageModel | None = None,
 ) -> AsyncIterator[tuple[int, Readiness]]:
     """A broker of this test's own, in process, over ``running``'s adapters
     (or, for a source in ``endpoints``, that address) and writing to
-    ``audit``; yields its port and its readiness (probed only when a write
+    ``audit`` (under ``policy`` and ``linkage``, by default the running
+    ones); yields its port and its readiness (probed only when a write
     fails)."""
     from accord import tls
     from broker.fanout import AdapterClients
@@ -84,13 +90,16 @@ async def broker_over(
     pki = running.workdir.pki
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     clients = AdapterClients(federation, ca, cert, key)
-    pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
+    pipeline = QueryPipeline(
+        federation, clients, policy or running.policy, running.workdir.mask_secret()
+    )
     server_cert, server_key = pki.broker_server()
     server, port, readiness = await create_server(
         pipeline,
         tls.server_credentials(ca, server_cert, server_key),
         audit=audit,
         readiness_interval_s=30,
+        linkage=linkage,
     )
     try:
         yield port, readiness

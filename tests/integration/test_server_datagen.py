@@ -236,6 +236,8 @@ def _expected_indexes(federation: Federation, code: str, table: str) -> set[tupl
     for surname, given in (("surname", "given_names"), ("alias_surname", "alias_given_names")):
         if surname in columns:
             expected.add((columns[surname].physical, columns[given].physical))
+    if table == "offenders":  # a history looks person files up by birth date
+        expected.add((columns["birth_date"].physical,))
     return expected
 
 

@@ -6,6 +6,8 @@
   run/        addresses of running servers (broker.addr, adapter-bc.addr)
   logs/       logs of processes started by `accord demo`
   audit/      the broker's audit trail (`accord audit verify`)
+  privacy/    ledger.sqlite3: privacy budget spent per partner and the noisy
+              draws released (differentially private roles, broker/budget.py)
   audit-key.pin  the public key the trail is verified against, pinned the
               first time the broker signed with its key (outside audit/)
 """
@@ -68,6 +70,10 @@ class Workdir:
         """The audit signing key's public half, pinned at first use: what
         ``accord audit verify`` trusts when no ``--public-key`` is given."""
         return self.path / "audit-key.pin"
+
+    def privacy_ledger(self) -> Path:
+        """The privacy budget spent per partner and the draws released (SQLite)."""
+        return self.path / "privacy" / "ledger.sqlite3"
 
     def mask_secret_file(self) -> Path:
         """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""

@@ -29,6 +29,7 @@ from adapters.server import create_server as create_adapter_server
 from broker.audit.keys import load_or_create_signing_key, pin_public_key
 from broker.audit.log import AuditLog
 from broker.breaker import Breakers, CircuitState
+from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
@@ -203,7 +204,13 @@ async def _serve_broker(
     clients = AdapterClients(
         federation, workdir.pki.ca_cert(), client_cert, client_key, breakers, metrics
     )
-    pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
+    pipeline = QueryPipeline(
+        federation,
+        clients,
+        policies,
+        workdir.mask_secret(),
+        ledger=PrivacyLedger(workdir.privacy_ledger()),  # budgets survive restarts
+    )
     audit = open_audit(workdir, broker_instance(host, port))
     await write_audit(
         {

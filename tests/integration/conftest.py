@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +99,39 @@ async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[
         pipeline.close()
 
 
+#: The session's statistics queries share one partner's budget in one work
+#: dir: far more than a year's. The shipped role's per-query epsilon (its
+#: noise) stays; tests of the budget itself start brokers of their own over
+#: the shipped policy (tests/integration/test_privacy_budget.py).
+SESSION_EPSILON_PER_YEAR = "1000000"
+
+
+def session_policies(target: Path) -> Path:
+    """The shipped policies, with the budget of every private role raised
+    for the session, and a second partner of the statistics role."""
+    shutil.copytree(DEFAULT_POLICIES, target)
+    for path in (target / "roles").glob("*.yaml"):
+        text = path.read_text()
+        path.write_text(
+            re.sub(r"(?m)^(\s+epsilon_per_year:).*$", rf"\1 {SESSION_EPSILON_PER_YEAR}", text)
+        )
+    partners = target / "partners.yaml"
+    partners.write_text(
+        partners.read_text()
+        + "\n  statistics_second:\n    organization: Statistics Canada, second unit\n"
+        + "    role: statistics\n    jurisdiction: CA\n"
+    )
+    return target
+
+
 def start(workdir: Workdir, federation_path: Path) -> Iterator[Running]:
-    init_certs(workdir, federation_path, DEFAULT_POLICIES)
+    policies = session_policies(workdir.path / "session-policies")
+    init_certs(workdir, federation_path, policies)
     federation = load_federation(federation_path)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
     generated = generate(federation, seed=SEED, scale=SCALE)
-    policy = PolicySet.load(DEFAULT_POLICIES, federation)
-    launcher = LocalFederation(workdir, federation_path, DEFAULT_POLICIES)
+    policy = PolicySet.load(policies, federation)
+    launcher = LocalFederation(workdir, federation_path, policies)
     with launcher:
         yield Running(workdir, federation, launcher, generated, policy)
 

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
 
 PRIVACY = Privacy(epsilon_per_query=0.5, epsilon_per_year=10.0, rows_per_person={"t": 3})
 #: A count per group, as the planner's hidden columns give it (see test_disclosure).
-SPEC = ReleaseSpec((Output("dimension"), Output("count", 5, sensitivity=3)), 5, 5, (2,), (3,))
+SPEC = ReleaseSpec(
+    (Output("dimension"), Output("count", 5, sensitivity=3, slots=("COUNT(*)",))), 5, 5, (2,), (3,)
+)
 KEY = release_key(b"test secret", "statistics")
 
 
@@ -112,7 +114,17 @@ def test_noise_is_calibrated_by_opendp_to_the_query_epsilon():
     second statistic, so each of two gets half the epsilon."""
     assert scales(SPEC, PRIVACY) == [pytest.approx(6.0)]
     avg = ReleaseSpec(
-        (Output("dimension"), Output("avg", 365, (4, 5), sensitivity=3 * 100, count_sensitivity=3)),
+        (
+            Output("dimension"),
+            Output(
+                "avg",
+                365,
+                (4, 5),
+                sensitivity=3 * 100,
+                count_sensitivity=3,
+                slots=("SUM(x)", "COUNT(x)"),
+            ),
+        ),
         5,
         5,
         (2,),
@@ -379,3 +391,34 @@ def test_privacy_needs_an_aggregate_only_role(policy_dir):
     policy, problems = check_policies(policy_dir, inprocess.FEDERATION)
     assert policy is None
     assert any("only applies to aggregate_only roles" in p for p in problems), problems
+
+
+def test_an_average_is_the_released_sum_over_the_released_count_of_the_same_query():
+    """Computed two ways: AVG, and SUM over COUNT of the same column asked in
+    the same query, agree: one statistic behind both, one draw, so asking
+    the average too costs no extra epsilon."""
+    role = private(inprocess.role_of("statistics"), {"offenders": 3, "sentences": 8})
+    assert role.privacy is not None
+    sql = (
+        "SELECT sentence_type, count(length_days), sum(length_days), avg(length_days) "
+        "FROM sentences GROUP BY sentence_type"
+    )
+    prepared = prepare_query(
+        sql,
+        inprocess.principal("statistics"),
+        role,
+        inprocess.FEDERATION,
+        purpose="annual_statistics",
+        case_ref="",
+    )
+    assert prepared.release is not None
+    assert len(scales(prepared.release, role.privacy)) == 2  # the COUNT and the SUM
+    table = merged_truth(sql, role)
+    ledger = PrivacyLedger()
+    reservation = ledger.reserve("statistics", 0.5, 10.0)
+    answer, _, _ = release_private(
+        table, prepared.release, KEY, role.privacy, ledger, reservation, "statistics", "q"
+    )
+    assert answer.num_rows > 0
+    for _, count, total, mean in (tuple(r.values()) for r in answer.to_pylist()):
+        assert mean == (None if total is None or not count else total / count)

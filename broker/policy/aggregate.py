@@ -176,7 +176,9 @@ def _output(
         (table,) = {t.name for t in aggregate.root().find_all(exp.Table)}
         rows = privacy.rows_per_person[table]
     if isinstance(aggregate, exp.Count):
-        return Output("count", view.role.rounding_base, sensitivity=rows)
+        return Output(
+            "count", view.role.rounding_base, sensitivity=rows, slots=(aggregate.sql("duckdb"),)
+        )
     column = next(aggregate.find_all(exp.Column))  # checked: a plain column
     base = measure_base(column)
     if base is None:
@@ -189,12 +191,14 @@ def _output(
             reason="aggregate_only",
         )
     clamp = view.role.tables[table].clamps.get(column.name, 0) if privacy is not None else 0
-    return Output(
-        "sum" if isinstance(aggregate, exp.Sum) else "avg",
-        base,
-        sensitivity=rows * clamp,
-        count_sensitivity=rows,
+    if isinstance(aggregate, exp.Sum):
+        return Output("sum", base, sensitivity=rows * clamp, slots=(aggregate.sql("duckdb"),))
+    argument = aggregate.this
+    slots = (
+        exp.Sum(this=argument.copy()).sql("duckdb"),
+        exp.Count(this=argument.copy()).sql("duckdb"),
     )
+    return Output("avg", base, sensitivity=rows * clamp, count_sensitivity=rows, slots=slots)
 
 
 def _check_filters(

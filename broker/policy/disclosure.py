@@ -31,8 +31,9 @@ What it does not promise: many *different* cells that each differ by the
 same withheld cell give independent draws, and averaging many such
 differences narrows the withheld value (``bench/disclosure_error.py``
 measures it: about 100 distinct pairs recover a count of 1..4 nine times in
-ten). Bounding that needs a privacy budget (differential privacy), which
-this module does not keep.
+ten). Bounding that needs a privacy budget: a role with ``privacy:`` adds
+noise before this rounding and keeps one per partner
+(``broker.policy.privacy``, ``broker.budget``).
 
 The broker adds the hidden columns at plan time (:func:`add_hidden_columns`)
 and releases the merged answer (:func:`release`); both follow one
@@ -79,6 +80,9 @@ class Output:
     # statistic's column (count, sum; avg: its sum), and an average's count
     sensitivity: int = 0
     count_sensitivity: int = 0
+    # the statistic as SQL (avg: its SUM and its COUNT): one statistic asked
+    # twice in a query, or behind an average, is one cell of one draw
+    slots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

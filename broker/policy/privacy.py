@@ -87,18 +87,25 @@ class Statistic:
 
 
 def statistics(spec: ReleaseSpec) -> list[Statistic]:
-    """The columns an answer adds noise to, in the order of the outputs."""
-    found = []
+    """The columns an answer adds noise to, one per distinct statistic (an
+    average's SUM and COUNT are those of the same column asked alone)."""
+    found: dict[str, Statistic] = {}
     for index, output in enumerate(spec.outputs):
         if output.kind in ("count", "sum"):
-            found.append(Statistic(index, output.kind, output.base, output.sensitivity, str(index)))
-        elif output.kind == "avg":
-            total, count = output.hidden
-            found.append(Statistic(total, "sum", output.base, output.sensitivity, f"{index}s"))
-            found.append(
-                Statistic(count, "count", spec.count_base, output.count_sensitivity, f"{index}c")
+            (slot,) = output.slots
+            found.setdefault(
+                slot, Statistic(index, output.kind, output.base, output.sensitivity, slot)
             )
-    return found
+        elif output.kind == "avg":
+            (total, count), (sum_slot, count_slot) = output.hidden, output.slots
+            found.setdefault(
+                sum_slot, Statistic(total, "sum", output.base, output.sensitivity, sum_slot)
+            )
+            found.setdefault(
+                count_slot,
+                Statistic(count, "count", spec.count_base, output.count_sensitivity, count_slot),
+            )
+    return list(found.values())
 
 
 def _measurement(statistic: Statistic, scale: float) -> dp.Measurement:
@@ -220,7 +227,7 @@ def _value(
     if output.kind == "dimension":
         return values[index][r]
     if output.kind in ("count", "sum"):
-        return released.get(cells[(r, str(index))])
-    total = released.get(cells[(r, f"{index}s")])
-    count = released.get(cells[(r, f"{index}c")])
+        return released.get(cells[(r, output.slots[0])])
+    total = released.get(cells[(r, output.slots[0])])
+    count = released.get(cells[(r, output.slots[1])])
     return None if total is None or not count else float(total) / count

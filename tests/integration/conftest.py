@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from broker.audit.log import AuditLog
+    from broker.budget import PrivacyLedger
+    from broker.metrics import BrokerMetrics
     from broker.readiness import Readiness
 
 SEED = 11
@@ -69,10 +71,17 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[int, Readiness]]:
+async def broker_over(
+    running: Running,
+    audit: AuditLog,
+    policy: PolicySet | None = None,
+    ledger: PrivacyLedger | None = None,
+    metrics: BrokerMetrics | None = None,
+) -> AsyncIterator[tuple[int, Readiness]]:
     """A broker of this test's own, in process, over ``running``'s adapters and
     writing to ``audit``; yields its port and its readiness (probed only when
-    a write fails)."""
+    a write fails). ``policy`` (default: the session's), ``ledger`` (privacy
+    budgets; default: in memory) and ``metrics`` are its own when given."""
     from accord import tls
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
@@ -82,13 +91,16 @@ async def broker_over(running: Running, audit: AuditLog) -> AsyncIterator[tuple[
     pki = running.workdir.pki
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     clients = AdapterClients(federation, ca, cert, key)
-    pipeline = QueryPipeline(federation, clients, running.policy, running.workdir.mask_secret())
+    pipeline = QueryPipeline(
+        federation, clients, policy or running.policy, running.workdir.mask_secret(), ledger=ledger
+    )
     server_cert, server_key = pki.broker_server()
     server, port, readiness = await create_server(
         pipeline,
         tls.server_credentials(ca, server_cert, server_key),
         audit=audit,
         readiness_interval_s=30,
+        metrics=metrics,
     )
     try:
         yield port, readiness

@@ -19,7 +19,6 @@ The session raises every private role's yearly budget
 from __future__ import annotations
 
 import json
-import math
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -30,6 +29,7 @@ from hypothesis import strategies as st
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 from broker.policy.store import PolicySet
+from tests.disclosure_bounds import tolerance
 from tests.integration.conftest import rows
 
 if TYPE_CHECKING:
@@ -54,25 +54,6 @@ REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT)
 
 def role_of(running: Running, partner: str) -> Role:
     return running.policy.roles[running.policy.registry.partners[partner].role]
-
-
-#: The tail of the noise a tolerance leaves out (per released value).
-TAIL = 1e-9
-
-
-def tolerance(role: Role, table: str, measure: str | None = None, statistics: int = 1) -> float:
-    """How far a released count (or sum of ``measure``) may be from its
-    truth: below its base, plus, for a private role, the discrete Laplace
-    noise of a query of ``statistics`` statistics beyond which a value falls
-    with probability under :data:`TAIL`."""
-    base = role.tables[table].measures[measure] if measure else role.rounding_base
-    if role.privacy is None:
-        return base - 1
-    sensitivity = role.privacy.rows_per_person[table]
-    if measure:
-        sensitivity *= role.tables[table].clamps[measure]
-    scale = sensitivity * statistics / role.privacy.epsilon_per_query
-    return base - 1 + scale * math.log(1 / TAIL)
 
 
 def text(value: str) -> str:

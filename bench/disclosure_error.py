@@ -208,10 +208,6 @@ def averaging(base: int, k: int, seed: int, trials: int = 400) -> None:
         )
 
 
-if __name__ == "__main__":
-    main()
-
-
 def budgeted(role: Any, seed: int, trials: int = 400) -> None:
     """The same attack on a private role's offenders counts, through its budget."""
     privacy = role.privacy
@@ -274,3 +270,7 @@ def budgeted(role: Any, seed: int, trials: int = 400) -> None:
             f"cell in {hits / len(errors):5.1%} (a guess: {1 / (role.min_group_size - 1):.0%}), "
             f"RMS error {rms:.2f}{bound}"
         )
+
+
+if __name__ == "__main__":
+    main()

@@ -8,7 +8,8 @@ A query of such a role first *reserves* its role's ``epsilon_per_query``
 when the budget renews, if what the partner spent this calendar year (UTC)
 plus what its queries under way reserved would pass ``epsilon_per_year``.
 So concurrent queries cannot overspend: reservations are counted under one
-lock. When its answer is released, the query *commits*
+lock (and the commit checks the bound again inside its transaction, should
+another broker share the file). When its answer is released, the query *commits*
 (:meth:`PrivacyLedger.commit`), in one SQLite transaction: the draws of its
 new cells are stored (the first stored wins, so two queries racing for one
 cell release one value), the cells are marked as given to the partner, and
@@ -135,22 +136,28 @@ class PrivacyLedger:
     def reserve(self, partner: str, epsilon: float, per_year: float) -> Reservation:
         """Holds ``epsilon`` for one query, or refuses it (OverQuota, with the
         seconds until the budget renews)."""
-        now = self.clock()
-        year = now.year
+        year = self.clock().year
         with self._lock:
             held = self._reserved.get((partner, year), 0.0)
             spent = self._spent(partner, year)
+            reservation = Reservation(partner, year, epsilon, per_year)
             if spent + held + epsilon > per_year + _SLACK:
-                renews = renewal(year)
-                raise OverQuota(
-                    f"the partner's privacy budget for {year} is spent (epsilon "
-                    f"{spent:g} of {per_year:g}, {held:g} held by queries under way; a query "
-                    f"costs {epsilon:g}); it renews on {renews:%Y-%m-%d} 00:00 UTC",
-                    limit="privacy_budget",
-                    retry_after_s=(renews - now).total_seconds(),
-                )
+                raise self._exhausted(partner, year, reservation, held)
             self._reserved[(partner, year)] = held + epsilon
-        return Reservation(partner, year, epsilon, per_year)
+        return reservation
+
+    def _exhausted(
+        self, partner: str, year: int, reservation: Reservation, held: float
+    ) -> OverQuota:
+        renews = renewal(year)
+        spent = self._spent(partner, year)
+        return OverQuota(
+            f"the partner's privacy budget for {year} is spent (epsilon {spent:g} of "
+            f"{reservation.per_year:g}, {held:g} held by queries under way; a query costs "
+            f"{reservation.epsilon:g}); it renews on {renews:%Y-%m-%d} 00:00 UTC",
+            limit="privacy_budget",
+            retry_after_s=max((renews - self.clock()).total_seconds(), 0.001),
+        )
 
     def _unhold(self, reservation: Reservation) -> None:
         key = (reservation.partner, reservation.year)
@@ -208,6 +215,10 @@ class PrivacyLedger:
                 )
                 new = db.total_changes > before
                 charged = reservation.epsilon if new else 0.0
+                # Another broker over the same file may have spent meanwhile:
+                # the transaction serializes them, this check keeps the bound.
+                if charged and self._spent(partner, year) + charged > reservation.per_year + _SLACK:
+                    raise self._exhausted(partner, year, reservation, 0.0)
                 if charged:
                     db.execute(
                         "INSERT INTO spent VALUES (?, ?, ?, 1) ON CONFLICT (partner, year) "

@@ -422,3 +422,20 @@ def test_an_average_is_the_released_sum_over_the_released_count_of_the_same_quer
     assert answer.num_rows > 0
     for _, count, total, mean in (tuple(r.values()) for r in answer.to_pylist()):
         assert mean == (None if total is None or not count else total / count)
+
+
+def test_two_brokers_over_one_ledger_file_cannot_overspend(tmp_path: Path):
+    """Reservations are one process's; the commit checks the bound again in
+    its transaction, so two brokers sharing a work dir spend one budget."""
+    path = tmp_path / "ledger.sqlite3"
+    first, second = PrivacyLedger(path), PrivacyLedger(path)
+    answered = 0
+    for i in range(30):
+        for ledger in (first, second):
+            try:
+                ask(ledger, merged([100]), f"q{i} {id(ledger)}")
+                answered += 1
+            except OverQuota:
+                pass
+    assert answered == 20
+    assert first.spent("statistics") == second.spent("statistics") == PRIVACY.epsilon_per_year

@@ -109,9 +109,11 @@ def statistics(spec: ReleaseSpec) -> list[Statistic]:
 
 
 def _measurement(statistic: Statistic, scale: float) -> dp.Measurement:
-    """Discrete Laplace noise on a vector of integers (one per group)."""
-    domain = dp.vector_domain(dp.atom_domain(T=int))
-    return dp.m.make_laplace(domain, dp.l1_distance(T=int), scale=scale)
+    """Discrete Laplace noise on a vector of 64-bit integers (one per group:
+    OpenDP's default integer is 32 bits, which a national sum of days
+    passes)."""
+    domain = dp.vector_domain(dp.atom_domain(T="i64"))
+    return dp.m.make_laplace(domain, dp.l1_distance(T="i64"), scale=scale)
 
 
 def scales(spec: ReleaseSpec, privacy: Privacy) -> list[float]:

@@ -454,6 +454,13 @@ def test_the_audit_keeps_what_the_partner_is_not_told(running, clients, partner)
     assert small > 0 and end["groups_suppressed"] == small
     assert f"counts rounded to base {role.rounding_base}" in end["disclosure"]
     assert result.trailer.suppressed_groups == 0
+    if role.privacy is not None:  # what the answer cost: broker.budget
+        assert "discrete Laplace noise (OpenDP)" in end["disclosure"]
+        charge = end["privacy"]
+        assert charge["epsilon_charged"] in (0, role.privacy.epsilon_per_query)
+        assert charge["epsilon_spent"] + charge["epsilon_remaining"] == pytest.approx(
+            role.privacy.epsilon_per_year
+        )
 
 
 ODD_SHAPES = [

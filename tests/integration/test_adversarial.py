@@ -1636,7 +1636,8 @@ def test_statistics_whole_table_and_dimension_filters_match_the_oracle(attacker)
     result, error = attacker.ask(STATS, sql)
     assert error is None, error.details()
     for _, count, total, mean in rows(result.table):
-        assert mean == (total / count if count else None)
+        # a SUM of no values stays NULL, while the noisy COUNT may not be 0
+        assert mean == (None if total is None or not count else total / count)
 
 
 def _narrow_cell(running: Running) -> tuple[str, str, str, int, int]:

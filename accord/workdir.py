@@ -7,6 +7,8 @@
   logs/       logs of processes started by `accord demo`
   audit/      the broker's audit trail (`accord audit verify`)
     adapter-CODE/  each adapter's own trail of the scans it served
+  privacy/    ledger.sqlite3: privacy budget spent per partner and the noisy
+              draws released (differentially private roles, broker/budget.py)
   audit-key.pin  the public key the trail is verified against, pinned the
               first time the broker signed with its key (outside audit/)
   audit-key-adapter-CODE.pin  the same, for each adapter's trail
@@ -91,6 +93,10 @@ class Workdir:
         except FileNotFoundError:
             return []
         return [n.removeprefix("adapter-") for n in names if n.startswith("adapter-")]
+
+    def privacy_ledger(self) -> Path:
+        """The privacy budget spent per partner and the draws released (SQLite)."""
+        return self.path / "privacy" / "ledger.sqlite3"
 
     def mask_secret_file(self) -> Path:
         """The broker's secret for keyed-hash masks (per-partner keys derive from it)."""

@@ -33,6 +33,7 @@ from adapters.server import SERVICE_NAME as ADAPTER_SERVICE
 from adapters.server import create_server as create_adapter_server
 from adapters.trace import ScanTrace
 from broker.breaker import Breakers, CircuitState
+from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
@@ -338,7 +339,13 @@ async def _serve_broker(
         metrics,
         revocations=revocations,
     )
-    pipeline = QueryPipeline(federation, clients, policies, workdir.mask_secret())
+    pipeline = QueryPipeline(
+        federation,
+        clients,
+        policies,
+        workdir.mask_secret(),
+        ledger=PrivacyLedger(workdir.privacy_ledger()),  # budgets survive restarts
+    )
     audit = open_audit(workdir, broker_instance(host, port))
     await write_audit(
         {

@@ -12,16 +12,25 @@ cells withheld (and the share of the table's total they hold), then for released
 the mean absolute error, the mean relative error (|error| / true value)
 and the largest error.
 
-Then the limit the module documents: an attacker who finds m *distinct*
-pairs of released cells that each differ by the same withheld count c
-(1..k-1) and averages their differences. Simulated with the module's own
-draws (a distinct set of persons, a distinct digest): how often the
-rounded mean is c, for growing m. Not a timed test.
+For a role with ``privacy:`` (the statistics role), each table is released
+the way the broker releases it (``broker.policy.privacy``: discrete Laplace
+noise from OpenDP, then the rounding), each secret with a fresh in-memory
+ledger; the errors then include the noise.
+
+Then the averaging attack: an attacker who finds m *distinct* pairs of
+released cells that each differ by the same withheld count c (1..k-1) and
+averages their differences. First with rounding alone (the module's own
+draws, a distinct set of persons, a distinct digest): how often the rounded
+mean is c, for growing m. Then as the private role releases them, through
+its budget: the attacker asks pairs until the broker refuses, and the
+estimate at that point is compared with the documented bound
+(``broker.policy.privacy.averaging_bound``). Not a timed test.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import random
@@ -33,12 +42,15 @@ import duckdb
 import pyarrow as pa
 
 from accord.catalog import SOURCE_COLUMN
+from accord.errors import OverQuota
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES
 from adapters.datagen import generate
+from broker.budget import PrivacyLedger
 from broker.identity import Principal
 from broker.merge import Merger, aligned
-from broker.policy.disclosure import draw, release, release_key, rounded
+from broker.policy.disclosure import Output, ReleaseSpec, draw, release, release_key, rounded
+from broker.policy.privacy import averaging_bound, query_identity, release_private
 from broker.policy.store import PolicySet
 from broker.prepare import prepare_query
 
@@ -132,7 +144,22 @@ def main() -> None:
         withheld, kept = 0, set[tuple[Any, ...]]()
         for _ in range(args.keys):
             key = release_key(os.urandom(32), role.name)
-            released, dropped = release(exact, prepared.release, key)
+            if role.privacy is not None:
+                ledger = PrivacyLedger()
+                reservation = ledger.reserve(PARTNER, role.privacy.epsilon_per_query, 1e9)
+                query = query_identity(prepared.rewritten_sql)
+                released, dropped, _ = release_private(
+                    exact,
+                    prepared.release,
+                    key,
+                    role.privacy,
+                    ledger,
+                    reservation,
+                    role.name,
+                    query,
+                )
+            else:
+                released, dropped = release(exact, prepared.release, key)
             withheld = dropped  # the same for every secret: it depends on persons only
             kept.clear()
             for row in zip(*(c.to_pylist() for c in released.columns), strict=True):
@@ -153,12 +180,17 @@ def main() -> None:
         )
     merger.close()
     averaging(role.rounding_base, role.min_group_size, args.seed)
+    if role.privacy is not None:
+        budgeted(role, args.seed)
 
 
 def averaging(base: int, k: int, seed: int, trials: int = 400) -> None:
     """How many distinct differencing pairs recover a withheld count."""
     rng = random.Random(seed)
-    print(f"averaging m distinct pairs (released A_i - released A_i minus a cell of 1..{k - 1}):")
+    print(
+        f"averaging m distinct pairs (released A_i - released A_i minus a cell of 1..{k - 1}), "
+        "rounding alone (no noise, no budget):"
+    )
     for m in (1, 5, 20, 50, 100, 200):
         hits, errors = 0, []
         for _ in range(trials):
@@ -176,6 +208,72 @@ def averaging(base: int, k: int, seed: int, trials: int = 400) -> None:
         print(
             f"  m = {m:>3}: {2 * m:>3} queries, rounded mean is the cell in {hits / trials:5.1%} "
             f"of trials (a guess: {1 / (k - 1):.0%}), mean error {statistics.fmean(errors):.2f}"
+        )
+
+
+def budgeted(role: Any, seed: int, trials: int = 400) -> None:
+    """The same attack on a private role's offenders counts, through its budget."""
+    privacy = role.privacy
+    rows = privacy.rows_per_person["offenders"]
+    spec = ReleaseSpec(
+        (Output("dimension"), Output("count", role.rounding_base, sensitivity=rows, slots=("n",))),
+        role.min_group_size,
+        role.rounding_base,
+        (2,),
+        (3,),
+    )
+    rng = random.Random(seed)
+
+    def cell(n: int) -> pa.Table:
+        return pa.table(
+            {
+                "g": ["x"],
+                "n": pa.array([n], pa.int64()),
+                "p": pa.array([max(n, role.min_group_size)], pa.int64()),
+                "c": pa.array([0], pa.uint64()),
+            }
+        )
+
+    print(
+        f"averaging through the budget (epsilon {privacy.epsilon_per_query:g} a query, "
+        f"{privacy.epsilon_per_year:g} a year, {rows} offender rows a person):"
+    )
+    for per_year in (privacy.epsilon_per_year, 10 * privacy.epsilon_per_year, None):
+        pairs, errors, hits = [], [], 0
+        # the budget's own trials are cheap (10 pairs); the larger runs fewer
+        runs = trials if per_year == privacy.epsilon_per_year else trials // 8
+        for _ in range(runs):
+            ledger, key = PrivacyLedger(), release_key(rng.randbytes(32), role.name)
+            c, total, m = rng.randrange(1, role.min_group_size), 0, 0
+            limit = per_year if per_year is not None else 1e9
+            while per_year is not None or m < 200:
+                broad = rng.randrange(100, 10_000)
+                try:
+                    values = []
+                    for n in (broad, broad - c):
+                        held = ledger.reserve(PARTNER, privacy.epsilon_per_query, limit)
+                        answer, _, _ = release_private(
+                            cell(n), spec, key, privacy, ledger, held, role.name, f"{m}-{n}"
+                        )
+                        values.append(answer.column("n")[0].as_py())
+                except OverQuota:
+                    break
+                total += values[0] - values[1]
+                m += 1
+            pairs.append(m)
+            estimate = total / max(m, 1)
+            errors.append(estimate - c)
+            hits += round(estimate) == c
+        rms = statistics.fmean(e * e for e in errors) ** 0.5
+        name = f"epsilon {per_year:g} a year" if per_year is not None else "no budget, 200 pairs"
+        bound = ""
+        if per_year is not None:
+            yearly = dataclasses.replace(privacy, epsilon_per_year=per_year)
+            bound = f", bound {averaging_bound(yearly, rows):.2f}"
+        print(
+            f"  {name:>24}: {statistics.fmean(pairs):5.0f} pairs answered, rounded mean is the "
+            f"cell in {hits / len(errors):5.1%} (a guess: {1 / (role.min_group_size - 1):.0%}), "
+            f"RMS error {rms:.2f}{bound}"
         )
 
 

@@ -23,6 +23,7 @@ from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
     from broker.breaker import CircuitState
+    from broker.budget import Charge
 
 
 class BrokerMetrics(ProcessMetrics):
@@ -118,6 +119,24 @@ class BrokerMetrics(ProcessMetrics):
             ["role", "limit"],
             registry=r,
         )
+        self.privacy_charged = Counter(
+            "accord_privacy_epsilon_charged",
+            "Epsilon charged to partners of differentially private roles.",
+            ["role"],
+            registry=r,
+        )
+        self.privacy_spent = Gauge(
+            "accord_privacy_epsilon_spent",
+            "Epsilon a partner has spent this year (its budget: the role's epsilon_per_year).",
+            ["role", "partner"],
+            registry=r,
+        )
+        self.privacy_remaining = Gauge(
+            "accord_privacy_epsilon_remaining",
+            "Epsilon a partner may still spend this year.",
+            ["role", "partner"],
+            registry=r,
+        )
         self.slow_readers = Counter(
             "accord_slow_reader_cancels",
             "Answers cancelled because the client stopped reading (ACCORD_SLOW_READER_S).",
@@ -144,6 +163,11 @@ class BrokerMetrics(ProcessMetrics):
             self.over_quota.labels(role, error.limit).inc()
         if isinstance(error, SlowReader):
             self.slow_readers.labels(role).inc()
+
+    def privacy_spent_by(self, role: str, partner: str, charge: Charge) -> None:
+        self.privacy_charged.labels(role).inc(charge.charged)
+        self.privacy_spent.labels(role, partner).set(charge.spent)
+        self.privacy_remaining.labels(role, partner).set(charge.remaining)
 
     def scan_done(self, source: str, error: AccordError | None, elapsed_s: float) -> None:
         self.source_requests.labels(source, scan_outcome(error)).inc()

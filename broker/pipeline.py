@@ -20,11 +20,13 @@ from accord import ipc
 from accord.errors import InvalidQuery
 from accord.logs import new_query_id
 from accord.v1 import broker_pb2
+from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
 from broker.outcome import check_outcome, source_statuses
 from broker.policy.disclosure import release, release_key
 from broker.policy.masks import partner_key
+from broker.policy.privacy import query_identity, release_private
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
 from broker.prepare import PreparedQuery, prepare_query
 from broker.settings import Limits, load_limits
@@ -63,8 +65,12 @@ class QueryPipeline:
         policies: PolicySet,
         mask_secret: bytes,
         limits: Limits | None = None,
+        ledger: PrivacyLedger | None = None,
     ) -> None:
         self.federation = federation
+        # Privacy budgets and released draws (broker.budget); in memory
+        # unless the broker gives it the work dir's file.
+        self.ledger = ledger if ledger is not None else PrivacyLedger()
         self.limits = limits or load_limits()
         self.clients = clients
         self.policies = policies
@@ -190,6 +196,80 @@ class QueryPipeline:
         scans_deadline: float,
         record: QueryRecord | None = None,
     ) -> QueryOutcome:
+        privacy = prepared.view.role.privacy if prepared.release is not None else None
+        reservation = None
+        if privacy is not None:
+            # Before any work: a partner whose budget is spent costs nothing more.
+            reservation = self.ledger.reserve(
+                principal.partner.name, privacy.epsilon_per_query, privacy.epsilon_per_year
+            )
+        try:
+            table, visible, results, failed = await self._fetch_and_merge(
+                principal, request, prepared, query_id, deadline, scans_deadline, record
+            )
+            if prepared.release is not None:
+                role = prepared.view.role.name
+                key = release_key(self.mask_secret, role)
+                if privacy is not None and reservation is not None:
+                    private = functools.partial(
+                        release_private,
+                        table,
+                        prepared.release,
+                        key,
+                        privacy,
+                        self.ledger,
+                        reservation,
+                        role,
+                        query_identity(prepared.rewritten_sql),
+                    )
+                    # Charged (durably) there, before anything of the answer leaves.
+                    table, withheld, charge = await asyncio.get_running_loop().run_in_executor(
+                        self._preparing, private
+                    )
+                    if record is not None:
+                        record.charged(charge)
+                else:
+                    work = functools.partial(release, table, prepared.release, key)
+                    # A few microseconds a group, up to the result limit: off the
+                    # loop, on the threads of the other policy work.
+                    table, withheld = await asyncio.get_running_loop().run_in_executor(
+                        self._preparing, work
+                    )
+                if record is not None:
+                    record.released(withheld, prepared.release.describe(privacy))
+        finally:
+            if reservation is not None:
+                self.ledger.release(reservation)  # nothing once committed
+        # suppressed_groups stays 0 for an aggregate-only answer: a count of
+        # the groups withheld would tell an empty cell from a small one.
+        trailer = broker_pb2.QueryTrailer(
+            query_id=query_id,
+            sources=source_statuses(results, visible if prepared.counts_by_source else None),
+            rows=table.num_rows,
+            elapsed_ms=(time.monotonic() - started) * 1000,
+            partial=bool(failed),
+        )
+        log.info(
+            "answered %s: %d rows from %d scans in %.1f ms",
+            principal.partner.name,
+            table.num_rows,
+            len(results),
+            trailer.elapsed_ms,
+        )
+        return QueryOutcome(query_id, table, trailer, prepared, results)
+
+    async def _fetch_and_merge(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        prepared: PreparedQuery,
+        query_id: str,
+        deadline: float,
+        scans_deadline: float,
+        record: QueryRecord | None,
+    ) -> tuple[pa.Table, dict[str, int], list[ScanResult], list[ScanResult]]:
+        """The scans, judged, and their merge: (table, rows visible per source,
+        results, failed scans)."""
         plan = prepared.plan
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
         results = await run_scans(
@@ -208,35 +288,7 @@ class QueryPipeline:
         key = partner_key(self.mask_secret, principal.partner.name)
         # Bounded while it runs (time, rows, bytes, memory): broker.merge.
         table, visible = await self.merger.merge(plan, tables, key, deadline)
-        if prepared.release is not None:
-            role = prepared.view.role.name
-            work = functools.partial(
-                release, table, prepared.release, release_key(self.mask_secret, role)
-            )
-            # A few microseconds a group, up to the result limit: off the
-            # loop, on the threads of the other policy work.
-            table, withheld = await asyncio.get_running_loop().run_in_executor(
-                self._preparing, work
-            )
-            if record is not None:
-                record.released(withheld, prepared.release.describe())
-        # suppressed_groups stays 0 for an aggregate-only answer: a count of
-        # the groups withheld would tell an empty cell from a small one.
-        trailer = broker_pb2.QueryTrailer(
-            query_id=query_id,
-            sources=source_statuses(results, visible if prepared.counts_by_source else None),
-            rows=table.num_rows,
-            elapsed_ms=(time.monotonic() - started) * 1000,
-            partial=bool(failed),
-        )
-        log.info(
-            "answered %s: %d rows from %d scans in %.1f ms",
-            principal.partner.name,
-            table.num_rows,
-            len(results),
-            trailer.elapsed_ms,
-        )
-        return QueryOutcome(query_id, table, trailer, prepared, results)
+        return table, visible, results, failed
 
     async def explain(
         self,
@@ -291,7 +343,20 @@ class QueryPipeline:
             masks=[redact(m) for m in prepared.masks],
             row_filters=[redact(f) for f in prepared.row_filters],
             min_group_size=prepared.min_group_size,
+            **self._privacy_cost(principal, prepared),
         )
+
+    def _privacy_cost(self, principal: Principal, prepared: PreparedQuery) -> dict[str, float]:
+        """What the query would cost and what is left, for Explain (nothing charged)."""
+        privacy = prepared.view.role.privacy
+        if privacy is None or prepared.release is None:
+            return {}
+        return {
+            "privacy_epsilon": privacy.epsilon_per_query,
+            "privacy_epsilon_remaining": self.ledger.remaining(
+                principal.partner.name, privacy.epsilon_per_year
+            ),
+        }
 
     def catalog(self, principal: Principal) -> broker_pb2.CatalogResponse:
         """Only what this caller may see: its role's grants within what sources release."""

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from accord.audit.log import AuditLog
     from accord.v1 import broker_pb2
+    from broker.budget import Charge
     from broker.fanout import ScanResult
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics
@@ -113,6 +114,8 @@ class QueryRecord:
     # caller) and how the answer was released
     groups_suppressed: int = 0
     disclosure: str = ""
+    # differentially private roles: what the answer cost its partner
+    privacy: Charge | None = None
 
     @classmethod
     def open(
@@ -160,6 +163,9 @@ class QueryRecord:
 
     def fetched(self, results: list[ScanResult]) -> None:
         self.sources = totals_by_source(results)
+
+    def charged(self, charge: Charge) -> None:
+        self.privacy = charge
 
     def released(self, withheld: int, method: str) -> None:
         self.groups_suppressed, self.disclosure = withheld, method
@@ -270,6 +276,7 @@ class QueryRecord:
             "rows_returned": rows,
             "groups_suppressed": self.groups_suppressed,
             **({"disclosure": self.disclosure} if self.disclosure else {}),
+            **({"privacy": self.privacy.as_record()} if self.privacy is not None else {}),
             "partial": trailer.partial if trailer is not None else False,
             "duration_ms": round((time.monotonic() - self.started) * 1000, 1),
             "outcome": status.name,

@@ -506,6 +506,9 @@ class _QueryDone:
             trailer.rows if trailer is not None else 0,
             self.record.groups_suppressed,  # the trailer does not say (broker.policy.disclosure)
         )
+        if self.record.privacy is not None:
+            partner = self.record.principal.partner.name
+            self.metrics.privacy_spent_by(self.role, partner, self.record.privacy)
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]

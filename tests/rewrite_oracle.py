@@ -280,11 +280,39 @@ def oracle_tables(
             values.append(
                 [_person(r[names.index(person)], r[names.index("source")], r[local]) for r in rows]
             )
+        privacy = role.get("privacy")
+        if privacy:
+            values = _private_view(values, columns, grant, privacy["rows_per_person"][name])
         views[name] = pa.Table.from_arrays(
             [pa.array(v, f.type) for v, f in zip(values, fields, strict=True)],
             schema=pa.schema(fields),
         )
     return views
+
+
+def _private_view(
+    values: list[list[Any]], columns: list[str], grant: dict[str, Any], bound: int
+) -> list[list[Any]]:
+    """A differentially private role's view (``broker.policy.privacy``),
+    computed directly: each measure clamped to [0, clamp], then each person
+    (the last column) keeps its first ``bound`` rows in the order of every
+    column ascending, NULLs last (DuckDB's default)."""
+    values = [list(v) for v in values]
+    for column, spec in (grant.get("measures") or {}).items():
+        if isinstance(spec, dict) and column in columns:
+            clamp, at = spec["clamp"], columns.index(column)
+            values[at] = [None if v is None else min(max(v, 0), clamp) for v in values[at]]
+    rows = sorted(
+        zip(*values, strict=True), key=lambda r: [(v is None, v if v is not None else 0) for v in r]
+    )
+    kept: list[tuple[Any, ...]] = []
+    taken: dict[Any, int] = {}
+    for row in rows:
+        person = row[-1]
+        if taken.get(person, 0) < bound:
+            taken[person] = taken.get(person, 0) + 1
+            kept.append(row)
+    return [list(column) for column in zip(*kept, strict=True)] if kept else [[] for _ in values]
 
 
 def _person(key: str | None, source: str, local: str | None) -> str | None:

@@ -136,7 +136,7 @@ class SourceScan(_message.Message):
     def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ..., circuit: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
-    __slots__ = ("query_id", "validated_sql", "merge_sql", "scans", "rewritten_sql", "role", "purpose", "masks", "row_filters", "min_group_size")
+    __slots__ = ("query_id", "validated_sql", "merge_sql", "scans", "rewritten_sql", "role", "purpose", "masks", "row_filters", "min_group_size", "privacy_epsilon", "privacy_epsilon_remaining")
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     VALIDATED_SQL_FIELD_NUMBER: _ClassVar[int]
     MERGE_SQL_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,8 @@ class ExplainResponse(_message.Message):
     MASKS_FIELD_NUMBER: _ClassVar[int]
     ROW_FILTERS_FIELD_NUMBER: _ClassVar[int]
     MIN_GROUP_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_EPSILON_FIELD_NUMBER: _ClassVar[int]
+    PRIVACY_EPSILON_REMAINING_FIELD_NUMBER: _ClassVar[int]
     query_id: str
     validated_sql: str
     merge_sql: str
@@ -157,7 +159,9 @@ class ExplainResponse(_message.Message):
     masks: _containers.RepeatedScalarFieldContainer[str]
     row_filters: _containers.RepeatedScalarFieldContainer[str]
     min_group_size: int
-    def __init__(self, query_id: _Optional[str] = ..., validated_sql: _Optional[str] = ..., merge_sql: _Optional[str] = ..., scans: _Optional[_Iterable[_Union[SourceScan, _Mapping]]] = ..., rewritten_sql: _Optional[str] = ..., role: _Optional[str] = ..., purpose: _Optional[str] = ..., masks: _Optional[_Iterable[str]] = ..., row_filters: _Optional[_Iterable[str]] = ..., min_group_size: _Optional[int] = ...) -> None: ...
+    privacy_epsilon: float
+    privacy_epsilon_remaining: float
+    def __init__(self, query_id: _Optional[str] = ..., validated_sql: _Optional[str] = ..., merge_sql: _Optional[str] = ..., scans: _Optional[_Iterable[_Union[SourceScan, _Mapping]]] = ..., rewritten_sql: _Optional[str] = ..., role: _Optional[str] = ..., purpose: _Optional[str] = ..., masks: _Optional[_Iterable[str]] = ..., row_filters: _Optional[_Iterable[str]] = ..., min_group_size: _Optional[int] = ..., privacy_epsilon: _Optional[float] = ..., privacy_epsilon_remaining: _Optional[float] = ...) -> None: ...
 
 class CatalogRequest(_message.Message):
     __slots__ = ()

@@ -44,6 +44,12 @@ def check_aggregate_query(tree: exp.Query, view: RoleView) -> list[Output]:
         )
     if tree.args.get("with_") or any(n is not tree for n in tree.find_all(exp.Query)):
         raise PolicyDenied(f"role {role} may not use subqueries or CTEs", reason="aggregate_only")
+    if view.role.privacy is not None and tree.args.get("joins"):
+        raise PolicyDenied(
+            f"role {role} reads one table per query (its answers are differentially "
+            "private: a join has no bound on what one person adds)",
+            reason="aggregate_only",
+        )
     if tree.find(exp.Window) or tree.args.get("distinct") or tree.args.get("qualify"):
         raise PolicyDenied(
             f"role {role} may not use window functions, DISTINCT or QUALIFY",
@@ -161,9 +167,18 @@ def _output(
     aggregate: exp.AggFunc, view: RoleView, measure_base: Callable[[exp.Column], int | None]
 ) -> Output:
     """A COUNT is rounded to the role's base; a SUM or AVG takes a measure
-    and its base."""
+    and its base. Under ``privacy`` (one table: joins are refused), each
+    says how much one person may change it: a count by the table's
+    ``rows_per_person``, a sum by that many times the measure's clamp."""
+    privacy = view.role.privacy
+    rows, table = 0, ""
+    if privacy is not None:
+        (table,) = {t.name for t in aggregate.root().find_all(exp.Table)}
+        rows = privacy.rows_per_person[table]
     if isinstance(aggregate, exp.Count):
-        return Output("count", view.role.rounding_base)
+        return Output(
+            "count", view.role.rounding_base, sensitivity=rows, slots=(aggregate.sql("duckdb"),)
+        )
     column = next(aggregate.find_all(exp.Column))  # checked: a plain column
     base = measure_base(column)
     if base is None:
@@ -175,7 +190,15 @@ def _output(
             f"({', '.join(measures) or 'none'}), not {column.name}",
             reason="aggregate_only",
         )
-    return Output("sum" if isinstance(aggregate, exp.Sum) else "avg", base)
+    clamp = view.role.tables[table].clamps.get(column.name, 0) if privacy is not None else 0
+    if isinstance(aggregate, exp.Sum):
+        return Output("sum", base, sensitivity=rows * clamp, slots=(aggregate.sql("duckdb"),))
+    argument = aggregate.this
+    slots = (
+        exp.Sum(this=argument.copy()).sql("duckdb"),
+        exp.Count(this=argument.copy()).sql("duckdb"),
+    )
+    return Output("avg", base, sensitivity=rows * clamp, count_sensitivity=rows, slots=slots)
 
 
 def _check_filters(
@@ -185,7 +208,8 @@ def _check_filters(
     type_of: Callable[[exp.Column], str],
 ) -> None:
     """WHERE on dimensions only, in tests that cannot fail; joins on equality
-    of columns of one type; no HAVING."""
+    of columns of one type (a differentially private role has none: refused
+    above); no HAVING."""
     for join in tree.args.get("joins") or []:
         on = join.args.get("on")
         equalities = list(on.find_all(exp.EQ)) if on is not None else []

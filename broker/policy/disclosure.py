@@ -31,8 +31,9 @@ What it does not promise: many *different* cells that each differ by the
 same withheld cell give independent draws, and averaging many such
 differences narrows the withheld value (``bench/disclosure_error.py``
 measures it: about 100 distinct pairs recover a count of 1..4 nine times in
-ten). Bounding that needs a privacy budget (differential privacy), which
-this module does not keep.
+ten). Bounding that needs a privacy budget: a role with ``privacy:`` adds
+noise before this rounding and keeps one per partner
+(``broker.policy.privacy``, ``broker.budget``).
 
 The broker adds the hidden columns at plan time (:func:`add_hidden_columns`)
 and releases the merged answer (:func:`release`); both follow one
@@ -44,7 +45,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,8 @@ from broker.policy.rewrite import PERSON_ID_COLUMN
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from broker.policy.model import Privacy
 
 #: Prefix of the hidden output columns carrying each group's distinct-person
 #: count, one per table joined (``__accord_persons_1``, ...).
@@ -73,6 +76,13 @@ class Output:
     kind: str  # "dimension", "count", "sum" or "avg"
     base: int = 1  # count and sum: their base; avg: its sum's base
     hidden: tuple[int, int] = (0, 0)  # avg: positions of its hidden SUM and COUNT
+    # differentially private roles: the most one person changes this
+    # statistic's column (count, sum; avg: its sum), and an average's count
+    sensitivity: int = 0
+    count_sensitivity: int = 0
+    # the statistic as SQL (avg: its SUM and its COUNT): one statistic asked
+    # twice in a query, or behind an average, is one cell of one draw
+    slots: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,14 +95,20 @@ class ReleaseSpec:
     persons: tuple[int, ...] = ()  # positions of the hidden person counts
     cells: tuple[int, ...] = ()  # positions of the hidden person digests
 
-    def describe(self) -> str:
+    def describe(self, privacy: Privacy | None = None) -> str:
         """The method and its parameters, for the audit record and Explain."""
         sums = sorted({o.base for o in self.outputs if o.kind in ("sum", "avg")})
         text = (
             f"groups under {self.min_group_size} persons withheld; "
             f"counts rounded to base {self.count_base}"
         )
-        return text + (f"; sums rounded to base {', '.join(map(str, sums))}" if sums else "")
+        text += f"; sums rounded to base {', '.join(map(str, sums))}" if sums else ""
+        if privacy is not None:
+            text = (
+                f"discrete Laplace noise (OpenDP) for epsilon {privacy.epsilon_per_query:g} "
+                f"a query, {privacy.epsilon_per_year:g} a year; then " + text
+            )
+        return text
 
 
 def add_hidden_columns(
@@ -125,7 +141,7 @@ def add_hidden_columns(
         total, count = exp.Sum(this=argument.copy()), exp.Count(this=argument.copy())
         tree.select(exp.alias_(total, f"{AVERAGE_PREFIX}_sum_{index}", quoted=True), copy=False)
         tree.select(exp.alias_(count, f"{AVERAGE_PREFIX}_count_{index}", quoted=True), copy=False)
-        released[index] = Output("avg", output.base, (position, position + 1))
+        released[index] = replace(output, hidden=(position, position + 1))
         position += 2
     return ReleaseSpec(tuple(released), min_group_size, count_base, tuple(persons), tuple(cells))
 

@@ -38,6 +38,17 @@ they may sum or average, each with the base its sums are rounded to
         dimensions: [offence_code]
         measures: {length_days: 365}
 
+A differentially private aggregate-only role adds ``privacy:`` (every
+measure then names its clamp; ``broker/policy/privacy.py``)::
+
+    privacy:
+      epsilon_per_query: 0.5    # one query's statistics together
+      epsilon_per_year: 10      # one partner, per calendar year (UTC)
+      rows_per_person: {sentences: 8}   # per granted table
+    tables:
+      sentences:
+        measures: {length_days: {base: 365, clamp: 7300}}
+
 What one partner of the role may have under way (``broker/quota.py``; a
 key left out keeps its default, shown here; a partner in
 ``policies/partners.yaml`` may override any of them with its own
@@ -56,6 +67,7 @@ whole (the broker does not start with part of a policy).
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -90,7 +102,9 @@ _ROLE_KEYS = {
     "rounding_base",
     "tables",
     "quota",
+    "privacy",
 }
+_PRIVACY_KEYS = {"epsilon_per_query", "epsilon_per_year", "rows_per_person"}
 _TABLE_KEYS = {"columns", "row_filter", "dimensions", "measures"}
 _MASK_KEYS = {"mask", "value", "keep_first", "keep_last", "expression", "type"}
 
@@ -103,6 +117,22 @@ class TableGrant:
     dimensions: frozenset[str] = frozenset()
     #: aggregate-only: column -> the base its sums are rounded to
     measures: dict[str, int] = field(default_factory=dict)
+    #: differentially private roles: column -> the most one row adds to a
+    #: sum (values are clamped to [0, clamp] before they are summed)
+    clamps: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Privacy:
+    """Differential privacy for an aggregate-only role (``broker/policy/privacy.py``):
+    the epsilon one query spends, the epsilon one partner may spend per
+    calendar year (UTC), and per table the most rows one person adds to an
+    answer (rows beyond it are left out, so one person changes a count by
+    at most that many)."""
+
+    epsilon_per_query: float
+    epsilon_per_year: float
+    rows_per_person: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,7 @@ class Role:
     rounding_base: int = 5
     path: str = ""
     quota: Quota = field(default_factory=Quota)
+    privacy: Privacy | None = None
 
     def principal_attributes(self) -> set[str]:
         """Attributes of ``principal.*`` the role's filters and masks use."""
@@ -165,6 +196,7 @@ def load_role(path: Path, federation: Federation) -> Role:
         for table, spec in tables_spec.items()
     }
     quota = load_quota(where, doc.get("quota"), Quota())
+    privacy = _load_privacy(where, doc.get("privacy"), tables, aggregate_only)
     return Role(
         name=name,
         description=str(doc.get("description", "")),
@@ -176,7 +208,67 @@ def load_role(path: Path, federation: Federation) -> Role:
         rounding_base=rounding_base,
         path=str(path),
         quota=quota,
+        privacy=privacy,
     )
+
+
+def _positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _load_privacy(
+    where: _Where, spec: Any, tables: dict[str, TableGrant], aggregate_only: bool
+) -> Privacy | None:
+    """``privacy: {epsilon_per_query, epsilon_per_year, rows_per_person: {table: n}}``:
+    every table granted needs its bound, every measure its clamp."""
+    if spec is None:
+        return None
+    if not aggregate_only:
+        where.fail("privacy", "'privacy' only applies to aggregate_only roles")
+    if not isinstance(spec, LineDict):
+        where.fail("privacy", "'privacy' maps epsilon_per_query, epsilon_per_year, rows_per_person")
+    inner = where.nested_in(spec)
+    inner.unknown_keys(spec, _PRIVACY_KEYS)
+    for key in ("epsilon_per_query", "epsilon_per_year"):
+        if not _positive_number(spec.get(key)):
+            inner.fail(key if key in spec else None, f"privacy {key} must be a positive number")
+    per_query, per_year = float(spec["epsilon_per_query"]), float(spec["epsilon_per_year"])
+    if per_query > per_year:
+        inner.fail("epsilon_per_query", "privacy epsilon_per_query exceeds epsilon_per_year")
+    bounds = spec.get("rows_per_person")
+    if not isinstance(bounds, LineDict):
+        inner.fail(
+            "rows_per_person" if "rows_per_person" in spec else None,
+            "privacy rows_per_person maps each granted table to the most rows one person adds",
+        )
+    _check_privacy_tables(where, inner, bounds, tables)
+    return Privacy(per_query, per_year, {str(t): int(n) for t, n in bounds.items()})
+
+
+def _check_privacy_tables(
+    where: _Where, inner: _Where, bounds: LineDict, tables: dict[str, TableGrant]
+) -> None:
+    """Every granted table has its row bound, every measure its clamp."""
+    for table in tables:
+        value = bounds.get(table)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            inner.fail("rows_per_person", f"privacy rows_per_person.{table}: an integer >= 1")
+    unknown = sorted(set(bounds) - set(tables))
+    if unknown:
+        inner.fail("rows_per_person", f"privacy rows_per_person names {unknown[0]!r}, not granted")
+    for table, grant in tables.items():
+        for measure in grant.measures:
+            if measure not in grant.clamps:
+                where.fail(
+                    "privacy",
+                    f"measure {table}.{measure} needs a clamp under privacy: "
+                    "measures: {" + measure + ": {base: B, clamp: C}}",
+                )
 
 
 def partner_quota(path: Path, partner: Any, base: Quota) -> Quota:
@@ -241,8 +333,8 @@ def _load_grant(
         )
     row_filter = _load_row_filter(where, table, spec.get("row_filter"), federation)
     dimensions = _load_dimensions(where, table, spec.get("dimensions"), columns, aggregate_only)
-    measures = _load_measures(where, table, spec.get("measures"), columns, aggregate_only)
-    return TableGrant(table, columns, row_filter, frozenset(dimensions), measures)
+    measures, clamps = _load_measures(where, table, spec.get("measures"), columns, aggregate_only)
+    return TableGrant(table, columns, row_filter, frozenset(dimensions), measures, clamps)
 
 
 def _load_row_filter(
@@ -274,23 +366,36 @@ def _load_dimensions(
 
 def _load_measures(
     where: _Where, table: str, spec: Any, columns: dict[str, Mask | None], aggregate_only: bool
-) -> dict[str, int]:
+) -> tuple[dict[str, int], dict[str, int]]:
     """``measures``: granted columns an aggregate-only role may SUM or AVG,
-    each with the positive base its sums are randomly rounded to."""
+    each with the positive base its sums are randomly rounded to (``column:
+    B``), or with that base and the clamp a private role needs (``column:
+    {base: B, clamp: C}``). Returns (bases, clamps)."""
     if spec is None:
-        return {}
+        return {}, {}
     if not isinstance(spec, LineDict):
         where.fail("measures", "'measures' maps columns to the base their sums are rounded to")
     if not aggregate_only:
         where.fail("measures", "'measures' only apply to aggregate_only roles")
-    for column, base in spec.items():
+    bases, clamps = {}, {}
+    for column, value in spec.items():
         if column not in columns:
             where.fail("measures", f"measure {column!r} is not a granted column of {table}")
+        base, clamp = value, None
+        if isinstance(value, dict):
+            if set(value) - {"base", "clamp"} or "base" not in value:
+                where.fail("measures", f"measure {column!r}: a mapping has base and clamp")
+            base, clamp = value.get("base"), value.get("clamp")
         if not isinstance(base, int) or isinstance(base, bool) or base < 1:
             where.fail(
                 "measures", f"measure {column!r}: the rounding base must be a positive integer"
             )
-    return {str(column): int(base) for column, base in spec.items()}
+        if clamp is not None:
+            if not isinstance(clamp, int) or isinstance(clamp, bool) or clamp < 1:
+                where.fail("measures", f"measure {column!r}: the clamp must be a positive integer")
+            clamps[str(column)] = int(clamp)
+        bases[str(column)] = int(base)
+    return bases, clamps
 
 
 def _load_mask(

@@ -254,6 +254,8 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
         value = (
             ref if mask is None else bind_principal(mask_expression(mask, ref, types[column]), view)
         )
+        if view.role.privacy is not None and column in grant.clamps:
+            value = _clamped(value, grant.clamps[column])
         projections.append(exp.alias_(value, column, quoted=True))
     # Without `source` granted the view has no such column: the planner adds
     # it to the materialized view (rows per source), out of the caller's reach.
@@ -275,10 +277,46 @@ def _build_secure_view(table: str, view: RoleView) -> exp.Select:
         quote_identifiers=True,
         identify=True,
     )
+    if view.role.privacy is not None:
+        _bound_rows_per_person(select, view.role.privacy.rows_per_person[table])
     for node in select.find_all(exp.Table):
         node.meta[TRUSTED] = True
     select.meta[SECURE_VIEW] = True
     return select
+
+
+def _clamped(value: exp.Expr, clamp: int) -> exp.Expr:
+    """``value`` within [0, clamp] (NULL stays NULL): one row then adds at
+    most ``clamp`` to a sum, which calibrates the sum's noise."""
+    return exp.Case(
+        ifs=[
+            exp.If(
+                this=exp.LT(this=value.copy(), expression=exp.Literal.number(0)),
+                true=exp.Literal.number(0),
+            ),
+            exp.If(
+                this=exp.GT(this=value.copy(), expression=exp.Literal.number(clamp)),
+                true=exp.Literal.number(clamp),
+            ),
+        ],
+        default=value,
+    )
+
+
+def _bound_rows_per_person(select: exp.Select, bound: int) -> None:
+    """Keeps at most ``bound`` rows of each person (the same ones every time:
+    ordered by every column the view shows), so one person changes any count
+    by at most ``bound``: what the noise is calibrated to."""
+    person = next(p.this for p in select.expressions if p.alias_or_name == PERSON_ID_COLUMN)
+    order = [exp.Ordered(this=p.unalias().copy()) for p in select.expressions]
+    number = exp.Window(
+        this=exp.RowNumber(),
+        partition_by=[person.copy()],
+        order=exp.Order(expressions=order),
+    )
+    select.set(
+        "qualify", exp.Qualify(this=exp.LTE(this=number, expression=exp.Literal.number(bound)))
+    )
 
 
 def person_identity(table: str, view: RoleView) -> exp.Expr:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +33,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from accord.audit.log import AuditLog
+    from broker.budget import PrivacyLedger
     from broker.history.linkage import LinkageModel
+    from broker.metrics import BrokerMetrics
     from broker.readiness import Readiness
 
 SEED = 11
@@ -74,12 +78,15 @@ async def broker_over(
     endpoints: dict[str, str] | None = None,
     policy: PolicySet | None = None,
     linkage: LinkageModel | None = None,
+    ledger: PrivacyLedger | None = None,
+    metrics: BrokerMetrics | None = None,
 ) -> AsyncIterator[tuple[int, Readiness]]:
     """A broker of this test's own, in process, over ``running``'s adapters
     (or, for a source in ``endpoints``, that address) and writing to
-    ``audit`` (under ``policy`` and ``linkage``, by default the running
-    ones); yields its port and its readiness (probed only when a write
-    fails)."""
+    ``audit``; yields its port and its readiness (probed only when a write
+    fails). ``policy`` (default: the session's), ``linkage``, ``ledger``
+    (privacy budgets; default: in memory) and ``metrics`` are its own when
+    given."""
     from accord import tls
     from broker.fanout import AdapterClients
     from broker.pipeline import QueryPipeline
@@ -91,7 +98,7 @@ async def broker_over(
     ca, (cert, key) = pki.ca_cert(), pki.broker_client()
     clients = AdapterClients(federation, ca, cert, key)
     pipeline = QueryPipeline(
-        federation, clients, policy or running.policy, running.workdir.mask_secret()
+        federation, clients, policy or running.policy, running.workdir.mask_secret(), ledger=ledger
     )
     server_cert, server_key = pki.broker_server()
     server, port, readiness = await create_server(
@@ -100,6 +107,7 @@ async def broker_over(
         audit=audit,
         readiness_interval_s=30,
         linkage=linkage,
+        metrics=metrics,
     )
     try:
         yield port, readiness
@@ -110,13 +118,39 @@ async def broker_over(
         pipeline.close()
 
 
+#: The session's statistics queries share one partner's budget in one work
+#: dir: far more than a year's. The shipped role's per-query epsilon (its
+#: noise) stays; tests of the budget itself start brokers of their own over
+#: the shipped policy (tests/integration/test_privacy_budget.py).
+SESSION_EPSILON_PER_YEAR = "1000000"
+
+
+def session_policies(target: Path) -> Path:
+    """The shipped policies, with the budget of every private role raised
+    for the session, and a second partner of the statistics role."""
+    shutil.copytree(DEFAULT_POLICIES, target)
+    for path in (target / "roles").glob("*.yaml"):
+        text = path.read_text()
+        path.write_text(
+            re.sub(r"(?m)^(\s+epsilon_per_year:).*$", rf"\1 {SESSION_EPSILON_PER_YEAR}", text)
+        )
+    partners = target / "partners.yaml"
+    partners.write_text(
+        partners.read_text()
+        + "\n  statistics_second:\n    organization: Statistics Canada, second unit\n"
+        + "    role: statistics\n    jurisdiction: CA\n"
+    )
+    return target
+
+
 def start(workdir: Workdir, federation_path: Path) -> Iterator[Running]:
-    init_certs(workdir, federation_path, DEFAULT_POLICIES)
+    policies = session_policies(workdir.path / "session-policies")
+    init_certs(workdir, federation_path, policies)
     federation = load_federation(federation_path)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
     generated = generate(federation, seed=SEED, scale=SCALE)
-    policy = PolicySet.load(DEFAULT_POLICIES, federation)
-    launcher = LocalFederation(workdir, federation_path, DEFAULT_POLICIES)
+    policy = PolicySet.load(policies, federation)
+    launcher = LocalFederation(workdir, federation_path, policies)
     with launcher:
         yield Running(workdir, federation, launcher, generated, policy)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
 from accord.client import BrokerClient
 from accord.federation import Federation, load_federation
@@ -140,6 +141,29 @@ def session_policies(target: Path) -> Path:
         + "\n  statistics_second:\n    organization: Statistics Canada, second unit\n"
         + "    role: statistics\n    jurisdiction: CA\n"
     )
+    return target
+
+
+def policies_without(target: Path, roles: set[str]) -> Path:
+    """The shipped policies without ``roles`` and their partners: for a
+    federation of a few sources, where a role reading a table none of them
+    serves (the victim role: victim_cases, CA-CSC's) would stop the broker."""
+    shutil.copytree(DEFAULT_POLICIES, target)
+    for role in roles:
+        (target / "roles" / f"{role}.yaml").unlink()
+    partners_file = target / "partners.yaml"
+    doc = yaml.safe_load(partners_file.read_text())
+    doc["partners"] = {n: p for n, p in doc["partners"].items() if p["role"] not in roles}
+    partners_file.write_text(yaml.safe_dump(doc, allow_unicode=True))
+    held = {
+        purpose
+        for path in (target / "roles").glob("*.yaml")
+        for purpose in yaml.safe_load(path.read_text()).get("purposes", [])
+    }
+    purposes_file = target / "purposes.yaml"
+    doc = yaml.safe_load(purposes_file.read_text())
+    doc["purposes"] = {p: text for p, text in doc["purposes"].items() if p in held}
+    purposes_file.write_text(yaml.safe_dump(doc, allow_unicode=True))
     return target
 
 

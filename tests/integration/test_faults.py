@@ -26,13 +26,13 @@ import yaml
 from accord.client import BrokerClient
 from accord.federation import Federation, load_federation
 from accord.v1 import broker_pb2
-from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
+from accord.workdir import DEFAULT_FEDERATION, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
 from app.serve import SHUTDOWN_GRACE_S
 from broker.policy.store import PolicySet
-from tests.integration.conftest import Running, rows
+from tests.integration.conftest import Running, policies_without, rows
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -69,6 +69,7 @@ class Prepared:
     federation: Federation
     generated: dict[str, dict[str, pa.Table]]
     policy: PolicySet
+    policies_dir: Path
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +83,12 @@ def prepared(tmp_path_factory) -> Prepared:
     federation = load_federation(federation_path)
     assert sorted(federation.sources) == sorted(SOURCES)
     workdir = Workdir(root / "work")
-    init_certs(workdir, federation_path, DEFAULT_POLICIES)
+    policies = policies_without(root / "policies", {"victim"})  # no CA-CSC here
+    init_certs(workdir, federation_path, policies)
     write_federation_data(federation, workdir.path, seed=SEED, scale=SCALE)
     generated = generate(federation, seed=SEED, scale=SCALE)
-    policy = PolicySet.load(DEFAULT_POLICIES, federation)
-    return Prepared(workdir, federation_path, federation, generated, policy)
+    policy = PolicySet.load(policies, federation)
+    return Prepared(workdir, federation_path, federation, generated, policy, policies)
 
 
 @dataclass
@@ -187,7 +189,7 @@ class Faulty:
 def faulty(prepared):
     """A fresh broker and adapters per test: no breaker state carries over."""
     p = prepared
-    launcher = LocalFederation(p.workdir, p.federation_path, DEFAULT_POLICIES)
+    launcher = LocalFederation(p.workdir, p.federation_path, p.policies_dir)
     with launcher:
         f = Faulty(Running(p.workdir, p.federation, launcher, p.generated, p.policy), p)
         try:

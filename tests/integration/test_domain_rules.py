@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from tests.disclosure_bounds import tolerance
 from tests.integration.conftest import rows
 from tests.rewrite_oracle import city_of
 
@@ -312,3 +313,18 @@ def test_sex_offender_registries_keep_registrants_whose_sentence_ended(running, 
     assert {r[2] for r in expected} >= {"WARRANT_EXPIRED"}
     got = ask(running, partner, "SELECT surname, birth_date, status FROM offenders")
     assert Counter(got) == Counter(expected)
+
+
+# DOMAIN.md: statistics agency (CCJS) | annual statistics | aggregates only,
+# never a row about one person; small groups suppressed. Counts by the system
+# that holds the file are the first table of any annual corrections statistics.
+def test_statistics_counts_by_the_system_that_holds_the_file(running):
+    sql = "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"
+    released = dict(ask(running, "statistics", sql))
+    truth = dict(raw(running, sql))
+    role = running.policy.roles["statistics"]
+    bound = tolerance(role, "offenders")
+    assert set(released) <= set(truth) and len(released) >= 4
+    for source, n in released.items():
+        assert abs(n - truth[source]) <= bound, (source, n, truth[source])
+        assert n % role.rounding_base == 0

@@ -40,7 +40,12 @@ from broker.record import write_audit
 from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.settings import load_audit_settings, load_handshake_window_s, load_min_timeout_s
+from broker.settings import (
+    load_audit_settings,
+    load_circuit_reset_s,
+    load_handshake_window_s,
+    load_min_timeout_s,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -272,13 +277,17 @@ async def follow_circuits(
     updates: set[asyncio.Task[None]],
 ) -> None:
     """Each source has a health entry that follows its circuit breaker:
-    NOT_SERVING while its circuit is open."""
+    NOT_SERVING while its circuit is open. Each change is logged once and
+    counted (``accord_circuit_changes_total``)."""
     for code in sources:
         await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
-        metrics.circuit_changed(code, CircuitState.CLOSED)
+        metrics.circuit_changed(code, CircuitState.CLOSED, initial=True)
     loop = asyncio.get_running_loop()
+    last = dict.fromkeys(sources, CircuitState.CLOSED)
 
     def follow(source: str, state: CircuitState) -> None:
+        log_circuit_change(source, last.get(source, CircuitState.CLOSED), state)
+        last[source] = state
         status = (
             health_pb2.HealthCheckResponse.NOT_SERVING
             if state is CircuitState.OPEN
@@ -290,6 +299,18 @@ async def follow_circuits(
         metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
+
+
+def log_circuit_change(source: str, before: CircuitState, state: CircuitState) -> None:
+    """A line per change of a source's circuit: an outage is two WARNING
+    lines (open, closed again); the probes between (half-open, open again
+    after a failed probe, every ACCORD_CIRCUIT_RESET_S) are DEBUG."""
+    if state is CircuitState.OPEN and before is CircuitState.CLOSED:
+        log.warning("source %s: circuit open: its scans fail at once until a probe passes", source)
+    elif state is CircuitState.CLOSED:
+        log.warning("source %s: circuit closed: it answers again", source)
+    else:
+        log.debug("source %s: circuit %s", source, state.name.lower().replace("_", "-"))
 
 
 def serve_broker(
@@ -327,7 +348,7 @@ async def _serve_broker(
     credentials = ReloadableServerCredentials(workdir.pki.ca_cert(), server_cert, server_key)
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
     metrics.watch_certificates(certificates)
-    breakers = Breakers(min_timeout_s=load_min_timeout_s())
+    breakers = Breakers(min_timeout_s=load_min_timeout_s(), reset_timeout_s=load_circuit_reset_s())
     revocations = open_revocations(workdir)
     clients = AdapterClients(
         federation,

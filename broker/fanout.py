@@ -10,6 +10,8 @@ source's own failures count against its circuit breaker (see broker.breaker).
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -48,6 +50,8 @@ if TYPE_CHECKING:
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
+
+log = logging.getLogger("accord.fanout")
 
 
 @dataclass
@@ -462,13 +466,51 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
         raise SourceUnavailable(result.source, "sent an empty message")
 
 
+#: What a scan's gRPC status may say to a partner: the adapter's own words
+#: for these (a release refusal, a predicate it cannot run), scrubbed of any
+#: address; for the rest (gRPC core's connection errors, an adapter's
+#: internal fault) a fixed sentence. Operators get the detail in the log.
+_ADAPTER_WORDS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+    }
+)
+#: An address as gRPC core or a database driver spells it: ipv4:1.2.3.4:5,
+#: [::1]:5, unix:/path, host.name:5432, or a bare IPv4 address.
+_ADDRESS = re.compile(
+    r"(?:ipv4|ipv6|unix|unix-abstract):[^\s,;]*[^\s,;:]"
+    r"|\[[0-9A-Fa-f:.]+\](?::\d+)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+    r"|\b[A-Za-z0-9][A-Za-z0-9.-]*:\d{2,5}\b"
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every network address replaced.
+
+    >>> scrub("ipv4:127.0.0.1:51062: Failed to connect; db at 10.0.0.5 and pg.internal:5432")
+    '<address>: Failed to connect; db at <address> and <address>'
+    """
+    return _ADDRESS.sub("<address>", text)
+
+
 def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
+    """The per-source error a partner may see for a failed scan call; the
+    call's own details go to the log (tagged with the query id)."""
     code = exc.code()
     detail = exc.details() or code.name
+    log.warning("source %s: scan failed: %s: %s", source, code.name, detail)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return SourceTimedOut(source, "did not answer before the query's deadline")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return SourceUnavailable(source, f"unavailable: {detail}")
+        return SourceUnavailable(source, "unavailable: its adapter cannot be reached")
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return SourceRefused(source, f"refused: {detail}")
-    return SourceError(source, f"{code.name}: {detail}")
+        return SourceRefused(source, f"refused: {scrub(detail)}")
+    if code in _ADAPTER_WORDS:
+        return SourceError(source, f"{code.name}: {scrub(detail)}")
+    return SourceError(source, f"{code.name}: the scan failed; the operators have the details")

@@ -81,6 +81,18 @@ class BrokerMetrics(ProcessMetrics):
             ["source"],
             registry=r,
         )
+        self.circuit_changes = Counter(
+            "accord_circuit_changes",
+            "Changes of a source's circuit breaker, by the state it entered.",
+            ["source", "state"],
+            registry=r,
+        )
+        self.partial_answers = Counter(
+            "accord_partial_answers",
+            "Answers sent without a source (allow_partial), by role and missing source.",
+            ["role", "source"],
+            registry=r,
+        )
         self.audit_records = Counter("accord_audit_records", "Audit records written.", registry=r)
         self.audit_write_failures = Counter(
             "accord_audit_write_failures",
@@ -153,5 +165,9 @@ class BrokerMetrics(ProcessMetrics):
         for column, n in counts.items():
             self.bad_values.labels(source, table, column).inc(n)
 
-    def circuit_changed(self, source: str, state: CircuitState) -> None:
+    def circuit_changed(self, source: str, state: CircuitState, *, initial: bool = False) -> None:
+        """Sets the gauge; counts the change unless it is the start's CLOSED."""
         self.circuit_state.labels(source).set(int(state))
+        changes = self.circuit_changes.labels(source, state.name.lower())
+        if not initial:
+            changes.inc()

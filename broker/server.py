@@ -428,6 +428,18 @@ class _QueryDone:
             trailer.rows if trailer is not None else 0,
             trailer.suppressed_groups if trailer is not None else 0,
         )
+        if error is None and trailer is not None and trailer.partial:
+            missing = [s for s in trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
+            for status in missing:
+                self.metrics.partial_answers.labels(self.role, status.source).inc()
+            log.warning(
+                "partial answer for role %s, without %s",
+                self.role,
+                ", ".join(
+                    f"{s.source} ({broker_pb2.SourceState.Name(s.state)}: {s.error})"
+                    for s in missing
+                ),
+            )
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]

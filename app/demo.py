@@ -202,6 +202,10 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
+        # A second Ctrl-C (or the SIGINT a wrapper forwards) must not cut
+        # the stop short: it is bounded by STOP_TIMEOUT_S anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         started = time.monotonic()
         print("\nstopping the broker and the adapters", flush=True)
         federation.stop()

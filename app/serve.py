@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health_pb2
@@ -21,9 +22,10 @@ from grpc_health.v1 import health_pb2
 from accord import corelog
 from accord.audit.keys import load_or_create_signing_key, pin_public_key
 from accord.audit.log import AuditLog
-from accord.errors import AuditWriteError
+from accord.errors import AccordError, AuditWriteError
 from accord.federation import load_federation
 from accord.revocation import RevocationList
+from accord.telemetry import Check
 from accord.tls import ReloadableServerCredentials
 from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
@@ -36,6 +38,7 @@ from broker.breaker import Breakers, CircuitState
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
+from broker.readiness import broker_checks
 from broker.record import write_audit
 from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from accord.workdir import Workdir
+    from adapters.backends.base import Backend
     from adapters.server import RunningAdapter
 
 log = logging.getLogger("accord.serve")
@@ -110,7 +114,8 @@ def serve_adapter(
         trace=ScanTrace(audit, source.code),
     )
     server, bound, health = running.server, running.port, running.health
-    metrics_port = metrics.serve(host, metrics_port)
+    trail = TrailState(audit.probe())
+    metrics_port = metrics.serve(host, metrics_port, ready=lambda: adapter_checks(trail, backend))
     write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,7 +143,7 @@ def serve_adapter(
     # are signed once a checkpoint falls due.
     serving = True
     while not stop.wait(ADAPTER_PROBE_S):
-        problem = audit.probe()
+        problem = trail.problem = audit.probe()
         if problem and serving:
             log.error("adapter audit trail: %s", problem)
         if (problem is None) != serving:
@@ -151,6 +156,25 @@ def serve_adapter(
     backend_done.wait()
     audit.close()  # a last signed checkpoint
     log.info("adapter %s stopped", source.code)
+
+
+@dataclass
+class TrailState:
+    """An adapter trail's last probe (None: writable), for /readyz."""
+
+    problem: str | None
+
+
+def adapter_checks(trail: TrailState, backend: Backend) -> list[Check]:
+    """What an adapter's /readyz reports: its trail writable (as last
+    probed, every ADAPTER_PROBE_S) and its database reachable (now)."""
+    try:
+        backend.check()
+    except AccordError as exc:
+        reachable = Check("backend", False, str(exc))
+    else:
+        reachable = Check("backend", True, "reachable")
+    return [Check("trail", trail.problem is None, trail.problem or "writable"), reachable]
 
 
 def open_revocations(workdir: Workdir) -> RevocationList:
@@ -395,7 +419,13 @@ async def _serve_broker(
         client_certificate=(client_cert, client_key),
         revocations=revocations,
     )
-    metrics_port = metrics.serve(host, metrics_port)
+    metrics_port = metrics.serve(
+        host,
+        metrics_port,
+        ready=lambda: broker_checks(
+            readiness, len(pipeline.policies.roles), breakers, federation.sources
+        ),
+    )
     write_address(workdir.metrics_address_file("broker"), host, metrics_port)
     loop = asyncio.get_running_loop()
     updates: set[asyncio.Task[None]] = set()

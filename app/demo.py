@@ -191,6 +191,10 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
     sys.stdout.flush()
 
     def interrupted(signum: int, frame: object) -> None:
+        # Once: a second Ctrl-C (or the SIGINT a wrapper forwards) must not
+        # cut the stop short, which STOP_TIMEOUT_S bounds anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         # Ctrl-C reaches the children too: no restart of those it stops.
         federation.stopping()
         raise KeyboardInterrupt
@@ -202,10 +206,6 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
-        # A second Ctrl-C (or the SIGINT a wrapper forwards) must not cut
-        # the stop short: it is bounded by STOP_TIMEOUT_S anyway.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         started = time.monotonic()
         print("\nstopping the broker and the adapters", flush=True)
         federation.stop()

@@ -131,6 +131,7 @@ class LocalFederation:
         #: HOST:PORT of each process's /metrics, by process name ("broker", "adapter-bc").
         self.metrics_addresses: dict[str, str] = {}
         self._stopping = threading.Event()
+        self._no_restarts = False
         self._supervisor: threading.Thread | None = None
         self._state_lock = threading.Lock()
 
@@ -190,7 +191,7 @@ class LocalFederation:
                     f"{name} exited with status {process.returncode} before serving; "
                     f"see {self.workdir.logs / (name + '.log')}"
                 )
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._no_restarts:
                 raise ConfigError(f"{name}: stopped before it served")
             time.sleep(0.05)
         raise ConfigError(f"{name} did not start within {START_TIMEOUT_S:.0f} s")
@@ -250,6 +251,8 @@ class LocalFederation:
         """Restarts each child that dies, until ``stop()``."""
         due: dict[str, float] = {}  # child -> when to restart it
         while not self._stopping.wait(POLL_S):
+            if self._no_restarts:
+                continue
             now = time.monotonic()
             for name, child in list(self.children.items()):
                 if name in due:
@@ -281,7 +284,7 @@ class LocalFederation:
             self._spawn(child)
             self._serving(child)
         except (ConfigError, OSError) as exc:
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._no_restarts:
                 return
             child.deaths_in_a_row += 1
             delay = restart_delay(child.deaths_in_a_row)
@@ -300,8 +303,10 @@ class LocalFederation:
         self._write_state()
 
     def stopping(self) -> None:
-        """No more restarts: the federation is being stopped (safe in a signal handler)."""
-        self._stopping.set()
+        """No more restarts: the federation is being stopped. Safe in a
+        signal handler: it takes no lock (Event.set does, and a second
+        signal landing inside the first handler would deadlock on it)."""
+        self._no_restarts = True
 
     def stop(self) -> None:
         """SIGTERM everything at once, then wait (one deadline for all);

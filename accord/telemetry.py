@@ -17,6 +17,7 @@ so tests can run several in one interpreter.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import threading
@@ -99,7 +100,17 @@ class ProcessMetrics:
         """Starts the operator endpoints (see the module doc) on their own
         port, on a thread; ``ready`` gives /readyz its checks. Returns the
         port bound."""
-        server = OperatorServer((host, port), self.registry, ready or (lambda: []))
+        checks = ready or (lambda: [])
+        try:
+            server = OperatorServer((host, port), self.registry, checks)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE or port == 0:
+                raise
+            # A restart asks for its old port, which a connection may have
+            # taken meanwhile (it was an ephemeral one): metrics are not
+            # worth refusing to serve, the address file says where they went.
+            log.warning("metrics port %d is taken; serving metrics on a free one", port)
+            server = OperatorServer((host, 0), self.registry, checks)
         threading.Thread(target=server.serve_forever, name="operator-http", daemon=True).start()
         return int(server.server_port)
 

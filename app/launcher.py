@@ -201,8 +201,11 @@ class LocalFederation:
         address = self._wait_for(child.name, child.port_file)
         # Each process writes its metrics address before its port file.
         metrics = self.workdir.metrics_address_file(child.name).read_text().strip()
+        moved = bool(child.metrics_address) and metrics != child.metrics_address
         child.address, child.metrics_address, child.state = address, metrics, "serving"
         self.metrics_addresses[child.name] = metrics
+        if moved:  # its old metrics port was taken: Prometheus must look elsewhere
+            self._write_targets()
 
     def start(self) -> None:
         for code in self.federation.sources:
@@ -221,6 +224,15 @@ class LocalFederation:
         self._spawn(Child("broker", ["broker", *endpoints], self.workdir.broker_address_file()))
         self._serving(self.children["broker"])
         self.broker_address = self.children["broker"].address
+        self._write_targets()
+        self._write_state()
+        if self.supervise:
+            self._supervisor = threading.Thread(
+                target=self._supervise, name="supervisor", daemon=True
+            )
+            self._supervisor.start()
+
+    def _write_targets(self) -> None:
         write_prometheus_targets(
             self.workdir.prometheus_targets_dir(),
             self.metrics_addresses["broker"],
@@ -229,12 +241,6 @@ class LocalFederation:
                 for code in self.federation.sources
             },
         )
-        self._write_state()
-        if self.supervise:
-            self._supervisor = threading.Thread(
-                target=self._supervise, name="supervisor", daemon=True
-            )
-            self._supervisor.start()
 
     def status(self) -> list[dict[str, object]]:
         """Each child as ``run/federation.json`` shows it."""

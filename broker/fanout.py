@@ -10,6 +10,7 @@ source's own failures count against its circuit breaker (see broker.breaker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
@@ -163,6 +164,7 @@ class AdapterClients:
                     self.federation.source(source), endpoint, deadline - time.monotonic()
                 )
                 entry.verified = connections
+                await _reconnected(entry.channel, deadline)
         return entry.stub
 
     def use_certificate(self, cert: Path, key: Path) -> None:
@@ -236,6 +238,23 @@ class AdapterClients:
 
 #: Seconds scans in flight on a channel replaced by a rotation may still run.
 RETIRE_GRACE_S = 60.0
+
+
+#: Longest wait, after the adapter was verified, for a channel still in its
+#: reconnect backoff (accord.tls.RECONNECT_MAX_MS, plus gRPC's jitter).
+RECONNECT_WAIT_S = tls.RECONNECT_MAX_MS / 1000 * 1.2 + 0.1
+
+
+async def _reconnected(channel: grpc.aio.Channel, deadline: float) -> None:
+    """The adapter just answered a TLS probe, so it is up: a channel that
+    is still waiting out its backoff from when it was down gets that long
+    to connect, rather than failing the scan (a circuit's half-open probe
+    would fail on it, and keep a returned source out another period)."""
+    if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+        return
+    wait = min(RECONNECT_WAIT_S, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(channel.channel_ready(), max(wait, 0.0))
 
 
 async def _count_connections(entry: _Channel) -> None:

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import time
+import urllib.request
 from typing import TYPE_CHECKING, TypeVar
 
 import grpc
@@ -88,6 +90,21 @@ def ask(launcher: LocalFederation) -> QueryResult | None:
         return None
 
 
+#: What an internal address looks like in a message (see broker.fanout.scrub).
+ADDRESS = re.compile(r"\d+\.\d+\.\d+\.\d+|ipv[46]:|localhost:\d+")
+#: A line as gRPC core writes it (absl format), not re-emitted as JSON.
+CORE_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\] ")
+
+
+def partial_answers(scraped: str, source: str) -> float:
+    """``accord_partial_answers_total`` without ``source``, over roles."""
+    pattern = re.compile(
+        rf'^accord_partial_answers_total\{{role="[^"]+",source="{re.escape(source)}"\}} (\S+)$',
+        re.M,
+    )
+    return sum(float(v) for v in pattern.findall(scraped))
+
+
 def complete(launcher: LocalFederation) -> QueryResult | None:
     """An answer with every source in it, or None."""
     result = ask(launcher)
@@ -137,6 +154,8 @@ def test_each_process_killed_in_turn_comes_back_and_the_rest_keep_answering(
         assert down is not None and down.trailer.partial
         assert {s for s, st in states(down).items() if st != broker_pb2.SOURCE_STATE_OK} == {code}
         assert down.table.to_pylist() == [r for r in counts if r["source"] != code]
+        said = next(s.error for s in down.trailer.sources if s.source == code)
+        assert said and not ADDRESS.search(said), said  # no internal address for partners
         back_in = restarted(launcher, name, restarts)
         answered, recovered_in = wait_for(
             f"{code} answering again",
@@ -145,6 +164,17 @@ def test_each_process_killed_in_turn_comes_back_and_the_rest_keep_answering(
         )
         assert answered.table.to_pylist() == counts
         timings[name] = (back_in, recovered_in)
+
+    # Counted at the broker (before it is killed in turn, and its counters with it).
+    scraped = (
+        urllib.request.urlopen(
+            f"http://{launcher.children['broker'].metrics_address}/metrics", timeout=5
+        )
+        .read()
+        .decode()
+    )
+    for code in sources:
+        assert partial_answers(scraped, code) >= 1, code
 
     restarts = kill(launcher, "broker")
     assert ask(launcher) is None  # nobody answers for the broker
@@ -165,6 +195,11 @@ def test_each_process_killed_in_turn_comes_back_and_the_rest_keep_answering(
     ]
     assert all("killed by SIGKILL" in m for m in died)
     print("kill -> serving, serving -> answering (s):", timings)
+
+    # gRPC core's lines reached every log as JSON, none as plain text.
+    for name in addresses:
+        for line in (launcher.workdir.logs / f"{name}.log").read_text().splitlines():
+            assert not CORE_LINE.match(line), f"{name}: {line}"
 
     # As `accord status` sees it: each process restarted once, serving, ready.
     processes = listed_processes(launcher.workdir, launcher.federation_path)

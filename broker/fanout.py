@@ -15,7 +15,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from tenacity import (
@@ -37,6 +37,7 @@ from accord.errors import (
     SourceTimedOut,
     SourceUnavailable,
 )
+from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
@@ -486,9 +487,10 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
 
 
 #: What a scan's gRPC status may say to a partner: the adapter's own words
-#: for these (a release refusal, a predicate it cannot run), scrubbed of any
-#: address; for the rest (gRPC core's connection errors, an adapter's
-#: internal fault) a fixed sentence. Operators get the detail in the log.
+#: (a release refusal, a predicate it cannot run, its database gone), scrubbed
+#: of any address, for these codes when the adapter marked the error as its
+#: own (ADAPTER_ERROR_METADATA); otherwise (gRPC core's connection errors, an
+#: adapter's internal fault) a fixed sentence. Operators get the detail in the log.
 _ADAPTER_WORDS = frozenset(
     {
         grpc.StatusCode.PERMISSION_DENIED,
@@ -497,6 +499,7 @@ _ADAPTER_WORDS = frozenset(
         grpc.StatusCode.OUT_OF_RANGE,
         grpc.StatusCode.NOT_FOUND,
         grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAVAILABLE,
     }
 )
 #: An address as gRPC core or a database driver spells it: ipv4:1.2.3.4:5,
@@ -524,12 +527,20 @@ def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
     code = exc.code()
     detail = exc.details() or code.name
     log.warning("source %s: scan failed: %s: %s", source, code.name, detail)
+    own = code in _ADAPTER_WORDS and _marked_by_adapter(exc)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return SourceTimedOut(source, "did not answer before the query's deadline")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return SourceUnavailable(source, "unavailable: its adapter cannot be reached")
+        said = scrub(detail) if own else "its adapter cannot be reached"
+        return SourceUnavailable(source, f"unavailable: {said}")
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return SourceRefused(source, f"refused: {scrub(detail)}")
-    if code in _ADAPTER_WORDS:
+        return SourceRefused(source, f"refused: {scrub(detail) if own else 'the scan was refused'}")
+    if own:
         return SourceError(source, f"{code.name}: {scrub(detail)}")
     return SourceError(source, f"{code.name}: the scan failed; the operators have the details")
+
+
+def _marked_by_adapter(exc: grpc.aio.AioRpcError) -> bool:
+    # grpc.aio.Metadata at run time (pairs when iterated); the stubs say tuples.
+    trailing: Any = exc.trailing_metadata() or ()
+    return any(key == ADAPTER_ERROR_METADATA for key, _ in trailing)

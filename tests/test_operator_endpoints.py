@@ -17,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accord.errors import SourceRefused, SourceTimedOut, SourceUnavailable
+from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.telemetry import Check, ProcessMetrics
 from app.serve import log_circuit_change
 from broker.breaker import CircuitState
@@ -102,8 +103,10 @@ def test_a_taken_metrics_port_falls_back_to_a_free_one():
 # -- what partners see of a failed scan --------------------------------------
 
 
-def rpc_error(code: grpc.StatusCode, details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details, None)
+def rpc_error(code: grpc.StatusCode, details: str, *, own: bool = True) -> grpc.aio.AioRpcError:
+    """A failed scan call; ``own``: marked as the adapter's own error."""
+    trailing = grpc.aio.Metadata((ADAPTER_ERROR_METADATA, "1")) if own else grpc.aio.Metadata()
+    return grpc.aio.AioRpcError(code, grpc.aio.Metadata(), trailing, details, None)
 
 
 CORE_UNAVAILABLE = (
@@ -114,7 +117,7 @@ CORE_UNAVAILABLE = (
 
 def test_an_unreachable_adapter_is_named_without_its_address(caplog):
     caplog.set_level(logging.WARNING, logger="accord.fanout")
-    error = _source_error("BC", rpc_error(grpc.StatusCode.UNAVAILABLE, CORE_UNAVAILABLE))
+    error = _source_error("BC", rpc_error(grpc.StatusCode.UNAVAILABLE, CORE_UNAVAILABLE, own=False))
     assert isinstance(error, SourceUnavailable)
     assert str(error) == "source BC: unavailable: its adapter cannot be reached"
     # The operators have it, in the log.
@@ -141,6 +144,12 @@ def test_an_unreachable_adapter_is_named_without_its_address(caplog):
             'Traceback (most recent call last): File "/srv/adapter.py", line 3 at [::1]:50051',
             None,
             "source BC: INTERNAL: the scan failed; the operators have the details",
+        ),
+        (
+            grpc.StatusCode.UNAVAILABLE,
+            "its database file bc.sqlite is missing",
+            SourceUnavailable,
+            "source BC: unavailable: its database file bc.sqlite is missing",
         ),
         (
             grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -197,3 +206,14 @@ def test_an_outage_is_two_warning_lines_however_many_probes_fail(caplog):
         "source BC: circuit closed: it answers again",
     ]
     assert len(caplog.records) == len(sequence) - 1  # every change has its line
+
+
+@pytest.mark.parametrize(
+    "code", [grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.INVALID_ARGUMENT]
+)
+def test_words_the_adapter_did_not_mark_as_its_own_are_not_passed_on(code):
+    """gRPC core, or a proxy in between, may use any code: without the
+    adapter's mark the details stay in the log."""
+    error = _source_error("BC", rpc_error(code, "upstream connect error 10.0.0.9", own=False))
+    assert "upstream" not in str(error)
+    assert "<address>" not in str(error)

@@ -368,6 +368,7 @@ async def _serve_broker(
     policies, policy_sha256 = load_policy(policies_dir, federation)  # any error: no start
     client_cert, client_key = workdir.pki.broker_client()
     metrics = BrokerMetrics()
+    metrics.expect(federation.sources, policies.roles)
     server_cert, server_key = workdir.pki.broker_server()
     credentials = ReloadableServerCredentials(workdir.pki.ca_cert(), server_cert, server_key)
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]

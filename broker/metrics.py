@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from accord.corelog import OTHER_REASON, REASONS
 from accord.errors import (
     AccordError,
     OverQuota,
@@ -22,7 +23,14 @@ from accord.errors import (
 from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from broker.breaker import CircuitState
+
+
+#: What a reload reloads (broker.reload), and the limits of a quota (broker.quota).
+RELOAD_KINDS = ("policy", "certificate", "client_certificate", "revocation_list")
+QUOTA_LIMITS = ("concurrent_queries", "bytes_in_flight", "queries_per_second")
 
 
 class BrokerMetrics(ProcessMetrics):
@@ -89,8 +97,8 @@ class BrokerMetrics(ProcessMetrics):
         )
         self.partial_answers = Counter(
             "accord_partial_answers",
-            "Answers sent without a source (allow_partial), by role and missing source.",
-            ["role", "source"],
+            "Answers sent without a source (allow_partial), by missing source.",
+            ["source"],
             registry=r,
         )
         self.audit_records = Counter("accord_audit_records", "Audit records written.", registry=r)
@@ -136,6 +144,24 @@ class BrokerMetrics(ProcessMetrics):
             ["role"],
             registry=r,
         )
+
+    def expect(self, sources: Iterable[str], roles: Iterable[str]) -> None:
+        """Starts at zero the series a dashboard panel or an alert reads
+        before the first event (rate() and increase() cannot see a counter's
+        first step otherwise): bounded sets, the federation's and the policy's."""
+        for kind in RELOAD_KINDS:
+            for outcome in ("ok", "failed"):
+                self.reloads.labels(kind, outcome)
+        for reason in (*(name for name, _ in REASONS), OTHER_REASON):
+            self.handshake_refusals.labels(reason)
+        for source in sources:
+            self.partial_answers.labels(source)
+            for reason in ("certificate", "revoked"):  # broker.adapter_identity
+                self.adapter_refusals.labels(source, reason)
+        for role in roles:
+            self.slow_readers.labels(role)
+            for limit in QUOTA_LIMITS:
+                self.over_quota.labels(role, limit)
 
     def query_done(
         self,

@@ -431,7 +431,7 @@ class _QueryDone:
         if error is None and trailer is not None and trailer.partial:
             missing = [s for s in trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
             for status in missing:
-                self.metrics.partial_answers.labels(self.role, status.source).inc()
+                self.metrics.partial_answers.labels(status.source).inc()
             log.warning(
                 "partial answer for role %s, without %s",
                 self.role,

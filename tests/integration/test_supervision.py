@@ -97,10 +97,9 @@ CORE_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d\.\d+\s+\d+ \S+\] ")
 
 
 def partial_answers(scraped: str, source: str) -> float:
-    """``accord_partial_answers_total`` without ``source``, over roles."""
+    """``accord_partial_answers_total`` without ``source``."""
     pattern = re.compile(
-        rf'^accord_partial_answers_total\{{role="[^"]+",source="{re.escape(source)}"\}} (\S+)$',
-        re.M,
+        rf'^accord_partial_answers_total\{{source="{re.escape(source)}"\}} (\S+)$', re.M
     )
     return sum(float(v) for v in pattern.findall(scraped))
 

@@ -526,7 +526,7 @@ def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
     call's own details go to the log (tagged with the query id)."""
     code = exc.code()
     detail = exc.details() or code.name
-    log.warning("source %s: scan failed: %s: %s", source, code.name, detail)
+    log.info("source %s: scan failed: %s: %s", source, code.name, detail)
     own = code in _ADAPTER_WORDS and _marked_by_adapter(exc)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return SourceTimedOut(source, "did not answer before the query's deadline")

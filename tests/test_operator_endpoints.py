@@ -116,7 +116,7 @@ CORE_UNAVAILABLE = (
 
 
 def test_an_unreachable_adapter_is_named_without_its_address(caplog):
-    caplog.set_level(logging.WARNING, logger="accord.fanout")
+    caplog.set_level(logging.INFO, logger="accord.fanout")
     error = _source_error("BC", rpc_error(grpc.StatusCode.UNAVAILABLE, CORE_UNAVAILABLE, own=False))
     assert isinstance(error, SourceUnavailable)
     assert str(error) == "source BC: unavailable: its adapter cannot be reached"

@@ -12,6 +12,7 @@ each source's health (its circuit breaker).
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -58,6 +59,11 @@ def listed_processes(workdir: Workdir, federation_path: Path) -> list[ProcessSta
     state_file = workdir.supervisor_state_file()
     if state_file.is_file():
         state = json.loads(state_file.read_text())
+        if not _alive(int(state["supervisor_pid"])):
+            raise ConfigError(
+                f"{state_file} is left over from a supervisor (pid {state['supervisor_pid']}) "
+                "that is no longer running; start the federation again with `accord demo --serve`"
+            )
         return [
             ProcessStatus(
                 name=str(p["name"]),
@@ -90,6 +96,16 @@ def listed_processes(workdir: Workdir, federation_path: Path) -> list[ProcessSta
             "address files in its run/); start one with `accord demo --serve`"
         )
     return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's: alive
+        return True
+    return True
 
 
 def probe(workdir: Workdir, process: ProcessStatus, sources: list[str]) -> None:

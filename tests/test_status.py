@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from accord.errors import ConfigError
@@ -69,3 +71,14 @@ def test_render_shows_each_process_and_the_sources_the_broker_sees():
     assert "(last: killed by SIGKILL)" in lines[1]
     assert text.endswith("broker sees its sources: BC NOT_SERVING, ON SERVING")
     assert [p.ok for p in processes] == [False, True]
+
+
+def test_a_state_file_left_by_a_dead_supervisor_is_called_stale(tmp_path):
+    workdir = Workdir(tmp_path)
+    workdir.run.mkdir()
+    # Above Linux's largest pid (2**22): no process has it.
+    workdir.supervisor_state_file().write_text(
+        json.dumps({"supervisor_pid": 2**22 + 1, "processes": []})
+    )
+    with pytest.raises(ConfigError, match=r"no longer running; start the federation again"):
+        listed_processes(workdir, DEFAULT_FEDERATION)

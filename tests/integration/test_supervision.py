@@ -15,13 +15,15 @@ the operator's certificate.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import signal
 import time
+import urllib.error
 import urllib.request
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import pytest
@@ -240,3 +242,37 @@ def test_a_flapping_adapter_backs_off_opens_its_circuit_and_is_back_within_the_b
         RECOVERY_BOUND_S,
     )
     print(f"outages {outages}; serving -> answering {recovered_in:.2f} s")
+
+
+def test_readyz_fails_for_an_adapter_whose_database_is_gone_and_the_broker_stays_ready(
+    supervised: LocalFederation,
+) -> None:
+    """/readyz on the real processes: the adapter says why it is not ready
+    (its database), the broker stays ready (a source down is reported, it
+    does not decide), and both are ready again once the file is back."""
+    source = supervised.federation.sources["SK"]
+    assert source.backend.path is not None  # SQLite
+    path = supervised.workdir.path / source.backend.path
+    hidden = path.with_suffix(".away")
+
+    def ready(name: str) -> tuple[int, dict[str, Any]]:
+        url = f"http://{supervised.children[name].metrics_address}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                return reply.status, json.loads(reply.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    assert ready("adapter-sk")[0] == 200
+    path.rename(hidden)
+    try:
+        status, body = ready("adapter-sk")
+        assert status == 503
+        failed = [c for c in body["checks"] if not c["ok"]]
+        assert [(c["name"], c["detail"]) for c in failed] == [
+            ("backend", "source SK: its database file " + path.name + " is missing")
+        ]
+        assert ready("broker")[0] == 200
+    finally:
+        hidden.rename(path)
+    assert ready("adapter-sk")[0] == 200

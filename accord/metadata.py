@@ -8,3 +8,7 @@ END_USER_METADATA = "x-accord-end-user"
 #: caller, before any work: the id its audit records carry, so a client can
 #: quote it even for a query that fails or that it cancels.
 QUERY_ID_METADATA = "x-accord-query-id"
+#: Set by an adapter in the trailing metadata of a scan it refused or failed
+#: itself, so the broker tells the adapter's own words (which may reach
+#: partners, scrubbed of addresses) from gRPC core's (which never do).
+ADAPTER_ERROR_METADATA = "x-accord-adapter-error"

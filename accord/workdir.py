@@ -124,6 +124,10 @@ class Workdir:
         """Where ``broker`` or ``adapter-CODE`` writes the HOST:PORT of its /metrics."""
         return self.run / f"{component.lower()}-metrics.addr"
 
+    def supervisor_state_file(self) -> Path:
+        """What ``accord demo --serve`` supervises (``accord status`` reads it)."""
+        return self.run / "federation.json"
+
     def prometheus_targets_dir(self) -> Path:
         """Prometheus file-based discovery of the running federation's /metrics:
         ``broker.json`` and ``adapters.json`` (see deploy/prometheus.yml)."""

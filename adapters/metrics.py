@@ -72,6 +72,9 @@ class AdapterMetrics(ProcessMetrics):
         # rate() and increase() cannot see a counter's first step otherwise.
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
             metric.labels(source)
+        for kind in ("certificate", "broker_identities", "revocation_list"):  # adapters.reload
+            for outcome in ("ok", "failed"):
+                self.reloads.labels(source, kind, outcome)
 
     def expect_columns(self, columns: dict[str, list[str]]) -> None:
         """Starts the bad-value series of every (table, column) the source

@@ -38,6 +38,7 @@ from accord.errors import (
     grpc_status,
 )
 from accord.logs import bind_query_id
+from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.callers import CallerGate, read_certificates
@@ -98,6 +99,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
             except AccordError as exc:
                 status, message = grpc_status(exc)
                 log.warning("scan of %s failed: %s", request.table, message)
+                context.set_trailing_metadata(((ADAPTER_ERROR_METADATA, "1"),))
                 context.abort(status, message)
 
     def _traced(

@@ -119,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker: where a source's adapter (and its replicas) listen; repeatable",
     )
 
+    status = sub.add_parser(
+        "status",
+        parents=[common],
+        help="each process of the running federation: address, restarts, health, readiness",
+    )
+    status.add_argument("--json", action="store_true", help="as JSON, for scripts")
+
     for name, helptext in (
         ("query", "run one SQL query"),
         ("explain", "show the plan and the SQL sent to each source"),
@@ -381,9 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not serving
         else ("broker" if args.role == "broker" else f"adapter-{(args.source or '').upper()}")
     )
-    if serving and args.role == "broker":
-        # Before logging starts: gRPC core's lines (handshakes it refused
-        # among them) reach the broker through a pipe, not the JSON log.
+    if serving:
+        # Before logging starts: gRPC core's lines (handshakes the broker
+        # refused among them) reach the server through a pipe and leave as
+        # JSON log lines, not as plain text in its log.
         corelog.exec_capturing(sys.argv[1:] if argv is None else list(argv))
         corelog.adopt()
     logs.configure(
@@ -425,6 +433,10 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             data=args.data,
             shards=args.shards,
         )
+    if args.command == "status":
+        from app.status import run_status
+
+        return run_status(workdir, args.federation, as_json=args.json)
     handlers = {
         "serve": commands.serve,
         "query": commands.query,

@@ -80,10 +80,6 @@ def _session(workdir: Workdir, address: str, partner: str) -> BrokerClient:
     return BrokerClient(address, ca, cert, key, end_user="demo", purpose=purpose, case_ref=case_ref)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def prepare(
     workdir: Workdir,
     federation_path: Path,
@@ -139,7 +135,7 @@ def run_demo(
     prepare(
         workdir, federation_path, policies_dir, scale=scale, seed=seed, data=data, shards=shards
     )
-    with LocalFederation(workdir, federation_path, policies_dir) as federation:
+    with LocalFederation(workdir, federation_path, policies_dir, supervise=serve) as federation:
         print(
             f"broker on {federation.broker_address}; adapters: "
             + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items())
@@ -186,17 +182,22 @@ def _failure(error: grpc.RpcError, workdir: Workdir, partner: str) -> str:
 
 
 def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = False) -> int:
-    """Stays up until Ctrl-C or SIGTERM; 1 if a federation process exits."""
+    """Stays up until Ctrl-C or SIGTERM; the federation supervises its
+    processes meanwhile (a dead one is named, logged and restarted)."""
     wd = workdir.path
     print("\nmetrics:")
     for name, address in federation.metrics_addresses.items():
-        print(f"  {name:<15} http://{address}/metrics")
+        print(f"  {name:<15} http://{address}/metrics  /healthz  /readyz")
     print(
         f"  Prometheus file_sd targets: {workdir.prometheus_targets_dir()}/*.json "
         "(deploy/prometheus.yml)"
     )
     print(f"audit trail: {workdir.audit_dir()}")
-    print("\nServing until Ctrl-C.")
+    print(f"logs: {workdir.logs}/*.log")
+    print(
+        "\nServing until Ctrl-C; a process that dies is restarted. "
+        f"Each process and its health: accord status --workdir {wd}"
+    )
     if justice:
         accord = program()
         print(
@@ -207,13 +208,25 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
             f"--as police --purpose investigation --workdir {wd}"
         )
     sys.stdout.flush()
+
+    def interrupted(signum: int, frame: object) -> None:
+        # Once: a second Ctrl-C (or the SIGINT a wrapper forwards) must not
+        # cut the stop short, which STOP_TIMEOUT_S bounds anyway.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Ctrl-C reaches the children too: no restart of those it stops.
+        federation.stopping()
+        raise KeyboardInterrupt
+
     # SIGTERM stops the demo as cleanly as Ctrl-C does.
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
-        while all(p.poll() is None for p in federation.processes.values()):
-            time.sleep(0.5)
-        print("a federation process exited; stopping", file=sys.stderr)
-        return 1
+        while True:
+            time.sleep(3600)
     except KeyboardInterrupt:
-        print("\nstopping")
+        started = time.monotonic()
+        print("\nstopping the broker and the adapters", flush=True)
+        federation.stop()
+        print(f"stopped in {time.monotonic() - started:.1f} s")
     return 0

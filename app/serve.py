@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import threading
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from grpc_health.v1 import health_pb2
@@ -21,9 +22,10 @@ from grpc_health.v1 import health_pb2
 from accord import corelog
 from accord.audit.keys import load_or_create_signing_key, pin_public_key
 from accord.audit.log import AuditLog
-from accord.errors import AuditWriteError
+from accord.errors import AccordError, AuditWriteError
 from accord.federation import load_federation
 from accord.revocation import RevocationList
+from accord.telemetry import Check
 from accord.tls import ReloadableServerCredentials
 from accord.workdir import write_text_atomically
 from adapters.backends import open_backend
@@ -37,17 +39,24 @@ from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
+from broker.readiness import broker_checks
 from broker.record import write_audit
 from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
 from broker.server import create_server as create_broker_server
-from broker.settings import load_audit_settings, load_handshake_window_s, load_min_timeout_s
+from broker.settings import (
+    load_audit_settings,
+    load_circuit_reset_s,
+    load_handshake_window_s,
+    load_min_timeout_s,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
     from accord.workdir import Workdir
+    from adapters.backends.base import Backend
     from adapters.server import RunningAdapter
 
 log = logging.getLogger("accord.serve")
@@ -106,7 +115,8 @@ def serve_adapter(
         trace=ScanTrace(audit, source.code),
     )
     server, bound, health = running.server, running.port, running.health
-    metrics_port = metrics.serve(host, metrics_port)
+    trail = TrailState(audit.probe())
+    metrics_port = metrics.serve(host, metrics_port, ready=lambda: adapter_checks(trail, backend))
     write_address(workdir.metrics_address_file(f"adapter-{source.code}"), host, metrics_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -134,7 +144,7 @@ def serve_adapter(
     # are signed once a checkpoint falls due.
     serving = True
     while not stop.wait(ADAPTER_PROBE_S):
-        problem = audit.probe()
+        problem = trail.problem = audit.probe()
         if problem and serving:
             log.error("adapter audit trail: %s", problem)
         if (problem is None) != serving:
@@ -147,6 +157,25 @@ def serve_adapter(
     backend_done.wait()
     audit.close()  # a last signed checkpoint
     log.info("adapter %s stopped", source.code)
+
+
+@dataclass
+class TrailState:
+    """An adapter trail's last probe (None: writable), for /readyz."""
+
+    problem: str | None
+
+
+def adapter_checks(trail: TrailState, backend: Backend) -> list[Check]:
+    """What an adapter's /readyz reports: its trail writable (as last
+    probed, every ADAPTER_PROBE_S) and its database reachable (now)."""
+    try:
+        backend.check()
+    except AccordError as exc:
+        reachable = Check("backend", False, str(exc))
+    else:
+        reachable = Check("backend", True, "reachable")
+    return [Check("trail", trail.problem is None, trail.problem or "writable"), reachable]
 
 
 def open_revocations(workdir: Workdir) -> RevocationList:
@@ -273,13 +302,17 @@ async def follow_circuits(
     updates: set[asyncio.Task[None]],
 ) -> None:
     """Each source has a health entry that follows its circuit breaker:
-    NOT_SERVING while its circuit is open."""
+    NOT_SERVING while its circuit is open. Each change is logged once and
+    counted (``accord_circuit_changes_total``)."""
     for code in sources:
         await health.set(source_health_name(code), health_pb2.HealthCheckResponse.SERVING)
-        metrics.circuit_changed(code, CircuitState.CLOSED)
+        metrics.circuit_changed(code, CircuitState.CLOSED, initial=True)
     loop = asyncio.get_running_loop()
+    last = dict.fromkeys(sources, CircuitState.CLOSED)
 
     def follow(source: str, state: CircuitState) -> None:
+        log_circuit_change(source, last.get(source, CircuitState.CLOSED), state)
+        last[source] = state
         status = (
             health_pb2.HealthCheckResponse.NOT_SERVING
             if state is CircuitState.OPEN
@@ -291,6 +324,18 @@ async def follow_circuits(
         metrics.circuit_changed(source, state)
 
     breakers.on_change = follow
+
+
+def log_circuit_change(source: str, before: CircuitState, state: CircuitState) -> None:
+    """A line per change of a source's circuit: an outage is two WARNING
+    lines (open, closed again); the probes between (half-open, open again
+    after a failed probe, every ACCORD_CIRCUIT_RESET_S) are DEBUG."""
+    if state is CircuitState.OPEN and before is CircuitState.CLOSED:
+        log.warning("source %s: circuit open: its scans fail at once until a probe passes", source)
+    elif state is CircuitState.CLOSED:
+        log.warning("source %s: circuit closed: it answers again", source)
+    else:
+        log.debug("source %s: circuit %s", source, state.name.lower().replace("_", "-"))
 
 
 def serve_broker(
@@ -324,11 +369,12 @@ async def _serve_broker(
     policies, policy_sha256 = load_policy(policies_dir, federation)  # any error: no start
     client_cert, client_key = workdir.pki.broker_client()
     metrics = BrokerMetrics()
+    metrics.expect(federation.sources, policies.roles)
     server_cert, server_key = workdir.pki.broker_server()
     credentials = ReloadableServerCredentials(workdir.pki.ca_cert(), server_cert, server_key)
     certificates = [workdir.pki.ca_cert(), server_cert, client_cert]
     metrics.watch_certificates(certificates)
-    breakers = Breakers(min_timeout_s=load_min_timeout_s())
+    breakers = Breakers(min_timeout_s=load_min_timeout_s(), reset_timeout_s=load_circuit_reset_s())
     revocations = open_revocations(workdir)
     clients = AdapterClients(
         federation,
@@ -381,7 +427,13 @@ async def _serve_broker(
         client_certificate=(client_cert, client_key),
         revocations=revocations,
     )
-    metrics_port = metrics.serve(host, metrics_port)
+    metrics_port = metrics.serve(
+        host,
+        metrics_port,
+        ready=lambda: broker_checks(
+            readiness, len(pipeline.policies.roles), breakers, federation.sources
+        ),
+    )
     write_address(workdir.metrics_address_file("broker"), host, metrics_port)
     loop = asyncio.get_running_loop()
     updates: set[asyncio.Task[None]] = set()

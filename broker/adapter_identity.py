@@ -110,6 +110,7 @@ class AdapterVerifier:
         except TimeoutError as exc:
             raise SourceTimedOut(source.code, "did not answer before the query's deadline") from exc
         except (OSError, ssl.SSLError) as exc:
+            log.info("source %s: adapter at %s unreachable: %s", source.code, endpoint, exc)
             raise SourceUnavailable(
                 source.code, "unavailable: its adapter cannot be reached"
             ) from exc

@@ -31,6 +31,13 @@ if TYPE_CHECKING:
 
     from accord.errors import SourceError
 
+#: Seconds an open circuit waits before its half-open probe
+#: (ACCORD_CIRCUIT_RESET_S). Short, because the probe is cheap: against a
+#: source still down it is one refused connection; against one that came
+#: back it is what lets it in again (with accord.tls.RECONNECT_MAX_MS, a
+#: returned source answers within RESET_TIMEOUT_S + 1.2 s + one scan).
+RESET_TIMEOUT_S = 2.0
+
 #: A scan that timed out counts only if it had at least this long (seconds;
 #: ACCORD_SOURCE_MIN_TIMEOUT_S): a shorter deadline is the caller's budget.
 MIN_TIMEOUT_S = 1.0
@@ -66,7 +73,7 @@ class CircuitState(enum.IntEnum):
 @dataclass
 class CircuitBreaker:
     failure_threshold: int = 5
-    reset_timeout_s: float = 10.0
+    reset_timeout_s: float = RESET_TIMEOUT_S
     #: Told of every change of state (health and metrics follow it).
     on_change: Callable[[CircuitState], None] | None = None
     #: Seconds from an arbitrary start, never going back.
@@ -137,7 +144,7 @@ class Breakers:
     """The breakers of every source, created on first use."""
 
     failure_threshold: int = 5
-    reset_timeout_s: float = 10.0
+    reset_timeout_s: float = RESET_TIMEOUT_S
     #: Told (source, new state) of every change.
     on_change: Callable[[str, CircuitState], None] | None = None
     #: The clock of every breaker (see CircuitBreaker.clock).

@@ -10,9 +10,12 @@ source's own failures count against its circuit breaker (see broker.breaker).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import re
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from tenacity import (
@@ -34,6 +37,7 @@ from accord.errors import (
     SourceTimedOut,
     SourceUnavailable,
 )
+from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
@@ -48,6 +52,8 @@ if TYPE_CHECKING:
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
+
+log = logging.getLogger("accord.fanout")
 
 
 @dataclass
@@ -159,6 +165,7 @@ class AdapterClients:
                     self.federation.source(source), endpoint, deadline - time.monotonic()
                 )
                 entry.verified = connections
+                await _reconnected(entry.channel, deadline)
         return entry.stub
 
     def use_certificate(self, cert: Path, key: Path) -> None:
@@ -232,6 +239,23 @@ class AdapterClients:
 
 #: Seconds scans in flight on a channel replaced by a rotation may still run.
 RETIRE_GRACE_S = 60.0
+
+
+#: Longest wait, after the adapter was verified, for a channel still in its
+#: reconnect backoff (accord.tls.RECONNECT_MAX_MS, plus gRPC's jitter).
+RECONNECT_WAIT_S = tls.RECONNECT_MAX_MS / 1000 * 1.2 + 0.1
+
+
+async def _reconnected(channel: grpc.aio.Channel, deadline: float) -> None:
+    """The adapter just answered a TLS probe, so it is up: a channel that
+    is still waiting out its backoff from when it was down gets that long
+    to connect, rather than failing the scan (a circuit's half-open probe
+    would fail on it, and keep a returned source out another period)."""
+    if channel.get_state(try_to_connect=True) is grpc.ChannelConnectivity.READY:
+        return
+    wait = min(RECONNECT_WAIT_S, deadline - time.monotonic())
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(channel.channel_ready(), max(wait, 0.0))
 
 
 async def _count_connections(entry: _Channel) -> None:
@@ -462,13 +486,61 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
         raise SourceUnavailable(result.source, "sent an empty message")
 
 
+#: What a scan's gRPC status may say to a partner: the adapter's own words
+#: (a release refusal, a predicate it cannot run, its database gone), scrubbed
+#: of any address, for these codes when the adapter marked the error as its
+#: own (ADAPTER_ERROR_METADATA); otherwise (gRPC core's connection errors, an
+#: adapter's internal fault) a fixed sentence. Operators get the detail in the log.
+_ADAPTER_WORDS = frozenset(
+    {
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.UNAVAILABLE,
+    }
+)
+#: An address as gRPC core or a database driver spells it: ipv4:1.2.3.4:5,
+#: [::1]:5, unix:/path, host.name:5432, or a bare IPv4 address.
+_ADDRESS = re.compile(
+    r"(?:ipv4|ipv6|unix|unix-abstract):[^\s,;]*[^\s,;:]"
+    r"|\[[0-9A-Fa-f:.]+\](?::\d+)?"
+    r"|\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b"
+    r"|\b[A-Za-z0-9][A-Za-z0-9.-]*:\d{2,5}\b"
+)
+
+
+def scrub(text: str) -> str:
+    """``text`` with every network address replaced.
+
+    >>> scrub("ipv4:127.0.0.1:51062: Failed to connect; db at 10.0.0.5 and pg.internal:5432")
+    '<address>: Failed to connect; db at <address> and <address>'
+    """
+    return _ADDRESS.sub("<address>", text)
+
+
 def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
+    """The per-source error a partner may see for a failed scan call; the
+    call's own details go to the log (tagged with the query id)."""
     code = exc.code()
     detail = exc.details() or code.name
+    log.info("source %s: scan failed: %s: %s", source, code.name, detail)
+    own = code in _ADAPTER_WORDS and _marked_by_adapter(exc)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return SourceTimedOut(source, "did not answer before the query's deadline")
     if code == grpc.StatusCode.UNAVAILABLE:
-        return SourceUnavailable(source, f"unavailable: {detail}")
+        said = scrub(detail) if own else "its adapter cannot be reached"
+        return SourceUnavailable(source, f"unavailable: {said}")
     if code == grpc.StatusCode.PERMISSION_DENIED:
-        return SourceRefused(source, f"refused: {detail}")
-    return SourceError(source, f"{code.name}: {detail}")
+        return SourceRefused(source, f"refused: {scrub(detail) if own else 'the scan was refused'}")
+    if own:
+        return SourceError(source, f"{code.name}: {scrub(detail)}")
+    return SourceError(source, f"{code.name}: the scan failed; the operators have the details")
+
+
+def _marked_by_adapter(exc: grpc.aio.AioRpcError) -> bool:
+    # grpc.aio.Metadata at run time (pairs when iterated); the stubs say tuples.
+    trailing: Any = exc.trailing_metadata() or ()
+    return any(key == ADAPTER_ERROR_METADATA for key, _ in trailing)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from accord.corelog import OTHER_REASON, REASONS
 from accord.errors import (
     AccordError,
     OverQuota,
@@ -22,8 +23,15 @@ from accord.errors import (
 from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from broker.breaker import CircuitState
     from broker.budget import Charge
+
+
+#: What a reload reloads (broker.reload), and the limits of a quota (broker.quota).
+RELOAD_KINDS = ("policy", "certificate", "client_certificate", "revocation_list")
+QUOTA_LIMITS = ("concurrent_queries", "bytes_in_flight", "queries_per_second")
 
 
 class BrokerMetrics(ProcessMetrics):
@@ -79,6 +87,18 @@ class BrokerMetrics(ProcessMetrics):
         self.circuit_state = Gauge(
             "accord_circuit_state",
             "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+            ["source"],
+            registry=r,
+        )
+        self.circuit_changes = Counter(
+            "accord_circuit_changes",
+            "Changes of a source's circuit breaker, by the state it entered.",
+            ["source", "state"],
+            registry=r,
+        )
+        self.partial_answers = Counter(
+            "accord_partial_answers",
+            "Answers sent without a source (allow_partial), by missing source.",
             ["source"],
             registry=r,
         )
@@ -144,6 +164,24 @@ class BrokerMetrics(ProcessMetrics):
             registry=r,
         )
 
+    def expect(self, sources: Iterable[str], roles: Iterable[str]) -> None:
+        """Starts at zero the series a dashboard panel or an alert reads
+        before the first event (rate() and increase() cannot see a counter's
+        first step otherwise): bounded sets, the federation's and the policy's."""
+        for kind in RELOAD_KINDS:
+            for outcome in ("ok", "failed"):
+                self.reloads.labels(kind, outcome)
+        for reason in (*(name for name, _ in REASONS), OTHER_REASON):
+            self.handshake_refusals.labels(reason)
+        for source in sources:
+            self.partial_answers.labels(source)
+            for reason in ("certificate", "revoked"):  # broker.adapter_identity
+                self.adapter_refusals.labels(source, reason)
+        for role in roles:
+            self.slow_readers.labels(role)
+            for limit in QUOTA_LIMITS:
+                self.over_quota.labels(role, limit)
+
     def query_done(
         self,
         role: str,
@@ -177,5 +215,9 @@ class BrokerMetrics(ProcessMetrics):
         for column, n in counts.items():
             self.bad_values.labels(source, table, column).inc(n)
 
-    def circuit_changed(self, source: str, state: CircuitState) -> None:
+    def circuit_changed(self, source: str, state: CircuitState, *, initial: bool = False) -> None:
+        """Sets the gauge; counts the change unless it is the start's CLOSED."""
         self.circuit_state.labels(source).set(int(state))
+        changes = self.circuit_changes.labels(source, state.name.lower())
+        if not initial:
+            changes.inc()

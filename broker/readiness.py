@@ -16,10 +16,15 @@ from typing import TYPE_CHECKING
 
 from grpc_health.v1 import health_pb2
 
+from accord.telemetry import Check
+
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from grpc_health.v1 import _async as health_aio
 
     from accord.audit.log import AuditLog
+    from broker.breaker import Breakers
 
 log = logging.getLogger("accord.readiness")
 
@@ -88,3 +93,29 @@ class Readiness:
                 await self.check()
             except Exception:  # a probe must never stop the probing
                 log.exception("readiness probe failed")
+
+
+def broker_checks(
+    readiness: Readiness,
+    roles: int | None,
+    breakers: Breakers,
+    sources: Iterable[str],
+) -> list[Check]:
+    """What the broker's /readyz reports: the audit trail (as last probed)
+    and the policy (``roles``: how many it has; None: none loaded) decide;
+    each source's circuit is reported only (one
+    source down leaves the others to answer, partially)."""
+    checks = [
+        Check("audit", readiness.problem is None, readiness.problem or "writable"),
+        Check(
+            "policy",
+            roles is not None,
+            f"{roles} roles" if roles is not None else "no policy loaded",
+        ),
+    ]
+    states = breakers.states()
+    for code in sorted(sources):
+        state = states.get(code)
+        name = "closed" if state is None else state.name.lower().replace("_", "-")
+        checks.append(Check(f"source/{code}", name != "open", f"circuit {name}", required=False))
+    return checks

@@ -509,6 +509,18 @@ class _QueryDone:
         if self.record.privacy is not None:
             partner = self.record.principal.partner.name
             self.metrics.privacy_spent_by(self.role, partner, self.record.privacy)
+        if error is None and trailer is not None and trailer.partial:
+            missing = [s for s in trailer.sources if s.state != broker_pb2.SOURCE_STATE_OK]
+            for status in missing:
+                self.metrics.partial_answers.labels(status.source).inc()
+            log.warning(
+                "partial answer for role %s, without %s",
+                self.role,
+                ", ".join(
+                    f"{s.source} ({broker_pb2.SourceState.Name(s.state)}: {s.error})"
+                    for s in missing
+                ),
+            )
 
 
 async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # type: ignore[type-arg]

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 
 from accord.errors import ConfigError
-from broker.breaker import MIN_TIMEOUT_S
+from broker.breaker import MIN_TIMEOUT_S, RESET_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,11 @@ SETTINGS = (
         MIN_TIMEOUT_S,
         "shortest scan deadline whose timeout counts against a source's circuit breaker (a "
         "client's shorter deadline is its own budget, not the source failing)",
+    ),
+    Setting(
+        "circuit_reset_s",
+        RESET_TIMEOUT_S,
+        "seconds an open circuit waits before letting one probe scan through to its source",
     ),
     Setting("max_sql_bytes", 100_000, "UTF-8 bytes of SQL in one request (refused beyond)"),
     Setting("audit_retention_days", 400, "days audit files are kept (pruned at start and daily)"),
@@ -139,6 +144,11 @@ class AuditSettings:
 def load_min_timeout_s(environ: dict[str, str] | None = None) -> float:
     """The circuit breakers' ``min_timeout_s`` (see broker.breaker)."""
     return _values(environ)["source_min_timeout_s"]
+
+
+def load_circuit_reset_s(environ: dict[str, str] | None = None) -> float:
+    """The circuit breakers' ``reset_timeout_s`` (see broker.breaker)."""
+    return _values(environ)["circuit_reset_s"]
 
 
 def load_handshake_window_s(environ: dict[str, str] | None = None) -> float:

@@ -129,6 +129,9 @@ def test_every_alert_has_a_test_case_where_it(fires):
         ("AccordQueryErrorRatioHigh", ") > 0.05", ") > 0.1"),
         ("AccordSourceFailing", 'outcome!~"ok|cancelled"', 'outcome!="ok"'),
         ("AccordCertificateExpiringSoon", "< 30 * 86400", "< 10 * 86400"),
+        ("AccordBrokerAbsent", 'absent(up{job="accord-broker"})', 'up{job="accord-broker"} == 0'),
+        ("AccordReloadFailed", 'accord_reloads_total{outcome="failed"}', "accord_reloads_total"),
+        ("AccordHandshakesRefused", "[10m])) > 10", "[10m])) > 100"),
     ],
 )
 def test_a_wrong_alert_fails_its_unit_tests(tmp_path, alert, old, new):

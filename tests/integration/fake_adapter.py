@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from accord import ipc, tls
 from accord.federation import load_federation
+from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from accord.workdir import DEFAULT_FEDERATION, Workdir
 from app.serve import write_address
@@ -113,6 +114,8 @@ class FakeAdapter(adapter_pb2_grpc.AdapterServicer):
             yield self._header(schema)
             yield adapter_pb2.ScanResponse(arrow_batch=b"x" * (20 * 1024 * 1024))
         elif self.mode == "refuse":
+            # As a real adapter does: the refusal is its own (accord.metadata).
+            context.set_trailing_metadata(((ADAPTER_ERROR_METADATA, "1"),))
             context.abort(grpc.StatusCode.PERMISSION_DENIED, "source BC does not release that")
         elif self.mode == "crash_mid_stream":
             yield self._header(schema)

@@ -320,8 +320,8 @@ def test_sex_offender_registries_keep_registrants_whose_sentence_ended(running, 
 # that holds the file are the first table of any annual corrections statistics.
 def test_statistics_counts_by_the_system_that_holds_the_file(running):
     sql = "SELECT source, count(*) AS n FROM offenders GROUP BY source ORDER BY source"
-    released = dict(ask(running, "statistics", sql))
-    truth = dict(raw(running, sql))
+    released: dict[object, int] = {r[0]: int(str(r[1])) for r in ask(running, "statistics", sql)}
+    truth: dict[object, int] = {r[0]: int(str(r[1])) for r in raw(running, sql)}
     role = running.policy.roles["statistics"]
     bound = tolerance(role, "offenders")
     assert set(released) <= set(truth) and len(released) >= 4

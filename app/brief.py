@@ -12,6 +12,7 @@ two pages (``LIMITS``).
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import io
 import shutil
@@ -70,6 +71,8 @@ class Section:
     rows: list[tuple[str, ...]]
     more: int = 0
     note: str = ""
+    #: The role does not see the table this section reads: nothing, rather than "none".
+    absent: bool = False
 
 
 @dataclass(frozen=True)
@@ -257,8 +260,17 @@ def build(history: broker_pb2.HistoryResponse) -> Brief:
         footer.append("PARTIAL: some system did not answer; this brief is incomplete.")
     if not history.found:
         return Brief(identity, [], "", footer, found=False)
-    sections = [_aliases(history), _status(history)]
-    sections += [_convictions(history), _breaches(history), _incidents(history), _alerts(history)]
+    sections = [
+        dataclasses.replace(section, absent=table in history.tables_absent)
+        for table, section in (
+            ("aliases", _aliases(history)),
+            ("offenders", _status(history)),
+            ("sentences", _convictions(history)),
+            ("releases", _breaches(history)),
+            ("incidents", _incidents(history)),
+            ("alerts", _alerts(history)),
+        )
+    ]
     if history.possible_matches:
         sections.append(_possible(history))
     return Brief(identity, sections, timeline_svg(history.timeline), footer)
@@ -285,6 +297,7 @@ def as_html(history: broker_pb2.HistoryResponse, generated: dt.datetime | None =
             brief=brief,
             history=history,
             generated=when.strftime("%Y-%m-%d %H:%M UTC"),
+            more_line=more_line,
             # The chart is markup the project draws, escaping every text it holds.
             chart=markupsafe.Markup(brief.chart_svg),  # noqa: S704
         )
@@ -352,10 +365,14 @@ def _rich_table(section: Section) -> Table:
     for row in section.rows:
         table.add_row(*row)
     if not section.rows:
-        table.add_row("none on record", *([""] * (len(section.columns) - 1)))
+        table.add_row(empty_line(section), *([""] * (len(section.columns) - 1)))
     if section.more:
         table.caption = more_line(section.more)
     return table
+
+
+def empty_line(section: Section) -> str:
+    return "not visible to this role" if section.absent else "none on record"
 
 
 def more_line(n: int) -> str:

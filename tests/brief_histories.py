@@ -37,7 +37,7 @@ def history(
 ) -> broker_pb2.HistoryResponse:
     """A person with a file in every system, ``facts_per_source`` sentences,
     releases, incidents and alerts in each (a long history for large values)."""
-    rng = random.Random(seed)  # noqa: S311 (synthetic data)
+    rng = random.Random(seed)
     out = broker_pb2.HistoryResponse(
         history_id="h-0000-test",
         role="crown_attorney",

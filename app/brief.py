@@ -38,14 +38,19 @@ if TYPE_CHECKING:
 
 #: Rows each section keeps at most; the rest is counted in its last line.
 LIMITS = {
-    "aliases": 6,
+    "aliases": 5,
     "status": 8,
-    "convictions": 12,
+    "convictions": 10,
     "breaches": 6,
     "incidents": 6,
     "alerts": 6,
-    "possible": 4,
+    "possible": 3,
+    "notes": 4,
 }
+#: A cell longer than this (a long list of conditions, a note) is clipped with an ellipsis.
+CELL_CHARS = 100
+#: Columns of short values kept on one line (a date does not wrap).
+SHORT_COLUMNS = frozenset({"date", "source", "file", "first", "last", "born", "times"})
 #: Statuses that are current, in the order a bail hearing reads them.
 CURRENT = ("UAL", "IN_CUSTODY", "SUPERVISED")
 #: A release that ended in a breach: revoked, or suspended (the person unlawfully at large).
@@ -84,11 +89,16 @@ class Brief:
     found: bool = True
 
 
+def _clip(text: str) -> str:
+    return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1].rstrip() + "\u2026"
+
+
 def _cut(
     title: str, columns: tuple[str, ...], rows: Sequence[tuple[str, ...]], key: str
 ) -> Section:
     limit = LIMITS[key]
-    return Section(title, columns, list(rows[:limit]), max(0, len(rows) - limit))
+    kept = [tuple(_clip(cell) for cell in row) for row in rows[:limit]]
+    return Section(title, columns, kept, max(0, len(rows) - limit))
 
 
 def _newest_first(entries: list[broker_pb2.TimelineEntry]) -> list[broker_pb2.TimelineEntry]:
@@ -145,19 +155,21 @@ def _convictions(history: broker_pb2.HistoryResponse) -> Section:
 
     rows = []
     for (source, file, offence), entries in sorted(groups.items(), key=latest, reverse=True):
-        dates = sorted((e.date for e in entries if e.date), reverse=True)
-        terms = [_term(e) for e in _newest_first(entries)]
+        # Bounded cells: a long history must not grow a row (first, last, latest term).
+        dates = sorted(e.date for e in entries if e.date)
+        newest = _newest_first(entries)[0]
         rows.append(
             (
                 source,
                 file,
                 offence,
                 str(len(entries)),
-                ", ".join(dates) or "undated",
-                "; ".join(t for t in terms if t),
+                dates[0] if dates else "undated",
+                dates[-1] if dates else "undated",
+                _term(newest),
             )
         )
-    columns = ("source", "file", "offence", "times", "sentenced", "sentence")
+    columns = ("source", "file", "offence", "times", "first", "last", "latest sentence")
     return _cut("Convictions by jurisdiction and offence", columns, rows, "convictions")
 
 
@@ -255,7 +267,10 @@ def build(history: broker_pb2.HistoryResponse) -> Brief:
     keys = ("fps_number", "surname", "given_names", "birth_date", "birth_place", "gender")
     identity = [(k.replace("_", " "), history.identity[k]) for k in keys if k in history.identity]
     footer = [f"Not visible to role {history.role}: {t}" for t in history.tables_absent]
-    footer += list(history.notes)
+    notes = [_clip(n) for n in history.notes]
+    footer += notes[: LIMITS["notes"]]
+    if len(notes) > LIMITS["notes"]:
+        footer.append(f"{len(notes) - LIMITS['notes']} more notes in the full history.")
     if history.partial:
         footer.append("PARTIAL: some system did not answer; this brief is incomplete.")
     if not history.found:
@@ -298,6 +313,7 @@ def as_html(history: broker_pb2.HistoryResponse, generated: dt.datetime | None =
             history=history,
             generated=when.strftime("%Y-%m-%d %H:%M UTC"),
             more_line=more_line,
+            short=SHORT_COLUMNS,
             # The chart is markup the project draws, escaping every text it holds.
             chart=markupsafe.Markup(brief.chart_svg),  # noqa: S704
         )

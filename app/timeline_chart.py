@@ -10,6 +10,7 @@ it goes through one escape.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 from html import escape
 from typing import TYPE_CHECKING
@@ -35,6 +36,8 @@ MARKS: dict[str, tuple[str, str, str]] = {
     "warrant_expiry": ("warrant expiry", "#555555", "tick"),
 }
 BAR_COLOUR = "#90a4d4"
+#: Files charted at most (one lane each), so the chart's height is bounded.
+MAX_LANES = 10
 #: Bars cover the sentence served: custody's start and sentence_start facts.
 BAR_KINDS = frozenset({"custody", "sentence_start"})
 
@@ -71,10 +74,9 @@ def _shape(kind: str, x: float, y: float, colour: str) -> str:
 
 
 def _lanes(entries: Iterable[broker_pb2.TimelineEntry]) -> list[tuple[str, str]]:
-    seen: dict[tuple[str, str], None] = {}
-    for e in entries:
-        seen.setdefault((e.source, e.source_person_id), None)
-    return sorted(seen)
+    """The files, those with the most dated facts first (they are charted first)."""
+    count = collections.Counter((e.source, e.source_person_id) for e in entries)
+    return sorted(count, key=lambda lane: (-count[lane], lane))
 
 
 def timeline_svg(timeline: Sequence[broker_pb2.TimelineEntry]) -> str:
@@ -82,7 +84,9 @@ def timeline_svg(timeline: Sequence[broker_pb2.TimelineEntry]) -> str:
     dated = [(d, e) for e in timeline if (d := _date(e.date)) is not None]
     if not dated:
         return ""
-    lanes = _lanes(e for _, e in dated)
+    every_lane = _lanes(e for _, e in dated)
+    lanes = every_lane[:MAX_LANES]
+    dated = [(d, e) for d, e in dated if (e.source, e.source_person_id) in lanes]
     first = min(d for d, _ in dated)
     ends = [d + dt.timedelta(days=_length(e)) for d, e in dated if e.kind in BAR_KINDS]
     last = max([d for d, _ in dated] + ends)
@@ -128,7 +132,13 @@ def timeline_svg(timeline: Sequence[broker_pb2.TimelineEntry]) -> str:
             y = TOP + LANE * row[(e.source, e.source_person_id)] + LANE / 2
             _, colour, shape = MARKS[e.kind]
             out.append(_shape(shape, x(day), y, colour))
-    out.append(_legend(height - 5))
+    legend = _legend(height - 5)
+    if len(every_lane) > len(lanes):
+        legend += (
+            f'<text x="{WIDTH - RIGHT}" y="{height - 5}" text-anchor="end">'
+            f"{len(every_lane) - len(lanes)} more files not charted</text>"
+        )
+    out.append(legend)
     out.append("</svg>")
     return "".join(out)
 

@@ -122,3 +122,44 @@ def history(
     timeline.sort(key=lambda e: e.date)
     out.timeline.extend(timeline)
     return out
+
+
+def worst_case(facts_per_source: int = 60) -> broker_pb2.HistoryResponse:
+    """A long history with every section over its limit and every cell long:
+    the brief's two-page bound must hold for it."""
+    out = history(facts_per_source=facts_per_source)
+    long_text = "Reside at a community residential facility; " * 8
+    for e in out.timeline:
+        for key in ("conditions", "notes", "summary"):
+            if key in e.fields:
+                e.fields[key] = long_text
+    for i in range(12):
+        out.aliases.append(
+            broker_pb2.HistoryAlias(
+                source=SOURCES[i % 6],
+                source_person_id=f"AL-{i}",
+                surname=f"Tremblay-Gagnon-{i}",
+                given_names="Marie-Claire Josée Anne",
+            )
+        )
+        out.possible_matches.append(
+            broker_pb2.HistoryFile(
+                source=SOURCES[i % 6],
+                source_person_id=f"PM-{i}",
+                link=broker_pb2.LINK_METHOD_POSSIBLE,
+                match_probability=0.6,
+                fields={"surname": "Tremblai", "given_names": "Marie", "birth_date": "1980-02-29"},
+            )
+        )
+        out.files.append(
+            broker_pb2.HistoryFile(
+                source=f"X{i}",
+                source_person_id=f"X{i}-77",
+                link=FPS,
+                match_probability=1.0,
+                fields={"status": "ARCHIVED", "assigned_facility": "Regional Reception Centre"},
+            )
+        )
+        out.timeline.append(entry("2010-01-01", "alert", "alerts", f"X{i}", f"X{i}-77"))
+        out.notes.append(f"note {i}: linked on the FPS number")
+    return out

@@ -50,7 +50,9 @@ LIMITS = {
 #: A cell longer than this (a long list of conditions, a note) is clipped with an ellipsis.
 CELL_CHARS = 100
 #: Columns of short values kept on one line (a date does not wrap).
-SHORT_COLUMNS = frozenset({"date", "source", "file", "first", "last", "born", "times"})
+SHORT_COLUMNS = frozenset(
+    {"date", "source", "file", "first", "last", "born", "times", "latest sentence", "status"}
+)
 #: Statuses that are current, in the order a bail hearing reads them.
 CURRENT = ("UAL", "IN_CUSTODY", "SUPERVISED")
 #: A release that ended in a breach: revoked, or suspended (the person unlawfully at large).
@@ -98,7 +100,18 @@ def _cut(
 ) -> Section:
     limit = LIMITS[key]
     kept = [tuple(_clip(cell) for cell in row) for row in rows[:limit]]
-    return Section(title, columns, kept, max(0, len(rows) - limit))
+    # A column empty in every row kept (one the role does not see) takes no room.
+    shown = [
+        i
+        for i, column in enumerate(columns)
+        if not kept or column in ("source", "file") or any(row[i] for row in kept)
+    ]
+    return Section(
+        title,
+        tuple(columns[i] for i in shown),
+        [tuple(row[i] for i in shown) for row in kept],
+        max(0, len(rows) - limit),
+    )
 
 
 def _newest_first(entries: list[broker_pb2.TimelineEntry]) -> list[broker_pb2.TimelineEntry]:

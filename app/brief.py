@@ -15,7 +15,9 @@ import collections
 import dataclasses
 import datetime as dt
 import io
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -373,18 +375,26 @@ def print_pdf(html: str, out: Path, chromium: str | None = None) -> None:
             f"--print-to-pdf={pdf}",
             page.as_uri(),
         ]
-        try:
-            done = subprocess.run(  # noqa: S603 (our own arguments, no shell)
-                command, capture_output=True, timeout=PRINT_TIMEOUT_S, check=False
-            )
-        except subprocess.TimeoutExpired as exc:
-            raise BriefError(
-                f"chromium did not print the brief in {PRINT_TIMEOUT_S:.0f} s"
-            ) from exc
-        if done.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise BriefError(f"chromium failed to print the brief ({done.returncode}): {tail[0]}")
+        returncode, stderr = _run(command)
+        if returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise BriefError(f"chromium failed to print the brief ({returncode}): {tail[0]}")
         out.write_bytes(pdf.read_bytes())
+
+
+def _run(command: list[str]) -> tuple[int, bytes]:
+    """Run Chromium in a session of its own, so a hung one is stopped with
+    every process it started (renderer, GPU, zygote)."""
+    with subprocess.Popen(  # noqa: S603 (our own arguments, no shell)
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    ) as process:
+        try:
+            _, stderr = process.communicate(timeout=PRINT_TIMEOUT_S)
+        except subprocess.TimeoutExpired as exc:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise BriefError(f"chromium did not print the brief in {PRINT_TIMEOUT_S:g} s") from exc
+    return process.returncode, stderr
 
 
 def _rich_table(section: Section) -> Table:

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,3 +155,44 @@ def test_possible_matches_are_listed_apart_with_their_probability():
     )
     possible = sections(h)["Possible matches"]
     assert possible.rows == [("Tremblai", "Marie", "1980-02-29", "QC", "QC-9", "0.734")]
+
+
+def fake_chromium(tmp_path: Path, body: str) -> str:
+    """An executable standing in for chromium: ``body`` is its shell script."""
+    script = tmp_path / "chromium"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+PRINTS = 'for a; do case "$a" in --print-to-pdf=*) printf "%%PDF-1.4 fake" > "${a#*=}";; esac; done'
+
+
+def test_print_pdf_writes_only_out_and_leaves_no_temporary_folder(tmp_path, monkeypatch):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    out = tmp_path / "brief.pdf"
+    brief.print_pdf("<p>x</p>", out, fake_chromium(tmp_path, PRINTS))
+    assert out.read_bytes() == b"%PDF-1.4 fake"
+    assert list(scratch.iterdir()) == []  # the profile and the page are gone
+
+
+def test_a_chromium_that_fails_is_a_clear_error_and_writes_nothing(tmp_path):
+    chromium = fake_chromium(tmp_path, 'echo "cannot open display" >&2; exit 3')
+    out = tmp_path / "brief.pdf"
+    with pytest.raises(brief.BriefError, match=r"failed to print the brief \(3\): cannot open"):
+        brief.print_pdf("<p>x</p>", out, chromium)
+    assert not out.exists()
+
+
+def test_a_chromium_that_hangs_is_stopped(tmp_path, monkeypatch):
+    monkeypatch.setattr(brief, "PRINT_TIMEOUT_S", 0.5)
+    with pytest.raises(brief.BriefError, match="did not print the brief"):
+        brief.print_pdf("<p>x</p>", tmp_path / "b.pdf", fake_chromium(tmp_path, "exec sleep 30"))
+
+
+def test_no_chromium_on_path_says_how_to_get_one(monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(brief.BriefError, match="apt-get install chromium"):
+        brief.find_chromium()

@@ -13,6 +13,7 @@ import collections
 import os
 import shutil
 import subprocess
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -104,6 +105,12 @@ def screenshot(chromium: str, page: Path, png: Path, tmp: Path) -> Image.Image:
     return Image.open(png).convert("L")
 
 
+def pdf_text(reader: pypdf.PdfReader) -> str:
+    """The PDF's text, its ligatures (the "ff" of "offence") undone and its lines joined."""
+    text = unicodedata.normalize("NFKC", " ".join(p.extract_text() for p in reader.pages))
+    return " ".join(text.split())
+
+
 def assert_not_blank(image: Image.Image) -> None:
     """Ink on paper: the grey levels vary, and some pixels are text-dark."""
     stat = ImageStat.Stat(image)
@@ -129,12 +136,14 @@ def test_the_pdf_brief_is_at_most_two_pages_and_names_its_sources(
     assert cli(running, person, "--format", "pdf", "--out", str(pdf)) == 0
     reader = pypdf.PdfReader(pdf)
     assert 1 <= len(reader.pages) <= MAX_PAGES
-    text = " ".join(p.extract_text() for p in reader.pages)
+    text = pdf_text(reader)
     history = crown.history(fps_number=person)
     assert len({f.source for f in history.files}) >= 4
     for f in history.files:  # every system's file, by its own number
         assert f.source in text and f.source_person_id in text, f.source_person_id
     assert history.identity["surname"] in text
+    for section in brief.build(history).sections:  # the PDF holds every section
+        assert section.title.split(" (")[0] in text, section.title
     # nothing but the PDF asked for is left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brief.pdf"]
 
@@ -146,7 +155,7 @@ def test_a_long_history_is_cut_to_two_pages(chromium, tmp_path):
     brief.print_pdf(brief.as_html(h), pdf, chromium)
     reader = pypdf.PdfReader(pdf)
     assert len(reader.pages) <= MAX_PAGES
-    text = " ".join(p.extract_text() for p in reader.pages)
+    text = pdf_text(reader)
     assert "more entries in the full history" in text
 
 
@@ -161,3 +170,14 @@ def test_pdf_without_out_or_chromium_is_refused_before_asking(running, person, c
         assert "chromium not found" in capsys.readouterr().err
     finally:
         os.environ["PATH"] = path
+
+
+def test_the_terminal_brief_shows_the_same_sections_as_tables(running, crown, person, capsys):
+    assert cli(running, person, "--format", "brief") == 0
+    text = capsys.readouterr().out
+    built = brief.build(crown.history(fps_number=person))
+    for section in built.sections:
+        assert section.title in text
+        for row in section.rows:
+            assert row[section.columns.index("file")] in text
+    assert "<" not in text  # tables, not markup

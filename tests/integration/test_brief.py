@@ -21,6 +21,7 @@ import pypdf
 import pytest
 from PIL import Image, ImageStat
 
+from accord.audit.search import search
 from adapters.datagen import person_truth
 from app import brief
 from app.cli import main
@@ -73,7 +74,7 @@ def person(running: Running) -> str:
     return rich_person(running)
 
 
-def cli(running: Running, fps: str, *extra: str) -> int:
+def cli(running: Running, fps: str, *extra: str, case_ref: str = "R-2026-0042") -> int:
     return main(
         [
             "history",
@@ -84,7 +85,7 @@ def cli(running: Running, fps: str, *extra: str) -> int:
             "--purpose",
             "bail_hearing",
             "--case-ref",
-            "R-2026-0042",
+            case_ref,
             "--workdir",
             str(running.workdir.path),
             *extra,
@@ -160,16 +161,20 @@ def test_a_long_history_is_cut_to_two_pages(chromium, tmp_path):
 
 
 def test_pdf_without_out_or_chromium_is_refused_before_asking(running, person, capsys):
-    assert cli(running, person, "--format", "pdf") != 0
+    refused = "R-BRIEF-REFUSED"
+    assert cli(running, person, "--format", "pdf", case_ref=refused) != 0
     assert "--out" in capsys.readouterr().err
     path = os.environ.get("PATH", "")
     try:
         os.environ["PATH"] = "/nonexistent"
         assert shutil.which("chromium") is None
-        assert cli(running, person, "--format", "pdf", "--out", "/nonexistent/x.pdf") != 0
+        out = "/nonexistent/x.pdf"
+        assert cli(running, person, "--format", "pdf", "--out", out, case_ref=refused) != 0
         assert "chromium not found" in capsys.readouterr().err
     finally:
         os.environ["PATH"] = path
+    # no history was asked, so none was audited
+    assert not list(search(running.workdir.audit_dir(), case_ref=refused))
 
 
 def test_the_terminal_brief_shows_the_same_sections_as_tables(running, crown, person, capsys):

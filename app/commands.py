@@ -97,6 +97,8 @@ def history(args: argparse.Namespace, workdir: Workdir) -> int:
 
     out: str | None = getattr(args, "out", None)
     chromium = ""
+    if out and args.format not in ("html", "pdf"):
+        raise brief.BriefError("--out writes --format html or pdf; the others print")
     if args.format == "pdf":
         if not out:
             raise brief.BriefError("--format pdf needs --out FILE (a PDF is not for a terminal)")

@@ -164,6 +164,8 @@ def test_pdf_without_out_or_chromium_is_refused_before_asking(running, person, c
     refused = "R-BRIEF-REFUSED"
     assert cli(running, person, "--format", "pdf", case_ref=refused) != 0
     assert "--out" in capsys.readouterr().err
+    assert cli(running, person, "--out", "x.txt", case_ref=refused) != 0  # --format table
+    assert "--out writes --format html or pdf" in capsys.readouterr().err
     path = os.environ.get("PATH", "")
     try:
         os.environ["PATH"] = "/nonexistent"

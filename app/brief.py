@@ -348,7 +348,7 @@ def find_chromium() -> str:
 
 
 def chromium_args(chromium: str, profile: Path) -> list[str]:
-    """Headless, with a throw-away profile (nothing written to the user's home)."""
+    """Headless, with a throw-away profile (and chromium_env for its home)."""
     return [
         chromium,
         "--headless",
@@ -357,6 +357,7 @@ def chromium_args(chromium: str, profile: Path) -> list[str]:
         "--no-first-run",
         "--disable-extensions",
         "--disable-background-networking",
+        "--disable-crash-reporter",
         f"--user-data-dir={profile}",
     ]
 
@@ -375,18 +376,35 @@ def print_pdf(html: str, out: Path, chromium: str | None = None) -> None:
             f"--print-to-pdf={pdf}",
             page.as_uri(),
         ]
-        returncode, stderr = _run(command)
+        returncode, stderr = _run(command, chromium_env(Path(tmp)))
         if returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
             tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
             raise BriefError(f"chromium failed to print the brief ({returncode}): {tail[0]}")
         out.write_bytes(pdf.read_bytes())
 
 
-def _run(command: list[str]) -> tuple[int, bytes]:
+def chromium_env(tmp: Path) -> dict[str, str]:
+    """Chromium's environment with its home in ``tmp``: it writes crash-report
+    settings under ~/.config and a dconf cache under ~/.cache whatever its
+    profile folder, and nothing of a brief may stay behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    home = tmp / "home"
+    home.mkdir()
+    # TMPDIR stays: Chromium removes what it makes there, and a deep one would
+    # make its socket paths too long for a Unix socket (108 bytes).
+    env["HOME"] = str(home)
+    return env
+
+
+def _run(command: list[str], env: dict[str, str]) -> tuple[int, bytes]:
     """Run Chromium in a session of its own, so a hung one is stopped with
     every process it started (renderer, GPU, zygote)."""
     with subprocess.Popen(  # noqa: S603 (our own arguments, no shell)
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+        env=env,
     ) as process:
         try:
             _, stderr = process.communicate(timeout=PRINT_TIMEOUT_S)

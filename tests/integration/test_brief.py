@@ -13,6 +13,7 @@ import collections
 import os
 import shutil
 import subprocess
+import tempfile
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -101,7 +102,8 @@ def screenshot(chromium: str, page: Path, png: Path, tmp: Path) -> Image.Image:
         f"--screenshot={png}",
         page.as_uri(),
     ]
-    done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    env = brief.chromium_env(tmp)
+    done = subprocess.run(command, capture_output=True, timeout=120, check=False, env=env)
     assert done.returncode == 0 and png.is_file(), done.stderr.decode(errors="replace")[-500:]
     return Image.open(png).convert("L")
 
@@ -188,3 +190,23 @@ def test_the_terminal_brief_shows_the_same_sections_as_tables(running, crown, pe
         for row in section.rows:
             assert row[section.columns.index("file")] in text
     assert "<" not in text  # tables, not markup
+
+
+def test_printing_writes_nothing_but_the_pdf(chromium, tmp_path, monkeypatch, request):
+    """Retention: Chromium's profile, cache and the page it prints leave no trace
+    in the home folder or the temporary folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    # short: Chromium's sockets live under TMPDIR, and a Unix socket's path is at most 108 bytes
+    scratch = Path(tempfile.mkdtemp(prefix="ab-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(scratch, ignore_errors=True))
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    out = tmp_path / "brief.pdf"
+    brief.print_pdf(brief.as_html(worst_case(facts_per_source=2)), out, chromium)
+    assert out.stat().st_size > 1000
+    left = [str(p) for p in (*home.rglob("*"), *scratch.rglob("*"))]
+    assert left == []

@@ -126,6 +126,13 @@ def _status(history: broker_pb2.HistoryResponse) -> Section:
         status = f.fields.get("status", "")
         return (CURRENT.index(status) if status in CURRENT else len(CURRENT), f.source)
 
+    # The file's own warrant expiry, else the latest of its sentences' (a role
+    # may see the sentences and not that column of the file).
+    expiries: dict[tuple[str, str], str] = {}
+    for e in history.timeline:
+        if e.kind == "warrant_expiry" and e.date:
+            key = (e.source, e.source_person_id)
+            expiries[key] = max(expiries.get(key, ""), e.date)
     rows = [
         (
             f.source,
@@ -134,7 +141,7 @@ def _status(history: broker_pb2.HistoryResponse) -> Section:
             f.fields.get("supervising_jurisdiction", ""),
             f.fields.get("assigned_facility", ""),
             f.fields.get("security_level", ""),
-            f.fields.get("warrant_expiry_date", ""),
+            f.fields.get("warrant_expiry_date") or expiries.get((f.source, f.source_person_id), ""),
             f.fields.get("planned_release_date", ""),
             history_view.link_label(f),
         )

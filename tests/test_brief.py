@@ -196,3 +196,15 @@ def test_no_chromium_on_path_says_how_to_get_one(monkeypatch):
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(brief.BriefError, match="apt-get install chromium"):
         brief.find_chromium()
+
+
+def test_warrant_expiry_is_the_files_else_the_latest_of_its_sentences():
+    h = history(facts_per_source=0)
+    h.files[0].fields["warrant_expiry_date"] = "2031-05-01"
+    for date in ("2027-01-02", "2029-03-04"):  # BC's file shows only its sentences' expiries
+        h.timeline.append(entry(date, "warrant_expiry", "sentences", "BC", "BC-1001"))
+    status = sections(h)["Current status in every jurisdiction"]
+    column = status.columns.index("warrant expiry")
+    expiry = {row[0]: row[column] for row in status.rows}
+    assert expiry["CA-CSC"] == "2031-05-01" and expiry["BC"] == "2029-03-04"
+    assert expiry["ON"] == ""

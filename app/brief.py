@@ -61,6 +61,9 @@ CURRENT = ("UAL", "IN_CUSTODY", "SUPERVISED")
 BREACHES = frozenset({"REVOKED", "SUSPENDED"})
 #: Incident types that are violence against a person.
 VIOLENT_INCIDENTS = frozenset({"ASSAULT", "THREAT"})
+PARTIAL = (
+    "PARTIAL: some system did not answer; this brief may miss its files (see the notes below)."
+)
 #: How long Chromium may take to print one brief.
 PRINT_TIMEOUT_S = 60.0
 
@@ -91,6 +94,8 @@ class Brief:
     chart_svg: str
     footer: list[str] = field(default_factory=list)
     found: bool = True
+    #: Shown first: some system did not answer.
+    warning: str = ""
 
 
 def _clip(text: str) -> str:
@@ -293,10 +298,9 @@ def build(history: broker_pb2.HistoryResponse) -> Brief:
     footer += notes[: LIMITS["notes"]]
     if len(notes) > LIMITS["notes"]:
         footer.append(f"{len(notes) - LIMITS['notes']} more notes in the full history.")
-    if history.partial:
-        footer.append("PARTIAL: some system did not answer; this brief is incomplete.")
+    warning = PARTIAL if history.partial else ""
     if not history.found:
-        return Brief(identity, [], "", footer, found=False)
+        return Brief(identity, [], "", footer, found=False, warning=warning)
     sections = [
         dataclasses.replace(section, absent=table in history.tables_absent)
         for table, section in (
@@ -310,7 +314,7 @@ def build(history: broker_pb2.HistoryResponse) -> Brief:
     ]
     if history.possible_matches:
         sections.append(_possible(history))
-    return Brief(identity, sections, timeline_svg(history.timeline), footer)
+    return Brief(identity, sections, timeline_svg(history.timeline), footer, warning=warning)
 
 
 def _environment() -> jinja2.Environment:
@@ -448,6 +452,8 @@ def as_tables(history: broker_pb2.HistoryResponse, width: int = 140) -> str:
     brief = build(history)
     out = io.StringIO()
     console = Console(file=out, width=width, highlight=False, color_system=None)
+    if brief.warning:
+        console.print(brief.warning)
     person = Table(title="Bail brief", show_header=False, box=None, title_justify="left")
     for key, value in brief.identity:
         person.add_row(key, value)

@@ -208,3 +208,14 @@ def test_warrant_expiry_is_the_files_else_the_latest_of_its_sentences():
     expiry = {row[0]: row[column] for row in status.rows}
     assert expiry["CA-CSC"] == "2031-05-01" and expiry["BC"] == "2029-03-04"
     assert expiry["ON"] == ""
+
+
+def test_a_partial_history_says_so_before_anything_else():
+    h = history(facts_per_source=1)
+    h.partial = True
+    h.notes.append("QC did not answer: its files are missing")
+    page = brief.as_html(h, WHEN)
+    assert page.index("PARTIAL") < page.index("<h2>Identity")
+    assert brief.as_tables(h).startswith("PARTIAL")
+    h.partial = False
+    assert "PARTIAL" not in brief.as_html(h, WHEN)

@@ -147,6 +147,9 @@ def test_the_pdf_brief_is_at_most_two_pages_and_names_its_sources(
     assert history.identity["surname"] in text
     for section in brief.build(history).sections:  # the PDF holds every section
         assert section.title.split(" (")[0] in text, section.title
+    # no header or footer naming the temporary page Chromium printed
+    metadata = " ".join(str(v) for v in (reader.metadata or {}).values())
+    assert not any(leak in text + metadata for leak in ("file:", "accord-brief-", "/tmp"))
     # nothing but the PDF asked for is left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["brief.pdf"]
 

@@ -175,7 +175,14 @@ def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
     history.add_argument("--end-user", default="", help="the person at the partner asking")
     history.add_argument("--broker", help="broker address (default: from the work dir)")
     history.add_argument("--timeout", type=float, default=30.0, help="seconds")
-    history.add_argument("--format", choices=["table", "json"], default="table")
+    history.add_argument(
+        "--format",
+        choices=["table", "json", "brief", "html", "pdf"],
+        default="table",
+        help="table: every file and fact; json: the HistoryResponse; brief: the bail "
+        "brief as tables; html/pdf: the printable bail brief (pdf prints with chromium)",
+    )
+    history.add_argument("--out", help="write the html or pdf here (pdf requires it)")
 
 
 def _add_admin_commands(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -93,14 +93,32 @@ def query(args: argparse.Namespace, workdir: Workdir) -> int:
 
 
 def history(args: argparse.Namespace, workdir: Workdir) -> int:
-    from app import history_view
+    from app import brief, history_view
 
+    out: str | None = getattr(args, "out", None)
+    chromium = ""
+    if out and args.format not in ("html", "pdf"):
+        raise brief.BriefError("--out writes --format html or pdf; the others print")
+    if args.format == "pdf":
+        if not out:
+            raise brief.BriefError("--format pdf needs --out FILE (a PDF is not for a terminal)")
+        chromium = brief.find_chromium()  # before asking: a history is audited
     with _client(args, workdir) as client:
         try:
             found = history_view.fetch(client, args)
         except grpc.RpcError as exc:
             return _rpc_failed(exc, args, workdir)
-    print(history_view.as_json(found) if args.format == "json" else history_view.as_tables(found))
+    if args.format == "pdf" and out:
+        brief.print_pdf(brief.as_html(found), Path(out), chromium)
+    elif args.format == "html" and out:
+        Path(out).write_text(brief.as_html(found), encoding="utf-8")
+    else:
+        render = {
+            "json": history_view.as_json,
+            "brief": brief.as_tables,
+            "html": brief.as_html,
+        }.get(args.format, history_view.as_tables)
+        print(render(found))
     return 0
 
 

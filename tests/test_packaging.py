@@ -80,4 +80,5 @@ def test_the_wheel_ships_policies_deploy_and_the_license(tmp_path: Path) -> None
     assert "accord/_data/deploy/federation.yaml" in names
     assert "accord/_data/policies/partners.yaml" in names
     assert any(name.endswith(".dist-info/licenses/LICENSE") for name in names)
+    assert "app/templates/brief.html.j2" in names  # the bail brief renders from it
     assert not any(name.startswith(("policies/", "deploy/", "tests/")) for name in names)

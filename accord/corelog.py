@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 log = logging.getLogger("grpc.core")
 
@@ -215,7 +215,7 @@ class CoreLogReader:
                 log.exception("handshake refusal listener failed")
 
 
-def exec_capturing(argv: Sequence[str]) -> None:
+def exec_capturing(argv: Sequence[str], extra_env: Mapping[str, str] | None = None) -> None:
     """Re-execute this process (``python -m app.cli ARGV``) with fd 2 a pipe
     and core asked for the lines :func:`handshake_refusal` needs; returns
     only in the image that was exec-ed (the handoff is then in the environment).
@@ -228,7 +228,7 @@ def exec_capturing(argv: Sequence[str]) -> None:
     os.close(write_fd)
     os.set_inheritable(read_fd, True)
     os.set_inheritable(saved, True)
-    env = dict(os.environ)
+    env = {**os.environ, **(extra_env or {})}
     env[HANDOFF_ENV] = f"{read_fd},{saved}"
     env["GRPC_VERBOSITY"] = "INFO"  # the handshake failure line is INFO
     tracers = [t for t in env.get("GRPC_TRACE", "").split(",") if t]

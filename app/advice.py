@@ -42,9 +42,16 @@ EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`), as a shell 
 MAX_TRANSPORT_TEXT = 160
 
 
+#: How the command was started, kept across a server's re-execution.
+PROGRAM_ENV = "ACCORD_PROGRAM"
+
+
 def program() -> str:
     """How to run this command again: ``accord`` when that is on PATH and is
     this program, else the path it was started by (``.venv/bin/accord``)."""
+    inherited = os.environ.get(PROGRAM_ENV)
+    if inherited:  # a server re-executed itself (accord.corelog): its first name
+        return inherited
     started = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("accord")
     if started.name != "accord":
         return "accord"  # python -m, a test: the installed name

@@ -16,9 +16,11 @@ from app.advice import (
     EXIT_BROKEN_PIPE,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    PROGRAM_ENV,
     in_our_words,
     moment,
     positive_seconds,
+    program,
 )
 
 if TYPE_CHECKING:
@@ -399,7 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Before logging starts: gRPC core's lines (handshakes the broker
         # refused among them) reach the server through a pipe and leave as
         # JSON log lines, not as plain text in its log.
-        corelog.exec_capturing(sys.argv[1:] if argv is None else list(argv))
+        corelog.exec_capturing(
+            sys.argv[1:] if argv is None else list(argv),
+            # the image exec-ed names the command as it was started
+            {PROGRAM_ENV: os.environ.get(PROGRAM_ENV) or program()},
+        )
         corelog.adopt()
     logs.configure(
         service,

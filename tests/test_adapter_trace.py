@@ -64,6 +64,9 @@ class Context:
         self.aborted = (code, details)
         raise Aborted(details)
 
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailing_metadata = metadata
+
     def add_callback(self, callback: Any) -> bool:
         return True
 

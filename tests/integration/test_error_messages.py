@@ -433,7 +433,7 @@ def test_a_failing_demo_sample_is_reported_not_a_traceback(running: Running, mon
     from app import demo
 
     @contextlib.contextmanager
-    def the_running_federation(*_: object) -> Iterator[object]:
+    def the_running_federation(*_: object, **__: object) -> Iterator[object]:
         yield running.launcher
 
     monkeypatch.setattr(demo, "prepare", lambda *_, **__: None)

@@ -157,7 +157,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_history_command(sub, common)
     _add_admin_commands(sub, common)
+    _add_bench_command(sub, common)
     return parser
+
+
+def _add_bench_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    bench = sub.add_parser(
+        "bench",
+        parents=[common],
+        help="workloads against a local federation on generated data, with baselines (issue 14)",
+    )
+    bench.add_argument("--quick", action="store_true", help="tiny scale, few queries (CI)")
+    bench.add_argument("--scale", type=float, help="data scale (default 0.05; 0.002 with --quick)")
+    bench.add_argument("--queries", type=int, help="queries per workload and concurrency")
+    bench.add_argument("--out", type=Path, help="write the results here as JSON")
+    bench.add_argument("--workload", default="W1,W2,W4", help="comma-separated (default W1,W2,W4)")
 
 
 def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -445,6 +459,17 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             serve=args.serve,
             data=args.data,
             shards=args.shards,
+        )
+    if args.command == "bench":
+        # bench/ sits beside the packages in a checkout, not in the wheel
+        from bench.harness import main as run_bench
+
+        return run_bench(
+            quick=args.quick,
+            scale=args.scale,
+            out=args.out,
+            workloads=args.workload,
+            queries=args.queries,
         )
     if args.command == "status":
         from app.status import run_status

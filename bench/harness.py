@@ -17,6 +17,7 @@ import random
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -135,6 +136,7 @@ def summary(latencies: list[float], rows: int, wall: float) -> dict[str, float]:
     n = len(latencies)
     return {
         "queries": n,
+        "rows": rows,
         "p50_ms": round(percentile(latencies, 0.50), 3),
         "p95_ms": round(percentile(latencies, 0.95), 3),
         "p99_ms": round(percentile(latencies, 0.99), 3),
@@ -223,9 +225,13 @@ def baselines(
     workload: Workload, direct: Direct, single: Single, people: list[str]
 ) -> dict[str, dict[str, float]]:
     out = {}
-    for label, engine in (("direct", direct), ("single", single)):
-        engine.answer(workload.name, people[0])  # warm
-        latencies, rows, wall = timed_serial(lambda f, e=engine: e.answer(workload.name, f), people)
+    engines: dict[str, Callable[[str, str], int]] = {
+        "direct": direct.answer,
+        "single": single.answer,
+    }
+    for label, answer in engines.items():
+        answer(workload.name, people[0])  # warm
+        latencies, rows, wall = timed_serial(partial(answer, workload.name), people)
         out[label] = summary(latencies, rows, wall)
     return out
 

@@ -66,7 +66,8 @@ def bulk_sql() -> str:
 
 
 def _query_rows(client: BrokerClient, sql: str) -> int:
-    return client.query(sql).table.num_rows
+    rows: int = client.query(sql).table.num_rows
+    return rows
 
 
 def _history_rows(client: BrokerClient, fps: str) -> int:

@@ -461,7 +461,6 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             shards=args.shards,
         )
     if args.command == "bench":
-        # bench/ sits beside the packages in a checkout, not in the wheel
         from bench.harness import main as run_bench
 
         return run_bench(

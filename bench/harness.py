@@ -14,6 +14,8 @@ import json
 import os
 import platform
 import random
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -283,6 +285,9 @@ def main(
         raise ConfigError(
             f"unknown workload {', '.join(unknown) or '(none)'}; known: {', '.join(WORKLOADS)}"
         )
+    # A SIGTERM ends the run through the context managers: the adapters and
+    # the broker stop with it instead of outliving it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     chosen_scale = scale if scale is not None else (0.002 if quick else 0.05)
     n = queries or (32 if quick else 640)
     report = run(scale=chosen_scale, queries=n, bulk_queries=max(n // 8, 32), names=names)

@@ -130,6 +130,13 @@ SERVER_OPTIONS: list[tuple[str, int | str]] = [
 ]
 
 
+def name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    """The first value of ``oid`` in a certificate name, "" without one."""
+    values = name.get_attributes_for_oid(oid)
+    value = values[0].value if values else ""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def peer_identity(auth_context: Mapping[str, Any]) -> tuple[str, bytes] | None:
     """(common name, PEM certificate) of the TLS peer, or None without one.
 

@@ -84,8 +84,8 @@ def caller_of(pem: bytes) -> Caller:
     except x509.ExtensionNotFound:
         client_usage = False
     return Caller(
-        common_name=_attribute(cert.subject, NameOID.COMMON_NAME),
-        organization=_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
+        common_name=tls.name_attribute(cert.subject, NameOID.COMMON_NAME),
+        organization=tls.name_attribute(cert.subject, NameOID.ORGANIZATION_NAME),
         client_usage=client_usage,
         fingerprint=cert.fingerprint(hashes.SHA256()).hex(),
         serial=cert.serial_number,
@@ -200,42 +200,26 @@ def _guarded(
     handler: grpc.RpcMethodHandler[Any, Any],
     authorize: Callable[[Any, grpc.ServicerContext], Caller],
 ) -> grpc.RpcMethodHandler[Any, Any]:
-    """The same handler, with ``authorize`` run before its behaviour."""
-    if handler.unary_unary is not None:
-        unary = handler.unary_unary
+    """The same handler, with ``authorize`` run before its behaviour (given
+    the request, or None for a streamed one)."""
+    kind = ("stream" if handler.request_streaming else "unary") + (
+        "_stream" if handler.response_streaming else "_unary"
+    )
+    behaviour = getattr(handler, kind)
 
-        def unary_unary(request: Any, context: grpc.ServicerContext) -> Any:
-            authorize(request, context)
-            return unary(request, context)
+    def first(request: Any, context: grpc.ServicerContext) -> None:
+        authorize(None if handler.request_streaming else request, context)
 
-        return handler._replace(unary_unary=unary_unary)  # type: ignore[attr-defined,no-any-return]
-    if handler.unary_stream is not None:
-        streaming = handler.unary_stream
+    if handler.response_streaming:
 
-        def unary_stream(request: Any, context: grpc.ServicerContext) -> Any:
-            authorize(request, context)
-            yield from streaming(request, context)
+        def streamed(request: Any, context: grpc.ServicerContext) -> Any:
+            first(request, context)
+            yield from behaviour(request, context)
 
-        return handler._replace(unary_stream=unary_stream)  # type: ignore[attr-defined,no-any-return]
-    if handler.stream_unary is not None:
-        collecting = handler.stream_unary
+        return handler._replace(**{kind: streamed})  # type: ignore[attr-defined,no-any-return]
 
-        def stream_unary(requests: Any, context: grpc.ServicerContext) -> Any:
-            authorize(None, context)
-            return collecting(requests, context)
+    def answered(request: Any, context: grpc.ServicerContext) -> Any:
+        first(request, context)
+        return behaviour(request, context)
 
-        return handler._replace(stream_unary=stream_unary)  # type: ignore[attr-defined,no-any-return]
-    both = handler.stream_stream
-    assert both is not None  # a handler has exactly one behaviour
-
-    def stream_stream(requests: Any, context: grpc.ServicerContext) -> Any:
-        authorize(None, context)
-        yield from both(requests, context)
-
-    return handler._replace(stream_stream=stream_stream)  # type: ignore[attr-defined,no-any-return]
-
-
-def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
-    values = name.get_attributes_for_oid(oid)
-    value = values[0].value if values else ""
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return handler._replace(**{kind: answered})  # type: ignore[attr-defined,no-any-return]

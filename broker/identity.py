@@ -109,13 +109,13 @@ class PartnerRegistry:
             )
         if revocations is not None:
             revocations.check(cert)
-        name = _attribute(cert.subject, NameOID.COMMON_NAME)
+        name = tls.name_attribute(cert.subject, NameOID.COMMON_NAME)
         partner = self.partners.get(name)
         if partner is None:
             raise PolicyDenied(
                 f"certificate CN={name!r} is not a registered partner", reason="partner"
             )
-        organization = _attribute(cert.subject, NameOID.ORGANIZATION_NAME)
+        organization = tls.name_attribute(cert.subject, NameOID.ORGANIZATION_NAME)
         if organization != partner.organization:
             raise PolicyDenied(
                 f"certificate CN={name!r} names organization {organization!r}, "
@@ -129,9 +129,3 @@ class PartnerRegistry:
             not_after=cert.not_valid_after_utc,
             end_user=end_user[:MAX_END_USER],
         )
-
-
-def _attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
-    values = name.get_attributes_for_oid(oid)
-    value = values[0].value if values else ""
-    return value.decode() if isinstance(value, bytes) else str(value)

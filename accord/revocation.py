@@ -47,7 +47,7 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -176,6 +176,15 @@ class RevocationList:
     @property
     def revoked_serials(self) -> frozenset[int]:
         return frozenset(self._current().revoked)
+
+    def summary(self) -> dict[str, Any]:
+        """What a reload record says of the list in force, from one snapshot."""
+        snapshot = self._current()
+        return {
+            "crl_number": snapshot.number,
+            "next_update": snapshot.next_update.isoformat(),
+            "revoked": len(snapshot.revoked),
+        }
 
     # ------------------------------------------------------------------ reloading
 

@@ -73,13 +73,7 @@ def _identities(
 
 
 def _revocations(revocations: RevocationList) -> dict[str, Any]:
-    taken = revocations.reload()
-    return {
-        "changed": taken,
-        "crl_number": revocations.number,
-        "next_update": revocations.next_update.isoformat(),
-        "revoked": len(revocations.revoked_serials),
-    }
+    return {"changed": revocations.reload(), **revocations.summary()}
 
 
 def _attempt(kind: str, metrics: AdapterMetrics, run: Any) -> dict[str, Any]:

@@ -172,14 +172,8 @@ class Reloader:
             record.update(outcome="FAILED", error=str(exc))
             log.error("revocation list reload refused; the list in force stays: %s", exc)
         else:
-            record.update(
-                outcome="OK",
-                changed=changed,
-                crl_number=self.revocations.number,
-                next_update=self.revocations.next_update.isoformat(),
-                revoked=len(self.revocations.revoked_serials),
-            )
-            log.info("revocation list: number %s", self.revocations.number)
+            record.update(outcome="OK", changed=changed, **self.revocations.summary())
+            log.info("revocation list: number %s", record["crl_number"])
         await self._finish("revocation_list", record)
 
     async def _finish(self, kind: str, record: dict[str, Any]) -> None:

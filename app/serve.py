@@ -125,7 +125,7 @@ def serve_adapter(
     signal.signal(signal.SIGHUP, lambda *_: reloads.set())
     threading.Thread(
         target=_reload_on_signal,
-        args=(reloads, stop, running, federation_path, broker_certs, revocations, metrics, audit),
+        args=(reloads, running, federation_path, broker_certs, revocations, metrics, audit),
         name="reload",
         daemon=True,
     ).start()
@@ -185,7 +185,6 @@ def open_revocations(workdir: Workdir) -> RevocationList:
 
 def _reload_on_signal(
     reloads: threading.Event,
-    stop: threading.Event,
     running: RunningAdapter,
     federation_path: Path,
     broker_certs: list[Path],
@@ -194,16 +193,14 @@ def _reload_on_signal(
     audit: AuditLog,
 ) -> None:
     # Off the signal handler: a reload reads files and may log at length.
-    while not stop.is_set():
-        if reloads.wait(timeout=1.0):
-            reloads.clear()
-            for record in reload_adapter(
-                running, federation_path, broker_certs, revocations, metrics
-            ):
-                try:  # the reload stands; a failure to record it is logged and in health
-                    audit.append(record)
-                except AuditWriteError as exc:
-                    log.error("could not audit the %s: %s", record["event"], exc)
+    # A daemon thread: it ends with the process.
+    while reloads.wait():
+        reloads.clear()
+        for record in reload_adapter(running, federation_path, broker_certs, revocations, metrics):
+            try:  # the reload stands; a failure to record it is logged and in health
+                audit.append(record)
+            except AuditWriteError as exc:
+                log.error("could not audit the %s: %s", record["event"], exc)
 
 
 def broker_instance(host: str, port: int) -> str:

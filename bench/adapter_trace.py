@@ -16,14 +16,12 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from accord import tls
 from accord.audit.keys import load_or_create_signing_key
 from accord.audit.log import AuditLog
-from accord.client import BrokerClient
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.backends import open_backend
@@ -32,13 +30,13 @@ from adapters.server import create_server as create_adapter
 from adapters.trace import ScanTrace
 from app.commands import init_certs
 from app.serve import open_adapter_audit
+from bench.alternating import Timings, alternate
 from broker.fanout import AdapterClients
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
 from broker.server import create_server
 
 #: (query name, variant) -> the round trips measured, in seconds
-Timings = dict[tuple[str, str], list[float]]
 
 QUERIES = {
     "point lookup": "SELECT surname, given_names FROM offenders WHERE fps_number = '100042B'",
@@ -100,29 +98,7 @@ async def measure(workdir: Workdir, runs: int) -> Timings:
         cleanup.append((server, readiness, clients, audit, servers, trails))
     partner = workdir.partner_credentials("crown_attorney")
 
-    def run_all() -> Timings:
-        timings: Timings = {(q, v): [] for q in QUERIES for v in VARIANTS}
-        sessions = {
-            v: BrokerClient(f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="B-1")
-            for v, port in brokers.items()
-        }
-        try:
-            for _ in range(5):  # warm both: channels, views, caches
-                for sql in QUERIES.values():
-                    for v in VARIANTS:
-                        sessions[v].query(sql)
-            for _ in range(runs):
-                for q, sql in QUERIES.items():
-                    for v in VARIANTS:
-                        started = time.perf_counter()
-                        sessions[v].query(sql)
-                        timings[q, v].append(time.perf_counter() - started)
-        finally:
-            for session in sessions.values():
-                session.close()
-        return timings
-
-    timings = await asyncio.to_thread(run_all)
+    timings = await asyncio.to_thread(alternate, brokers, partner, QUERIES, runs, case_ref="B-1")
     for server, readiness, clients, audit, servers, trails in cleanup:
         await readiness.stop()
         await server.stop(None)

@@ -15,25 +15,23 @@ import argparse
 import asyncio
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 from accord import tls
 from accord.audit.keys import load_or_create_signing_key
 from accord.audit.log import AuditLog
-from accord.client import BrokerClient
 from accord.federation import load_federation
 from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
+from bench.alternating import Timings, alternate
 from broker.fanout import AdapterClients
 from broker.pipeline import QueryPipeline
 from broker.policy.store import PolicySet
 from broker.server import create_server
 
 #: (query name, broker name) -> the round trips measured, in seconds
-Timings = dict[tuple[str, str], list[float]]
 
 QUERIES = {
     "point lookup": "SELECT surname, given_names FROM offenders WHERE fps_number = '100042B'",
@@ -62,31 +60,8 @@ async def measure(workdir: Workdir, launcher: LocalFederation, runs: int) -> Tim
         brokers[name] = (server, port, readiness, clients)
     partner = workdir.partner_credentials("crown_attorney")
 
-    def run_all() -> Timings:
-        timings: Timings = {(q, b): [] for q in QUERIES for b in brokers}
-        sessions = {
-            b: BrokerClient(
-                f"localhost:{port}", *partner, purpose="bail_hearing", case_ref="BENCH-1"
-            )
-            for b, (_, port, _, _) in brokers.items()
-        }
-        try:
-            for _ in range(5):  # warm both: channels, views, caches
-                for sql in QUERIES.values():
-                    for b in brokers:
-                        sessions[b].query(sql)
-            for _ in range(runs):
-                for q, sql in QUERIES.items():
-                    for b in brokers:
-                        started = time.perf_counter()
-                        sessions[b].query(sql)
-                        timings[q, b].append(time.perf_counter() - started)
-        finally:
-            for session in sessions.values():
-                session.close()
-        return timings
-
-    timings = await asyncio.to_thread(run_all)
+    ports = {name: port for name, (_, port, _, _) in brokers.items()}
+    timings = await asyncio.to_thread(alternate, ports, partner, QUERIES, runs, case_ref="BENCH-1")
     for server, _, readiness, clients in brokers.values():
         await readiness.stop()
         await server.stop(None)

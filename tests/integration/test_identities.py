@@ -52,17 +52,23 @@ PARTNER = "crown_attorney"
 
 
 @contextlib.contextmanager
-def adapter_channel(
-    running: Running, code: str, cert: Path, key: Path, *, as_name: str | None = None
+def pinned_channel(
+    running: Running, address: str, identity: str, cert: Path, key: Path
 ) -> Iterator[grpc.Channel]:
-    """A channel to the running adapter of ``code`` with the given client
-    certificate, dialling it under its own identity (as the broker does)."""
-    address = running.launcher.adapter_addresses[code]
+    """A channel to ``address`` with the given client certificate, dialling
+    it under ``identity`` (as the broker dials a source)."""
     credentials = tls.channel_credentials(running.workdir.pki.ca_cert(), cert, key)
-    identity = as_name or running.federation.source(code).identity
     options = [*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", identity)]
     with grpc.secure_channel(address, credentials, options=options) as channel:
         yield channel
+
+
+def adapter_channel(
+    running: Running, code: str, cert: Path, key: Path
+) -> contextlib.AbstractContextManager[grpc.Channel]:
+    """A channel to the running adapter of ``code``, under its own identity."""
+    address = running.launcher.adapter_addresses[code]
+    return pinned_channel(running, address, running.federation.source(code).identity, cert, key)
 
 
 def describe(channel: grpc.Channel) -> adapter_pb2.DescribeResponse:
@@ -186,9 +192,7 @@ def test_an_adapter_with_another_certificate_receives_no_scan(
         message = asyncio.run(attempt())
         refusals = metrics.adapter_refusals.labels("CA-CSC", "certificate")._value.get()
         # And the channel itself, dialling CA-CSC's name: the handshake fails.
-        credentials = tls.channel_credentials(pki.ca_cert(), *pki.broker_client())
-        options = [*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "adapter-ca-csc")]
-        with grpc.secure_channel(address, credentials, options=options) as channel:
+        with pinned_channel(running, address, "adapter-ca-csc", *pki.broker_client()) as channel:
             error = refused(scan, channel)
     assert message == (
         "source CA-CSC: unavailable: its adapter did not present the certificate of adapter-ca-csc"
@@ -259,11 +263,9 @@ def test_a_revoked_broker_client_certificate_is_refused_at_the_adapter(
         pki, "broker-client", BROKER_COMMON_NAME, FEDERATION_ORGANIZATION, tmp_path
     )
     serial = certificate_info(cert.read_bytes()).serial
-    credentials = tls.channel_credentials(pki.ca_cert(), cert, key)
-    options = [*tls.CHANNEL_OPTIONS, ("grpc.ssl_target_name_override", "adapter-sk")]
     with (
         own_adapter(running, "SK", *pki.adapter("SK"), broker_cert=cert) as address,
-        grpc.secure_channel(address, credentials, options=options) as channel,
+        pinned_channel(running, address, "adapter-sk", cert, key) as channel,
     ):
         assert describe(channel).source == "SK"
         revoke(pki, serial)

@@ -24,6 +24,7 @@ from accord.audit.search import search
 from accord.client import BrokerClient
 from accord.workdir import DEFAULT_FEDERATION, Workdir
 from certs.ca import certificate_info
+from certs.files import locked
 from certs.lifecycle import renew, revoke
 from tests.integration.conftest import start
 
@@ -90,7 +91,13 @@ class Load:
 
     def _fresh(self) -> None:
         while not self.stop.is_set():
-            with self._client() as client:
+            # A renewal writes the key and then the certificate: read the
+            # pair while the CA is not writing it, as `accord certs` holds
+            # the directory's lock for its changes (a half-renewed pair is
+            # a reader's fault, not the broker's).
+            with locked(self.running.workdir.pki):
+                client = self._client()
+            with client:
                 self._ask(client)
 
     def __enter__(self) -> Load:

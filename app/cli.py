@@ -171,7 +171,22 @@ def _add_bench_command(sub: Any, common: argparse.ArgumentParser) -> None:
     bench.add_argument("--scale", type=float, help="data scale (default 0.05; 0.002 with --quick)")
     bench.add_argument("--queries", type=int, help="queries per workload and concurrency")
     bench.add_argument("--out", type=Path, help="write the results here as JSON")
-    bench.add_argument("--workload", default="W1,W2,W4", help="comma-separated (default W1,W2,W4)")
+    bench.add_argument(
+        "--workload", default="W1,W2,W3,W4,W5", help="comma-separated (default W1,W2,W3,W4,W5)"
+    )
+    bench.add_argument(
+        "--tpch-scale", type=float, help="W5's TPC-H scale (default 0.05; 0.002 with --quick)"
+    )
+    bench.add_argument(
+        "--tpch-queries", help="W5's TPC-H query numbers, comma-separated (default all 22)"
+    )
+    bench.add_argument("--tpch-repeats", type=int, help="runs of each W5 query (default 3)")
+    bench.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the peer, DuckDB's scanners (default: yes, no with --quick)",
+    )
 
 
 def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -469,6 +484,10 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             out=args.out,
             workloads=args.workload,
             queries=args.queries,
+            tpch_scale=args.tpch_scale,
+            tpch_queries=args.tpch_queries,
+            tpch_repeats=args.tpch_repeats,
+            peer=args.peer,
         )
     if args.command == "status":
         from app.status import run_status

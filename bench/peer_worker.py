@@ -50,9 +50,7 @@ def column_sql(column: dict[str, Any], stored_type: str) -> str:
     """One logical column of one source, from its stored column."""
     stored, logical = quote(column["physical"]), column["type"]
     if column.get("codes"):
-        cases = " ".join(
-            f"WHEN {literal(k)} THEN {literal(v)}" for k, v in column["codes"].items()
-        )
+        cases = " ".join(f"WHEN {literal(k)} THEN {literal(v)}" for k, v in column["codes"].items())
         expression = f"CASE CAST({stored} AS VARCHAR) {cases} END"
     elif column.get("date_format"):
         fmt = literal(column["date_format"])

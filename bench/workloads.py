@@ -274,13 +274,13 @@ class Direct:
             parts.append(pa.table({c: list(v) for c, v in zip(columns, values, strict=True)}))
         return pa.concat_tables(parts, promote_options="permissive")
 
-    def analytics(self, workload: str) -> int:
+    def analytics(self, workload: str) -> list[tuple[Any, ...]]:
         """The W3 question: each table fetched per source, joined and grouped in DuckDB."""
         tables = {t: self.logical(t, c) for t, c in ANALYTICS_COLUMNS[workload].items()}
         for name, table in tables.items():
             self.engine.register(name, table)
         try:
-            return len(self.engine.execute(ANALYTICS_SQL[workload]).fetchall())
+            return self.engine.execute(ANALYTICS_SQL[workload]).fetchall()
         finally:
             for name in tables:
                 self.engine.unregister(name)
@@ -339,7 +339,7 @@ class Direct:
         if workload.startswith("W2"):
             return sum(len(self.rows(table, fps)) for table in HISTORY_TABLES)
         if workload.startswith("W3"):
-            return self.analytics(workload)
+            return len(self.analytics(workload))
         return sum(len(c.execute(sql, codes).fetchall()) for c, sql, codes in self._bulk)
 
     def close(self) -> None:
@@ -400,6 +400,9 @@ class Single:
             )
         return read
 
+    def analytics(self, workload: str) -> list[tuple[Any, ...]]:
+        return self.db.execute(ANALYTICS_SQL[workload]).fetchall()
+
     def answer(self, workload: str, fps: str) -> int:
         if workload.startswith("W1"):
             return len(self.db.execute(point_sql("?").replace("'?'", "?"), [fps]).fetchall())
@@ -410,7 +413,7 @@ class Single:
                 if t in self.tables
             )
         if workload.startswith("W3"):
-            return len(self.db.execute(ANALYTICS_SQL[workload]).fetchall())
+            return len(self.analytics(workload))
         marks = ", ".join("?" * len(CURRENT))
         return len(
             self.db.execute(f"{bulk_sql()} WHERE status IN ({marks})", list(CURRENT)).fetchall()

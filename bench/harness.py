@@ -203,10 +203,11 @@ def summary(latencies: list[float], rows: int, wall: float) -> dict[str, float]:
 
 
 def measure(
-    workload: Workload, target: Target, items: list[str], concurrency: int
+    workload: Workload, target: Target, items: list[str], concurrency: int, label: str = ""
 ) -> dict[str, Any]:
     """One row of the results: ``workload`` against ``target`` at ``concurrency``."""
-    progress(f"{workload.name} at concurrency {concurrency}, {len(items)} queries")
+    what = label or workload.name
+    progress(f"{what} at concurrency {concurrency}, {len(items)} queries")
     latencies, rows, wall, errors, cpu = run_broker(workload, target, items, concurrency)
     asked = max(1, len(latencies) + errors)
     return {
@@ -359,7 +360,7 @@ def measure_floor(
     with Floor(workdir, federation) as floor:
         target = Target(floor.address, floor.pid, workdir)
         for concurrency in CONCURRENCY:
-            row = measure(workload, target, people, concurrency)
+            row = measure(workload, target, people, concurrency, label="protocol floor")
             keep = ("queries", "rows", "p50_ms", "p95_ms", "p99_ms", "qps", "rows_per_s")
             measured = {k: row[k] for k in (*keep, "errors", "cpu_ms_per_query", "rss_mb")}
             measured["concurrency"] = concurrency

@@ -391,7 +391,7 @@ def tpch_workloads(numbers: list[int]) -> dict[int, Workload]:
 def run_tpch(plan: Plan, tmp: Path, report: dict[str, Any]) -> None:
     """W5: each TPC-H query at concurrency 1 against *single* and the *peer*,
     then the mix of them at concurrency 32."""
-    from bench.peer import Peer, ensure_env, spec
+    from bench.peer import Peer, PeerError, ensure_env, spec
 
     queries = tpch.load_queries()
     workloads = tpch_workloads(plan.tpch_queries)
@@ -405,8 +405,14 @@ def run_tpch(plan: Plan, tmp: Path, report: dict[str, Any]) -> None:
         reference = loaded.reference()
         peer = None
         if plan.peer:
-            peer = Peer(ensure_env(), spec(loaded.federation, loaded.workdir.path))
-            report["peer"] = {"duckdb": peer.version, "settings": spec_settings()}
+            try:
+                peer = Peer(ensure_env(), spec(loaded.federation, loaded.workdir.path))
+            except (PeerError, OSError) as exc:  # no PyPI, say: the rest is still measured
+                reason = f"the peer could not start: {exc}"
+                print(f"the peer baseline is skipped: {reason}")
+                report["skipped"].append({"baseline": "peer", "reason": reason})
+            else:
+                report["peer"] = {"duckdb": peer.version, "settings": spec_settings()}
         else:
             report["skipped"].append({"baseline": "peer", "reason": plan.peer_skip_reason})
         per_query = []

@@ -129,7 +129,11 @@ class Peer:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.version = str(self._ask(setup)["duckdb"])
+        try:
+            self.version = str(self._ask(setup)["duckdb"])
+        except BaseException:
+            self.close()
+            raise
 
     def _ask(self, request: dict[str, Any]) -> dict[str, Any]:
         stdin, stdout = self.process.stdin, self.process.stdout

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     _add_history_command(sub, common)
+    _add_console_command(sub, common)
     _add_admin_commands(sub, common)
     _add_bench_command(sub, common)
     return parser
@@ -172,6 +173,24 @@ def _add_bench_command(sub: Any, common: argparse.ArgumentParser) -> None:
     bench.add_argument("--queries", type=int, help="queries per workload and concurrency")
     bench.add_argument("--out", type=Path, help="write the results here as JSON")
     bench.add_argument("--workload", default="W1,W2,W4", help="comma-separated (default W1,W2,W4)")
+
+
+def _add_console_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    console = sub.add_parser(
+        "console",
+        parents=[common],
+        help="the web console of one partner for its people (docs/CONSOLE.md)",
+    )
+    console.add_argument("--as", dest="partner", required=True, help="serve as this partner")
+    console.add_argument(
+        "--users",
+        type=Path,
+        help="local users file with argon2 hashes; or sign in with OpenID Connect "
+        "(ACCORD_CONSOLE_OIDC_* settings)",
+    )
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    console.add_argument("--broker", default="", help="broker address (default: from the work dir)")
 
 
 def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -470,6 +489,10 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             workloads=args.workload,
             queries=args.queries,
         )
+    if args.command == "console":
+        from app.console.serve import run_console
+
+        return run_console(workdir, args.partner, args.users, args.host, args.port, args.broker)
     if args.command == "status":
         from app.status import run_status
 

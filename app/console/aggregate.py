@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -104,7 +103,7 @@ async def builder(request: Request) -> Response:
             catalog = await off_loop(broker.catalog)
             if request.method == "POST":
                 context.update(await _ask(request, broker, catalog))
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         context["error"] = broker_calls.failure_text(exc)
         catalog = None
     columns = sorted({c.name for t in catalog.tables for c in t.columns}) if catalog else []
@@ -131,7 +130,7 @@ async def _ask(
     sql = builder_sql(table.name, dimensions, measure, column)
     try:
         result = await off_loop(lambda: broker.query(sql))
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         return {"error": broker_calls.failure_text(exc), "sql": sql}
     known = {"source": list(table.sources)}
     label = "count" if measure == "count" else f"{measure}({column})"

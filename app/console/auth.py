@@ -13,7 +13,6 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-import grpc
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
 from starlette.responses import RedirectResponse, Response
@@ -138,7 +137,7 @@ async def session_page(request: Request) -> Response:
     try:
         with broker_calls.client(config, person) as broker:
             catalog = await off_loop(broker.catalog)
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         error, catalog = broker_calls.failure_text(exc), None
     return render(request, "session.html.j2", catalog=catalog, error=error)
 

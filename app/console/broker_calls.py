@@ -5,15 +5,23 @@ reached: never an address or a stack)."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING
 
 import grpc
 
 from accord.client import BrokerClient, error_info, query_id_of, retry_after
+from accord.errors import AccordError
 
 if TYPE_CHECKING:
     from app.console.config import ConsoleConfig
+
+log = logging.getLogger("accord.console")
+
+#: What a broker call may raise: the call's failure, or the console's own
+#: configuration (no certificate, no broker address yet).
+BROKER_ERRORS = (grpc.RpcError, AccordError)
 
 #: What the broker accepts as an end user: printable ASCII, 200 characters (broker.identity).
 _NOT_PRINTABLE = re.compile(r"[^ -~]")
@@ -39,9 +47,13 @@ def client(config: ConsoleConfig, session: dict[str, str], annotation: str = "")
     )
 
 
-def failure_text(error: grpc.RpcError) -> str:
+def failure_text(error: grpc.RpcError | AccordError) -> str:
     """One line for the page: the status and the broker's message, or, for an
-    error gRPC raised before the broker answered, that it could not be reached."""
+    error gRPC raised before the broker answered, that it could not be reached
+    (the detail, which may name addresses and paths, goes to the log only)."""
+    if isinstance(error, AccordError):
+        log.error("console cannot call the broker: %s", error)
+        return "UNAVAILABLE: the broker did not answer; ask the console's operator"
     code = error.code() if isinstance(error, grpc.Call) else None
     name = code.name if code is not None else "ERROR"
     if error_info(error) is None:

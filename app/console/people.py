@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import grpc
 import markupsafe
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -61,7 +60,7 @@ async def _history(
                     birth_place=asked["birth_place"],
                 )
             )
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         return None, asked, broker_calls.failure_text(exc)
     return found, asked, ""
 

@@ -13,7 +13,6 @@ import csv
 import io
 from typing import TYPE_CHECKING, Any
 
-import grpc
 import pyarrow.parquet as pq
 from starlette.responses import Response
 from starlette.routing import Route
@@ -42,7 +41,7 @@ async def _catalog(request: Request, person: dict[str, str]) -> tuple[object | N
     try:
         with broker_calls.client(config_of(request), person) as broker:
             return await off_loop(broker.catalog), ""
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         return None, broker_calls.failure_text(exc)
 
 
@@ -74,7 +73,7 @@ async def run(request: Request) -> Response:
         try:
             with broker_calls.client(config_of(request), person) as broker:
                 result = await off_loop(lambda: broker.query(paged))
-        except grpc.RpcError as exc:
+        except broker_calls.BROKER_ERRORS as exc:
             context["error"] = broker_calls.failure_text(exc)
         else:
             rows = _cells(result.table)
@@ -99,7 +98,7 @@ async def explain(request: Request) -> Response:
     try:
         with broker_calls.client(config_of(request), person) as broker:
             context["plan"] = await off_loop(lambda: broker.explain(sql))
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         context["error"] = broker_calls.failure_text(exc)
     return await _workbench(request, person, "explain.html.j2", context)
 
@@ -138,7 +137,7 @@ async def export(request: Request) -> Response:
     try:
         with broker_calls.client(config_of(request), person, f"export {kind}") as broker:
             result = await off_loop(lambda: broker.query(bounded))
-    except grpc.RpcError as exc:
+    except broker_calls.BROKER_ERRORS as exc:
         return await _workbench(
             request,
             person,

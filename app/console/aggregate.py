@@ -44,6 +44,14 @@ class Grid:
     cells: list[tuple[tuple[str, ...], str]]
 
     @property
+    def pivot(self) -> tuple[list[str], list[tuple[str, list[str]]]]:
+        """Two dimensions as a cross table: the second's values across, the first's down."""
+        across = sorted({combo[1] for combo, _ in self.cells})
+        values = dict(self.cells)
+        down = sorted({combo[0] for combo, _ in self.cells})
+        return across, [(d, [values[(d, a)] for a in across]) for d in down]
+
+    @property
     def suppressed(self) -> int:
         return sum(1 for _, value in self.cells if value == SUPPRESSED)
 
@@ -135,7 +143,17 @@ async def _ask(
     known = {"source": list(table.sources)}
     label = "count" if measure == "count" else f"{measure}({column})"
     missing = SUPPRESSED if catalog.aggregate_only else NONE
-    return {"grid": grid(result.table, dimensions, label, known, missing), "sql": sql}
+    return {
+        "grid": grid(result.table, dimensions, label, known, missing),
+        "sql": sql,
+        "chosen": {
+            "table": table.name,
+            "dim1": dimensions[0],
+            "dim2": dimensions[1] if len(dimensions) > 1 else "",
+            "measure": measure,
+            "column": column,
+        },
+    }
 
 
 ROUTES = [Route("/aggregate", builder, methods=["GET", "POST"])]

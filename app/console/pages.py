@@ -23,6 +23,8 @@ T = TypeVar("T")
 TEMPLATES = Jinja2Templates(directory=Path(__file__).with_name("templates"))
 # autoescape is on for .j2 too: every value shown comes from data
 TEMPLATES.env.autoescape = True
+# a value as an (option value, label) pair
+TEMPLATES.env.filters["pair"] = lambda value: (value, value)
 
 
 def config_of(request: Request) -> ConsoleConfig:

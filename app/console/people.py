@@ -103,7 +103,10 @@ def _history_page(
         "history.html.j2",
         history=found,
         follow=person_fields(found, asked),
-        file_columns=history_view.FILE_COLUMNS,
+        # the columns the role sees: one empty in every file takes no room
+        file_columns=[
+            c for c in history_view.FILE_COLUMNS if any(f.fields.get(c) for f in found.files)
+        ],
         link_label=history_view.link_label,
         # the chart is markup the project draws, escaping every text it holds
         chart=markupsafe.Markup(timeline_svg(found.timeline)) if found.timeline else "",  # noqa: S704

@@ -34,7 +34,8 @@ async def home(request: Request) -> Response:
     person = gate(request)
     if isinstance(person, Response):
         return person
-    return RedirectResponse("/search", status_code=303)
+    first = "/aggregate" if person.get("aggregate_only") == "yes" else "/search"
+    return RedirectResponse(first, status_code=303)
 
 
 async def healthz(request: Request) -> Response:

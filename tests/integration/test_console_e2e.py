@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pypdf
 import pytest
 from PIL import Image
+from selenium.webdriver.support.ui import Select
 
 from accord.audit.search import search
 from app import brief
@@ -44,6 +45,7 @@ pytestmark = pytest.mark.integration
 
 USER, PASSWORD = "e2e.attorney", "correct horse battery staple"
 AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe.min.js"
+WIDTH, HEIGHT = 1280, 900
 #: Seconds a page or a download may take on a busy machine.
 WAIT_S = 60.0
 
@@ -58,14 +60,28 @@ def wait_for(what: str, check: Callable[[], Any], within_s: float = WAIT_S) -> A
     return value
 
 
-@pytest.fixture(scope="module")
-def console(running: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    users = tmp_path_factory.mktemp("console") / "users.yaml"
+def serve(running: Running, partner: str, users: Path) -> ConsoleServer:
     write_users_file(users, {USER: ("E2E Attorney", PASSWORD)})
     config = ConsoleConfig(
-        partner="crown_attorney", workdir=running.workdir, secret=uuid.uuid4().hex, users_file=users
+        partner=partner, workdir=running.workdir, secret=uuid.uuid4().hex, users_file=users
     )
-    server = ConsoleServer(config).start()
+    return ConsoleServer(config).start()
+
+
+@pytest.fixture(scope="module")
+def console(running: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The crown attorney's console."""
+    server = serve(running, "crown_attorney", tmp_path_factory.mktemp("console") / "users.yaml")
+    try:
+        yield server.url.rstrip("/")
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def statistics_console(running: Running, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The statistics agency's console (an aggregate-only role)."""
+    server = serve(running, "statistics", tmp_path_factory.mktemp("console") / "users.yaml")
     try:
         yield server.url.rstrip("/")
     finally:
@@ -94,7 +110,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pat
     options.binary_location = chromium
     for argument in brief.chromium_args(chromium, tmp / "profile")[1:]:
         options.add_argument(argument)
-    options.add_argument("--window-size=1280,1000")
+    options.add_argument(f"--window-size={WIDTH},{HEIGHT}")
     options.add_argument("--hide-scrollbars")
     options.add_experimental_option(
         "prefs",
@@ -115,7 +131,11 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pat
 
 def check_page(driver: Any, name: str) -> None:
     """The page is not blank and axe-core finds no serious or critical violation."""
+    # the whole page in one shot (up to a bound), then the window as it was
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    driver.set_window_size(WIDTH, max(HEIGHT, min(int(height) + 140, 2400)))
     png = driver.get_screenshot_as_png()
+    driver.set_window_size(WIDTH, HEIGHT)
     image = Image.open(io.BytesIO(png))
     assert_not_blank(image.convert("L"))
     keep = os.environ.get("ACCORD_CONSOLE_SCREENSHOTS")
@@ -141,18 +161,32 @@ def text_of(driver: Any) -> str:
 
 def download(downloads: Path, suffix: str, before: set[Path]) -> Path:
     """The file Chromium finished downloading (no .crdownload left)."""
-    return wait_for(
+    found: Path = wait_for(
         f"a {suffix} download",
         lambda: next(
             (p for p in downloads.glob(f"*{suffix}") if p not in before and p.stat().st_size),
             None,
         ),
     )
+    return found
+
+
+def sign_in(driver: Any, console: str, case_ref: str) -> None:
+    driver.get(console + "/")
+    wait_for("the sign-in page", lambda: driver.current_url.endswith("/signin"))
+    driver.find_element("id", "username").send_keys(USER)
+    driver.find_element("id", "password").send_keys(PASSWORD)
+    driver.find_element("id", "signin").click()
+    wait_for("the session page", lambda: driver.current_url.endswith("/session"))
+    driver.find_element("id", "case_ref").send_keys(case_ref)
+    driver.find_element("id", "start").click()
+    wait_for("the first page", lambda: not driver.current_url.endswith("/session"))
 
 
 def test_a_person_works_through_the_console_and_the_audit_names_them(
-    running, console, browser, crown
+    running, console, browser, crown, caplog
 ):
+    caplog.set_level("DEBUG")
     driver, downloads = browser
     case_ref = f"R-E2E-{uuid.uuid4().hex[:8]}"
     fps = rich_person(running)
@@ -173,6 +207,20 @@ def test_a_person_works_through_the_console_and_the_audit_names_them(
     wait_for("the search page", lambda: driver.current_url.endswith("/search"))
     assert "bail_hearing" in text_of(driver) and case_ref in text_of(driver)
     check_page(driver, "search")
+
+    # a name several systems' files share, each another person: candidates with scores
+    driver.find_element("id", "surname").send_keys("Roy-Tremblay")
+    driver.find_element("id", "given_names").send_keys("Marie-Ève")
+    born = driver.find_element("id", "birth_date")
+    driver.execute_script(
+        "arguments[0].value = '1988-02-29'", born
+    )  # the date picker's locale aside
+    driver.find_element("id", "search-name").click()
+    wait_for("the candidates", lambda: "Match score" in text_of(driver))
+    candidates = driver.find_elements("css selector", "main tbody tr")
+    assert len(candidates) >= 4
+    check_page(driver, "candidates")
+    driver.get(console + "/search")
 
     # search by FPS number: the history of a person in four or more systems
     driver.find_element("id", "fps_number").send_keys(fps)
@@ -242,10 +290,37 @@ def test_a_person_works_through_the_console_and_the_audit_names_them(
     # the audit names the person at every step, the export as such
     records = list(search(running.workdir.audit_dir(), case_ref=case_ref))
     by_user = {(r["event"], r.get("outcome"), r["end_user"]) for r in records}
-    assert ("history", "OK", USER) in by_user  # the history page, the brief, its PDF
-    assert sum(1 for r in records if r["event"] == "history" and r["end_user"] == USER) == 3
+    # the name search, the history page, the brief and its PDF: each asked again
+    assert sum(1 for r in records if r["event"] == "history" and r["end_user"] == USER) == 4
     assert ("explain", "OK", USER) in by_user
     assert ("query", "STARTED", USER) in by_user
     assert ("query", "STARTED", f"{USER} [export csv]") in by_user
     assert ("query", "PERMISSION_DENIED", USER) in by_user
     assert {r["end_user"] for r in records} == {USER, f"{USER} [export csv]"}
+    # retention: the person asked about is in no log line of the console
+    assert caplog.records and fps not in caplog.text
+    assert history.identity["surname"] not in caplog.text
+
+
+def test_the_aggregate_builder_shows_suppressed_cells_as_suppressed(
+    running, statistics_console, browser
+):
+    driver, _ = browser
+    case_ref = f"R-E2E-{uuid.uuid4().hex[:8]}"
+    sign_in(driver, statistics_console, case_ref)
+    driver.get(statistics_console + "/aggregate")
+    wait_for("the builder", lambda: "Aggregate builder" in text_of(driver))
+    Select(driver.find_element("id", "table")).select_by_value("offenders")
+    Select(driver.find_element("id", "dim1")).select_by_value("source")
+    Select(driver.find_element("id", "dim2")).select_by_value("status")
+    driver.find_element("id", "build").click()
+    wait_for("the grid", lambda: driver.find_elements("id", "grid"))
+    cells = driver.find_elements("css selector", "#grid td.suppressed")
+    released = [
+        e.text for e in driver.find_elements("css selector", "#grid td") if e.text != "suppressed"
+    ]
+    assert cells and all(c.text == "suppressed" for c in cells)
+    assert released and all(int(v) % 5 == 0 for v in released)  # rounded to base 5
+    check_page(driver, "aggregate")
+    records = list(search(running.workdir.audit_dir(), case_ref=case_ref))
+    assert any(r["event"] == "query" and r["end_user"] == USER for r in records)

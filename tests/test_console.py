@@ -322,3 +322,24 @@ def test_the_builder_puts_only_catalog_names_into_sql():
         aggregate.builder_sql("offenders", ["status; DROP"], "count", "")
     with pytest.raises(ValueError, match="catalog name"):
         aggregate.builder_sql("offenders", ["status"], "max", "x")
+
+
+# --- the command ------------------------------------------------------------
+
+
+def test_accord_console_without_a_certificate_or_a_way_to_sign_in_is_refused(
+    tmp_path, capsys, monkeypatch
+):
+    from app.cli import main
+    from app.console.serve import OIDC_ENV, oidc_from_env
+
+    workdir = str(tmp_path / "wd")
+    assert main(["console", "--as", "crown_attorney", "--workdir", workdir]) == 2
+    assert "no partner certificates" in capsys.readouterr().err
+    partial = {OIDC_ENV["issuer"]: IDP}
+    with pytest.raises(Exception, match="ACCORD_CONSOLE_OIDC_CLIENT_ID"):
+        oidc_from_env(partial)
+    assert oidc_from_env({}) is None
+    full = {name: f"v-{key}" for key, name in OIDC_ENV.items()}
+    oidc = oidc_from_env(full)
+    assert oidc is not None and oidc.client_secret == "v-client_secret"

@@ -170,8 +170,10 @@ def test_the_users_file_keeps_argon2_hashes_only(tmp_path):
 class Provider:
     """The few endpoints of an OpenID provider the code flow uses."""
 
-    def __init__(self, client_id: str, user: str) -> None:
+    def __init__(self, client_id: str, user: str, *, forge: bool = False) -> None:
         self.key = RSAKey.generate_key(2048, parameters={"kid": "k1", "use": "sig"})
+        #: Signs the ID token with a key of its own, not the one it publishes.
+        self.signer = RSAKey.generate_key(2048, parameters={"kid": "k1"}) if forge else self.key
         self.client_id, self.user = client_id, user
         self.codes: dict[str, str] = {}  # code -> nonce
         self.app = Starlette(
@@ -220,7 +222,7 @@ class Provider:
             "iat": now,
             "exp": now + 300,
         }
-        id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.key)
+        id_token = jwt.encode({"alg": "RS256", "kid": "k1"}, claims, self.signer)
         return JSONResponse(
             {"access_token": "at", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}
         )
@@ -235,20 +237,33 @@ def oidc_console(tmp_path: Path, provider: Provider) -> TestClient:
     return browser(cfg, transport=httpx2.ASGITransport(app=provider.app))
 
 
-def test_openid_connect_signs_a_person_in_with_the_providers_name_for_them(tmp_path):
-    provider = Provider("console-crown", "ana.ng@crown.example")
-    client = oidc_console(tmp_path, provider)
-    assert "Sign in with your organization" in client.get("/signin").text
+def through_the_provider(client: TestClient, provider: Provider) -> Any:
+    """The browser's round trip: to the provider, which signs the person in
+    and sends them back to the console's callback."""
     start = client.get("/oidc/login", follow_redirects=False)
     assert start.status_code == 302
     location = start.headers["location"]
     assert location.startswith(f"{IDP}/authorize?")
-    # the browser at the provider: it signs the person in and sends them back
     at_provider = TestClient(provider.app, base_url=IDP).get(
         location.removeprefix(IDP), follow_redirects=False
     )
     callback = at_provider.headers["location"].removeprefix("https://testserver")
-    signed = client.get(callback, follow_redirects=False)
+    return client.get(callback, follow_redirects=False)
+
+
+def test_an_id_token_not_signed_by_the_providers_key_signs_no_one_in(tmp_path):
+    provider = Provider("console-crown", "ana", forge=True)
+    client = oidc_console(tmp_path, provider)
+    refused = through_the_provider(client, provider)
+    assert refused.status_code == 401 and "did not sign you in" in refused.text
+    assert client.get("/search", follow_redirects=False).headers["location"] == "/signin"
+
+
+def test_openid_connect_signs_a_person_in_with_the_providers_name_for_them(tmp_path):
+    provider = Provider("console-crown", "ana.ng@crown.example")
+    client = oidc_console(tmp_path, provider)
+    assert "Sign in with your organization" in client.get("/signin").text
+    signed = through_the_provider(client, provider)
     assert signed.status_code == 303 and signed.headers["location"] == "/session"
     # the session page names the person (the broker is absent: it says so, no address)
     page = client.get("/session").text

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from authlib.integrations.base_client import OAuthError
 from authlib.integrations.starlette_client import OAuth
+from joserfc.errors import JoseError
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
@@ -56,30 +57,32 @@ def _start(request: Request, user: str, display: str, how: str) -> Response:
     return RedirectResponse("/session", status_code=303)
 
 
-async def signin_page(request: Request) -> Response:
-    if signed_in(request) is not None:
-        return RedirectResponse("/", status_code=303)
+def _signin(request: Request, error: str = "", status_code: int = 200) -> Response:
     config = config_of(request)
     return render(
-        request, "signin.html.j2", local=config.users_file is not None, oidc=config.oidc is not None
+        request,
+        "signin.html.j2",
+        status_code=status_code,
+        local=config.users_file is not None,
+        oidc=config.oidc is not None,
+        error=error,
     )
 
 
+async def signin_page(request: Request) -> Response:
+    if signed_in(request) is not None:
+        return RedirectResponse("/", status_code=303)
+    return _signin(request)
+
+
 async def signin(request: Request) -> Response:
-    config = config_of(request)
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     users: LocalUsers | None = request.app.state.users
-    user = users.verify(name, password) if users is not None else None
+    # argon2 takes tens of milliseconds of CPU on purpose: not on the event loop
+    user = await off_loop(lambda: users.verify(name, password)) if users is not None else None
     if user is None:
-        return render(
-            request,
-            "signin.html.j2",
-            status_code=401,
-            local=config.users_file is not None,
-            oidc=config.oidc is not None,
-            error="Unknown user or wrong password.",
-        )
+        return _signin(request, "Unknown user or wrong password.", 401)
     return _start(request, user.name, user.display, "local")
 
 
@@ -99,27 +102,13 @@ async def oidc_callback(request: Request) -> Response:
         return RedirectResponse("/signin", status_code=303)
     try:
         token = await oauth.partner.authorize_access_token(request)
-    except OAuthError as exc:
-        log.warning("console OIDC sign-in refused: %s", exc.error)
-        return render(
-            request,
-            "signin.html.j2",
-            status_code=401,
-            local=config.users_file is not None,
-            oidc=True,
-            error="The identity provider did not sign you in.",
-        )
+    except (OAuthError, JoseError) as exc:  # a forged state, a bad or expired ID token
+        log.warning("console OIDC sign-in refused: %s", type(exc).__name__)
+        return _signin(request, "The identity provider did not sign you in.", 401)
     claims = token.get("userinfo") or {}
     user = str(claims.get(config.oidc.user_claim) or claims.get("email") or claims.get("sub", ""))
     if not user:
-        return render(
-            request,
-            "signin.html.j2",
-            status_code=401,
-            local=config.users_file is not None,
-            oidc=True,
-            error="The identity provider named no user.",
-        )
+        return _signin(request, "The identity provider named no user.", 401)
     return _start(request, user, str(claims.get("name") or user), "oidc")
 
 

@@ -156,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     _add_history_command(sub, common)
+    _add_console_command(sub, common)
     _add_admin_commands(sub, common)
     _add_bench_command(sub, common)
     return parser
@@ -187,6 +188,24 @@ def _add_bench_command(sub: Any, common: argparse.ArgumentParser) -> None:
         default=None,
         help="measure the peer, DuckDB's scanners (default: yes, no with --quick)",
     )
+
+
+def _add_console_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    console = sub.add_parser(
+        "console",
+        parents=[common],
+        help="the web console of one partner for its people (docs/CONSOLE.md)",
+    )
+    console.add_argument("--as", dest="partner", required=True, help="serve as this partner")
+    console.add_argument(
+        "--users",
+        type=Path,
+        help="local users file with argon2 hashes; or sign in with OpenID Connect "
+        "(ACCORD_CONSOLE_OIDC_* settings)",
+    )
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    console.add_argument("--broker", default="", help="broker address (default: from the work dir)")
 
 
 def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -489,6 +508,10 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             tpch_repeats=args.tpch_repeats,
             peer=args.peer,
         )
+    if args.command == "console":
+        from app.console.serve import run_console
+
+        return run_console(workdir, args.partner, args.users, args.host, args.port, args.broker)
     if args.command == "status":
         from app.status import run_status
 

@@ -358,3 +358,27 @@ def test_accord_console_without_a_certificate_or_a_way_to_sign_in_is_refused(
     full = {name: f"v-{key}" for key, name in OIDC_ENV.items()}
     oidc = oidc_from_env(full)
     assert oidc is not None and oidc.client_secret == "v-client_secret"
+
+
+@pytest.mark.parametrize(
+    ("value", "cell"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+1", "'+1"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tx", "'\tx"),
+        ("SMITH", "SMITH"),
+        (-5, "-5"),  # a number stays a number
+        (None, ""),
+    ],
+)
+def test_an_exported_text_cell_never_reads_as_a_spreadsheet_formula(value, cell):
+    from app.console.workbench import _csv, csv_cell
+
+    assert csv_cell(value) == cell
+    import csv
+    import io
+
+    exported = list(csv.reader(io.StringIO(_csv(pa.table({"note": pa.array([value])})).decode())))
+    assert exported == [["note"], [cell]]

@@ -155,11 +155,24 @@ async def export(request: Request) -> Response:
     )
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A value as a CSV cell a spreadsheet shows as text: a stored text that
+    starts like a formula (``=HYPERLINK(...)``) gets a leading apostrophe."""
+    if value is None:
+        return ""
+    text = str(value)
+    return f"'{text}" if isinstance(value, str) and text.startswith(FORMULA_STARTS) else text
+
+
 def _csv(table: pa.Table) -> bytes:
     out = io.StringIO()
     writer = csv.writer(out)
-    writer.writerow(table.column_names)
-    writer.writerows(_cells(table))
+    writer.writerow([csv_cell(name) for name in table.column_names])
+    writer.writerows([csv_cell(v) for v in row.values()] for row in table.to_pylist())
     return out.getvalue().encode("utf-8")
 
 

@@ -126,6 +126,30 @@ def test_a_wrong_password_or_user_signs_no_one_in(tmp_path):
     assert nobody.status_code == 401
 
 
+def test_failed_sign_ins_lock_that_name_for_a_while_even_with_the_right_password(tmp_path):
+    client = browser(config(tmp_path))
+    for _ in range(5):
+        assert sign_in(client, "guess").status_code == 401
+    locked = sign_in(client)  # the right password, after five wrong ones
+    assert locked.status_code == 429 and "Too many failed sign-ins" in locked.text
+    assert client.get("/search", follow_redirects=False).headers["location"] == "/signin"
+    other = browser(config(tmp_path))  # a new console: its own count
+    assert sign_in(other).status_code == 303
+
+
+def test_the_sign_in_throttle_counts_failures_per_name_and_per_client():
+    from app.console.throttle import SigninThrottle
+
+    throttle = SigninThrottle(per_user="2/hour", per_client="3/hour")
+    throttle.failed("Ana", "10.0.0.1")
+    assert throttle.wait_s("ana", "10.0.0.1") == 0
+    throttle.failed("ana", "10.0.0.1")  # names count without regard to case
+    assert 3500 < throttle.wait_s("ANA", "10.0.0.2") <= 3600
+    assert throttle.wait_s("bob", "10.0.0.1") == 0
+    throttle.failed("bob", "10.0.0.1")  # the client's third failure
+    assert throttle.wait_s("carl", "10.0.0.1") > 0 and throttle.wait_s("carl", "10.0.0.3") == 0
+
+
 def test_signed_out_pages_lead_to_sign_in_and_sign_out_ends_the_session(tmp_path):
     client = browser(config(tmp_path))
     for path in ("/", "/search", "/workbench", "/aggregate", "/session"):

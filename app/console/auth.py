@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from app.console.config import OidcConfig
+    from app.console.throttle import SigninThrottle
     from app.console.users import LocalUsers
 
 log = logging.getLogger("accord.console")
@@ -79,9 +80,16 @@ async def signin(request: Request) -> Response:
     form = await request.form()
     name, password = str(form.get("username", "")), str(form.get("password", ""))
     users: LocalUsers | None = request.app.state.users
+    throttle: SigninThrottle = request.app.state.signin_throttle
+    client = request.client.host if request.client else ""
+    if wait := throttle.wait_s(name, client):
+        minutes = max(1, round(wait / 60))
+        return _signin(request, f"Too many failed sign-ins: try again in about {minutes} min.", 429)
     # argon2 takes tens of milliseconds of CPU on purpose: not on the event loop
     user = await off_loop(lambda: users.verify(name, password)) if users is not None else None
     if user is None:
+        throttle.failed(name, client)
+        log.info("console sign-in refused", extra={"end_user": name[:MAX_FIELD]})
         return _signin(request, "Unknown user or wrong password.", 401)
     return _start(request, user.name, user.display, "local")
 

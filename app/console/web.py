@@ -18,6 +18,7 @@ from app.console import aggregate, auth, people, workbench
 from app.console.auth import oauth_for
 from app.console.pages import gate
 from app.console.security import SecurityHeaders
+from app.console.throttle import SigninThrottle
 from app.console.users import LocalUsers
 
 if TYPE_CHECKING:
@@ -70,6 +71,7 @@ def create_app(config: ConsoleConfig, **oidc_client_kwargs: Any) -> ASGIApp:
     )
     app.state.config = config
     app.state.users = LocalUsers.load(config.users_file) if config.users_file else None
+    app.state.signin_throttle = SigninThrottle()
     app.state.oauth = oauth_for(config.oidc, **oidc_client_kwargs) if config.oidc else None
     protected = asgi_csrf(
         app,

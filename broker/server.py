@@ -10,7 +10,7 @@ case reference (normalized and checked by ``broker.policy.admission``).
 A request body that does not decode (corrupt protobuf, a string field that
 is not UTF-8) would fail inside grpc before any servicer runs, and the caller
 would see UNKNOWN: the methods are registered here with a lenient
-deserializer (:func:`_lenient`) that hands the servicer an
+deserializer (:func:`lenient`) that hands the servicer an
 :class:`Undecodable` instead, which it refuses with INVALID_ARGUMENT (audited
 like any refusal). Errors are mapped to (status, public message) in one place
 (``accord.errors.grpc_status``), and every failed call ends with
@@ -93,7 +93,7 @@ class Undecodable:
     message_type: str
 
 
-def _lenient(
+def lenient(
     message_type: type[Message], metrics: BrokerMetrics | None = None
 ) -> Callable[[bytes], Message | Undecodable]:
     """``message_type.FromString``, answering (and counting) :class:`Undecodable`
@@ -654,27 +654,27 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:
     """What ``broker_pb2_grpc.add_BrokerServicer_to_server`` does, with
-    :func:`_lenient` request deserializers (see the module docstring)."""
+    :func:`lenient` request deserializers (see the module docstring)."""
     pb, m = broker_pb2, service.metrics
     handlers = {
         "Query": grpc.unary_stream_rpc_method_handler(
             service.Query,
-            request_deserializer=_lenient(pb.QueryRequest, m),
+            request_deserializer=lenient(pb.QueryRequest, m),
             response_serializer=pb.QueryResponse.SerializeToString,
         ),
         "Explain": grpc.unary_unary_rpc_method_handler(
             service.Explain,
-            request_deserializer=_lenient(pb.QueryRequest, m),
+            request_deserializer=lenient(pb.QueryRequest, m),
             response_serializer=pb.ExplainResponse.SerializeToString,
         ),
         "GetOffenderHistory": grpc.unary_unary_rpc_method_handler(
             service.GetOffenderHistory,
-            request_deserializer=_lenient(pb.HistoryRequest, m),
+            request_deserializer=lenient(pb.HistoryRequest, m),
             response_serializer=pb.HistoryResponse.SerializeToString,
         ),
         "GetCatalog": grpc.unary_unary_rpc_method_handler(
             service.GetCatalog,
-            request_deserializer=_lenient(pb.CatalogRequest, m),
+            request_deserializer=lenient(pb.CatalogRequest, m),
             response_serializer=pb.CatalogResponse.SerializeToString,
         ),
     }

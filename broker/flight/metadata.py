@@ -4,7 +4,9 @@ Every table and column comes from ``QueryPipeline.catalog`` (what this
 caller's role may see, within what the sources release), so a client lists
 exactly what it may query. The logical tables have no catalog or schema
 (they are named bare in SQL): ``catalog_name`` and ``db_schema_name`` are
-NULL, GetCatalogs and GetDbSchemas list none. There are no keys: the
+the empty string, which the specification reads as "without a catalog"
+(GetCatalogs and GetDbSchemas list that one, so clients that walk
+catalogs, then schemas, then tables, as ADBC's GetObjects does, find them). There are no keys: the
 primary and foreign key commands answer empty tables. Result schemas are
 the Flight SQL specification's.
 """
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 SERVER_NAME = "Accord"
 SERVER_VERSION = "0.1.0"
 TABLE_TYPE = "TABLE"
+#: The catalog and schema of every table: none (the empty string).
+NO_NAME = ""
 
 _TEXT = pa.string()
 CATALOGS = pa.schema([pa.field("catalog_name", _TEXT, nullable=False)])
@@ -127,6 +131,11 @@ def answer(command: Message, catalog: broker_pb2.CatalogResponse) -> pa.Table:
         return tables(command, catalog)
     if isinstance(command, sql.CommandGetTableTypes):
         return pa.table([[TABLE_TYPE]], schema=TABLE_TYPES)
+    if isinstance(command, sql.CommandGetCatalogs):
+        return pa.table([[NO_NAME]], schema=CATALOGS)
+    if isinstance(command, sql.CommandGetDbSchemas):
+        found = _in_scope(command, "db_schema_filter_pattern")
+        return pa.table([[NO_NAME] * found, [NO_NAME] * found], schema=DB_SCHEMAS)
     return schema_of(command).empty_table()
 
 
@@ -144,19 +153,15 @@ def tables(command: sql.CommandGetTables, catalog: broker_pb2.CatalogResponse) -
     ``table_types`` other than TABLE find nothing.
     """
     found = sorted(catalog.tables, key=lambda t: t.name)
-    if command.HasField("catalog") and command.catalog:
-        found = []
-    if command.HasField("db_schema_filter_pattern") and not _like(
-        command.db_schema_filter_pattern, ""
-    ):
+    if not _in_scope(command, "db_schema_filter_pattern"):
         found = []
     if command.HasField("table_name_filter_pattern"):
         found = [t for t in found if _like(command.table_name_filter_pattern, t.name)]
     if command.table_types and TABLE_TYPE not in command.table_types:
         found = []
     columns: list[list[object]] = [
-        [None] * len(found),
-        [None] * len(found),
+        [NO_NAME] * len(found),
+        [NO_NAME] * len(found),
         [t.name for t in found],
         [TABLE_TYPE] * len(found),
     ]
@@ -186,6 +191,15 @@ def sql_info(wanted: list[int]) -> pa.Table:
         [f.name for f in _INFO_VALUE],
     )
     return pa.Table.from_arrays([pa.array(ids, pa.uint32()), value], schema=SQL_INFO)
+
+
+def _in_scope(command: Message, schema_filter: str) -> int:
+    """1 if the command's catalog and schema filters admit the nameless ones, else 0."""
+    if command.HasField("catalog") and command.catalog:  # type: ignore[attr-defined]
+        return 0
+    if command.HasField(schema_filter) and not _like(getattr(command, schema_filter), NO_NAME):
+        return 0
+    return 1
 
 
 def _like(pattern: str, name: str) -> bool:

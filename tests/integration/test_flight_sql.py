@@ -73,7 +73,7 @@ def without_query_id(message: str) -> str:
     return re.sub(r" \(query id [0-9a-f-]+\)", "", message)
 
 
-def denied_column(running, partner: str, table: str) -> str:
+def denied_column(running, partner: str, table: str):
     """A column of the logical model the partner's role may not see."""
     with broker(running, partner) as client:
         seen = {c.name for t in client.catalog().tables if t.name == table for c in t.columns}

@@ -307,6 +307,11 @@ class QueryPipeline:
         plan = prepared.plan
         key = partner_key(self.mask_secret, principal.partner.name)
         table, _ = await self.merger.merge(plan, self.merger.arrow_tables(plan, []), key, deadline)
+        if prepared.release is not None:
+            # Aggregate-only: the released columns (a private release has the
+            # same ones); nothing to draw or charge for no rows.
+            role_key = release_key(self.mask_secret, prepared.view.role.name)
+            table, _ = release(table, prepared.release, role_key)
         return table.schema
 
     async def explain(

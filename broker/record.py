@@ -215,6 +215,7 @@ class QueryRecord:
             "event": f"{self.event}_end",
             "query_id": self.query_id,
             **self._caller(cut),
+            **({"interface": self.interface} if self.interface else {}),
             **self._ending(trailer, error, rows_sent, cut),
         }
         if isinstance(error, ClientCancelled):

@@ -13,9 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import pyarrow as pa
 import pytest
+from google.protobuf.message import Message
 
+from accord import ipc, tls
 from accord.audit.search import search
+from accord.flight import Flight_pb2 as fl
+from accord.flight import FlightSql_pb2 as sql
+from broker.flight.arrow_data import read_table
+from broker.flight.service import pack
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +175,102 @@ def test_three_roles_over_flight_sql_see_and_get_what_query_gives(running, tmp_p
     assert all(r["end_user"] == "flight-police" for r in police)
     statistics = flight_records(running, "statistics")
     assert any(r["outcome"] != "OK" and "fps_number" in r["sql"] for r in statistics)
+
+
+class RawFlight:
+    """The FlightService over grpcio, message by message, as one partner."""
+
+    def __init__(self, running, partner: str) -> None:
+        ca, cert, key = running.workdir.partner_credentials(partner)
+        self.channel = grpc.secure_channel(
+            running.launcher.flight_address,
+            tls.channel_credentials(ca, cert, key),
+            options=tls.CHANNEL_OPTIONS,
+        )
+        purpose, case_ref = ROLES[partner]
+        self.metadata = (("x-accord-purpose", purpose), ("x-accord-case-ref", case_ref))
+
+    def call(self, kind: str, method: str, request, response):
+        stub = getattr(self.channel, kind)(
+            f"/arrow.flight.protocol.FlightService/{method}",
+            request_serializer=lambda m: m if isinstance(m, bytes) else m.SerializeToString(),
+            response_deserializer=response.FromString,
+        )
+        return stub(request, metadata=self.metadata, timeout=60)
+
+    def info(self, command: Message) -> fl.FlightInfo:
+        descriptor = fl.FlightDescriptor(type=fl.FlightDescriptor.CMD, cmd=pack(command))
+        info: fl.FlightInfo = self.call("unary_unary", "GetFlightInfo", descriptor, fl.FlightInfo)
+        return info
+
+    def get(self, ticket: fl.Ticket) -> pa.Table:
+        return read_table(self.call("unary_stream", "DoGet", ticket, fl.FlightData))
+
+    def refused(self, call) -> tuple[grpc.StatusCode, str]:
+        with pytest.raises(grpc.RpcError) as refused:
+            result = call()
+            if not isinstance(result, Message):  # a stream: its status comes as it is read
+                list(result)
+        error = refused.value
+        details = error.details() or ""
+        assert re.search(r"\(query id [0-9a-f-]+\)$", details), details
+        return error.code(), details
+
+    def close(self) -> None:
+        self.channel.close()
+
+
+def test_tickets_are_the_callers_and_refusals_are_clear(running):
+    crown, police = RawFlight(running, "crown_attorney"), RawFlight(running, "police")
+    try:
+        query = "SELECT status, count(*) AS n FROM offenders GROUP BY status ORDER BY status"
+        info = crown.info(sql.CommandStatementQuery(query=query))
+        ticket = info.endpoint[0].ticket
+        assert query.encode() not in ticket.ticket  # nothing to tamper with
+        # Another partner's certificate cannot redeem it; its holder can, once.
+        code, message = police.refused(lambda: police.get(ticket))
+        assert code == grpc.StatusCode.PERMISSION_DENIED
+        assert "another certificate" in message
+        with broker(running, "crown_attorney") as client:
+            expected = client.query(query).table
+        answer = crown.get(ticket)
+        assert answer.equals(expected)
+        assert ipc.schema_from_bytes(info.schema) == answer.schema  # known before it ran
+        code, message = crown.refused(lambda: crown.get(ticket))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "single-use" in message
+
+        # A Flight SQL command the broker does not serve, and one that is garbage.
+        code, message = crown.refused(lambda: crown.info(sql.CommandGetXdbcTypeInfo()))
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert "CommandGetXdbcTypeInfo is not served" in message
+        garbage = fl.FlightDescriptor(type=fl.FlightDescriptor.CMD, cmd=b"\xff\x00garbage")
+        code, message = crown.refused(
+            lambda: crown.call("unary_unary", "GetFlightInfo", garbage, fl.FlightInfo)
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        code, _ = crown.refused(
+            lambda: crown.call("unary_unary", "GetFlightInfo", b"\xff\xff\xff", fl.FlightInfo)
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT  # not even a FlightDescriptor
+        action = fl.Action(type="BeginTransaction")
+        code, message = crown.refused(
+            lambda: crown.call("unary_stream", "DoAction", action, fl.Result)
+        )
+        assert code == grpc.StatusCode.UNIMPLEMENTED
+        assert "CreatePreparedStatement" in message
+        code, message = crown.refused(
+            lambda: crown.info(sql.CommandStatementUpdate(query="DELETE FROM offenders"))
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        assert "read-only" in message
+    finally:
+        crown.close()
+        police.close()
+    refused = [
+        r
+        for r in search(running.workdir.audit_dir())
+        if r.get("event") == "refused" and r.get("interface") == "flight_sql"
+    ]
+    assert any(r["partner"] == "police" and r["method"] == "DoGet" for r in refused)
+    assert any(r["outcome"] == "UNIMPLEMENTED" for r in refused)

@@ -46,6 +46,8 @@ def bind(sql: str, values: list[object]) -> str:
     """
     tree = _parse(sql)
     slots = _slots(tree)
+    if not slots and not values:
+        return sql  # nothing to bind: the statement as written
     if len(values) != len(set(slots)):
         raise InvalidQuery(
             f"the statement takes {len(set(slots))} parameters; {len(values)} were bound",

@@ -192,35 +192,32 @@ class FlightSqlService:
         request: fl.FlightDescriptor | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
         method: str,
+        query_id: str,
     ) -> tuple[Principal, Message, broker_pb2.QueryRequest | None, pa.Schema]:
         """The caller, its command, the query it runs (None for metadata)
         and the schema of its answer: or the call refused, audited."""
         started = time.monotonic()
-        query_id = new_query_id()
-        with bind_query_id(query_id):
-            context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
-            principal = await self.broker.authenticate(context, method)
-            try:
-                if isinstance(request, Undecodable):
-                    raise InvalidQuery(
-                        f"the request is not a valid {request.message_type}", field=""
-                    )
-                if request.type != fl.FlightDescriptor.CMD:
-                    raise InvalidQuery(
-                        "Accord serves Flight SQL commands (FlightDescriptor type CMD), not paths",
-                        field="flight_descriptor",
-                    )
-                command = unpack(request.cmd, "command")
-                if type(command) in metadata.SCHEMAS:
-                    return principal, command, None, metadata.schema_of(command)
-                query = self._request(self._statement_sql(command, principal), context)
-            except AccordError as exc:
-                await self._refuse(context, principal, method, exc)
-                raise
-            schema = await self.broker.result_schema(
-                query, context, principal, started, query_id, INTERFACE
-            )
-            return principal, command, query, schema
+        context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
+        principal = await self.broker.authenticate(context, method)
+        try:
+            if isinstance(request, Undecodable):
+                raise InvalidQuery(f"the request is not a valid {request.message_type}", field="")
+            if request.type != fl.FlightDescriptor.CMD:
+                raise InvalidQuery(
+                    "Accord serves Flight SQL commands (FlightDescriptor type CMD), not paths",
+                    field="flight_descriptor",
+                )
+            command = unpack(request.cmd, "command")
+            if type(command) in metadata.SCHEMAS:
+                return principal, command, None, metadata.schema_of(command)
+            query = self._request(self._statement_sql(command, principal), context)
+        except AccordError as exc:
+            await self._refuse(context, principal, method, exc)
+            raise
+        schema = await self.broker.result_schema(
+            query, context, principal, started, query_id, INTERFACE
+        )
+        return principal, command, query, schema
 
     # --- FlightService -----------------------------------------------------
 
@@ -229,16 +226,19 @@ class FlightSqlService:
         request: fl.FlightDescriptor | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> fl.FlightInfo:
-        principal, command, query, schema = await self._described(request, context, "GetFlightInfo")
-        if query is None:
-            ticket = pack(command)  # metadata: answered for whoever redeems it
-        else:
-            try:
-                handle = self.handles.ticket(principal, query)
-            except AccordError as exc:
-                await self._refuse(context, principal, "GetFlightInfo", exc)
-                raise
-            ticket = pack(sql.TicketStatementQuery(statement_handle=handle))
+        with bind_query_id(new_query_id()) as query_id:
+            principal, command, query, schema = await self._described(
+                request, context, "GetFlightInfo", query_id
+            )
+            if query is None:
+                ticket = pack(command)  # metadata: answered for whoever redeems it
+            else:
+                try:
+                    handle = self.handles.ticket(principal, query)
+                except AccordError as exc:
+                    await self._refuse(context, principal, "GetFlightInfo", exc)
+                    raise
+                ticket = pack(sql.TicketStatementQuery(statement_handle=handle))
         assert isinstance(request, fl.FlightDescriptor)  # else refused
         return fl.FlightInfo(
             schema=ipc.schema_to_bytes(schema),
@@ -254,7 +254,8 @@ class FlightSqlService:
         request: fl.FlightDescriptor | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
     ) -> fl.SchemaResult:
-        _, _, _, schema = await self._described(request, context, "GetSchema")
+        with bind_query_id(new_query_id()) as query_id:
+            _, _, _, schema = await self._described(request, context, "GetSchema", query_id)
         return fl.SchemaResult(schema=ipc.schema_to_bytes(schema))
 
     async def DoGet(

@@ -30,6 +30,7 @@ query's deadline from the call's.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,8 @@ def unpack(data: bytes, what: str) -> Message:
     name = packed.TypeName()
     kind = _KNOWN.get(name)
     if kind is None or kind is sql.CommandGetXdbcTypeInfo:
-        shown = name or "an empty command"
+        # The caller's text, named back only when it is a plausible type name.
+        shown = name if re.fullmatch(r"[A-Za-z0-9_.]{1,120}", name) else "this command"
         raise Unimplemented(
             f"{shown} is not served by Accord's Flight SQL endpoint; it serves SQL "
             "statements, prepared statements and the catalog metadata commands"

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE=HOST:PORT[,HOST:PORT]",
         help="broker: where a source's adapter (and its replicas) listen; repeatable",
     )
+    serve.add_argument(
+        "--flight-port",
+        type=int,
+        default=0,
+        help="broker: port of the Flight SQL endpoint (0 picks a free one; the address is "
+        "written to WORKDIR/run/broker-flight.addr; docs/FLIGHT_SQL.md)",
+    )
 
     status = sub.add_parser(
         "status",

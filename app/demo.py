@@ -141,6 +141,10 @@ def run_demo(
             f"broker on {federation.broker_address}; adapters: "
             + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items())
         )
+        print(
+            f"Flight SQL (ADBC, JDBC, BI tools; docs/FLIGHT_SQL.md) on {federation.flight_address}"
+            f" ({workdir.broker_flight_address_file()})"
+        )
         if data is not None:  # not the justice federation: its samples do not apply
             return _serve(workdir, federation) if serve else 0
         failed = 0

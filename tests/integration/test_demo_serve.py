@@ -72,6 +72,12 @@ def test_demo_serve_restarts_a_dead_adapter_and_stops_promptly_on_ctrl_c(tmp_pat
             START_S,
         )
         assert demo.poll() is None, (tmp_path / "demo.err").read_text()
+        # The Flight SQL endpoint's address, printed and in the run directory.
+        flight = workdir.broker_flight_address_file().read_text().strip()
+        assert (
+            f"Flight SQL (ADBC, JDBC, BI tools; docs/FLIGHT_SQL.md) on {flight}"
+            in (tmp_path / "demo.out").read_text()
+        )
 
         status = accord("status", "--json", "--workdir", str(workdir.path))
         assert status.returncode == 0, status.stdout + status.stderr
@@ -119,3 +125,4 @@ def test_demo_serve_restarts_a_dead_adapter_and_stops_promptly_on_ctrl_c(tmp_pat
         lines = (workdir.logs / f"{name}.log").read_text().splitlines()
         assert any(json.loads(line)["message"].endswith(" stopped") for line in lines[-5:]), name
     assert not workdir.supervisor_state_file().exists()
+    assert not workdir.broker_flight_address_file().exists()

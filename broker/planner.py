@@ -27,6 +27,7 @@ from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery
 from accord.predicate import is_plain
 from broker.policy.rewrite import SECURE_VIEW
+from broker.pushdown.folding import fold_constants
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -36,10 +37,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Conjunct:
-    """A pushable predicate over one reference's columns (DuckDB SQL)."""
+    """A pushable predicate over one reference's columns (DuckDB SQL).
+
+    ``exact`` is False for a predicate only implied by the query's (a
+    per-table disjunction split out of an OR): it trims rows, but the
+    sources' rows are not then the reference's, so no LIMIT goes with it.
+    """
 
     sql: str
     columns: frozenset[str]
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -86,13 +93,21 @@ def scans_for(ref: TableReference, federation: Federation) -> list[ScanSpec]:
     specs = []
     for code in ref.sources:
         released = federation.source(code).released_columns(ref.table)
-        columns = [c for c in ref.columns if c in released]
-        if not columns:  # a row count still needs one column on the wire
-            columns = [c for c in federation.tables[ref.table].columns if c in released][:1]
+        columns = scan_columns(ref.columns, ref.table, released, federation)
         pushed = [p for p in ref.predicates if p.columns <= released]
-        limit = ref.limit if len(pushed) == len(ref.predicates) else 0
+        exact = len(pushed) == len(ref.predicates) and all(p.exact for p in pushed)
+        limit = ref.limit if exact else 0
         specs.append(ScanSpec(code, columns, _and(p.sql for p in pushed), limit))
     return specs
+
+
+def scan_columns(
+    wanted: Iterable[str], table: str, released: frozenset[str], federation: Federation
+) -> list[str]:
+    """The wanted columns the source releases; one at least (a row count
+    still needs a column on the wire)."""
+    columns = [c for c in wanted if c in released]
+    return columns or [c for c in federation.tables[table].columns if c in released][:1]
 
 
 @dataclass
@@ -271,7 +286,11 @@ def _push_predicates(
 ) -> None:
     """Copies the WHERE conjuncts that touch only ``alias`` (by default the
     reference itself; else a secure view over it, where only the ``clear``
-    columns may be touched) into the reference's scan."""
+    columns may be touched) into the reference's scan, constants folded
+    (``broker.pushdown.folding``). From an OR that is not pushable as it
+    is (it spans tables, or one branch is not plain) goes the disjunction
+    it implies for this reference: ``(a1 AND b1) OR (a2 AND b2)`` implies
+    ``a1 OR a2`` for a's table; the broker keeps the original."""
     alias = alias or ref.alias
     select = scope.expression
     where = select.args.get("where") if isinstance(select, exp.Select) else None
@@ -280,21 +299,64 @@ def _push_predicates(
     for part in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
         conjunct = part.unnest()
         columns = list(conjunct.find_all(exp.Column))
-        if not columns or any(c.table != alias for c in columns):
+        if not columns:
             continue
-        if clear is not None and any(c.name not in clear for c in columns):
+        mine = all(c.table == alias for c in columns)
+        if mine and (clear is None or all(c.name in clear for c in columns)):
+            if _prune_sources(conjunct, ref):
+                continue
+        pushed = _pushable(conjunct, alias, clear)
+        if pushed is not None:
+            ref.predicates.append(_conjunct(pushed))
             continue
-        if _prune_sources(conjunct, ref):
-            continue
-        if any(c.name == SOURCE_COLUMN for c in columns):
-            continue
-        if is_plain(conjunct):
-            plain = conjunct.copy().transform(
-                lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n
-            )
-            ref.predicates.append(
-                Conjunct(plain.sql(dialect="duckdb"), frozenset(c.name for c in columns))
-            )
+        implied = _implied(conjunct, alias, clear) if isinstance(conjunct, exp.Or) else None
+        if implied is not None:
+            ref.predicates.append(_conjunct(implied, exact=False))
+
+
+def _pushable(node: exp.Expr, alias: str, clear: set[str] | None) -> exp.Expr | None:
+    """``node`` as this reference's scan may say it: its columns all of
+    ``alias`` (and ``clear``), none the broker's ``source``, plain once its
+    constants are folded; None otherwise."""
+    columns = list(node.find_all(exp.Column))
+    if not columns or any(c.table != alias for c in columns):
+        return None
+    if clear is not None and any(c.name not in clear for c in columns):
+        return None
+    if any(c.name == SOURCE_COLUMN for c in columns):
+        return None
+    folded = fold_constants(node)
+    if not is_plain(folded):
+        return None
+    return folded.transform(lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n)
+
+
+def _implied(node: exp.Or, alias: str, clear: set[str] | None) -> exp.Expr | None:
+    """The disjunction over ``alias`` that ``node`` implies, or None when some
+    branch says nothing about ``alias`` (then every row may match)."""
+    branches: list[exp.Expr] = []
+    for branch in node.flatten():
+        parts = []
+        for part in _conjuncts_of(branch.unnest()):
+            pushed = _pushable(part, alias, clear)
+            if pushed is not None:
+                parts.append(pushed)
+            elif isinstance(part, exp.Or) and (inner := _implied(part, alias, clear)):
+                parts.append(inner)
+        if not parts:
+            return None
+        branches.append(exp.and_(*parts, copy=False))  # and_/or_ parenthesize
+    return exp.or_(*branches, copy=False)
+
+
+def _conjuncts_of(node: exp.Expr) -> list[exp.Expr]:
+    return [p.unnest() for p in node.flatten()] if isinstance(node, exp.And) else [node]
+
+
+def _conjunct(tree: exp.Expr, *, exact: bool = True) -> Conjunct:
+    """A predicate over unqualified columns, as a Conjunct."""
+    names = frozenset(c.name for c in tree.find_all(exp.Column))
+    return Conjunct(tree.sql(dialect="duckdb"), names, exact)
 
 
 def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:
@@ -356,7 +418,7 @@ def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
         conjuncts += _conjunct_count(view)
     elif not isinstance(source, exp.Table):
         return
-    if len(refs[0].predicates) != conjuncts:
+    if sum(p.exact for p in refs[0].predicates) != conjuncts:
         return  # something stays in the broker: the sources must send every row
     offset = tree.args.get("offset")
     skip = 0

@@ -28,6 +28,7 @@ from accord.errors import InvalidQuery
 from accord.predicate import is_plain
 from broker.policy.rewrite import SECURE_VIEW
 from broker.pushdown.folding import fold_constants
+from broker.pushdown.shards import may_match
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -72,6 +73,9 @@ class TableReference:
     limit: int = 0
     scans: list[ScanSpec] = field(default_factory=list)
     label: str = ""  # the caller's alias, when the reference sits under a secure view
+    #: Whether its scans may serve other references to its table too (not
+    #: beneath a view that keeps a few rows of each person).
+    shareable: bool = True
 
     @property
     def name_in_query(self) -> str:
@@ -179,9 +183,69 @@ def plan_query(
         ref.columns = [c for c in released if c in wanted] or released[:1]
     _push_limit(tree, references)
     for ref in references:
+        ref.sources = [
+            code
+            for code in ref.sources
+            if may_match(
+                (p.sql for p in ref.predicates), federation.source(code).shards.get(ref.table)
+            )
+        ]
         ref.scans = scans_for(ref, federation)
+    share_scans(tree, references, federation)
     views = _materialized_views(tree, ref_prefix)
     return QueryPlan(references, tree, views)
+
+
+def share_scans(tree: exp.Query, refs: list[TableReference], federation: Federation) -> None:
+    """One scan per (table, source) for all the references to a table.
+
+    The first reference's scans fetch, per source, the union of the
+    references' columns under the OR of their pushed predicates (the
+    conjuncts they all push stay outside the OR; a reference pushing
+    nothing else means no OR at all); the others fetch nothing and read
+    its table in the merge. That is exact, since the merge keeps every
+    predicate: each reference still filters its rows there, and a secure
+    view over a reference still applies its row filter and masks, to the
+    shared rows, as it does to its own.
+    """
+    groups: dict[str, list[TableReference]] = {}
+    for ref in refs:
+        if ref.shareable and ref.limit == 0:
+            groups.setdefault(ref.table, []).append(ref)
+    for table, group in groups.items():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        logical = federation.tables[table]
+        wanted = {c for r in group for c in r.columns}
+        first.columns = [c for c in logical.columns if c in wanted]
+        serving = {code for r in group for code in r.sources}
+        first.sources = [s.code for s in federation.sources_serving(table) if s.code in serving]
+        first.scans = [_shared_scan(code, table, group, federation) for code in first.sources]
+        for other in group[1:]:
+            other.scans, other.sources = [], []
+            for node in tree.find_all(exp.Table):
+                if node.name == other.ref_id:
+                    node.set("this", exp.to_identifier(first.ref_id, quoted=True))
+
+
+def _shared_scan(
+    code: str, table: str, group: list[TableReference], federation: Federation
+) -> ScanSpec:
+    released = federation.source(code).released_columns(table)
+    members = [r for r in group if code in r.sources]
+    wanted = {c for r in members for c in r.columns}
+    columns = scan_columns(
+        (c for c in federation.tables[table].columns if c in wanted), table, released, federation
+    )
+    pushed = [[p.sql for p in r.predicates if p.columns <= released] for r in members]
+    common = [p for p in pushed[0] if all(p in other for other in pushed[1:])]
+    rests = [[p for p in own if p not in common] for own in pushed]
+    parts = list(common)
+    if all(rests):
+        terms = dict.fromkeys(rest[0] if len(rest) == 1 else _and(rest) for rest in rests)
+        parts.append(" OR ".join(f"({t})" for t in terms))
+    return ScanSpec(code, columns, _and(parts), 0)
 
 
 def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp.Select]]:
@@ -267,6 +331,7 @@ def _push_through_secure_views(tree: exp.Query, references: list[TableReference]
                 continue
             ref.label = alias
             if view.args.get("qualify"):
+                ref.shareable = False
                 # A differentially private role's view keeps a few rows of
                 # each person (broker.policy.privacy): a filter or a source
                 # pruned beneath it would change which; the merge filters.

@@ -411,11 +411,11 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
 def _parse_shards(table: LogicalTable, spec: Any, where: str) -> dict[str, KeyDomain]:
     """``{column: {min: V, max: V}}`` or ``{column: {values: [V, ...]}}``."""
     domains = {}
-    for column, dspec in _mapping(spec, where).items():
+    for column, raw in _mapping(spec, where).items():
         at = f"{where}.{column}"
         if column not in table.columns:
             raise ConfigError(f"{at}: {column!r} is not a column of logical table {table.name}")
-        dspec = _mapping(dspec, at)
+        dspec = _mapping(raw, at)
         unknown = sorted(set(dspec) - {"min", "max", "values"})
         if unknown:
             raise ConfigError(f"{at}: unknown keys {unknown}; use min and max, or values")

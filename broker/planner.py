@@ -1,10 +1,14 @@
-"""Plan: one scan per (table reference, source), with pushdown.
+"""Plan: the scans of a query, with pushdown.
 
 After qualification every column is bound to a table reference. For each
 reference the planner works out which sources serve it, which columns it
-needs, which WHERE conjuncts touch only that reference (and can be pushed),
-and whether a LIMIT is safe to push. The merge query is the qualified tree
-with each reference renamed to the Arrow table the broker registers for it.
+needs, which WHERE conjuncts touch only that reference (and can be pushed,
+constants folded first: ``broker.pushdown.folding``), what an OR spanning
+tables implies for it, and whether a LIMIT is safe to push. Sources whose
+declared shard cannot match are skipped (``broker.pushdown.shards``). The
+references to one table then share one scan per source (``share_scans``).
+The merge query is the qualified tree with each reference renamed to the
+Arrow table the broker registers for it.
 
 Pushdown never changes a result: the merge query keeps every predicate, so
 a pushed conjunct only trims rows the merge would drop anyway. Conjuncts are
@@ -366,10 +370,9 @@ def _push_predicates(
         columns = list(conjunct.find_all(exp.Column))
         if not columns:
             continue
-        mine = all(c.table == alias for c in columns)
-        if mine and (clear is None or all(c.name in clear for c in columns)):
-            if _prune_sources(conjunct, ref):
-                continue
+        visible = all(c.table == alias and (clear is None or c.name in clear) for c in columns)
+        if visible and _prune_sources(conjunct, ref):
+            continue
         pushed = _pushable(conjunct, alias, clear)
         if pushed is not None:
             ref.predicates.append(_conjunct(pushed))

@@ -28,7 +28,7 @@ from broker.planner import plan_query
 from broker.pushdown.folding import fold_constants
 from broker.pushdown.shards import may_match
 from broker.validate import parse_query
-from tests.conftest import load_logical_model, make_small_federation
+from tests.conftest import load_logical_model
 from tests.test_planner import brokered, direct, logical_tables
 
 _DUCKDB = duckdb.connect()
@@ -187,7 +187,10 @@ def test_an_implied_predicate_takes_no_limit_with_it(small_federation):
     sql = "SELECT surname FROM offenders WHERE status = 'UAL' OR upper(surname) = 'X' LIMIT 2"
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     assert [r.limit for r in plan.references] == [0]
-    sql = "SELECT surname FROM offenders WHERE (status = 'UAL' AND upper(surname) = 'X') OR status = 'UAL' LIMIT 2"
+    sql = (
+        "SELECT surname FROM offenders WHERE (status = 'UAL' AND upper(surname) = 'X') "
+        "OR status = 'UAL' LIMIT 2"
+    )
     plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
     assert plan.references[0].predicate == "(status = 'UAL' OR status = 'UAL')"
     assert all(s.limit == 0 for s in plan.references[0].scans)

@@ -59,7 +59,7 @@ def _fold(node: exp.Expr) -> exp.Expr:
         if moved is not None:
             return moved
     if isinstance(node, _ARITHMETIC) and _numeric_constant(node):
-        folded = simplify(node.copy(), dialect="duckdb")
+        folded: exp.Expr = simplify(node.copy(), dialect="duckdb")
         if _is_number(folded):
             return folded
     return node

@@ -13,6 +13,7 @@ integer column exactly, with a DOUBLE column as a double.
 from __future__ import annotations
 
 import datetime as dt
+import operator
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ import sqlglot
 from sqlglot import exp
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
     from accord.federation import KeyDomain
 
@@ -30,6 +31,13 @@ _FLIPPED: dict[type[exp.Expr], type[exp.Expr]] = {
     exp.GT: exp.LT,
     exp.GTE: exp.LTE,
     exp.EQ: exp.EQ,
+}
+_HOLDS: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {
+    exp.EQ: operator.eq,
+    exp.LT: operator.lt,
+    exp.LTE: operator.le,
+    exp.GT: operator.gt,
+    exp.GTE: operator.ge,
 }
 
 
@@ -47,18 +55,12 @@ def _may(node: exp.Expr, domains: Mapping[str, KeyDomain]) -> bool:
     if isinstance(node, exp.Or):
         return _may(node.this, domains) or _may(node.expression, domains)
     if isinstance(node, exp.Between) and not node.args.get("symmetric"):
-        low, high = (
-            exp.GTE(this=node.this, expression=node.args["low"]),
-            exp.LTE(this=node.this, expression=node.args["high"]),
-        )
+        low = exp.GTE(this=node.this, expression=node.args["low"])
+        high = exp.LTE(this=node.this, expression=node.args["high"])
         return _may(low, domains) and _may(high, domains)
-    if isinstance(node, exp.In):
-        if node.args.get("query") or not node.expressions:
-            return True
+    if isinstance(node, exp.In) and node.expressions and not node.args.get("query"):
         return any(_may(exp.EQ(this=node.this, expression=v), domains) for v in node.expressions)
-    if type(node) in _FLIPPED:
-        return _comparison(node, domains)
-    return True
+    return _comparison(node, domains) if type(node) in _FLIPPED else True
 
 
 def _comparison(node: exp.Expr, domains: Mapping[str, KeyDomain]) -> bool:
@@ -66,11 +68,9 @@ def _comparison(node: exp.Expr, domains: Mapping[str, KeyDomain]) -> bool:
     column, literal = node.this.unnest(), node.expression.unnest()
     if not isinstance(column, exp.Column):
         column, literal, op = literal, column, _FLIPPED[op]
-    if not isinstance(column, exp.Column) or column.name not in domains:
-        return True
-    domain = domains[column.name]
-    value = _value(literal)
-    if value is None:
+    domain = domains.get(column.name) if isinstance(column, exp.Column) else None
+    value = _value(literal) if domain is not None else None
+    if domain is None or value is None:
         return True
     if domain.values is not None:
         sample = next(iter(domain.values))
@@ -78,50 +78,36 @@ def _comparison(node: exp.Expr, domains: Mapping[str, KeyDomain]) -> bool:
         sample = domain.minimum if domain.minimum is not None else domain.maximum
     if isinstance(sample, float) and isinstance(value, Decimal):
         value = float(value)  # DuckDB compares a DOUBLE with a decimal as doubles
+    holds = _HOLDS[op]
     try:
         if domain.values is not None:
-            return any(_holds(op, v, value) for v in domain.values)
+            return any(holds(v, value) for v in domain.values)
         low, high = domain.minimum, domain.maximum
         if op is exp.EQ:
             return (low is None or low <= value) and (high is None or value <= high)
-        if op in (exp.LT, exp.LTE):  # column below value: some row at least low
-            return low is None or _holds(op, low, value)
-        return high is None or _holds(op, high, value)  # GT, GTE
+        if op in (exp.LT, exp.LTE):  # column below value: the least row may be
+            return low is None or bool(holds(low, value))
+        return high is None or bool(holds(high, value))  # GT, GTE: the greatest
     except TypeError:  # a literal of another type than the column's: DuckDB decides
         return True
 
 
-def _holds(op: type[exp.Expr], left: Any, right: Any) -> bool:
-    if op is exp.EQ:
-        return bool(left == right)
-    if op is exp.LT:
-        return bool(left < right)
-    if op is exp.LTE:
-        return bool(left <= right)
-    if op is exp.GT:
-        return bool(left > right)
-    return bool(left >= right)
-
-
 def _value(node: exp.Expr) -> Any:
     """A literal's value: a number (exact), a string or a date; else None."""
-    negative = isinstance(node, exp.Neg)
-    if negative:
-        node = node.this.unnest()
-    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE) and not negative:
+    if isinstance(node, exp.Neg):
+        inner = node.this.unnest()
+        number = _value(inner) if isinstance(inner, exp.Literal) else None
+        return -number if isinstance(number, Decimal) else None
+    if isinstance(node, exp.Cast) and node.to.is_type(exp.DataType.Type.DATE):
         inner = node.this
-        if isinstance(inner, exp.Literal) and inner.is_string:
-            try:
-                return dt.date.fromisoformat(inner.this)
-            except ValueError:
-                return None
-        return None
-    if not isinstance(node, exp.Literal):
-        return None
-    if node.is_string:
-        return None if negative else node.this
+        text = inner.this if isinstance(inner, exp.Literal) and inner.is_string else ""
+        try:
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            return None
+    if not isinstance(node, exp.Literal) or node.is_string:
+        return node.this if isinstance(node, exp.Literal) else None
     try:
-        number = Decimal(node.this)
+        return Decimal(node.this)
     except InvalidOperation:
         return None
-    return -number if negative else number

@@ -59,6 +59,40 @@ def drop_databases(name: str) -> None:
         maria.close()
 
 
+def fetched(data: Path, federation_file: Path) -> dict[int, dict[str, int]]:
+    """Per query, the rows and values (rows x columns) its plan asks the
+    sources for: what pushdown saves, independent of the machine's load.
+    Each scan's predicate is evaluated by DuckDB over that source's share
+    (as the loader splits it); an adapter that cannot push a conjunct sends
+    more, so this is what the planner asks, not always what travels."""
+    from app.dataload import load_shards, split
+    from broker.planner import plan_query
+    from broker.validate import parse_query
+
+    federation = load_federation(federation_file)
+    held = {n for s in federation.sources.values() for n in s.tables}
+    tables = {n: read_logical(data, federation.tables[n]) for n in held}
+    shares = split(federation, tables, load_shards(FIXTURES / "shards.yaml"))
+    con = duckdb.connect()
+    volume: dict[int, dict[str, int]] = {}
+    for number, sql in queries().items():
+        plan = plan_query(parse_query(sql, federation.tables), federation)
+        rows = values = scans = 0
+        for ref in plan.references:
+            for spec in ref.scans:
+                con.register("share", shares[spec.source][ref.table])
+                where = f" WHERE {spec.predicate}" if spec.predicate else ""
+                limit = f" LIMIT {spec.limit}" if spec.limit else ""
+                n = con.sql(f"SELECT count(*) FROM (SELECT * FROM share{where}{limit})").fetchall()
+                rows += n[0][0]
+                values += n[0][0] * len(spec.columns)
+                scans += 1
+                con.unregister("share")
+        volume[number] = {"scans": scans, "rows": rows, "values": values}
+        print(f"Q{number:<3} {scans:3} scans {rows:9} rows {values:10} values", flush=True)
+    return volume
+
+
 def timed(run: object, runs: int) -> float:
     samples = []
     for _ in range(runs):
@@ -74,11 +108,30 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--only", type=int, nargs="*")
+    parser.add_argument(
+        "--plan-only", action="store_true", help="no servers: what each plan asks the sources for"
+    )
     args = parser.parse_args()
+    federation_file = FIXTURES / "federation.yaml"
+    if args.plan_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            data = Path(tmp)
+            binary = Path(sys.executable).parent / "tpchgen-cli"
+            subprocess.run(
+                [str(binary), "parquet", "-s", str(args.scale), "--output-dir", str(data)],
+                check=True,
+                capture_output=True,
+            )
+            volume = fetched(data, federation_file)
+        total = {k: sum(v[k] for v in volume.values()) for k in ("scans", "rows", "values")}
+        print(f"all  {total['scans']:3} scans {total['rows']:9} rows {total['values']:10} values")
+        if args.json:
+            args.json.write_text(json.dumps({"scale": args.scale, "queries": volume}, indent=2))
+        return
     name = f"accord_tpchb_{uuid.uuid4().hex[:8]}"
     os.environ["ACCORD_TPCH_PG_DSN"] = f"{PG}/{name}"
     os.environ["ACCORD_TPCH_MARIADB_DSN"] = f"{MARIADB}/{name}"
-    federation_file, policies = FIXTURES / "federation.yaml", FIXTURES / "policies"
+    policies = FIXTURES / "policies"
     results: dict[int, dict[str, float]] = {}
     try:
         with tempfile.TemporaryDirectory() as tmp:

@@ -154,6 +154,7 @@ def plan_query(
             )
         except OptimizeError as exc:
             raise InvalidQuery(_qualify_message(exc)) from exc
+    _exists_selects_nothing(tree)
     # Drop derived-table columns nothing reads (a secure view projects every
     # granted column; only the ones the query uses should travel).
     try:
@@ -250,6 +251,20 @@ def _shared_scan(
         terms = dict.fromkeys(rest[0] if len(rest) == 1 else _and(rest) for rest in rests)
         parts.append(" OR ".join(f"({t})" for t in terms))
     return ScanSpec(code, columns, _and(parts), 0)
+
+
+def _exists_selects_nothing(tree: exp.Query) -> None:
+    """``EXISTS (SELECT * ...)`` reads no column of its rows: it selects 1,
+    so no column travels for it (TPC-H Q4, Q21). Not where the projection
+    aggregates without GROUP BY (one row even over none)."""
+    for exists in tree.find_all(exp.Exists):
+        select = exists.this
+        if not isinstance(select, exp.Select):
+            continue
+        aggregates = any(e.find(exp.AggFunc) for e in select.expressions)
+        if aggregates and not select.args.get("group"):
+            continue
+        select.set("expressions", [exp.Literal.number(1)])
 
 
 def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp.Select]]:

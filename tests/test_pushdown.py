@@ -381,3 +381,18 @@ def test_the_tpch_federation_declares_its_shards():
     lines = {code: s.shards["lineitem"]["l_orderkey"] for code, s in fed.sources.items()}
     assert (lines["ORDERDESK"].maximum, lines["WAREHOUSE"].minimum) == (19999, 20000)
     assert (lines["WAREHOUSE"].maximum, lines["ARCHIVE"].minimum) == (39999, 40000)
+
+
+def test_exists_fetches_no_column_for_its_star(small_federation):
+    sql = (
+        "SELECT o.surname FROM offenders o WHERE EXISTS (SELECT * FROM sentences s "
+        "WHERE s.fps_number = o.fps_number AND s.length_days > 50) ORDER BY 1"
+    )
+    plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
+    assert {r.alias: r.columns for r in plan.references}["s"] == ["fps_number", "length_days"]
+    data = logical_tables(small_federation)
+    assert brokered(sql, small_federation, data)[0] == direct(sql, small_federation, data)
+    # One row even over none: such a projection stays.
+    sql = "SELECT count(*) FROM offenders WHERE EXISTS (SELECT max(length_days) FROM sentences)"
+    plan = plan_query(parse_query(sql, small_federation.tables), small_federation)
+    assert "MAX(" in plan.merge_sql

@@ -9,11 +9,19 @@ planner's pushdown (constant folding, OR-splitting, shared scans, shard
 pruning): run it before and after a change to the planner.
 
     .venv/bin/python -m bench.tpch_pushdown --scale 0.05 --runs 3 --json out.json
+    git worktree add /tmp/before main   # or any commit before the change
+    .venv/bin/python -m bench.tpch_pushdown --baseline /tmp/before --runs 3
+    .venv/bin/python -m bench.tpch_pushdown --plan-only   # rows asked, no servers
+
+With ``--baseline`` the brokers of both trees run at once, each query
+timed on one and then the other, so the machine's load (shared by other
+work) falls on both alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -24,6 +32,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 
@@ -34,9 +43,14 @@ from app.commands import init_certs
 from app.dataload import load_federation_files, read_logical
 from app.launcher import LocalFederation
 
-FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "tpch"
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "tests" / "fixtures" / "tpch"
 PG = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 MARIADB = os.environ.get("ACCORD_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
+DSN = ("ACCORD_TPCH_PG_DSN", "ACCORD_TPCH_MARIADB_DSN")
 
 
 def queries() -> dict[int, str]:
@@ -93,13 +107,62 @@ def fetched(data: Path, federation_file: Path) -> dict[int, dict[str, int]]:
     return volume
 
 
-def timed(run: object, runs: int) -> float:
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        run()  # type: ignore[operator]
-        samples.append((time.perf_counter() - started) * 1000)
-    return statistics.median(samples)
+def generate(directory: Path, scale: float) -> Path:
+    binary = Path(sys.executable).parent / "tpchgen-cli"
+    subprocess.run(
+        [str(binary), "parquet", "-s", str(scale), "--output-dir", str(directory)],
+        check=True,
+        capture_output=True,
+    )
+    return directory
+
+
+@contextlib.contextmanager
+def running(root: Path, data: Path, tree: Path | None, name: str) -> Iterator[BrokerClient]:
+    """The TPC-H federation over its own databases (``name``), its servers
+    running the code at ``tree`` (None: this checkout) with that tree's
+    fixture files, as a client of its broker."""
+    fixtures = FIXTURES if tree is None else tree / "tests" / "fixtures" / "tpch"
+    federation_file, policies = fixtures / "federation.yaml", fixtures / "policies"
+    saved = {k: os.environ.get(k) for k in (*DSN, "PYTHONPATH")}
+    os.environ["ACCORD_TPCH_PG_DSN"] = f"{PG}/{name}"
+    os.environ["ACCORD_TPCH_MARIADB_DSN"] = f"{MARIADB}/{name}"
+    # The servers are child processes: they import from the tree (the
+    # caller runs them from a neutral directory, or `-m` would put the
+    # current one first).
+    os.environ["PYTHONPATH"] = str(tree or ROOT)
+    try:
+        workdir = Workdir(root / name)
+        init_certs(workdir, federation_file, policies)
+        federation = load_federation(federation_file)
+        load_federation_files(federation, data, workdir.path, fixtures / "shards.yaml")
+        with LocalFederation(workdir, federation_file, policies) as servers:
+            ca, cert, key = workdir.partner_credentials("tpch_benchmark")
+            with BrokerClient(
+                servers.broker_address, ca, cert, key, end_user="tpch", purpose="benchmark"
+            ) as client:
+                yield client
+    finally:
+        for key_name, value in saved.items():
+            if value is None:
+                os.environ.pop(key_name, None)
+            else:
+                os.environ[key_name] = value
+        drop_databases(name)
+
+
+def timed(run: Callable[[str], object], sql: str) -> float:
+    started = time.perf_counter()
+    run(sql)
+    return (time.perf_counter() - started) * 1000
+
+
+def single_engine(reference: duckdb.DuckDBPyConnection) -> Callable[[str], object]:
+    return lambda sql: reference.sql(sql).to_arrow_table()
+
+
+def brokered(client: BrokerClient) -> Callable[[str], object]:
+    return lambda sql: client.query(sql, timeout=300)
 
 
 def main() -> None:
@@ -111,68 +174,68 @@ def main() -> None:
     parser.add_argument(
         "--plan-only", action="store_true", help="no servers: what each plan asks the sources for"
     )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of the code before (e.g. `git worktree add DIR main`): its broker "
+        "runs beside this one's, the two timed in turn, query by query",
+    )
     args = parser.parse_args()
-    federation_file = FIXTURES / "federation.yaml"
-    if args.plan_only:
-        with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp)
-            binary = Path(sys.executable).parent / "tpchgen-cli"
-            subprocess.run(
-                [str(binary), "parquet", "-s", str(args.scale), "--output-dir", str(data)],
-                check=True,
-                capture_output=True,
+    args.json = args.json.resolve() if args.json else None  # the run changes directory
+    args.baseline = args.baseline.resolve() if args.baseline else None
+    chosen = {n: q for n, q in queries().items() if not args.only or n in args.only}
+    home = Path.cwd()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = generate(Path(tmp) / "data", args.scale)
+        if args.plan_only:
+            volume = fetched(data, FIXTURES / "federation.yaml")
+            total = {k: sum(v[k] for v in volume.values()) for k in ("scans", "rows", "values")}
+            print(
+                f"all  {total['scans']:3} scans {total['rows']:9} rows {total['values']:10} values"
             )
-            volume = fetched(data, federation_file)
-        total = {k: sum(v[k] for v in volume.values()) for k in ("scans", "rows", "values")}
-        print(f"all  {total['scans']:3} scans {total['rows']:9} rows {total['values']:10} values")
-        if args.json:
-            args.json.write_text(json.dumps({"scale": args.scale, "queries": volume}, indent=2))
-        return
-    name = f"accord_tpchb_{uuid.uuid4().hex[:8]}"
-    os.environ["ACCORD_TPCH_PG_DSN"] = f"{PG}/{name}"
-    os.environ["ACCORD_TPCH_MARIADB_DSN"] = f"{MARIADB}/{name}"
-    policies = FIXTURES / "policies"
-    results: dict[int, dict[str, float]] = {}
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            data = Path(tmp) / "data"
-            data.mkdir()
-            binary = Path(sys.executable).parent / "tpchgen-cli"
-            subprocess.run(
-                [str(binary), "parquet", "-s", str(args.scale), "--output-dir", str(data)],
-                check=True,
-                capture_output=True,
-            )
-            workdir = Workdir(Path(tmp) / "work")
-            init_certs(workdir, federation_file, policies)
-            federation = load_federation(federation_file)
-            load_federation_files(federation, data, workdir.path, FIXTURES / "shards.yaml")
-            reference = duckdb.connect()
-            for table in federation.tables.values():
-                reference.register(table.name, read_logical(data, table))
-            with LocalFederation(workdir, federation_file, policies) as running:
-                ca, cert, key = workdir.partner_credentials("tpch_benchmark")
-                with BrokerClient(
-                    running.broker_address, ca, cert, key, end_user="tpch", purpose="benchmark"
-                ) as client:
-                    for number, sql in queries().items():
-                        if args.only and number not in args.only:
-                            continue
-                        client.query(sql, timeout=300)  # warm: channels, caches
-                        broker = timed(lambda sql=sql: client.query(sql, timeout=300), args.runs)
-                        single = timed(
-                            lambda sql=sql: reference.sql(sql).to_arrow_table(), args.runs
-                        )
-                        results[number] = {"broker_ms": broker, "duckdb_ms": single}
-                        print(
-                            f"Q{number:<3} broker {broker:9.1f} ms  duckdb {single:7.1f} ms"
-                            f"  {broker / single:7.1f}x",
-                            flush=True,
-                        )
-    finally:
-        drop_databases(name)
-    ratios = [r["broker_ms"] / r["duckdb_ms"] for r in results.values()]
-    print(f"median ratio {statistics.median(ratios):.1f}x over {len(ratios)} queries")
+            if args.json:
+                args.json.write_text(json.dumps({"scale": args.scale, "queries": volume}, indent=2))
+            return
+        os.chdir(tmp)  # see running(): the servers import from their own tree
+        reference = duckdb.connect()
+        for table in load_federation(FIXTURES / "federation.yaml").tables.values():
+            reference.register(table.name, read_logical(data, table))
+        variants = (
+            {"after": None} if args.baseline is None else {"before": args.baseline, "after": None}
+        )
+        tag = uuid.uuid4().hex[:8]
+        results: dict[int, dict[str, float]] = {}
+        with contextlib.ExitStack() as stack:
+            stack.callback(os.chdir, home)
+            clients = {
+                v: stack.enter_context(running(Path(tmp), data, tree, f"accord_tpchb_{v}_{tag}"))
+                for v, tree in variants.items()
+            }
+            for number, sql in chosen.items():
+                samples: dict[str, list[float]] = {v: [] for v in [*variants, "duckdb"]}
+                for client in clients.values():
+                    client.query(sql, timeout=300)  # warm: channels, caches
+                for _ in range(args.runs):  # in turn, so the machine's load falls on each alike
+                    for v, client in clients.items():
+                        samples[v].append(timed(brokered(client), sql))
+                    samples["duckdb"].append(timed(single_engine(reference), sql))
+                row = results[number] = {
+                    f"{v}_ms": statistics.median(t) for v, t in samples.items()
+                }
+                ratios = {v: row[f"{v}_ms"] / row["duckdb_ms"] for v in variants}
+                print(
+                    f"Q{number:<3}"
+                    + "".join(f" {k} {ms:9.1f}" for k, ms in row.items())
+                    + "".join(f"  {v}/duckdb {r:7.1f}x" for v, r in ratios.items())
+                    # Scans each broker sends (Explain): which code each runs, seen.
+                    + "".join(
+                        f"  {v} {len(c.explain(sql).scans)} scans" for v, c in clients.items()
+                    ),
+                    flush=True,
+                )
+    for v in variants:
+        each = [r[f"{v}_ms"] / r["duckdb_ms"] for r in results.values()]
+        print(f"{v}: median {statistics.median(each):.1f}x one DuckDB over {len(each)} queries")
     if args.json:
         args.json.write_text(
             json.dumps({"scale": args.scale, "runs": args.runs, "queries": results}, indent=2)

@@ -105,7 +105,7 @@ def main() -> None:
                     workload.broker(clients[i], rng.choice(people))
                     asked[i] += 1
 
-            spy = subprocess.Popen(  # noqa: S603 - the dev extra's profiler
+            spy = subprocess.Popen(
                 [
                     str(Path(sys.executable).parent / "py-spy"),
                     "record",

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from sqlglot.tokenizer_core import TokenType
 
+from accord.audit.lookups import FPS_SHAPE
 from accord.errors import AccordError
 from broker import plan_cache
 from broker.metrics import PLAN_CACHE_OUTCOMES
@@ -133,7 +134,9 @@ def test_a_cached_prepare_is_exactly_an_uncached_one(partner_sql, variants):
     event(f"hits {min(cache.hits, 3)}")
 
 
-def ask(cache: PlanCache, sql: str, partner: str = "crown_attorney", n: int = 0) -> object:
+def ask(
+    cache: PlanCache, sql: str, partner: str = "crown_attorney", n: int = 0
+) -> tuple[object, ...]:
     return outcome(cache.prepare, sql, partner, n)
 
 
@@ -197,7 +200,10 @@ def test_limit_and_in_list_length_are_part_of_the_shape():
 
 def test_an_aggregate_only_role_is_never_cached():
     cache = PlanCache()
-    sql = "SELECT status, count(*) FROM offenders WHERE supervising_jurisdiction = 'BC' GROUP BY status"
+    sql = (
+        "SELECT status, count(*) FROM offenders "
+        "WHERE supervising_jurisdiction = 'BC' GROUP BY status"
+    )
     for n in range(3):
         assert ask(cache, sql, "statistics", n) == outcome(prepare_query, sql, "statistics", n)
     assert (cache.hits, cache.uncacheable) == (0, 3)
@@ -240,4 +246,4 @@ def test_a_reloaded_policy_starts_an_empty_cache():
 def test_sentinels_do_not_collide():
     assert re.fullmatch(plan_cache.SENTINEL, "QzL1iTq")
     assert "QzL1iTq" not in "QzL10iTq"
-    assert not plan_cache.FPS_SHAPE.fullmatch("QzL1iTq")
+    assert not FPS_SHAPE.fullmatch("QzL1iTq")

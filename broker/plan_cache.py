@@ -68,6 +68,11 @@ if TYPE_CHECKING:
 MAX_SHAPES = 2048
 MAX_TEMPLATES_PER_SHAPE = 32
 
+#: The largest query cached: a template costs two prepares to build, which
+#: pays for a point lookup, not for an 800-term OR (prepared as before).
+MAX_TOKENS = 1000
+MAX_STRINGS = 64
+
 #: A parameter's sentinel: mixed case, so a case change is seen; digits
 #: fenced by letters, so ``QzL1iTq`` is no part of ``QzL10iTq``.
 SENTINEL = re.compile(r"QzL(\d+)iTq")
@@ -102,6 +107,7 @@ class _Template:
 class _Shape:
     parameters: tuple[int, ...] | None = None  # string-token positions; None: not yet known
     cacheable: bool = True
+    building: set[tuple[str, ...]] = field(default_factory=set)  # templates under way
     templates: OrderedDict[tuple[str, ...], _Template] = field(default_factory=OrderedDict)
 
 
@@ -151,9 +157,9 @@ class PlanCache:
             )
 
         tokens = None if role.aggregate_only else _tokens(sql)
-        if tokens is None:
+        strings = [i for i, t in enumerate(tokens or ()) if _plain_string(sql, t)]
+        if tokens is None or len(strings) > MAX_STRINGS:
             return uncached("uncacheable")
-        strings = [i for i, t in enumerate(tokens) if _plain_string(sql, t)]
         # The planner names views after the prefix without its "_ref": the
         # template's prefix sentinel ends as the caller's prefix does.
         suffixed = ref_prefix.endswith("_ref")
@@ -170,13 +176,22 @@ class PlanCache:
             template = entry.templates.get(others)
             if template is not None:
                 entry.templates.move_to_end(others)
+            build = template is None and others not in entry.building
+            if build:  # one thread builds it; the others prepare meanwhile
+                entry.building.add(others)
         if template is not None:
             self._count("hit")
             view = RoleView(role, principal, federation, cache)
             return instantiate(template, bound, _prefix_head(ref_prefix), view)
-        real = uncached("miss")
-        args = (principal, role, federation, purpose, case_ref, cache, shape)
-        template = _build(sql, tokens, strings, parameters, real, bound, ref_prefix, *args)
+        if not build:
+            return uncached("miss")
+        try:
+            real = uncached("miss")
+            args = (principal, role, federation, purpose, case_ref, cache, shape)
+            template = _build(sql, tokens, strings, parameters, real, bound, ref_prefix, *args)
+        finally:
+            with self._lock:
+                entry.building.discard(others)
         with self._lock:
             if template is None:
                 entry.cacheable = False

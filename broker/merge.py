@@ -201,8 +201,8 @@ class Merger:
         key: bytes,
         cursor: duckdb.DuckDBPyConnection,
     ) -> tuple[pa.Table, dict[str, int]]:
-        for name, table in tables.items():
-            cursor.register(name, table)
+        for name in _read_by_duckdb(plan, tables):
+            cursor.register(name, tables[name])
         visible = self._materialize(cursor, plan, key, tables)
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
@@ -252,7 +252,7 @@ class Merger:
             try:
                 raw = tables.get(projection[0]) if projection is not None else None
                 if projection is not None and raw is not None and _holds(raw, projection[1]):
-                    table = raw.select(projection[1])
+                    table = raw.select(projection[1])  # no statement: not registered either
                 else:
                     sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
                     table = cursor.sql(sql).to_arrow_table()
@@ -358,7 +358,22 @@ def identity_projection(view: exp.Select) -> tuple[str, list[str]] | None:
     return (table.name, columns) if columns else None
 
 
-def _holds(table: pa.Table, columns: list[str]) -> bool:
+def _read_by_duckdb(plan: QueryPlan, tables: dict[str, pa.Table]) -> list[str]:
+    """The tables a DuckDB statement reads: all but those only identity views
+    read (a registration costs about as much as a small statement)."""
+    projected = set()
+    for _, view in plan.views:
+        projection = identity_projection(view)
+        if projection is None or not _holds(tables.get(projection[0]), projection[1]):
+            return list(tables)
+        projected.add(projection[0])
+    named = {t.name for t in plan.merge.find_all(exp.Table)}
+    return [name for name in tables if name not in projected or name in named]
+
+
+def _holds(table: pa.Table | None, columns: list[str]) -> bool:
+    if table is None:
+        return False
     names = set(table.column_names)
     return all(c in names for c in columns)
 

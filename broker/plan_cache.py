@@ -233,13 +233,10 @@ def _binding(
         return None
     if entry.parameters is None:
         entry.parameters = _parameters(sql, tokens, strings, federation)
-        entry.cacheable = bool(entry.parameters)
     parameters = entry.parameters
     values = [tokens[i].text for i in strings]
     bound = [values[p] for p in parameters]
-    if not parameters or not all(
-        len(v) <= MAX_PARAMETER_CHARS and PLAIN_VALUE.fullmatch(v) for v in bound
-    ):
+    if not all(len(v) <= MAX_PARAMETER_CHARS and PLAIN_VALUE.fullmatch(v) for v in bound):
         return None
     return parameters, bound, tuple(v for i, v in enumerate(values) if i not in parameters)
 

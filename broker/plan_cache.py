@@ -297,7 +297,7 @@ def _parameters(
         tree = sqlglot.parse_one(
             _with_sentinels(sql, tokens, strings, set(range(len(strings)))), read="duckdb"
         )
-    except SqlglotError:
+    except (SqlglotError, RecursionError):  # the uncached path refuses it, as it should
         return ()
     columns = text_columns(federation)
     found = set()

@@ -247,3 +247,11 @@ def test_sentinels_do_not_collide():
     assert re.fullmatch(plan_cache.SENTINEL, "QzL1iTq")
     assert "QzL1iTq" not in "QzL10iTq"
     assert not FPS_SHAPE.fullmatch("QzL1iTq")
+
+
+def test_a_query_nested_too_deep_is_refused_on_every_sight():
+    sql = "SELECT surname FROM offenders WHERE " + "(" * 400 + "surname = 'x'" + ")" * 400
+    cache = PlanCache()
+    answers = [ask(cache, sql, n=n) for n in range(3)]
+    assert answers[0][0] == "error"
+    assert answers == [outcome(prepare_query, sql, "crown_attorney", 0)] * 3

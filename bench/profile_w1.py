@@ -25,7 +25,7 @@ from pathlib import Path
 
 from accord.client import BrokerClient
 from accord.federation import load_federation
-from accord.workdir import DEFAULT_FEDERATION, Workdir
+from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
@@ -70,7 +70,7 @@ def main() -> None:
     workload = next(w for ws in WORKLOADS.values() for w in ws if w.name == args.workload)
     federation = load_federation(DEFAULT_FEDERATION)
     with tempfile.TemporaryDirectory(prefix="accord-profile-") as tmp:
-        policies = bench_policies(Path(tmp) / "policies", {workload.partner})
+        policies = bench_policies(DEFAULT_POLICIES, Path(tmp) / "policies", {workload.partner})
         workdir = Workdir(Path(tmp) / "work")
         init_certs(workdir, DEFAULT_FEDERATION, policies)
         write_federation_data(federation, workdir.path, seed=11, scale=args.scale)

@@ -201,9 +201,9 @@ class Merger:
         key: bytes,
         cursor: duckdb.DuckDBPyConnection,
     ) -> tuple[pa.Table, dict[str, int]]:
-        for name, table in tables.items():
-            cursor.register(name, table)
-        visible = self._materialize(cursor, plan, key)
+        for name in _read_by_duckdb(plan, tables):
+            cursor.register(name, tables[name])
+        visible = self._materialize(cursor, plan, key, tables)
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
 
@@ -233,18 +233,29 @@ class Merger:
         return pa.Table.from_batches(batches, schema=schema)
 
     def _materialize(
-        self, cursor: duckdb.DuckDBPyConnection, plan: QueryPlan, key: bytes
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        plan: QueryPlan,
+        key: bytes,
+        tables: dict[str, pa.Table],
     ) -> dict[str, int]:
         """Computes each secure view, registers it, counts its rows per source.
 
+        A view that only selects columns under their own names (no mask, no
+        row filter) is that projection of its Arrow table, without DuckDB.
         A failure here (other than the deadline or the memory limit) is the
         policy's, a mask over stored data: the caller gets a generic error.
         """
         visible: dict[str, int] = {}
         for name, view in plan.views:
-            sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
+            projection = identity_projection(view)
             try:
-                table = cursor.sql(sql).to_arrow_table()
+                raw = tables.get(projection[0]) if projection is not None else None
+                if projection is not None and raw is not None and _holds(raw, projection[1]):
+                    table = raw.select(projection[1])  # no statement: not registered either
+                else:
+                    sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
+                    table = cursor.sql(sql).to_arrow_table()
             except (duckdb.Error, pa.ArrowException, OSError) as exc:
                 error = self._merge_error(exc)
                 if isinstance(error, InvalidQuery):
@@ -307,6 +318,64 @@ class _Job:
             self._stopped = True
             if self._cursor is not None:
                 self._cursor.interrupt()
+
+
+#: The only clauses an identity view has.
+_PROJECTION_ARGS = frozenset({"expressions", "from_"})
+
+
+def identity_projection(view: exp.Select) -> tuple[str, list[str]] | None:
+    """(the table it reads, its columns) when ``view`` is nothing but
+    ``SELECT t.a AS a, t.b AS b FROM t``: each column under its own name.
+
+    >>> import sqlglot
+    >>> identity_projection(sqlglot.parse_one('SELECT o.a AS a, o.b FROM ref1 AS o'))
+    ('ref1', ['a', 'b'])
+    >>> identity_projection(sqlglot.parse_one("SELECT o.a AS a FROM ref1 AS o WHERE o.a = 1"))
+    >>> identity_projection(sqlglot.parse_one("SELECT upper(o.a) AS a FROM ref1 AS o"))
+    """
+    if not isinstance(view, exp.Select) or any(
+        value for arg, value in view.args.items() if arg not in _PROJECTION_ARGS
+    ):
+        return None
+    from_ = view.args.get("from_")
+    table = from_.this if from_ is not None else None
+    if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog"):
+        return None
+    alias = table.alias_or_name
+    columns = []
+    for projection in view.expressions:
+        column = projection.this if isinstance(projection, exp.Alias) else projection
+        if (
+            not isinstance(column, exp.Column)
+            or not isinstance(column.this, exp.Identifier)
+            or column.table != alias
+            or column.args.get("db")
+            or projection.alias_or_name != column.name
+        ):
+            return None
+        columns.append(column.name)
+    return (table.name, columns) if columns else None
+
+
+def _read_by_duckdb(plan: QueryPlan, tables: dict[str, pa.Table]) -> list[str]:
+    """The tables a DuckDB statement reads: all but those only identity views
+    read (a registration costs about as much as a small statement)."""
+    projected = set()
+    for _, view in plan.views:
+        projection = identity_projection(view)
+        if projection is None or not _holds(tables.get(projection[0]), projection[1]):
+            return list(tables)
+        projected.add(projection[0])
+    named = {t.name for t in plan.merge.find_all(exp.Table)}
+    return [name for name in tables if name not in projected or name in named]
+
+
+def _holds(table: pa.Table | None, columns: list[str]) -> bool:
+    if table is None:
+        return False
+    names = set(table.column_names)
+    return all(c in names for c in columns)
 
 
 def bounded(tree: exp.Query, max_rows: int) -> exp.Query:

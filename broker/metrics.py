@@ -32,6 +32,8 @@ if TYPE_CHECKING:
 #: What a reload reloads (broker.reload), and the limits of a quota (broker.quota).
 RELOAD_KINDS = ("policy", "certificate", "client_certificate", "revocation_list")
 QUOTA_LIMITS = ("concurrent_queries", "bytes_in_flight", "queries_per_second")
+#: What a plan cache lookup found (broker.plan_cache.OUTCOMES).
+PLAN_CACHE_OUTCOMES = ("hit", "miss", "uncacheable")
 
 
 class BrokerMetrics(ProcessMetrics):
@@ -157,6 +159,13 @@ class BrokerMetrics(ProcessMetrics):
             ["role", "partner"],
             registry=r,
         )
+        self.plan_cache = Counter(
+            "accord_plan_cache_lookups",
+            "Plan cache lookups: hit (a template bound), miss (prepared, "
+            "and a template built on a shape's second sight), uncacheable.",
+            ["outcome"],
+            registry=r,
+        )
         self.slow_readers = Counter(
             "accord_slow_reader_cancels",
             "Answers cancelled because the client stopped reading (ACCORD_SLOW_READER_S).",
@@ -177,6 +186,8 @@ class BrokerMetrics(ProcessMetrics):
             self.partial_answers.labels(source)
             for reason in ("certificate", "revoked"):  # broker.adapter_identity
                 self.adapter_refusals.labels(source, reason)
+        for outcome in PLAN_CACHE_OUTCOMES:
+            self.plan_cache.labels(outcome)
         for role in roles:
             self.slow_readers.labels(role)
             for limit in QUOTA_LIMITS:

@@ -24,11 +24,11 @@ from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients, Budget, ScanResult, run_scans
 from broker.merge import Merger
 from broker.outcome import check_outcome, source_statuses
+from broker.plan_cache import PlanCache
 from broker.policy.disclosure import release, release_key
 from broker.policy.masks import partner_key
 from broker.policy.privacy import query_identity, release_private
 from broker.policy.rewrite import RoleView, ViewCache, principal_redactor
-from broker.prepare import PreparedQuery, prepare_query
 from broker.settings import Limits, load_limits
 from broker.stream import StreamedQuery, streamable
 
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from accord.federation import Federation
     from broker.identity import Principal
     from broker.policy.store import PolicySet
+    from broker.prepare import PreparedQuery
     from broker.record import QueryRecord
 
 log = logging.getLogger("accord.broker")
@@ -77,6 +78,7 @@ class QueryPipeline:
         self.mask_secret = mask_secret
         self.merger = Merger(federation, self.limits)
         self.views: ViewCache = {}  # secure views built for this policy
+        self.plans = PlanCache()  # prepared templates of repeated shapes, for this policy
         # Parse, policy, planning and releases run here, off the event loop and apart
         # from the default executor (the audit writer's): a heavy query then
         # stalls neither health checks nor other partners' queries.
@@ -89,8 +91,10 @@ class QueryPipeline:
         self._partner_slots: dict[str, asyncio.Semaphore] = {}
 
     def use_policies(self, policies: PolicySet) -> None:
-        """Puts a reloaded policy in force; secure views are rebuilt from it."""
+        """Puts a reloaded policy in force; secure views and plans are rebuilt
+        from it (a query being prepared under the old one fills the old caches)."""
         self.policies, self.views = policies, {}
+        self.plans = PlanCache(observe=self.plans.observe)
 
     async def prepare(
         self, principal: Principal, request: broker_pb2.QueryRequest, query_id: str
@@ -99,7 +103,7 @@ class QueryPipeline:
         its views are read here, on the event loop where reloads happen, so
         one query is prepared under one policy."""
         work = functools.partial(
-            prepare_query,
+            self.plans.prepare,
             request.sql,
             principal,
             self.policies.role_for(principal),

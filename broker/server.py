@@ -739,6 +739,9 @@ async def start_broker(
     health_servicer = health_aio.HealthServicer()
     readiness = Readiness(health_servicer, ("", SERVICE_NAME), audit, readiness_interval_s)
     service = BrokerService(pipeline, metrics, audit, readiness, revocations, linkage)
+    if metrics is not None:
+        plan_cache = metrics.plan_cache
+        pipeline.plans.observe = lambda outcome: plan_cache.labels(outcome).inc()
     add_broker_service(service, server)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -103,14 +103,6 @@ class StreamedQuery:
         ref = plan.references[0]
         logical = self.federation.tables[ref.table]
         schema = logical.arrow_schema(ref.columns).append(pa.field(SOURCE_COLUMN, pa.string()))
-        merger = self.merger
-        empty, _ = await merger.merge(plan, {ref.ref_id: schema.empty_table()}, key, deadline)
-        yield broker_pb2.QueryResponse(
-            header=broker_pb2.QueryHeader(
-                query_id=query_id, arrow_schema=ipc.schema_to_bytes(empty.schema)
-            )
-        )
-
         limit = _limit(plan)
         queue: asyncio.Queue[tuple[ScanResult, pa.RecordBatch] | None] = asyncio.Queue(QUEUE_DEPTH)
         budget = Budget(self.limits.max_source_rows, self.limits.max_source_bytes)
@@ -134,26 +126,23 @@ class StreamedQuery:
         task = asyncio.create_task(scans())
         sent = 0
         visible: dict[str, int] = {}
+        headed = False
         try:
             while (item := await queue.get()) is not None:
                 result, batch = item
-                table = aligned(
-                    pa.Table.from_batches([batch]),
-                    result.source,
-                    logical.arrow_schema(result.spec.columns),
-                    schema,
-                )
-                answer, seen = await merger.merge(plan, {ref.ref_id: table}, key, deadline)
+                if not batch.num_rows:
+                    # A plain SELECT over a plain view: no rows in, none out
+                    # and none visible; a point lookup's other sources cost nothing.
+                    continue
+                answer, seen = await self._through(plan, result, batch, schema, key, deadline)
+                if not headed:  # the answer's schema, from its first merged batch
+                    headed = True
+                    yield _header(query_id, answer)
                 for source, count in seen.items():
                     visible[source] = visible.get(source, 0) + count
                 if limit is not None:
                     answer = answer.slice(0, max(limit - sent, 0))
-                sent += answer.num_rows
-                if sent > self.limits.max_result_rows:
-                    raise ResourceExhausted(
-                        f"the answer passed {self.limits.max_result_rows} rows "
-                        "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query"
-                    )
+                sent = self._counted(sent, answer)
                 for out in answer.to_batches(max_chunksize=ipc.BATCH_ROWS):
                     yield broker_pb2.QueryResponse(arrow_batch=ipc.batch_to_bytes(out))
                 if limit is not None and sent >= limit:
@@ -168,6 +157,11 @@ class StreamedQuery:
         if self.record is not None:
             self.record.fetched(results)
         failed = check_outcome(results, request.allow_partial, streamed=True)
+        if not headed:  # no row at all: the schema from the query over no rows
+            empty, _ = await self.merger.merge(
+                plan, {ref.ref_id: schema.empty_table()}, key, deadline
+            )
+            yield _header(query_id, empty)
         yield broker_pb2.QueryResponse(
             trailer=broker_pb2.QueryTrailer(
                 query_id=query_id,
@@ -177,6 +171,39 @@ class StreamedQuery:
                 partial=bool(failed),
             )
         )
+
+    async def _through(
+        self,
+        plan: QueryPlan,
+        result: ScanResult,
+        batch: pa.RecordBatch,
+        schema: pa.Schema,
+        key: bytes,
+        deadline: float,
+    ) -> tuple[pa.Table, dict[str, int]]:
+        """One source batch through the view and the query: (answer, visible per source)."""
+        ref = plan.references[0]
+        received = self.federation.tables[ref.table].arrow_schema(result.spec.columns)
+        table = aligned(pa.Table.from_batches([batch]), result.source, received, schema)
+        return await self.merger.merge(plan, {ref.ref_id: table}, key, deadline)
+
+    def _counted(self, sent: int, answer: pa.Table) -> int:
+        """Rows sent with ``answer``; past the result bound, ResourceExhausted."""
+        sent += answer.num_rows
+        if sent > self.limits.max_result_rows:
+            raise ResourceExhausted(
+                f"the answer passed {self.limits.max_result_rows} rows "
+                "(ACCORD_MAX_RESULT_ROWS); add a LIMIT or narrow the query"
+            )
+        return sent
+
+
+def _header(query_id: str, answer: pa.Table) -> broker_pb2.QueryResponse:
+    return broker_pb2.QueryResponse(
+        header=broker_pb2.QueryHeader(
+            query_id=query_id, arrow_schema=ipc.schema_to_bytes(answer.schema)
+        )
+    )
 
 
 def _limit(plan: QueryPlan) -> int | None:

@@ -1,0 +1,506 @@
+"""Plan cache: a repeated query shape skips parse, qualify, rewrite and plan.
+
+A point lookup is the same SQL each time but for one string: the FPS number.
+The cache keys a query by (role, partner, purpose, case reference, its token
+sequence with string literals taken out) and keeps, per shape, a *template*:
+the :class:`~broker.prepare.PreparedQuery` of the query with each literal
+that is a parameter written as a unique sentinel (``'QzL0iTq'``). A hit binds
+the caller's values into a copy of the template by replacing the sentinels in
+every string and tree of it (the SQL, the scans' predicates, the merge and
+secure-view trees), and recomputes the FPS numbers the audit record keeps.
+
+Exactly equivalent to an uncached prepare, by construction and by check:
+
+- Only a string literal compared (``=``, ``<>``, ``<``, ``<=``, ``>``, ``>=``,
+  ``IN``) with a bare column that is text in every table holding it (not
+  ``source``, whose values choose the sources asked) is a parameter, and only
+  when its value is plain (letters, digits, ``_.:@/-`` and inner single
+  spaces, at most 64 characters): nothing in the path escapes, folds, casts
+  or judges such a value, it passes through. Every other literal's value is
+  part of the key; numbers, NULL, LIMIT and IN-list lengths are tokens of the
+  shape. Aggregate-only roles are not cached (their checks and release read
+  the query's constants).
+- A template is built the second time a shape is seen (one-off queries pay
+  only the tokenizing), and kept only if binding the real values into it
+  gives exactly the real prepared query and no sentinel was transformed on
+  the way (a case change, a fold); otherwise the shape is never cached.
+- Errors are never cached: a shape that fails to prepare is prepared again
+  next time, and raises again.
+
+The cache is bounded (LRU over shapes and over templates per shape) and
+belongs to one loaded policy: ``QueryPipeline.use_policies`` starts a new one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+from sqlglot.tokenizer_core import TokenType
+
+from accord.audit.lookups import FPS_COLUMN, FPS_SHAPE, MAX_FPS_NUMBERS
+from accord.catalog import SOURCE_COLUMN
+from accord.errors import AccordError
+from broker.planner import QueryPlan, ScanSpec, TableReference
+from broker.policy.rewrite import RoleView
+from broker.prepare import PreparedQuery, prepare_query
+from broker.validate import MAX_SQL_CHARS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from sqlglot.tokenizer_core import Token
+
+    from accord.federation import Federation
+    from broker.identity import Principal
+    from broker.policy.model import Role
+    from broker.policy.rewrite import ViewCache
+    from broker.settings import QueryShape
+
+#: Shapes kept, and templates per shape (a shape's non-parameter values).
+MAX_SHAPES = 2048
+MAX_TEMPLATES_PER_SHAPE = 32
+
+#: The largest query cached: a template costs two prepares to build, which
+#: pays for a point lookup, not for an 800-term OR (prepared as before).
+MAX_TOKENS = 1000
+MAX_STRINGS = 64
+
+#: A parameter's sentinel: mixed case, so a case change is seen; digits
+#: fenced by letters, so ``QzL1iTq`` is no part of ``QzL10iTq``.
+SENTINEL = re.compile(r"QzL(\d+)iTq")
+_ANY_CASE = re.compile(r"qzl\d+itq|qzlprefixq", re.IGNORECASE)
+#: The reference prefix of the template (each query names its scans' tables),
+#: without the "_ref" the planner takes off to name views.
+PREFIX_SENTINEL = "qzlprefixq"
+_SUBSTITUTION = re.compile(r"QzL(\d+)iTq|qzlprefixq")
+#: A value that passes through the path untouched.
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:@/-]+(?: [A-Za-z0-9_.:@/-]+)*")
+MAX_PARAMETER_CHARS = 64
+
+_COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+_FPS_COMPARISONS = (exp.EQ, exp.NEQ, exp.In)  # what accord.audit.lookups reads
+
+#: What a lookup found (the Prometheus label of ``accord_plan_cache_lookups``).
+OUTCOMES = ("hit", "miss", "uncacheable")
+
+
+def _sentinel(i: int) -> str:
+    return f"QzL{i}iTq"
+
+
+@dataclass
+class _Template:
+    prepared: PreparedQuery
+    fixed_fps: frozenset[str]  # FPS numbers of the query's other constants
+    fps_parameters: tuple[int, ...]  # parameters compared with fps_number
+
+
+@dataclass
+class _Shape:
+    parameters: tuple[int, ...] | None = None  # string-token positions; None: not yet known
+    cacheable: bool = True
+    building: set[tuple[str, ...]] = field(default_factory=set)  # templates under way
+    templates: OrderedDict[tuple[str, ...], _Template] = field(default_factory=OrderedDict)
+
+
+@dataclass
+class PlanCache:
+    """Prepared templates of one loaded policy (see the module docstring)."""
+
+    max_shapes: int = MAX_SHAPES
+    #: Called with each lookup's outcome (``OUTCOMES``): the broker's metrics.
+    observe: Callable[[str], None] | None = None
+    hits: int = 0
+    misses: int = 0
+    uncacheable: int = 0
+    _shapes: OrderedDict[tuple[Any, ...], _Shape] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __len__(self) -> int:
+        return len(self._shapes)
+
+    def prepare(
+        self,
+        sql: str,
+        principal: Principal,
+        role: Role,
+        federation: Federation,
+        *,
+        purpose: str,
+        case_ref: str,
+        ref_prefix: str = "ref",
+        cache: ViewCache | None = None,
+        shape: QueryShape | None = None,
+    ) -> PreparedQuery:
+        """What ``prepare_query`` returns for these arguments, from a template when one fits."""
+
+        def uncached(outcome: str) -> PreparedQuery:
+            self._count(outcome)
+            return prepare_query(
+                sql,
+                principal,
+                role,
+                federation,
+                purpose=purpose,
+                case_ref=case_ref,
+                ref_prefix=ref_prefix,
+                cache=cache,
+                shape=shape,
+            )
+
+        tokens = None if role.aggregate_only else _tokens(sql)
+        strings = [i for i, t in enumerate(tokens or ()) if _plain_string(sql, t)]
+        if tokens is None or len(strings) > MAX_STRINGS:
+            return uncached("uncacheable")
+        # The planner names views after the prefix without its "_ref": the
+        # template's prefix sentinel ends as the caller's prefix does.
+        suffixed = ref_prefix.endswith("_ref")
+        shape_key = _shape_of(tokens, strings)
+        key = (role.name, principal.partner.name, purpose, case_ref, suffixed, shape_key)
+        entry = self._seen(key)
+        if entry is None:  # first sight: a one-off query pays only the tokenizing
+            return uncached("miss")
+        binding = _binding(entry, sql, tokens, strings, federation)
+        if binding is None:
+            return uncached("uncacheable")
+        parameters, bound, others = binding
+        with self._lock:
+            template = entry.templates.get(others)
+            if template is not None:
+                entry.templates.move_to_end(others)
+            build = template is None and others not in entry.building
+            if build:  # one thread builds it; the others prepare meanwhile
+                entry.building.add(others)
+        if template is not None:
+            self._count("hit")
+            view = RoleView(role, principal, federation, cache)
+            return instantiate(template, bound, _prefix_head(ref_prefix), view)
+        if not build:
+            return uncached("miss")
+        try:
+            real = uncached("miss")
+            args = (principal, role, federation, purpose, case_ref, cache, shape)
+            template = _build(sql, tokens, strings, parameters, real, bound, ref_prefix, *args)
+        finally:
+            with self._lock:
+                entry.building.discard(others)
+        with self._lock:
+            if template is None:
+                entry.cacheable = False
+            else:
+                entry.templates[others] = template
+                while len(entry.templates) > MAX_TEMPLATES_PER_SHAPE:
+                    entry.templates.popitem(last=False)
+        return real
+
+    def _seen(self, key: tuple[Any, ...]) -> _Shape | None:
+        """The shape's entry, or None the first time (then it is remembered)."""
+        with self._lock:
+            entry = self._shapes.get(key)
+            if entry is not None:
+                self._shapes.move_to_end(key)
+                return entry
+            self._shapes[key] = _Shape()
+            while len(self._shapes) > self.max_shapes:
+                self._shapes.popitem(last=False)
+            return None
+
+    def _count(self, outcome: str) -> None:
+        if outcome == "hit":
+            self.hits += 1
+        elif outcome == "miss":
+            self.misses += 1
+        else:
+            self.uncacheable += 1
+        if self.observe is not None:
+            self.observe(outcome)
+
+
+def _binding(
+    entry: _Shape, sql: str, tokens: list[Token], strings: list[int], federation: Federation
+) -> tuple[tuple[int, ...], list[str], tuple[str, ...]] | None:
+    """(parameters, their values, the other strings' values), or None where
+    this query cannot use a template."""
+    if not entry.cacheable:
+        return None
+    if entry.parameters is None:
+        entry.parameters = _parameters(sql, tokens, strings, federation)
+    parameters = entry.parameters
+    values = [tokens[i].text for i in strings]
+    bound = [values[p] for p in parameters]
+    if not all(len(v) <= MAX_PARAMETER_CHARS and PLAIN_VALUE.fullmatch(v) for v in bound):
+        return None
+    return parameters, bound, tuple(v for i, v in enumerate(values) if i not in parameters)
+
+
+def _tokens(sql: str) -> list[Token] | None:
+    """DuckDB's tokens of ``sql``, or None where the uncached path must judge it
+    (too long, not ASCII, not tokenizable: it raises the caller's error)."""
+    if len(sql) > MAX_SQL_CHARS or not sql.isascii():
+        return None
+    try:
+        return list(sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql))
+    except SqlglotError:
+        return None
+
+
+def _plain_string(sql: str, token: Token) -> bool:
+    """A string literal written as its value in single quotes (no escapes)."""
+    return token.token_type == TokenType.STRING and sql[token.start : token.end + 1] == (
+        f"'{token.text}'"
+    )
+
+
+def _shape_of(tokens: list[Token], strings: list[int]) -> tuple[Any, ...]:
+    """The tokens, comments included, with the plain strings' values left out."""
+    slots = set(strings)
+    return tuple(
+        (t.token_type, None if i in slots else t.text, tuple(t.comments) if t.comments else ())
+        for i, t in enumerate(tokens)
+    )
+
+
+def _with_sentinels(sql: str, tokens: list[Token], strings: list[int], chosen: set[int]) -> str:
+    """``sql`` with the ``chosen`` (positions in ``strings``) literals as sentinels."""
+    parts, at = [], 0
+    for n, i in enumerate(strings):
+        if n in chosen:
+            token = tokens[i]
+            parts += [sql[at : token.start], f"'{_sentinel(n)}'"]
+            at = token.end + 1
+    parts.append(sql[at:])
+    return "".join(parts)
+
+
+def text_columns(federation: Federation) -> frozenset[str]:
+    """Columns that are text in every catalog table holding them, ``source`` aside."""
+    kinds: dict[str, set[bool]] = {}
+    for table in federation.tables.values():
+        for column, type_name in table.columns.items():
+            kinds.setdefault(column, set()).add(type_name.upper() in {"VARCHAR", "TEXT"})
+    return frozenset(c for c, k in kinds.items() if k == {True} and c != SOURCE_COLUMN)
+
+
+def _parameters(
+    sql: str, tokens: list[Token], strings: list[int], federation: Federation
+) -> tuple[int, ...]:
+    """Which plain strings (positions in ``strings``) are parameters."""
+    try:
+        tree = sqlglot.parse_one(
+            _with_sentinels(sql, tokens, strings, set(range(len(strings)))), read="duckdb"
+        )
+    except (SqlglotError, RecursionError):  # the uncached path refuses it, as it should
+        return ()
+    columns = text_columns(federation)
+    found = set()
+    for literal in tree.find_all(exp.Literal):
+        match = SENTINEL.fullmatch(literal.this) if literal.is_string else None
+        if match and _compared_with_column(literal, columns):
+            found.add(int(match.group(1)))
+    return tuple(sorted(found))
+
+
+def _compared_with_column(literal: exp.Literal, columns: frozenset[str]) -> bool:
+    parent = literal.parent
+    if isinstance(parent, _COMPARISONS):
+        other = parent.expression if parent.this is literal else parent.this
+    elif isinstance(parent, exp.In) and literal.arg_key == "expressions":
+        other = parent.this
+    else:
+        return False
+    return isinstance(other, exp.Column) and other.name.lower() in columns
+
+
+def _fps_parameters(
+    sql: str, tokens: list[Token], strings: list[int], parameters: tuple[int, ...]
+) -> tuple[int, ...]:
+    """The parameters compared (=, <>, IN) with an ``fps_number`` column: the
+    audit record keeps them (``accord.audit.lookups``)."""
+    tree = sqlglot.parse_one(_with_sentinels(sql, tokens, strings, set(parameters)), read="duckdb")
+    found = set()
+    for literal in tree.find_all(exp.Literal):
+        match = SENTINEL.fullmatch(literal.this) if literal.is_string else None
+        parent = literal.parent
+        if match is None or not isinstance(parent, _FPS_COMPARISONS):
+            continue
+        if isinstance(parent, exp.In):
+            other = parent.this if literal.arg_key == "expressions" else None
+        else:
+            other = parent.expression if parent.this is literal else parent.this
+        if isinstance(other, exp.Column) and other.name.lower() == FPS_COLUMN:
+            found.add(int(match.group(1)))
+    return tuple(sorted(found))
+
+
+def _build(
+    sql: str,
+    tokens: list[Token],
+    strings: list[int],
+    parameters: tuple[int, ...],
+    real: PreparedQuery,
+    bound: list[str],
+    ref_prefix: str,
+    principal: Principal,
+    role: Role,
+    federation: Federation,
+    purpose: str,
+    case_ref: str,
+    cache: ViewCache | None,
+    shape: QueryShape | None,
+) -> _Template | None:
+    """The shape's template, or None if binding ``bound`` into it does not
+    give ``real`` exactly (then the shape is not cached)."""
+    try:
+        prepared = prepare_query(
+            _with_sentinels(sql, tokens, strings, set(parameters)),
+            principal,
+            role,
+            federation,
+            purpose=purpose,
+            case_ref=case_ref,
+            ref_prefix=PREFIX_SENTINEL + ref_prefix[len(_prefix_head(ref_prefix)) :],
+            cache=cache,
+            shape=shape,
+        )
+        fps_parameters = _fps_parameters(sql, tokens, strings, parameters)
+    except (AccordError, SqlglotError, RecursionError):  # a sentinel the path refuses
+        return None
+    # Renumber: sentinel n is the n-th plain string; bind by parameter order.
+    order = {n: k for k, n in enumerate(parameters)}
+    prepared = _substitute(prepared, lambda m: _sentinel(order[int(m[1])]) if m[1] else m[0])
+    if any(_unfenced(s) for s in _strings(prepared)):
+        return None
+    fixed = frozenset(f for f in prepared.fps_numbers if not _ANY_CASE.search(f))
+    template = _Template(prepared, fixed, tuple(order[p] for p in fps_parameters))
+    view = RoleView(role, principal, federation, cache)
+    if fingerprint(instantiate(template, bound, _prefix_head(ref_prefix), view)) != fingerprint(
+        real
+    ):
+        return None
+    return template
+
+
+def _unfenced(text: str) -> bool:
+    """Whether ``text`` holds a sentinel in another case than written."""
+    exact = {m.group(0) for m in _SUBSTITUTION.finditer(text)}
+    return any(m.group(0) not in exact for m in _ANY_CASE.finditer(text))
+
+
+def _prefix_head(ref_prefix: str) -> str:
+    return ref_prefix.removesuffix("_ref")
+
+
+def instantiate(
+    template: _Template, values: list[str], prefix_head: str, view: RoleView
+) -> PreparedQuery:
+    """The template with ``values`` (by parameter order) bound, and the
+    reference prefix (without its ``_ref``) ``prefix_head``."""
+
+    def value(match: re.Match[str]) -> str:
+        return values[int(match[1])] if match[1] is not None else prefix_head
+
+    prepared = _substitute(template.prepared, value)
+    found = set(template.fixed_fps)
+    found.update(values[i] for i in template.fps_parameters)
+    found.update(v for v in values if FPS_SHAPE.fullmatch(v))
+    prepared.fps_numbers = sorted(found)[:MAX_FPS_NUMBERS]
+    prepared.view = view
+    return prepared
+
+
+def _substitute(prepared: PreparedQuery, value: Callable[[re.Match[str]], str]) -> PreparedQuery:
+    """A deep copy of ``prepared`` with every sentinel replaced by ``value``'s answer."""
+
+    def text(s: str) -> str:
+        return _SUBSTITUTION.sub(value, s) if "zl" in s.lower() else s
+
+    plan = prepared.plan
+    references = [
+        dataclasses.replace(
+            ref,
+            ref_id=text(ref.ref_id),
+            alias=text(ref.alias),
+            label=text(ref.label),
+            columns=list(ref.columns),
+            sources=list(ref.sources),
+            predicates=[dataclasses.replace(p, sql=text(p.sql)) for p in ref.predicates],
+            scans=[
+                ScanSpec(s.source, list(s.columns), text(s.predicate), s.limit) for s in ref.scans
+            ],
+        )
+        for ref in plan.references
+    ]
+    new_plan = QueryPlan(
+        references,
+        _tree(plan.merge, text),
+        [(text(name), _tree(view, text)) for name, view in plan.views],
+    )
+    return dataclasses.replace(
+        prepared,
+        validated_sql=text(prepared.validated_sql),
+        rewritten_sql=text(prepared.rewritten_sql),
+        plan=new_plan,
+        masks=[text(m) for m in prepared.masks],
+        row_filters=[text(f) for f in prepared.row_filters],
+        fps_numbers=[text(f) for f in prepared.fps_numbers],
+        tables=list(prepared.tables),
+    )
+
+
+def _tree(tree: Any, text: Callable[[str], str]) -> Any:
+    copied = tree.copy()
+    for node in copied.walk():
+        for key, arg in node.args.items():
+            if isinstance(arg, str):
+                node.args[key] = text(arg)
+    return copied
+
+
+def _strings(prepared: PreparedQuery) -> Iterator[str]:
+    """Every string of ``prepared`` a sentinel could sit in."""
+    yield prepared.validated_sql
+    yield prepared.rewritten_sql
+    yield from prepared.masks
+    yield from prepared.row_filters
+    yield from prepared.fps_numbers
+    plan = prepared.plan
+    yield plan.merge_sql
+    for ref in plan.references:
+        yield from (ref.ref_id, ref.alias, ref.label)
+        yield from (p.sql for p in ref.predicates)
+        yield from (s.predicate for s in ref.scans)
+    for tree in [plan.merge, *(v for _, v in plan.views)]:
+        for node in tree.walk():
+            yield from (a for a in node.args.values() if isinstance(a, str))
+
+
+def fingerprint(prepared: PreparedQuery) -> tuple[Any, ...]:
+    """Everything of ``prepared`` the rest of the path reads, comparable."""
+    plan = prepared.plan
+    return (
+        prepared.view.role.name,
+        prepared.view.principal.partner.name,
+        prepared.validated_sql,
+        prepared.rewritten_sql,
+        plan.merge_sql,
+        [(n, v.sql(dialect="duckdb")) for n, v in plan.views],
+        [dataclasses.astuple(r) for r in plan.references],
+        prepared.masks,
+        prepared.row_filters,
+        prepared.fps_numbers,
+        prepared.release,
+        prepared.tables,
+        prepared.min_group_size,
+        prepared.counts_by_source,
+    )
+
+
+__all__ = ["OUTCOMES", "PlanCache", "TableReference", "fingerprint", "text_columns"]

@@ -1,0 +1,257 @@
+"""The plan cache (``broker.plan_cache``) is exactly an uncached prepare.
+
+The property: for random queries (``tests/sqlfuzz.py``'s and point-lookup
+shapes over every kind of column: text, masked, dates, ``source``) asked
+several times with other string values in the same places, what the cache
+returns equals what ``prepare_query`` returns for the same text, field by
+field (``plan_cache.fingerprint``: SQL, plan, scans, masks, row filters, FPS
+numbers, release), and an error is the same error.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import sqlglot
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from sqlglot.tokenizer_core import TokenType
+
+from accord.audit.lookups import FPS_SHAPE
+from accord.errors import AccordError
+from broker import plan_cache
+from broker.metrics import PLAN_CACHE_OUTCOMES
+from broker.plan_cache import PlanCache, fingerprint
+from broker.prepare import prepare_query
+from tests import inprocess, sqlfuzz
+from tests.test_fuzz_prepare import CATALOGS
+
+#: Roles of every kind, the aggregate-only one among them (never cached).
+PARTNERS = ["police", "crown_attorney", "residential_facility", "victim", "contract_agency"]
+ALL_PARTNERS = [*PARTNERS, "statistics"]
+
+#: Values put where a query has a string: FPS numbers, codes, plain words,
+#: and values the cache must not bind (quotes, wildcards, spaces, empty).
+VALUES = st.one_of(
+    st.from_regex(r"[0-9]{7}[A-Z]", fullmatch=True),
+    st.sampled_from(["1051244T", "UAL", "IN_CUSTODY", "SUPERVISED", "BC", "ON", "QC", "CA-CSC"]),
+    st.sampled_from(["2020-01-31", "1980", "M", "F", "ACTIVE", "A%", "_", "O'BRIEN", "", " x"]),
+    st.from_regex(r"[A-Za-z0-9_.:@/-]{1,12}", fullmatch=True),
+)
+
+
+@st.composite
+def lookup_sql(draw: st.DrawFn, catalog: sqlfuzz.Catalog) -> str:
+    """A point lookup or a short filter with string literals compared with columns."""
+    table = draw(st.sampled_from(sorted(catalog)))
+    columns = [*(catalog[table] or ["fps_number"]), "source"]
+    picked = draw(st.lists(st.sampled_from(columns), min_size=1, max_size=3, unique=True))
+
+    def test() -> str:
+        column = draw(st.sampled_from(columns))
+        value = f"'{draw(VALUES).replace(chr(39), chr(39) * 2)}'"
+        form = draw(st.integers(0, 3))
+        if form == 0:
+            return f"{column} = {value}"
+        if form == 1:
+            return f"{value} <> {column}"
+        if form == 2:
+            more = ", ".join(f"'{v}'" for v in draw(st.lists(VALUES, max_size=3)) if "'" not in v)
+            return f"{column} IN ({value}{', ' + more if more else ''})"
+        return f"{column} >= {value}"
+
+    where = " AND ".join(test() for _ in range(draw(st.integers(1, 3))))
+    limit = draw(st.sampled_from(["", " LIMIT 3", " LIMIT 10"]))
+    return f"SELECT {', '.join(picked)} FROM {table} WHERE {where}{limit}"
+
+
+def queries(catalog: sqlfuzz.Catalog) -> st.SearchStrategy[str]:
+    return st.one_of(
+        lookup_sql(catalog), lookup_sql(catalog), sqlfuzz.plain_sql(catalog), sqlfuzz.grammar_sql()
+    )
+
+
+def _strings(sql: str) -> list[tuple[int, int]]:
+    """Spans of the string literals of ``sql``."""
+    try:
+        tokens = sqlglot.Dialect.get_or_raise("duckdb").tokenize(sql)
+    except sqlglot.errors.SqlglotError:
+        return []
+    return [(t.start, t.end + 1) for t in tokens if t.token_type == TokenType.STRING]
+
+
+def with_values(sql: str, values: list[str]) -> str:
+    """``sql`` with its string literals replaced, in order, by ``values`` (cycled)."""
+    if not values:
+        return sql
+    out, at = [], 0
+    for n, (start, end) in enumerate(_strings(sql)):
+        value = values[n % len(values)].replace("'", "''")
+        out += [sql[at:start], f"'{value}'"]
+        at = end
+    return "".join([*out, sql[at:]])
+
+
+def outcome(prepare, sql: str, partner: str, n: int) -> tuple[object, ...]:
+    role = inprocess.role_of(partner)
+    try:
+        prepared = prepare(
+            sql,
+            inprocess.principal(partner),
+            role,
+            inprocess.FEDERATION,
+            purpose=sorted(role.purposes)[0],
+            case_ref="CASE-1",
+            ref_prefix=f"q{n:08x}_ref",
+            cache={},
+        )
+    except AccordError as exc:
+        return ("error", type(exc).__name__, str(exc))
+    return ("prepared", fingerprint(prepared))
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    st.sampled_from(ALL_PARTNERS).flatmap(
+        lambda p: st.tuples(st.just(p), queries(CATALOGS.get(p, sqlfuzz.MODEL)))
+    ),
+    st.lists(st.lists(VALUES, min_size=1, max_size=4), min_size=3, max_size=5),
+)
+def test_a_cached_prepare_is_exactly_an_uncached_one(partner_sql, variants):
+    partner, sql = partner_sql
+    cache = PlanCache()
+    for n, values in enumerate([[], *variants]):  # the query as drawn, then its variants
+        text = with_values(sql, values)
+        cached = outcome(cache.prepare, text, partner, n)
+        assert cached == outcome(prepare_query, text, partner, n), text
+    event(f"hits {min(cache.hits, 3)}")
+
+
+def ask(
+    cache: PlanCache, sql: str, partner: str = "crown_attorney", n: int = 0
+) -> tuple[object, ...]:
+    return outcome(cache.prepare, sql, partner, n)
+
+
+POINT = "SELECT surname, given_names, status FROM offenders WHERE fps_number = '{}'"
+
+
+def test_a_point_lookup_is_bound_from_its_template_from_the_third_sight():
+    cache = PlanCache()
+    for n, fps in enumerate(["1051244T", "2000001A", "3000002B", "4000003C"]):
+        sql = POINT.format(fps)
+        assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
+    assert (cache.misses, cache.hits, cache.uncacheable) == (2, 2, 0)
+    role = inprocess.role_of("crown_attorney")
+    prepared = cache.prepare(
+        POINT.format("5000004D"),
+        inprocess.principal("crown_attorney"),
+        role,
+        inprocess.FEDERATION,
+        purpose=sorted(role.purposes)[0],
+        case_ref="CASE-1",
+        ref_prefix="q00000abc_ref",
+    )
+    assert prepared.fps_numbers == ["5000004D"]
+    assert all("5000004D" in s.predicate for r in prepared.plan.references for s in r.scans)
+    assert "q00000abc_ref1" in prepared.plan.merge_sql
+
+
+@pytest.mark.parametrize(
+    ("sql", "values"),
+    [
+        # source = '...' chooses the sources asked: its value is part of the key
+        ("SELECT surname FROM offenders WHERE source = '{}'", ["BC", "ON", "QC", "YT"]),
+        # a date compared with a string: not a text column, not a parameter
+        ("SELECT surname FROM offenders WHERE birth_date = '{}'", ["1980-01-01", "1990-02-03"]),
+        # a LIKE pattern is never a parameter
+        ("SELECT surname FROM offenders WHERE surname LIKE '{}'", ["B%", "B", "_x", "Q%"]),
+    ],
+)
+def test_literals_that_change_the_plan_are_not_parameters(sql, values):
+    cache = PlanCache()
+    for n, value in enumerate(values * 2):
+        text = sql.format(value)
+        assert ask(cache, text, "police", n) == outcome(prepare_query, text, "police", n)
+    for value in values:  # every value's own plan, not the first one's
+        text = sql.format(value)
+        assert ask(cache, text, "police") == outcome(prepare_query, text, "police", 0)
+
+
+def test_limit_and_in_list_length_are_part_of_the_shape():
+    cache = PlanCache()
+    for sql in [
+        "SELECT surname FROM offenders WHERE fps_number = '1051244T' LIMIT 3",
+        "SELECT surname FROM offenders WHERE fps_number = '1051244T' LIMIT 4",
+        "SELECT surname FROM offenders WHERE fps_number IN ('1051244T')",
+        "SELECT surname FROM offenders WHERE fps_number IN ('1051244T', '2000001A')",
+    ]:
+        ask(cache, sql)
+    assert len(cache) == 4
+    assert cache.hits == 0
+
+
+def test_an_aggregate_only_role_is_never_cached():
+    cache = PlanCache()
+    sql = (
+        "SELECT status, count(*) FROM offenders "
+        "WHERE supervising_jurisdiction = 'BC' GROUP BY status"
+    )
+    for n in range(3):
+        assert ask(cache, sql, "statistics", n) == outcome(prepare_query, sql, "statistics", n)
+    assert (cache.hits, cache.uncacheable) == (0, 3)
+
+
+def test_errors_are_never_cached():
+    cache = PlanCache()
+    sql = "SELECT health_note FROM offenders WHERE fps_number = '{}'"
+    answers = [ask(cache, sql.format(f"{n}000000A"), n=n) for n in range(1, 5)]
+    assert all(a[0] == "error" for a in answers)
+    assert cache.hits == 0
+
+
+def test_the_cache_is_bounded_and_counts_into_its_observer():
+    seen: list[str] = []
+    cache = PlanCache(max_shapes=2, observe=seen.append)
+    for column in ["surname", "given_names", "status"]:
+        ask(cache, f"SELECT {column} FROM offenders WHERE fps_number = '1051244T'")
+    assert len(cache) == 2
+    assert set(seen) <= set(PLAN_CACHE_OUTCOMES) == set(plan_cache.OUTCOMES)
+
+
+def test_a_reloaded_policy_starts_an_empty_cache():
+    from broker.pipeline import QueryPipeline
+
+    policies = inprocess.POLICIES[0]
+    pipeline = QueryPipeline(inprocess.FEDERATION, None, policies, b"secret")  # type: ignore[arg-type]
+    try:
+        old = pipeline.plans
+        old.observe = lambda outcome: None
+        ask(old, POINT.format("1051244T"))
+        pipeline.use_policies(policies)
+        assert pipeline.plans is not old
+        assert len(pipeline.plans) == 0
+        assert pipeline.plans.observe is old.observe
+    finally:
+        pipeline.close()
+
+
+def test_sentinels_do_not_collide():
+    assert re.fullmatch(plan_cache.SENTINEL, "QzL1iTq")
+    assert "QzL1iTq" not in "QzL10iTq"
+    assert not FPS_SHAPE.fullmatch("QzL1iTq")
+
+
+def test_a_query_nested_too_deep_is_refused_on_every_sight():
+    sql = "SELECT surname FROM offenders WHERE " + "(" * 400 + "surname = 'x'" + ")" * 400
+    cache = PlanCache()
+    answers = [ask(cache, sql, n=n) for n in range(3)]
+    assert answers[0][0] == "error"
+    assert answers == [outcome(prepare_query, sql, "crown_attorney", 0)] * 3

@@ -281,12 +281,23 @@ def _with_sentinels(sql: str, tokens: list[Token], strings: list[int], chosen: s
 
 
 def text_columns(federation: Federation) -> frozenset[str]:
-    """Columns that are text in every catalog table holding them, ``source`` aside."""
+    """Columns that are text in every catalog table holding them, ``source``
+    aside, and that no source keys a shard on: a value compared with a shard
+    key chooses which sources are asked (``broker.pushdown.shards``), so it
+    belongs to the plan's shape, not to its parameters."""
     kinds: dict[str, set[bool]] = {}
     for table in federation.tables.values():
         for column, type_name in table.columns.items():
             kinds.setdefault(column, set()).add(type_name.upper() in {"VARCHAR", "TEXT"})
-    return frozenset(c for c, k in kinds.items() if k == {True} and c != SOURCE_COLUMN)
+    sharded = {
+        column.lower()
+        for source in federation.sources.values()
+        for keys in source.shards.values()
+        for column in keys
+    }
+    return frozenset(
+        c for c, k in kinds.items() if k == {True} and c != SOURCE_COLUMN and c not in sharded
+    )
 
 
 def _parameters(

@@ -255,3 +255,39 @@ def test_a_query_nested_too_deep_is_refused_on_every_sight():
     answers = [ask(cache, sql, n=n) for n in range(3)]
     assert answers[0][0] == "error"
     assert answers == [outcome(prepare_query, sql, "crown_attorney", 0)] * 3
+
+
+def test_a_value_compared_with_a_shard_key_is_part_of_the_shape():
+    """A shard key's value chooses the sources asked (broker.pushdown.shards):
+    each value gets its own plan, never another value's template."""
+    import dataclasses
+
+    from accord.federation import KeyDomain
+
+    federation = inprocess.FEDERATION
+    bc = federation.sources["BC"]
+    sharded = dataclasses.replace(
+        bc, shards={"offenders": {"surname": KeyDomain("surname", values=frozenset({"SMITH"}))}}
+    )
+    federation = dataclasses.replace(federation, sources={**federation.sources, "BC": sharded})
+    assert "surname" not in plan_cache.text_columns(federation)
+    role = inprocess.role_of("crown_attorney")
+    cache = PlanCache()
+
+    def sources_asked(prepare, surname: str) -> set[str]:
+        prepared = prepare(
+            f"SELECT given_names FROM offenders WHERE surname = '{surname}'",
+            inprocess.principal("crown_attorney"),
+            role,
+            federation,
+            purpose=sorted(role.purposes)[0],
+            case_ref="CASE-1",
+            ref_prefix="q00000001_ref",
+            cache={},
+        )
+        return {s.source for r in prepared.plan.references for s in r.scans}
+
+    for surname in ["SMITH", "JONES", "SMITH", "JONES", "SMITH", "BROWN"]:
+        assert sources_asked(cache.prepare, surname) == sources_asked(prepare_query, surname)
+    assert "BC" in sources_asked(cache.prepare, "SMITH")
+    assert "BC" not in sources_asked(cache.prepare, "JONES")

@@ -308,22 +308,17 @@ class _Translator:
                 raise Untranslatable(node.sql())
             values = [_literal_value(v, logical_type) for v in node.expressions]
             return self._in(held, values, negate=False, text=bool(text))
-        if isinstance(node, exp.Between):
-            low = _literal_value(node.args["low"], logical_type)
-            high = _literal_value(node.args["high"], logical_type)
-            bounded = self._ordered(held, logical_type)
-            return exp.Between(this=bounded, low=self._bind(held, low), high=self._bind(held, high))
+        if isinstance(node, (exp.Between, *_RANGE)):
+            return self._range(node, held, logical_type)
         value = _literal_value(node.expression, logical_type)
         if held.codes:
             if isinstance(node, exp.EQ):
                 return self._in(held, [value], negate=False, text=True)
             if isinstance(node, exp.NEQ):
                 return self._in(held, [value], negate=True, text=True)
-            raise Untranslatable(node.sql())  # codes do not keep order or patterns
+            raise Untranslatable(node.sql())  # codes do not keep patterns
         if isinstance(node, exp.Like):
             ref: exp.Expr = self._like(node, held, logical_type, value)
-        elif isinstance(node, _RANGE):
-            ref = self._ordered(held, logical_type)
         else:
             ref = self._equality(node, held, logical_type, text=bool(text))
         return node.__class__(this=ref, expression=self._bind(held, value))
@@ -403,6 +398,91 @@ class _Translator:
             if self.rules.text_range == "collate_c":
                 ref = exp.Collate(this=ref, expression=exp.to_identifier("C", quoted=True))
         return ref
+
+    def _range(self, node: exp.Expr, held: ColumnMapping, logical_type: str) -> exp.Expr:
+        """``<``, ``<=``, ``>``, ``>=`` or BETWEEN over a column kept in its stored order,
+        or over a sortable key of dates stored as day-first or month-first text."""
+        if isinstance(node, exp.Between):
+            values = [_literal_value(node.args[k], logical_type) for k in ("low", "high")]
+        else:
+            values = [_literal_value(node.expression, logical_type)]
+        if held.codes:
+            raise Untranslatable(node.sql())  # codes do not keep order
+        if (layout := self._date_key_layout(held, logical_type)) is not None:
+            return self._keyed_range(node, held, layout, values)
+        ref = self._ordered(held, logical_type)
+        bounds = [self._bind(held, v) for v in values]
+        if isinstance(node, exp.Between):
+            return exp.Between(this=ref, low=bounds[0], high=bounds[1])
+        return node.__class__(this=ref, expression=bounds[0])
+
+    def _date_key_layout(self, held: ColumnMapping, logical_type: str) -> DateLayout | None:
+        """For dates stored as fixed-width text whose order is not the date's
+        (``%d/%m/%Y``, ``%m/%d/%Y``, ``%d.%m.%Y``): where each field sits."""
+        fmt = held.date_format
+        if logical_type != "DATE" or fmt is None or fmt in ORDER_PRESERVING_DATE_FORMATS:
+            return None
+        return date_layout(fmt)
+
+    def _keyed_range(
+        self, node: exp.Expr, held: ColumnMapping, layout: DateLayout, values: list[Any]
+    ) -> exp.Expr:
+        """A range over text dates laid out as ``layout``, compared on the
+        text's year, month and day digits put in that order (a key that sorts
+        as the dates do). Only for text as the format prints it: ASCII digits
+        where the fields sit, at the format's length. Any other text (a day
+        the parser reads unpadded, other digits, garbage) is sent whatever
+        the range, for the broker to judge: the scan only narrows."""
+        if self.rules.text_range == "none" and self.rules.byte_equality != "hex":
+            raise Untranslatable("text order differs under this collation")
+        if not all(isinstance(v, dt.date) for v in values):
+            raise Untranslatable(node.sql())
+        self.exact = False
+        column = exp.column(held.physical, quoted=True)
+
+        def part(start: int, width: int) -> exp.Expr:
+            return exp.Substring(
+                this=column.copy(),
+                start=exp.Literal.number(start),
+                length=exp.Literal.number(width),
+            )
+
+        def text(value: exp.Expr) -> exp.Expr:
+            if self.rules.byte_equality == "hex" and self.rules.text_range == "none":
+                return exp.Hex(this=value)  # hex digits order alike under any collation
+            if self.rules.text_range == "collate_c":
+                bytewise = exp.to_identifier("C", quoted=True)
+                return exp.Collate(this=exp.paren(value, copy=False), expression=bytewise)
+            return value
+
+        def bound(value: str) -> exp.Expr:
+            hexed = self.rules.byte_equality == "hex" and self.rules.text_range == "none"
+            return self._bind_raw(value.encode("ascii").hex().upper() if hexed else value)
+
+        # Placeholders are positional: bound in the order the SQL reads them.
+        (y, m, d) = layout.year, layout.month, layout.day
+        key = text(
+            exp.DPipe(this=exp.DPipe(this=part(*y), expression=part(*m)), expression=part(*d))
+        )
+        if isinstance(node, exp.Between):
+            low, high = (bound(_key_text(v)) for v in values)
+            in_range: exp.Expr = exp.Between(this=key, low=low, high=high)
+        else:
+            in_range = node.__class__(this=key, expression=bound(_key_text(values[0])))
+        digits = [
+            exp.Between(this=text(part(position, 1)), low=bound("0"), high=bound("9"))
+            for position in layout.digit_positions
+        ]
+        as_printed = exp.and_(
+            exp.EQ(
+                this=exp.Length(this=column.copy()), expression=exp.Literal.number(layout.width)
+            ),
+            *digits,
+            copy=False,
+        )
+        return exp.paren(
+            exp.or_(exp.paren(in_range), exp.not_(exp.paren(as_printed)), copy=False), copy=False
+        )
 
     def _column_ref(self, node: exp.Expr) -> exp.Expr:
         if not isinstance(node, exp.Column):
@@ -497,6 +577,58 @@ def _parse_date(text: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
         raise Untranslatable(text) from exc
+
+
+@dataclass(frozen=True)
+class DateLayout:
+    """Where a fixed-width text date keeps its fields: (first character, width), 1-based."""
+
+    year: tuple[int, int]
+    month: tuple[int, int]
+    day: tuple[int, int]
+    width: int
+
+    @property
+    def digit_positions(self) -> list[int]:
+        return [
+            start + i for start, width in (self.year, self.month, self.day) for i in range(width)
+        ]
+
+
+_FIELD_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2}
+
+
+def date_layout(fmt: str) -> DateLayout | None:
+    """The layout of a format made of ``%Y``, ``%m``, ``%d`` (each once) and
+    single ASCII separators, as ``strftime`` prints it; None for any other.
+
+    >>> date_layout("%d.%m.%Y")
+    DateLayout(year=(7, 4), month=(4, 2), day=(1, 2), width=10)
+    >>> date_layout("%d %b %Y") is None
+    True
+    """
+    fields: dict[str, tuple[int, int]] = {}
+    position, i = 1, 0
+    while i < len(fmt):
+        if fmt[i] == "%":
+            directive = fmt[i : i + 2]
+            if directive not in _FIELD_WIDTHS or directive in fields:
+                return None
+            fields[directive] = (position, _FIELD_WIDTHS[directive])
+            position, i = position + _FIELD_WIDTHS[directive], i + 2
+        elif fmt[i].isascii() and not fmt[i].isalnum():
+            position, i = position + 1, i + 1
+        else:
+            return None
+    if len(fields) != 3:
+        return None
+    return DateLayout(fields["%Y"], fields["%m"], fields["%d"], position - 1)
+
+
+def _key_text(value: dt.date) -> str:
+    """A date as the sortable key of ``_keyed_range``: YYYYMMDD, zero-padded
+    (``strftime('%Y')`` leaves years before 1000 unpadded)."""
+    return f"{value.year:04d}{value.month:02d}{value.day:02d}"
 
 
 def _physical_value(held: ColumnMapping, value: Any, rules: DialectRules) -> Any:

@@ -6,17 +6,21 @@ import datetime as dt
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlglot import exp
 
 from accord.errors import InvalidQuery
+from accord.federation import ColumnMapping, LogicalTable, TableMapping
 from adapters.dialects import RULES
 from adapters.translate import Untranslatable, _Translator, plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from accord.federation import Federation, LogicalTable, TableMapping
+    from accord.federation import Federation
     from adapters.translate import PhysicalScan
 
 
@@ -77,9 +81,92 @@ def test_dates_are_formatted_like_the_source(bc):
     assert s.params == ["31/12/1980"]
 
 
-def test_ranges_on_unsortable_date_text_stay_in_the_broker(bc):
+def test_ranges_on_unsortable_date_text_narrow_on_a_sortable_key(bc):
+    """DD/MM/YYYY text does not sort as its dates: the range compares the
+    year, month and day digits in that order, and text not as the format
+    prints it is sent anyway; the broker judges (a superset, no LIMIT)."""
     s = scan(bc, "birth_date > DATE '1980-01-01'")
-    assert s.residual and not s.pushed
+    assert s.superset == ["birth_date > CAST('1980-01-01' AS DATE)"] and not s.residual
+    assert not s.limit_pushed
+    assert s.params == ["19800101", *["0", "9"] * 8]
+    key = " || ".join(f'SUBSTRING("BIRTH_DT", {p})' for p in ("7, 4", "4, 2", "1, 2"))
+    assert f"{key} > ?" in s.sql
+    assert 'LENGTH("BIRTH_DT") = 10' in s.sql
+
+
+def test_a_negated_range_on_unsortable_date_text_stays_in_the_broker(bc):
+    s = scan(bc, "NOT birth_date > DATE '1980-01-01'")
+    assert s.residual and not s.pushed and not s.superset
+
+
+@pytest.mark.parametrize(
+    ("fmt", "layout"),
+    [
+        ("%d/%m/%Y", ((7, 4), (4, 2), (1, 2), 10)),
+        ("%m/%d/%Y", ((7, 4), (1, 2), (4, 2), 10)),
+        ("%d.%m.%Y", ((7, 4), (4, 2), (1, 2), 10)),
+        ("%Y%d%m", ((1, 4), (7, 2), (5, 2), 8)),
+        ("%d %b %Y", None),
+        ("%d/%m/%y", None),
+        ("%d/%m", None),
+        ("%d/%d/%Y", None),
+        ("%dT%m-%Y", None),
+    ],
+)
+def test_date_layouts_of_fixed_width_formats(fmt, layout):
+    from adapters.translate import DateLayout, date_layout
+
+    assert date_layout(fmt) == (DateLayout(*layout) if layout else None)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(
+    stored=st.lists(
+        st.one_of(
+            st.dates().map(lambda d: d.strftime("%d/%m/%Y")),
+            st.sampled_from(["1/2/2000", " 1/02/2000", "01/2/2000", "1/12/1999", "31/12/99"]),
+            st.sampled_from(["\u0661\u0662/\u0660\u0662/\u0662\u0660\u0660\u0660", "ab/cd/efgh"]),
+            st.text("0123456789/ ", max_size=11),
+        ),
+        max_size=12,
+    ),
+    low=st.dates(),
+    high=st.dates(),
+    op=st.sampled_from(["<", "<=", ">", ">=", "BETWEEN"]),
+)
+def test_a_keyed_date_range_never_drops_a_row_whose_date_is_in_it(stored, low, high, op):
+    """On SQLite: every stored text the adapter reads as a date in the range
+    passes the pushed condition (what else passes, the broker drops)."""
+    import sqlite3
+
+    from adapters.convert import parse_dates
+
+    table = LogicalTable("t", {"d": "DATE"})
+    mapping = TableMapping("t", "T", {"d": ColumnMapping("d", "D", date_format="%d/%m/%Y")})
+    predicate = (
+        f"d BETWEEN DATE '{low}' AND DATE '{high}'" if op == "BETWEEN" else f"d {op} DATE '{low}'"
+    )
+    s = plan_scan(table, mapping, ["d"], predicate, 0, "sqlite")
+    assert s.superset and not s.residual
+    con = sqlite3.connect(":memory:")
+    con.execute('CREATE TABLE "T" ("D" TEXT)')
+    con.executemany('INSERT INTO "T" VALUES (?)', [(v,) for v in stored])
+    sent = [row[0] for row in con.execute(s.sql, s.params)]
+    parsed = parse_dates(pa.array(stored, pa.string()), "%d/%m/%Y").to_pylist()
+
+    def holds(d: dt.date) -> bool:
+        verdict: bool = {
+            "<": d < low,
+            "<=": d <= low,
+            ">": d > low,
+            ">=": d >= low,
+            "BETWEEN": low <= d <= high,
+        }[op]
+        return verdict
+
+    wanted = [v for v, d in zip(stored, parsed, strict=True) if d is not None and holds(d)]
+    assert sorted(wanted) == sorted(v for v in sent if v in wanted)
+    assert len(sent) >= len(wanted)
 
 
 def test_ranges_on_sortable_date_text_are_pushed(small_federation):

@@ -196,6 +196,17 @@ maybe_dates = st.none() | dates
 BAD_DATE_TEXT = ["19760931", "20230229", "1993-05-12", "12/05/1993", "abc", "", "2023130"]
 
 
+#: Dates the adapter reads although the format would not print them so (unpadded,
+#: space-padded, other digits): a range pushed on the text's digits must keep them.
+ODD_DMY_DATES = [
+    "1/2/2000",
+    " 1/02/2000",
+    "01/2/1999",
+    "2/10/2001",
+    "\u0661\u0662/\u0660\u0662/\u0662\u0660\u0660\u0660",
+]
+
+
 def _stored_or_bad(fmt: str, bad: list[str]) -> st.SearchStrategy[str | None]:
     return st.one_of(maybe_dates.map(lambda d: _stored(d, fmt)), st.sampled_from(bad))
 
@@ -206,7 +217,7 @@ physical_row = st.tuples(
     st.none() | text_values,
     st.none() | statuses,
     _stored_or_bad("%Y%m%d", BAD_DATE_TEXT),
-    _stored_or_bad("%d/%m/%Y", [*BAD_DATE_TEXT, "31/09/1976", "29/02/2023"]),
+    _stored_or_bad("%d/%m/%Y", [*BAD_DATE_TEXT, "31/09/1976", "29/02/2023", *ODD_DMY_DATES]),
     maybe_dates,
     st.none() | floats,
     st.none() | ints,

@@ -381,7 +381,7 @@ def test_shard_values_compare_as_duckdb_compares_them():
 
 def test_the_tpch_federation_declares_its_shards():
     from accord.federation import load_federation
-    from tests.integration.test_tpch import FEDERATION
+    from bench.tpch import FEDERATION
 
     fed = load_federation(FEDERATION)
     lines = {code: s.shards["lineitem"]["l_orderkey"] for code, s in fed.sources.items()}

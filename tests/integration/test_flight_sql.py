@@ -169,7 +169,8 @@ def test_three_roles_over_flight_sql_see_and_get_what_query_gives(running, tmp_p
     assert {r["command"] for r in catalog} >= {"CommandGetTables"}
     police = flight_records(running, "police")
     assert any(
-        r["outcome"] in ("PERMISSION_DENIED", "INVALID_ARGUMENT") and police_denied in r.get("sql", "")
+        r["outcome"] in ("PERMISSION_DENIED", "INVALID_ARGUMENT")
+        and police_denied in r.get("sql", "")
         for r in police
     )
     assert all(r["end_user"] == "flight-police" for r in police)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import tempfile
 import time
 import uuid
@@ -85,8 +86,8 @@ def loaded(kind: str, federation: Federation, data: pa.Table, tmp: Path) -> Iter
         return
     import mysql.connector
 
-    admin = mysql.connector.connect(host="127.0.0.1", port=3306, user="root", password="")
-    cursor = admin.cursor()
+    mysql_admin = mysql.connector.connect(host="127.0.0.1", port=3306, user="root", password="")
+    cursor = mysql_admin.cursor()
     cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
     try:
         write_mysql(federation, SOURCE, {TABLE: data}, f"{MARIADB_SERVER}/{name}")
@@ -94,7 +95,7 @@ def loaded(kind: str, federation: Federation, data: pa.Table, tmp: Path) -> Iter
         yield replace(source, backend=BackendConfig(kind=kind, dsn=f"{MARIADB_SERVER}/{name}"))
     finally:
         cursor.execute(f"DROP DATABASE `{name}`")
-        admin.close()
+        mysql_admin.close()
 
 
 def request(columns: list[str]) -> adapter_pb2.ScanRequest:
@@ -182,10 +183,10 @@ def main() -> None:
             stack.callback(backend.close)
             served = OverGrpc(federation, source, backend, work / f"pki-{kind}")
             stack.callback(served.close)
-            readers[f"{kind} in-process"] = lambda s=source, b=backend: in_process(
-                federation, s, b, columns
+            readers[f"{kind} in-process"] = functools.partial(
+                in_process, federation, source, backend, columns
             )
-            readers[f"{kind} gRPC + mTLS"] = lambda g=served: g.read(columns)
+            readers[f"{kind} gRPC + mTLS"] = functools.partial(served.read, columns)
         if args.profile:
             for label, read in readers.items():
                 if "in-process" in label:

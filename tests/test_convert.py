@@ -183,7 +183,9 @@ def test_any_stored_date_is_read_as_python_strptime_reads_it(fmt, parts):
 
 @settings(max_examples=200, deadline=None, derandomize=True)
 @given(
-    fmt=st.sampled_from([*DATE_FORMATS, "%d.%m.%Y", "%Y", "%d %b %Y", "%%Y%m", "day %d"]),
+    fmt=st.sampled_from(
+        [*DATE_FORMATS, "%d.%m.%Y", "%Y", "%d %b %Y", "%%Y%m", "day %d", "%Y--%m--%d", "%Y-%m/%d"]
+    ),
     dates=st.lists(
         st.one_of(st.none(), st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31))),
         max_size=20,

@@ -51,9 +51,9 @@ from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from pathlib import Path
 
     import pyarrow as pa
-    from pathlib import Path
 
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend

@@ -167,7 +167,9 @@ def test_a_bad_value_under_a_pushed_predicate_reaches_the_broker_as_null(tmp_pat
 def test_wide_rows_go_as_several_messages_under_the_size_limit(tmp_path):
     # 40 surnames of 400 KB: one read batch of 16 MB, past the broker's
     # 16 MiB receive limit once framed; sent as messages of about 4 MiB.
-    wide = [(f"{i:02d}" + "x" * 400_000, "19800101") for i in range(40)]
+    wide: list[tuple[str, str | None]] = [
+        (f"{i:02d}" + "x" * 400_000, "19800101") for i in range(40)
+    ]
     backend = offenders_file(tmp_path / "oms.sqlite", wide)
     request = adapter_pb2.ScanRequest(table="offenders", columns=["surname"], query_id="f")
     messages = run(backend, request=request)

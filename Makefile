@@ -32,7 +32,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/accord demo
+	$(BIN)/accord demo --serve
 
 # The whole suite, with coverage of the production packages (pyproject.toml's
 # [tool.coverage]: it fails under the floor).

@@ -22,6 +22,7 @@
     │   └── SlowReader         the client stopped reading; its answer was cancelled
     ├── QueryTimedOut          the query's own work ran past its deadline
     ├── AuditWriteError        the audit trail cannot record: nothing is answered
+    ├── Unimplemented          a Flight SQL command or action the broker does not serve
     └── ConversionError        a stored value does not fit the logical model
 
 :data:`ERROR_TABLE` maps each class to what it means at every edge: the gRPC
@@ -192,6 +193,10 @@ class AuditWriteError(AccordError):
     """The audit trail could not record durably: the query must not proceed."""
 
 
+class Unimplemented(AccordError):
+    """A Flight SQL command or action the broker does not serve (broker/flight)."""
+
+
 class ConversionError(AccordError):
     """A stored value does not fit the logical model."""
 
@@ -235,6 +240,7 @@ ERROR_TABLE: dict[type[BaseException], ErrorKind] = {
     QueryTimedOut: ErrorKind(_S.DEADLINE_EXCEEDED, "timeout", "timeout"),
     AuditWriteError: ErrorKind(_S.UNAVAILABLE, "unavailable", "error"),
     ClientCancelled: ErrorKind(_S.CANCELLED, "cancelled", "cancelled"),
+    Unimplemented: ErrorKind(_S.UNIMPLEMENTED, "invalid", "invalid"),
 }
 
 #: What a caller reads when the fault is the broker's own: the details stay

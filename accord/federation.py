@@ -39,6 +39,7 @@ persons whose file it shares (``Release``)::
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from dataclasses import dataclass, field, replace
@@ -129,6 +130,20 @@ class Release:
 
 
 @dataclass(frozen=True)
+class KeyDomain:
+    """Which values of one column a source's share of a table holds: a range
+    (``min``, ``max``, inclusive, either may be open) or a list of values.
+    NULLs may be there too (no comparison matches them). The planner skips a
+    source whose domain cannot satisfy a pushed predicate; a wrong domain
+    loses rows, so the loader's split and the domains must agree."""
+
+    column: str
+    minimum: Any = None
+    maximum: Any = None
+    values: frozenset[Any] | None = None
+
+
+@dataclass(frozen=True)
 class Backend:
     kind: str
     path: str | None = None  # sqlite: file, relative to the work dir
@@ -169,6 +184,8 @@ class Source:
     backend: Backend
     tables: dict[str, TableMapping]
     release: dict[str, Release] = field(default_factory=dict)  # absent table = not shared
+    #: Per table, per column: the values this source's rows hold (``shards:``).
+    shards: dict[str, dict[str, KeyDomain]] = field(default_factory=dict)
     #: The name its adapter's certificate must carry (DNS SAN): the broker
     #: dials the source under it, so another source's certificate is refused
     #: in the handshake, before a scan is sent.
@@ -316,6 +333,7 @@ _SOURCE_KEYS = frozenset(
         "tables",
         "release",
         "identity",
+        "shards",
     }
 )
 
@@ -371,6 +389,11 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
     }
     for agreement in release.values():
         _check_follows(agreement, release, tables, mappings, f"{where}.release.{agreement.table}")
+    shards = {}
+    for table, cspec in _mapping(spec.get("shards") or {}, f"{where}.shards").items():
+        if table not in mappings:
+            raise ConfigError(f"{where}.shards: table {table!r} is not served by this source")
+        shards[table] = _parse_shards(tables[table], cspec, f"{where}.shards.{table}")
     return Source(
         code=code,
         system=str(spec.get("system", code)),
@@ -381,7 +404,70 @@ def _parse_source(spec: dict[str, Any], tables: dict[str, LogicalTable]) -> Sour
         tables=mappings,
         release=release,
         identity=checked_name(str(spec.get("identity") or adapter_identity(code)), "identity"),
+        shards=shards,
     )
+
+
+def _parse_shards(table: LogicalTable, spec: Any, where: str) -> dict[str, KeyDomain]:
+    """``{column: {min: V, max: V}}`` or ``{column: {values: [V, ...]}}``."""
+    domains = {}
+    for column, raw in _mapping(spec, where).items():
+        at = f"{where}.{column}"
+        if column not in table.columns:
+            raise ConfigError(f"{at}: {column!r} is not a column of logical table {table.name}")
+        dspec = _mapping(raw, at)
+        unknown = sorted(set(dspec) - {"min", "max", "values"})
+        if unknown:
+            raise ConfigError(f"{at}: unknown keys {unknown}; use min and max, or values")
+        kind = table.columns[column]
+        if "values" in dspec:
+            if {"min", "max"} & set(dspec):
+                raise ConfigError(f"{at}: give min and max, or values, not both")
+            listed = _sequence(dspec["values"], f"{at}.values")
+            if not listed:
+                raise ConfigError(f"{at}.values is empty: the source would hold no row")
+            values = frozenset(_shard_value(v, kind, f"{at}.values") for v in listed)
+            domains[column] = KeyDomain(column, values=values)
+            continue
+        if not {"min", "max"} & set(dspec):
+            raise ConfigError(f"{at}: give min and/or max, or values")
+        if kind == "BOOLEAN":
+            raise ConfigError(f"{at}: a BOOLEAN column takes values, not a range")
+        low, high = (
+            _shard_value(dspec[k], kind, f"{at}.{k}") if dspec.get(k) is not None else None
+            for k in ("min", "max")
+        )
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"{at}: min {low!r} is above max {high!r}")
+        domains[column] = KeyDomain(column, minimum=low, maximum=high)
+    return domains
+
+
+def _shard_value(value: Any, kind: str, where: str) -> Any:
+    """A shard bound or value as the Python value of the column's logical type."""
+    wrong = ConfigError(f"{where}: {value!r} is not a {kind} value")
+    if kind == "BIGINT":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise wrong
+        return value
+    if kind == "DOUBLE":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise wrong
+        return float(value)  # compared as DuckDB compares a DOUBLE
+    if kind == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if kind == "DATE":
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        try:
+            return dt.date.fromisoformat(str(value))
+        except ValueError:
+            raise wrong from None
+    if not isinstance(value, str):
+        raise wrong
+    return value
 
 
 def _known_table(table: str, mappings: dict[str, TableMapping], where: str) -> bool:

@@ -8,6 +8,7 @@ broker).
 
 from __future__ import annotations
 
+import functools
 import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,25 +43,37 @@ class ReloadableServerCredentials:
     def __init__(self, ca: Path, cert: Path, key: Path) -> None:
         self.ca, self.cert, self.key = ca, cert, key
         self._lock = threading.Lock()
-        self._pending: grpc.ServerCertificateConfiguration | None = None
-        configuration, self.current = self._load()
+        # One slot per listening port: gRPC asks each port's credentials
+        # apart, and each must see a reload once.
+        self._pending: list[grpc.ServerCertificateConfiguration | None] = []
+        self._configuration, self.current = self._load()
+        self.credentials = self.another_port()
+
+    def another_port(self) -> grpc.ServerCredentials:
+        """Credentials for one more port (the Flight SQL endpoint's) that
+        follow the same reloads."""
+        with self._lock:
+            slot = len(self._pending)
+            self._pending.append(None)
+            configuration = self._configuration
         # The fetcher may return None ("no change"); the stubs do not say so.
-        self.credentials = grpc.dynamic_ssl_server_credentials(
+        return grpc.dynamic_ssl_server_credentials(
             configuration,
-            self._fetch,  # type: ignore[arg-type]
+            functools.partial(self._fetch, slot),  # type: ignore[arg-type]
             require_client_authentication=True,
         )
 
-    def _fetch(self) -> grpc.ServerCertificateConfiguration | None:
+    def _fetch(self, slot: int) -> grpc.ServerCertificateConfiguration | None:
         with self._lock:  # called by gRPC at each handshake; None keeps the current one
-            pending, self._pending = self._pending, None
+            pending, self._pending[slot] = self._pending[slot], None
             return pending
 
     def reload(self) -> x509.Certificate:
-        """Reads the files again; the next handshake uses them."""
+        """Reads the files again; the next handshake on each port uses them."""
         configuration, cert = self._load()
         with self._lock:
-            self._pending = configuration
+            self._pending = [configuration] * len(self._pending)
+            self._configuration = configuration
             self.current = cert
         return cert
 

@@ -117,6 +117,10 @@ class Workdir:
     def broker_address_file(self) -> Path:
         return self.run / "broker.addr"
 
+    def broker_flight_address_file(self) -> Path:
+        """Where the broker writes the HOST:PORT of its Flight SQL endpoint."""
+        return self.run / "broker-flight.addr"
+
     def adapter_address_file(self, source: str) -> Path:
         return self.run / f"adapter-{source.lower()}.addr"
 

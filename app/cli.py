@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SOURCE=HOST:PORT[,HOST:PORT]",
         help="broker: where a source's adapter (and its replicas) listen; repeatable",
     )
+    serve.add_argument(
+        "--flight-port",
+        type=int,
+        default=0,
+        help="broker: port of the Flight SQL endpoint (0 picks a free one; the address is "
+        "written to WORKDIR/run/broker-flight.addr; docs/FLIGHT_SQL.md)",
+    )
 
     status = sub.add_parser(
         "status",
@@ -156,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
             )
 
     _add_history_command(sub, common)
+    _add_console_command(sub, common)
     _add_admin_commands(sub, common)
     _add_bench_command(sub, common)
     return parser
@@ -171,7 +179,40 @@ def _add_bench_command(sub: Any, common: argparse.ArgumentParser) -> None:
     bench.add_argument("--scale", type=float, help="data scale (default 0.05; 0.002 with --quick)")
     bench.add_argument("--queries", type=int, help="queries per workload and concurrency")
     bench.add_argument("--out", type=Path, help="write the results here as JSON")
-    bench.add_argument("--workload", default="W1,W2,W4", help="comma-separated (default W1,W2,W4)")
+    bench.add_argument(
+        "--workload", default="W1,W2,W3,W4,W5", help="comma-separated (default W1,W2,W3,W4,W5)"
+    )
+    bench.add_argument(
+        "--tpch-scale", type=float, help="W5's TPC-H scale (default 0.05; 0.002 with --quick)"
+    )
+    bench.add_argument(
+        "--tpch-queries", help="W5's TPC-H query numbers, comma-separated (default all 22)"
+    )
+    bench.add_argument("--tpch-repeats", type=int, help="runs of each W5 query (default 3)")
+    bench.add_argument(
+        "--peer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure the peer, DuckDB's scanners (default: yes, no with --quick)",
+    )
+
+
+def _add_console_command(sub: Any, common: argparse.ArgumentParser) -> None:
+    console = sub.add_parser(
+        "console",
+        parents=[common],
+        help="the web console of one partner for its people (docs/CONSOLE.md)",
+    )
+    console.add_argument("--as", dest="partner", required=True, help="serve as this partner")
+    console.add_argument(
+        "--users",
+        type=Path,
+        help="local users file with argon2 hashes; or sign in with OpenID Connect "
+        "(ACCORD_CONSOLE_OIDC_* settings)",
+    )
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    console.add_argument("--broker", default="", help="broker address (default: from the work dir)")
 
 
 def _add_history_command(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -469,7 +510,15 @@ def _dispatch(args: argparse.Namespace, workdir: Workdir) -> int:
             out=args.out,
             workloads=args.workload,
             queries=args.queries,
+            tpch_scale=args.tpch_scale,
+            tpch_queries=args.tpch_queries,
+            tpch_repeats=args.tpch_repeats,
+            peer=args.peer,
         )
+    if args.command == "console":
+        from app.console.serve import run_console
+
+        return run_console(workdir, args.partner, args.users, args.host, args.port, args.broker)
     if args.command == "status":
         from app.status import run_status
 

@@ -59,6 +59,7 @@ def serve(args: argparse.Namespace, workdir: Workdir) -> int:
         endpoints,
         args.port_file,
         args.metrics_port,
+        args.flight_port,
     )
     return 0
 

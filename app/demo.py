@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from accord.workdir import Workdir
+    from app.console.serve import ConsoleServer
 
 DEMO_PARTNER = "crown_attorney"
 
@@ -140,6 +141,10 @@ def run_demo(
             f"broker on {federation.broker_address}; adapters: "
             + ", ".join(f"{c} {a}" for c, a in federation.adapter_addresses.items())
         )
+        print(
+            f"Flight SQL (ADBC, JDBC, BI tools; docs/FLIGHT_SQL.md) on {federation.flight_address}"
+            f" ({workdir.broker_flight_address_file()})"
+        )
         if data is not None:  # not the justice federation: its samples do not apply
             return _serve(workdir, federation) if serve else 0
         failed = 0
@@ -181,6 +186,22 @@ def _failure(error: grpc.RpcError, workdir: Workdir, partner: str) -> str:
     return rpc_failure(error, args, workdir)
 
 
+def _start_console(workdir: Workdir) -> ConsoleServer:
+    """The demo partner's web console beside the federation, with a demo
+    user whose generated password is printed once (the file keeps its hash)."""
+    from app.console.serve import ConsoleServer, console_config
+    from app.console.users import demo_users
+
+    users = workdir.path / "console-users.yaml"
+    name, password = demo_users(users)
+    server = ConsoleServer(console_config(workdir, DEMO_PARTNER, users)).start()
+    print(
+        f"\nweb console ({DEMO_PARTNER}): {server.url}\n"
+        f"  sign in as {name} with password {password} (printed once; {users} keeps its hash)"
+    )
+    return server
+
+
 def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = False) -> int:
     """Stays up until Ctrl-C or SIGTERM; the federation supervises its
     processes meanwhile (a dead one is named, logged and restarted)."""
@@ -193,6 +214,7 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
         "(deploy/prometheus.yml)"
     )
     print(f"audit trail: {workdir.audit_dir()}")
+    console = _start_console(workdir) if justice else None
     print(f"logs: {workdir.logs}/*.log")
     print(
         "\nServing until Ctrl-C; a process that dies is restarted. "
@@ -226,6 +248,8 @@ def _serve(workdir: Workdir, federation: LocalFederation, *, justice: bool = Fal
             time.sleep(3600)
     except KeyboardInterrupt:
         started = time.monotonic()
+        if console is not None:
+            console.stop()
         print("\nstopping the broker and the adapters", flush=True)
         federation.stop()
         print(f"stopped in {time.monotonic() - started:.1f} s")

@@ -55,6 +55,7 @@ class Child:
     port_file: Path
     address: str = ""  # HOST:PORT it serves on, fixed after the first start
     metrics_address: str = ""
+    flight_address: str = ""  # the broker's Flight SQL endpoint
     pid: int = 0
     state: str = "starting"  # starting | serving | restarting | stopped
     restarts: int = 0
@@ -66,12 +67,15 @@ class Child:
         """The same ports as its first start (empty before it)."""
         if not self.address:
             return []
-        return [
+        ports = [
             "--port",
             self.address.rsplit(":", 1)[1],
             "--metrics-port",
             self.metrics_address.rsplit(":", 1)[1],
         ]
+        if self.flight_address:
+            ports += ["--flight-port", self.flight_address.rsplit(":", 1)[1]]
+        return ports
 
     def describe(self) -> dict[str, object]:
         return {
@@ -79,6 +83,7 @@ class Child:
             "pid": self.pid,
             "address": self.address,
             "metrics": self.metrics_address,
+            **({"flight_sql": self.flight_address} if self.flight_address else {}),
             "state": self.state,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
@@ -128,6 +133,8 @@ class LocalFederation:
         self.children: dict[str, Child] = {}
         self.adapter_addresses: dict[str, str] = {}
         self.broker_address = ""
+        #: HOST:PORT of the broker's Flight SQL endpoint.
+        self.flight_address = ""
         #: HOST:PORT of each process's /metrics, by process name ("broker", "adapter-bc").
         self.metrics_addresses: dict[str, str] = {}
         self._stopping = threading.Event()
@@ -222,8 +229,12 @@ class LocalFederation:
             self.adapter_addresses[code] = child.address
         endpoints = [f"--endpoint={c}={a}" for c, a in self.adapter_addresses.items()]
         self._spawn(Child("broker", ["broker", *endpoints], self.workdir.broker_address_file()))
-        self._serving(self.children["broker"])
-        self.broker_address = self.children["broker"].address
+        broker = self.children["broker"]
+        self._serving(broker)
+        self.broker_address = broker.address
+        # The broker writes its Flight SQL address before its port file.
+        broker.flight_address = self.workdir.broker_flight_address_file().read_text().strip()
+        self.flight_address = broker.flight_address
         self._write_targets()
         self._write_state()
         if self.supervise:
@@ -337,6 +348,7 @@ class LocalFederation:
             child.state = "stopped"
         for path in (
             self.workdir.broker_address_file(),
+            self.workdir.broker_flight_address_file(),
             *(self.workdir.adapter_address_file(c) for c in self.federation.sources),
             *(self.workdir.metrics_address_file(n) for n in self.metrics_addresses),
             *self.workdir.prometheus_targets_dir().glob("*.json"),

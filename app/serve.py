@@ -37,13 +37,14 @@ from adapters.trace import ScanTrace
 from broker.breaker import Breakers, CircuitState
 from broker.budget import PrivacyLedger
 from broker.fanout import AdapterClients
+from broker.flight.service import create_flight_server
 from broker.metrics import BrokerMetrics
 from broker.pipeline import QueryPipeline
 from broker.readiness import broker_checks
 from broker.record import write_audit
 from broker.refusals import HandshakeRefusals
 from broker.reload import Reloader, certificate_details, load_policy
-from broker.server import create_server as create_broker_server
+from broker.server import start_broker
 from broker.settings import (
     load_audit_settings,
     load_circuit_reset_s,
@@ -344,10 +345,19 @@ def serve_broker(
     endpoints: dict[str, tuple[str, ...]],
     port_file: Path | None,
     metrics_port: int = 0,
+    flight_port: int = 0,
 ) -> None:
     asyncio.run(
         _serve_broker(
-            workdir, federation_path, policies_dir, host, port, endpoints, port_file, metrics_port
+            workdir,
+            federation_path,
+            policies_dir,
+            host,
+            port,
+            endpoints,
+            port_file,
+            metrics_port,
+            flight_port,
         )
     )
 
@@ -361,6 +371,7 @@ async def _serve_broker(
     endpoints: dict[str, tuple[str, ...]],
     port_file: Path | None,
     metrics_port: int,
+    flight_port: int = 0,
 ) -> None:
     federation = load_federation(federation_path).with_endpoints(endpoints)
     policies, policy_sha256 = load_policy(policies_dir, federation)  # any error: no start
@@ -403,7 +414,7 @@ async def _serve_broker(
         audit,
         metrics,
     )
-    server, bound, readiness = await create_broker_server(
+    running = await start_broker(
         pipeline,
         credentials.credentials,
         address=f"{host}:{port}",
@@ -411,6 +422,13 @@ async def _serve_broker(
         audit=audit,
         revocations=revocations,
     )
+    server, bound, readiness = running.server, running.port, running.readiness
+    # The Flight SQL endpoint: the same service (identity, quotas, audit) on
+    # its own port, with credentials that follow the same reloads.
+    flight, flight_bound = await create_flight_server(
+        running.service, credentials.another_port(), address=f"{host}:{flight_port}"
+    )
+    write_address(workdir.broker_flight_address_file(), host, flight_bound)
     health = readiness.health
     reloader = Reloader(
         policies_dir,
@@ -449,10 +467,13 @@ async def _serve_broker(
     loop.add_signal_handler(signal.SIGHUP, reload)
     write_address(port_file, host, bound)
     log.info(
-        "broker serving on %s:%d for %d sources; metrics on http://%s:%d/metrics",
+        "broker serving on %s:%d for %d sources; Flight SQL on %s:%d; metrics on "
+        "http://%s:%d/metrics",
         host,
         bound,
         len(federation.sources),
+        host,
+        flight_bound,
         host,
         metrics_port,
     )
@@ -460,7 +481,7 @@ async def _serve_broker(
     await health.enter_graceful_shutdown()
     await readiness.stop()
     pruning.cancel()
-    await server.stop(SHUTDOWN_GRACE_S)
+    await asyncio.gather(server.stop(SHUTDOWN_GRACE_S), flight.stop(SHUTDOWN_GRACE_S))
     await asyncio.gather(clients.close(), refusals.drain())
     pipeline.close()
     await write_audit({"event": "stop"}, audit, metrics)

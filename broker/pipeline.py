@@ -290,6 +290,30 @@ class QueryPipeline:
         table, visible = await self.merger.merge(plan, tables, key, deadline)
         return table, visible, results, failed
 
+    async def result_schema(
+        self,
+        principal: Principal,
+        request: broker_pb2.QueryRequest,
+        record: QueryRecord | None = None,
+    ) -> pa.Schema:
+        """The schema ``answer`` would send, without asking any source: the
+        query prepared as ``answer`` prepares it (every refusal the same),
+        its merge run over empty scans."""
+        query_id = record.query_id if record is not None else new_query_id()
+        deadline, _ = self.deadline(request)
+        prepared = await self.prepare(principal, request, query_id)
+        if record is not None:
+            record.planned(prepared)
+        plan = prepared.plan
+        key = partner_key(self.mask_secret, principal.partner.name)
+        table, _ = await self.merger.merge(plan, self.merger.arrow_tables(plan, []), key, deadline)
+        if prepared.release is not None:
+            # Aggregate-only: the released columns (a private release has the
+            # same ones); nothing to draw or charge for no rows.
+            role_key = release_key(self.mask_secret, prepared.view.role.name)
+            table, _ = release(table, prepared.release, role_key)
+        return table.schema
+
     async def explain(
         self,
         principal: Principal,

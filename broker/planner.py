@@ -1,10 +1,14 @@
-"""Plan: one scan per (table reference, source), with pushdown.
+"""Plan: the scans of a query, with pushdown.
 
 After qualification every column is bound to a table reference. For each
 reference the planner works out which sources serve it, which columns it
-needs, which WHERE conjuncts touch only that reference (and can be pushed),
-and whether a LIMIT is safe to push. The merge query is the qualified tree
-with each reference renamed to the Arrow table the broker registers for it.
+needs, which WHERE conjuncts touch only that reference (and can be pushed,
+constants folded first: ``broker.pushdown.folding``), what an OR spanning
+tables implies for it, and whether a LIMIT is safe to push. Sources whose
+declared shard cannot match are skipped (``broker.pushdown.shards``). The
+references to one table then share one scan per source (``share_scans``).
+The merge query is the qualified tree with each reference renamed to the
+Arrow table the broker registers for it.
 
 Pushdown never changes a result: the merge query keeps every predicate, so
 a pushed conjunct only trims rows the merge would drop anyway. Conjuncts are
@@ -27,6 +31,8 @@ from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery
 from accord.predicate import is_plain
 from broker.policy.rewrite import SECURE_VIEW
+from broker.pushdown.folding import fold_constants
+from broker.pushdown.shards import may_match
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -36,10 +42,16 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Conjunct:
-    """A pushable predicate over one reference's columns (DuckDB SQL)."""
+    """A pushable predicate over one reference's columns (DuckDB SQL).
+
+    ``exact`` is False for a predicate only implied by the query's (a
+    per-table disjunction split out of an OR): it trims rows, but the
+    sources' rows are not then the reference's, so no LIMIT goes with it.
+    """
 
     sql: str
     columns: frozenset[str]
+    exact: bool = True
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,9 @@ class TableReference:
     limit: int = 0
     scans: list[ScanSpec] = field(default_factory=list)
     label: str = ""  # the caller's alias, when the reference sits under a secure view
+    #: Whether its scans may serve other references to its table too (not
+    #: beneath a view that keeps a few rows of each person).
+    shareable: bool = True
 
     @property
     def name_in_query(self) -> str:
@@ -86,13 +101,21 @@ def scans_for(ref: TableReference, federation: Federation) -> list[ScanSpec]:
     specs = []
     for code in ref.sources:
         released = federation.source(code).released_columns(ref.table)
-        columns = [c for c in ref.columns if c in released]
-        if not columns:  # a row count still needs one column on the wire
-            columns = [c for c in federation.tables[ref.table].columns if c in released][:1]
+        columns = scan_columns(ref.columns, ref.table, released, federation)
         pushed = [p for p in ref.predicates if p.columns <= released]
-        limit = ref.limit if len(pushed) == len(ref.predicates) else 0
+        exact = len(pushed) == len(ref.predicates) and all(p.exact for p in pushed)
+        limit = ref.limit if exact else 0
         specs.append(ScanSpec(code, columns, _and(p.sql for p in pushed), limit))
     return specs
+
+
+def scan_columns(
+    wanted: Iterable[str], table: str, released: frozenset[str], federation: Federation
+) -> list[str]:
+    """The wanted columns the source releases; one at least (a row count
+    still needs a column on the wire)."""
+    columns = [c for c in wanted if c in released]
+    return columns or [c for c in federation.tables[table].columns if c in released][:1]
 
 
 @dataclass
@@ -131,6 +154,7 @@ def plan_query(
             )
         except OptimizeError as exc:
             raise InvalidQuery(_qualify_message(exc)) from exc
+    _exists_selects_nothing(tree)
     # Drop derived-table columns nothing reads (a secure view projects every
     # granted column; only the ones the query uses should travel).
     try:
@@ -164,9 +188,83 @@ def plan_query(
         ref.columns = [c for c in released if c in wanted] or released[:1]
     _push_limit(tree, references)
     for ref in references:
+        ref.sources = [
+            code
+            for code in ref.sources
+            if may_match(
+                (p.sql for p in ref.predicates), federation.source(code).shards.get(ref.table)
+            )
+        ]
         ref.scans = scans_for(ref, federation)
+    share_scans(tree, references, federation)
     views = _materialized_views(tree, ref_prefix)
     return QueryPlan(references, tree, views)
+
+
+def share_scans(tree: exp.Query, refs: list[TableReference], federation: Federation) -> None:
+    """One scan per (table, source) for all the references to a table.
+
+    The first reference's scans fetch, per source, the union of the
+    references' columns under the OR of their pushed predicates (the
+    conjuncts they all push stay outside the OR; a reference pushing
+    nothing else means no OR at all); the others fetch nothing and read
+    its table in the merge. That is exact, since the merge keeps every
+    predicate: each reference still filters its rows there, and a secure
+    view over a reference still applies its row filter and masks, to the
+    shared rows, as it does to its own.
+    """
+    groups: dict[str, list[TableReference]] = {}
+    for ref in refs:
+        if ref.shareable and ref.limit == 0:
+            groups.setdefault(ref.table, []).append(ref)
+    for table, group in groups.items():
+        if len(group) < 2:
+            continue
+        first = group[0]
+        logical = federation.tables[table]
+        wanted = {c for r in group for c in r.columns}
+        first.columns = [c for c in logical.columns if c in wanted]
+        serving = {code for r in group for code in r.sources}
+        first.sources = [s.code for s in federation.sources_serving(table) if s.code in serving]
+        first.scans = [_shared_scan(code, table, group, federation) for code in first.sources]
+        for other in group[1:]:
+            other.scans, other.sources = [], []
+            for node in tree.find_all(exp.Table):
+                if node.name == other.ref_id:
+                    node.set("this", exp.to_identifier(first.ref_id, quoted=True))
+
+
+def _shared_scan(
+    code: str, table: str, group: list[TableReference], federation: Federation
+) -> ScanSpec:
+    released = federation.source(code).released_columns(table)
+    members = [r for r in group if code in r.sources]
+    wanted = {c for r in members for c in r.columns}
+    columns = scan_columns(
+        (c for c in federation.tables[table].columns if c in wanted), table, released, federation
+    )
+    pushed = [[p.sql for p in r.predicates if p.columns <= released] for r in members]
+    common = [p for p in pushed[0] if all(p in other for other in pushed[1:])]
+    rests = [[p for p in own if p not in common] for own in pushed]
+    parts = list(common)
+    if all(rests):
+        terms = dict.fromkeys(rest[0] if len(rest) == 1 else _and(rest) for rest in rests)
+        parts.append(" OR ".join(f"({t})" for t in terms))
+    return ScanSpec(code, columns, _and(parts), 0)
+
+
+def _exists_selects_nothing(tree: exp.Query) -> None:
+    """``EXISTS (SELECT * ...)`` reads no column of its rows: it selects 1,
+    so no column travels for it (TPC-H Q4, Q21). Not where the projection
+    aggregates without GROUP BY (one row even over none)."""
+    for exists in tree.find_all(exp.Exists):
+        select = exists.this
+        if not isinstance(select, exp.Select):
+            continue
+        aggregates = any(e.find(exp.AggFunc) for e in select.expressions)
+        if aggregates and not select.args.get("group"):
+            continue
+        select.set("expressions", [exp.Literal.number(1)])
 
 
 def _materialized_views(tree: exp.Query, ref_prefix: str) -> list[tuple[str, exp.Select]]:
@@ -252,6 +350,7 @@ def _push_through_secure_views(tree: exp.Query, references: list[TableReference]
                 continue
             ref.label = alias
             if view.args.get("qualify"):
+                ref.shareable = False
                 # A differentially private role's view keeps a few rows of
                 # each person (broker.policy.privacy): a filter or a source
                 # pruned beneath it would change which; the merge filters.
@@ -271,7 +370,11 @@ def _push_predicates(
 ) -> None:
     """Copies the WHERE conjuncts that touch only ``alias`` (by default the
     reference itself; else a secure view over it, where only the ``clear``
-    columns may be touched) into the reference's scan."""
+    columns may be touched) into the reference's scan, constants folded
+    (``broker.pushdown.folding``). From an OR that is not pushable as it
+    is (it spans tables, or one branch is not plain) goes the disjunction
+    it implies for this reference: ``(a1 AND b1) OR (a2 AND b2)`` implies
+    ``a1 OR a2`` for a's table; the broker keeps the original."""
     alias = alias or ref.alias
     select = scope.expression
     where = select.args.get("where") if isinstance(select, exp.Select) else None
@@ -280,21 +383,63 @@ def _push_predicates(
     for part in where.this.flatten() if isinstance(where.this, exp.And) else [where.this]:
         conjunct = part.unnest()
         columns = list(conjunct.find_all(exp.Column))
-        if not columns or any(c.table != alias for c in columns):
+        if not columns:
             continue
-        if clear is not None and any(c.name not in clear for c in columns):
+        visible = all(c.table == alias and (clear is None or c.name in clear) for c in columns)
+        if visible and _prune_sources(conjunct, ref):
             continue
-        if _prune_sources(conjunct, ref):
+        pushed = _pushable(conjunct, alias, clear)
+        if pushed is not None:
+            ref.predicates.append(_conjunct(pushed))
             continue
-        if any(c.name == SOURCE_COLUMN for c in columns):
-            continue
-        if is_plain(conjunct):
-            plain = conjunct.copy().transform(
-                lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n
-            )
-            ref.predicates.append(
-                Conjunct(plain.sql(dialect="duckdb"), frozenset(c.name for c in columns))
-            )
+        implied = _implied(conjunct, alias, clear) if isinstance(conjunct, exp.Or) else None
+        if implied is not None:
+            ref.predicates.append(_conjunct(implied, exact=False))
+
+
+def _pushable(node: exp.Expr, alias: str, clear: set[str] | None) -> exp.Expr | None:
+    """``node`` as this reference's scan may say it: its columns all of
+    ``alias`` (and ``clear``), none the broker's ``source``, plain once its
+    constants are folded; None otherwise."""
+    columns = list(node.find_all(exp.Column))
+    if not columns or any(c.table != alias for c in columns):
+        return None
+    if clear is not None and any(c.name not in clear for c in columns):
+        return None
+    if any(c.name == SOURCE_COLUMN for c in columns):
+        return None
+    folded = fold_constants(node)
+    if not is_plain(folded):
+        return None
+    return folded.transform(lambda n: exp.column(n.name) if isinstance(n, exp.Column) else n)
+
+
+def _implied(node: exp.Or, alias: str, clear: set[str] | None) -> exp.Expr | None:
+    """The disjunction over ``alias`` that ``node`` implies, or None when some
+    branch says nothing about ``alias`` (then every row may match)."""
+    branches: list[exp.Expr] = []
+    for branch in node.flatten():
+        parts = []
+        for part in _conjuncts_of(branch.unnest()):
+            pushed = _pushable(part, alias, clear)
+            if pushed is not None:
+                parts.append(pushed)
+            elif isinstance(part, exp.Or) and (inner := _implied(part, alias, clear)):
+                parts.append(inner)
+        if not parts:
+            return None
+        branches.append(exp.and_(*parts, copy=False))  # and_/or_ parenthesize
+    return exp.or_(*branches, copy=False)
+
+
+def _conjuncts_of(node: exp.Expr) -> list[exp.Expr]:
+    return [p.unnest() for p in node.flatten()] if isinstance(node, exp.And) else [node]
+
+
+def _conjunct(tree: exp.Expr, *, exact: bool = True) -> Conjunct:
+    """A predicate over unqualified columns, as a Conjunct."""
+    names = frozenset(c.name for c in tree.find_all(exp.Column))
+    return Conjunct(tree.sql(dialect="duckdb"), names, exact)
 
 
 def _prune_sources(conjunct: exp.Expr, ref: TableReference) -> bool:
@@ -356,7 +501,7 @@ def _push_limit(tree: exp.Query, refs: list[TableReference]) -> None:
         conjuncts += _conjunct_count(view)
     elif not isinstance(source, exp.Table):
         return
-    if len(refs[0].predicates) != conjuncts:
+    if sum(p.exact for p in refs[0].predicates) != conjuncts:
         return  # something stays in the broker: the sources must send every row
     offset = tree.args.get("offset")
     skip = 0

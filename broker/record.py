@@ -116,6 +116,8 @@ class QueryRecord:
     disclosure: str = ""
     # differentially private roles: what the answer cost its partner
     privacy: Charge | None = None
+    # the endpoint the call came by when not accord.v1.Broker ("flight_sql")
+    interface: str = ""
 
     @classmethod
     def open(
@@ -213,6 +215,7 @@ class QueryRecord:
             "event": f"{self.event}_end",
             "query_id": self.query_id,
             **self._caller(cut),
+            **({"interface": self.interface} if self.interface else {}),
             **self._ending(trailer, error, rows_sent, cut),
         }
         if isinstance(error, ClientCancelled):
@@ -243,7 +246,8 @@ class QueryRecord:
         }
 
     def _request(self) -> dict[str, Any]:
-        return {"purpose": self.purpose, "case_ref": self.case_ref, "sql": self.sql}
+        via = {"interface": self.interface} if self.interface else {}
+        return {"purpose": self.purpose, "case_ref": self.case_ref, "sql": self.sql, **via}
 
     def _ending(
         self,

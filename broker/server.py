@@ -10,7 +10,7 @@ case reference (normalized and checked by ``broker.policy.admission``).
 A request body that does not decode (corrupt protobuf, a string field that
 is not UTF-8) would fail inside grpc before any servicer runs, and the caller
 would see UNKNOWN: the methods are registered here with a lenient
-deserializer (:func:`_lenient`) that hands the servicer an
+deserializer (:func:`lenient`) that hands the servicer an
 :class:`Undecodable` instead, which it refuses with INVALID_ARGUMENT (audited
 like any refusal). Errors are mapped to (status, public message) in one place
 (``accord.errors.grpc_status``), and every failed call ends with
@@ -26,7 +26,7 @@ import contextlib
 import dataclasses
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import DecodeError
@@ -61,7 +61,7 @@ from broker.record import MAX_PUBLIC_MESSAGE, QueryRecord, bounded, write_audit
 from broker.slow_reader import write_bounded
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     import pyarrow as pa
     from google.protobuf.message import Message
@@ -77,6 +77,14 @@ log = logging.getLogger("accord.broker")
 
 SERVICE_NAME = broker_pb2.DESCRIPTOR.services_by_name["Broker"].full_name
 
+_T = TypeVar("_T")
+
+
+def as_query_response(message: broker_pb2.QueryResponse) -> list[tuple[Message, int]]:
+    """The Broker service's own encoding: the message as it is."""
+    size = len(message.arrow_batch) if message.WhichOneof("payload") == "arrow_batch" else 0
+    return [(message, size)]
+
 
 @dataclasses.dataclass(frozen=True)
 class Undecodable:
@@ -85,7 +93,7 @@ class Undecodable:
     message_type: str
 
 
-def _lenient(
+def lenient(
     message_type: type[Message], metrics: BrokerMetrics | None = None
 ) -> Callable[[bytes], Message | Undecodable]:
     """``message_type.FromString``, answering (and counting) :class:`Undecodable`
@@ -218,17 +226,35 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         collected."""
         started = time.monotonic()
         with bind_query_id(new_query_id()) as query_id:
-            await self._query(request, context, started, query_id)
+            principal = await self._principal(context, "Query")
+            await self.run_query(request, context, principal, started, query_id)
 
-    async def _query(
+    async def authenticate(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        method: str,
+    ) -> Principal:
+        """The caller, or the call ended (and recorded) as refused."""
+        return await self._principal(context, method)
+
+    async def run_query(
         self,
         request: broker_pb2.QueryRequest | Undecodable,
         context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        principal: Principal,
         started: float,
         query_id: str,
+        encode: Callable[[broker_pb2.QueryResponse], list[tuple[Message, int]]] = (
+            as_query_response
+        ),
+        interface: str = "",
     ) -> None:
-        principal = await self._principal(context, "Query")
+        """One query answered on ``context``, as ``Query`` answers it: the same
+        admission, policy, limits, audit and metrics; ``encode`` says how each
+        message of the answer is written, ``interface`` names the endpoint in
+        the audit record."""
         record = self._open("query", query_id, principal, request, started)
+        record.interface = interface
         done = _QueryDone(self.metrics, principal.partner.role, started, record)
         answer = _Answer(record)
         ticket: Ticket | None = None
@@ -241,7 +267,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             messages = self.pipeline.answer(principal, admitted, record)
             async with contextlib.aclosing(messages):  # a cancel stops the scans too
                 async for message in messages:
-                    await self._send(context, answer, message, done, ticket)
+                    await self._send(context, answer, message, done, ticket, encode)
         except asyncio.CancelledError:
             # The client cancelled, its deadline passed, or the server stops.
             cancelled = ClientCancelled(f"the call was cancelled after {answer.rows} rows")
@@ -284,6 +310,7 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         message: broker_pb2.QueryResponse,
         done: _QueryDone,
         ticket: Ticket,
+        encode: Callable[[broker_pb2.QueryResponse], list[tuple[Message, int]]],
     ) -> None:
         """Writes one message of the answer, recording first what must be
         durable before it leaves: the access before the first message, the
@@ -306,9 +333,10 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
             # after the client got it, so the record never counts fewer rows
             # than left.
             answer.rows += ipc.batch_from_bytes(message.arrow_batch, answer.schema).num_rows
-        await write_bounded(
-            context, message, ticket, self.pipeline.limits.slow_reader_s, answer.rows
-        )
+        for wire, size in encode(message):
+            await write_bounded(
+                context, wire, ticket, self.pipeline.limits.slow_reader_s, answer.rows, size
+            )
 
     def _admit(self, principal: Principal) -> Ticket:
         """Before any work: a partner over its quota costs the broker nothing more."""
@@ -338,23 +366,63 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         with bind_query_id(new_query_id()) as query_id:
             context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "Explain")
-            record = self._open("explain", query_id, principal, request, started)
-            error: Exception | None = None
-            try:
-                with self._admit(principal):  # it plans and contacts sources: same quota
-                    admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
-                    record.admitted(admitted)
-                    plan = await self.pipeline.explain(principal, admitted, record)
-            except Exception as exc:
-                error = exc
-            try:
-                await self._record(record.as_dict(None, error))
-            except AuditWriteError as audit_error:
-                error = audit_error
-            if error is not None:
-                await _abort(context, error)
-                raise error
-            return plan
+            return await self._audited(
+                "explain", request, context, principal, started, query_id, self.pipeline.explain
+            )
+
+    async def result_schema(
+        self,
+        request: broker_pb2.QueryRequest | Undecodable,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        principal: Principal,
+        started: float,
+        query_id: str,
+        interface: str = "",
+    ) -> pa.Schema:
+        """The schema of a query's answer without running it (``QueryPipeline.result_schema``),
+        audited like an explain with ``event: schema``; refused as Query refuses it."""
+        return await self._audited(
+            "schema",
+            request,
+            context,
+            principal,
+            started,
+            query_id,
+            self.pipeline.result_schema,
+            interface,
+        )
+
+    async def _audited(
+        self,
+        event: str,
+        request: broker_pb2.QueryRequest | Undecodable,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        principal: Principal,
+        started: float,
+        query_id: str,
+        work: Callable[[Principal, broker_pb2.QueryRequest, QueryRecord], Awaitable[_T]],
+        interface: str = "",
+    ) -> _T:
+        """``work`` on the admitted request under the partner's quota, with one
+        record of it (or of its refusal) written before its answer leaves."""
+        record = self._open(event, query_id, principal, request, started)
+        record.interface = interface
+        error: Exception | None = None
+        try:
+            with self._admit(principal):  # it plans and may contact sources: same quota
+                admitted = admit_request(request, principal, self.pipeline.limits.max_sql_bytes)
+                record.admitted(admitted)
+                result = await work(principal, admitted, record)
+        except Exception as exc:
+            error = exc
+        try:
+            await self._record(record.as_dict(None, error))
+        except AuditWriteError as audit_error:
+            error = audit_error
+        if error is not None:
+            await _abort(context, error)
+            raise error
+        return result
 
     async def GetOffenderHistory(
         self,
@@ -428,35 +496,81 @@ class BrokerService(broker_pb2_grpc.BrokerServicer):
         with bind_query_id(new_query_id()) as query_id:
             context.set_trailing_metadata(((QUERY_ID_METADATA, query_id),))
             principal = await self._principal(context, "GetCatalog")
-            partner = principal.partner
-            refusal: AccordError | None = None
-            try:
-                check_call(request, principal)
-            except AccordError as exc:
-                refusal = exc
-            status, message = grpc_status(refusal) if refusal else (grpc.StatusCode.OK, "")
-            cut: dict[str, int] = {}
-            try:
-                await self._record(
-                    {
-                        "event": "catalog",
-                        "partner": partner.name,
-                        "organization": partner.organization,
-                        "role": partner.role,
-                        "certificate_sha256": principal.fingerprint,
-                        "end_user": bounded(principal.end_user, MAX_END_USER, cut, "end_user"),
-                        "outcome": status.name,
-                        **({"error": message} if refusal else {}),
-                        **({"truncated": cut} if cut else {}),
-                    }
-                )
-            except AuditWriteError as exc:
-                await _abort(context, exc)
-                raise
-            if refusal is not None:
-                await _abort(context, refusal)
-                raise refusal
-            return self.pipeline.catalog(principal)
+            return await self.audited_catalog(request, context, principal)
+
+    async def audited_catalog(
+        self,
+        request: Message | Undecodable,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        principal: Principal,
+        extra: dict[str, Any] | None = None,
+    ) -> broker_pb2.CatalogResponse:
+        """What this caller may see, after one ``catalog`` record (with
+        ``extra``, e.g. the Flight SQL command asked); or the call refused."""
+        partner = principal.partner
+        refusal: AccordError | None = None
+        try:
+            check_call(request, principal)
+        except AccordError as exc:
+            refusal = exc
+        status, message = grpc_status(refusal) if refusal else (grpc.StatusCode.OK, "")
+        cut: dict[str, int] = {}
+        try:
+            await self._record(
+                {
+                    "event": "catalog",
+                    **(extra or {}),
+                    "partner": partner.name,
+                    "organization": partner.organization,
+                    "role": partner.role,
+                    "certificate_sha256": principal.fingerprint,
+                    "end_user": bounded(principal.end_user, MAX_END_USER, cut, "end_user"),
+                    "outcome": status.name,
+                    **({"error": message} if refusal else {}),
+                    **({"truncated": cut} if cut else {}),
+                }
+            )
+        except AuditWriteError as exc:
+            await _abort(context, exc)
+            raise
+        if refusal is not None:
+            await _abort(context, refusal)
+            raise refusal
+        return self.pipeline.catalog(principal)
+
+    async def refuse(
+        self,
+        context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
+        principal: Principal,
+        method: str,
+        error: Exception,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Ends a call the caller may not make, after its ``refused`` record;
+        always raises."""
+        status, message = grpc_status(error)
+        cut: dict[str, int] = {}
+        partner = principal.partner
+        try:
+            await self._record(
+                {
+                    "event": "refused",
+                    "method": method,
+                    **(extra or {}),
+                    "partner": partner.name,
+                    "organization": partner.organization,
+                    "role": partner.role,
+                    "certificate_sha256": principal.fingerprint,
+                    "end_user": bounded(principal.end_user, MAX_END_USER, cut, "end_user"),
+                    "outcome": status.name,
+                    "error": bounded(message, MAX_PUBLIC_MESSAGE, cut, "error"),
+                    **({"truncated": cut} if cut else {}),
+                }
+            )
+        except AuditWriteError as audit_error:
+            error = audit_error
+        await _abort(context, error)
+        raise error
 
 
 @dataclasses.dataclass
@@ -540,31 +654,42 @@ async def _abort(context: grpc.aio.ServicerContext, exc: Exception) -> None:  # 
 
 def add_broker_service(service: BrokerService, server: grpc.aio.Server) -> None:
     """What ``broker_pb2_grpc.add_BrokerServicer_to_server`` does, with
-    :func:`_lenient` request deserializers (see the module docstring)."""
+    :func:`lenient` request deserializers (see the module docstring)."""
     pb, m = broker_pb2, service.metrics
     handlers = {
         "Query": grpc.unary_stream_rpc_method_handler(
             service.Query,
-            request_deserializer=_lenient(pb.QueryRequest, m),
+            request_deserializer=lenient(pb.QueryRequest, m),
             response_serializer=pb.QueryResponse.SerializeToString,
         ),
         "Explain": grpc.unary_unary_rpc_method_handler(
             service.Explain,
-            request_deserializer=_lenient(pb.QueryRequest, m),
+            request_deserializer=lenient(pb.QueryRequest, m),
             response_serializer=pb.ExplainResponse.SerializeToString,
         ),
         "GetOffenderHistory": grpc.unary_unary_rpc_method_handler(
             service.GetOffenderHistory,
-            request_deserializer=_lenient(pb.HistoryRequest, m),
+            request_deserializer=lenient(pb.HistoryRequest, m),
             response_serializer=pb.HistoryResponse.SerializeToString,
         ),
         "GetCatalog": grpc.unary_unary_rpc_method_handler(
             service.GetCatalog,
-            request_deserializer=_lenient(pb.CatalogRequest, m),
+            request_deserializer=lenient(pb.CatalogRequest, m),
             response_serializer=pb.CatalogResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+
+
+@dataclasses.dataclass
+class RunningBroker:
+    """A started broker server: its port, readiness and the service it runs
+    (which ``broker.flight`` serves too, so both share quotas and audit)."""
+
+    server: grpc.aio.Server
+    port: int
+    readiness: Readiness
+    service: BrokerService
 
 
 async def create_server(
@@ -578,8 +703,34 @@ async def create_server(
     revocations: RevocationList | None = None,
     linkage: LinkageModel | None = None,
 ) -> tuple[grpc.aio.Server, int, Readiness]:
-    """Builds and starts the broker's server; returns it with its bound port
-    and its readiness, whose ``health`` servicer also serves per-source health.
+    """:func:`start_broker`, as (server, bound port, readiness)."""
+    running = await start_broker(
+        pipeline,
+        credentials,
+        address=address,
+        metrics=metrics,
+        audit=audit,
+        readiness_interval_s=readiness_interval_s,
+        revocations=revocations,
+        linkage=linkage,
+    )
+    return running.server, running.port, running.readiness
+
+
+async def start_broker(
+    pipeline: QueryPipeline,
+    credentials: grpc.ServerCredentials,
+    *,
+    address: str = "127.0.0.1:0",
+    metrics: BrokerMetrics | None = None,
+    audit: AuditLog | None = None,
+    readiness_interval_s: float = 2.0,
+    revocations: RevocationList | None = None,
+    linkage: LinkageModel | None = None,
+) -> RunningBroker:
+    """Builds and starts the broker's server; returns it with its bound port,
+    its service and its readiness, whose ``health`` servicer also serves
+    per-source health.
 
     Health (overall and for the Broker service) follows the readiness probe,
     which runs until ``readiness.stop()`` or the end of the event loop.
@@ -599,4 +750,4 @@ async def create_server(
     await server.start()
     await readiness.check()
     readiness.start()
-    return server, port, readiness
+    return RunningBroker(server, port, readiness, service)

@@ -76,6 +76,23 @@ SETTINGS = (
         "DuckDB memory of one merge (each merge thread has its own database); over it, "
         "RESOURCE_EXHAUSTED",
     ),
+    Setting(
+        "flight_ticket_s",
+        60.0,
+        "seconds a Flight SQL ticket (from GetFlightInfo) stays redeemable; it is single-use "
+        "and bound to the certificate that asked for it (`docs/FLIGHT_SQL.md`)",
+    ),
+    Setting(
+        "flight_statement_idle_s",
+        900.0,
+        "seconds a Flight SQL prepared statement lives unused before the broker closes it",
+    ),
+    Setting(
+        "flight_handles",
+        256,
+        "open Flight SQL tickets and prepared statements one partner may hold; beyond, "
+        "RESOURCE_EXHAUSTED",
+    ),
 )
 
 
@@ -177,6 +194,23 @@ def load_limits(environ: dict[str, str] | None = None) -> Limits:
         slow_reader_s=values["slow_reader_s"],
         merge_threads=int(values["merge_threads"]),
         merge_memory_mb=int(values["merge_memory_mb"]),
+    )
+
+
+@dataclass(frozen=True)
+class FlightSettings:
+    ticket_s: float
+    statement_idle_s: float
+    handles: int
+
+
+def load_flight_settings(environ: dict[str, str] | None = None) -> FlightSettings:
+    """The Flight SQL endpoint's handle lifetimes and bound (broker.flight.handles)."""
+    values = _values(environ)
+    return FlightSettings(
+        ticket_s=values["flight_ticket_s"],
+        statement_idle_s=values["flight_statement_idle_s"],
+        handles=int(values["flight_handles"]),
     )
 
 

@@ -27,21 +27,22 @@ from accord.errors import SlowReader
 
 if TYPE_CHECKING:
     import grpc
+    from google.protobuf.message import Message
 
-    from accord.v1 import broker_pb2
     from broker.quota import Ticket
 
 
 async def write_bounded(
     context: grpc.aio.ServicerContext,  # type: ignore[type-arg]
-    message: broker_pb2.QueryResponse,
+    message: Message,
     ticket: Ticket,
     bound_s: float,
     rows_sent: int,
+    size: int = 0,
 ) -> None:
-    """Writes ``message`` to the client, or raises :class:`SlowReader` if the
-    client has not taken it within ``bound_s``; ``rows_sent`` is for the record."""
-    size = len(message.arrow_batch) if message.WhichOneof("payload") == "arrow_batch" else 0
+    """Writes ``message`` (holding ``size`` bytes of Arrow data) to the
+    client, or raises :class:`SlowReader` if the client has not taken it
+    within ``bound_s``; ``rows_sent`` is for the record."""
     ticket.hold(size)
     try:
         # asyncio.timeout, not wait_for: the write stays in the call's own

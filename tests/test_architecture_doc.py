@@ -18,7 +18,7 @@ def modules() -> list[Path]:
         path.relative_to(ROOT)
         for package in PACKAGES
         for path in (ROOT / package).rglob("*.py")
-        if path.name != "__init__.py" and "v1" not in path.parts
+        if path.name != "__init__.py" and "v1" not in path.parts and "_pb2" not in path.stem
     )
 
 

@@ -1,6 +1,7 @@
 """The bench's two baselines answer the same questions alike: one sqlite3
 connection per source file (the physical SQL from the federation's mapping)
-and one DuckDB over the generated logical tables."""
+and one DuckDB over the generated logical tables; so do their W2 readings
+of what the history reads (``*_linked``) and their W3 analytics."""
 
 from __future__ import annotations
 
@@ -65,3 +66,29 @@ def test_a_known_person_is_found_and_an_unknown_one_is_not(
 def test_bulk_agrees(engines: tuple[Direct, Single, list[str]]) -> None:
     direct, single, _ = engines
     assert direct.answer("W4-bulk", "") == single.answer("W4-bulk", "") > 0
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(index=st.integers(min_value=0))
+def test_the_linked_history_baselines_agree_per_person(
+    engines: tuple[Direct, Single, list[str]], index: int
+) -> None:
+    direct, single, people = engines
+    fps = people[index % len(people)]
+    linked = direct.history_linked(fps)
+    assert linked == single.history_linked(fps)
+    # the block of files born on the person's dates holds the person's own files
+    assert linked >= direct.answer("W2-history", fps) + direct.answer("W1-crown", fps)
+
+
+@pytest.mark.parametrize("workload", ["W3-join", "W3-statistics"])
+def test_the_analytics_agree(engines: tuple[Direct, Single, list[str]], workload: str) -> None:
+    direct, single, _ = engines
+    got, want = (
+        sorted(direct.analytics(workload), key=repr),
+        sorted(single.analytics(workload), key=repr),
+    )
+    assert got == want
+    assert want

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from accord import protogen
 
-GENERATED = Path(protogen.__file__).parent / "v1"
+PACKAGE = Path(protogen.__file__).parent
 
 
-def test_generated_code_matches_the_protos(tmp_path):
+@pytest.mark.parametrize("package", ["v1", "flight"])
+def test_generated_code_matches_the_protos(tmp_path, package):
     protogen.generate(tmp_path)
-    fresh = sorted((tmp_path / "accord" / "v1").glob("*_pb2*"))
+    fresh = sorted((tmp_path / "accord" / package).glob("*_pb2*"))
     assert fresh, "protoc generated nothing"
-    committed = sorted(GENERATED.glob("*_pb2*"))
+    generated = PACKAGE / package
+    committed = sorted(generated.glob("*_pb2*"))
     assert [p.name for p in fresh] == [p.name for p in committed]
     for new in fresh:
-        old = GENERATED / new.name
+        old = generated / new.name
         assert new.read_bytes() == old.read_bytes(), (
             f"{old} is stale: run `make protos` and commit the result"
         )

@@ -49,7 +49,10 @@ def test_case_ref_admission_agrees_with_the_documented_rule(text):
         got = admitted_case_ref(text)
     except PolicyDenied as exc:
         assert expected is None
-        assert str(exc).isascii() and (not text.strip() or text.strip() not in str(exc))
+        # The refusal does not echo what was sent (a one- or two-character text
+        # may occur in the message's own words, as ',' does).
+        echoed = len(text.strip()) > 2 and text.strip() in str(exc)
+        assert str(exc).isascii() and not echoed
         return
     assert got == expected and got.isascii()
     assert admitted_case_ref(got) == got  # what the audit holds is admitted as itself

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,12 +72,28 @@ def test_demo_serve_restarts_a_dead_adapter_and_stops_promptly_on_ctrl_c(tmp_pat
             START_S,
         )
         assert demo.poll() is None, (tmp_path / "demo.err").read_text()
+        # The Flight SQL endpoint's address, printed and in the run directory.
+        flight = workdir.broker_flight_address_file().read_text().strip()
+        assert (
+            f"Flight SQL (ADBC, JDBC, BI tools; docs/FLIGHT_SQL.md) on {flight}"
+            in (tmp_path / "demo.out").read_text()
+        )
 
         status = accord("status", "--json", "--workdir", str(workdir.path))
         assert status.returncode == 0, status.stdout + status.stderr
         processes = {p["name"]: p for p in json.loads(status.stdout)}
         assert len(processes) == 7
         assert {(p["health"], p["ready"]) for p in processes.values()} == {("SERVING", "ready")}
+
+        # the web console beside the federation, its demo sign-in printed once
+        shown = (tmp_path / "demo.out").read_text()
+        found = re.search(r"web console \(crown_attorney\): (http://\S+)", shown)
+        password = re.search(r"with password (\S+) \(printed once", shown)
+        assert found and password, shown
+        with urllib.request.urlopen(found.group(1) + "signin", timeout=30) as page:
+            assert page.status == 200 and page.headers["cache-control"] == "no-store"
+        users = (workdir.path / "console-users.yaml").read_text()
+        assert "$argon2id$" in users and password.group(1) not in users
 
         os.kill(processes["adapter-bc"]["pid"], signal.SIGKILL)
 
@@ -107,3 +125,4 @@ def test_demo_serve_restarts_a_dead_adapter_and_stops_promptly_on_ctrl_c(tmp_pat
         lines = (workdir.logs / f"{name}.log").read_text().splitlines()
         assert any(json.loads(line)["message"].endswith(" stopped") for line in lines[-5:]), name
     assert not workdir.supervisor_state_file().exists()
+    assert not workdir.broker_flight_address_file().exists()

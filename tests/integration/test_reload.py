@@ -142,14 +142,14 @@ def ask(launcher, workdir, partner: str, purpose: str, sql: str = COUNT):
             return exc
 
 
-def served_certificate(launcher, workdir) -> x509.Certificate:
-    """The certificate a new TLS connection to the broker is shown."""
+def served_certificate(launcher, workdir, address: str = "") -> x509.Certificate:
+    """The certificate a new TLS connection to the broker (or ``address``) is shown."""
     ca, cert, key = workdir.partner_credentials("crown_attorney")
     context = ssl.create_default_context(cafile=str(ca))
     context.check_hostname = False
     context.load_cert_chain(str(cert), str(key))
     context.set_alpn_protocols(["h2"])
-    host, port = launcher.broker_address.rsplit(":", 1)
+    host, port = (address or launcher.broker_address).rsplit(":", 1)
     with (
         socket.create_connection((host, int(port)), timeout=5) as raw,
         context.wrap_socket(raw, server_hostname="localhost") as tls,
@@ -203,6 +203,9 @@ def test_a_new_certificate_is_served_after_a_reload(federation):
     new = served_certificate(launcher, workdir)
     assert new.serial_number != old.serial_number
     assert record["certificate_serial"] == str(new.serial_number)
+    # The Flight SQL port follows the same reload (its own credentials slot).
+    flight = served_certificate(launcher, workdir, launcher.flight_address)
+    assert flight.serial_number == new.serial_number
     assert ask(launcher, workdir, "crown_attorney", "bail_hearing").table.num_rows == 1
 
 

@@ -6,7 +6,8 @@ names, codes and date formats (tests/fixtures/tpch/federation.yaml;
 lineitem and orders sharded by order key, shards.yaml). Configuring that
 needs no code: the federation file, a policy directory with one role that
 sees everything, and the loader (``app/dataload.py``, ``accord datagen
---data``). Each query runs as that role and in a DuckDB over the same
+--data``; the setup is bench/tpch.py, shared with the bench's W5). Each
+query runs as that role and in a DuckDB over the same
 generated tables; the answers must be equal, row for row in the query's
 order.
 
@@ -22,34 +23,22 @@ from __future__ import annotations
 import math
 import os
 import re
-import subprocess
-import sys
-import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import pytest
 
 from accord.client import BrokerClient
-from accord.federation import load_federation
-from accord.workdir import Workdir
-from app.commands import init_certs
-from app.dataload import load_federation_files, read_logical
 from app.launcher import LocalFederation
-from tests.integration.conftest import drop_databases, rows
-from tests.integration.servers import MARIADB_SERVER, PG_SERVER, require_servers
+from bench.tpch import FEDERATION, PARTNER, POLICIES, PURPOSE, load_queries, tpch_federation
+from tests.integration.conftest import rows
+from tests.integration.servers import require_servers
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import duckdb
     import pyarrow as pa
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "tpch"
-FEDERATION = FIXTURES / "federation.yaml"
-POLICIES = FIXTURES / "policies"
-SHARDS = FIXTURES / "shards.yaml"
-QUERIES = FIXTURES / "queries.sql"
 SCALE = float(os.environ.get("TPCH_SCALE", "0.01"))
 REL_TOL = 1e-9
 
@@ -60,25 +49,8 @@ WRONG: dict[int, str] = {}
 NAMES: dict[int, str] = {}
 
 
-def load_queries(path: Path = QUERIES) -> dict[int, str]:
-    """Query number -> SQL, from the lines ``-- Qn`` that start each query."""
-    parts = re.split(r"^-- Q(\d+)\s*$", path.read_text(encoding="utf-8"), flags=re.MULTILINE)
-    return {int(n): sql.strip() for n, sql in zip(parts[1::2], parts[2::2], strict=True)}
-
-
 def test_the_fixture_holds_the_22_queries():
     assert sorted(load_queries()) == list(range(1, 23))
-
-
-def tpchgen(directory: Path, scale: float) -> Path:
-    """TPC-H tables as Parquet files in ``directory`` (one per table)."""
-    binary = Path(sys.executable).parent / "tpchgen-cli"
-    subprocess.run(
-        [str(binary), "parquet", "-s", str(scale), "--output-dir", str(directory)],
-        check=True,
-        capture_output=True,
-    )
-    return directory
 
 
 class Tpch:
@@ -102,35 +74,15 @@ class Tpch:
 @pytest.fixture(scope="module")
 def tpch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tpch]:
     require_servers()
-    name = f"accord_tpch_{uuid.uuid4().hex[:8]}"
-    dsns = {
-        "ACCORD_TPCH_PG_DSN": f"{PG_SERVER}/{name}",
-        "ACCORD_TPCH_MARIADB_DSN": f"{MARIADB_SERVER}/{name}",
-    }
-    saved = {k: os.environ.get(k) for k in dsns}
-    os.environ.update(dsns)  # the adapter processes inherit them
-    try:
-        data = tpchgen(tmp_path_factory.mktemp("tpch-data"), SCALE)
-        workdir = Workdir(tmp_path_factory.mktemp("tpch"))
-        init_certs(workdir, FEDERATION, POLICIES)
-        federation = load_federation(FEDERATION)
-        load_federation_files(federation, data, workdir.path, SHARDS)
-        reference = duckdb.connect()
-        for table in federation.tables.values():
-            reference.register(table.name, read_logical(data, table))
-        with LocalFederation(workdir, FEDERATION, POLICIES) as running:
-            ca, cert, key = workdir.partner_credentials("tpch_benchmark")
-            with BrokerClient(
-                running.broker_address, ca, cert, key, end_user="tpch", purpose="benchmark"
-            ) as client:
-                yield Tpch(client, reference)
-    finally:
-        for key_name, value in saved.items():
-            if value is None:
-                os.environ.pop(key_name, None)
-            else:
-                os.environ[key_name] = value
-        drop_databases(name)
+    with (
+        tpch_federation(tmp_path_factory.mktemp("tpch"), SCALE) as loaded,
+        LocalFederation(loaded.workdir, FEDERATION, POLICIES) as running,
+    ):
+        ca, cert, key = loaded.workdir.partner_credentials(PARTNER)
+        with BrokerClient(
+            running.broker_address, ca, cert, key, end_user="tpch", purpose=PURPOSE
+        ) as client:
+            yield Tpch(client, loaded.reference())
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
+    import pyarrow as pa
+
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
     from adapters.callers import Revocations
@@ -258,10 +260,27 @@ def scan(
         converted = to_logical(batch, fetched_schema, converters)
         bad.update(converted.counts())
         logical = withheld(converted, guarded).select(range(len(columns)))
-        if on_rows is not None:
-            on_rows(logical.num_rows)
-        yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(logical))
+        for piece in sized(logical):
+            if on_rows is not None:
+                on_rows(piece.num_rows)
+            yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
+
+
+#: Bytes of Arrow data per message. ``ipc.BATCH_ROWS`` rows of long text
+#: (conditions, summaries) can pass the broker's 16 MiB receive limit: a wider
+#: batch goes as several messages, each about this size.
+MAX_BATCH_BYTES = 4 << 20
+
+
+def sized(batch: pa.RecordBatch, limit: int = MAX_BATCH_BYTES) -> Iterator[pa.RecordBatch]:
+    """The batch as zero-copy slices of about ``limit`` bytes each."""
+    if batch.nbytes <= limit or batch.num_rows <= 1:
+        yield batch
+        return
+    step = max(batch.num_rows * limit // batch.nbytes, 1)
+    for offset in range(0, batch.num_rows, step):
+        yield batch.slice(offset, step)
 
 
 def _filter_columns(table: LogicalTable, row_filter: str | None) -> list[str]:

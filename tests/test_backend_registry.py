@@ -65,9 +65,8 @@ def test_the_adapter_reads_a_mysql_dsn_as_before():
         "user": "app",
         "password": "p@ss",
         "database": "oms",
-        "connection_timeout": 5,
+        "connect_timeout": 5,  # mysqlclient's arguments
         "charset": "utf8mb4",
-        "use_pure": True,
         "autocommit": False,
     }
     assert connection_config("mysql://h/oms")["user"] == "root"

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accord.federation import ColumnMapping, LogicalTable, TableMapping, load_federation
 from accord.workdir import DEFAULT_FEDERATION
-from adapters.convert import column_converters, parse_dates, to_logical
+from adapters.convert import column_converters, parse_dates, print_dates, to_logical
 
 FEDERATION = load_federation(DEFAULT_FEDERATION)
 
@@ -178,3 +179,20 @@ def test_any_stored_date_is_read_as_python_strptime_reads_it(fmt, parts):
         except ValueError:
             expected.append(None)
     assert parse_dates(pa.array(texts, pa.string()), fmt).to_pylist() == expected
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    fmt=st.sampled_from(
+        [*DATE_FORMATS, "%d.%m.%Y", "%Y", "%d %b %Y", "%%Y%m", "day %d", "%Y--%m--%d", "%Y-%m/%d"]
+    ),
+    dates=st.lists(
+        st.one_of(st.none(), st.dates(min_value=dt.date(1, 1, 1), max_value=dt.date(9999, 12, 31))),
+        max_size=20,
+    ),
+)
+def test_composed_printing_of_dates_equals_arrow_strftime(fmt, dates):
+    # The strictness check prints parsed dates back; composing the fields
+    # must print exactly what Arrow's strftime prints, padding and NULLs included.
+    stamps = pc.cast(pa.array(dates, pa.date32()), pa.timestamp("s"))
+    assert print_dates(stamps, fmt).to_pylist() == pc.strftime(stamps, format=fmt).to_pylist()

@@ -1,33 +1,50 @@
-"""PostgreSQL backend (psycopg 3): pooled, read-only, streamed, cancellable.
+"""PostgreSQL backend (ADBC): pooled, read-only, streamed as Arrow, cancellable.
 
 Every session is read-only at the database level
 (``default_transaction_read_only``), every scan runs in a transaction with a
-``statement_timeout`` equal to the time the broker has left, rows stream as
-``COPY (SELECT ...) TO STDOUT`` CSV parsed by Arrow in C++ (no Python object
-per value), and cancelling a scan sends PostgreSQL a cancel request for
-exactly that backend process.
+``statement_timeout`` equal to the time the broker has left, and rows arrive
+as Arrow batches decoded in C++ by the ADBC driver from PostgreSQL's binary
+``COPY`` (no Python object per value, about three times less CPU than
+parsing CSV ``COPY`` output). Cancelling a scan sends PostgreSQL a cancel
+request for exactly that backend process.
+
+The ADBC driver streams only a statement without parameters (with bound
+parameters it reads the whole result into memory first), so the literals are
+bound client-side by psycopg's adaptation, as ``ClientCursor.mogrify`` does
+(libpq quoting rules); Accord never writes a value into SQL text itself.
 """
 
 from __future__ import annotations
 
-import io
-import itertools
+import contextlib
+import queue
+import re
 from typing import TYPE_CHECKING, Any
 
-import psycopg
+import adbc_driver_postgresql.dbapi as adbc_pg
 import pyarrow as pa
-import pyarrow.csv as pacsv
-from psycopg import errors as pg_errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+import pyarrow.compute as pc
+from adbc_driver_manager import dbapi
+from adbc_driver_postgresql import StatementOptions
+from psycopg import sql as pg_sql
+from psycopg.conninfo import make_conninfo
 
 from accord.errors import SourceError, SourceTimedOut, SourceUnavailable, scrubbed
 from adapters.backends.base import Backend
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
-#: Seconds to wait for a pooled connection before the source counts as down.
-CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for a connection before the source counts as down.
+CONNECT_TIMEOUT_S = 5
+#: Bytes of COPY data the driver decodes into one Arrow batch (then sliced to
+#: ``batch_rows``): bounds the memory of a scan whatever its size.
+BATCH_BYTES_HINT = 4 << 20
+_CANCELLED = "57014"  # query_canceled: a cancel request or statement_timeout
+_CANCELLED_MESSAGE = "canceling statement due to"  # its message (user request, timeout)
+_CONNECTION_CLASS = "08"  # connection exceptions
+_CONNECTION_LOST = "server closed the connection"  # libpq's words for a dropped session
+_PLACEHOLDER = re.compile(r"(%s|%%)")
 
 
 class PostgresBackend(Backend):
@@ -36,20 +53,60 @@ class PostgresBackend(Backend):
     def __init__(self, source: str, dsn: str, max_connections: int = 8) -> None:
         super().__init__()
         self.source = source
-        self._pool = ConnectionPool(
+        self._conninfo = make_conninfo(
             dsn,
-            min_size=0,  # connect lazily: an adapter starts even when its database is down
-            max_size=max_connections,
-            open=True,
-            timeout=CONNECT_TIMEOUT_S,
-            kwargs={
-                "options": "-c default_transaction_read_only=on",  # no writes, whatever is sent
-                "connect_timeout": int(CONNECT_TIMEOUT_S),
-                "application_name": f"accord-adapter-{source.lower()}",
-            },
-            check=ConnectionPool.check_connection,  # drop connections the server closed
-            name=f"accord-{source}",
+            options="-c default_transaction_read_only=on",  # no writes, whatever is sent
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name=f"accord-adapter-{source.lower()}",
         )
+        self._idle: queue.LifoQueue[dbapi.Connection] = queue.LifoQueue(maxsize=max_connections)
+
+    def _connect(self) -> tuple[dbapi.Connection, bool]:
+        """A connection and whether it was pooled (it may have died idle)."""
+        try:
+            return self._idle.get_nowait(), True
+        except queue.Empty:
+            pass
+        try:
+            return adbc_pg.connect(self._conninfo, autocommit=False), False
+        except dbapi.Error as exc:
+            raise SourceUnavailable(self.source, "its PostgreSQL database is unreachable") from exc
+
+    def _release(self, conn: dbapi.Connection, healthy: bool) -> None:
+        if healthy:
+            try:
+                conn.rollback()  # a read-only transaction: nothing to commit
+                self._idle.put_nowait(conn)
+                return
+            except (dbapi.Error, queue.Full):
+                pass
+        with contextlib.suppress(dbapi.Error):  # already broken: nothing to give back
+            conn.close()
+
+    def _begin(self, timeout_s: float | None) -> tuple[dbapi.Connection, dbapi.Cursor]:
+        """A connection in a transaction set up for one scan. A pooled
+        connection the server closed fails here, before any row: it is
+        dropped and a new one opened."""
+        settings = {"DateStyle": "ISO", "IntervalStyle": "iso_8601"}
+        if timeout_s is not None:
+            settings["statement_timeout"] = str(max(int(timeout_s * 1000), 1))
+        params = [v for pair in settings.items() for v in pair]
+        calls = ", ".join(
+            f"set_config(${2 * i + 1}, ${2 * i + 2}, true)" for i in range(len(settings))
+        )
+        while True:
+            conn, pooled = self._connect()
+            cursor = conn.cursor()
+            try:
+                cursor.execute(f"SELECT {calls}", params)
+                cursor.fetchall()
+                return conn, cursor
+            except dbapi.Error as exc:
+                with contextlib.suppress(dbapi.Error):
+                    cursor.close()
+                self._release(conn, healthy=False)
+                if not pooled:
+                    raise self._error(exc) from exc
 
     def execute(
         self,
@@ -61,111 +118,114 @@ class PostgresBackend(Backend):
         token: str,
         timeout_s: float | None,
     ) -> Iterator[pa.RecordBatch]:
+        query = bind_client_side(sql, params)
+        conn, cursor = self._begin(timeout_s)
+        healthy = False
+        if not self._started(token, cursor):
+            cursor.close()
+            self._release(conn, healthy=True)
+            raise SourceTimedOut(self.source, "the scan was cancelled")
         try:
-            with self._pool.connection() as conn, conn.transaction():
-                settings = {"DateStyle": "ISO", "IntervalStyle": "iso_8601"}
-                if timeout_s is not None:
-                    settings["statement_timeout"] = str(max(int(timeout_s * 1000), 1))
-                for name, value in settings.items():
-                    conn.execute("SELECT set_config(%s, %s, true)", [name, value])
-                # COPY cannot take server-side parameters: psycopg binds the
-                # literals client-side (libpq quoting); Accord never splices text.
-                query = psycopg.ClientCursor(conn).mogrify(sql, params)
-                if not self._started(token, conn):
-                    raise SourceTimedOut(self.source, "the scan was cancelled")
-                try:
-                    with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-                        yield from read_csv_stream(copy, types, batch_rows)
-                finally:
-                    self._finished(token)
-        except PoolTimeout as exc:
-            raise SourceUnavailable(self.source, "its PostgreSQL database is unreachable") from exc
-        except pg_errors.QueryCanceled as exc:
-            raise SourceTimedOut(self.source, "the statement was cancelled or timed out") from exc
-        except psycopg.OperationalError as exc:
-            raise SourceUnavailable(self.source, f"PostgreSQL: {_first_line(exc)}") from exc
-        except psycopg.Error as exc:
-            raise SourceError(self.source, f"PostgreSQL: {_first_line(exc)}") from exc
-        except pa.ArrowInvalid as exc:
-            raise SourceError(self.source, f"unreadable COPY output: {_first_line(exc)}") from exc
+            cursor.adbc_statement.set_options(
+                **{StatementOptions.BATCH_SIZE_HINT_BYTES.value: str(BATCH_BYTES_HINT)}
+            )
+            cursor.execute(query)
+            names = [f"c{i}" for i in range(len(types))]
+            for batch in cursor.fetch_record_batch():
+                stored = as_stored(batch, types, names)
+                for offset in range(0, stored.num_rows, batch_rows):
+                    yield stored.slice(offset, batch_rows)  # zero-copy
+            healthy = True
+        except (dbapi.Error, pa.ArrowException, OSError) as exc:  # Arrow: the stream failed
+            raise self._error(exc) from exc
+        finally:
+            self._finished(token)
+            if not healthy:  # failed, or closed early: stop the statement, drop the connection
+                with contextlib.suppress(dbapi.Error):
+                    cursor.adbc_cancel()
+            with contextlib.suppress(dbapi.Error):
+                cursor.close()
+            self._release(conn, healthy)
+
+    def _error(self, exc: Exception) -> Exception:
+        # An error raised while the Arrow stream is read comes as an Arrow
+        # error without its SQLSTATE: the server's message tells it then.
+        state = getattr(exc, "sqlstate", None) or ""
+        message = f"PostgreSQL: {_server_message(exc)}"
+        if state == _CANCELLED or _CANCELLED_MESSAGE in str(exc):
+            return SourceTimedOut(self.source, "the statement was cancelled or timed out")
+        if state.startswith(_CONNECTION_CLASS) or isinstance(exc, dbapi.OperationalError):
+            return SourceUnavailable(self.source, message)
+        if not isinstance(exc, dbapi.Error) and _CONNECTION_LOST in str(exc):
+            return SourceUnavailable(self.source, message)
+        return SourceError(self.source, message)
 
     def _interrupt(self, handles: list[Any]) -> None:
-        for conn in handles:
-            conn.cancel_safe()  # a cancel request for that backend process only
+        for cursor in handles:
+            with contextlib.suppress(dbapi.Error):  # it may have finished
+                cursor.adbc_cancel()  # a cancel request for that backend process only
 
     def check(self) -> None:
-        try:
-            with self._pool.connection() as conn:
-                conn.execute("SELECT 1")
-        except (PoolTimeout, psycopg.Error) as exc:
-            raise SourceUnavailable(self.source, "its PostgreSQL database is unreachable") from exc
+        conn, cursor = self._begin(None)
+        cursor.close()
+        self._release(conn, healthy=True)
 
     def close(self) -> None:
         self.cancel_all()
-        self._pool.close()
-
-
-def read_csv_stream(
-    chunks: Iterable[Any], types: list[pa.DataType], batch_rows: int
-) -> Iterator[pa.RecordBatch]:
-    """PostgreSQL's CSV COPY output, parsed by Arrow as it streams in.
-
-    In that format NULL is an unquoted empty field and an empty string a
-    quoted one, which Arrow keeps apart (``quoted_strings_can_be_null``).
-    """
-    names = [f"c{i}" for i in range(len(types))]
-    stream = iter(chunks)
-    first = next(stream, None)
-    if first is None:
-        return  # no rows (Arrow refuses an empty CSV)
-    first = bytes(first)  # COPY's chunks are views of a buffer the next one reuses
-    reader = pacsv.open_csv(
-        io.BufferedReader(_ChunkReader(itertools.chain([first], stream)), buffer_size=1 << 20),
-        read_options=pacsv.ReadOptions(column_names=names, block_size=_block_size(batch_rows)),
-        # one NULL column is an empty line: it is a row, not a blank to skip
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=False),
-        convert_options=pacsv.ConvertOptions(
-            column_types=dict(zip(names, types, strict=True)),
-            null_values=[""],
-            strings_can_be_null=True,
-            quoted_strings_can_be_null=False,
-            true_values=["t"],
-            false_values=["f"],
-        ),
-    )
-    for batch in reader:  # at most batch_rows rows per batch (zero-copy slices)
-        for offset in range(0, batch.num_rows, batch_rows):
-            yield batch.slice(offset, batch_rows)
-
-
-def _block_size(batch_rows: int) -> int:
-    """Bytes of CSV Arrow parses at a time: about ``batch_rows`` wide rows."""
-    return max(batch_rows * 128, 1 << 16)
-
-
-class _ChunkReader(io.RawIOBase):
-    """A file over COPY's chunks, for Arrow's streaming reader."""
-
-    def __init__(self, chunks: Iterator[Any]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._pending:
+        while True:
             try:
-                self._pending = memoryview(bytes(next(self._chunks)))
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return
+            with contextlib.suppress(dbapi.Error):
+                conn.close()
+
+
+def bind_client_side(sql: str, params: list[Any]) -> str:
+    """``sql`` with each ``%s`` replaced by its parameter as psycopg quotes it.
+
+    >>> bind_client_side("SELECT 1 WHERE a = %s AND b LIKE %s", ["O'Brien", "50%"])
+    "SELECT 1 WHERE a = 'O''Brien' AND b LIKE '50%'"
+    """
+    values = iter(params)
+    parts: list[pg_sql.Composable] = []
+    for piece in _PLACEHOLDER.split(sql):
+        if piece == "%s":
+            try:
+                parts.append(pg_sql.Literal(next(values)))
             except StopIteration:
-                return 0
-        size = min(len(buffer), len(self._pending))
-        buffer[:size] = self._pending[:size]
-        self._pending = self._pending[size:]
-        return size
+                raise ValueError("more placeholders than parameters") from None
+        elif piece == "%%":
+            parts.append(pg_sql.SQL("%"))
+        elif piece:
+            parts.append(pg_sql.SQL(piece))
+    if next(values, _NO_MORE) is not _NO_MORE:
+        raise ValueError("more parameters than placeholders")
+    return pg_sql.Composed(parts).as_string(None)
 
 
-def _first_line(exc: BaseException) -> str:
-    """The error's first line, scrubbed: PostgreSQL quotes the value it
-    failed on (``invalid input syntax for type integer: "..."``)."""
-    return scrubbed(str(exc)) if str(exc).strip() else type(exc).__name__
+_NO_MORE = object()
+
+
+def as_stored(batch: pa.RecordBatch, types: list[pa.DataType], names: list[str]) -> pa.RecordBatch:
+    """The driver's batch with each column as the type the adapter reads it
+    as (PostgreSQL's ``integer`` arrives as int32, say). A column that does
+    not cast is left as it came, for the conversion to the logical type to
+    judge value by value."""
+    arrays = []
+    for column, wanted in zip(batch.columns, types, strict=True):
+        array = column
+        if array.type != wanted:
+            with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                array = pc.cast(column, wanted)
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _server_message(exc: Exception) -> str:
+    """The server's own error line, scrubbed. The driver's message also
+    quotes the statement, literals and all: that part never leaves."""
+    text = str(exc)
+    _, found, server = text.partition("ERROR:")
+    line = (server if found else text).strip()
+    return scrubbed(line) if line else type(exc).__name__

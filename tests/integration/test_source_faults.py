@@ -162,3 +162,18 @@ def test_a_bad_value_under_a_pushed_predicate_reaches_the_broker_as_null(tmp_pat
     rows, bad = answer(messages)
     assert [r["birth_date"] for r in rows] == [dt.date(1980, 1, 1), None]
     assert bad == {"birth_date": 1}
+
+
+def test_wide_rows_go_as_several_messages_under_the_size_limit(tmp_path):
+    # 40 surnames of 400 KB: one read batch of 16 MB, past the broker's
+    # 16 MiB receive limit once framed; sent as messages of about 4 MiB.
+    wide: list[tuple[str, str | None]] = [
+        (f"{i:02d}" + "x" * 400_000, "19800101") for i in range(40)
+    ]
+    backend = offenders_file(tmp_path / "oms.sqlite", wide)
+    request = adapter_pb2.ScanRequest(table="offenders", columns=["surname"], query_id="f")
+    messages = run(backend, request=request)
+    sizes = [len(m.arrow_batch) for m in messages if m.WhichOneof("payload") == "arrow_batch"]
+    assert len(sizes) > 1 and max(sizes) < 5 * 1024 * 1024
+    rows, bad = answer(messages)
+    assert [r["surname"] for r in rows] == [s for s, _ in wide] and bad == {}

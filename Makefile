@@ -19,9 +19,6 @@ LOCK_FLAGS := --extra dev --generate-hashes --universal --python-version 3.11 \
 # Each step says what it does: the first install takes about 30 s, and pip
 # (not --quiet) shows each package as it collects and installs it.
 $(STAMP): $(LOCK) pyproject.toml
-	@# mysqlclient (the MariaDB adapter's driver) builds against MariaDB's C client.
-	@pkg-config --exists libmariadb || pkg-config --exists mysqlclient || { \
-		echo "mysqlclient needs MariaDB's C client headers: apt-get install libmariadb-dev pkg-config"; exit 1; }
 	@test -x $(BIN)/python || { echo "creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "installing $$(grep -c '^[a-z0-9]' $(LOCK)) locked packages into $(VENV) (about 30 s the first time)"
 	$(BIN)/python -m pip install --require-hashes -r $(LOCK)

@@ -2,9 +2,7 @@
 drivers are compared with (tests/integration/test_driver_differential.py).
 
 PostgreSQL: psycopg 3, ``COPY (SELECT ...) TO STDOUT`` as CSV parsed by
-Arrow's CSV reader, literals bound by ``ClientCursor.mogrify``. MariaDB:
-mysql-connector's pure-Python protocol, an unbuffered cursor, tuples
-transposed into Arrow (``rows_to_batch``). Each opens a connection per scan
+Arrow's CSV reader, literals bound by ``ClientCursor.mogrify``. It opens a connection per scan
 (no pool, no cancellation): only the rows matter here.
 """
 
@@ -17,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from adapters.backends.base import Backend, rows_to_batch
-from adapters.backends.mysql import connection_config
+from adapters.backends.base import Backend
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -48,50 +45,6 @@ class LegacyPostgres(Backend):
             query = psycopg.ClientCursor(conn).mogrify(sql, params)
             with conn.cursor().copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
                 yield from _read_csv_stream(copy, types, batch_rows)
-
-    def _interrupt(self, handles: list[Any]) -> None:
-        pass
-
-    def check(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class LegacyMysql(Backend):
-    dialect = "mysql"
-
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
-        self.config = {
-            **{k: v for k, v in connection_config(dsn).items() if k != "connect_timeout"},
-            "use_pure": True,
-        }
-
-    def execute(
-        self,
-        sql: str,
-        params: list[Any],
-        types: list[pa.DataType],
-        *,
-        batch_rows: int,
-        token: str,
-        timeout_s: float | None,
-    ) -> Iterator[pa.RecordBatch]:
-        import mysql.connector
-
-        conn: Any = mysql.connector.connect(**self.config)
-        try:
-            cursor = conn.cursor(buffered=False)
-            cursor.execute("START TRANSACTION READ ONLY")
-            cursor.execute(sql.replace("?", "%s"), params)
-            while rows := cursor.fetchmany(batch_rows):
-                yield rows_to_batch(rows, types)
-            cursor.close()
-            conn.rollback()
-        finally:
-            conn.close()
 
     def _interrupt(self, handles: list[Any]) -> None:
         pass

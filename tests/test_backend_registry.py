@@ -65,8 +65,9 @@ def test_the_adapter_reads_a_mysql_dsn_as_before():
         "user": "app",
         "password": "p@ss",
         "database": "oms",
-        "connect_timeout": 5,  # mysqlclient's arguments
+        "connection_timeout": 5,
         "charset": "utf8mb4",
+        "use_pure": True,
         "autocommit": False,
     }
     assert connection_config("mysql://h/oms")["user"] == "root"

@@ -1,4 +1,4 @@
-"""MariaDB / MySQL backend (mysqlclient): read-only, streamed, cancellable.
+"""MariaDB / MySQL backend (mysql-connector-python): read-only, streamed, cancellable.
 
 Every scan runs in ``START TRANSACTION READ ONLY`` with the server's own
 statement timeout (MariaDB ``SET STATEMENT max_statement_time``, MySQL the
@@ -6,15 +6,9 @@ statement timeout (MariaDB ``SET STATEMENT max_statement_time``, MySQL the
 cancelled with ``KILL QUERY`` on its connection id from a separate
 connection.
 
-Connections are pooled here (the driver has no pool): a scan that was
-killed, timed out or closed early leaves its connection in an unknown state
-and is discarded, never handed back.
-
-The driver is mysqlclient, libmariadb's C client: it reads the rows about
-eight times faster than mysql-connector's pure-Python protocol (whose C
-extension needs a newer OpenSSL than the machine's). Like every MySQL
-driver's default cursor it binds parameters client-side, each value escaped
-by ``mysql_real_escape_string`` for the connection's character set.
+Connections are pooled here rather than with the driver's pool: a scan that
+was killed or timed out leaves its connection in an unknown state, and the
+driver's pool can only hand it back, not discard it.
 """
 
 from __future__ import annotations
@@ -24,8 +18,8 @@ import queue
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import MySQLdb
-import MySQLdb.cursors
+import mysql.connector
+from mysql.connector import errorcode
 
 from accord.errors import ConfigError, SourceError, SourceTimedOut, SourceUnavailable, scrubbed
 from adapters.backends.base import Backend, rows_to_batch
@@ -37,8 +31,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CONNECT_TIMEOUT_S = 5
-_INTERRUPTED = {1317, 1969, 3024}  # ER_QUERY_INTERRUPTED (killed); MariaDB/MySQL timeouts
-_CLIENT_ERRORS = range(2000, 3000)  # CR_*: the client lost or never reached the server
+_INTERRUPTED = {errorcode.ER_QUERY_INTERRUPTED, 1969, 3024}  # killed; MariaDB/MySQL timeouts
 
 
 def connection_config(dsn: str) -> dict[str, Any]:
@@ -59,8 +52,9 @@ def connection_config(dsn: str) -> dict[str, Any]:
         "user": parsed.get("user", "root"),
         "password": parsed.get("password", ""),
         "database": url.path.strip("/"),
-        "connect_timeout": CONNECT_TIMEOUT_S,
+        "connection_timeout": CONNECT_TIMEOUT_S,
         "charset": "utf8mb4",
+        "use_pure": True,
         "autocommit": False,
     }
 
@@ -81,13 +75,13 @@ class MysqlBackend(Backend):
         except queue.Empty:
             pass
         try:
-            conn = MySQLdb.connect(**self._config)
-        except MySQLdb.Error as exc:
+            conn = mysql.connector.connect(**self._config)
+        except mysql.connector.Error as exc:
             raise SourceUnavailable(
-                self.source, f"its database is unreachable: {scrubbed(_message(exc))}"
+                self.source, f"its database is unreachable: {scrubbed(exc.msg or '')}"
             ) from exc
         if self._mariadb is None:
-            self._mariadb = "mariadb" in conn.get_server_info().lower()
+            self._mariadb = "mariadb" in str(conn.server_info).lower()
         return conn
 
     def _release(self, conn: Any, healthy: bool) -> None:
@@ -97,7 +91,7 @@ class MysqlBackend(Backend):
                 return
             except queue.Full:
                 pass
-        with contextlib.suppress(MySQLdb.Error):  # already broken: nothing to give back
+        with contextlib.suppress(mysql.connector.Error):  # already broken: nothing to give back
             conn.close()
 
     def execute(
@@ -113,31 +107,30 @@ class MysqlBackend(Backend):
         conn = self._connect()
         healthy = False
         statement = self._with_timeout(sql.replace("?", "%s"), timeout_s)
-        if not self._started(token, conn.thread_id()):
+        if not self._started(token, conn.connection_id):
             self._release(conn, healthy=True)
             raise SourceTimedOut(self.source, "the scan was cancelled")
         try:
-            cursor = conn.cursor(MySQLdb.cursors.SSCursor)  # rows stream from the server
+            cursor = conn.cursor(buffered=False)  # rows stream from the server
+            # The driver's start_transaction(readonly=True) refuses MariaDB
+            # (it reports itself as 5.5.5-...): say it in SQL.
             cursor.execute("START TRANSACTION READ ONLY")
-            cursor.execute(statement, params or None)
+            cursor.execute(statement, params)
             while rows := cursor.fetchmany(batch_rows):
                 yield rows_to_batch(rows, types)
             cursor.close()
             conn.rollback()  # a read-only transaction: nothing to commit
             healthy = True
-        except MySQLdb.Error as exc:
-            # mysqlclient's exception classes do not tell a lost server from
-            # a refused statement (both can be OperationalError): the code does.
-            code = _code(exc)
-            if code in _INTERRUPTED:
+        except mysql.connector.Error as exc:
+            if exc.errno in _INTERRUPTED:
                 raise SourceTimedOut(
                     self.source, "the statement was cancelled or timed out"
                 ) from exc
-            if code in _CLIENT_ERRORS or isinstance(exc, MySQLdb.InterfaceError):
+            if isinstance(exc, (mysql.connector.InterfaceError, mysql.connector.OperationalError)):
                 raise SourceUnavailable(
-                    self.source, f"database: {scrubbed(_message(exc))}"
+                    self.source, f"database: {scrubbed(exc.msg or '')}"
                 ) from exc
-            raise SourceError(self.source, f"database error: {scrubbed(_message(exc))}") from exc
+            raise SourceError(self.source, f"database error: {scrubbed(exc.msg or '')}") from exc
         finally:
             self._finished(token)
             self._release(conn, healthy)
@@ -159,13 +152,13 @@ class MysqlBackend(Backend):
         if not connection_ids:
             return
         try:
-            killer = MySQLdb.connect(**self._config)
-        except MySQLdb.Error:
+            killer = mysql.connector.connect(**self._config)
+        except mysql.connector.Error:
             return  # the server is gone: so are its queries
         try:
             cursor = killer.cursor()
             for connection_id in connection_ids:
-                with contextlib.suppress(MySQLdb.Error):  # it may have finished
+                with contextlib.suppress(mysql.connector.Error):  # it may have finished
                     cursor.execute(f"KILL QUERY {int(connection_id)}")
         finally:
             killer.close()
@@ -173,8 +166,8 @@ class MysqlBackend(Backend):
     def check(self) -> None:
         conn = self._connect()
         try:
-            conn.ping()
-        except MySQLdb.Error as exc:
+            conn.ping(reconnect=False)
+        except mysql.connector.Error as exc:
             self._release(conn, healthy=False)
             raise SourceUnavailable(self.source, "its database is unreachable") from exc
         self._release(conn, healthy=True)
@@ -186,14 +179,5 @@ class MysqlBackend(Backend):
                 self._idle.get_nowait().close()
             except queue.Empty:
                 return
-            except MySQLdb.Error:
+            except mysql.connector.Error:
                 continue
-
-
-def _code(exc: MySQLdb.Error) -> int | None:
-    """The server's or client's error number (mysqlclient: ``args[0]``)."""
-    return exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
-
-
-def _message(exc: MySQLdb.Error) -> str:
-    return str(exc.args[1]) if len(exc.args) > 1 else str(exc)

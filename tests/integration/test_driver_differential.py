@@ -1,13 +1,11 @@
 """The Arrow-native drivers change no answer: the proof by difference.
 
-The PostgreSQL adapter reads through ADBC (binary COPY into Arrow) and the
-MariaDB adapter through mysqlclient; before, they read CSV COPY output with
-psycopg and tuples with mysql-connector's pure Python
-(``tests.legacy_backends``). For the same generated rows (edge values and
-malformed stored dates included) and the same generated predicates, as the
-broker's planner would push them, a Scan through the new driver gives
-exactly the Arrow table, physical SQL and bad-value counts of a Scan
-through the old one, on real PostgreSQL and MariaDB.
+The PostgreSQL adapter reads through ADBC (binary COPY into Arrow); before,
+it read CSV COPY output with psycopg (``tests.legacy_backends``). For the
+same generated rows (edge values and malformed stored dates included) and
+the same generated predicates, as the broker's planner would push them, a
+Scan through the new driver gives exactly the Arrow table, physical SQL and
+bad-value counts of a Scan through the old one, on a real PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 
 from accord.v1 import adapter_pb2
 from adapters.server import scan
-from tests.integration.servers import scratch_mariadb, scratch_postgres
+from tests.integration.servers import scratch_postgres
 from tests.integration.test_pushdown_differential import (
     EVERY_COLUMN,
     PHYSICAL,
@@ -30,7 +28,7 @@ from tests.integration.test_pushdown_differential import (
     predicates,
     pushed_predicate,
 )
-from tests.legacy_backends import LegacyMysql, LegacyPostgres
+from tests.legacy_backends import LegacyPostgres
 from tests.scans import ScanAnswer, read_scan
 
 if TYPE_CHECKING:
@@ -67,38 +65,10 @@ def postgres_pair() -> Iterator[Pair]:
         writer.close()
 
 
-@contextlib.contextmanager
-def mariadb_pair() -> Iterator[Pair]:
-    import mysql.connector
-
-    from adapters.backends.mysql import MysqlBackend
-
-    with scratch_mariadb("accord_drivers") as dsn:
-        writer = mysql.connector.connect(
-            host="127.0.0.1", port=3306, user="root", password="", database=dsn.rsplit("/", 1)[1]
-        )
-        wcur = writer.cursor()
-        options = " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_unicode_ci"
-        wcur.execute(_create_table("mysql", lambda n: f"`{n}`", options))
-        marks = ", ".join(["%s"] * len(PHYSICAL))
-
-        def write(rows: list[tuple[Any, ...]]) -> None:
-            wcur.execute("DELETE FROM `PRS_T`")
-            if rows:
-                wcur.executemany(f"INSERT INTO `PRS_T` VALUES ({marks})", rows)
-            writer.commit()
-
-        backend = MysqlBackend("T", dsn)
-        yield "mysql", backend, LegacyMysql(dsn), write
-        backend.close()
-        writer.close()
-
-
-@pytest.fixture(scope="module", params=["postgresql", "mysql"])
-def pair(request: pytest.FixtureRequest) -> Iterator[Pair]:
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Pair]:
     """(kind, the adapter's backend, the old read of the same database, a writer)."""
-    opener = postgres_pair if request.param == "postgresql" else mariadb_pair
-    with opener() as opened:
+    with postgres_pair() as opened:
         yield opened
 
 

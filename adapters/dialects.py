@@ -35,11 +35,16 @@ class DialectRules:
     #: link): plain ``=``, ``hex`` (``HEX()`` both sides: hex digits compare
     #: alike under any collation), or ``none`` known, so no person link there.
     byte_equality: str = "none"
+    #: How one text is matched against a fixed layout of ASCII digits and
+    #: separators (a date as its format prints it): ``glob`` (SQLite's GLOB),
+    #: ``regex`` (PostgreSQL's ``~`` under COLLATE "C"), or ``none`` (one
+    #: comparison per character: slower, but any database has it).
+    digit_pattern: str = "none"
 
 
 RULES: dict[str, DialectRules] = {
     # case_sensitive_like is set on every SQLite connection; BINARY collation
-    "sqlite": DialectRules("sqlite", byte_equality="plain"),
+    "sqlite": DialectRules("sqlite", byte_equality="plain", digit_pattern="glob"),
     # deterministic collations (the default) compare equal only byte for byte
     "postgres": DialectRules(
         "postgres",
@@ -47,6 +52,7 @@ RULES: dict[str, DialectRules] = {
         like_backslash_escapes=True,
         native_dates=True,
         byte_equality="plain",
+        digit_pattern="regex",
     ),
     # MariaDB/MySQL with a case- and accent-insensitive collation
     "mysql": DialectRules(

@@ -35,6 +35,8 @@ from accord.predicate import parse_predicate
 from adapters.dialects import RULES
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from adapters.dialects import DialectRules
 
 _COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
@@ -142,16 +144,26 @@ def plan_scan(
         pushed.extend(release_conditions[0])
         params.extend(release_conditions[1])
     scan = PhysicalScan(sql="", params=params, columns=list(columns), dialect=dialect)
+    # Conjuncts that work on every row's text go last: the database evaluates
+    # AND left to right, so the cheap ones thin the rows first.
+    costly: list[tuple[exp.Expr, list[Any]]] = []
     for conjunct in _conjuncts(tree):
         translator = _Translator(table, mapping, rules)
         text = conjunct.sql("duckdb")
         try:
-            pushed.append(translator.translate(conjunct))
+            physical = translator.translate(conjunct)
         except (Untranslatable, RecursionError):  # too deep: the broker applies it
             scan.residual.append(text)
             continue
-        params.extend(translator.params)
+        if translator.costly:
+            costly.append((physical, translator.params))
+        else:
+            pushed.append(physical)
+            params.extend(translator.params)
         (scan.pushed if translator.exact else scan.superset).append(text)
+    for physical, bound in costly:  # placeholders are positional: params follow the SQL
+        pushed.append(physical)
+        params.extend(bound)
 
     projections: list[exp.Expr] = [
         exp.column(mapping.columns[c].physical, quoted=True) if c in mapping.columns else exp.null()
@@ -230,6 +242,7 @@ class _Translator:
         self.bad_rows_withheld = bad_rows_withheld
         self.params: list[Any] = []
         self.exact = True
+        self.costly = False  # row-by-row text work: pushed after the other conjuncts
 
     def translate(self, node: exp.Expr) -> exp.Expr:
         """The physical condition, equal to the logical one in three-valued
@@ -469,19 +482,33 @@ class _Translator:
             in_range: exp.Expr = exp.Between(this=key, low=low, high=high)
         else:
             in_range = node.__class__(this=key, expression=bound(_key_text(values[0])))
+        as_printed = self._as_printed(column, layout, text, bound, part)
+        self.costly = True  # evaluated row by row: after the cheaper conjuncts
+        return exp.paren(
+            exp.or_(exp.paren(in_range), exp.not_(exp.paren(as_printed)), copy=False), copy=False
+        )
+
+    def _as_printed(
+        self,
+        column: exp.Expr,
+        layout: DateLayout,
+        text: Callable[[exp.Expr], exp.Expr],
+        bound: Callable[[str], exp.Expr],
+        part: Callable[[int, int], exp.Expr],
+    ) -> exp.Expr:
+        """Whether the stored text is laid out as the format prints it: ASCII
+        digits where the fields sit, the separators between, nothing more."""
+        if self.rules.digit_pattern == "glob":  # SQLite: byte ranges, the whole text
+            return exp.Glob(this=column.copy(), expression=bound(layout.glob))
+        if self.rules.digit_pattern == "regex":  # PostgreSQL: [0-9] is ASCII under "C"
+            return exp.RegexpLike(this=text(column.copy()), expression=bound(layout.regex))
         digits = [
             exp.Between(this=text(part(position, 1)), low=bound("0"), high=bound("9"))
             for position in layout.digit_positions
         ]
-        as_printed = exp.and_(
-            exp.EQ(
-                this=exp.Length(this=column.copy()), expression=exp.Literal.number(layout.width)
-            ),
-            *digits,
-            copy=False,
-        )
-        return exp.paren(
-            exp.or_(exp.paren(in_range), exp.not_(exp.paren(as_printed)), copy=False), copy=False
+        length = exp.Length(this=column.copy())
+        return exp.and_(
+            exp.EQ(this=length, expression=exp.Literal.number(layout.width)), *digits, copy=False
         )
 
     def _column_ref(self, node: exp.Expr) -> exp.Expr:
@@ -587,12 +614,30 @@ class DateLayout:
     month: tuple[int, int]
     day: tuple[int, int]
     width: int
+    separators: str = ""  # what is printed between the fields, in order
 
     @property
     def digit_positions(self) -> list[int]:
         return [
             start + i for start, width in (self.year, self.month, self.day) for i in range(width)
         ]
+
+    def _pieces(self, digit: str, literal: Callable[[str], str]) -> str:
+        digits = set(self.digit_positions)
+        separators = iter(self.separators)
+        return "".join(
+            digit if at in digits else literal(next(separators)) for at in range(1, self.width + 1)
+        )
+
+    @property
+    def glob(self) -> str:
+        """SQLite GLOB for the layout (``[0-9]`` a digit; a separator as itself,
+        bracketed where GLOB would read it)."""
+        return self._pieces("[0-9]", lambda c: f"[{c}]" if c in "*?[]" else c)
+
+    @property
+    def regex(self) -> str:
+        return "^" + self._pieces("[0-9]", re.escape) + "$"
 
 
 _FIELD_WIDTHS = {"%Y": 4, "%m": 2, "%d": 2}
@@ -603,11 +648,14 @@ def date_layout(fmt: str) -> DateLayout | None:
     single ASCII separators, as ``strftime`` prints it; None for any other.
 
     >>> date_layout("%d.%m.%Y")
-    DateLayout(year=(7, 4), month=(4, 2), day=(1, 2), width=10)
+    DateLayout(year=(7, 4), month=(4, 2), day=(1, 2), width=10, separators='..')
+    >>> date_layout("%d.%m.%Y").glob
+    '[0-9][0-9].[0-9][0-9].[0-9][0-9][0-9][0-9]'
     >>> date_layout("%d %b %Y") is None
     True
     """
     fields: dict[str, tuple[int, int]] = {}
+    separators = []
     position, i = 1, 0
     while i < len(fmt):
         if fmt[i] == "%":
@@ -616,13 +664,14 @@ def date_layout(fmt: str) -> DateLayout | None:
                 return None
             fields[directive] = (position, _FIELD_WIDTHS[directive])
             position, i = position + _FIELD_WIDTHS[directive], i + 2
-        elif fmt[i].isascii() and not fmt[i].isalnum():
+        elif fmt[i].isascii() and not fmt[i].isalnum() and not fmt[i].isspace():
+            separators.append(fmt[i])
             position, i = position + 1, i + 1
         else:
             return None
     if len(fields) != 3:
         return None
-    return DateLayout(fields["%Y"], fields["%m"], fields["%d"], position - 1)
+    return DateLayout(fields["%Y"], fields["%m"], fields["%d"], position - 1, "".join(separators))
 
 
 def _key_text(value: dt.date) -> str:

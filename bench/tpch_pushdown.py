@@ -42,6 +42,7 @@ from accord.workdir import Workdir
 from app.commands import init_certs
 from app.dataload import load_federation_files, read_logical
 from app.launcher import LocalFederation
+from bench.tpch import drop_databases
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -57,20 +58,6 @@ def queries() -> dict[int, str]:
     text = (FIXTURES / "queries.sql").read_text(encoding="utf-8")
     parts = re.split(r"^-- Q(\d+)\s*$", text, flags=re.MULTILINE)
     return {int(n): sql.strip() for n, sql in zip(parts[1::2], parts[2::2], strict=True)}
-
-
-def drop_databases(name: str) -> None:
-    """The loader creates the source databases; this drops them after."""
-    import mysql.connector
-    import psycopg
-
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    maria = mysql.connector.connect(host="127.0.0.1", user="root", password="")
-    try:
-        maria.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        maria.close()
 
 
 def fetched(data: Path, federation_file: Path) -> dict[int, dict[str, int]]:

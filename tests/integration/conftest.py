@@ -22,6 +22,7 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
+from bench.tpch import drop_databases
 from broker.policy.masks import partner_key
 from broker.policy.store import PolicySet
 from tests.integration.oracle import entitled_connection
@@ -206,19 +207,6 @@ def running_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
             else:
                 os.environ[key] = value
         drop_databases(name)
-
-
-def drop_databases(name: str) -> None:
-    import mysql.connector
-    import psycopg
-
-    with psycopg.connect(f"{PG_SERVER}/postgres", autocommit=True) as pg:
-        pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    maria = mysql.connector.connect(host="127.0.0.1", user="root", password="")
-    try:
-        maria.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
-    finally:
-        maria.close()
 
 
 @pytest.fixture(scope="session")

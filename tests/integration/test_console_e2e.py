@@ -157,7 +157,14 @@ def check_page(driver: Any, name: str) -> None:
 
 
 def text_of(driver: Any) -> str:
-    return str(driver.find_element("tag name", "body").text)
+    """The page's text; "" while a navigation replaces the page under us (the
+    body found is gone before its text is read): the caller's poll asks again."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        return str(driver.find_element("tag name", "body").text)
+    except StaleElementReferenceException:
+        return ""
 
 
 def download(downloads: Path, suffix: str, before: set[Path]) -> Path:

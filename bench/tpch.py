@@ -109,20 +109,30 @@ def drop_databases(name: str) -> None:
 
 
 @contextlib.contextmanager
-def server_databases(prefix: str = "accord_tpch") -> Iterator[str]:
-    """Points the federation's DSN variables at new database names (the
-    loader creates them) for the block, then drops them; yields the name."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    saved = {k: os.environ.get(k) for k in DSN_VARIABLES}
-    os.environ.update({k: f"{server}/{name}" for k, server in DSN_VARIABLES.items()})
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block (the federation's child
+    processes inherit them), then each variable as it was, or unset."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
-        yield name
+        yield
     finally:
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+@contextlib.contextmanager
+def server_databases(prefix: str = "accord_tpch") -> Iterator[str]:
+    """Points the federation's DSN variables at new database names (the
+    loader creates them) for the block, then drops them; yields the name."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    try:
+        with environment({k: f"{server}/{name}" for k, server in DSN_VARIABLES.items()}):
+            yield name
+    finally:
         drop_databases(name)
 
 

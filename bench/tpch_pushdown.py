@@ -26,8 +26,6 @@ import json
 import os
 import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -42,7 +40,7 @@ from accord.workdir import Workdir
 from app.commands import init_certs
 from app.dataload import load_federation_files, read_logical
 from app.launcher import LocalFederation
-from bench.tpch import drop_databases
+from bench.tpch import drop_databases, environment, tpchgen
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -51,7 +49,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "tests" / "fixtures" / "tpch"
 PG = os.environ.get("ACCORD_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
 MARIADB = os.environ.get("ACCORD_TEST_MARIADB", "mysql://root@127.0.0.1:3306")
-DSN = ("ACCORD_TPCH_PG_DSN", "ACCORD_TPCH_MARIADB_DSN")
 
 
 def queries() -> dict[int, str]:
@@ -94,16 +91,6 @@ def fetched(data: Path, federation_file: Path) -> dict[int, dict[str, int]]:
     return volume
 
 
-def generate(directory: Path, scale: float) -> Path:
-    binary = Path(sys.executable).parent / "tpchgen-cli"
-    subprocess.run(
-        [str(binary), "parquet", "-s", str(scale), "--output-dir", str(directory)],
-        check=True,
-        capture_output=True,
-    )
-    return directory
-
-
 @contextlib.contextmanager
 def running(root: Path, data: Path, tree: Path | None, name: str) -> Iterator[BrokerClient]:
     """The TPC-H federation over its own databases (``name``), its servers
@@ -111,30 +98,27 @@ def running(root: Path, data: Path, tree: Path | None, name: str) -> Iterator[Br
     fixture files, as a client of its broker."""
     fixtures = FIXTURES if tree is None else tree / "tests" / "fixtures" / "tpch"
     federation_file, policies = fixtures / "federation.yaml", fixtures / "policies"
-    saved = {k: os.environ.get(k) for k in (*DSN, "PYTHONPATH")}
-    os.environ["ACCORD_TPCH_PG_DSN"] = f"{PG}/{name}"
-    os.environ["ACCORD_TPCH_MARIADB_DSN"] = f"{MARIADB}/{name}"
-    # The servers are child processes: they import from the tree (the
-    # caller runs them from a neutral directory, or `-m` would put the
-    # current one first).
-    os.environ["PYTHONPATH"] = str(tree or ROOT)
+    variables = {
+        "ACCORD_TPCH_PG_DSN": f"{PG}/{name}",
+        "ACCORD_TPCH_MARIADB_DSN": f"{MARIADB}/{name}",
+        # The servers are child processes: they import from the tree (the
+        # caller runs them from a neutral directory, or `-m` would put the
+        # current one first).
+        "PYTHONPATH": str(tree or ROOT),
+    }
     try:
-        workdir = Workdir(root / name)
-        init_certs(workdir, federation_file, policies)
-        federation = load_federation(federation_file)
-        load_federation_files(federation, data, workdir.path, fixtures / "shards.yaml")
-        with LocalFederation(workdir, federation_file, policies) as servers:
-            ca, cert, key = workdir.partner_credentials("tpch_benchmark")
-            with BrokerClient(
-                servers.broker_address, ca, cert, key, end_user="tpch", purpose="benchmark"
-            ) as client:
-                yield client
+        with environment(variables):
+            workdir = Workdir(root / name)
+            init_certs(workdir, federation_file, policies)
+            federation = load_federation(federation_file)
+            load_federation_files(federation, data, workdir.path, fixtures / "shards.yaml")
+            with LocalFederation(workdir, federation_file, policies) as servers:
+                ca, cert, key = workdir.partner_credentials("tpch_benchmark")
+                with BrokerClient(
+                    servers.broker_address, ca, cert, key, end_user="tpch", purpose="benchmark"
+                ) as client:
+                    yield client
     finally:
-        for key_name, value in saved.items():
-            if value is None:
-                os.environ.pop(key_name, None)
-            else:
-                os.environ[key_name] = value
         drop_databases(name)
 
 
@@ -173,7 +157,7 @@ def main() -> None:
     chosen = {n: q for n, q in queries().items() if not args.only or n in args.only}
     home = Path.cwd()
     with tempfile.TemporaryDirectory() as tmp:
-        data = generate(Path(tmp) / "data", args.scale)
+        data = tpchgen(Path(tmp) / "data", args.scale)
         if args.plan_only:
             volume = fetched(data, FIXTURES / "federation.yaml")
             total = {k: sum(v[k] for v in volume.values()) for k in ("scans", "rows", "values")}

@@ -5,7 +5,6 @@ real gRPC over real mutual TLS, real SQLite files in each system's schema.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import uuid
@@ -22,7 +21,7 @@ from accord.workdir import DEFAULT_FEDERATION, DEFAULT_POLICIES, Workdir
 from adapters.datagen import generate, write_federation_data
 from app.commands import init_certs
 from app.launcher import LocalFederation
-from bench.tpch import drop_databases
+from bench.tpch import drop_databases, environment
 from broker.policy.masks import partner_key
 from broker.policy.store import PolicySet
 from tests.integration.oracle import entitled_connection
@@ -196,16 +195,10 @@ def running_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runnin
         "ACCORD_CORNET_DSN": f"{MARIADB_SERVER}/{name}",
     }
     require_servers()
-    saved = {k: os.environ.get(k) for k in dsns}
-    os.environ.update(dsns)  # the adapter processes inherit them
     try:
-        yield from start(Workdir(tmp_path_factory.mktemp("accord-servers")), EXAMPLE_FEDERATION)
+        with environment(dsns):  # the adapter processes inherit them
+            yield from start(Workdir(tmp_path_factory.mktemp("accord-servers")), EXAMPLE_FEDERATION)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
         drop_databases(name)
 
 

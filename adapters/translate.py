@@ -452,6 +452,9 @@ class _Translator:
             raise Untranslatable(node.sql())
         self.exact = False
         column = exp.column(held.physical, quoted=True)
+        # Where text order differs (then, as checked, bytes compare by HEX()):
+        # the key and its bounds in hex digits, which order alike in any collation.
+        hexed = self.rules.text_range == "none"
 
         def part(start: int, width: int) -> exp.Expr:
             return exp.Substring(
@@ -461,15 +464,14 @@ class _Translator:
             )
 
         def text(value: exp.Expr) -> exp.Expr:
-            if self.rules.byte_equality == "hex" and self.rules.text_range == "none":
-                return exp.Hex(this=value)  # hex digits order alike under any collation
+            if hexed:
+                return exp.Hex(this=value)
             if self.rules.text_range == "collate_c":
                 bytewise = exp.to_identifier("C", quoted=True)
                 return exp.Collate(this=exp.paren(value, copy=False), expression=bytewise)
             return value
 
         def bound(value: str) -> exp.Expr:
-            hexed = self.rules.byte_equality == "hex" and self.rules.text_range == "none"
             return self._bind_raw(value.encode("ascii").hex().upper() if hexed else value)
 
         # Placeholders are positional: bound in the order the SQL reads them.

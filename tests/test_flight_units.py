@@ -57,6 +57,22 @@ def test_numbered_parameters_and_their_count():
         params.row_values(pa.table({"a": [1, 2]}))
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        # not tokenizable: what a C client sends of 'a<NUL>b' (the text ends at the NUL)
+        "SELECT surname FROM offenders WHERE surname = 'a",
+        "SELECT " + "(" * 3000 + "1" + ")" * 3000,
+        "SELECT FROM WHERE",
+    ],
+)
+def test_a_statement_that_does_not_read_as_sql_is_invalid_argument(sql):
+    """Counting the placeholders reads the SQL before the query path does: what
+    it cannot read is the caller's INVALID_ARGUMENT, never an unexpected error."""
+    with pytest.raises(InvalidQuery, match="not valid SQL"):
+        params.placeholders(sql)
+
+
 def test_flight_data_round_trips_a_table_and_the_query_path_messages():
     table = pa.table({"n": [1, None, 3], "s": ["a", "b", None], "d": [dt.date(2026, 1, 1)] * 3})
     assert read_table(table_messages(table)).equals(table)

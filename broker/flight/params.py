@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
 
 from accord.errors import InvalidQuery
 
@@ -96,7 +96,7 @@ def literal(value: object) -> exp.Expr:
 def _parse(sql: str) -> exp.Expr:
     try:
         tree = sqlglot.parse_one(sql, dialect=DIALECT)
-    except (ParseError, RecursionError) as exc:
+    except (ParseError, TokenError, RecursionError) as exc:  # as broker.validate reads them
         raise InvalidQuery("the statement is not valid SQL (DuckDB dialect)") from exc
     if tree is None:
         raise InvalidQuery("the statement is empty")

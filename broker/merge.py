@@ -55,11 +55,12 @@ from accord.errors import (
     ResourceExhausted,
     scrubbed,
 )
+from broker.arrow_select import evaluate
 from broker.policy.masks import bind_keyed_hash
 from broker.settings import load_limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from accord.federation import Federation
     from broker.fanout import ScanResult
@@ -201,31 +202,49 @@ class Merger:
         key: bytes,
         cursor: duckdb.DuckDBPyConnection,
     ) -> tuple[pa.Table, dict[str, int]]:
-        for name in _read_by_duckdb(plan, tables):
-            cursor.register(name, tables[name])
-        visible = self._materialize(cursor, plan, key, tables)
+        registered: set[str] = set()
+
+        def register(names: Iterable[str], among: dict[str, pa.Table]) -> None:
+            # Only what a DuckDB statement reads: a registration costs about
+            # as much as a small statement.
+            for name in names:
+                if name in among and name not in registered:
+                    cursor.register(name, among[name])
+                    registered.add(name)
+
+        views, visible = self._materialize(cursor, plan, key, tables, register)
+        readable = {**tables, **views}
+        answer = evaluate(plan.merge, readable)
+        if answer is not None:  # a plain SELECT over one table: Arrow's
+            self._check_size(answer.num_rows, answer.nbytes)
+            return answer, visible
+        register(_tables_named(plan.merge), readable)
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
 
+    def _check_size(self, rows: int, size: int) -> None:
+        """ResourceExhausted past the answer's bounds in rows or bytes."""
+        max_rows, max_bytes = self.limits.max_result_rows, self.limits.max_result_bytes
+        if rows > max_rows:
+            raise ResourceExhausted(
+                f"the answer has more than {max_rows} rows (ACCORD_MAX_RESULT_ROWS); "
+                "add a LIMIT or narrow the query"
+            )
+        if size > max_bytes:
+            raise ResourceExhausted(
+                f"the answer has more than {max_bytes} bytes (ACCORD_MAX_RESULT_BYTES); "
+                "add a LIMIT or narrow the query"
+            )
+
     def _read(self, cursor: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
         """The answer, batch by batch, stopped as soon as it passes a limit."""
-        max_rows, max_bytes = self.limits.max_result_rows, self.limits.max_result_bytes
         batches: list[pa.RecordBatch] = []
         rows = size = 0
         try:
             reader = cursor.sql(sql).to_arrow_reader(ipc.BATCH_ROWS)
             for batch in reader:
                 rows, size = rows + batch.num_rows, size + batch.nbytes
-                if rows > max_rows:
-                    raise ResourceExhausted(
-                        f"the answer has more than {max_rows} rows (ACCORD_MAX_RESULT_ROWS); "
-                        "add a LIMIT or narrow the query"
-                    )
-                if size > max_bytes:
-                    raise ResourceExhausted(
-                        f"the answer has more than {max_bytes} bytes (ACCORD_MAX_RESULT_BYTES); "
-                        "add a LIMIT or narrow the query"
-                    )
+                self._check_size(rows, size)
                 batches.append(batch)
             schema = reader.schema
         except (duckdb.Error, pa.ArrowException, OSError) as exc:
@@ -238,22 +257,26 @@ class Merger:
         plan: QueryPlan,
         key: bytes,
         tables: dict[str, pa.Table],
-    ) -> dict[str, int]:
-        """Computes each secure view, registers it, counts its rows per source.
+        register: Callable[[Iterable[str], dict[str, pa.Table]], None],
+    ) -> tuple[dict[str, pa.Table], dict[str, int]]:
+        """Computes each secure view; returns them by name, and the rows
+        visible per source.
 
-        A view that only selects columns under their own names (no mask, no
-        row filter) is that projection of its Arrow table, without DuckDB.
+        A view that only selects and filters columns (no mask: the Crown
+        attorney's, police's row filters) is computed by Arrow
+        (``broker.arrow_select``), without DuckDB; any other is a DuckDB
+        statement over the raw tables and the views before it.
         A failure here (other than the deadline or the memory limit) is the
         policy's, a mask over stored data: the caller gets a generic error.
         """
+        views: dict[str, pa.Table] = {}
         visible: dict[str, int] = {}
         for name, view in plan.views:
-            projection = identity_projection(view)
             try:
-                raw = tables.get(projection[0]) if projection is not None else None
-                if projection is not None and raw is not None and _holds(raw, projection[1]):
-                    table = raw.select(projection[1])  # no statement: not registered either
-                else:
+                table = evaluate(view, tables)
+                if table is None:
+                    register(tables, tables)
+                    register(views, views)
                     sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
                     table = cursor.sql(sql).to_arrow_table()
             except (duckdb.Error, pa.ArrowException, OSError) as exc:
@@ -265,11 +288,11 @@ class Merger:
                         "the operators have the details"
                     )
                 raise error from None
-            cursor.register(name, table)
+            views[name] = table
             if table.num_rows:
                 for entry in pc.value_counts(table.column(SOURCE_COLUMN)).to_pylist():
                     visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
-        return visible
+        return views, visible
 
     def _merge_error(self, exc: Exception) -> AccordError:
         """DuckDB's failure as the caller may read it: its kind and a scrubbed
@@ -320,62 +343,8 @@ class _Job:
                 self._cursor.interrupt()
 
 
-#: The only clauses an identity view has.
-_PROJECTION_ARGS = frozenset({"expressions", "from_"})
-
-
-def identity_projection(view: exp.Select) -> tuple[str, list[str]] | None:
-    """(the table it reads, its columns) when ``view`` is nothing but
-    ``SELECT t.a AS a, t.b AS b FROM t``: each column under its own name.
-
-    >>> import sqlglot
-    >>> identity_projection(sqlglot.parse_one('SELECT o.a AS a, o.b FROM ref1 AS o'))
-    ('ref1', ['a', 'b'])
-    >>> identity_projection(sqlglot.parse_one("SELECT o.a AS a FROM ref1 AS o WHERE o.a = 1"))
-    >>> identity_projection(sqlglot.parse_one("SELECT upper(o.a) AS a FROM ref1 AS o"))
-    """
-    if not isinstance(view, exp.Select) or any(
-        value for arg, value in view.args.items() if arg not in _PROJECTION_ARGS
-    ):
-        return None
-    from_ = view.args.get("from_")
-    table = from_.this if from_ is not None else None
-    if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog"):
-        return None
-    alias = table.alias_or_name
-    columns = []
-    for projection in view.expressions:
-        column = projection.this if isinstance(projection, exp.Alias) else projection
-        if (
-            not isinstance(column, exp.Column)
-            or not isinstance(column.this, exp.Identifier)
-            or column.table != alias
-            or column.args.get("db")
-            or projection.alias_or_name != column.name
-        ):
-            return None
-        columns.append(column.name)
-    return (table.name, columns) if columns else None
-
-
-def _read_by_duckdb(plan: QueryPlan, tables: dict[str, pa.Table]) -> list[str]:
-    """The tables a DuckDB statement reads: all but those only identity views
-    read (a registration costs about as much as a small statement)."""
-    projected = set()
-    for _, view in plan.views:
-        projection = identity_projection(view)
-        if projection is None or not _holds(tables.get(projection[0]), projection[1]):
-            return list(tables)
-        projected.add(projection[0])
-    named = {t.name for t in plan.merge.find_all(exp.Table)}
-    return [name for name in tables if name not in projected or name in named]
-
-
-def _holds(table: pa.Table | None, columns: list[str]) -> bool:
-    if table is None:
-        return False
-    names = set(table.column_names)
-    return all(c in names for c in columns)
+def _tables_named(tree: exp.Expr) -> set[str]:
+    return {t.name for t in tree.find_all(exp.Table)}
 
 
 def bounded(tree: exp.Query, max_rows: int) -> exp.Query:

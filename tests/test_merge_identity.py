@@ -1,7 +1,7 @@
-"""A secure view that only selects columns (no mask, no row filter) is
-registered as the Arrow projection of its table, without DuckDB
-(``broker.merge.identity_projection``): the answer, its schema and the rows
-visible per source are those of the view computed by DuckDB."""
+"""A secure view or merge that only selects and filters columns is computed
+by Arrow (``broker.arrow_select``), without DuckDB: the answer, its schema,
+the rows visible per source and every refusal are those DuckDB computes
+(the same queries with the Arrow path turned off)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from accord.errors import AccordError
-from broker import merge
+from broker import arrow_select, merge
 from broker.policy.masks import partner_key
 from tests import inprocess, sqlfuzz
 from tests.test_fuzz_prepare import CATALOGS
@@ -35,13 +35,18 @@ def merged(sql: str, partner: str) -> tuple[object, ...]:
     return ("merged", table.schema, rows, visible)
 
 
-def test_a_crown_point_lookup_uses_the_projection():
+@pytest.mark.parametrize("partner", ["crown_attorney", "police"])
+def test_a_point_lookup_is_merged_by_arrow(partner):
     prepared = inprocess.prepare(
-        "SELECT surname, status FROM offenders WHERE fps_number = '1051244T'", "crown_attorney"
+        "SELECT surname, status FROM offenders WHERE fps_number = '1051244T'", partner
     )
-    assert [merge.identity_projection(view) for _, view in prepared.plan.views] == [
-        ("ref1", ["fps_number", "surname", "status", "source"])
-    ]
+    plan = prepared.plan
+    tables = {ref.ref_id: inprocess._scanned(ref) for ref in plan.references}
+    views = {}
+    for name, view in plan.views:
+        views[name] = arrow_select.evaluate(view, tables)
+        assert views[name] is not None, view.sql()
+    assert arrow_select.evaluate(plan.merge, {**tables, **views}) is not None
 
 
 @settings(
@@ -56,9 +61,9 @@ def test_a_crown_point_lookup_uses_the_projection():
         lambda p: st.tuples(st.just(p), sqlfuzz.plain_sql(CATALOGS[p]))
     )
 )
-def test_the_projection_is_what_duckdb_computes(partner_sql):
+def test_arrow_merges_are_what_duckdb_computes(partner_sql):
     partner, sql = partner_sql
-    projected = merged(sql, partner)
+    by_arrow = merged(sql, partner)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(merge, "identity_projection", lambda view: None)
-        assert projected == merged(sql, partner), sql
+        patch.setattr(merge, "evaluate", lambda query, tables: None)
+        assert by_arrow == merged(sql, partner), sql

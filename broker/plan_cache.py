@@ -20,8 +20,10 @@ Exactly equivalent to an uncached prepare, by construction and by check:
   part of the key; numbers, NULL, LIMIT and IN-list lengths are tokens of the
   shape. Aggregate-only roles are not cached (their checks and release read
   the query's constants).
-- A template is built the second time a shape is seen (one-off queries pay
-  only the tokenizing), and kept only if binding the real values into it
+- A template is built the second time a shape is seen with the same values
+  of its other literals (one-off queries pay only the tokenizing; a shape
+  whose non-parameters differ each time, a history's birth dates, never
+  pays for a template it would not use), and kept only if binding the real values into it
   gives exactly the real prepared query and no sentinel was transformed on
   the way (a case change, a fold); otherwise the shape is never cached.
 - Errors are never cached: a shape that fails to prepare is prepared again
@@ -67,6 +69,7 @@ if TYPE_CHECKING:
 #: Shapes kept, and templates per shape (a shape's non-parameter values).
 MAX_SHAPES = 2048
 MAX_TEMPLATES_PER_SHAPE = 32
+MAX_SIGHTINGS = 4 * MAX_TEMPLATES_PER_SHAPE
 
 #: The largest query cached: a template costs two prepares to build, which
 #: pays for a point lookup, not for an 800-term OR (prepared as before).
@@ -109,6 +112,22 @@ class _Shape:
     cacheable: bool = True
     building: set[tuple[str, ...]] = field(default_factory=set)  # templates under way
     templates: OrderedDict[tuple[str, ...], _Template] = field(default_factory=OrderedDict)
+    first_values: tuple[str, ...] = ()  # every string's value the first time
+    #: Non-parameter values seen since (once), which a template is built for next time.
+    sightings: OrderedDict[tuple[str, ...], None] = field(default_factory=OrderedDict)
+
+    def seen_before(self, others: tuple[str, ...]) -> bool:
+        """Whether these non-parameter values were seen before (and now are)."""
+        assert self.parameters is not None
+        parameters = set(self.parameters)
+        if others == tuple(v for i, v in enumerate(self.first_values) if i not in parameters):
+            return True
+        if others in self.sightings:
+            return True
+        self.sightings[others] = None
+        while len(self.sightings) > MAX_SIGHTINGS:
+            self.sightings.popitem(last=False)
+        return False
 
 
 @dataclass
@@ -165,7 +184,7 @@ class PlanCache:
         suffixed = ref_prefix.endswith("_ref")
         shape_key = _shape_of(tokens, strings)
         key = (role.name, principal.partner.name, purpose, case_ref, suffixed, shape_key)
-        entry = self._seen(key)
+        entry = self._seen(key, tuple(tokens[i].text for i in strings))
         if entry is None:  # first sight: a one-off query pays only the tokenizing
             return uncached("miss")
         binding = _binding(entry, sql, tokens, strings, federation)
@@ -176,7 +195,7 @@ class PlanCache:
             template = entry.templates.get(others)
             if template is not None:
                 entry.templates.move_to_end(others)
-            build = template is None and others not in entry.building
+            build = template is None and others not in entry.building and entry.seen_before(others)
             if build:  # one thread builds it; the others prepare meanwhile
                 entry.building.add(others)
         if template is not None:
@@ -201,14 +220,15 @@ class PlanCache:
                     entry.templates.popitem(last=False)
         return real
 
-    def _seen(self, key: tuple[Any, ...]) -> _Shape | None:
-        """The shape's entry, or None the first time (then it is remembered)."""
+    def _seen(self, key: tuple[Any, ...], values: tuple[str, ...]) -> _Shape | None:
+        """The shape's entry, or None the first time (then it is remembered,
+        with its strings' ``values``)."""
         with self._lock:
             entry = self._shapes.get(key)
             if entry is not None:
                 self._shapes.move_to_end(key)
                 return entry
-            self._shapes[key] = _Shape()
+            self._shapes[key] = _Shape(first_values=values)
             while len(self._shapes) > self.max_shapes:
                 self._shapes.popitem(last=False)
             return None

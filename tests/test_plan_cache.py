@@ -11,6 +11,7 @@ numbers, release), and an error is the same error.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 import sqlglot
@@ -183,6 +184,29 @@ def test_literals_that_change_the_plan_are_not_parameters(sql, values):
     for value in values:  # every value's own plan, not the first one's
         text = sql.format(value)
         assert ask(cache, text, "police") == outcome(prepare_query, text, "police", 0)
+
+
+def test_a_template_is_built_only_for_values_seen_twice(monkeypatch):
+    """A history's linkage block: the birth dates differ each time, so no
+    template would ever be used; none is built (each costs two prepares)."""
+    built: list[object] = []
+    real = plan_cache._build
+
+    def counted(*args: Any) -> Any:
+        built.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(plan_cache, "_build", counted)
+    cache = PlanCache()
+    block = "SELECT surname FROM offenders WHERE birth_date IN (DATE '{}') AND surname = '{}'"
+    for n, day in enumerate(["1980-01-01", "1981-02-03", "1982-04-05", "1983-06-07"]):
+        sql = block.format(day, f"NAME{n}")
+        assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
+    assert (built, cache.hits) == ([], 0)
+    for n, name in enumerate(["OTHER", "THIRD"]):  # a date seen before: now a template
+        sql = block.format("1982-04-05", name)
+        assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
+    assert (len(built), cache.hits) == (1, 1)
 
 
 def test_limit_and_in_list_length_are_part_of_the_shape():

@@ -69,6 +69,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("accord.merge")
 
+#: The most input rows merged on the event loop (by Arrow, in microseconds)
+#: rather than on a merge thread.
+INLINE_ROWS = 2048
 #: DuckDB threads of one merge database (each merge thread has its own).
 DATABASE_THREADS = 2
 #: How often a merge past its deadline is interrupted again until it stops:
@@ -143,7 +146,13 @@ class Merger:
         deadline: float,
     ) -> tuple[pa.Table, dict[str, int]]:
         """:meth:`run` on a merge thread, stopped at ``deadline`` (monotonic):
-        QueryTimedOut then, and the merge is interrupted, not left running."""
+        QueryTimedOut then, and the merge is interrupted, not left running.
+        A few rows that Arrow merges whole are merged here, on the loop: the
+        thread hop would cost more than the merge (a point lookup's)."""
+        if sum(t.num_rows for t in tables.values()) <= INLINE_ROWS:
+            done = self._by_arrow(plan, tables)
+            if done is not None:
+                return done
         job = _Job(functools.partial(self._run_on, plan, tables, keyed_hash_key))
         context = contextvars.copy_context()  # the query id, for the merge's log lines
         future = asyncio.get_running_loop().run_in_executor(
@@ -222,6 +231,29 @@ class Merger:
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
 
+    def _by_arrow(
+        self, plan: QueryPlan, tables: dict[str, pa.Table]
+    ) -> tuple[pa.Table, dict[str, int]] | None:
+        """The whole merge by Arrow when each view and the merge are plain
+        SELECTs (``broker.arrow_select``); None otherwise, or on any Arrow
+        error (the merge thread's path then gives it its proper status)."""
+        views: dict[str, pa.Table] = {}
+        visible: dict[str, int] = {}
+        try:
+            for name, view in plan.views:
+                table = evaluate(view, tables)
+                if table is None:
+                    return None
+                views[name] = table
+                _count_visible(visible, table)
+            answer = evaluate(plan.merge, {**tables, **views})
+        except pa.ArrowException:
+            return None
+        if answer is None:
+            return None
+        self._check_size(answer.num_rows, answer.nbytes)
+        return answer, visible
+
     def _check_size(self, rows: int, size: int) -> None:
         """ResourceExhausted past the answer's bounds in rows or bytes."""
         max_rows, max_bytes = self.limits.max_result_rows, self.limits.max_result_bytes
@@ -289,9 +321,7 @@ class Merger:
                     )
                 raise error from None
             views[name] = table
-            if table.num_rows:
-                for entry in pc.value_counts(table.column(SOURCE_COLUMN)).to_pylist():
-                    visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
+            _count_visible(visible, table)
         return views, visible
 
     def _merge_error(self, exc: Exception) -> AccordError:
@@ -341,6 +371,13 @@ class _Job:
             self._stopped = True
             if self._cursor is not None:
                 self._cursor.interrupt()
+
+
+def _count_visible(visible: dict[str, int], view: pa.Table) -> None:
+    """Adds a secure view's rows per source to ``visible``."""
+    if view.num_rows:
+        for entry in pc.value_counts(view.column(SOURCE_COLUMN)).to_pylist():
+            visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
 
 
 def _tables_named(tree: exp.Expr) -> set[str]:

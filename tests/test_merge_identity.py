@@ -5,7 +5,11 @@ the rows visible per source and every refusal are those DuckDB computes
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import duckdb
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,3 +71,27 @@ def test_arrow_merges_are_what_duckdb_computes(partner_sql):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(merge, "evaluate", lambda query, tables: None)
         assert by_arrow == merged(sql, partner), sql
+
+
+def test_a_few_rows_arrow_merges_whole_are_merged_without_a_merge_thread(monkeypatch):
+    prepared = inprocess.prepare(
+        "SELECT surname, status FROM offenders WHERE status <> 'X'", "crown_attorney"
+    )
+    plan = prepared.plan
+    tables = {ref.ref_id: inprocess._scanned(ref) for ref in plan.references}
+    assert 0 < sum(t.num_rows for t in tables.values()) <= merge.INLINE_ROWS
+    expected = inprocess.MERGER.run(plan, tables)
+    merger = merge.Merger(inprocess.FEDERATION)
+
+    def no_thread(*args: object) -> None:
+        raise AssertionError("merged on a merge thread")
+
+    monkeypatch.setattr(merger, "_run_on", no_thread)
+    deadline = time.monotonic() + 10
+    try:
+        assert asyncio.run(merger.merge(plan, tables, b"", deadline)) == expected
+        big = {name: pa.concat_tables([t] * (merge.INLINE_ROWS + 1)) for name, t in tables.items()}
+        with pytest.raises(AssertionError, match="merge thread"):
+            asyncio.run(merger.merge(plan, big, b"", deadline))
+    finally:
+        merger.close()

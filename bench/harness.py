@@ -607,12 +607,12 @@ def main(
     # A SIGTERM ends the run through the context managers: the adapters and
     # the broker stop with it instead of outliving it.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    n = queries or (32 if quick else 640)
+    n = queries or (8 if quick else 640)
     plan = Plan(
         scale=scale if scale is not None else (0.002 if quick else 0.05),
         tpch_scale=tpch_scale if tpch_scale is not None else (0.002 if quick else 0.05),
         queries=n,
-        bulk_queries=max(n // 8, 32),
+        bulk_queries=max(n // 8, 8 if quick else 32),
         names=names,
         tpch_queries=numbers,
         tpch_repeats=tpch_repeats or (1 if quick else 3),

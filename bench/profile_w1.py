@@ -66,6 +66,9 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=0.01)
     parser.add_argument("--top", type=int, default=60)
     parser.add_argument("--raw", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--process", default="broker", help="the process sampled: broker, adapter-bc, ..."
+    )
     args = parser.parse_args()
     workload = next(w for ws in WORKLOADS.values() for w in ws if w.name == args.workload)
     federation = load_federation(DEFAULT_FEDERATION)
@@ -82,7 +85,7 @@ def main() -> None:
         )
         raw = args.raw or Path(tmp) / "w1.txt"
         with LocalFederation(workdir, DEFAULT_FEDERATION, policies) as launcher:
-            pid = launcher.children["broker"].pid
+            pid = launcher.children[args.process].pid
             creds = workdir.partner_credentials(workload.partner)
             clients = [
                 BrokerClient(
@@ -137,7 +140,7 @@ def main() -> None:
         found = summarize(raw, args.top)
     print(
         f"{workload.name} at concurrency {args.concurrency}: {n} queries in {wall:.1f} s "
-        f"({n / wall:.0f} q/s), broker CPU {cpu * 1000 / max(n, 1):.1f} ms/query"
+        f"({n / wall:.0f} q/s), {args.process} CPU {cpu * 1000 / max(n, 1):.1f} ms/query"
     )
     print(found)
 

@@ -34,13 +34,16 @@ from accord.errors import (
     InvalidQuery,
     PolicyDenied,
     ScanCancelled,
+    SourceError,
     SourceUnavailable,
     grpc_status,
 )
 from accord.logs import bind_query_id
 from accord.metadata import ADAPTER_ERROR_METADATA
+from accord.partial import columns_used
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from adapters.aggregate import Declined, PartialScan, plan_partial
 from adapters.callers import CallerGate, read_certificates
 from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
@@ -216,7 +219,9 @@ def scan(
         )
     table = federation.tables[request.table]
     columns = list(request.columns)
-    check_released(source.code, table, release, columns, request.predicate)
+    asked = request.HasField("aggregate")
+    aggregated = columns_used(table, request.aggregate) if asked else []
+    check_released(source.code, table, release, columns + aggregated, request.predicate)
     guarded = _filter_columns(table, release.row_filter)
     fetched = columns + [c for c in guarded if c not in columns]
     physical = plan_scan(
@@ -230,19 +235,34 @@ def scan(
         release_conditions(federation, source, request.table, backend.dialect),
     )
     schema = table.arrow_schema(columns)
+    partial: PartialScan | None = None
+    declined = ""
+    if asked:
+        try:
+            partial = plan_partial(
+                table, mapping, RULES[backend.dialect], request.aggregate, physical, guarded
+            )
+            schema = partial.schema
+        except Declined as exc:
+            declined = str(exc)
     yield adapter_pb2.ScanResponse(
         header=adapter_pb2.ScanHeader(
             source=source.code,
             arrow_schema=ipc.schema_to_bytes(schema),
-            physical_sql=physical.sql,
+            physical_sql=partial.sql if partial is not None else physical.sql,
             pushed_predicates=physical.pushed,
             residual_predicates=physical.residual,
             superset_predicates=physical.superset,
             limit_pushed=physical.limit_pushed,
             dialect=physical.dialect,
+            aggregated=partial is not None,
+            aggregate_declined=declined,
         )
     )
     if request.explain_only:
+        return
+    if partial is not None:
+        yield from _aggregated(source, backend, partial, token, timeout_s, on_rows)
         return
     converters = column_converters(table, mapping, fetched)
     stored = physical_types(table, mapping, fetched, RULES[backend.dialect].native_dates)
@@ -265,6 +285,36 @@ def scan(
                 on_rows(piece.num_rows)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
+
+
+def _aggregated(
+    source: Source,
+    backend: Backend,
+    partial: PartialScan,
+    token: str,
+    timeout_s: float | None,
+    on_rows: Callable[[int], None] | None,
+) -> Iterator[adapter_pb2.ScanResponse]:
+    """The partial aggregate's groups. A value that does not fit its type
+    fails the scan: a NULL there would be a wrong sum, not a missing one."""
+    batches = backend.execute(
+        partial.sql,
+        partial.params,
+        partial.types,
+        batch_rows=ipc.BATCH_ROWS,
+        token=token,
+        timeout_s=timeout_s,
+    )
+    fits = [None] * len(partial.types)
+    for batch in prefetch(batches, name=f"read-{token}"):
+        converted = to_logical(batch, partial.schema, fits)
+        if converted.bad:
+            raise SourceError(source.code, "a partial aggregate did not fit its type")
+        for piece in sized(converted.batch):
+            if on_rows is not None:
+                on_rows(piece.num_rows)
+            yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
+    yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer())
 
 
 #: Bytes of Arrow data per message. ``ipc.BATCH_ROWS`` rows of long text

@@ -55,7 +55,11 @@ from accord.errors import (
     ResourceExhausted,
     scrubbed,
 )
+from accord.partial import ROWS, partial_schema
 from broker.policy.masks import bind_keyed_hash
+
+# Re-exported: the merge's test of a view (tests patch it here).
+from broker.pushdown.identity import identity_projection
 from broker.settings import load_limits
 
 if TYPE_CHECKING:
@@ -64,6 +68,7 @@ if TYPE_CHECKING:
     from accord.federation import Federation
     from broker.fanout import ScanResult
     from broker.planner import QueryPlan
+    from broker.pushdown.aggregates import AggregatePushdown
     from broker.settings import Limits
 
 log = logging.getLogger("accord.merge")
@@ -129,10 +134,27 @@ class Merger:
                     schema,
                 )
                 for r in results
-                if r.reference is ref and r.error is None
+                if r.reference is ref and r.error is None and not r.aggregated
             ]
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
+        if plan.aggregate is not None:
+            raw = tables[plan.aggregate.raw]
+            tables[plan.aggregate.partials] = self._pushed_partials_of(plan.aggregate, raw, results)
         return tables
+
+    def _pushed_partials_of(
+        self, aggregate: AggregatePushdown, raw: pa.Table, results: list[ScanResult]
+    ) -> pa.Table:
+        """The partial aggregates the sources computed, each tagged with its source."""
+        logical = self.federation.tables[aggregate.table]
+        received = partial_schema(logical, aggregate.spec.message())
+        schema = received.append(pa.field(SOURCE_COLUMN, pa.string()))
+        parts = [
+            aligned(pa.Table.from_batches(r.batches, schema=received), r.source, received, schema)
+            for r in results
+            if r.error is None and r.aggregated
+        ]
+        return pa.concat_tables(parts) if parts else schema.empty_table()
 
     async def merge(
         self,
@@ -204,6 +226,8 @@ class Merger:
         for name in _read_by_duckdb(plan, tables):
             cursor.register(name, tables[name])
         visible = self._materialize(cursor, plan, key, tables)
+        if plan.aggregate is not None:
+            visible = self._partials(cursor, plan.aggregate, tables)
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
 
@@ -271,6 +295,37 @@ class Merger:
                     visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
         return visible
 
+    def _partials(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        aggregate: AggregatePushdown,
+        tables: dict[str, pa.Table],
+    ) -> dict[str, int]:
+        """Adds the partials of the sources that sent rows (computed here, with
+        the same SQL) to those the sources computed; registers the union for
+        the final aggregation. Visible rows per source: those a source's
+        partial aggregated, or the rows it sent (as for rows: before the
+        query's own WHERE applied here)."""
+        raw = tables[aggregate.raw]
+        pushed = tables.get(aggregate.partials)
+        if pushed is None:  # no source asked (the rows only, as the in-process tests give)
+            pushed = self._pushed_partials_of(aggregate, raw, [])
+        try:
+            computed = cursor.sql(aggregate.partial.sql(dialect="duckdb")).to_arrow_table()
+            computed = computed.select(pushed.schema.names).cast(pushed.schema)
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            raise self._merge_error(exc) from None
+        cursor.register(aggregate.partials, pa.concat_tables([pushed, computed]))
+        visible: dict[str, int] = {}
+        for source, rows in zip(
+            pushed.column(SOURCE_COLUMN).to_pylist(), pushed.column(ROWS).to_pylist(), strict=True
+        ):
+            visible[source] = visible.get(source, 0) + rows
+        if raw.num_rows:
+            for entry in pc.value_counts(raw.column(SOURCE_COLUMN)).to_pylist():
+                visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
+        return visible
+
     def _merge_error(self, exc: Exception) -> AccordError:
         """DuckDB's failure as the caller may read it: its kind and a scrubbed
         message. Mid-stream, DuckDB's errors surface as Arrow errors whose
@@ -318,44 +373,6 @@ class _Job:
             self._stopped = True
             if self._cursor is not None:
                 self._cursor.interrupt()
-
-
-#: The only clauses an identity view has.
-_PROJECTION_ARGS = frozenset({"expressions", "from_"})
-
-
-def identity_projection(view: exp.Select) -> tuple[str, list[str]] | None:
-    """(the table it reads, its columns) when ``view`` is nothing but
-    ``SELECT t.a AS a, t.b AS b FROM t``: each column under its own name.
-
-    >>> import sqlglot
-    >>> identity_projection(sqlglot.parse_one('SELECT o.a AS a, o.b FROM ref1 AS o'))
-    ('ref1', ['a', 'b'])
-    >>> identity_projection(sqlglot.parse_one("SELECT o.a AS a FROM ref1 AS o WHERE o.a = 1"))
-    >>> identity_projection(sqlglot.parse_one("SELECT upper(o.a) AS a FROM ref1 AS o"))
-    """
-    if not isinstance(view, exp.Select) or any(
-        value for arg, value in view.args.items() if arg not in _PROJECTION_ARGS
-    ):
-        return None
-    from_ = view.args.get("from_")
-    table = from_.this if from_ is not None else None
-    if not isinstance(table, exp.Table) or table.args.get("db") or table.args.get("catalog"):
-        return None
-    alias = table.alias_or_name
-    columns = []
-    for projection in view.expressions:
-        column = projection.this if isinstance(projection, exp.Alias) else projection
-        if (
-            not isinstance(column, exp.Column)
-            or not isinstance(column.this, exp.Identifier)
-            or column.table != alias
-            or column.args.get("db")
-            or projection.alias_or_name != column.name
-        ):
-            return None
-        columns.append(column.name)
-    return (table.name, columns) if columns else None
 
 
 def _read_by_duckdb(plan: QueryPlan, tables: dict[str, pa.Table]) -> list[str]:

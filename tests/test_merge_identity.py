@@ -1,6 +1,6 @@
 """A secure view that only selects columns (no mask, no row filter) is
 registered as the Arrow projection of its table, without DuckDB
-(``broker.merge.identity_projection``): the answer, its schema and the rows
+(``broker.pushdown.identity.identity_projection``): the answer, its schema and the rows
 visible per source are those of the view computed by DuckDB."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from accord.errors import AccordError
 from broker import merge
 from broker.policy.masks import partner_key
+from broker.pushdown.identity import identity_projection
 from tests import inprocess, sqlfuzz
 from tests.test_fuzz_prepare import CATALOGS
 
@@ -39,7 +40,7 @@ def test_a_crown_point_lookup_uses_the_projection():
     prepared = inprocess.prepare(
         "SELECT surname, status FROM offenders WHERE fps_number = '1051244T'", "crown_attorney"
     )
-    assert [merge.identity_projection(view) for _, view in prepared.plan.views] == [
+    assert [identity_projection(view) for _, view in prepared.plan.views] == [
         ("ref1", ["fps_number", "surname", "status", "source"])
     ]
 

@@ -154,7 +154,10 @@ class Merger:
             for r in results
             if r.error is None and r.aggregated
         ]
-        return pa.concat_tables(parts) if parts else schema.empty_table()
+        partials = pa.concat_tables(parts) if parts else schema.empty_table()
+        # A source's aggregate without GROUP BY is one row even over no rows;
+        # such a row adds nothing, and would be a group of ``source`` that is not.
+        return partials.filter(pc.greater(partials.column(ROWS), 0))
 
     async def merge(
         self,

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from accord import ipc
 from accord.errors import SourceUnavailable
-from accord.federation import parse_federation
+from accord.federation import Federation, parse_federation
 from accord.v1 import adapter_pb2
 from adapters.backends.sqlite import SqliteBackend
 from adapters.server import scan
@@ -35,9 +35,10 @@ from broker.planner import plan_query
 from broker.validate import parse_query
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
-    from accord.federation import Federation
+    from adapters.backends.base import Backend
 
 COLUMNS = {"k": "VARCHAR", "g": "BIGINT", "x": "DOUBLE", "n": "BIGINT", "d": "DATE", "c": "VARCHAR"}
 RENAMED = {c: f"COL_{c.upper()}" for c in COLUMNS}
@@ -116,17 +117,18 @@ def _stored(code: str, row: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def answer(
     sql: str,
-    backends: dict[str, SqliteBackend],
+    backends: Mapping[str, Backend],
     *,
     aggregates: bool,
     down: frozenset[str] = frozenset(),
+    federation: Federation = FEDERATION,
 ) -> tuple[pa.Table, list[ScanResult]]:
     """The broker's answer over the adapters' real scans (``down``: sources
     that failed, with allow_partial)."""
-    plan = plan_query(parse_query(sql, FEDERATION.tables), FEDERATION, aggregates=aggregates)
+    plan = plan_query(parse_query(sql, federation.tables), federation, aggregates=aggregates)
     results = []
     for ref in plan.references:
-        logical = FEDERATION.tables[ref.table]
+        logical = federation.tables[ref.table]
         for spec in ref.scans:
             request = adapter_pb2.ScanRequest(
                 table=ref.table,
@@ -145,12 +147,13 @@ def answer(
             if spec.source in down:
                 result.error = SourceUnavailable(spec.source, "down")
             else:
-                source = FEDERATION.source(spec.source)
+                source = federation.source(spec.source)
                 expected = logical.arrow_schema(spec.columns)
-                for message in scan(FEDERATION, source, backends[spec.source], request, "t"):
+                for message in scan(federation, source, backends[spec.source], request, "t"):
                     _receive(result, message, expected)
             results.append(result)
-    table, _ = MERGER.run(plan, MERGER.arrow_tables(plan, results))
+    merger = MERGER if federation is FEDERATION else Merger(federation)
+    table, _ = merger.run(plan, merger.arrow_tables(plan, results))
     return table, results
 
 

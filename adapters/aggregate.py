@@ -11,9 +11,21 @@ declines (and sends the rows, saying why in the header) unless:
   (``adapters.convert.withheld`` works on rows, not on groups);
 - every column it reads is stored as its logical value: a plain rename, no
   code table, no text dates, no dates stored as text, held by the source;
+  except a column grouped on, which may be coded: the groups are the stored
+  codes, decoded as the rows would be (two codes of one value are two
+  partial groups, which the final aggregation adds up);
 - the database groups and orders text as the federation does: GROUP BY on
-  text only under exact equality; MIN and MAX of text only where ranges are
-  bytewise (under ``COLLATE "C"`` on PostgreSQL).
+  text under exact equality, or on its bytes (MariaDB: ``CAST(x AS
+  BINARY)``); MIN and MAX of text only where ranges are bytewise (under
+  ``COLLATE "C"`` on PostgreSQL).
+
+A conjunct over dates stored as text is only a superset in the database
+(text that is no date, or not laid out as the format prints it, passes it
+for the broker to judge). Such a scan is checked first: the distinct stored
+texts of those columns among the matching rows, each parsed as the rows
+would be. When every one is a date printed as the format prints it, the
+conjunct is exact on these rows and the aggregate stands; else the adapter
+declines.
 
 SQLite keeps any value in any column; there each column is read as the raw
 path reads it (an integer where a BIGINT is, a number where a DOUBLE is,
@@ -22,15 +34,19 @@ else NULL), so a stray value counts as the NULL it would have arrived as.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlglot import exp
 
 from accord.partial import argument_type, parse_argument, partial_schema
+from accord.predicate import parse_predicate
+from adapters.convert import column_converters, print_dates
 
 if TYPE_CHECKING:
-    import pyarrow as pa
+    from collections.abc import Callable
 
     from accord.federation import LogicalTable, TableMapping
     from accord.v1 import adapter_pb2
@@ -47,6 +63,15 @@ _SQLITE_CASTS = {"BIGINT": "INTEGER", "DOUBLE": "REAL", "VARCHAR": "TEXT"}
 
 
 @dataclass
+class DateCheck:
+    """The distinct stored texts of one text-date column among the scan's rows."""
+
+    sql: str
+    params: list[object]
+    date_format: str
+
+
+@dataclass
 class PartialScan:
     """The aggregate statement, its parameters and the Arrow types of its answer."""
 
@@ -54,6 +79,19 @@ class PartialScan:
     params: list[object]
     schema: pa.Schema
     types: list[pa.DataType]
+    #: Per output column, what turns the stored value into the logical one.
+    converters: list[Callable[[pa.Array], pa.Array] | None] = field(default_factory=list)
+    #: To run before: the scan's text dates must all be canonical (see above).
+    checks: list[DateCheck] = field(default_factory=list)
+
+    @property
+    def coded(self) -> int:
+        """How many leading columns (groups) may decode to NULL, as rows would."""
+        return sum(c is not None for c in self.converters)
+
+
+#: Most distinct date texts a check reads before it declines.
+MAX_CHECKED_DATES = 100_000
 
 
 class Declined(Exception):
@@ -71,8 +109,9 @@ def plan_partial(
     """The statement computing ``spec`` over the rows of ``physical``;
     Declined (with the reason) where it would not be exact."""
     schema = partial_schema(table, spec)  # InvalidQuery for a malformed spec
-    if physical.residual or physical.superset or physical.tree is None:
+    if physical.residual or physical.tree is None:
         raise Declined("the predicate is not applied whole by the database")
+    checks = _date_checks(table, mapping, rules, physical) if physical.superset else []
     if guarded:
         raise Declined("the release filter withholds rows whose stored values do not fit")
     column = _Columns(table, mapping, rules)
@@ -100,9 +139,56 @@ def plan_partial(
             "group",
             exp.Group(expressions=[exp.Literal.number(i + 1) for i in range(len(spec.group_by))]),
         )
+    types = list(schema.types)
+    converters = column_converters(table, mapping, list(spec.group_by))
+    for i, convert in enumerate(converters):
+        if convert is not None:
+            types[i] = pa.string()  # the stored code
     return PartialScan(
-        select.sql(dialect=rules.name), list(physical.params), schema, list(schema.types)
+        select.sql(dialect=rules.name),
+        list(physical.params),
+        schema,
+        types,
+        [*converters, *([None] * (len(types) - len(converters)))],
+        checks,
     )
+
+
+def _date_checks(
+    table: LogicalTable, mapping: TableMapping, rules: DialectRules, physical: PhysicalScan
+) -> list[DateCheck]:
+    """The checks that make a superset of text dates exact (module docstring);
+    Declined where the superset has another cause (a collation)."""
+    if rules.text_equality != "exact" or rules.like != "exact" or physical.tree is None:
+        raise Declined("the predicate is not applied whole by the database")
+    named: set[str] = set()
+    for text in physical.superset:
+        tree = parse_predicate(text, table)
+        if tree is not None:
+            named.update(c.name for c in tree.find_all(exp.Column))
+    checks = []
+    for name in sorted(named):
+        held = mapping.columns.get(name)
+        if held is None or table.columns[name] != "DATE" or held.codes:
+            raise Declined("the predicate is not applied whole by the database")
+        fmt = held.date_format or ("%Y-%m-%d" if not rules.native_dates else None)
+        if fmt is None:
+            raise Declined("the predicate is not applied whole by the database")
+        select = physical.tree.copy()
+        select.set("expressions", [exp.column(held.physical, quoted=True)])
+        select.set("limit", None)
+        select.set("group", exp.Group(expressions=[exp.Literal.number(1)]))
+        checks.append(DateCheck(select.sql(dialect=rules.name), list(physical.params), fmt))
+    return checks
+
+
+def canonical_dates(texts: pa.Array, fmt: str) -> bool:
+    """Whether every text is a date as ``fmt`` prints it (NULLs aside)."""
+    texts = pc.drop_null(texts)
+    if not len(texts):
+        return True
+    stamps = pc.strptime(texts, format=fmt, unit="s", error_is_null=True)
+    return bool(pc.all(pc.fill_null(pc.equal(print_dates(stamps, fmt), texts), False)).as_py())
 
 
 class _Columns:
@@ -116,15 +202,17 @@ class _Columns:
         held = self.mapping.columns.get(name)
         if held is None:
             raise Declined(f"{name} is not held by this source")
-        if held.codes or held.date_format:
+        if held.date_format or (held.codes and not grouped):
             raise Declined(f"{name} is stored as codes or formatted text")
         if logical_type == "DATE" and not self.rules.native_dates:
             raise Declined(f"{name} is a date stored as text")
         if logical_type not in ("BIGINT", "DOUBLE", "VARCHAR", "DATE"):
             raise Declined(f"{name} is {logical_type}")
-        if grouped and logical_type == "VARCHAR" and self.rules.text_equality != "exact":
-            raise Declined(f"the collation groups texts of {name} that differ")
         ref: exp.Expr = exp.column(held.physical, quoted=True)
+        if grouped and logical_type == "VARCHAR" and self.rules.text_equality != "exact":
+            if self.rules.byte_equality != "hex":
+                raise Declined(f"the collation groups texts of {name} that differ")
+            return exp.cast(ref, "BINARY")  # MariaDB: its bytes, whatever the collation
         if self.rules.name == "sqlite" and logical_type in _SQLITE_KINDS:
             kinds = [exp.Literal.string(k) for k in _SQLITE_KINDS[logical_type]]
             kind = exp.Anonymous(this="typeof", expressions=[ref.copy()])

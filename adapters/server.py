@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import pyarrow as pa
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
@@ -43,7 +44,14 @@ from accord.metadata import ADAPTER_ERROR_METADATA
 from accord.partial import columns_used
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
-from adapters.aggregate import Declined, PartialScan, plan_partial
+from adapters.aggregate import (
+    MAX_CHECKED_DATES,
+    DateCheck,
+    Declined,
+    PartialScan,
+    canonical_dates,
+    plan_partial,
+)
 from adapters.callers import CallerGate, read_certificates
 from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
@@ -55,8 +63,6 @@ from adapters.translate import plan_scan
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
-
-    import pyarrow as pa
 
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
@@ -242,9 +248,12 @@ def scan(
             partial = plan_partial(
                 table, mapping, RULES[backend.dialect], request.aggregate, physical, guarded
             )
+            if not request.explain_only:
+                for check in partial.checks:
+                    _check_dates(backend, check, token, timeout_s)
             schema = partial.schema
         except Declined as exc:
-            declined = str(exc)
+            partial, declined = None, str(exc)
     yield adapter_pb2.ScanResponse(
         header=adapter_pb2.ScanHeader(
             source=source.code,
@@ -305,16 +314,37 @@ def _aggregated(
         token=token,
         timeout_s=timeout_s,
     )
-    fits = [None] * len(partial.types)
     for batch in prefetch(batches, name=f"read-{token}"):
-        converted = to_logical(batch, partial.schema, fits)
-        if converted.bad:
+        converted = to_logical(batch, partial.schema, partial.converters)
+        # An unknown stored code is a NULL group, as its rows would be NULL;
+        # anything else that does not fit would make a wrong sum.
+        if set(converted.bad) - set(partial.schema.names[: partial.coded]):
             raise SourceError(source.code, "a partial aggregate did not fit its type")
         for piece in sized(converted.batch):
             if on_rows is not None:
                 on_rows(piece.num_rows)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer())
+
+
+def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: float | None) -> None:
+    """Declined unless every stored text of the check's column among the
+    scan's rows is a date as its format prints it (adapters.aggregate)."""
+    seen = 0
+    for batch in backend.execute(
+        check.sql,
+        check.params,
+        [pa.string()],
+        batch_rows=ipc.BATCH_ROWS,
+        token=f"{token}:dates",
+        timeout_s=timeout_s,
+    ):
+        seen += batch.num_rows
+        texts = batch.column(0)
+        if seen > MAX_CHECKED_DATES or not pa.types.is_string(texts.type):
+            raise Declined("too many distinct stored dates to check")
+        if not canonical_dates(texts, check.date_format):
+            raise Declined("some stored dates are not as their format prints them")
 
 
 #: Bytes of Arrow data per message. ``ipc.BATCH_ROWS`` rows of long text

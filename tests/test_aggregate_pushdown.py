@@ -261,7 +261,7 @@ def test_pushed_and_kept_aggregates_agree(root, sql, data, down):
 
 
 def test_a_source_that_can_aggregates_and_one_that_cannot_sends_rows(root):
-    data = {
+    data: dict[str, list[tuple[Any, ...]]] = {
         "PLAIN": [("a", 1, 1.5, 10, dt.date(1995, 1, 1), "X")],
         "RENAMED": [("a", 1, 2.5, 20, None, "Y"), ("b", 2, None, None, None, None)],
         "CODED": [("a", 1, 4.0, 30, dt.date(1996, 1, 1), "X")],
@@ -271,7 +271,7 @@ def test_a_source_that_can_aggregates_and_one_that_cannot_sends_rows(root):
     table, results = answer(sql, backends, aggregates=True)
     by_source = {r.source: r for r in results}
     assert by_source["PLAIN"].aggregated and by_source["RENAMED"].aggregated
-    physical = by_source["RENAMED"].header.physical_sql
+    physical = _header(by_source["RENAMED"]).physical_sql
     assert physical.startswith('SELECT CASE WHEN TYPEOF("COL_K")')  # read as the rows are
     assert physical.endswith(
         "COUNT(*), SUM(CAST((CASE WHEN TYPEOF(\"COL_X\") IN ('integer', "
@@ -284,9 +284,12 @@ def test_a_source_that_can_aggregates_and_one_that_cannot_sends_rows(root):
         ("a", 3, 8.0, decimal.Decimal(60)),
         ("b", 1, None, None),
     ]
+    # Grouped on, a code decodes as the rows' would; counted, it is declined.
     _, results = answer("SELECT c, count(*) AS n FROM facts GROUP BY c", backends, aggregates=True)
+    assert all(r.aggregated for r in results)
+    _, results = answer("SELECT count(c) AS n FROM facts", backends, aggregates=True)
     coded = next(r for r in results if r.source == "CODED")
-    assert not coded.aggregated and "codes" in coded.header.aggregate_declined
+    assert not coded.aggregated and "codes" in _header(coded).aggregate_declined
     assert coded.rows == 1  # its rows, for the broker to aggregate
 
 
@@ -337,3 +340,26 @@ def test_a_source_cannot_send_an_aggregate_it_was_not_asked_for():
             adapter_pb2.ScanResponse(header=header),
             FEDERATION.tables["facts"].arrow_schema(spec.columns),
         )
+
+
+def _header(result: ScanResult) -> adapter_pb2.ScanHeader:
+    assert result.header is not None
+    return result.header
+
+
+@pytest.mark.parametrize("text", ["31.02.1995", "1.2.1995", "garbage", "01.02.1995"])
+def test_text_dates_are_checked_before_a_superset_is_aggregated(root, text):
+    backends = load(root, {"PLAIN": [], "RENAMED": [], "CODED": []})
+    con = sqlite3.connect(root / "CODED.sqlite")
+    con.execute("INSERT INTO facts (k, d) VALUES ('a', ?)", (text,))
+    con.commit()
+    con.close()
+    sql = "SELECT count(*) AS n, min(k) AS k FROM facts WHERE d >= DATE '1990-01-01'"
+    pushed, results = answer(sql, backends, aggregates=True)
+    kept, _ = answer(sql, backends, aggregates=False)
+    same(pushed, kept)
+    coded = next(r for r in results if r.source == "CODED")
+    canonical = text == "01.02.1995"  # a date as the format prints it: the range is exact
+    assert coded.aggregated == canonical
+    if not canonical:
+        assert "not as their format prints them" in _header(coded).aggregate_declined

@@ -22,10 +22,9 @@ declines (and sends the rows, saying why in the header) unless:
 A conjunct over dates stored as text is only a superset in the database
 (text that is no date, or not laid out as the format prints it, passes it
 for the broker to judge). Such a scan is checked first: the distinct stored
-texts of those columns among the matching rows, each parsed as the rows
-would be. When every one is a date printed as the format prints it, the
-conjunct is exact on these rows and the aggregate stands; else the adapter
-declines.
+texts of those columns in the table, each parsed as the rows would be. When
+every one is a date printed as the format prints it, the conjunct is exact
+on these rows and the aggregate stands; else the adapter declines.
 
 SQLite keeps any value in any column; there each column is read as the raw
 path reads it (an integer where a BIGINT is, a number where a DOUBLE is,
@@ -53,11 +52,12 @@ if TYPE_CHECKING:
     from adapters.dialects import DialectRules
     from adapters.translate import PhysicalScan
 
-#: What SQLite's ``typeof`` may say of a value the raw path reads as the type.
+#: What SQLite's ``typeof`` may say of a value the raw path reads as the
+#: type, and which of them is that type already (the others are cast).
 _SQLITE_KINDS = {
-    "BIGINT": ("integer",),
-    "DOUBLE": ("integer", "real"),
-    "VARCHAR": ("text", "integer", "real"),
+    "BIGINT": (("integer", "integer"),),
+    "DOUBLE": (("real", "real"), ("integer", "real")),
+    "VARCHAR": (("text", "text"), ("integer", "text"), ("real", "text")),
 }
 _SQLITE_CASTS = {"BIGINT": "INTEGER", "DOUBLE": "REAL", "VARCHAR": "TEXT"}
 
@@ -174,11 +174,13 @@ def _date_checks(
         fmt = held.date_format or ("%Y-%m-%d" if not rules.native_dates else None)
         if fmt is None:
             raise Declined("the predicate is not applied whole by the database")
-        select = physical.tree.copy()
-        select.set("expressions", [exp.column(held.physical, quoted=True)])
-        select.set("limit", None)
+        # Over the whole table, not only the scan's rows: a superset, so as
+        # sure, and without the costly conjuncts it is there to make exact.
+        select = exp.select(exp.column(held.physical, quoted=True)).from_(
+            physical.tree.args["from_"].this.copy()
+        )
         select.set("group", exp.Group(expressions=[exp.Literal.number(1)]))
-        checks.append(DateCheck(select.sql(dialect=rules.name), list(physical.params), fmt))
+        checks.append(DateCheck(select.sql(dialect=rules.name), [], fmt))
     return checks
 
 
@@ -214,10 +216,13 @@ class _Columns:
                 raise Declined(f"the collation groups texts of {name} that differ")
             return exp.cast(ref, "BINARY")  # MariaDB: its bytes, whatever the collation
         if self.rules.name == "sqlite" and logical_type in _SQLITE_KINDS:
-            kinds = [exp.Literal.string(k) for k in _SQLITE_KINDS[logical_type]]
-            kind = exp.Anonymous(this="typeof", expressions=[ref.copy()])
-            value = exp.cast(ref, _SQLITE_CASTS[logical_type])
-            ref = exp.Case(ifs=[exp.If(this=exp.In(this=kind, expressions=kinds), true=value)])
+            # CASE typeof(x) WHEN ... : a fifth faster in SQLite than IN (...).
+            value = exp.cast(ref.copy(), _SQLITE_CASTS[logical_type])
+            ifs = [
+                exp.If(this=exp.Literal.string(k), true=ref.copy() if k == native else value)
+                for k, native in _SQLITE_KINDS[logical_type]
+            ]
+            ref = exp.Case(this=exp.Anonymous(this="typeof", expressions=[ref]), ifs=ifs)
         return ref
 
     def ordered(self, name: str) -> exp.Expr:

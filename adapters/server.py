@@ -336,7 +336,7 @@ def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: floa
         check.params,
         [pa.string()],
         batch_rows=ipc.BATCH_ROWS,
-        token=f"{token}:dates",
+        token=token,  # cancelled with the scan
         timeout_s=timeout_s,
     ):
         seen += batch.num_rows

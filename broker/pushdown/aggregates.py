@@ -54,6 +54,11 @@ class PartialSpec:
     group_by: tuple[str, ...]
     calls: tuple[tuple[str, str], ...]  # (function, argument over logical columns)
 
+    def describe(self) -> str:
+        """For Explain: ``GROUP BY a, b: count(*), count(x), sum(y)``."""
+        calls = ", ".join(["count(*)", *(f"{f}({a})" for f, a in self.calls)])
+        return f"GROUP BY {', '.join(self.group_by)}: {calls}" if self.group_by else calls
+
     def message(self) -> adapter_pb2.PartialAggregate:
         return adapter_pb2.PartialAggregate(
             group_by=list(self.group_by),

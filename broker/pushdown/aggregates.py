@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlglot import exp
 
@@ -35,8 +35,9 @@ from accord.v1 import adapter_pb2
 from broker.pushdown.identity import identity_projection
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from accord.federation import Federation
-    from broker.planner import QueryPlan, TableReference
 
 _FUNCTIONS: dict[type[exp.Expr], str] = {
     exp.Count: "count",
@@ -81,6 +82,42 @@ class AggregatePushdown:
     @property
     def columns(self) -> list[str]:
         return [*self.spec.group_by, ROWS, *(call_name(i) for i in range(len(self.spec.calls)))]
+
+
+class _Conjunct(Protocol):
+    @property
+    def columns(self) -> frozenset[str]: ...
+    @property
+    def exact(self) -> bool: ...
+
+
+class TableReference(Protocol):
+    """What this rule reads of ``broker.planner.TableReference`` (the
+    planner imports this module, not the other way round)."""
+
+    scans: list[Any]
+
+    @property
+    def ref_id(self) -> str: ...
+    @property
+    def table(self) -> str: ...
+    @property
+    def shareable(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def predicates(self) -> Sequence[_Conjunct]: ...
+
+
+class QueryPlan(Protocol):
+    """What this rule reads and rewrites of ``broker.planner.QueryPlan``."""
+
+    merge: exp.Query
+    views: list[tuple[str, exp.Select]]
+    aggregate: AggregatePushdown | None
+
+    @property
+    def references(self) -> Sequence[TableReference]: ...
 
 
 def push_aggregates(plan: QueryPlan, federation: Federation) -> None:

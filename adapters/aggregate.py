@@ -43,7 +43,6 @@ from sqlglot import exp
 from accord.partial import argument_type, parse_argument, partial_schema
 from accord.predicate import parse_predicate
 from adapters.convert import column_converters, print_dates
-from adapters.translate import date_layout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,7 +50,7 @@ if TYPE_CHECKING:
     from accord.federation import LogicalTable, TableMapping
     from accord.v1 import adapter_pb2
     from adapters.dialects import DialectRules
-    from adapters.translate import DateLayout, PhysicalScan
+    from adapters.translate import PhysicalScan
 
 #: What SQLite's ``typeof`` may say of a value the raw path reads as the
 #: type, and which of them is that type already (the others are cast).
@@ -84,9 +83,6 @@ class PartialScan:
     converters: list[Callable[[pa.Array], pa.Array] | None] = field(default_factory=list)
     #: To run before: the scan's text dates must all be canonical (see above).
     checks: list[DateCheck] = field(default_factory=list)
-    #: Whether the statement's last column counts the matching rows whose
-    #: text dates are not canonical (SQLite: checked in the same pass).
-    odd: bool = False
 
     @property
     def coded(self) -> int:
@@ -115,7 +111,7 @@ def plan_partial(
     schema = partial_schema(table, spec)  # InvalidQuery for a malformed spec
     if physical.residual or physical.tree is None:
         raise Declined("the predicate is not applied whole by the database")
-    checks, odd = _date_checks(table, mapping, rules, physical) if physical.superset else ([], [])
+    checks = _date_checks(table, mapping, rules, physical) if physical.superset else []
     if guarded:
         raise Declined("the release filter withholds rows whose stored values do not fit")
     column = _Columns(table, mapping, rules)
@@ -134,11 +130,6 @@ def plan_partial(
             argument = exp.cast(exp.paren(argument, copy=False), "DOUBLE")
         function = {"count": exp.Count, "sum": exp.Sum, "min": exp.Min, "max": exp.Max}
         projections.append(function[call.function](this=argument))
-    if odd:
-        total = odd[0]
-        for more in odd[1:]:
-            total = exp.Add(this=total, expression=more)
-        projections.append(exp.Sum(this=total))
     select = physical.tree.copy()
     select.set("expressions", projections)
     select.set("limit", None)
@@ -148,7 +139,7 @@ def plan_partial(
             "group",
             exp.Group(expressions=[exp.Literal.number(i + 1) for i in range(len(spec.group_by))]),
         )
-    types = list(schema.types) + ([pa.int64()] if odd else [])
+    types = list(schema.types)
     converters = column_converters(table, mapping, list(spec.group_by))
     for i, convert in enumerate(converters):
         if convert is not None:
@@ -160,15 +151,13 @@ def plan_partial(
         types,
         [*converters, *([None] * (len(types) - len(converters)))],
         checks,
-        odd=bool(odd),
     )
 
 
 def _date_checks(
     table: LogicalTable, mapping: TableMapping, rules: DialectRules, physical: PhysicalScan
-) -> tuple[list[DateCheck], list[exp.Expr]]:
-    """What makes a superset of text dates exact (module docstring): checks
-    to run first, or (SQLite) per row, 1 where a text date is not canonical.
+) -> list[DateCheck]:
+    """The checks that make a superset of text dates exact (module docstring);
     Declined where the superset has another cause (a collation)."""
     if rules.text_equality != "exact" or rules.like != "exact" or physical.tree is None:
         raise Declined("the predicate is not applied whole by the database")
@@ -177,7 +166,7 @@ def _date_checks(
         tree = parse_predicate(text, table)
         if tree is not None:
             named.update(c.name for c in tree.find_all(exp.Column))
-    checks, odd = [], []
+    checks = []
     for name in sorted(named):
         held = mapping.columns.get(name)
         if held is None or table.columns[name] != "DATE" or held.codes:
@@ -185,10 +174,6 @@ def _date_checks(
         fmt = held.date_format or ("%Y-%m-%d" if not rules.native_dates else None)
         if fmt is None:
             raise Declined("the predicate is not applied whole by the database")
-        layout = date_layout(fmt)
-        if rules.digit_pattern == "glob" and layout is not None:
-            odd.append(_not_canonical(exp.column(held.physical, quoted=True), layout))
-            continue
         # Over the whole table, not only the scan's rows: a superset, so as
         # sure, and without the costly conjuncts it is there to make exact.
         select = exp.select(exp.column(held.physical, quoted=True)).from_(
@@ -196,47 +181,7 @@ def _date_checks(
         )
         select.set("group", exp.Group(expressions=[exp.Literal.number(1)]))
         checks.append(DateCheck(select.sql(dialect=rules.name), [], fmt))
-    return checks, odd
-
-
-def _not_canonical(column: exp.Expr, layout: DateLayout) -> exp.Expr:
-    """SQLite: 1 where the text is not a date laid out as its format prints
-    it (GLOB for the layout; ``date(x, '+0 days')`` gives back only a real
-    date as it was: a day past the month's end comes back in the next), else 0.
-    The pattern is the format's, never a caller's value: a literal."""
-
-    def part(field: tuple[int, int]) -> exp.Expr:
-        start, width = field
-        return exp.Substring(
-            this=column.copy(), start=exp.Literal.number(start), length=exp.Literal.number(width)
-        )
-
-    dash = exp.Literal.string("-")
-    days = exp.Literal.string("+0 days")  # a modifier: date() then carries a day past the end
-    iso = exp.DPipe(
-        this=exp.DPipe(
-            this=exp.DPipe(
-                this=exp.DPipe(this=part(layout.year), expression=dash),
-                expression=part(layout.month),
-            ),
-            expression=dash.copy(),
-        ),
-        expression=part(layout.day),
-    )
-    canonical = exp.and_(
-        exp.Glob(this=column.copy(), expression=exp.Literal.string(layout.glob)),
-        exp.EQ(this=exp.Anonymous(this="date", expressions=[iso.copy(), days]), expression=iso),
-        exp.GTE(this=part(layout.year), expression=exp.Literal.string("0001")),
-    )
-    return exp.Case(
-        ifs=[
-            exp.If(
-                this=exp.Is(this=column.copy(), expression=exp.null()), true=exp.Literal.number(0)
-            ),
-            exp.If(this=canonical, true=exp.Literal.number(0)),
-        ],
-        default=exp.Literal.number(1),
-    )
+    return checks
 
 
 def canonical_dates(texts: pa.Array, fmt: str) -> bool:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pyarrow as pa
-import pyarrow.compute as pc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
@@ -242,14 +241,16 @@ def scan(
         release_conditions(federation, source, request.table, backend.dialect),
     )
     schema = table.arrow_schema(columns)
-    partial, groups, declined = None, None, ""
+    partial: PartialScan | None = None
+    declined = ""
     if asked:
         try:
             partial = plan_partial(
                 table, mapping, RULES[backend.dialect], request.aggregate, physical, guarded
             )
             if not request.explain_only:
-                groups = _checked(source, backend, partial, token, timeout_s)
+                for check in partial.checks:
+                    _check_dates(backend, check, token, timeout_s)
             schema = partial.schema
         except Declined as exc:
             partial, declined = None, str(exc)
@@ -270,10 +271,7 @@ def scan(
     if request.explain_only:
         return
     if partial is not None:
-        if groups is None:
-            groups = _partial_batches(source, backend, partial, token, timeout_s)
-        yield from _sent(groups, on_rows)
-        yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer())
+        yield from _aggregated(source, backend, partial, token, timeout_s, on_rows)
         return
     converters = column_converters(table, mapping, fetched)
     stored = physical_types(table, mapping, fetched, RULES[backend.dialect].native_dates)
@@ -298,35 +296,16 @@ def scan(
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
 
 
-def _checked(
-    source: Source, backend: Backend, partial: PartialScan, token: str, timeout_s: float | None
-) -> Iterable[pa.RecordBatch] | None:
-    """Runs what must hold before the header says the scan is aggregated
-    (Declined if it does not): the date checks, and a statement that
-    judges its own rows, whose groups are then kept to be sent."""
-    for check in partial.checks:
-        _check_dates(backend, check, token, timeout_s)
-    if partial.odd:
-        return list(_partial_batches(source, backend, partial, token, timeout_s))
-    return None
-
-
-def _sent(
-    batches: Iterable[pa.RecordBatch], on_rows: Callable[[int], None] | None
+def _aggregated(
+    source: Source,
+    backend: Backend,
+    partial: PartialScan,
+    token: str,
+    timeout_s: float | None,
+    on_rows: Callable[[int], None] | None,
 ) -> Iterator[adapter_pb2.ScanResponse]:
-    for batch in batches:
-        for piece in sized(batch):
-            if on_rows is not None:
-                on_rows(piece.num_rows)
-            yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
-
-
-def _partial_batches(
-    source: Source, backend: Backend, partial: PartialScan, token: str, timeout_s: float | None
-) -> Iterator[pa.RecordBatch]:
-    """The partial aggregate's groups, logical. A value that does not fit its
-    type fails the scan: a NULL there would be a wrong sum, not a missing
-    one. With ``partial.odd``, Declined when a text date was not canonical."""
+    """The partial aggregate's groups. A value that does not fit its type
+    fails the scan: a NULL there would be a wrong sum, not a missing one."""
     batches = backend.execute(
         partial.sql,
         partial.params,
@@ -335,21 +314,17 @@ def _partial_batches(
         token=token,
         timeout_s=timeout_s,
     )
-    schema = partial.schema
-    if partial.odd:
-        schema = schema.append(pa.field("odd", pa.int64()))
     for batch in prefetch(batches, name=f"read-{token}"):
-        converted = to_logical(batch, schema, partial.converters)
+        converted = to_logical(batch, partial.schema, partial.converters)
         # An unknown stored code is a NULL group, as its rows would be NULL;
         # anything else that does not fit would make a wrong sum.
         if set(converted.bad) - set(partial.schema.names[: partial.coded]):
             raise SourceError(source.code, "a partial aggregate did not fit its type")
-        if partial.odd:
-            if pc.sum(converted.batch.column("odd")).as_py():
-                raise Declined("some stored dates are not as their format prints them")
-            yield converted.batch.select(range(len(partial.schema)))
-        else:
-            yield converted.batch
+        for piece in sized(converted.batch):
+            if on_rows is not None:
+                on_rows(piece.num_rows)
+            yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
+    yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer())
 
 
 def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: float | None) -> None:

@@ -24,7 +24,9 @@ A conjunct over dates stored as text is only a superset in the database
 for the broker to judge). Such a scan is checked first: the distinct stored
 texts of those columns in the table, each parsed as the rows would be. When
 every one is a date printed as the format prints it, the conjunct is exact
-on these rows and the aggregate stands; else the adapter declines.
+on these rows and the aggregate stands; else the adapter declines. A check
+that passed is not run again while the backend's data version stays
+(``Backend.version``: SQLite's file and log, as a commit changes them).
 
 SQLite keeps any value in any column; there each column is read as the raw
 path reads it (an integer where a BIGINT is, a number where a DOUBLE is,

@@ -328,8 +328,12 @@ def _aggregated(
 
 
 def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: float | None) -> None:
-    """Declined unless every stored text of the check's column among the
-    scan's rows is a date as its format prints it (adapters.aggregate)."""
+    """Declined unless every stored text of the check's column is a date as
+    its format prints it (adapters.aggregate). A pass is remembered while
+    the backend's data version stays (read before the check runs)."""
+    version = backend.version()
+    if version is not None and backend.checked.get(check.sql) == version:
+        return
     seen = 0
     for batch in backend.execute(
         check.sql,
@@ -345,6 +349,14 @@ def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: floa
             raise Declined("too many distinct stored dates to check")
         if not canonical_dates(texts, check.date_format):
             raise Declined("some stored dates are not as their format prints them")
+    if version is not None:
+        if len(backend.checked) >= MAX_REMEMBERED_CHECKS:
+            backend.checked.clear()
+        backend.checked[check.sql] = version
+
+
+#: Date checks remembered per backend (each a statement and a version).
+MAX_REMEMBERED_CHECKS = 1024
 
 
 #: Bytes of Arrow data per message. ``ipc.BATCH_ROWS`` rows of long text

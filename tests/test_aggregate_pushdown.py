@@ -365,3 +365,19 @@ def test_text_dates_are_checked_before_a_superset_is_aggregated(root, text):
     assert coded.aggregated == canonical
     if not canonical:
         assert "not as their format prints them" in _header(coded).aggregate_declined
+
+
+def test_a_remembered_date_check_is_run_again_once_the_data_changed(root):
+    backends = load(root, {"PLAIN": [], "RENAMED": [], "CODED": []})
+    sql = "SELECT count(*) AS n FROM facts WHERE d >= DATE '1990-01-01'"
+    for _ in range(2):  # the second time from what the first remembered
+        _, results = answer(sql, backends, aggregates=True)
+        assert all(r.aggregated for r in results)
+    assert backends["CODED"].checked
+    con = sqlite3.connect(root / "CODED.sqlite")
+    con.execute("INSERT INTO facts (k, d) VALUES ('a', '31.02.1995')")
+    con.commit()
+    con.close()
+    pushed, results = answer(sql, backends, aggregates=True)
+    assert not next(r for r in results if r.source == "CODED").aggregated
+    same(pushed, answer(sql, backends, aggregates=False)[0])

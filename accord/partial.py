@@ -17,6 +17,7 @@ import re
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import SqlglotError
@@ -111,3 +112,20 @@ def columns_used(table: LogicalTable, spec: adapter_pb2.PartialAggregate) -> lis
         tree = parse_argument(call.argument, table, call.function)
         named.update(c.name for c in tree.find_all(exp.Column))
     return [c for c in table.columns if c in named]
+
+
+def impossible(batch: pa.RecordBatch, spec: adapter_pb2.PartialAggregate) -> str | None:
+    """What no database could have computed in ``batch`` (a negative or
+    missing row count, a count outside 0..rows), or None: a source's
+    partial is checked as its rows are, so it cannot inflate an answer."""
+    rows = batch.column(ROWS)
+    if rows.null_count or (len(rows) and pc.min(rows).as_py() < 0):
+        return "a row count that is negative or missing"
+    for i, call in enumerate(spec.calls):
+        if call.function != "count":
+            continue
+        counted = batch.column(call_name(i))
+        outside = pc.or_(pc.less(counted, 0), pc.greater(counted, rows))
+        if counted.null_count or pc.any(outside).as_py():
+            return "a count that is not between 0 and its group's rows"
+    return None

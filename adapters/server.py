@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import pyarrow as pa
+import pyarrow.compute as pc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
@@ -41,7 +42,7 @@ from accord.errors import (
 )
 from accord.logs import bind_query_id
 from accord.metadata import ADAPTER_ERROR_METADATA
-from accord.partial import columns_used
+from accord.partial import ROWS, columns_used
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from adapters.aggregate import (
@@ -320,7 +321,10 @@ def _aggregated(
         # anything else that does not fit would make a wrong sum.
         if set(converted.bad) - set(partial.schema.names[: partial.coded]):
             raise SourceError(source.code, "a partial aggregate did not fit its type")
-        for piece in sized(converted.batch):
+        # Without GROUP BY the database answers one row even over none: not
+        # sent, so a source with no matching row sends nothing, as with rows.
+        groups = converted.batch.filter(pc.greater(converted.batch.column(ROWS), 0))
+        for piece in sized(groups):
             if on_rows is not None:
                 on_rows(piece.num_rows)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))

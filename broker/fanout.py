@@ -38,7 +38,7 @@ from accord.errors import (
     SourceUnavailable,
 )
 from accord.metadata import ADAPTER_ERROR_METADATA
-from accord.partial import partial_schema
+from accord.partial import impossible, partial_schema
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
@@ -499,11 +499,20 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
             raise SourceUnavailable(result.source, "sent data before its scan header")
         schema = result.partial if result.aggregated and result.partial is not None else expected
         batch = ipc.batch_from_bytes(message.arrow_batch, schema)
+        _check_partial(result, batch)
         result.batches.append(batch)
         result.rows += batch.num_rows
         result.bytes += len(message.arrow_batch)
     else:
         raise SourceUnavailable(result.source, "sent an empty message")
+
+
+def _check_partial(result: ScanResult, batch: pa.RecordBatch) -> None:
+    """A partial aggregate no database could have computed fails the source."""
+    if result.aggregated and result.spec.aggregate is not None:
+        problem = impossible(batch, result.spec.aggregate.message())
+        if problem is not None:
+            raise SourceUnavailable(result.source, f"sent a partial aggregate with {problem}")
 
 
 #: What a scan's gRPC status may say to a partner: the adapter's own words

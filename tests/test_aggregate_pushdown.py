@@ -381,3 +381,20 @@ def test_a_remembered_date_check_is_run_again_once_the_data_changed(root):
     pushed, results = answer(sql, backends, aggregates=True)
     assert not next(r for r in results if r.source == "CODED").aggregated
     same(pushed, answer(sql, backends, aggregates=False)[0])
+
+
+def test_a_source_cannot_send_an_impossible_partial(root):
+    backends = load(root, {"PLAIN": [], "RENAMED": [], "CODED": []})
+    sql = "SELECT count(x) AS n FROM facts"
+    _, results = answer(sql, backends, aggregates=True)
+    assert all(r.aggregated and r.rows == 0 for r in results)  # nothing matched: nothing sent
+    result = results[0]
+    assert result.partial is not None
+    result.trailer = False  # as if still streaming
+    for rows, counted in ((-1, 0), (1, 2), (None, 0)):
+        forged = pa.record_batch(
+            [pa.array([rows], pa.int64()), pa.array([counted], pa.int64())], schema=result.partial
+        )
+        message = adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(forged))
+        with pytest.raises(SourceUnavailable, match="partial aggregate"):
+            _receive(result, message, result.partial)

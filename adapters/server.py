@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import pyarrow as pa
+import pyarrow.compute as pc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from sqlglot import exp
@@ -34,13 +36,23 @@ from accord.errors import (
     InvalidQuery,
     PolicyDenied,
     ScanCancelled,
+    SourceError,
     SourceUnavailable,
     grpc_status,
 )
 from accord.logs import bind_query_id
 from accord.metadata import ADAPTER_ERROR_METADATA
+from accord.partial import ROWS, columns_used
 from accord.predicate import parse_predicate
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
+from adapters.aggregate import (
+    MAX_CHECKED_DATES,
+    DateCheck,
+    Declined,
+    PartialScan,
+    canonical_dates,
+    plan_partial,
+)
 from adapters.callers import CallerGate, read_certificates
 from adapters.convert import column_converters, physical_types, to_logical, withheld
 from adapters.dialects import RULES
@@ -52,8 +64,6 @@ from adapters.translate import plan_scan
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
-
-    import pyarrow as pa
 
     from accord.federation import Federation, LogicalTable, Release, Source
     from adapters.backends import Backend
@@ -216,7 +226,9 @@ def scan(
         )
     table = federation.tables[request.table]
     columns = list(request.columns)
-    check_released(source.code, table, release, columns, request.predicate)
+    asked = request.HasField("aggregate")
+    aggregated = columns_used(table, request.aggregate) if asked else []
+    check_released(source.code, table, release, columns + aggregated, request.predicate)
     guarded = _filter_columns(table, release.row_filter)
     fetched = columns + [c for c in guarded if c not in columns]
     physical = plan_scan(
@@ -230,19 +242,37 @@ def scan(
         release_conditions(federation, source, request.table, backend.dialect),
     )
     schema = table.arrow_schema(columns)
+    partial: PartialScan | None = None
+    declined = ""
+    if asked:
+        try:
+            partial = plan_partial(
+                table, mapping, RULES[backend.dialect], request.aggregate, physical, guarded
+            )
+            if not request.explain_only:
+                for check in partial.checks:
+                    _check_dates(backend, check, token, timeout_s)
+            schema = partial.schema
+        except Declined as exc:
+            partial, declined = None, str(exc)
     yield adapter_pb2.ScanResponse(
         header=adapter_pb2.ScanHeader(
             source=source.code,
             arrow_schema=ipc.schema_to_bytes(schema),
-            physical_sql=physical.sql,
+            physical_sql=partial.sql if partial is not None else physical.sql,
             pushed_predicates=physical.pushed,
             residual_predicates=physical.residual,
             superset_predicates=physical.superset,
             limit_pushed=physical.limit_pushed,
             dialect=physical.dialect,
+            aggregated=partial is not None,
+            aggregate_declined=declined,
         )
     )
     if request.explain_only:
+        return
+    if partial is not None:
+        yield from _aggregated(source, backend, partial, token, timeout_s, on_rows)
         return
     converters = column_converters(table, mapping, fetched)
     stored = physical_types(table, mapping, fetched, RULES[backend.dialect].native_dates)
@@ -265,6 +295,72 @@ def scan(
                 on_rows(piece.num_rows)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
+
+
+def _aggregated(
+    source: Source,
+    backend: Backend,
+    partial: PartialScan,
+    token: str,
+    timeout_s: float | None,
+    on_rows: Callable[[int], None] | None,
+) -> Iterator[adapter_pb2.ScanResponse]:
+    """The partial aggregate's groups. A value that does not fit its type
+    fails the scan: a NULL there would be a wrong sum, not a missing one."""
+    batches = backend.execute(
+        partial.sql,
+        partial.params,
+        partial.types,
+        batch_rows=ipc.BATCH_ROWS,
+        token=token,
+        timeout_s=timeout_s,
+    )
+    for batch in prefetch(batches, name=f"read-{token}"):
+        converted = to_logical(batch, partial.schema, partial.converters)
+        # An unknown stored code is a NULL group, as its rows would be NULL;
+        # anything else that does not fit would make a wrong sum.
+        if set(converted.bad) - set(partial.schema.names[: partial.coded]):
+            raise SourceError(source.code, "a partial aggregate did not fit its type")
+        # Without GROUP BY the database answers one row even over none: not
+        # sent, so a source with no matching row sends nothing, as with rows.
+        groups = converted.batch.filter(pc.greater(converted.batch.column(ROWS), 0))
+        for piece in sized(groups):
+            if on_rows is not None:
+                on_rows(piece.num_rows)
+            yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
+    yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer())
+
+
+def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: float | None) -> None:
+    """Declined unless every stored text of the check's column is a date as
+    its format prints it (adapters.aggregate). A pass is remembered while
+    the backend's data version stays (read before the check runs)."""
+    version = backend.version()
+    if version is not None and backend.checked.get(check.sql) == version:
+        return
+    seen = 0
+    for batch in backend.execute(
+        check.sql,
+        check.params,
+        [pa.string()],
+        batch_rows=ipc.BATCH_ROWS,
+        token=token,  # cancelled with the scan
+        timeout_s=timeout_s,
+    ):
+        seen += batch.num_rows
+        texts = batch.column(0)
+        if seen > MAX_CHECKED_DATES or not pa.types.is_string(texts.type):
+            raise Declined("too many distinct stored dates to check")
+        if not canonical_dates(texts, check.date_format):
+            raise Declined("some stored dates are not as their format prints them")
+    if version is not None:
+        if len(backend.checked) >= MAX_REMEMBERED_CHECKS:
+            backend.checked.clear()
+        backend.checked[check.sql] = version
+
+
+#: Date checks remembered per backend (each a statement and a version).
+MAX_REMEMBERED_CHECKS = 1024
 
 
 #: Bytes of Arrow data per message. ``ipc.BATCH_ROWS`` rows of long text

@@ -100,6 +100,9 @@ class PhysicalScan:
     superset: list[str] = field(default_factory=list)  # narrowed there, re-checked by the broker
     limit_pushed: bool = False
     dialect: str = "sqlite"
+    #: The statement as a tree, for a partial aggregate over the same rows
+    #: (``adapters.aggregate``): its FROM and WHERE, placeholders in params' order.
+    tree: exp.Select | None = None
 
 
 def plan_scan(
@@ -176,6 +179,7 @@ def plan_scan(
     if scan.limit_pushed:
         select = select.limit(limit, copy=False)
     scan.sql = select.sql(dialect=dialect)
+    scan.tree = select
     return scan
 
 

@@ -38,6 +38,7 @@ from accord.errors import (
     SourceUnavailable,
 )
 from accord.metadata import ADAPTER_ERROR_METADATA
+from accord.partial import impossible, partial_schema
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 
     import pyarrow as pa
 
-    from accord.federation import Federation
+    from accord.federation import Federation, LogicalTable
     from broker.adapter_identity import Revocations
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics
@@ -94,8 +95,15 @@ class ScanResult:
     bad_values: dict[str, int] = field(default_factory=dict)
     trailer: bool = False
     known: frozenset[str] = frozenset()  # the logical table's columns
+    #: The schema of the partial aggregate asked for (None: none asked).
+    partial: pa.Schema | None = None
     error: SourceError | None = None
     exhausted: ResourceExhausted | None = None  # a per-query limit: the query fails
+
+    @property
+    def aggregated(self) -> bool:
+        """Whether its batches are the partial aggregate asked for, not rows."""
+        return self.header is not None and self.header.aggregated
 
 
 #: Attempts at one scan: the first, and retries of transient failures.
@@ -358,8 +366,11 @@ async def _scan(
         query_id=query_id,
         partner=principal.partner.name if principal is not None else "",
         end_user=principal.end_user if principal is not None else "",
+        aggregate=spec.aggregate.message() if spec.aggregate is not None else None,
     )
-    expected = clients.federation.tables[ref.table].arrow_schema(spec.columns)
+    logical = clients.federation.tables[ref.table]
+    expected = logical.arrow_schema(spec.columns)
+    result.partial = _partial_schema(logical, request)  # what the header may say instead
     breaker = clients.breakers[source]
     try:
         if not breaker.allow():
@@ -411,6 +422,10 @@ async def _scan(
     return result
 
 
+def _partial_schema(logical: LogicalTable, request: adapter_pb2.ScanRequest) -> pa.Schema | None:
+    return partial_schema(logical, request.aggregate) if request.HasField("aggregate") else None
+
+
 class _Retryable(Exception):
     """A transient failure before the scan's first message: worth another try."""
 
@@ -458,6 +473,10 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
         if result.header is not None:
             raise SourceUnavailable(result.source, "the adapter sent two scan headers")
         schema = ipc.schema_from_bytes(message.header.arrow_schema)
+        if message.header.aggregated:
+            if result.partial is None:
+                raise SourceUnavailable(result.source, "sent an aggregate it was not asked for")
+            expected = result.partial
         if not schema.equals(expected):
             raise SourceUnavailable(
                 result.source, f"answered with schema {schema} instead of {expected}"
@@ -478,12 +497,22 @@ def _receive(result: ScanResult, message: adapter_pb2.ScanResponse, expected: pa
     elif kind == "arrow_batch":
         if result.header is None:
             raise SourceUnavailable(result.source, "sent data before its scan header")
-        batch = ipc.batch_from_bytes(message.arrow_batch, expected)
+        schema = result.partial if result.aggregated and result.partial is not None else expected
+        batch = ipc.batch_from_bytes(message.arrow_batch, schema)
+        _check_partial(result, batch)
         result.batches.append(batch)
         result.rows += batch.num_rows
         result.bytes += len(message.arrow_batch)
     else:
         raise SourceUnavailable(result.source, "sent an empty message")
+
+
+def _check_partial(result: ScanResult, batch: pa.RecordBatch) -> None:
+    """A partial aggregate no database could have computed fails the source."""
+    if result.aggregated and result.spec.aggregate is not None:
+        problem = impossible(batch, result.spec.aggregate.message())
+        if problem is not None:
+            raise SourceUnavailable(result.source, f"sent a partial aggregate with {problem}")
 
 
 #: What a scan's gRPC status may say to a partner: the adapter's own words

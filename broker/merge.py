@@ -55,6 +55,7 @@ from accord.errors import (
     ResourceExhausted,
     scrubbed,
 )
+from accord.partial import ROWS, partial_schema
 from broker.arrow_select import evaluate
 from broker.policy.masks import bind_keyed_hash
 from broker.settings import load_limits
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
     from accord.federation import Federation
     from broker.fanout import ScanResult
     from broker.planner import QueryPlan
+    from broker.pushdown.aggregates import AggregatePushdown
     from broker.settings import Limits
 
 log = logging.getLogger("accord.merge")
@@ -133,10 +135,30 @@ class Merger:
                     schema,
                 )
                 for r in results
-                if r.reference is ref and r.error is None
+                if r.reference is ref and r.error is None and not r.aggregated
             ]
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
+        if plan.aggregate is not None:
+            raw = tables[plan.aggregate.raw]
+            tables[plan.aggregate.partials] = self._pushed_partials_of(plan.aggregate, raw, results)
         return tables
+
+    def _pushed_partials_of(
+        self, aggregate: AggregatePushdown, raw: pa.Table, results: list[ScanResult]
+    ) -> pa.Table:
+        """The partial aggregates the sources computed, each tagged with its source."""
+        logical = self.federation.tables[aggregate.table]
+        received = partial_schema(logical, aggregate.spec.message())
+        schema = received.append(pa.field(SOURCE_COLUMN, pa.string()))
+        parts = [
+            aligned(pa.Table.from_batches(r.batches, schema=received), r.source, received, schema)
+            for r in results
+            if r.error is None and r.aggregated
+        ]
+        partials = pa.concat_tables(parts) if parts else schema.empty_table()
+        # A source's aggregate without GROUP BY is one row even over no rows;
+        # such a row adds nothing, and would be a group of ``source`` that is not.
+        return partials.filter(pc.greater(partials.column(ROWS), 0))
 
     async def merge(
         self,
@@ -223,10 +245,16 @@ class Merger:
 
         views, visible = self._materialize(cursor, plan, key, tables, register)
         readable = {**tables, **views}
-        answer = evaluate(plan.merge, readable)
-        if answer is not None:  # a plain SELECT over one table: Arrow's
-            self._check_size(answer.num_rows, answer.nbytes)
-            return answer, visible
+        if plan.aggregate is not None:
+            # The declining sources' partials are computed over the raw rows
+            # and the views; the final aggregation reads their union.
+            register(readable, readable)
+            visible = self._partials(cursor, plan.aggregate, tables)
+        else:
+            answer = evaluate(plan.merge, readable)
+            if answer is not None:  # a plain SELECT over one table: Arrow's
+                self._check_size(answer.num_rows, answer.nbytes)
+                return answer, visible
         register(_tables_named(plan.merge), readable)
         tree = bounded(plan.merge.copy(), self.limits.max_result_rows)
         return self._read(cursor, bind_keyed_hash(tree, key).sql(dialect="duckdb")), visible
@@ -237,6 +265,8 @@ class Merger:
         """The whole merge by Arrow when each view and the merge are plain
         SELECTs (``broker.arrow_select``); None otherwise, or on any Arrow
         error (the merge thread's path then gives it its proper status)."""
+        if plan.aggregate is not None:  # partials to compute: DuckDB's
+            return None
         views: dict[str, pa.Table] = {}
         visible: dict[str, int] = {}
         try:
@@ -323,6 +353,37 @@ class Merger:
             views[name] = table
             _count_visible(visible, table)
         return views, visible
+
+    def _partials(
+        self,
+        cursor: duckdb.DuckDBPyConnection,
+        aggregate: AggregatePushdown,
+        tables: dict[str, pa.Table],
+    ) -> dict[str, int]:
+        """Adds the partials of the sources that sent rows (computed here, with
+        the same SQL) to those the sources computed; registers the union for
+        the final aggregation. Visible rows per source: those a source's
+        partial aggregated, or the rows it sent (as for rows: before the
+        query's own WHERE applied here)."""
+        raw = tables[aggregate.raw]
+        pushed = tables.get(aggregate.partials)
+        if pushed is None:  # no source asked (the rows only, as the in-process tests give)
+            pushed = self._pushed_partials_of(aggregate, raw, [])
+        try:
+            computed = cursor.sql(aggregate.partial.sql(dialect="duckdb")).to_arrow_table()
+            computed = computed.select(pushed.schema.names).cast(pushed.schema)
+        except (duckdb.Error, pa.ArrowException, OSError) as exc:
+            raise self._merge_error(exc) from None
+        cursor.register(aggregate.partials, pa.concat_tables([pushed, computed]))
+        visible: dict[str, int] = {}
+        for source, rows in zip(
+            pushed.column(SOURCE_COLUMN).to_pylist(), pushed.column(ROWS).to_pylist(), strict=True
+        ):
+            visible[source] = visible.get(source, 0) + rows
+        if raw.num_rows:
+            for entry in pc.value_counts(raw.column(SOURCE_COLUMN)).to_pylist():
+                visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
+        return visible
 
     def _merge_error(self, exc: Exception) -> AccordError:
         """DuckDB's failure as the caller may read it: its kind and a scrubbed

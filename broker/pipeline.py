@@ -358,6 +358,9 @@ class QueryPipeline:
                     limit_pushed=h.limit_pushed if h else False,
                     error=redact(str(r.error)) if r.error else "",
                     circuit=self.clients.breakers[r.source].state.name,
+                    aggregate=r.spec.aggregate.describe() if r.spec.aggregate else "",
+                    aggregated=r.aggregated,
+                    aggregate_declined=h.aggregate_declined if h else "",
                 )
             )
         return broker_pb2.ExplainResponse(

@@ -464,7 +464,8 @@ def _substitute(prepared: PreparedQuery, value: Callable[[re.Match[str]], str]) 
             sources=list(ref.sources),
             predicates=[dataclasses.replace(p, sql=text(p.sql)) for p in ref.predicates],
             scans=[
-                ScanSpec(s.source, list(s.columns), text(s.predicate), s.limit) for s in ref.scans
+                ScanSpec(s.source, list(s.columns), text(s.predicate), s.limit, s.aggregate)
+                for s in ref.scans
             ],
         )
         for ref in plan.references
@@ -473,6 +474,14 @@ def _substitute(prepared: PreparedQuery, value: Callable[[re.Match[str]], str]) 
         references,
         _tree(plan.merge, text),
         [(text(name), _tree(view, text)) for name, view in plan.views],
+        None
+        if plan.aggregate is None
+        else dataclasses.replace(
+            plan.aggregate,
+            raw=text(plan.aggregate.raw),
+            partials=text(plan.aggregate.partials),
+            partial=_tree(plan.aggregate.partial, text),
+        ),
     )
     return dataclasses.replace(
         prepared,
@@ -508,7 +517,8 @@ def _strings(prepared: PreparedQuery) -> Iterator[str]:
         yield from (ref.ref_id, ref.alias, ref.label)
         yield from (p.sql for p in ref.predicates)
         yield from (s.predicate for s in ref.scans)
-    for tree in [plan.merge, *(v for _, v in plan.views)]:
+    partial = [plan.aggregate.partial] if plan.aggregate is not None else []
+    for tree in [plan.merge, *(v for _, v in plan.views), *partial]:
         for node in tree.walk():
             yield from (a for a in node.args.values() if isinstance(a, str))
 

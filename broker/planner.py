@@ -31,6 +31,7 @@ from accord.catalog import SOURCE_COLUMN, catalog_schema
 from accord.errors import InvalidQuery
 from accord.predicate import is_plain
 from broker.policy.rewrite import SECURE_VIEW
+from broker.pushdown.aggregates import push_aggregates
 from broker.pushdown.folding import fold_constants
 from broker.pushdown.shards import may_match
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from accord.federation import Federation
+    from broker.pushdown.aggregates import AggregatePushdown, PartialSpec
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,8 @@ class ScanSpec:
     columns: list[str]
     predicate: str
     limit: int
+    #: The partial aggregate asked of the source (``broker.pushdown.aggregates``).
+    aggregate: PartialSpec | None = None
 
 
 @dataclass
@@ -125,21 +129,33 @@ class QueryPlan:
     #: Secure views to materialize before the merge query runs, in order:
     #: (registered name, SELECT over the raw references).
     views: list[tuple[str, exp.Select]] = field(default_factory=list)
+    #: Partial aggregates at the sources; ``merge`` is then the final aggregation.
+    aggregate: AggregatePushdown | None = None
 
     @property
     def merge_sql(self) -> str:
         views = "".join(f"{name} := ({view.sql(dialect='duckdb')});\n" for name, view in self.views)
+        if self.aggregate is not None:
+            partial = self.aggregate.partial.sql(dialect="duckdb")
+            views += f"{self.aggregate.partials} := (partials of the sources) UNION ({partial});\n"
         return views + self.merge.sql(dialect="duckdb")
 
 
 def plan_query(
-    tree: exp.Query, federation: Federation, ref_prefix: str = "ref", *, qualified: bool = False
+    tree: exp.Query,
+    federation: Federation,
+    ref_prefix: str = "ref",
+    *,
+    qualified: bool = False,
+    aggregates: bool = True,
 ) -> QueryPlan:
     """Qualifies ``tree`` against the catalog and plans its scans.
 
     ``tree`` has been validated (``broker.validate.parse_query``) and passed
     through the policy rewrite; it is modified in place. ``qualified`` says
     every column is already bound (the policy rewrite does that).
+    ``aggregates``: whether sources may compute partial aggregates (never
+    for aggregate-only roles).
     """
     schema = catalog_schema(federation)
     if not qualified:
@@ -198,7 +214,10 @@ def plan_query(
         ref.scans = scans_for(ref, federation)
     share_scans(tree, references, federation)
     views = _materialized_views(tree, ref_prefix)
-    return QueryPlan(references, tree, views)
+    plan = QueryPlan(references, tree, views)
+    if aggregates:
+        push_aggregates(plan, federation)
+    return plan
 
 
 def share_scans(tree: exp.Query, refs: list[TableReference], federation: Federation) -> None:

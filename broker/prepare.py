@@ -123,7 +123,9 @@ def _prepare(
             role.rounding_base,
         )
     rewritten = tree.sql(dialect="duckdb")
-    plan = plan_query(tree, federation, ref_prefix=ref_prefix, qualified=True)
+    plan = plan_query(
+        tree, federation, ref_prefix=ref_prefix, qualified=True, aggregates=not role.aggregate_only
+    )
     masks, filters = describe_policy(view, touched)
     return PreparedQuery(
         view,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/adapter.proto\x12\taccord.v1\"\x9a\x01\n\x0bScanRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x11\n\tpredicate\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x14\n\x0c\x65xplain_only\x18\x05 \x01(\x08\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x0f\n\x07partner\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\"\xc4\x01\n\nScanHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12\x14\n\x0cphysical_sql\x18\x03 \x01(\t\x12\x19\n\x11pushed_predicates\x18\x04 \x03(\t\x12\x1b\n\x13residual_predicates\x18\x05 \x03(\t\x12\x14\n\x0climit_pushed\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x1b\n\x13superset_predicates\x18\x08 \x03(\t\"z\n\x0bScanTrailer\x12\x39\n\nbad_values\x18\x01 \x03(\x0b\x32%.accord.v1.ScanTrailer.BadValuesEntry\x1a\x30\n\x0e\x42\x61\x64ValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x84\x01\n\x0cScanResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.accord.v1.ScanHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12)\n\x07trailer\x18\x03 \x01(\x0b\x32\x16.accord.v1.ScanTrailerH\x00\x42\t\n\x07payload\"\x11\n\x0f\x44\x65scribeRequest\"6\n\x10TableDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"z\n\x10\x44\x65scribeResponse\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x02 \x01(\t\x12\x13\n\x0bsystem_name\x18\x03 \x01(\t\x12+\n\x06tables\x18\x04 \x03(\x0b\x32\x1b.accord.v1.TableDescription2\x89\x01\n\x07\x41\x64\x61pter\x12\x39\n\x04Scan\x12\x16.accord.v1.ScanRequest\x1a\x17.accord.v1.ScanResponse0\x01\x12\x43\n\x08\x44\x65scribe\x12\x1a.accord.v1.DescribeRequest\x1a\x1b.accord.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/adapter.proto\x12\taccord.v1\"\xca\x01\n\x0bScanRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x11\n\tpredicate\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x14\n\x0c\x65xplain_only\x18\x05 \x01(\x08\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x0f\n\x07partner\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12.\n\taggregate\x18\t \x01(\x0b\x32\x1b.accord.v1.PartialAggregate\"M\n\x10PartialAggregate\x12\x10\n\x08group_by\x18\x01 \x03(\t\x12\'\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x18.accord.v1.AggregateCall\"3\n\rAggregateCall\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x10\n\x08\x61rgument\x18\x02 \x01(\t\"\xf4\x01\n\nScanHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12\x14\n\x0cphysical_sql\x18\x03 \x01(\t\x12\x19\n\x11pushed_predicates\x18\x04 \x03(\t\x12\x1b\n\x13residual_predicates\x18\x05 \x03(\t\x12\x14\n\x0climit_pushed\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x1b\n\x13superset_predicates\x18\x08 \x03(\t\x12\x12\n\naggregated\x18\t \x01(\x08\x12\x1a\n\x12\x61ggregate_declined\x18\n \x01(\t\"z\n\x0bScanTrailer\x12\x39\n\nbad_values\x18\x01 \x03(\x0b\x32%.accord.v1.ScanTrailer.BadValuesEntry\x1a\x30\n\x0e\x42\x61\x64ValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x84\x01\n\x0cScanResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.accord.v1.ScanHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12)\n\x07trailer\x18\x03 \x01(\x0b\x32\x16.accord.v1.ScanTrailerH\x00\x42\t\n\x07payload\"\x11\n\x0f\x44\x65scribeRequest\"6\n\x10TableDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"z\n\x10\x44\x65scribeResponse\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x02 \x01(\t\x12\x13\n\x0bsystem_name\x18\x03 \x01(\t\x12+\n\x06tables\x18\x04 \x03(\x0b\x32\x1b.accord.v1.TableDescription2\x89\x01\n\x07\x41\x64\x61pter\x12\x39\n\x04Scan\x12\x16.accord.v1.ScanRequest\x1a\x17.accord.v1.ScanResponse0\x01\x12\x43\n\x08\x44\x65scribe\x12\x1a.accord.v1.DescribeRequest\x1a\x1b.accord.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCANTRAILER_BADVALUESENTRY']._loaded_options = None
   _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_options = b'8\001'
   _globals['_SCANREQUEST']._serialized_start=39
-  _globals['_SCANREQUEST']._serialized_end=193
-  _globals['_SCANHEADER']._serialized_start=196
-  _globals['_SCANHEADER']._serialized_end=392
-  _globals['_SCANTRAILER']._serialized_start=394
-  _globals['_SCANTRAILER']._serialized_end=516
-  _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_start=468
-  _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_end=516
-  _globals['_SCANRESPONSE']._serialized_start=519
-  _globals['_SCANRESPONSE']._serialized_end=651
-  _globals['_DESCRIBEREQUEST']._serialized_start=653
-  _globals['_DESCRIBEREQUEST']._serialized_end=670
-  _globals['_TABLEDESCRIPTION']._serialized_start=672
-  _globals['_TABLEDESCRIPTION']._serialized_end=726
-  _globals['_DESCRIBERESPONSE']._serialized_start=728
-  _globals['_DESCRIBERESPONSE']._serialized_end=850
-  _globals['_ADAPTER']._serialized_start=853
-  _globals['_ADAPTER']._serialized_end=990
+  _globals['_SCANREQUEST']._serialized_end=241
+  _globals['_PARTIALAGGREGATE']._serialized_start=243
+  _globals['_PARTIALAGGREGATE']._serialized_end=320
+  _globals['_AGGREGATECALL']._serialized_start=322
+  _globals['_AGGREGATECALL']._serialized_end=373
+  _globals['_SCANHEADER']._serialized_start=376
+  _globals['_SCANHEADER']._serialized_end=620
+  _globals['_SCANTRAILER']._serialized_start=622
+  _globals['_SCANTRAILER']._serialized_end=744
+  _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_start=696
+  _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_end=744
+  _globals['_SCANRESPONSE']._serialized_start=747
+  _globals['_SCANRESPONSE']._serialized_end=879
+  _globals['_DESCRIBEREQUEST']._serialized_start=881
+  _globals['_DESCRIBEREQUEST']._serialized_end=898
+  _globals['_TABLEDESCRIPTION']._serialized_start=900
+  _globals['_TABLEDESCRIPTION']._serialized_end=954
+  _globals['_DESCRIBERESPONSE']._serialized_start=956
+  _globals['_DESCRIBERESPONSE']._serialized_end=1078
+  _globals['_ADAPTER']._serialized_start=1081
+  _globals['_ADAPTER']._serialized_end=1218
 # @@protoc_insertion_point(module_scope)

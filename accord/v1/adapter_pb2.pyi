@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ScanRequest(_message.Message):
-    __slots__ = ("table", "columns", "predicate", "limit", "explain_only", "query_id", "partner", "end_user")
+    __slots__ = ("table", "columns", "predicate", "limit", "explain_only", "query_id", "partner", "end_user", "aggregate")
     TABLE_FIELD_NUMBER: _ClassVar[int]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
     PREDICATE_FIELD_NUMBER: _ClassVar[int]
@@ -16,6 +16,7 @@ class ScanRequest(_message.Message):
     QUERY_ID_FIELD_NUMBER: _ClassVar[int]
     PARTNER_FIELD_NUMBER: _ClassVar[int]
     END_USER_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
     table: str
     columns: _containers.RepeatedScalarFieldContainer[str]
     predicate: str
@@ -24,10 +25,27 @@ class ScanRequest(_message.Message):
     query_id: str
     partner: str
     end_user: str
-    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ..., partner: _Optional[str] = ..., end_user: _Optional[str] = ...) -> None: ...
+    aggregate: PartialAggregate
+    def __init__(self, table: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., explain_only: _Optional[bool] = ..., query_id: _Optional[str] = ..., partner: _Optional[str] = ..., end_user: _Optional[str] = ..., aggregate: _Optional[_Union[PartialAggregate, _Mapping]] = ...) -> None: ...
+
+class PartialAggregate(_message.Message):
+    __slots__ = ("group_by", "calls")
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    CALLS_FIELD_NUMBER: _ClassVar[int]
+    group_by: _containers.RepeatedScalarFieldContainer[str]
+    calls: _containers.RepeatedCompositeFieldContainer[AggregateCall]
+    def __init__(self, group_by: _Optional[_Iterable[str]] = ..., calls: _Optional[_Iterable[_Union[AggregateCall, _Mapping]]] = ...) -> None: ...
+
+class AggregateCall(_message.Message):
+    __slots__ = ("function", "argument")
+    FUNCTION_FIELD_NUMBER: _ClassVar[int]
+    ARGUMENT_FIELD_NUMBER: _ClassVar[int]
+    function: str
+    argument: str
+    def __init__(self, function: _Optional[str] = ..., argument: _Optional[str] = ...) -> None: ...
 
 class ScanHeader(_message.Message):
-    __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect", "superset_predicates")
+    __slots__ = ("source", "arrow_schema", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "dialect", "superset_predicates", "aggregated", "aggregate_declined")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     ARROW_SCHEMA_FIELD_NUMBER: _ClassVar[int]
     PHYSICAL_SQL_FIELD_NUMBER: _ClassVar[int]
@@ -36,6 +54,8 @@ class ScanHeader(_message.Message):
     LIMIT_PUSHED_FIELD_NUMBER: _ClassVar[int]
     DIALECT_FIELD_NUMBER: _ClassVar[int]
     SUPERSET_PREDICATES_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATED_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DECLINED_FIELD_NUMBER: _ClassVar[int]
     source: str
     arrow_schema: bytes
     physical_sql: str
@@ -44,7 +64,9 @@ class ScanHeader(_message.Message):
     limit_pushed: bool
     dialect: str
     superset_predicates: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ...) -> None: ...
+    aggregated: bool
+    aggregate_declined: str
+    def __init__(self, source: _Optional[str] = ..., arrow_schema: _Optional[bytes] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., dialect: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ..., aggregated: _Optional[bool] = ..., aggregate_declined: _Optional[str] = ...) -> None: ...
 
 class ScanTrailer(_message.Message):
     __slots__ = ("bad_values",)

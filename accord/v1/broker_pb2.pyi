@@ -104,7 +104,7 @@ class QueryResponse(_message.Message):
     def __init__(self, header: _Optional[_Union[QueryHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ..., trailer: _Optional[_Union[QueryTrailer, _Mapping]] = ...) -> None: ...
 
 class SourceScan(_message.Message):
-    __slots__ = ("source", "table", "reference", "columns", "predicate", "limit", "dialect", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "error", "superset_predicates", "circuit")
+    __slots__ = ("source", "table", "reference", "columns", "predicate", "limit", "dialect", "physical_sql", "pushed_predicates", "residual_predicates", "limit_pushed", "error", "superset_predicates", "circuit", "aggregate", "aggregated", "aggregate_declined")
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     TABLE_FIELD_NUMBER: _ClassVar[int]
     REFERENCE_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,9 @@ class SourceScan(_message.Message):
     ERROR_FIELD_NUMBER: _ClassVar[int]
     SUPERSET_PREDICATES_FIELD_NUMBER: _ClassVar[int]
     CIRCUIT_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATED_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DECLINED_FIELD_NUMBER: _ClassVar[int]
     source: str
     table: str
     reference: str
@@ -133,7 +136,10 @@ class SourceScan(_message.Message):
     error: str
     superset_predicates: _containers.RepeatedScalarFieldContainer[str]
     circuit: str
-    def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ..., circuit: _Optional[str] = ...) -> None: ...
+    aggregate: str
+    aggregated: bool
+    aggregate_declined: str
+    def __init__(self, source: _Optional[str] = ..., table: _Optional[str] = ..., reference: _Optional[str] = ..., columns: _Optional[_Iterable[str]] = ..., predicate: _Optional[str] = ..., limit: _Optional[int] = ..., dialect: _Optional[str] = ..., physical_sql: _Optional[str] = ..., pushed_predicates: _Optional[_Iterable[str]] = ..., residual_predicates: _Optional[_Iterable[str]] = ..., limit_pushed: _Optional[bool] = ..., error: _Optional[str] = ..., superset_predicates: _Optional[_Iterable[str]] = ..., circuit: _Optional[str] = ..., aggregate: _Optional[str] = ..., aggregated: _Optional[bool] = ..., aggregate_declined: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("query_id", "validated_sql", "merge_sql", "scans", "rewritten_sql", "role", "purpose", "masks", "row_filters", "min_group_size", "privacy_epsilon", "privacy_epsilon_remaining")

@@ -31,6 +31,9 @@ class Backend(ABC):
         self._lock = threading.Lock()
         self._running: dict[str, Any] = {}  # token -> what _interrupt needs
         self._cancelled: dict[str, None] = {}  # ordered: oldest dropped past the cap
+        #: Statements of ``adapters.aggregate``'s date checks that passed, with
+        #: the :meth:`version` of the data they passed on.
+        self.checked: dict[str, object] = {}
 
     def _started(self, token: str, handle: Any) -> bool:
         """Registers a statement about to run; False when it was already cancelled."""
@@ -87,6 +90,11 @@ class Backend(ABC):
         the database's own statement timeout. Closing the iterator early must
         stop the statement and give the connection back.
         """
+
+    def version(self) -> object | None:
+        """A value that changes whenever the stored data may have, or None
+        where the backend cannot tell (then nothing is remembered of it)."""
+        return None
 
     @abstractmethod
     def check(self) -> None:

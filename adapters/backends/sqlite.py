@@ -125,6 +125,19 @@ class SqliteBackend(Backend):
             else:
                 conn.close()
 
+    def version(self) -> object | None:
+        """The database file's and its write-ahead log's identity, size and
+        modification time: a commit changes one of them."""
+        stats: list[tuple[int, int, int] | None] = []
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            try:
+                st = path.stat()
+            except OSError:
+                stats.append(None)
+                continue
+            stats.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stats)
+
     def _interrupt(self, handles: list[Any]) -> None:
         for conn in handles:
             conn.interrupt()  # safe from another thread; the statement raises

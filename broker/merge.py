@@ -116,10 +116,23 @@ class Merger:
             max_workers=self.limits.merge_threads, thread_name_prefix="accord-merge"
         )
         self._stopping: set[asyncio.Task[None]] = set()  # merges being interrupted
+        self._jobs: set[_Job] = set()  # merges submitted and not yet ended
 
     def close(self) -> None:
-        """Stops the merge threads (a merge running finishes or is interrupted)."""
+        """Stops the merge threads: merges waiting never start, merges running
+        are interrupted until they end. The event loop that re-interrupted
+        them may be gone (the broker stopping, a test's loop closed), so a
+        thread of its own does it: an interrupt that lands between two of a
+        merge's statements is lost, and a cartesian product would run on for
+        minutes."""
         self._threads.shutdown(wait=False, cancel_futures=True)
+        jobs = list(self._jobs)
+        for job in jobs:
+            job.stop()
+        if jobs:
+            threading.Thread(
+                target=_interrupt_until_ended, args=(jobs,), name="accord-merge-stop", daemon=True
+            ).start()
 
     def arrow_tables(self, plan: QueryPlan, results: list[ScanResult]) -> dict[str, pa.Table]:
         """Per table reference: the union over sources, with a ``source`` column."""
@@ -180,6 +193,8 @@ class Merger:
         future = asyncio.get_running_loop().run_in_executor(
             self._threads, context.run, job, self._database
         )
+        self._jobs.add(job)
+        future.add_done_callback(lambda _: self._jobs.discard(job))
         try:
             return await asyncio.wait_for(
                 asyncio.shield(future), timeout=max(deadline - time.monotonic(), 0.001)
@@ -432,6 +447,27 @@ class _Job:
             self._stopped = True
             if self._cursor is not None:
                 self._cursor.interrupt()
+
+    @property
+    def running(self) -> bool:
+        with self._lock:
+            return self._cursor is not None
+
+
+#: How long a closed merger keeps interrupting its merges.
+STOP_WITHIN_S = 30.0
+
+
+def _interrupt_until_ended(jobs: list[_Job]) -> None:
+    """Interrupts ``jobs`` every REINTERRUPT_S until none runs (at most STOP_WITHIN_S)."""
+    deadline = time.monotonic() + STOP_WITHIN_S
+    while time.monotonic() < deadline:
+        live = [job for job in jobs if job.running]
+        if not live:
+            return
+        for job in live:
+            job.stop()
+        time.sleep(REINTERRUPT_S)  # DuckDB has no event to wait on for "stopped"
 
 
 def _count_visible(visible: dict[str, int], view: pa.Table) -> None:

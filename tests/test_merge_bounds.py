@@ -273,3 +273,30 @@ def test_a_merge_error_without_a_value_keeps_its_meaning():
     m = merger()
     with pytest.raises(InvalidQuery, match="Division by zero"):
         m.run(plan("SELECT n // (n - n) FROM t"), {"t": PEOPLE})
+
+
+def test_a_closed_merger_interrupts_a_merge_its_loop_left_running():
+    """The loop that re-interrupts a merge may be gone (a broker stopping, a
+    test's loop closed): close() itself interrupts until the merge ends."""
+    m = merger(merge_threads=1)
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(merge(m, HEAVY, within_s=600.0))
+
+    async def until_running() -> None:
+        while not any(job.running for job in m._jobs):
+            await asyncio.sleep(0.01)
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(until_running(), timeout=30))
+        jobs = list(m._jobs)
+        started = time.monotonic()
+        m.close()  # nobody awaits the merge: the loop is not running
+        while any(job.running for job in jobs) and time.monotonic() - started < 20:
+            time.sleep(0.01)
+        stopped_after = time.monotonic() - started
+    finally:
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+        loop.close()
+    assert not any(job.running for job in jobs)
+    assert stopped_after < 5.0, stopped_after  # the product alone runs for minutes

@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 COLUMNS = {"k": "VARCHAR", "g": "BIGINT", "x": "DOUBLE", "n": "BIGINT", "d": "DATE", "c": "VARCHAR"}
 RENAMED = {c: f"COL_{c.upper()}" for c in COLUMNS}
 CODES = {"1": "X", "2": "Y"}
+#: A source's tables with a code table and day-first text dates (it declines
+#: whatever reads them), and one renaming every column.
+CODED_TABLES = {
+    "facts": {
+        "columns": {
+            "c": {"column": "c", "codes": CODES},
+            "d": {"column": "d", "date_format": "%d.%m.%Y"},
+        }
+    }
+}
+RENAMED_TABLES = {"facts": {"physical_table": "FACT", "columns": RENAMED}}
 
 
 def federation() -> Federation:
@@ -59,20 +70,13 @@ def federation() -> Federation:
                 {
                     "code": "RENAMED",
                     "backend": {"kind": "sqlite", "path": "renamed.sqlite"},
-                    "tables": {"facts": {"physical_table": "FACT", "columns": RENAMED}},
+                    "tables": RENAMED_TABLES,
                     "release": {"facts": "all"},
                 },
                 {
                     "code": "CODED",
                     "backend": {"kind": "sqlite", "path": "coded.sqlite"},
-                    "tables": {
-                        "facts": {
-                            "columns": {
-                                "c": {"column": "c", "codes": CODES},
-                                "d": {"column": "d", "date_format": "%d.%m.%Y"},
-                            }
-                        }
-                    },
+                    "tables": CODED_TABLES,
                     "release": {"facts": "all"},
                 },
             ],

@@ -23,9 +23,10 @@ from hypothesis import strategies as st
 from accord.federation import parse_federation
 from tests.integration.servers import scratch_mariadb, scratch_postgres
 from tests.test_aggregate_pushdown import (
-    CODES,
+    CODED_TABLES,
     COLUMNS,
     RENAMED,
+    RENAMED_TABLES,
     _header,
     _stored,
     answer,
@@ -54,7 +55,7 @@ def federation(pg: str, mariadb: str, lite: Path) -> Federation:
                 {
                     "code": "PG",
                     "backend": {"kind": "postgresql", "dsn": pg},
-                    "tables": {"facts": {"physical_table": "FACT", "columns": RENAMED}},
+                    "tables": RENAMED_TABLES,
                     "release": {"facts": "all"},
                 },
                 {
@@ -66,14 +67,7 @@ def federation(pg: str, mariadb: str, lite: Path) -> Federation:
                 {
                     "code": "LITE",
                     "backend": {"kind": "sqlite", "path": str(lite)},
-                    "tables": {
-                        "facts": {
-                            "columns": {
-                                "c": {"column": "c", "codes": CODES},
-                                "d": {"column": "d", "date_format": "%d.%m.%Y"},
-                            }
-                        }
-                    },
+                    "tables": CODED_TABLES,
                     "release": {"facts": "all"},
                 },
             ],

@@ -152,12 +152,11 @@ class Merger:
             ]
             tables[ref.ref_id] = pa.concat_tables(parts) if parts else schema.empty_table()
         if plan.aggregate is not None:
-            raw = tables[plan.aggregate.raw]
-            tables[plan.aggregate.partials] = self._pushed_partials_of(plan.aggregate, raw, results)
+            tables[plan.aggregate.partials] = self._pushed_partials_of(plan.aggregate, results)
         return tables
 
     def _pushed_partials_of(
-        self, aggregate: AggregatePushdown, raw: pa.Table, results: list[ScanResult]
+        self, aggregate: AggregatePushdown, results: list[ScanResult]
     ) -> pa.Table:
         """The partial aggregates the sources computed, each tagged with its source."""
         logical = self.federation.tables[aggregate.table]
@@ -258,7 +257,15 @@ class Merger:
                     cursor.register(name, among[name])
                     registered.add(name)
 
-        views, visible = self._materialize(cursor, plan, key, tables, register)
+        def in_duckdb(view: exp.Select, views: dict[str, pa.Table]) -> pa.Table:
+            register(tables, tables)
+            register(views, views)
+            sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
+            return cursor.sql(sql).to_arrow_table()
+
+        materialized = self._materialize(plan, tables, in_duckdb)
+        assert materialized is not None  # every view has a way: DuckDB's
+        views, visible = materialized
         readable = {**tables, **views}
         if plan.aggregate is not None:
             # The declining sources' partials are computed over the raw rows
@@ -282,17 +289,13 @@ class Merger:
         error (the merge thread's path then gives it its proper status)."""
         if plan.aggregate is not None:  # partials to compute: DuckDB's
             return None
-        views: dict[str, pa.Table] = {}
-        visible: dict[str, int] = {}
         try:
-            for name, view in plan.views:
-                table = evaluate(view, tables)
-                if table is None:
-                    return None
-                views[name] = table
-                _count_visible(visible, table)
+            materialized = self._materialize(plan, tables, None)
+            if materialized is None:
+                return None
+            views, visible = materialized
             answer = evaluate(plan.merge, {**tables, **views})
-        except pa.ArrowException:
+        except (pa.ArrowException, AccordError):
             return None
         if answer is None:
             return None
@@ -330,19 +333,18 @@ class Merger:
 
     def _materialize(
         self,
-        cursor: duckdb.DuckDBPyConnection,
         plan: QueryPlan,
-        key: bytes,
         tables: dict[str, pa.Table],
-        register: Callable[[Iterable[str], dict[str, pa.Table]], None],
-    ) -> tuple[dict[str, pa.Table], dict[str, int]]:
+        in_duckdb: Callable[[exp.Select, dict[str, pa.Table]], pa.Table] | None,
+    ) -> tuple[dict[str, pa.Table], dict[str, int]] | None:
         """Computes each secure view; returns them by name, and the rows
         visible per source.
 
         A view that only selects and filters columns (no mask: the Crown
         attorney's, police's row filters) is computed by Arrow
-        (``broker.arrow_select``), without DuckDB; any other is a DuckDB
-        statement over the raw tables and the views before it.
+        (``broker.arrow_select``), without DuckDB; any other by ``in_duckdb``
+        (a statement over the raw tables and the views before it), or, with
+        none given, the answer is None.
         A failure here (other than the deadline or the memory limit) is the
         policy's, a mask over stored data: the caller gets a generic error.
         """
@@ -352,10 +354,9 @@ class Merger:
             try:
                 table = evaluate(view, tables)
                 if table is None:
-                    register(tables, tables)
-                    register(views, views)
-                    sql = bind_keyed_hash(view.copy(), key).sql(dialect="duckdb")
-                    table = cursor.sql(sql).to_arrow_table()
+                    if in_duckdb is None:
+                        return None
+                    table = in_duckdb(view, views)
             except (duckdb.Error, pa.ArrowException, OSError) as exc:
                 error = self._merge_error(exc)
                 if isinstance(error, InvalidQuery):
@@ -383,7 +384,7 @@ class Merger:
         raw = tables[aggregate.raw]
         pushed = tables.get(aggregate.partials)
         if pushed is None:  # no source asked (the rows only, as the in-process tests give)
-            pushed = self._pushed_partials_of(aggregate, raw, [])
+            pushed = self._pushed_partials_of(aggregate, [])
         try:
             computed = cursor.sql(aggregate.partial.sql(dialect="duckdb")).to_arrow_table()
             computed = computed.select(pushed.schema.names).cast(pushed.schema)
@@ -395,9 +396,7 @@ class Merger:
             pushed.column(SOURCE_COLUMN).to_pylist(), pushed.column(ROWS).to_pylist(), strict=True
         ):
             visible[source] = visible.get(source, 0) + rows
-        if raw.num_rows:
-            for entry in pc.value_counts(raw.column(SOURCE_COLUMN)).to_pylist():
-                visible[entry["values"]] = visible.get(entry["values"], 0) + entry["counts"]
+        _count_visible(visible, raw)
         return visible
 
     def _merge_error(self, exc: Exception) -> AccordError:

@@ -72,10 +72,11 @@ class _Outside(Exception):
 
 def evaluate(query: exp.Expr, tables: Mapping[str, pa.Table]) -> pa.Table | None:
     """``query``'s answer over ``tables`` (by registered name), or None when
-    the query is outside the class above (or names a table not given)."""
+    the query is outside the class above (or names a table not given, or
+    nests deeper than this evaluator's recursion goes)."""
     try:
         return _evaluate(query, tables)
-    except _Outside:
+    except (_Outside, RecursionError):  # a long OR chain nests past Python's stack
         return None
 
 

@@ -201,3 +201,11 @@ def test_the_queries_of_lookups_and_row_filters_are_evaluated(sql):
 )
 def test_anything_else_is_left_to_duckdb(sql):
     assert evaluate(sqlglot.parse_one(sql, read="duckdb"), {"tbl": SCHEMA.empty_table()}) is None
+
+
+def test_an_or_chain_deeper_than_the_stack_is_left_to_duckdb():
+    """The query-node limit admits about a thousand ``OR`` terms, nested one
+    in the next: past Python's recursion the answer is DuckDB's, not an error."""
+    terms = " OR ".join(f"t.s = 'v{i}'" for i in range(3000))
+    tree = sqlglot.parse_one(f"SELECT t.s FROM tbl AS t WHERE {terms}", read="duckdb")
+    assert evaluate(tree, {"tbl": SCHEMA.empty_table()}) is None

@@ -40,7 +40,7 @@ SEED := $(shell od -An -N4 -tu4 /dev/urandom | tr -d ' ')
 endif
 test: $(STAMP)
 	@echo "tests in random order: make test SEED=$(SEED) repeats it"
-	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED) --cov --cov-report=term:skip-covered
+	$(BIN)/python -m pytest -q -p randomly --randomly-seed=$(SEED) --cov --cov-report=term:skip-covered --durations=30
 
 # Unit tests only (no processes, no databases): seconds.
 unit: $(STAMP)

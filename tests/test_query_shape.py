@@ -17,6 +17,7 @@ from tests import inprocess
 CATALOG = {"offenders", "sentences", "releases", "alerts"}
 
 #: Generous: each is refused in milliseconds; before, they took up to 99 s.
+#: Counted in this thread's CPU time, which a loaded machine does not stretch.
 BOUND_S = 2.0
 
 PATHOLOGICAL = {
@@ -41,14 +42,14 @@ PATHOLOGICAL = {
 
 @pytest.mark.parametrize("sql", PATHOLOGICAL.values(), ids=PATHOLOGICAL.keys())
 def test_pathological_shapes_are_refused_quickly(sql):
-    started = time.monotonic()
+    started = time.thread_time()
     with pytest.raises(InvalidQuery) as caught:
         inprocess.prepare(sql, "police")
-    elapsed = time.monotonic() - started
+    elapsed = time.thread_time() - started
     code, message = grpc_status(caught.value)
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert "ACCORD_MAX_QUERY_" in message
-    assert elapsed < BOUND_S, f"refused after {elapsed:.2f} s"
+    assert elapsed < BOUND_S, f"refused after {elapsed:.2f} s of CPU"
 
 
 def _nested_subqueries(depth: int) -> str:

@@ -333,6 +333,46 @@ def test_write_failure_raises_and_rolls_back(
     assert report.ok and report.records == 3
 
 
+def test_append_many_writes_one_chain_in_order(tmp_path: Path) -> None:
+    audit = AuditLog(tmp_path, KEY, checkpoint_every=5)
+    batches = [[{"n": 1}, {"n": 2}, {"n": 3}], [], [{"n": 4}], [{"n": n} for n in range(5, 12)]]
+    written = [audit.append_many(b) for b in batches]
+    audit.append({"n": 12})
+    audit.close()
+    assert [len(w) for w in written] == [3, 0, 1, 7]
+    assert [r["seq"] for w in written for r in w] == list(range(1, 12))
+    report = verify(tmp_path, PUB)
+    assert report.ok and report.records == 12
+    objs = all_objs(tmp_path)
+    assert [o["n"] for o in objs if o.get("type") is None] == list(range(1, 13))
+    # A checkpoint comes after a whole batch, never inside it.
+    assert [o["seq"] for o in objs if o.get("type") == "checkpoint"] == [12, 14]
+
+
+def test_append_many_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    audit = make(tmp_path, 2, close=False)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(AuditWriteError):
+        audit.append_many([{"partner": "x"}, {"partner": "y"}])
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="reserved"):
+        audit.append_many([{"partner": "ok"}, {"seq": 9}])  # checked before anything is written
+    assert [r["seq"] for r in audit.append_many([{"partner": "z"}, {"partner": "w"}])] == [3, 4]
+    audit.close()
+    report = verify(tmp_path, PUB)
+    assert report.ok and report.records == 4
+    assert [o.get("partner") for o in all_objs(tmp_path) if o.get("type") is None] == [
+        "p0",
+        "p1",
+        "z",
+        "w",
+    ]
+
+
 # --------------------------------------------------------------------------- search, prune
 
 

@@ -120,29 +120,41 @@ class AuditLog:
 
     def append(self, record: dict[str, Any]) -> dict[str, Any]:
         """Write ``record`` durably and return it as written (with seq, hash...)."""
-        if not isinstance(record, dict):
-            raise TypeError("an audit record must be a dict")
-        clash = RESERVED_KEYS & record.keys()
-        if clash:
-            raise ValueError(f"audit record uses reserved keys: {sorted(clash)}")
-        if record.get("type") in INTERNAL_TYPES:
-            raise ValueError(f"audit record type {record['type']!r} is reserved")
+        return self.append_many([record])[0]
+
+    def append_many(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Write ``records`` durably, in order, with one write and one fsync
+        (the scans of one batch): all of them or, on any error, none."""
+        for record in records:
+            if not isinstance(record, dict):
+                raise TypeError("an audit record must be a dict")
+            clash = RESERVED_KEYS & record.keys()
+            if clash:
+                raise ValueError(f"audit record uses reserved keys: {sorted(clash)}")
+            if record.get("type") in INTERNAL_TYPES:
+                raise ValueError(f"audit record type {record['type']!r} is reserved")
+        if not records:
+            return []
         with self._lock:
             if self._closed:
                 raise AuditWriteError("audit trail is closed; the query cannot be recorded")
             now = self._clock()
-            obj = dict(record)
-            obj.update(
-                seq=self._seq + 1, ts=format_ts(now), instance=self._instance, prev=self._prev
-            )
-            written = self._write_line(obj, now)
-            self._since_checkpoint += 1
+            objs, lines, prev = [], [], self._prev
+            for i, record in enumerate(records, start=1):
+                obj = dict(record)
+                obj.update(seq=self._seq + i, ts=format_ts(now), instance=self._instance, prev=prev)
+                prev = obj["hash"] = hashlib.sha256(canonical(obj)).hexdigest()
+                objs.append(obj)
+                lines.append(canonical(obj) + b"\n")
+            self._write(b"".join(lines), now)
+            self._seq, self._prev = self._seq + len(objs), prev
+            self._since_checkpoint += len(objs)
             if (
                 self._since_checkpoint >= self._every
                 or time.monotonic() - self._last_checkpoint >= self._seconds
             ):
                 self._write_checkpoint(now)
-            return written
+            return objs
 
     def checkpoint(self) -> dict[str, Any]:
         """Write a signed checkpoint now."""
@@ -299,14 +311,20 @@ class AuditLog:
     def _write_line(self, obj: dict[str, Any], now: datetime) -> dict[str, Any]:
         digest = hashlib.sha256(canonical(obj)).hexdigest()  # obj has no hash yet
         obj["hash"] = digest
-        line = canonical(obj) + b"\n"
+        self._write(canonical(obj) + b"\n", now)
+        self._seq = int(obj["seq"])
+        self._prev = digest
+        return obj
+
+    def _write(self, data: bytes, now: datetime) -> None:
+        """Appends whole lines durably; on an error, none of them stays."""
         try:
-            self._rotate_if_needed(as_utc(now).date(), len(line))
+            self._rotate_if_needed(as_utc(now).date(), len(data))
             assert self._fd is not None
             if self._dirty:
                 os.ftruncate(self._fd, self._size)
                 self._dirty = False
-            view = memoryview(line)
+            view = memoryview(data)
             self._dirty = True
             while view:
                 n = os.write(self._fd, view)
@@ -315,16 +333,13 @@ class AuditLog:
             self._dirty = False
         except OSError as exc:
             if self._fd is not None and self._dirty:
-                try:  # drop a partly written line so the chain stays clean
+                try:  # drop partly written lines so the chain stays clean
                     os.ftruncate(self._fd, self._size)
                     self._dirty = False
                 except OSError:
                     pass
             raise self._write_error("write an audit line", exc) from exc
-        self._size += len(line)
-        self._seq = int(obj["seq"])
-        self._prev = digest
-        return obj
+        self._size += len(data)
 
     def _write_checkpoint(self, now: datetime) -> dict[str, Any]:
         seq = self._seq + 1

@@ -15,6 +15,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from accord.errors import scan_outcome
 from accord.telemetry import LATENCY_BUCKETS, ProcessMetrics
+from adapters.scan_plans import OUTCOMES as SCAN_PLAN_OUTCOMES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -62,6 +63,13 @@ class AdapterMetrics(ProcessMetrics):
             ["source"],
             registry=r,
         )
+        self.scan_plans = Counter(
+            "accord_adapter_scan_plans",
+            "Scans planned: hit (from a repeated shape's template), miss (translated, "
+            "and a template built on a shape's second sight), uncacheable.",
+            ["source", "outcome"],
+            registry=r,
+        )
         self.reloads = Counter(
             "accord_adapter_reloads",
             "Reloads on SIGHUP (certificate, broker identities, revocation list), by outcome.",
@@ -72,6 +80,8 @@ class AdapterMetrics(ProcessMetrics):
         # rate() and increase() cannot see a counter's first step otherwise.
         for metric in (self.scan_duration, self.bytes, self.inflight, self.refused_callers):
             metric.labels(source)
+        for outcome in SCAN_PLAN_OUTCOMES:
+            self.scan_plans.labels(source, outcome)
         for kind in ("certificate", "broker_identities", "revocation_list"):  # adapters.reload
             for outcome in ("ok", "failed"):
                 self.reloads.labels(source, kind, outcome)
@@ -82,6 +92,9 @@ class AdapterMetrics(ProcessMetrics):
         for table, names in columns.items():
             for column in names:
                 self.bad_values.labels(self.source, table, column)
+
+    def scan_planned(self, outcome: str) -> None:
+        self.scan_plans.labels(self.source, outcome).inc()
 
     def count_rows(self, table: str, rows: int) -> None:
         self.rows.labels(self.source, table).inc(rows)

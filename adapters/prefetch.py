@@ -6,6 +6,10 @@ halves overlap. The reader stays at most ``depth`` batches ahead (memory is
 bounded), and stopping the consumer stops the reader and closes its
 iterator in the reader's own thread (a generator cannot be closed from
 another thread while it runs).
+
+A scan of a few rows (a point lookup: most of a history) reads its one
+short batch in the scan's own thread: a thread started, and handed each
+batch, costs it more than the overlap wins (``read_ahead``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 T = TypeVar("T")
 
@@ -24,8 +28,33 @@ _DONE = object()
 _POLL_S = 0.05
 
 
-def prefetch(source: Iterator[T], depth: int = 4, name: str = "prefetch") -> Iterator[T]:
-    """Yields what ``source`` yields, read ahead in a thread; errors re-raise here."""
+def prefetch(
+    source: Iterator[T],
+    depth: int = 4,
+    name: str = "prefetch",
+    read_ahead: Callable[[T], bool] | None = None,
+) -> Iterator[T]:
+    """Yields what ``source`` yields, read ahead in a thread; errors re-raise here.
+
+    With ``read_ahead``, the first item is read in this thread, and a thread
+    reads the rest ahead only if it holds for that item (a full batch: more
+    are likely to follow) or a second one comes."""
+    if read_ahead is not None:
+        handed = False
+        try:
+            for n, early in enumerate(source):
+                yield early
+                if n > 0 or read_ahead(early):
+                    handed = True
+                    break
+            else:
+                return
+        finally:
+            close = getattr(source, "close", None)
+            if not handed and close is not None:
+                close()
+        yield from prefetch(source, depth, name)
+        return
     items: queue.Queue[object] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 

@@ -59,6 +59,7 @@ from adapters.dialects import RULES
 from adapters.metrics import AdapterMetrics
 from adapters.prefetch import prefetch
 from adapters.release import check_release, release_conditions
+from adapters.scan_plans import RowScan, ScanPlans
 from adapters.translate import plan_scan
 
 if TYPE_CHECKING:
@@ -91,6 +92,9 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
         self.trace = trace  # None: no trail (tests and benchmarks only)
         self.metrics.expect_columns({t: list(m.columns) for t, m in source.tables.items()})
         self._tokens = itertools.count()
+        self.plans = ScanPlans(
+            lambda name: (federation.tables[name], source.tables[name]), self.metrics.scan_planned
+        )
 
     def Describe(
         self, request: adapter_pb2.DescribeRequest, context: grpc.ServicerContext
@@ -113,6 +117,70 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 log.warning("scan of %s failed: %s", request.table, message)
                 context.set_trailing_metadata(((ADAPTER_ERROR_METADATA, "1"),))
                 context.abort(status, message)
+
+    def ScanBatch(
+        self, request: adapter_pb2.ScanBatchRequest, context: grpc.ServicerContext
+    ) -> Iterator[adapter_pb2.ScanBatchResponse]:
+        """Each scan as Scan runs it, one after another, its messages tagged
+        with its index; a scan that fails sends its error and the next runs.
+        Every access is recorded (one write) before the first header."""
+        scans = list(request.scans)
+        if not 1 <= len(scans) <= MAX_BATCH_SCANS:
+            context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"a scan batch holds 1 to {MAX_BATCH_SCANS} scans, not {len(scans)}",
+            )
+        try:
+            traced = self.trace.scans(scans, context) if self.trace is not None else None
+        except AccordError as exc:
+            status, refusal = grpc_status(exc)
+            context.set_trailing_metadata(((ADAPTER_ERROR_METADATA, "1"),))
+            context.abort(status, refusal)
+        ends: list[dict[str, Any]] = []  # one per scan reached, in order
+        try:
+            yield from packed(self._batch_items(scans, traced, ends, context))
+        finally:
+            if self.trace is not None and traced is not None:
+                # The scans the batch never reached ended with it.
+                never = ScanCancelled(self.source.code, "the batch ended first")
+                self.trace.ended(ends + [t.end(never) for t in traced[len(ends) :]])
+
+    def _batch_items(
+        self,
+        scans: list[adapter_pb2.ScanRequest],
+        traced: list[TracedScan] | None,
+        ends: list[dict[str, Any]],
+        context: grpc.ServicerContext,
+    ) -> Iterator[adapter_pb2.ScanBatchItem]:
+        """The batch's scans in order, each one's end record added to ``ends``."""
+
+        def ended(one: TracedScan | None, exc: BaseException | None) -> None:
+            if one is not None:
+                ends.append(one.end(exc))
+
+        for index, scan_request in enumerate(scans):
+            one = traced[index] if traced is not None else None
+            if one is not None:
+                one.begin()
+            with bind_query_id(scan_request.query_id):
+                try:
+                    scanned = self._scan(scan_request, context, one.count if one else None)
+                    for message in self.metrics.observe(scan_request.table, scanned):
+                        yield adapter_pb2.ScanBatchItem(scan=index, response=message)
+                except ScanCancelled as exc:
+                    ended(one, exc)
+                    return  # the broker cancelled: the statement was cancelled too
+                except AccordError as exc:
+                    ended(one, exc)
+                    status, text = grpc_status(exc)
+                    log.warning("scan of %s failed: %s", scan_request.table, text)
+                    error = adapter_pb2.ScanError(code=status.value[0], message=text)
+                    yield adapter_pb2.ScanBatchItem(scan=index, error=error)
+                    continue
+                except BaseException as exc:  # the call ended under us (GeneratorExit)
+                    ended(one, exc)
+                    raise
+            ended(one, None)
 
     def _traced(
         self, request: adapter_pb2.ScanRequest, context: grpc.ServicerContext
@@ -156,6 +224,7 @@ class AdapterService(adapter_pb2_grpc.AdapterServicer):
                 token,
                 timeout_s=context.time_remaining(),
                 on_rows=counted,
+                plans=self.plans,
             ):
                 if message.WhichOneof("payload") == "trailer":
                     bad = dict(message.trailer.bad_values)
@@ -206,8 +275,11 @@ def scan(
     token: str,
     timeout_s: float | None = None,
     on_rows: Callable[[int], None] | None = None,
+    plans: ScanPlans | None = None,
 ) -> Iterator[adapter_pb2.ScanResponse]:
     """The stream of one Scan: a header, one message per Arrow batch, a trailer.
+    With ``plans``, a repeated shape is planned from its template
+    (``adapters.scan_plans``).
 
     A stored value that does not fit the logical model is sent as NULL and
     counted in the trailer. The database applied the release filter to the
@@ -225,23 +297,16 @@ def scan(
             f"source {source.code} does not release table {request.table!r}", reason="table"
         )
     table = federation.tables[request.table]
-    columns = list(request.columns)
     asked = request.HasField("aggregate")
-    aggregated = columns_used(table, request.aggregate) if asked else []
-    check_released(source.code, table, release, columns + aggregated, request.predicate)
-    guarded = _filter_columns(table, release.row_filter)
-    fetched = columns + [c for c in guarded if c not in columns]
-    physical = plan_scan(
-        table,
-        mapping,
-        fetched,
-        request.predicate,
-        request.limit,
-        backend.dialect,
-        release.row_filter,
-        release_conditions(federation, source, request.table, backend.dialect),
+
+    def build(predicate: str) -> RowScan:
+        return row_scan(federation, source, backend.dialect, request, predicate)
+
+    planned = (
+        plans.plan(request, build) if plans is not None and not asked else build(request.predicate)
     )
-    schema = table.arrow_schema(columns)
+    physical, columns, guarded = planned.physical, planned.columns, planned.guarded
+    schema = planned.schema
     partial: PartialScan | None = None
     declined = ""
     if asked:
@@ -274,19 +339,17 @@ def scan(
     if partial is not None:
         yield from _aggregated(source, backend, partial, token, timeout_s, on_rows)
         return
-    converters = column_converters(table, mapping, fetched)
-    stored = physical_types(table, mapping, fetched, RULES[backend.dialect].native_dates)
-    fetched_schema = table.arrow_schema(fetched)
+    converters, fetched_schema = planned.converters, planned.fetched_schema
     bad: Counter[str] = Counter()
     batches = backend.execute(
         physical.sql,
         physical.params,
-        stored,
+        planned.stored,
         batch_rows=ipc.BATCH_ROWS,
         token=token,
         timeout_s=timeout_s,
     )
-    for batch in prefetch(batches, name=f"read-{token}"):
+    for batch in prefetch(batches, name=f"read-{token}", read_ahead=_full):
         converted = to_logical(batch, fetched_schema, converters)
         bad.update(converted.counts())
         logical = withheld(converted, guarded).select(range(len(columns)))
@@ -295,6 +358,49 @@ def scan(
                 on_rows(piece.num_rows)
             yield adapter_pb2.ScanResponse(arrow_batch=ipc.batch_to_bytes(piece))
     yield adapter_pb2.ScanResponse(trailer=adapter_pb2.ScanTrailer(bad_values=dict(bad)))
+
+
+def row_scan(
+    federation: Federation,
+    source: Source,
+    dialect: str,
+    request: adapter_pb2.ScanRequest,
+    predicate: str,
+) -> RowScan:
+    """The plan of ``request`` with ``predicate``: what it may read (refused
+    otherwise), the physical statement, and how its rows become logical ones."""
+    table = federation.tables[request.table]
+    mapping, release = source.tables[request.table], source.release[request.table]
+    columns = list(request.columns)
+    aggregated = columns_used(table, request.aggregate) if request.HasField("aggregate") else []
+    check_released(source.code, table, release, columns + aggregated, predicate)
+    guarded = _filter_columns(table, release.row_filter)
+    fetched = columns + [c for c in guarded if c not in columns]
+    physical = plan_scan(
+        table,
+        mapping,
+        fetched,
+        predicate,
+        request.limit,
+        dialect,
+        release.row_filter,
+        release_conditions(federation, source, request.table, dialect),
+    )
+    return RowScan(
+        physical=physical,
+        columns=columns,
+        fetched=fetched,
+        guarded=guarded,
+        schema=table.arrow_schema(columns),
+        fetched_schema=table.arrow_schema(fetched),
+        converters=column_converters(table, mapping, fetched),
+        stored=physical_types(table, mapping, fetched, RULES[dialect].native_dates),
+    )
+
+
+def _full(batch: pa.RecordBatch) -> bool:
+    """A whole batch was read: more may follow, so the rest is read ahead."""
+    return bool(batch.num_rows >= ipc.BATCH_ROWS)
 
 
 def _aggregated(
@@ -315,7 +421,7 @@ def _aggregated(
         token=token,
         timeout_s=timeout_s,
     )
-    for batch in prefetch(batches, name=f"read-{token}"):
+    for batch in prefetch(batches, name=f"read-{token}", read_ahead=_full):
         converted = to_logical(batch, partial.schema, partial.converters)
         # An unknown stored code is a NULL group, as its rows would be NULL;
         # anything else that does not fit would make a wrong sum.
@@ -357,6 +463,30 @@ def _check_dates(backend: Backend, check: DateCheck, token: str, timeout_s: floa
         if len(backend.checked) >= MAX_REMEMBERED_CHECKS:
             backend.checked.clear()
         backend.checked[check.sql] = version
+
+
+#: Most scans one ScanBatch call may carry (a history asks six tables).
+MAX_BATCH_SCANS = 64
+#: A batch's items go out together until they hold about this many bytes,
+#: or the oldest of them has waited this long (a slow scan after quick ones).
+PACKED_BYTES = 1 << 20
+PACKED_WAIT_S = 0.02
+
+
+def packed(items: Iterable[adapter_pb2.ScanBatchItem]) -> Iterator[adapter_pb2.ScanBatchResponse]:
+    """Items in as few messages as ``PACKED_BYTES`` and ``PACKED_WAIT_S`` allow."""
+    pending: list[adapter_pb2.ScanBatchItem] = []
+    size, oldest = 0, 0.0
+    for item in items:
+        if not pending:
+            oldest = time.monotonic()
+        pending.append(item)
+        size += item.ByteSize()
+        if size >= PACKED_BYTES or time.monotonic() - oldest >= PACKED_WAIT_S:
+            yield adapter_pb2.ScanBatchResponse(items=pending)
+            pending, size = [], 0
+    if pending:
+        yield adapter_pb2.ScanBatchResponse(items=pending)
 
 
 #: Date checks remembered per backend (each a statement and a version).

@@ -16,6 +16,10 @@ Per scan, two records (vocabulary in ``accord.audit.reconcile``):
   ``CANCELLED``, and how long it took; ``access_seq`` is the seq of its
   ``scan`` record.
 
+A batch of scans (``ScanBatch``) writes all its ``scan`` records with one
+write before its first header, and all its ``scan_end`` records with one
+more when it ends.
+
 A caller refused for its certificate gets one ``scan_refused`` record.
 Every text the caller sent is kept bounded; no stored value is ever written.
 """
@@ -118,30 +122,54 @@ class ScanTrace:
         """Records the scan's access now (AuditWriteError if it cannot be
         written: then it must not be answered); the returned context manager
         records how it ended."""
-        cut: dict[str, int] = {}
-        columns = [_bounded(c, MAX_TEXT, cut, "columns") for c in request.columns[:MAX_COLUMNS]]
-        if len(request.columns) > MAX_COLUMNS:
-            cut["columns"] = len(request.columns)
-        table = _bounded(request.table, MAX_TEXT, cut, "table")
-        query_id = _bounded(request.query_id, MAX_TEXT, cut, "query_id")
-        written = self.audit.append(
-            {
-                "event": SCAN,
-                "source": self.source,
-                "query_id": query_id,
-                "partner": _bounded(request.partner, MAX_TEXT, cut, "partner"),
-                "end_user": _bounded(request.end_user, MAX_TEXT, cut, "end_user"),
-                **Caller.of(context).as_fields(),
-                "table": table,
-                "columns": columns,
-                "predicate": _bounded(request.predicate, MAX_PREDICATE, cut, "predicate"),
-                "limit": request.limit,
-                "explain_only": request.explain_only,
-                "outcome": STARTED,
-                **({"truncated": cut} if cut else {}),
-            }
-        )
-        return TracedScan(self, int(written["seq"]), query_id, table)
+        return self.scans([request], context)[0]
+
+    def scans(
+        self, requests: list[adapter_pb2.ScanRequest], context: grpc.ServicerContext
+    ) -> list[TracedScan]:
+        """Records the access of every scan of a batch at once, with one
+        write (AuditWriteError if they cannot be written: then none may be
+        answered)."""
+        caller = Caller.of(context).as_fields()
+        records, names = [], []
+        for request in requests:
+            cut: dict[str, int] = {}
+            columns = [_bounded(c, MAX_TEXT, cut, "columns") for c in request.columns[:MAX_COLUMNS]]
+            if len(request.columns) > MAX_COLUMNS:
+                cut["columns"] = len(request.columns)
+            table = _bounded(request.table, MAX_TEXT, cut, "table")
+            query_id = _bounded(request.query_id, MAX_TEXT, cut, "query_id")
+            records.append(
+                {
+                    "event": SCAN,
+                    "source": self.source,
+                    "query_id": query_id,
+                    "partner": _bounded(request.partner, MAX_TEXT, cut, "partner"),
+                    "end_user": _bounded(request.end_user, MAX_TEXT, cut, "end_user"),
+                    **caller,
+                    "table": table,
+                    "columns": columns,
+                    "predicate": _bounded(request.predicate, MAX_PREDICATE, cut, "predicate"),
+                    "limit": request.limit,
+                    "explain_only": request.explain_only,
+                    "outcome": STARTED,
+                    **({"truncated": cut} if cut else {}),
+                }
+            )
+            names.append((query_id, table))
+        written = self.audit.append_many(records)
+        return [
+            TracedScan(self, int(w["seq"]), query_id, table)
+            for w, (query_id, table) in zip(written, names, strict=True)
+        ]
+
+    def ended(self, records: list[dict[str, Any]]) -> None:
+        """Writes the ``scan_end`` records of a batch (``TracedScan.end``) at once."""
+        try:
+            self.audit.append_many(records)
+        except AuditWriteError as exc:
+            # The accesses are recorded; the ends are lost, and reconcile says so.
+            log.error("end of %d scans not recorded: %s", len(records), exc)
 
 
 class TracedScan:
@@ -160,12 +188,20 @@ class TracedScan:
     def count(self, rows: int) -> None:
         self.rows += rows
 
+    def begin(self) -> None:
+        """The scan starts now (a batch's later scans wait for the earlier ones)."""
+        self.started = time.monotonic()
+
     def __enter__(self) -> TracedScan:
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.trace.ended([self.end(exc)])
+
+    def end(self, exc: BaseException | None) -> dict[str, Any]:
+        """The ``scan_end`` record of this scan, ended by ``exc`` (None: in full)."""
         outcome = ended_as(exc)
         record: dict[str, Any] = {
             "event": SCAN_END,
@@ -179,11 +215,7 @@ class TracedScan:
         }
         if outcome in {"DENIED", "FAILED"} and exc is not None:
             record["error"] = _bounded(str(exc), 1000, {}, "error")
-        try:
-            self.trace.audit.append(record)
-        except AuditWriteError as exc_:
-            # The access is recorded; the end is lost, and reconcile says so.
-            log.error("end of scan not recorded: %s", exc_)
+        return record
 
 
 def ended_as(error: BaseException | None) -> str:

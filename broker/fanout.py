@@ -42,6 +42,7 @@ from accord.partial import impossible, partial_schema
 from accord.v1 import adapter_pb2, adapter_pb2_grpc
 from broker.adapter_identity import AdapterVerifier
 from broker.breaker import Breakers
+from broker.scan_batch import ScanFailed
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -53,6 +54,7 @@ if TYPE_CHECKING:
     from broker.identity import Principal
     from broker.metrics import BrokerMetrics
     from broker.planner import ScanSpec, TableReference
+    from broker.scan_batch import GroupMember, Ticket
 
 log = logging.getLogger("accord.fanout")
 
@@ -288,6 +290,7 @@ async def run_scans(
     budget: Budget | None = None,
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
     principal: Principal | None = None,
+    member: GroupMember | None = None,
 ) -> list[ScanResult]:
     """Runs every scan of a plan concurrently; ``deadline`` is a monotonic time.
 
@@ -298,9 +301,15 @@ async def run_scans(
     failed scan cancels the others: their gRPC calls end, and each adapter
     cancels its statement in its database. With a ``sink`` every batch goes
     there as it arrives (a bounded queue: a slow consumer slows the scans)
-    instead of being kept in the results.
+    instead of being kept in the results. With a ``member`` of a scan group
+    (``broker.scan_batch``), each scan's first attempt goes in its source's
+    batch with the other members' scans.
     """
     specs = [(ref, spec) for ref in references for spec in ref.scans]
+    if member is not None and sink is None and not explain_only:
+        tickets: list[Ticket | None] = list(member.arrive([spec.source for _, spec in specs]))
+    else:
+        tickets = [None] * len(specs)
     tasks = [
         asyncio.ensure_future(
             _scan(
@@ -313,9 +322,10 @@ async def run_scans(
                 budget or Budget(2**62, 2**62),
                 sink,
                 principal,
+                ticket,
             )
         )
-        for ref, spec in specs
+        for (ref, spec), ticket in zip(specs, tickets, strict=True)
     ]
     try:
         pending = set(tasks)
@@ -348,6 +358,7 @@ async def _scan(
     budget: Budget,
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None = None,
     principal: Principal | None = None,
+    ticket: Ticket | None = None,
 ) -> ScanResult:
     source = spec.source
     result = ScanResult(
@@ -377,25 +388,7 @@ async def _scan(
             raise CircuitOpen(
                 source, "its circuit is open after repeated failures; it is asked again shortly"
             )
-        endpoints = clients.endpoints(source)
-        retrying = AsyncRetrying(
-            # Only what failed before any data arrived is replayed: never a
-            # half-streamed scan, never a refusal.
-            retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
-            stop=stop_after_attempt(MAX_ATTEMPTS)
-            | stop_after_delay(max(deadline - time.monotonic(), 0)),
-            wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                number = attempt.retry_state.attempt_number
-                endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
-                try:
-                    stub = await clients.stub(source, endpoint, deadline)
-                except SourceUnavailable as exc:  # before any scan went out: try a replica
-                    raise _Retryable(exc) from exc
-                await _attempt(stub, request, result, expected, deadline, budget, sink)
+        await _attempts(clients, request, result, expected, deadline, budget, sink, ticket)
     except asyncio.CancelledError:
         result.error = ScanCancelled(source, "cancelled: another source failed first")
     except ResourceExhausted as exc:
@@ -409,6 +402,9 @@ async def _scan(
         result.error = exc
     except AccordError as exc:
         result.error = SourceUnavailable(source, f"sent unusable data: {exc}")
+    finally:
+        if ticket is not None:
+            ticket.settle()  # given up before its first attempt, or cancelled
     result.elapsed_ms = (time.monotonic() - started) * 1000
     if clients.metrics is not None and not explain_only:
         clients.metrics.scan_done(source, result.error, result.elapsed_ms / 1000)
@@ -420,6 +416,44 @@ async def _scan(
         # for the source to answer is no failure of the source.
         breaker.ended(result.error, deadline - started)
     return result
+
+
+async def _attempts(
+    clients: AdapterClients,
+    request: adapter_pb2.ScanRequest,
+    result: ScanResult,
+    expected: pa.Schema,
+    deadline: float,
+    budget: Budget,
+    sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None,
+    ticket: Ticket | None,
+) -> None:
+    """The scan's first attempt (in its batch, with a ticket) and its retries."""
+    source = result.source
+    endpoints = clients.endpoints(source)
+    retrying = AsyncRetrying(
+        # Only what failed before any data arrived is replayed: never a
+        # half-streamed scan, never a refusal.
+        retry=retry_if_exception(lambda e: isinstance(e, _Retryable)),
+        stop=stop_after_attempt(MAX_ATTEMPTS)
+        | stop_after_delay(max(deadline - time.monotonic(), 0)),
+        wait=wait_exponential_jitter(multiplier=0.05, max=0.5, jitter=0.05),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            number = attempt.retry_state.attempt_number
+            endpoint = endpoints[(number - 1) % len(endpoints)]  # fail over to a replica
+            batched = ticket if number == 1 else None  # retries go alone
+            try:
+                try:
+                    stub = await clients.stub(source, endpoint, deadline)
+                except SourceUnavailable as exc:  # before any scan went out: try a replica
+                    raise _Retryable(exc) from exc
+                await _attempt(stub, request, result, expected, deadline, budget, sink, batched)
+            finally:
+                if batched is not None:
+                    batched.settle()  # its batch goes (or ends) without waiting for it
 
 
 def _partial_schema(logical: LogicalTable, request: adapter_pb2.ScanRequest) -> pa.Schema | None:
@@ -442,12 +476,17 @@ async def _attempt(
     deadline: float,
     budget: Budget,
     sink: asyncio.Queue[tuple[ScanResult, pa.RecordBatch]] | None,
+    ticket: Ticket | None = None,
 ) -> None:
     source = result.source
     timeout = deadline - time.monotonic()
     if timeout <= 0:
         raise SourceTimedOut(source, "no time was left before the query's deadline")
-    call = stub.Scan(request, timeout=timeout)
+    call: Any = (
+        ticket.scan(stub, request, timeout)
+        if ticket is not None
+        else stub.Scan(request, timeout=timeout)
+    )
     try:
         async for message in call:
             _receive(result, message, expected)
@@ -458,9 +497,13 @@ async def _attempt(
     except (asyncio.CancelledError, ResourceExhausted):
         call.cancel()  # the adapter sees the cancellation and stops its statement
         raise
-    except grpc.aio.AioRpcError as exc:
+    except (grpc.aio.AioRpcError, ScanFailed) as exc:
         error = _source_error(source, exc)
-        if result.header is None and exc.code() == grpc.StatusCode.UNAVAILABLE:
+        if result.header is None and (
+            exc.code() == grpc.StatusCode.UNAVAILABLE
+            # An adapter without ScanBatch: the scan is asked alone.
+            or (isinstance(exc, grpc.aio.AioRpcError) and exc.code() == _NO_BATCH and ticket)
+        ):
             raise _Retryable(error) from exc
         raise error from exc
     if result.header is None:
@@ -550,7 +593,10 @@ def scrub(text: str) -> str:
     return _ADDRESS.sub("<address>", text)
 
 
-def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
+_NO_BATCH = grpc.StatusCode.UNIMPLEMENTED
+
+
+def _source_error(source: str, exc: grpc.aio.AioRpcError | ScanFailed) -> SourceError:
     """The per-source error a partner may see for a failed scan call; the
     call's own details go to the log (tagged with the query id)."""
     code = exc.code()
@@ -569,7 +615,7 @@ def _source_error(source: str, exc: grpc.aio.AioRpcError) -> SourceError:
     return SourceError(source, f"{code.name}: the scan failed; the operators have the details")
 
 
-def _marked_by_adapter(exc: grpc.aio.AioRpcError) -> bool:
+def _marked_by_adapter(exc: grpc.aio.AioRpcError | ScanFailed) -> bool:
     # grpc.aio.Metadata at run time (pairs when iterated); the stubs say tuples.
     trailing: Any = exc.trailing_metadata() or ()
     return any(key == ADAPTER_ERROR_METADATA for key, _ in trailing)

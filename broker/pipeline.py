@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from broker.policy.store import PolicySet
     from broker.prepare import PreparedQuery
     from broker.record import QueryRecord
+    from broker.scan_batch import GroupMember
 
 log = logging.getLogger("accord.broker")
 
@@ -176,9 +177,12 @@ class QueryPipeline:
         principal: Principal,
         request: broker_pb2.QueryRequest,
         record: QueryRecord | None = None,
+        member: GroupMember | None = None,
     ) -> QueryOutcome:
         """One query merged whole (what ``answer`` does for non-streamable ones);
-        ``record``, when given, receives the plan and each source's totals."""
+        ``record``, when given, receives the plan and each source's totals.
+        As a ``member`` of a scan group, its scans go in the group's batches
+        (``broker.scan_batch``)."""
         started = time.monotonic()
         query_id = record.query_id if record is not None else new_query_id()
         deadline, scans_deadline = self.deadline(request)
@@ -186,7 +190,15 @@ class QueryPipeline:
         if record is not None:
             record.planned(prepared)
         return await self._merged(
-            principal, request, prepared, query_id, started, deadline, scans_deadline, record
+            principal,
+            request,
+            prepared,
+            query_id,
+            started,
+            deadline,
+            scans_deadline,
+            record,
+            member,
         )
 
     async def _merged(
@@ -199,6 +211,7 @@ class QueryPipeline:
         deadline: float,
         scans_deadline: float,
         record: QueryRecord | None = None,
+        member: GroupMember | None = None,
     ) -> QueryOutcome:
         privacy = prepared.view.role.privacy if prepared.release is not None else None
         reservation = None
@@ -209,7 +222,7 @@ class QueryPipeline:
             )
         try:
             table, visible, results, failed = await self._fetch_and_merge(
-                principal, request, prepared, query_id, deadline, scans_deadline, record
+                principal, request, prepared, query_id, deadline, scans_deadline, record, member
             )
             if prepared.release is not None:
                 role = prepared.view.role.name
@@ -271,6 +284,7 @@ class QueryPipeline:
         deadline: float,
         scans_deadline: float,
         record: QueryRecord | None,
+        member: GroupMember | None = None,
     ) -> tuple[pa.Table, dict[str, int], list[ScanResult], list[ScanResult]]:
         """The scans, judged, and their merge: (table, rows visible per source,
         results, failed scans)."""
@@ -284,6 +298,7 @@ class QueryPipeline:
             fail_fast=not request.allow_partial,
             budget=budget,
             principal=principal,
+            member=member,
         )
         if record is not None:
             record.fetched(results)

@@ -20,6 +20,7 @@ from accord.errors import AuditWriteError, ConfigError
 from accord.federation import load_federation
 from accord.v1 import adapter_pb2
 from accord.workdir import DEFAULT_FEDERATION, Workdir
+from adapters import server
 from adapters.backends import open_backend
 from adapters.callers import CallerGate, fingerprint
 from adapters.datagen import write_federation_data
@@ -165,17 +166,66 @@ def test_the_access_is_durable_before_the_header_and_the_end_counts_the_rows(
     assert "surname" not in str(end)  # counts only, never the values sent
 
 
-def test_a_scan_whose_access_cannot_be_recorded_is_refused_unavailable(pki, data, workdir):
-    class Full(AuditLog):
-        def append(self, record: dict[str, Any]) -> dict[str, Any]:
-            raise AuditWriteError("the audit trail is unavailable")
+class Full(AuditLog):
+    """A trail that cannot take a record (every write, single or batched, goes here)."""
 
+    def append_many(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        raise AuditWriteError("the audit trail is unavailable")
+
+
+def test_a_scan_whose_access_cannot_be_recorded_is_refused_unavailable(pki, data, workdir):
     full = Full(workdir.adapter_audit_dir("BC"), _key(workdir))
     context = broker_context(pki)
     with pytest.raises(Aborted):
         next(service(pki, data, full).Scan(REQUEST, context))  # type: ignore[arg-type]
     assert context.aborted is not None and context.aborted[0] == grpc.StatusCode.UNAVAILABLE
     assert records(workdir) == []
+
+
+def test_a_batch_whose_accesses_cannot_be_recorded_runs_no_scan(pki, data, workdir):
+    full = Full(workdir.adapter_audit_dir("BC"), _key(workdir))
+    context = broker_context(pki)
+    batch = adapter_pb2.ScanBatchRequest(scans=[REQUEST, REQUEST])
+    with pytest.raises(Aborted):
+        next(service(pki, data, full).ScanBatch(batch, context))  # type: ignore[arg-type]
+    assert context.aborted is not None and context.aborted[0] == grpc.StatusCode.UNAVAILABLE
+    assert records(workdir) == []
+
+
+def test_a_batch_records_every_access_before_its_first_header(pki, data, workdir, audit):
+    denied = adapter_pb2.ScanRequest(table="offenders", columns=[UNRELEASED], query_id="q-2")
+    batch = adapter_pb2.ScanBatchRequest(scans=[REQUEST, denied, REQUEST])
+    context = broker_context(pki)
+    stream = service(pki, data, audit).ScanBatch(batch, context)  # type: ignore[arg-type]
+    first = next(stream)
+    assert first.items[0].scan == 0 and first.items[0].response.HasField("header")
+    accesses = records(workdir)
+    assert [r["event"] for r in accesses] == ["scan"] * 3  # all three, before anything ran
+    assert [r["query_id"] for r in accesses] == ["q-1", "q-2", "q-1"]
+    items = [*first.items, *(item for message in stream for item in message.items)]
+    assert context.aborted is None
+    answers = [read_scan(i.response for i in items if i.scan == n) for n in (0, 2)]
+    (error,) = [i.error for i in items if i.scan == 1]
+    assert error.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    ends = {r["access_seq"]: r for r in records(workdir) if r["event"] == "scan_end"}
+    assert [ends[a["seq"]]["outcome"] for a in accesses] == ["OK", "DENIED", "OK"]
+    assert [ends[accesses[n]["seq"]]["rows"] for n in (0, 2)] == [a.table.num_rows for a in answers]
+
+
+def test_a_batch_left_midway_records_the_rest_as_cancelled(pki, data, workdir, audit, monkeypatch):
+    monkeypatch.setattr(server, "PACKED_BYTES", 1)  # each item its own message
+    batch = adapter_pb2.ScanBatchRequest(scans=[REQUEST, REQUEST, REQUEST])
+    stream = cast(
+        "Generator[adapter_pb2.ScanBatchResponse, None, None]",
+        service(pki, data, audit).ScanBatch(batch, broker_context(pki)),  # type: ignore[arg-type]
+    )
+    (item,) = next(stream).items
+    assert item.scan == 0 and item.response.HasField("header")
+    stream.close()  # the call ended under the batch (the broker went away)
+    accesses = [r for r in records(workdir) if r["event"] == "scan"]
+    ends = {r["access_seq"]: r for r in records(workdir) if r["event"] == "scan_end"}
+    assert len(accesses) == 3
+    assert [ends[a["seq"]]["outcome"] for a in accesses] == ["CANCELLED"] * 3
 
 
 def _key(workdir: Workdir) -> Any:

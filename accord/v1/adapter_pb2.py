@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/adapter.proto\x12\taccord.v1\"\xca\x01\n\x0bScanRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x11\n\tpredicate\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x14\n\x0c\x65xplain_only\x18\x05 \x01(\x08\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x0f\n\x07partner\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12.\n\taggregate\x18\t \x01(\x0b\x32\x1b.accord.v1.PartialAggregate\"M\n\x10PartialAggregate\x12\x10\n\x08group_by\x18\x01 \x03(\t\x12\'\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x18.accord.v1.AggregateCall\"3\n\rAggregateCall\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x10\n\x08\x61rgument\x18\x02 \x01(\t\"\xf4\x01\n\nScanHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12\x14\n\x0cphysical_sql\x18\x03 \x01(\t\x12\x19\n\x11pushed_predicates\x18\x04 \x03(\t\x12\x1b\n\x13residual_predicates\x18\x05 \x03(\t\x12\x14\n\x0climit_pushed\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x1b\n\x13superset_predicates\x18\x08 \x03(\t\x12\x12\n\naggregated\x18\t \x01(\x08\x12\x1a\n\x12\x61ggregate_declined\x18\n \x01(\t\"z\n\x0bScanTrailer\x12\x39\n\nbad_values\x18\x01 \x03(\x0b\x32%.accord.v1.ScanTrailer.BadValuesEntry\x1a\x30\n\x0e\x42\x61\x64ValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x84\x01\n\x0cScanResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.accord.v1.ScanHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12)\n\x07trailer\x18\x03 \x01(\x0b\x32\x16.accord.v1.ScanTrailerH\x00\x42\t\n\x07payload\"\x11\n\x0f\x44\x65scribeRequest\"6\n\x10TableDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"z\n\x10\x44\x65scribeResponse\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x02 \x01(\t\x12\x13\n\x0bsystem_name\x18\x03 \x01(\t\x12+\n\x06tables\x18\x04 \x03(\x0b\x32\x1b.accord.v1.TableDescription2\x89\x01\n\x07\x41\x64\x61pter\x12\x39\n\x04Scan\x12\x16.accord.v1.ScanRequest\x1a\x17.accord.v1.ScanResponse0\x01\x12\x43\n\x08\x44\x65scribe\x12\x1a.accord.v1.DescribeRequest\x1a\x1b.accord.v1.DescribeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61\x63\x63ord/v1/adapter.proto\x12\taccord.v1\"\xca\x01\n\x0bScanRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x0f\n\x07\x63olumns\x18\x02 \x03(\t\x12\x11\n\tpredicate\x18\x03 \x01(\t\x12\r\n\x05limit\x18\x04 \x01(\x03\x12\x14\n\x0c\x65xplain_only\x18\x05 \x01(\x08\x12\x10\n\x08query_id\x18\x06 \x01(\t\x12\x0f\n\x07partner\x18\x07 \x01(\t\x12\x10\n\x08\x65nd_user\x18\x08 \x01(\t\x12.\n\taggregate\x18\t \x01(\x0b\x32\x1b.accord.v1.PartialAggregate\"M\n\x10PartialAggregate\x12\x10\n\x08group_by\x18\x01 \x03(\t\x12\'\n\x05\x63\x61lls\x18\x02 \x03(\x0b\x32\x18.accord.v1.AggregateCall\"3\n\rAggregateCall\x12\x10\n\x08\x66unction\x18\x01 \x01(\t\x12\x10\n\x08\x61rgument\x18\x02 \x01(\t\"\xf4\x01\n\nScanHeader\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\x12\x14\n\x0cphysical_sql\x18\x03 \x01(\t\x12\x19\n\x11pushed_predicates\x18\x04 \x03(\t\x12\x1b\n\x13residual_predicates\x18\x05 \x03(\t\x12\x14\n\x0climit_pushed\x18\x06 \x01(\x08\x12\x0f\n\x07\x64ialect\x18\x07 \x01(\t\x12\x1b\n\x13superset_predicates\x18\x08 \x03(\t\x12\x12\n\naggregated\x18\t \x01(\x08\x12\x1a\n\x12\x61ggregate_declined\x18\n \x01(\t\"z\n\x0bScanTrailer\x12\x39\n\nbad_values\x18\x01 \x03(\x0b\x32%.accord.v1.ScanTrailer.BadValuesEntry\x1a\x30\n\x0e\x42\x61\x64ValuesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"\x84\x01\n\x0cScanResponse\x12\'\n\x06header\x18\x01 \x01(\x0b\x32\x15.accord.v1.ScanHeaderH\x00\x12\x15\n\x0b\x61rrow_batch\x18\x02 \x01(\x0cH\x00\x12)\n\x07trailer\x18\x03 \x01(\x0b\x32\x16.accord.v1.ScanTrailerH\x00\x42\t\n\x07payload\"9\n\x10ScanBatchRequest\x12%\n\x05scans\x18\x01 \x03(\x0b\x32\x16.accord.v1.ScanRequest\"<\n\x11ScanBatchResponse\x12\'\n\x05items\x18\x01 \x03(\x0b\x32\x18.accord.v1.ScanBatchItem\"|\n\rScanBatchItem\x12\x0c\n\x04scan\x18\x01 \x01(\r\x12+\n\x08response\x18\x02 \x01(\x0b\x32\x17.accord.v1.ScanResponseH\x00\x12%\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x14.accord.v1.ScanErrorH\x00\x42\t\n\x07payload\"*\n\tScanError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\"\x11\n\x0f\x44\x65scribeRequest\"6\n\x10TableDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rrow_schema\x18\x02 \x01(\x0c\"z\n\x10\x44\x65scribeResponse\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x14\n\x0cjurisdiction\x18\x02 \x01(\t\x12\x13\n\x0bsystem_name\x18\x03 \x01(\t\x12+\n\x06tables\x18\x04 \x03(\x0b\x32\x1b.accord.v1.TableDescription2\xd3\x01\n\x07\x41\x64\x61pter\x12\x39\n\x04Scan\x12\x16.accord.v1.ScanRequest\x1a\x17.accord.v1.ScanResponse0\x01\x12H\n\tScanBatch\x12\x1b.accord.v1.ScanBatchRequest\x1a\x1c.accord.v1.ScanBatchResponse0\x01\x12\x43\n\x08\x44\x65scribe\x12\x1a.accord.v1.DescribeRequest\x1a\x1b.accord.v1.DescribeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -47,12 +47,20 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SCANTRAILER_BADVALUESENTRY']._serialized_end=744
   _globals['_SCANRESPONSE']._serialized_start=747
   _globals['_SCANRESPONSE']._serialized_end=879
-  _globals['_DESCRIBEREQUEST']._serialized_start=881
-  _globals['_DESCRIBEREQUEST']._serialized_end=898
-  _globals['_TABLEDESCRIPTION']._serialized_start=900
-  _globals['_TABLEDESCRIPTION']._serialized_end=954
-  _globals['_DESCRIBERESPONSE']._serialized_start=956
-  _globals['_DESCRIBERESPONSE']._serialized_end=1078
-  _globals['_ADAPTER']._serialized_start=1081
-  _globals['_ADAPTER']._serialized_end=1218
+  _globals['_SCANBATCHREQUEST']._serialized_start=881
+  _globals['_SCANBATCHREQUEST']._serialized_end=938
+  _globals['_SCANBATCHRESPONSE']._serialized_start=940
+  _globals['_SCANBATCHRESPONSE']._serialized_end=1000
+  _globals['_SCANBATCHITEM']._serialized_start=1002
+  _globals['_SCANBATCHITEM']._serialized_end=1126
+  _globals['_SCANERROR']._serialized_start=1128
+  _globals['_SCANERROR']._serialized_end=1170
+  _globals['_DESCRIBEREQUEST']._serialized_start=1172
+  _globals['_DESCRIBEREQUEST']._serialized_end=1189
+  _globals['_TABLEDESCRIPTION']._serialized_start=1191
+  _globals['_TABLEDESCRIPTION']._serialized_end=1245
+  _globals['_DESCRIBERESPONSE']._serialized_start=1247
+  _globals['_DESCRIBERESPONSE']._serialized_end=1369
+  _globals['_ADAPTER']._serialized_start=1372
+  _globals['_ADAPTER']._serialized_end=1583
 # @@protoc_insertion_point(module_scope)

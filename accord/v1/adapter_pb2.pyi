@@ -91,6 +91,36 @@ class ScanResponse(_message.Message):
     trailer: ScanTrailer
     def __init__(self, header: _Optional[_Union[ScanHeader, _Mapping]] = ..., arrow_batch: _Optional[bytes] = ..., trailer: _Optional[_Union[ScanTrailer, _Mapping]] = ...) -> None: ...
 
+class ScanBatchRequest(_message.Message):
+    __slots__ = ("scans",)
+    SCANS_FIELD_NUMBER: _ClassVar[int]
+    scans: _containers.RepeatedCompositeFieldContainer[ScanRequest]
+    def __init__(self, scans: _Optional[_Iterable[_Union[ScanRequest, _Mapping]]] = ...) -> None: ...
+
+class ScanBatchResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[ScanBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[ScanBatchItem, _Mapping]]] = ...) -> None: ...
+
+class ScanBatchItem(_message.Message):
+    __slots__ = ("scan", "response", "error")
+    SCAN_FIELD_NUMBER: _ClassVar[int]
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    scan: int
+    response: ScanResponse
+    error: ScanError
+    def __init__(self, scan: _Optional[int] = ..., response: _Optional[_Union[ScanResponse, _Mapping]] = ..., error: _Optional[_Union[ScanError, _Mapping]] = ...) -> None: ...
+
+class ScanError(_message.Message):
+    __slots__ = ("code", "message")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    message: str
+    def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
 class DescribeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -40,6 +40,11 @@ class AdapterStub:
                 request_serializer=accord_dot_v1_dot_adapter__pb2.ScanRequest.SerializeToString,
                 response_deserializer=accord_dot_v1_dot_adapter__pb2.ScanResponse.FromString,
                 _registered_method=True)
+        self.ScanBatch = channel.unary_stream(
+                '/accord.v1.Adapter/ScanBatch',
+                request_serializer=accord_dot_v1_dot_adapter__pb2.ScanBatchRequest.SerializeToString,
+                response_deserializer=accord_dot_v1_dot_adapter__pb2.ScanBatchResponse.FromString,
+                _registered_method=True)
         self.Describe = channel.unary_unary(
                 '/accord.v1.Adapter/Describe',
                 request_serializer=accord_dot_v1_dot_adapter__pb2.DescribeRequest.SerializeToString,
@@ -59,6 +64,17 @@ class AdapterServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScanBatch(self, request, context):
+        """Several scans in one call, run one after another: each scan's messages
+        are a Scan's (header, batches, trailer), tagged with the scan's index
+        and sent together up to about a megabyte; a scan that fails sends its
+        error and the next one runs. One call, one trail write and a message or
+        two for many small scans (one person's history).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Describe(self, request, context):
         """What this source serves: logical tables and their Arrow schemas.
         """
@@ -73,6 +89,11 @@ def add_AdapterServicer_to_server(servicer, server):
                     servicer.Scan,
                     request_deserializer=accord_dot_v1_dot_adapter__pb2.ScanRequest.FromString,
                     response_serializer=accord_dot_v1_dot_adapter__pb2.ScanResponse.SerializeToString,
+            ),
+            'ScanBatch': grpc.unary_stream_rpc_method_handler(
+                    servicer.ScanBatch,
+                    request_deserializer=accord_dot_v1_dot_adapter__pb2.ScanBatchRequest.FromString,
+                    response_serializer=accord_dot_v1_dot_adapter__pb2.ScanBatchResponse.SerializeToString,
             ),
             'Describe': grpc.unary_unary_rpc_method_handler(
                     servicer.Describe,
@@ -108,6 +129,33 @@ class Adapter:
             '/accord.v1.Adapter/Scan',
             accord_dot_v1_dot_adapter__pb2.ScanRequest.SerializeToString,
             accord_dot_v1_dot_adapter__pb2.ScanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScanBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/accord.v1.Adapter/ScanBatch',
+            accord_dot_v1_dot_adapter__pb2.ScanBatchRequest.SerializeToString,
+            accord_dot_v1_dot_adapter__pb2.ScanBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

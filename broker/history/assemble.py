@@ -38,6 +38,7 @@ from broker.history.linkage import LINKAGE_COLUMNS, feature_table, features, swa
 from broker.history.timeline import facts, text
 from broker.policy.rewrite import RoleView
 from broker.record import QueryRecord
+from broker.scan_batch import ScanGroup
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from broker.history.request import HistoryQuery
     from broker.identity import Principal
     from broker.pipeline import QueryOutcome, QueryPipeline
+    from broker.scan_batch import GroupMember
 
 HISTORY_TABLES = ("offenders", "aliases", "sentences", "releases", "incidents", "alerts")
 CHILD_TABLES = HISTORY_TABLES[1:]
@@ -134,8 +136,20 @@ class History:
 
     # -- the parts ------------------------------------------------------------
 
-    async def run(self, table: str, where: str) -> list[dict[str, Any]]:
-        """One part: the visible columns of ``table`` WHERE ``where``, as a query."""
+    async def run(
+        self, table: str, where: str, member: GroupMember | None = None
+    ) -> list[dict[str, Any]]:
+        """One part: the visible columns of ``table`` WHERE ``where``, as a
+        query; as a ``member`` of a scan group, its scans go with the group's."""
+        try:
+            return await self._run(table, where, member)
+        finally:
+            if member is not None:
+                member.leave()  # a part refused before its scans must not hold the others
+
+    async def _run(
+        self, table: str, where: str, member: GroupMember | None
+    ) -> list[dict[str, Any]]:
         remaining = self.deadline - time.monotonic()
         if remaining <= 0:
             raise QueryTimedOut("the history ran out of time")
@@ -159,7 +173,7 @@ class History:
         part = Part(table, record)
         self.parts.append(part)
         try:
-            part.outcome = await self.pipeline.run(self.principal, request, record)
+            part.outcome = await self.pipeline.run(self.principal, request, record, member)
         except BaseException as exc:
             part.error = exc
             raise
@@ -257,15 +271,17 @@ class History:
 
     async def by_fps(self, fps: str) -> broker_pb2.HistoryResponse:
         literal = _literal(fps)
+        children_asked = [t for t in CHILD_TABLES if "fps_number" in self.clear(t)]
+        # All these parts' scans of one source go in one call (broker.scan_batch).
+        group = ScanGroup(len(children_asked) + ("offenders" in self.schema))
         anchors_task = (
-            asyncio.ensure_future(self.run("offenders", f"fps_number = {literal}"))
+            asyncio.ensure_future(self.run("offenders", f"fps_number = {literal}", group.member()))
             if "offenders" in self.schema
             else None
         )
         child_tasks = {
-            t: asyncio.ensure_future(self.run(t, f"fps_number = {literal}"))
-            for t in CHILD_TABLES
-            if "fps_number" in self.clear(t)
+            t: asyncio.ensure_future(self.run(t, f"fps_number = {literal}", group.member()))
+            for t in children_asked
         }
         try:
             rows = await anchors_task if anchors_task is not None else []
@@ -361,7 +377,8 @@ class History:
             for f in keyed
         )
         tables = [t for t in CHILD_TABLES if "source_person_id" in self.clear(t)]
-        found = await asyncio.gather(*(self.run(t, where) for t in tables))
+        group = ScanGroup(len(tables))
+        found = await asyncio.gather(*(self.run(t, where, group.member()) for t in tables))
         for table, rows in zip(tables, found, strict=True):
             children.setdefault(table, []).extend(rows)
 

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
+FPS_LINK = broker_pb2.LINK_METHOD_FPS
+
 SOURCES = ("BC", "ON", "QC")
 FAULTY = "BC"
 HEALTHY = ("ON", "QC")
@@ -412,3 +414,49 @@ def test_a_database_gone_behind_its_adapter_is_named(faulty):
     finally:
         hidden.rename(path)
     faulty.assert_broker_healthy()
+
+
+# (h) a history, whose parts' scans go to each source in one batch -----------
+
+
+def person_in(faulty: Faulty, sources: tuple[str, ...]) -> tuple[str, set[tuple[str, str]]]:
+    """An FPS number with a file in every one of ``sources``, and its files there."""
+    files: dict[str, set[tuple[str, str]]] = {}
+    for code in sources:
+        for row in faulty.prepared.generated[code]["offenders"].to_pylist():
+            if row["fps_number"]:
+                files.setdefault(row["fps_number"], set()).add((code, row["source_person_id"]))
+    fps = next(f for f, found in sorted(files.items()) if {c for c, _ in found} == set(sources))
+    return fps, files[fps]
+
+
+@pytest.mark.parametrize("fault", ["killed", "malformed", "hang", "refuse"])
+def test_a_history_with_one_faulty_system_names_it_and_keeps_the_others(faulty, fault):
+    """The fakes serve Scan only: their ScanBatch is UNIMPLEMENTED, so the
+    broker asks each scan alone, and then meets the fault itself."""
+    if fault == "killed":
+        faulty.kill_adapter()
+    else:
+        faulty.replace_with_fake(fault)
+    fps, healthy_files = person_in(faulty, HEALTHY)
+    started = time.monotonic()
+    with faulty.client() as client:
+        history = client.history(fps_number=fps, timeout=3.0)
+    assert time.monotonic() - started < 3.0 + 1.0
+    assert history.found and history.partial
+    assert any("BC did not answer in full" in note for note in history.notes)
+    linked = {(f.source, f.source_person_id) for f in history.files if f.link == FPS_LINK}
+    assert linked == healthy_files
+    for part in history.parts:
+        states = {s.source: s.state for s in part.sources}
+        assert states["ON"] == states["QC"] == broker_pb2.SOURCE_STATE_OK
+        assert states["BC"] != broker_pb2.SOURCE_STATE_OK
+    faulty.assert_broker_healthy()
+
+
+def test_a_history_with_every_system_healthy_is_whole(faulty):
+    fps, _ = person_in(faulty, HEALTHY)
+    with faulty.client() as client:
+        history = client.history(fps_number=fps)
+    assert history.found and not history.partial
+    assert all(s.state == broker_pb2.SOURCE_STATE_OK for p in history.parts for s in p.sources)

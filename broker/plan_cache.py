@@ -16,14 +16,19 @@ Exactly equivalent to an uncached prepare, by construction and by check:
   ``source``, whose values choose the sources asked) is a parameter, and only
   when its value is plain (letters, digits, ``_.:@/-`` and inner single
   spaces, at most 64 characters): nothing in the path escapes, folds, casts
-  or judges such a value, it passes through. Every other literal's value is
+  or judges such a value, it passes through. So is a date literal
+  (``DATE 'YYYY-MM-DD'``, a real day) compared so with a column that is a
+  date in every table holding it and no shard key: its sentinel is a date
+  too (``1111-11-10`` and on), which the path reads as it reads any date;
+  a history's linkage block (``birth_date IN (DATE ..)``) is one shape.
+  Every other literal's value is
   part of the key; numbers, NULL, LIMIT and IN-list lengths are tokens of the
   shape. Aggregate-only roles are not cached (their checks and release read
   the query's constants).
 - A template is built the second time a shape is seen with the same values
   of its other literals (one-off queries pay only the tokenizing; a shape
-  whose non-parameters differ each time, a history's birth dates, never
-  pays for a template it would not use), and kept only if binding the real values into it
+  whose non-parameters differ each time, a LIKE pattern, never pays for a
+  template it would not use), and kept only if binding the real values into it
   gives exactly the real prepared query and no sentinel was transformed on
   the way (a case change, a fold); otherwise the shape is never cached.
 - Errors are never cached: a shape that fails to prepare is prepared again
@@ -36,6 +41,7 @@ belongs to one loaded policy: ``QueryPipeline.use_policies`` starts a new one.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 import threading
 from collections import OrderedDict
@@ -75,6 +81,8 @@ MAX_SIGHTINGS = 4 * MAX_TEMPLATES_PER_SHAPE
 #: pays for a point lookup, not for an 800-term OR (prepared as before).
 MAX_TOKENS = 1000
 MAX_STRINGS = 64
+#: The longest query whose template may be bound on the event loop (``bound``).
+MAX_INLINE_CHARS = 8192
 
 #: A parameter's sentinel: mixed case, so a case change is seen; digits
 #: fenced by letters, so ``QzL1iTq`` is no part of ``QzL10iTq``.
@@ -83,7 +91,13 @@ _ANY_CASE = re.compile(r"qzl\d+itq|qzlprefixq", re.IGNORECASE)
 #: The reference prefix of the template (each query names its scans' tables),
 #: without the "_ref" the planner takes off to name views.
 PREFIX_SENTINEL = "qzlprefixq"
-_SUBSTITUTION = re.compile(r"QzL(\d+)iTq|qzlprefixq")
+#: A date parameter's sentinel is a date, since the path reads it as one: in
+#: a year no record holds, its day 10 plus its index (so at most 18 of them).
+#: A query that holds this text anywhere is not cached.
+DATE_SENTINEL_PREFIX = "1111-11-"
+MAX_DATE_PARAMETERS = 18
+_SUBSTITUTION = re.compile(r"QzL(\d+)iTq|qzlprefixq|(?<!\d)1111-11-([12]\d)(?!\d)")
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 #: A value that passes through the path untouched.
 PLAIN_VALUE = re.compile(r"[A-Za-z0-9_.:@/-]+(?: [A-Za-z0-9_.:@/-]+)*")
 MAX_PARAMETER_CHARS = 64
@@ -99,6 +113,19 @@ def _sentinel(i: int) -> str:
     return f"QzL{i}iTq"
 
 
+def _date_sentinel(i: int) -> str:
+    return f"{DATE_SENTINEL_PREFIX}{10 + i}"
+
+
+def _index(match: re.Match[str]) -> int | None:
+    """The parameter a sentinel match stands for; None for the prefix's."""
+    if match[1] is not None:
+        return int(match[1])
+    if match[2] is not None:
+        return int(match[2]) - 10
+    return None
+
+
 @dataclass
 class _Template:
     prepared: PreparedQuery
@@ -109,6 +136,7 @@ class _Template:
 @dataclass
 class _Shape:
     parameters: tuple[int, ...] | None = None  # string-token positions; None: not yet known
+    dates: frozenset[int] = frozenset()  # the parameters that are dates
     cacheable: bool = True
     building: set[tuple[str, ...]] = field(default_factory=set)  # templates under way
     templates: OrderedDict[tuple[str, ...], _Template] = field(default_factory=OrderedDict)
@@ -175,9 +203,9 @@ class PlanCache:
                 shape=shape,
             )
 
-        tokens = None if role.aggregate_only else _tokens(sql)
+        tokens = None if role.aggregate_only or DATE_SENTINEL_PREFIX in sql else _tokens(sql)
         strings = [i for i, t in enumerate(tokens or ()) if _plain_string(sql, t)]
-        if tokens is None or len(strings) > MAX_STRINGS:
+        if tokens is None or len(tokens) > MAX_TOKENS or len(strings) > MAX_STRINGS:
             return uncached("uncacheable")
         # The planner names views after the prefix without its "_ref": the
         # template's prefix sentinel ends as the caller's prefix does.
@@ -207,7 +235,9 @@ class PlanCache:
         try:
             real = uncached("miss")
             args = (principal, role, federation, purpose, case_ref, cache, shape)
-            template = _build(sql, tokens, strings, parameters, real, bound, ref_prefix, *args)
+            template = _build(
+                sql, tokens, strings, parameters, entry.dates, real, bound, ref_prefix, *args
+            )
         finally:
             with self._lock:
                 entry.building.discard(others)
@@ -219,6 +249,46 @@ class PlanCache:
                 while len(entry.templates) > MAX_TEMPLATES_PER_SHAPE:
                     entry.templates.popitem(last=False)
         return real
+
+    def bound(
+        self,
+        sql: str,
+        principal: Principal,
+        role: Role,
+        federation: Federation,
+        *,
+        purpose: str,
+        case_ref: str,
+        ref_prefix: str = "ref",
+        cache: ViewCache | None = None,
+    ) -> PreparedQuery | None:
+        """What ``prepare`` returns when a template fits, else None (and
+        nothing counted): a hit costs a copy of a template of at most
+        ``MAX_TOKENS`` tokens, so it may run on the event loop."""
+        if role.aggregate_only or len(sql) > MAX_INLINE_CHARS or DATE_SENTINEL_PREFIX in sql:
+            return None
+        tokens = _tokens(sql)
+        if tokens is None or len(tokens) > MAX_TOKENS:
+            return None
+        strings = [i for i, t in enumerate(tokens) if _plain_string(sql, t)]
+        suffixed = ref_prefix.endswith("_ref")
+        key = (role.name, principal.partner.name, purpose, case_ref, suffixed)
+        with self._lock:
+            entry = self._shapes.get((*key, _shape_of(tokens, strings)))
+        if entry is None or entry.parameters is None or not entry.cacheable:
+            return None
+        binding = _binding(entry, sql, tokens, strings, federation)
+        if binding is None:
+            return None
+        _, values, others = binding
+        with self._lock:
+            template = entry.templates.get(others)
+            if template is None:
+                return None
+            entry.templates.move_to_end(others)
+        self._count("hit")
+        view = RoleView(role, principal, federation, cache)
+        return instantiate(template, values, _prefix_head(ref_prefix), view)
 
     def _seen(self, key: tuple[Any, ...], values: tuple[str, ...]) -> _Shape | None:
         """The shape's entry, or None the first time (then it is remembered,
@@ -252,13 +322,26 @@ def _binding(
     if not entry.cacheable:
         return None
     if entry.parameters is None:
-        entry.parameters = _parameters(sql, tokens, strings, federation)
+        entry.parameters, entry.dates = _parameters(sql, tokens, strings, federation)
     parameters = entry.parameters
     values = [tokens[i].text for i in strings]
     bound = [values[p] for p in parameters]
     if not all(len(v) <= MAX_PARAMETER_CHARS and PLAIN_VALUE.fullmatch(v) for v in bound):
         return None
+    if not all(_date(values[p]) for p in entry.dates):
+        return None  # the path judges a date that is not one: as it always does
     return parameters, bound, tuple(v for i, v in enumerate(values) if i not in parameters)
+
+
+def _date(value: str) -> bool:
+    """A date as DuckDB and Python both read it: YYYY-MM-DD, and a real day."""
+    if not _ISO_DATE.fullmatch(value):
+        return False
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _tokens(sql: str) -> list[Token] | None:
@@ -288,13 +371,21 @@ def _shape_of(tokens: list[Token], strings: list[int]) -> tuple[Any, ...]:
     )
 
 
-def _with_sentinels(sql: str, tokens: list[Token], strings: list[int], chosen: set[int]) -> str:
-    """``sql`` with the ``chosen`` (positions in ``strings``) literals as sentinels."""
+def _with_sentinels(
+    sql: str,
+    tokens: list[Token],
+    strings: list[int],
+    chosen: set[int],
+    dates: frozenset[int] = frozenset(),
+) -> str:
+    """``sql`` with the ``chosen`` (positions in ``strings``) literals as
+    sentinels (date sentinels for those in ``dates``)."""
     parts, at = [], 0
     for n, i in enumerate(strings):
         if n in chosen:
             token = tokens[i]
-            parts += [sql[at : token.start], f"'{_sentinel(n)}'"]
+            sentinel = _date_sentinel(n) if n in dates else _sentinel(n)
+            parts += [sql[at : token.start], f"'{sentinel}'"]
             at = token.end + 1
     parts.append(sql[at:])
     return "".join(parts)
@@ -309,41 +400,69 @@ def text_columns(federation: Federation) -> frozenset[str]:
     for table in federation.tables.values():
         for column, type_name in table.columns.items():
             kinds.setdefault(column, set()).add(type_name.upper() in {"VARCHAR", "TEXT"})
-    sharded = {
-        column.lower()
-        for source in federation.sources.values()
-        for keys in source.shards.values()
-        for column in keys
-    }
+    sharded = _sharded(federation)
     return frozenset(
         c for c, k in kinds.items() if k == {True} and c != SOURCE_COLUMN and c not in sharded
     )
 
 
+def date_columns(federation: Federation) -> frozenset[str]:
+    """Columns that are DATE in every catalog table holding them and that no
+    source keys a shard on (as ``text_columns``)."""
+    kinds: dict[str, set[bool]] = {}
+    for table in federation.tables.values():
+        for column, type_name in table.columns.items():
+            kinds.setdefault(column, set()).add(type_name.upper() == "DATE")
+    return frozenset(c for c, k in kinds.items() if k == {True}) - _sharded(federation)
+
+
+def _sharded(federation: Federation) -> frozenset[str]:
+    return frozenset(
+        column.lower()
+        for source in federation.sources.values()
+        for keys in source.shards.values()
+        for column in keys
+    )
+
+
 def _parameters(
     sql: str, tokens: list[Token], strings: list[int], federation: Federation
-) -> tuple[int, ...]:
-    """Which plain strings (positions in ``strings``) are parameters."""
+) -> tuple[tuple[int, ...], frozenset[int]]:
+    """Which plain strings (positions in ``strings``) are parameters, and
+    which of them are dates: ``DATE 'YYYY-MM-DD'`` (a cast of the string)
+    compared with a date column."""
     try:
         tree = sqlglot.parse_one(
             _with_sentinels(sql, tokens, strings, set(range(len(strings)))), read="duckdb"
         )
     except (SqlglotError, RecursionError):  # the uncached path refuses it, as it should
-        return ()
-    columns = text_columns(federation)
-    found = set()
+        return (), frozenset()
+    texts, days = text_columns(federation), date_columns(federation)
+    found, dates = set(), set()
     for literal in tree.find_all(exp.Literal):
         match = SENTINEL.fullmatch(literal.this) if literal.is_string else None
-        if match and _compared_with_column(literal, columns):
-            found.add(int(match.group(1)))
-    return tuple(sorted(found))
+        if match is None:
+            continue
+        n = int(match.group(1))
+        if _compared_with_column(literal, texts):
+            found.add(n)
+        elif (
+            isinstance(literal.parent, exp.Cast)
+            and literal.arg_key == "this"
+            and literal.parent.to.is_type(exp.DataType.Type.DATE)
+            and _compared_with_column(literal.parent, days)
+            and n < MAX_DATE_PARAMETERS
+        ):
+            found.add(n)
+            dates.add(n)
+    return tuple(sorted(found)), frozenset(dates)
 
 
-def _compared_with_column(literal: exp.Literal, columns: frozenset[str]) -> bool:
-    parent = literal.parent
+def _compared_with_column(node: exp.Expr, columns: frozenset[str]) -> bool:
+    parent = node.parent
     if isinstance(parent, _COMPARISONS):
-        other = parent.expression if parent.this is literal else parent.this
-    elif isinstance(parent, exp.In) and literal.arg_key == "expressions":
+        other = parent.expression if parent.this is node else parent.this
+    elif isinstance(parent, exp.In) and node.arg_key == "expressions":
         other = parent.this
     else:
         return False
@@ -376,6 +495,7 @@ def _build(
     tokens: list[Token],
     strings: list[int],
     parameters: tuple[int, ...],
+    dates: frozenset[int],
     real: PreparedQuery,
     bound: list[str],
     ref_prefix: str,
@@ -391,7 +511,7 @@ def _build(
     give ``real`` exactly (then the shape is not cached)."""
     try:
         prepared = prepare_query(
-            _with_sentinels(sql, tokens, strings, set(parameters)),
+            _with_sentinels(sql, tokens, strings, set(parameters), dates),
             principal,
             role,
             federation,
@@ -406,7 +526,14 @@ def _build(
         return None
     # Renumber: sentinel n is the n-th plain string; bind by parameter order.
     order = {n: k for k, n in enumerate(parameters)}
-    prepared = _substitute(prepared, lambda m: _sentinel(order[int(m[1])]) if m[1] else m[0])
+
+    def renumbered(match: re.Match[str]) -> str:
+        n = _index(match)
+        if n is None or n not in order:
+            return match[0]
+        return _date_sentinel(order[n]) if n in dates else _sentinel(order[n])
+
+    prepared = _substitute(prepared, renumbered)
     if any(_unfenced(s) for s in _strings(prepared)):
         return None
     fixed = frozenset(f for f in prepared.fps_numbers if not _ANY_CASE.search(f))
@@ -436,7 +563,8 @@ def instantiate(
     reference prefix (without its ``_ref``) ``prefix_head``."""
 
     def value(match: re.Match[str]) -> str:
-        return values[int(match[1])] if match[1] is not None else prefix_head
+        n = _index(match)
+        return values[n] if n is not None else prefix_head
 
     prepared = _substitute(template.prepared, value)
     found = set(template.fixed_fps)
@@ -451,7 +579,9 @@ def _substitute(prepared: PreparedQuery, value: Callable[[re.Match[str]], str]) 
     """A deep copy of ``prepared`` with every sentinel replaced by ``value``'s answer."""
 
     def text(s: str) -> str:
-        return _SUBSTITUTION.sub(value, s) if "zl" in s.lower() else s
+        if "zl" in s.lower() or DATE_SENTINEL_PREFIX in s:
+            return _SUBSTITUTION.sub(value, s)
+        return s
 
     plan = prepared.plan
     references = [

@@ -38,6 +38,9 @@ VALUES = st.one_of(
     st.from_regex(r"[0-9]{7}[A-Z]", fullmatch=True),
     st.sampled_from(["1051244T", "UAL", "IN_CUSTODY", "SUPERVISED", "BC", "ON", "QC", "CA-CSC"]),
     st.sampled_from(["2020-01-31", "1980", "M", "F", "ACTIVE", "A%", "_", "O'BRIEN", "", " x"]),
+    # dates, real or not, for DATE '...' literals
+    st.sampled_from(["1980-02-29", "1981-02-29", "2001-13-01", "0001-01-01", "9999-12-31"]),
+    st.dates().map(str),
     st.from_regex(r"[A-Za-z0-9_.:@/-]{1,12}", fullmatch=True),
 )
 
@@ -52,7 +55,14 @@ def lookup_sql(draw: st.DrawFn, catalog: sqlfuzz.Catalog) -> str:
     def test() -> str:
         column = draw(st.sampled_from(columns))
         value = f"'{draw(VALUES).replace(chr(39), chr(39) * 2)}'"
-        form = draw(st.integers(0, 3))
+        form = draw(st.integers(0, 5))
+        if form == 4:  # a date literal, compared with any column (a date's, or not)
+            return f"{column} {draw(st.sampled_from(['=', '<>', '>=']))} DATE {value}"
+        if form == 5:
+            days = ", ".join(
+                f"DATE '{v}'" for v in draw(st.lists(VALUES, max_size=2)) if "'" not in v
+            )
+            return f"{column} IN (DATE {value}{', ' + days if days else ''})"
         if form == 0:
             return f"{column} = {value}"
         if form == 1:
@@ -187,8 +197,8 @@ def test_literals_that_change_the_plan_are_not_parameters(sql, values):
 
 
 def test_a_template_is_built_only_for_values_seen_twice(monkeypatch):
-    """A history's linkage block: the birth dates differ each time, so no
-    template would ever be used; none is built (each costs two prepares)."""
+    """A literal that is no parameter (a LIKE pattern) different each time:
+    no template would ever be used, so none is built (each costs two prepares)."""
     built: list[object] = []
     real = plan_cache._build
 
@@ -198,15 +208,35 @@ def test_a_template_is_built_only_for_values_seen_twice(monkeypatch):
 
     monkeypatch.setattr(plan_cache, "_build", counted)
     cache = PlanCache()
-    block = "SELECT surname FROM offenders WHERE birth_date IN (DATE '{}') AND surname = '{}'"
-    for n, day in enumerate(["1980-01-01", "1981-02-03", "1982-04-05", "1983-06-07"]):
-        sql = block.format(day, f"NAME{n}")
+    query = "SELECT surname FROM offenders WHERE given_names LIKE '{}' AND surname = '{}'"
+    for n, pattern in enumerate(["A%", "B%", "C%", "D%"]):
+        sql = query.format(pattern, f"NAME{n}")
         assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
     assert (built, cache.hits) == ([], 0)
-    for n, name in enumerate(["OTHER", "THIRD"]):  # a date seen before: now a template
-        sql = block.format("1982-04-05", name)
+    for n, name in enumerate(["OTHER", "THIRD"]):  # a pattern seen before: now a template
+        sql = query.format("C%", name)
         assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
     assert (len(built), cache.hits) == (1, 1)
+
+
+def test_a_historys_linkage_block_binds_its_birth_dates():
+    """Dates compared with a date column are parameters: the block of every
+    history is one shape, bound from its template from the third on."""
+    cache = PlanCache()
+    block = "SELECT surname, source FROM offenders WHERE birth_date IN (DATE '{}', DATE '{}')"
+    days = [
+        ("1980-01-02", "1980-02-01"),
+        ("1975-12-31", "1975-12-31"),
+        ("2000-02-29", "2000-01-01"),
+    ]
+    for n, (a, b) in enumerate(days * 2):
+        sql = block.format(a, b)
+        assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
+    assert (cache.misses, cache.hits) == (2, 4)
+    for n, (a, b) in enumerate([("1981-02-29", "1980-01-01"), ("1111-11-12", "1980-01-01")]):
+        sql = block.format(a, b)  # not a date; a sentinel's text: prepared afresh
+        assert ask(cache, sql, n=n) == outcome(prepare_query, sql, "crown_attorney", n)
+    assert cache.hits == 4
 
 
 def test_limit_and_in_list_length_are_part_of_the_shape():
@@ -271,6 +301,12 @@ def test_sentinels_do_not_collide():
     assert re.fullmatch(plan_cache.SENTINEL, "QzL1iTq")
     assert "QzL1iTq" not in "QzL10iTq"
     assert not FPS_SHAPE.fullmatch("QzL1iTq")
+    dates = [plan_cache._date_sentinel(i) for i in range(plan_cache.MAX_DATE_PARAMETERS)]
+    assert all(plan_cache._date(d) for d in dates) and len(set(dates)) == len(dates)
+    assert [plan_cache._SUBSTITUTION.fullmatch(d)[2] for d in dates] == [  # type: ignore[index]
+        str(10 + i) for i in range(len(dates))
+    ]
+    assert plan_cache._SUBSTITUTION.search("21111-11-15") is None
 
 
 def test_a_query_nested_too_deep_is_refused_on_every_sight():
@@ -315,3 +351,37 @@ def test_a_value_compared_with_a_shard_key_is_part_of_the_shape():
         assert sources_asked(cache.prepare, surname) == sources_asked(prepare_query, surname)
     assert "BC" in sources_asked(cache.prepare, "SMITH")
     assert "BC" not in sources_asked(cache.prepare, "JONES")
+
+
+def bind(cache: PlanCache, sql: str, partner: str = "crown_attorney", n: int = 0) -> Any:
+    role = inprocess.role_of(partner)
+    return cache.bound(
+        sql,
+        inprocess.principal(partner),
+        role,
+        inprocess.FEDERATION,
+        purpose=sorted(role.purposes)[0],
+        case_ref="CASE-1",
+        ref_prefix=f"q{n:08x}_ref",
+        cache={},
+    )
+
+
+def test_a_fitting_template_is_bound_without_preparing():
+    """``bound`` (the event loop's fast path) answers only from a template,
+    exactly as ``prepare`` would, and otherwise leaves the query to it."""
+    cache = PlanCache()
+    assert bind(cache, POINT.format("1051244T")) is None  # never seen
+    for n, fps in enumerate(["1051244T", "2000001A"]):
+        ask(cache, POINT.format(fps), n=n)
+    counted = (cache.hits, cache.misses, cache.uncacheable)
+    prepared = bind(cache, POINT.format("3000002B"), n=7)
+    assert prepared is not None
+    assert ("prepared", fingerprint(prepared)) == outcome(
+        prepare_query, POINT.format("3000002B"), "crown_attorney", 7
+    )
+    assert (cache.hits, cache.misses, cache.uncacheable) == (counted[0] + 1, *counted[1:])
+    assert bind(cache, POINT.format("O''BRIEN")) is None  # not plain: prepare judges it
+    assert bind(cache, POINT.format("3000002B"), partner="police") is None  # another key
+    long = POINT.format("3000002B") + " AND " + " AND ".join(["surname <> 'x'"] * 700)
+    assert bind(cache, long) is None  # too long to handle on the loop

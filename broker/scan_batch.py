@@ -222,7 +222,9 @@ class _SourceBatch:
         )
 
     def cancel_if_unwanted(self) -> None:
-        if self.call is not None and not any(t.open for t in self.tickets):
+        """Cancels the call while it runs if none of its scans is wanted."""
+        running = self.reader is not None and not self.reader.done()
+        if running and not any(t.open for t in self.tickets):
             self.call.cancel()
 
     async def _read(self, asked: list[Ticket]) -> None:

@@ -14,7 +14,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from accord import ipc
 from accord.errors import InvalidQuery
@@ -105,32 +105,17 @@ class QueryPipeline:
         one query is prepared under one policy. A short query whose shape's
         template fits is bound here, on the loop: a copy of a small template
         costs less than the hop to a thread and back."""
-        role = self.policies.role_for(principal)
-        ref_prefix = f"q{query_id[:8]}_ref"
-        bound = self.plans.bound(
-            request.sql,
-            principal,
-            role,
-            self.federation,
-            purpose=request.purpose,
-            case_ref=request.case_ref,
-            ref_prefix=ref_prefix,
-            cache=self.views,
-        )
+        args = (request.sql, principal, self.policies.role_for(principal), self.federation)
+        named: dict[str, Any] = {
+            "purpose": request.purpose,
+            "case_ref": request.case_ref,
+            "ref_prefix": f"q{query_id[:8]}_ref",
+            "cache": self.views,
+        }
+        bound = self.plans.bound(*args, **named)
         if bound is not None:
             return bound
-        work = functools.partial(
-            self.plans.prepare,
-            request.sql,
-            principal,
-            role,
-            self.federation,
-            purpose=request.purpose,
-            case_ref=request.case_ref,
-            ref_prefix=ref_prefix,
-            cache=self.views,
-            shape=self.limits.shape,
-        )
+        work = functools.partial(self.plans.prepare, *args, **named, shape=self.limits.shape)
         name = principal.partner.name
         slots = self._partner_slots.setdefault(name, asyncio.Semaphore(self._partner_share))
         async with slots:

@@ -203,15 +203,11 @@ class PlanCache:
                 shape=shape,
             )
 
-        tokens = None if role.aggregate_only or DATE_SENTINEL_PREFIX in sql else _tokens(sql)
-        strings = [i for i, t in enumerate(tokens or ()) if _plain_string(sql, t)]
-        if tokens is None or len(tokens) > MAX_TOKENS or len(strings) > MAX_STRINGS:
+        tokenized = _cacheable_tokens(sql, role)
+        if tokenized is None:
             return uncached("uncacheable")
-        # The planner names views after the prefix without its "_ref": the
-        # template's prefix sentinel ends as the caller's prefix does.
-        suffixed = ref_prefix.endswith("_ref")
-        shape_key = _shape_of(tokens, strings)
-        key = (role.name, principal.partner.name, purpose, case_ref, suffixed, shape_key)
+        tokens, strings = tokenized
+        key = _key(role, principal, purpose, case_ref, ref_prefix, tokens, strings)
         entry = self._seen(key, tuple(tokens[i].text for i in strings))
         if entry is None:  # first sight: a one-off query pays only the tokenizing
             return uncached("miss")
@@ -227,9 +223,9 @@ class PlanCache:
             if build:  # one thread builds it; the others prepare meanwhile
                 entry.building.add(others)
         if template is not None:
-            self._count("hit")
-            view = RoleView(role, principal, federation, cache)
-            return instantiate(template, bound, _prefix_head(ref_prefix), view)
+            return self._hit(
+                template, bound, ref_prefix, RoleView(role, principal, federation, cache)
+            )
         if not build:
             return uncached("miss")
         try:
@@ -265,16 +261,13 @@ class PlanCache:
         """What ``prepare`` returns when a template fits, else None (and
         nothing counted): a hit costs a copy of a template of at most
         ``MAX_TOKENS`` tokens, so it may run on the event loop."""
-        if role.aggregate_only or len(sql) > MAX_INLINE_CHARS or DATE_SENTINEL_PREFIX in sql:
+        tokenized = None if len(sql) > MAX_INLINE_CHARS else _cacheable_tokens(sql, role)
+        if tokenized is None:
             return None
-        tokens = _tokens(sql)
-        if tokens is None or len(tokens) > MAX_TOKENS:
-            return None
-        strings = [i for i, t in enumerate(tokens) if _plain_string(sql, t)]
-        suffixed = ref_prefix.endswith("_ref")
-        key = (role.name, principal.partner.name, purpose, case_ref, suffixed)
+        tokens, strings = tokenized
+        key = _key(role, principal, purpose, case_ref, ref_prefix, tokens, strings)
         with self._lock:
-            entry = self._shapes.get((*key, _shape_of(tokens, strings)))
+            entry = self._shapes.get(key)
         if entry is None or entry.parameters is None or not entry.cacheable:
             return None
         binding = _binding(entry, sql, tokens, strings, federation)
@@ -286,8 +279,12 @@ class PlanCache:
             if template is None:
                 return None
             entry.templates.move_to_end(others)
+        return self._hit(template, values, ref_prefix, RoleView(role, principal, federation, cache))
+
+    def _hit(
+        self, template: _Template, values: list[str], ref_prefix: str, view: RoleView
+    ) -> PreparedQuery:
         self._count("hit")
-        view = RoleView(role, principal, federation, cache)
         return instantiate(template, values, _prefix_head(ref_prefix), view)
 
     def _seen(self, key: tuple[Any, ...], values: tuple[str, ...]) -> _Shape | None:
@@ -312,6 +309,34 @@ class PlanCache:
             self.uncacheable += 1
         if self.observe is not None:
             self.observe(outcome)
+
+
+def _cacheable_tokens(sql: str, role: Role) -> tuple[list[Token], list[int]] | None:
+    """(tokens, positions of its plain strings) of a query the cache may
+    hold, or None (aggregate-only, too large, a date sentinel's text)."""
+    if role.aggregate_only or DATE_SENTINEL_PREFIX in sql:
+        return None
+    tokens = _tokens(sql)
+    if tokens is None or len(tokens) > MAX_TOKENS:
+        return None
+    strings = [i for i, t in enumerate(tokens) if _plain_string(sql, t)]
+    return None if len(strings) > MAX_STRINGS else (tokens, strings)
+
+
+def _key(
+    role: Role,
+    principal: Principal,
+    purpose: str,
+    case_ref: str,
+    ref_prefix: str,
+    tokens: list[Token],
+    strings: list[int],
+) -> tuple[Any, ...]:
+    """A shape's key. The planner names views after the prefix without its
+    "_ref": the template's prefix sentinel ends as the caller's prefix does."""
+    suffixed = ref_prefix.endswith("_ref")
+    shape = _shape_of(tokens, strings)
+    return (role.name, principal.partner.name, purpose, case_ref, suffixed, shape)
 
 
 def _binding(
